@@ -1,0 +1,50 @@
+# triggerpost: `make run` to start the service, `make test` to check it.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: help run test lint format typecheck pytest bench clean
+
+help: ## Show this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --editable .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --editable . --group dev
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed ## Set up and start everything on embedded defaults (PORT=8000)
+	$(BIN)/triggerpost run --port $(PORT)
+
+test: lint typecheck pytest ## Set up, then lint, type-check and run every test
+
+lint: $(VENV)/.dev-installed ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev-installed ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(VENV)/.dev-installed ## mypy on the four packages
+	$(BIN)/mypy
+
+pytest: $(VENV)/.dev-installed ## The test suite (PostgreSQL too when TEST_DATABASE_URL is set)
+	$(BIN)/pytest
+
+bench: $(VENV)/.dev-installed ## Intake benchmark against gunicorn on loopback
+	$(BIN)/python bench/intake.py
+
+clean: ## Remove the virtualenv and caches (keeps ./var, your data)
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

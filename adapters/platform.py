@@ -1,0 +1,113 @@
+"""What every platform adapter provides, and the registry of platforms.
+
+A platform is one sub-package (``adapters/shopify``, ``adapters/woocommerce``)
+exposing a ``PLATFORM`` object that satisfies :class:`Platform`. Adding a third
+platform means one new folder, its fixtures, and one line in ``platforms()``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from adapters.events import Event
+
+
+class WebhookError(ValueError):
+    """A delivery we cannot accept; ``status`` is the HTTP answer to give."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class WebhookHeaders:
+    """What the intake needs from a delivery's headers, before the body is trusted."""
+
+    shop_key: str  # normalised identity of the shop (myshopify domain, store URL)
+    topic: str
+    delivery_id: str | None  # the platform's per-delivery id, None if it sent none
+    signature: str
+    triggered_at: datetime | None = None
+    api_version: str | None = None
+
+
+@dataclass(frozen=True)
+class ShopContext:
+    """What translation may need to know about the shop a payload came from."""
+
+    domain: str
+    currency: str | None = None
+    base_url: str | None = None  # the storefront, for product links
+    # when we received the delivery: the time of last resort for payloads that carry none
+    received_at: datetime | None = None
+
+
+Translator = Callable[[Mapping[str, Any], ShopContext], list[Event]]
+
+
+class Platform(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def topic_handlers(self) -> Mapping[str, Translator]:
+        """topic -> translator; any other topic is either ignored or unsupported."""
+        ...
+
+    @property
+    def ignored_topics(self) -> frozenset[str]:
+        """Topics we receive but deliberately do nothing with."""
+        ...
+
+    def read_headers(self, headers: Mapping[str, str]) -> WebhookHeaders:
+        """Pull the delivery's identity out of its headers; raise WebhookError."""
+        ...
+
+    def is_ping(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """True for an unsigned liveness ping that must simply be answered 200."""
+        ...
+
+    def verify(self, body: bytes, signature: str, secrets: Iterable[str]) -> bool:
+        """Check the signature over the raw bytes exactly as received."""
+        ...
+
+
+def translate(platform: Platform, topic: str, payload: Any, shop: ShopContext) -> list[Event]:
+    """Events for one delivery; an unknown or ignored topic yields none."""
+    handler = platform.topic_handlers.get(topic)
+    if handler is None:
+        return []
+    if not isinstance(payload, Mapping):
+        raise WebhookError(400, f"{topic} payload must be a JSON object")
+    return handler(payload, shop)
+
+
+def hmac_sha256_base64(secret: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def verify_base64_hmac(body: bytes, signature: str, secrets: Iterable[str]) -> bool:
+    """Constant-time check of ``base64(HMAC-SHA256(secret, body))`` against any secret."""
+    given = signature.strip().encode("ascii", "replace")
+    ok = False
+    for secret in secrets:
+        expected = hmac_sha256_base64(secret, body).encode("ascii")
+        # no early exit: every secret is tried, so timing says nothing about which matched
+        ok |= hmac.compare_digest(expected, given)
+    return ok
+
+
+def platforms() -> dict[str, Platform]:
+    from adapters.shopify import PLATFORM as shopify
+    from adapters.woocommerce import PLATFORM as woocommerce
+
+    return {p.name: p for p in (shopify, woocommerce)}

@@ -1,0 +1,76 @@
+"""WooCommerce webhook deliveries: headers, signature, ping, topic table.
+
+The shop is found by ``X-WC-Webhook-Source`` (``home_url('/')``), normalised
+by :func:`normalise_store_url`. The signature is
+``base64(HMAC-SHA256(per-webhook secret, raw body))``. Creating a webhook
+sends an unsigned, form-encoded ``webhook_id=N`` ping with no X-WC headers,
+which must be answered exactly 200.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from adapters.platform import Translator, WebhookError, WebhookHeaders, verify_base64_hmac
+from adapters.woocommerce.translate import IGNORED_TOPICS, TOPIC_HANDLERS
+
+PING = re.compile(rb"^webhook_id=\d+$")
+
+
+def normalise_store_url(value: str) -> str:
+    """The store's identity: lower-case host (and port) plus path, no scheme, no slash.
+
+    ``https://Shop.Example.com/store/`` -> ``shop.example.com/store``. The scheme
+    is left out because a store's ``home_url`` may say http while it is reached
+    over https (or the reverse) and it is still the same store.
+    """
+    text = value.strip()
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WebhookError(401, f"{value!r} is not a store URL")
+    host = parts.hostname.lower()
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    path = parts.path.rstrip("/")
+    return host + path
+
+
+@dataclass(frozen=True)
+class WooCommerce:
+    name: str = "woocommerce"
+    topic_handlers: Mapping[str, Translator] = field(default_factory=lambda: TOPIC_HANDLERS)
+    ignored_topics: frozenset[str] = IGNORED_TOPICS
+
+    def read_headers(self, headers: Mapping[str, str]) -> WebhookHeaders:
+        lower = {k.lower(): v for k, v in headers.items()}
+        signature = lower.get("x-wc-webhook-signature", "")
+        if not signature:
+            raise WebhookError(401, "missing X-WC-Webhook-Signature")
+        source = lower.get("x-wc-webhook-source", "")
+        if not source:
+            raise WebhookError(401, "missing X-WC-Webhook-Source")
+        topic = lower.get("x-wc-webhook-topic", "").strip()
+        if not topic:
+            raise WebhookError(400, "missing X-WC-Webhook-Topic")
+        delivery_id = lower.get("x-wc-webhook-delivery-id") or lower.get("x-wc-delivery-id")
+        return WebhookHeaders(
+            shop_key=normalise_store_url(source),
+            topic=topic,
+            delivery_id=delivery_id or None,
+            signature=signature,
+        )
+
+    def is_ping(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        lower = {k.lower(): v for k, v in headers.items()}
+        return "x-wc-webhook-signature" not in lower and bool(PING.match(body.strip()))
+
+    def verify(self, body: bytes, signature: str, secrets: Iterable[str]) -> bool:
+        return verify_base64_hmac(body, signature, secrets)
+
+
+PLATFORM = WooCommerce()

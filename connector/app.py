@@ -1,0 +1,45 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from jobs.runtime import Runtime
+from jobs.settings import Settings
+
+EXTENSION = "triggerpost"
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    """Build the web app. Settings default to the environment, read once here."""
+    from connector import health, webhooks
+
+    if runtime is None:
+        runtime = Runtime.create(settings or Settings.from_env())
+    settings = runtime.settings
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_webhook_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions[EXTENSION] = runtime
+    logging.getLogger("triggerpost").setLevel(settings.log_level)
+
+    webhooks.init_app(app, runtime)
+    app.register_blueprint(health.blueprint)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        return jsonify(error=exc.name, message=exc.description), exc.code or 500
+
+    return app
+
+
+def runtime_of(app: Flask) -> Runtime:
+    runtime: Runtime = app.extensions[EXTENSION]
+    return runtime

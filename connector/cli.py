@@ -1,0 +1,241 @@
+"""The ``triggerpost`` command. Every sub-command reads the same settings."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+from sqlalchemy import select
+
+from jobs.settings import Settings, SettingsError
+from jobs.store.db import make_engine, make_sessions, migrate
+from jobs.store.models import Shop
+from jobs.store.secrets import SecretBox
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """triggerpost: triggered personal emails for Shopify and WooCommerce shops.
+
+    Configured by TRIGGERPOST_* environment variables (see README.md); with none
+    set it runs on embedded defaults under ./var.
+    """
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = settings
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=int, help="RQ worker processes.")
+@click.pass_obj
+def run(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Run everything on one machine: Redis (embedded), web, worker, sweeper."""
+    from connector.supervisor import SupervisorError
+    from connector.supervisor import run as supervise
+
+    try:
+        sys.exit(supervise(settings, host=host, port=port, workers=workers))
+    except SupervisorError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", type=int, default=None, help="gunicorn workers [2 per core].")
+@click.option("--access-log/--no-access-log", default=False, help="Log every request.")
+@click.pass_obj
+def web(settings: Settings, host: str, port: int, workers: int | None, access_log: bool) -> None:
+    """Serve the web app (webhooks, install flows, settings page) under gunicorn."""
+    from connector.web import DEFAULT_WORKERS, serve
+
+    serve(
+        settings,
+        host=host,
+        port=port,
+        workers=workers or DEFAULT_WORKERS,
+        access_log=access_log,
+    )
+
+
+@main.command()
+@click.option(
+    "--worker-class",
+    type=click.Choice(["simple", "fork"]),
+    default="simple",
+    show_default=True,
+    help="simple: jobs run in the worker process; fork: each job in a child.",
+)
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--sweeper/--no-sweeper", default=True, help="Run the sweeper beside the worker.")
+@click.option("--name", default=None, help="Worker name (default: generated).")
+@click.pass_obj
+def worker(
+    settings: Settings, worker_class: str, burst: bool, sweeper: bool, name: str | None
+) -> None:
+    """Run an RQ worker with its scheduler; start as many as you like, anywhere."""
+    from jobs.worker import work
+
+    work(settings, worker_class=worker_class, burst=burst, with_sweeper=sweeper, name=name)
+
+
+@main.command("sweeper")
+@click.pass_obj
+def sweeper_command(settings: Settings) -> None:
+    """Run only the sweeper (re-enqueues stored work that Redis lost)."""
+    from jobs.sweeper import run_forever
+
+    run_forever(settings)
+
+
+@main.command("migrate")
+@click.pass_obj
+def migrate_command(settings: Settings) -> None:
+    """Create or upgrade the database schema."""
+    migrate(settings.database_url)
+    click.echo(f"database at {_safe_url(settings.database_url)} is up to date")
+
+
+@main.group()
+def shop() -> None:
+    """Register and list shops without the install flow."""
+
+
+@shop.group("add")
+def shop_add() -> None:
+    """Register a shop (or update the one with the same address)."""
+
+
+@shop_add.command("shopify")
+@click.argument("domain")
+@click.option("--access-token", default=None, help="Admin API access token.")
+@click.option(
+    "--webhook-secret",
+    default=None,
+    help="Signing secret of a custom app created in this shop's admin "
+    "(default: TRIGGERPOST_SHOPIFY_API_SECRET).",
+)
+@click.option("--name", default=None, help="Display name.")
+@click.option("--currency", default=None, help="Shop currency, e.g. SEK.")
+@click.option("--timezone", default=None, help="IANA timezone, e.g. Europe/Stockholm.")
+@click.pass_obj
+def shop_add_shopify(
+    settings: Settings,
+    domain: str,
+    access_token: str | None,
+    webhook_secret: str | None,
+    name: str | None,
+    currency: str | None,
+    timezone: str | None,
+) -> None:
+    """Register DOMAIN (NAME.myshopify.com)."""
+    if webhook_secret is None and not settings.shopify_api_secret:
+        raise click.ClickException(
+            "set TRIGGERPOST_SHOPIFY_API_SECRET or pass --webhook-secret: "
+            "without one no webhook from this shop can be verified"
+        )
+    _add(
+        settings,
+        "shopify",
+        domain,
+        name=name,
+        webhook_secret=webhook_secret,
+        access_token=access_token,
+        currency=currency,
+        timezone=timezone,
+    )
+
+
+@shop_add.command("woocommerce")
+@click.argument("store_url")
+@click.option("--webhook-secret", required=True, help="Secret the store's webhooks sign with.")
+@click.option("--consumer-key", default=None, help="REST API consumer key (ck_...).")
+@click.option("--consumer-secret", default=None, help="REST API consumer secret (cs_...).")
+@click.option("--name", default=None, help="Display name.")
+@click.option("--currency", default=None, help="Shop currency, e.g. EUR.")
+@click.option("--timezone", default=None, help="IANA timezone, e.g. Europe/Oslo.")
+@click.pass_obj
+def shop_add_woocommerce(
+    settings: Settings,
+    store_url: str,
+    webhook_secret: str,
+    consumer_key: str | None,
+    consumer_secret: str | None,
+    name: str | None,
+    currency: str | None,
+    timezone: str | None,
+) -> None:
+    """Register the store at STORE_URL (https://shop.example.com)."""
+    if bool(consumer_key) != bool(consumer_secret):
+        raise click.ClickException("--consumer-key and --consumer-secret go together")
+    _add(
+        settings,
+        "woocommerce",
+        store_url,
+        name=name,
+        webhook_secret=webhook_secret,
+        consumer_key=consumer_key,
+        consumer_secret=consumer_secret,
+        currency=currency,
+        timezone=timezone,
+    )
+
+
+def _add(settings: Settings, platform: str, address: str, **details: str | None) -> None:
+    from jobs.shops import ShopError, add_shop
+
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine).begin() as session:
+            shop = add_shop(
+                session,
+                SecretBox(settings.secret_key),
+                platform,
+                address,
+                dev_mode=not settings.production,
+                **details,
+            )
+            click.echo(f"shop {shop.id}: {platform} {shop.key} ({shop.status})")
+    except ShopError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.dispose()
+
+
+@shop.command("list")
+@click.pass_obj
+def shop_list(settings: Settings) -> None:
+    """List registered shops."""
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine)() as session:
+            shops = session.scalars(select(Shop).order_by(Shop.id)).all()
+            if not shops:
+                click.echo("no shops yet: add one with `triggerpost shop add`")
+            for s in shops:
+                click.echo(f"{s.id}\t{s.platform}\t{s.key}\t{s.status}\t{s.name}")
+    finally:
+        engine.dispose()
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Email rendering (MJML + Jinja2), locale catalogs and delivery backends."""

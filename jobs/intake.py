@@ -1,0 +1,232 @@
+"""Deliveries: stored durably by the web edge, processed by workers.
+
+The hand-off from a web request to the workers costs one Redis round trip, not
+an RQ enqueue (several round trips and a pickle). After committing a delivery,
+the request sets a per-shop "drain pending" flag with ``SET NX``; only the
+request that actually set it enqueues :func:`drain_shop`. The drain job clears
+the flag *before* it reads the database, so a delivery committed while it runs
+either is seen by that read or sets the flag again and gets a job of its own.
+
+Each delivery is processed in one transaction that starts by flipping its
+status to ``processed`` with a conditional UPDATE: two workers racing on the
+same delivery cannot both apply it, and a worker killed mid-way leaves the
+delivery ``received`` for the next drain or the sweeper. A delivery whose
+processing raises is marked ``failed`` and handed to :func:`process_delivery`,
+an RQ job with retries that raises until it succeeds, so failures end up
+visible in RQ's failed job registry and on the delivery row, never swallowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from redis.exceptions import RedisError
+from rq import Retry
+from rq.job import Job
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from adapters.platform import ShopContext, WebhookHeaders, platforms, translate
+from jobs import processing
+from jobs.queues import INTAKE
+from jobs.runtime import Runtime, current
+from jobs.store.models import Delivery, DeliveryStatus, Shop, now
+
+log = logging.getLogger(__name__)
+
+#: how long a drain flag lives if its job is lost (the sweeper covers that case)
+FLAG_TTL = 120
+#: retries of a delivery whose processing raised, then RQ's failed registry
+RETRY_INTERVALS = [10, 60, 300, 1800]
+DRAIN_BATCH = 200
+
+
+def delivery_key(headers: WebhookHeaders, body: bytes) -> str:
+    """The platform's delivery id, or (when it sends none) a digest of topic and body."""
+    if headers.delivery_id:
+        return headers.delivery_id[:128]
+    digest = hashlib.sha256(headers.topic.encode() + b"\x00" + body).hexdigest()
+    return f"sha256:{digest}"
+
+
+def store_delivery(
+    session: Session,
+    *,
+    shop_id: int,
+    platform: str,
+    headers: WebhookHeaders,
+    raw_headers: Mapping[str, str],
+    body: bytes,
+) -> int | None:
+    """Insert the delivery; None when (shop, delivery key) was already stored."""
+    values: dict[str, Any] = {
+        "shop_id": shop_id,
+        "platform": platform,
+        "topic": headers.topic,
+        "delivery_key": delivery_key(headers, body),
+        "headers": dict(raw_headers),
+        "body": body,
+        "received_at": now(),
+        "triggered_at": headers.triggered_at,
+        "status": DeliveryStatus.RECEIVED,
+        "attempts": 0,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(Delivery)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["shop_id", "delivery_key"])
+        .returning(Delivery.id)
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def drain_flag(shop_id: int) -> str:
+    return f"triggerpost:drain:{shop_id}"
+
+
+def notify(runtime: Runtime, shop_id: int, *, force: bool = False) -> bool:
+    """Make sure a drain job will see the shop's stored deliveries.
+
+    Returns False when Redis cannot be reached: the delivery is safe in the
+    database and the sweeper hands it over once Redis is back.
+    """
+    try:
+        if runtime.redis.set(drain_flag(shop_id), "1", nx=True, ex=FLAG_TTL) or force:
+            runtime.queue(INTAKE).enqueue(drain_shop, shop_id, result_ttl=0, failure_ttl=86400)
+    except RedisError as exc:
+        log.warning("redis unavailable, delivery for shop %s left to the sweeper: %s", shop_id, exc)
+        return False
+    return True
+
+
+def drain_shop(shop_id: int) -> int:
+    """RQ job: process every stored, unprocessed delivery of one shop, oldest first."""
+    runtime = current()
+    runtime.redis.delete(drain_flag(shop_id))
+    done = 0
+    last_id = 0
+    while True:
+        with runtime.sessions() as session:
+            ids = session.scalars(
+                select(Delivery.id)
+                .where(
+                    Delivery.shop_id == shop_id,
+                    Delivery.status == DeliveryStatus.RECEIVED,
+                    Delivery.id > last_id,
+                )
+                .order_by(Delivery.id)
+                .limit(DRAIN_BATCH)
+            ).all()
+        if not ids:
+            return done
+        for delivery_id in ids:
+            last_id = delivery_id
+            try:
+                if process_one(runtime, delivery_id):
+                    done += 1
+            except Exception as exc:
+                # one bad delivery must not hold up the shop's others: it gets a
+                # job of its own that retries and, in the end, fails visibly
+                record_failure(runtime, delivery_id, exc)
+                runtime.queue(INTAKE).enqueue(
+                    process_delivery,
+                    delivery_id,
+                    job_id=retry_job_id(delivery_id),
+                    retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+                    result_ttl=0,
+                    failure_ttl=30 * 86400,
+                )
+
+
+def retry_job_id(delivery_id: int) -> str:
+    return f"process_delivery-{delivery_id}"
+
+
+def process_delivery(delivery_id: int) -> bool:
+    """RQ job: process one delivery; raises on failure so RQ retries it."""
+    runtime = current()
+    try:
+        return process_one(runtime, delivery_id, retrying=True)
+    except Exception as exc:
+        record_failure(runtime, delivery_id, exc)
+        raise
+
+
+def process_one(runtime: Runtime, delivery_id: int, *, retrying: bool = False) -> bool:
+    """Apply one delivery in one transaction; False if someone else already did."""
+    claimable = [DeliveryStatus.RECEIVED] + ([DeliveryStatus.FAILED] if retrying else [])
+    with runtime.sessions.begin() as session:
+        claimed = session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status.in_(claimable))
+            .values(status=DeliveryStatus.PROCESSED, processed_at=now(), error=None)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        delivery = session.get_one(Delivery, delivery_id)
+        shop = session.get_one(Shop, delivery.shop_id)
+        apply_delivery(session, shop, delivery)
+    return True
+
+
+def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> None:
+    platform = platforms()[delivery.platform]
+    payload = json.loads(delivery.body)
+    context = ShopContext(
+        domain=shop.key,
+        currency=shop.currency,
+        base_url=shop.base_url,
+        received_at=delivery.received_at,
+    )
+    events = translate(platform, delivery.topic, payload, context)
+    for event in events:
+        processing.apply(session, shop, event, delivery_id=delivery.id)
+    log.info(
+        "processed delivery %s (%s %s): %s",
+        delivery.id,
+        delivery.platform,
+        delivery.topic,
+        ", ".join(type(e).__name__ for e in events) or "no events",
+    )
+
+
+def record_failure(runtime: Runtime, delivery_id: int, exc: BaseException) -> None:
+    log.error("delivery %s failed: %r", delivery_id, exc, exc_info=exc)
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status != DeliveryStatus.PROCESSED)
+            .values(
+                status=DeliveryStatus.FAILED,
+                attempts=Delivery.attempts + 1,
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def retry_job_exists(runtime: Runtime, delivery_id: int) -> bool:
+    return Job.exists(retry_job_id(delivery_id), connection=runtime.redis)
+
+
+def stale_received(session: Session, older_than: datetime) -> list[int]:
+    """Shops with deliveries stored before ``older_than`` and still unprocessed."""
+    return list(
+        session.scalars(
+            select(Delivery.shop_id)
+            .where(
+                Delivery.status == DeliveryStatus.RECEIVED,
+                Delivery.received_at < older_than,
+            )
+            .distinct()
+        )
+    )

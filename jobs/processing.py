@@ -1,0 +1,435 @@
+"""Applying events to the store: contacts, checkouts, orders, products.
+
+Handlers are mapped by event type (``HANDLERS``). Each runs inside the
+delivery's transaction, is idempotent (a replayed event changes nothing) and
+ignores stale data: a payload whose platform ``updated_at`` is older than what
+we hold does not overwrite it, and a completed checkout never reopens.
+Every event is also appended to the event log (``events`` table), which the
+flow engine, the simulator and analytics read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from adapters import events as ev
+from jobs.shops import mark_uninstalled
+from jobs.store.models import (
+    Checkout,
+    CheckoutStatus,
+    Contact,
+    Order,
+    OrderStatus,
+    Product,
+    Shop,
+    StoredEvent,
+)
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=ev.Event)
+Handler = Callable[[Session, Shop, Any], "Applied"]
+
+
+class Applied:
+    """What a handler touched: the contact and the subject the event is about."""
+
+    __slots__ = ("contact", "subject")
+
+    def __init__(self, contact: Contact | None = None, subject: str | None = None) -> None:
+        self.contact = contact
+        self.subject = subject
+
+
+def apply(session: Session, shop: Shop, event: ev.Event, *, delivery_id: int | None) -> Applied:
+    handler = HANDLERS.get(type(event))
+    applied = handler(session, shop, event) if handler else Applied()
+    serialised = ev.to_dict(event)
+    session.add(
+        StoredEvent(
+            shop_id=shop.id,
+            delivery_id=delivery_id,
+            contact_id=applied.contact.id if applied.contact else None,
+            type=serialised["type"],
+            version=serialised["version"],
+            occurred_at=event.occurred_at,
+            subject=applied.subject,
+            data=serialised["data"],
+        )
+    )
+    session.flush()
+    return applied
+
+
+# --- contacts ------------------------------------------------------------------
+
+
+def normalise_email(email: str | None) -> str | None:
+    if email is None:
+        return None
+    email = email.strip().lower()
+    return email if "@" in email else None
+
+
+def find_contact(
+    session: Session, shop_id: int, customer_id: str | None, email: str | None
+) -> Contact | None:
+    if customer_id:
+        found = session.scalar(
+            select(Contact).where(Contact.shop_id == shop_id, Contact.customer_id == customer_id)
+        )
+        if found is not None:
+            return found
+    if email:
+        return session.scalar(
+            select(Contact).where(Contact.shop_id == shop_id, Contact.email == email)
+        )
+    return None
+
+
+def upsert_contact(
+    session: Session,
+    shop: Shop,
+    customer: ev.Customer | None,
+    email: str | None,
+    *,
+    authoritative: bool,
+) -> Contact | None:
+    """Find or create the contact an event is about and update what it tells us.
+
+    ``authoritative`` is true for customer events (their fields replace ours when
+    newer); for checkouts and orders the embedded customer only fills blanks.
+    Returns None when the event names nobody we could ever email or match.
+    """
+    email = normalise_email(email or (customer.email if customer else None))
+    customer_id = customer.customer_id if customer else None
+    if not email and not customer_id:
+        return None
+
+    contact = find_contact(session, shop.id, customer_id, email)
+    if contact is None:
+        contact = _create_contact(session, shop.id, customer_id, email)
+    else:
+        if customer_id and contact.customer_id is None:
+            contact.customer_id = customer_id
+        if email and contact.email != email:
+            _take_email(session, contact, email)
+    if customer is not None:
+        _update_fields(contact, customer, authoritative=authoritative)
+    session.flush()
+    return contact
+
+
+def _create_contact(
+    session: Session, shop_id: int, customer_id: str | None, email: str | None
+) -> Contact:
+    contact = Contact(shop_id=shop_id, customer_id=customer_id, email=email)
+    try:
+        with session.begin_nested():
+            session.add(contact)
+            session.flush()
+    except IntegrityError:
+        # another worker created the same person a moment ago: use theirs
+        found = find_contact(session, shop_id, customer_id, email)
+        if found is None:
+            raise
+        return found
+    return contact
+
+
+def _take_email(session: Session, contact: Contact, email: str) -> None:
+    """A known customer now uses ``email``; a guest contact holding it merges in."""
+    other = session.scalar(
+        select(Contact).where(Contact.shop_id == contact.shop_id, Contact.email == email)
+    )
+    if other is not None and other.id != contact.id:
+        if other.customer_id and other.customer_id != contact.customer_id:
+            # two platform customers cannot share an email; keep ours as it is
+            log.warning(
+                "shop %s: customer %s uses %s, which belongs to customer %s",
+                contact.shop_id,
+                contact.customer_id,
+                email,
+                other.customer_id,
+            )
+            return
+        _merge_into(session, contact, other)
+    contact.email = email
+
+
+def _merge_into(session: Session, keep: Contact, gone: Contact) -> None:
+    owned: tuple[type[Checkout] | type[Order] | type[StoredEvent], ...] = (
+        Checkout,
+        Order,
+        StoredEvent,
+    )
+    for model in owned:
+        session.execute(update(model).where(model.contact_id == gone.id).values(contact_id=keep.id))
+    if keep.consent_at is None or (gone.consent_at and gone.consent_at > keep.consent_at):
+        keep.consent_state = gone.consent_state
+        keep.consent_source = gone.consent_source
+        keep.consent_at = gone.consent_at
+    session.delete(gone)
+    session.flush()
+    refresh_order_stats(session, keep)
+
+
+def _update_fields(contact: Contact, customer: ev.Customer, *, authoritative: bool) -> None:
+    newer = authoritative and (
+        customer.updated_at is None
+        or contact.source_updated_at is None
+        or customer.updated_at >= contact.source_updated_at
+    )
+    address = customer.address
+    fields: dict[str, Any] = {
+        "first_name": customer.first_name,
+        "last_name": customer.last_name,
+        "phone": customer.phone,
+        "locale": customer.locale,
+        "timezone": customer.timezone,
+        "birthday": customer.birthday,
+        "country_code": address.country_code.upper() if address and address.country_code else None,
+        "platform_created_at": customer.created_at,
+    }
+    for name, value in fields.items():
+        if value is not None and (newer or getattr(contact, name) is None):
+            setattr(contact, name, value)
+    if newer and customer.updated_at is not None:
+        contact.source_updated_at = customer.updated_at
+    if customer.consent is not None:
+        set_consent(contact, customer.consent, customer.updated_at)
+
+
+def set_consent(contact: Contact, consent: ev.Consent, fallback_at: datetime | None) -> None:
+    """Record consent unless we already hold a newer statement of it."""
+    at = consent.updated_at or fallback_at
+    if contact.consent_at is not None and at is not None and at < contact.consent_at:
+        return
+    contact.consent_state = consent.state.value
+    contact.consent_source = consent.source
+    contact.consent_at = at
+
+
+def refresh_order_stats(session: Session, contact: Contact) -> None:
+    """Recomputed from the orders table, so replays and reorderings cannot skew it."""
+    orders = session.scalars(
+        select(Order).where(
+            Order.contact_id == contact.id,
+            Order.test.is_(False),
+            Order.status.not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
+        )
+    ).all()
+    contact.orders_count = len(orders)
+    contact.total_spent = sum(
+        (o.shop_total if o.shop_total is not None else o.total for o in orders), Decimal(0)
+    )
+    placed = [o.placed_at for o in orders]
+    contact.first_order_at = min(placed) if placed else None
+    contact.last_order_at = max(placed) if placed else None
+
+
+# --- handlers --------------------------------------------------------------------
+
+
+def on_customer(session: Session, shop: Shop, event: ev.CustomerCreated) -> Applied:
+    contact = upsert_contact(session, shop, event.customer, None, authoritative=True)
+    return Applied(contact, event.customer.customer_id)
+
+
+def on_consent(session: Session, shop: Shop, event: ev.MarketingConsentChanged) -> Applied:
+    customer = ev.Customer(customer_id=event.customer_id, email=event.email)
+    contact = upsert_contact(session, shop, customer, None, authoritative=False)
+    if contact is not None:
+        set_consent(contact, event.consent, event.occurred_at)
+    return Applied(contact, event.customer_id)
+
+
+def on_checkout(session: Session, shop: Shop, event: ev.CheckoutUpdated) -> Applied:
+    data = event.checkout
+    contact = upsert_contact(session, shop, data.customer, data.email, authoritative=False)
+    row = session.scalar(
+        select(Checkout).where(Checkout.shop_id == shop.id, Checkout.token == data.token)
+    )
+    if row is None:
+        row = Checkout(shop_id=shop.id, token=data.token, platform_updated_at=data.updated_at)
+        session.add(row)
+    elif data.updated_at < row.platform_updated_at:
+        log.info("shop %s: stale checkout %s ignored", shop.id, data.token)
+        return Applied(contact, data.token)
+
+    row.contact_id = contact.id if contact else row.contact_id
+    row.cart_token = data.cart_token
+    row.email = normalise_email(data.email)
+    row.recovery_url = data.recovery_url
+    row.currency = data.total.currency
+    row.total = data.total.amount
+    row.data = ev.to_dict(event)["data"]["checkout"]
+    row.locale = data.locale
+    row.not_mailable_reason = data.not_mailable_reason
+    row.platform_created_at = data.created_at
+    row.platform_updated_at = data.updated_at
+    if data.completed_at is not None:
+        complete_checkout(row, data.completed_at, None)
+    elif row.status != CheckoutStatus.COMPLETED:
+        # an order may have arrived before this checkout (delivery order is not guaranteed)
+        order = session.scalar(
+            select(Order).where(Order.shop_id == shop.id, Order.checkout_token == data.token)
+        )
+        if order is not None:
+            complete_checkout(row, order.placed_at, order.order_id)
+    session.flush()
+    return Applied(contact, data.token)
+
+
+def complete_checkout(row: Checkout, at: datetime, order_id: str | None) -> None:
+    row.status = CheckoutStatus.COMPLETED
+    row.completed_at = row.completed_at or at
+    row.order_id = row.order_id or order_id
+
+
+ORDER_STATUS_RANK = {
+    OrderStatus.PLACED: 0,
+    OrderStatus.PAID: 1,
+    OrderStatus.CANCELLED: 2,
+    OrderStatus.REFUNDED: 3,
+}
+
+
+def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
+    data = event.order
+    contact = upsert_contact(session, shop, data.customer, data.email, authoritative=False)
+    row = session.scalar(
+        select(Order).where(Order.shop_id == shop.id, Order.order_id == data.order_id)
+    )
+    if row is None:
+        row = Order(
+            shop_id=shop.id,
+            order_id=data.order_id,
+            placed_at=data.placed_at,
+            platform_updated_at=data.updated_at,
+            status=OrderStatus.PLACED,
+        )
+        session.add(row)
+        fresh = True
+    else:
+        fresh = data.updated_at >= row.platform_updated_at
+    if fresh:
+        row.name = data.name
+        row.contact_id = contact.id if contact else row.contact_id
+        row.email = normalise_email(data.email)
+        row.checkout_token = data.checkout_token
+        row.cart_token = data.cart_token
+        row.financial_status = data.financial_status
+        row.fulfillment_status = data.fulfillment_status
+        row.currency = data.total.currency
+        row.total = data.total.amount
+        row.shop_currency = data.shop_total.currency if data.shop_total else None
+        row.shop_total = data.shop_total.amount if data.shop_total else None
+        row.test = data.test
+        row.data = ev.to_dict(event)["data"]["order"]
+        row.locale = data.locale
+        row.platform_updated_at = data.updated_at
+
+    status, stamp = _order_transition(event)
+    if ORDER_STATUS_RANK[status] > ORDER_STATUS_RANK[OrderStatus(row.status)]:
+        row.status = status
+    if stamp is not None and getattr(row, stamp) is None:
+        setattr(row, stamp, event.occurred_at)
+    if data.cancelled_at is not None and row.cancelled_at is None:
+        row.cancelled_at = data.cancelled_at
+    session.flush()
+
+    if data.checkout_token:
+        checkout = session.scalar(
+            select(Checkout).where(
+                Checkout.shop_id == shop.id, Checkout.token == data.checkout_token
+            )
+        )
+        if checkout is not None:
+            complete_checkout(checkout, data.placed_at, data.order_id)
+    if contact is not None:
+        refresh_order_stats(session, contact)
+    return Applied(contact, data.order_id)
+
+
+def _order_transition(event: ev.Event) -> tuple[OrderStatus, str | None]:
+    if isinstance(event, ev.OrderPaid):
+        return OrderStatus.PAID, "paid_at"
+    if isinstance(event, ev.OrderCancelled):
+        return OrderStatus.CANCELLED, "cancelled_at"
+    if isinstance(event, ev.OrderRefunded):
+        return OrderStatus.REFUNDED, "refunded_at"
+    if isinstance(event, ev.OrderFulfilled):
+        return OrderStatus.PLACED, "fulfilled_at"
+    return OrderStatus.PLACED, None
+
+
+def on_delivered(session: Session, shop: Shop, event: ev.ShipmentDelivered) -> Applied:
+    row = session.scalar(
+        select(Order).where(Order.shop_id == shop.id, Order.order_id == event.order_id)
+    )
+    contact = None
+    if row is not None:
+        row.delivered_at = row.delivered_at or event.occurred_at
+        contact = session.get(Contact, row.contact_id) if row.contact_id else None
+    if contact is None:
+        customer = ev.Customer(customer_id=event.customer_id, email=event.email)
+        contact = upsert_contact(session, shop, customer, None, authoritative=False)
+    return Applied(contact, event.order_id)
+
+
+def on_product(session: Session, shop: Shop, event: ev.ProductCreated) -> Applied:
+    data = event.product
+    row = session.scalar(
+        select(Product).where(Product.shop_id == shop.id, Product.product_id == data.product_id)
+    )
+    if row is None:
+        row = Product(shop_id=shop.id, product_id=data.product_id)
+        session.add(row)
+    elif data.updated_at < row.platform_updated_at:
+        return Applied(None, data.product_id)
+    row.title = data.title
+    row.handle = data.handle
+    row.url = data.url
+    row.image_url = data.image_url
+    row.price = data.price.amount if data.price else None
+    row.currency = data.price.currency if data.price else None
+    row.status = data.status
+    row.available = data.available
+    row.data = ev.to_dict(event)["data"]["product"]
+    row.platform_updated_at = data.updated_at
+    session.flush()
+    return Applied(None, data.product_id)
+
+
+def on_uninstalled(session: Session, shop: Shop, event: ev.AppUninstalled) -> Applied:
+    mark_uninstalled(shop, event.occurred_at)
+    return Applied()
+
+
+HANDLERS: dict[type[ev.Event], Handler] = {
+    ev.CustomerCreated: on_customer,
+    ev.CustomerUpdated: on_customer,
+    ev.MarketingConsentChanged: on_consent,
+    ev.CheckoutStarted: on_checkout,
+    ev.CheckoutUpdated: on_checkout,
+    ev.OrderPlaced: on_order,
+    ev.OrderPaid: on_order,
+    ev.OrderCancelled: on_order,
+    ev.OrderRefunded: on_order,
+    ev.OrderFulfilled: on_order,
+    ev.ShipmentDelivered: on_delivered,
+    ev.ProductCreated: on_product,
+    ev.ProductUpdated: on_product,
+    ev.AppUninstalled: on_uninstalled,
+    # CartUpdated, ProductViewed and the privacy requests are kept in the event
+    # log only: carts carry no person, and erasure is the Shopify issue's work.
+}

@@ -1,0 +1,66 @@
+"""The live resources of one process: settings, database, Redis.
+
+A process builds its :class:`Runtime` once from its settings (the web app in
+``create_app``, a worker at start-up) and jobs reach it through
+:func:`current`, since RQ hands a job only its arguments, and settings or
+connections must never travel through Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis import Redis
+from rq import Queue
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from jobs import queues
+from jobs.settings import Settings
+from jobs.store.db import make_engine, make_sessions
+from jobs.store.secrets import SecretBox
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: Redis
+    secrets: SecretBox
+    _queues: dict[str, Queue] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        engine = make_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessions(engine),
+            redis=queues.connect(settings),
+            secrets=SecretBox(settings.secret_key),
+        )
+
+    def queue(self, name: str) -> Queue:
+        if name not in self._queues:
+            self._queues[name] = queues.queue(name, self.redis)
+        return self._queues[name]
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.redis.close()
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime | None) -> None:
+    """Make ``runtime`` the one jobs in this process use (None to clear)."""
+    global _current
+    _current = runtime
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise LookupError("no runtime installed in this process (see jobs.runtime.install)")
+    return _current

@@ -1,0 +1,1 @@
+"""The store: models, engine and sessions, migrations, secrets at rest."""

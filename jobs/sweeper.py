@@ -1,0 +1,100 @@
+"""The sweeper: hands stored work to RQ again when Redis lost it.
+
+The database is the source of truth and Redis only the conveyor belt, so a
+flushed or restarted Redis, or a hand-off that failed because Redis was down,
+must not lose anything. Every ``interval`` seconds one sweeper in the whole
+deployment (a Redis lock elects it) looks for:
+
+- deliveries stored more than ``GRACE`` seconds ago and still unprocessed:
+  their shop gets a drain job;
+- failed deliveries with retries left whose retry job no longer exists in
+  Redis: the retry job is enqueued again.
+
+Each ``triggerpost worker`` runs a sweeper process beside it, so any number of
+worker machines give the deployment a sweeper as long as one is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import timedelta
+from types import FrameType
+
+from redis.exceptions import RedisError
+from rq import Retry
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from jobs import intake
+from jobs.queues import INTAKE
+from jobs.runtime import Runtime
+from jobs.settings import Settings
+from jobs.store.models import Delivery, DeliveryStatus, now
+
+log = logging.getLogger(__name__)
+
+#: a delivery younger than this is left to its own hand-off
+GRACE = 30.0
+LOCK = "triggerpost:sweeper"
+
+
+def sweep_once(runtime: Runtime, *, grace: float = GRACE) -> dict[str, int]:
+    """One pass; returns what it handed over. Raises RedisError if Redis is down."""
+    cutoff = now() - timedelta(seconds=grace)
+    with runtime.sessions() as session:
+        shops = intake.stale_received(session, cutoff)
+        failed = session.scalars(
+            select(Delivery.id).where(
+                Delivery.status == DeliveryStatus.FAILED,
+                Delivery.attempts <= len(intake.RETRY_INTERVALS),
+                Delivery.received_at < cutoff,
+            )
+        ).all()
+    for shop_id in shops:
+        intake.notify(runtime, shop_id, force=True)
+    requeued = 0
+    for delivery_id in failed:
+        if intake.retry_job_exists(runtime, delivery_id):
+            continue
+        runtime.queue(INTAKE).enqueue(
+            intake.process_delivery,
+            delivery_id,
+            job_id=intake.retry_job_id(delivery_id),
+            retry=Retry(max=len(intake.RETRY_INTERVALS), interval=intake.RETRY_INTERVALS),
+            result_ttl=0,
+            failure_ttl=30 * 86400,
+        )
+        requeued += 1
+    if shops or requeued:
+        log.info(
+            "sweeper: drained %d shops, re-enqueued %d failed deliveries", len(shops), requeued
+        )
+    return {"shops": len(shops), "failed": requeued}
+
+
+def run_forever(settings: Settings, stop: threading.Event | None = None) -> None:
+    """Sweep every ``settings.sweep_interval`` seconds until stopped (SIGTERM/SIGINT)."""
+    stop = stop or threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+    runtime = Runtime.create(settings)
+    interval = settings.sweep_interval
+    try:
+        while not stop.is_set():
+            try:
+                # the lock expires just before the next round, so if this
+                # sweeper dies another one takes over within one interval
+                if runtime.redis.set(LOCK, "1", nx=True, ex=max(1, int(interval * 0.9))):
+                    sweep_once(runtime)
+            except (RedisError, SQLAlchemyError) as exc:
+                log.warning("sweeper: %s; trying again in %.0f s", exc, interval)
+            stop.wait(interval)
+    finally:
+        runtime.close()

@@ -1,0 +1,56 @@
+"""The RQ worker process: queues in priority order, scheduler, sweeper beside it."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+
+from rq import SimpleWorker, Worker
+from rq.worker import BaseWorker
+
+from jobs import runtime as runtimes
+from jobs import sweeper
+from jobs.queues import ALL_QUEUES
+from jobs.runtime import Runtime
+from jobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: ``simple`` runs jobs in the worker process (connections are reused from job
+#: to job: several times RQ's forking throughput for our short jobs);
+#: ``fork`` isolates every job in a child process.
+WORKER_CLASSES: dict[str, type[BaseWorker]] = {"simple": SimpleWorker, "fork": Worker}
+
+
+def start_sweeper(settings: Settings) -> multiprocessing.process.BaseProcess:
+    # spawned, not forked: the sweeper starts clean, without the worker's connections
+    process = multiprocessing.get_context("spawn").Process(
+        target=sweeper.run_forever, args=(settings,), name="triggerpost-sweeper", daemon=True
+    )
+    process.start()
+    return process
+
+
+def work(
+    settings: Settings,
+    *,
+    worker_class: str = "simple",
+    burst: bool = False,
+    with_sweeper: bool = True,
+    name: str | None = None,
+) -> bool:
+    """Run one worker until it is stopped (or, in burst mode, until the queues are empty)."""
+    runtime = Runtime.create(settings)
+    runtimes.install(runtime)
+    sweeper_process = start_sweeper(settings) if with_sweeper and not burst else None
+    try:
+        worker = WORKER_CLASSES[worker_class](
+            [runtime.queue(name) for name in ALL_QUEUES], connection=runtime.redis, name=name
+        )
+        return bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level))
+    finally:
+        if sweeper_process is not None:
+            sweeper_process.terminate()
+            sweeper_process.join(10)
+        runtimes.install(None)
+        runtime.close()

@@ -1,0 +1,253 @@
+"""Webhook intake: what is accepted, what is refused, and that refusals leave nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from connector.app import create_app
+from jobs.intake import drain_flag
+from jobs.runtime import Runtime
+from jobs.shops import add_shop
+from jobs.store.models import Delivery, DeliveryStatus, Shop
+from tests.support import count, dumps, post, shopify_headers, woocommerce_headers
+
+SHOP = "nordic-socks.myshopify.com"
+APP_SECRET = "shopify-app-secret"
+STORE = "https://butik.example.se/"
+WOO_SECRET = "c8d1f1b0a6e94b7f"
+BODY = dumps({"token": "abc", "email": "kund@example.se"})
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> Flask:
+    with runtime.sessions.begin() as session:
+        add_shop(session, runtime.secrets, "shopify", SHOP, currency="SEK")
+        add_shop(
+            session,
+            runtime.secrets,
+            "woocommerce",
+            STORE,
+            webhook_secret=WOO_SECRET,
+            currency="SEK",
+        )
+    return create_app(runtime=runtime)
+
+
+@pytest.fixture
+def client(app: Flask) -> Iterator[FlaskClient]:
+    with app.test_client() as client:
+        yield client
+
+
+def deliveries(runtime: Runtime) -> list[Delivery]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+def shopify(topic: str = "checkouts/update", body: bytes = BODY, **kw: str) -> dict[str, str]:
+    defaults = {"secret": APP_SECRET, "shop": SHOP, "webhook_id": "wh-1"}
+    return shopify_headers(topic, body, **{**defaults, **kw})
+
+
+def test_signed_shopify_delivery_is_stored_before_the_answer(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    response = post(client, "shopify", BODY, shopify())
+    assert response.status_code == 200
+    assert response.json == {"status": "stored"}
+    [stored] = deliveries(runtime)
+    assert stored.body == BODY
+    assert stored.topic == "checkouts/update"
+    assert stored.delivery_key == "wh-1"
+    assert stored.status == DeliveryStatus.RECEIVED
+    assert stored.headers["X-Shopify-Shop-Domain"] == SHOP
+    assert stored.triggered_at is not None
+    # handed over: one drain job queued for the shop, and its flag set
+    assert runtime.queue("intake").count == 1
+    assert runtime.redis.exists(drain_flag(stored.shop_id))
+
+
+def test_many_deliveries_cost_one_drain_job(client: FlaskClient, runtime: Runtime) -> None:
+    for n in range(5):
+        assert post(client, "shopify", BODY, shopify(webhook_id=f"wh-{n}")).status_code == 200
+    assert len(deliveries(runtime)) == 5
+    assert runtime.queue("intake").count == 1
+
+
+def test_replayed_delivery_is_stored_once(client: FlaskClient, runtime: Runtime) -> None:
+    for _ in range(3):
+        response = post(client, "shopify", BODY, shopify())
+        assert response.status_code == 200
+    assert response.json == {"status": "duplicate"}
+    assert len(deliveries(runtime)) == 1
+
+
+def test_header_names_are_case_insensitive(client: FlaskClient, runtime: Runtime) -> None:
+    headers = {k.lower(): v for k, v in shopify().items()}
+    assert post(client, "shopify", BODY, headers).status_code == 200
+    assert len(deliveries(runtime)) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        pytest.param(shopify(secret="not-the-secret"), 401, id="forged"),
+        pytest.param(shopify(shop="someone-else.myshopify.com"), 401, id="unknown-shop"),
+        pytest.param(shopify(shop="evil.example.com"), 401, id="not-a-shop-domain"),
+        pytest.param({**shopify(), "X-Shopify-Hmac-Sha256": ""}, 401, id="unsigned"),
+        pytest.param(
+            {k: v for k, v in shopify().items() if k != "X-Shopify-Topic"}, 400, id="no-topic"
+        ),
+    ],
+)
+def test_refused_deliveries_leave_nothing(
+    client: FlaskClient, runtime: Runtime, headers: dict[str, str], status: int
+) -> None:
+    response = post(client, "shopify", BODY, headers)
+    assert response.status_code == status
+    assert response.json["status"] == "refused"
+    assert deliveries(runtime) == []
+    assert runtime.queue("intake").count == 0
+
+
+def test_truncated_body_fails_the_signature(client: FlaskClient, runtime: Runtime) -> None:
+    response = post(client, "shopify", BODY[:-5], shopify())
+    assert response.status_code == 401
+    assert deliveries(runtime) == []
+
+
+def test_malformed_json_is_a_clear_400(
+    client: FlaskClient, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = BODY[:-5]  # truncated, but signed as it is: the sender's own bug
+    with caplog.at_level(logging.WARNING):
+        response = post(client, "shopify", body, shopify(body=body))
+    assert response.status_code == 400
+    assert response.json["status"] == "malformed"
+    assert "not valid JSON" in response.json["message"]
+    assert "not valid JSON" in caplog.text
+    assert deliveries(runtime) == []
+
+
+def test_wrong_content_type_is_415(client: FlaskClient, runtime: Runtime) -> None:
+    headers = {**shopify(), "Content-Type": "application/x-www-form-urlencoded"}
+    assert post(client, "shopify", BODY, headers).status_code == 415
+    assert deliveries(runtime) == []
+
+
+def test_oversized_body_is_413(client: FlaskClient, runtime: Runtime) -> None:
+    limit = runtime.settings.max_webhook_bytes
+    body = dumps({"token": "x", "note": "a" * limit})
+    response = post(client, "shopify", body, shopify(body=body))
+    assert response.status_code == 413
+    assert deliveries(runtime) == []
+
+
+def test_unsupported_topic_is_200_and_logged(
+    client: FlaskClient, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        response = post(client, "shopify", BODY, shopify(topic="bulk_operations/finish"))
+    assert response.status_code == 200
+    assert response.json == {"status": "unsupported"}
+    assert "unsupported topic 'bulk_operations/finish'" in caplog.text
+    assert deliveries(runtime) == []
+
+
+def test_unknown_platform_is_404(client: FlaskClient) -> None:
+    assert post(client, "magento", BODY, shopify()).status_code == 404
+
+
+def test_woocommerce_ping_is_answered_200(client: FlaskClient, runtime: Runtime) -> None:
+    response = client.post(
+        "/webhooks/woocommerce",
+        data=b"webhook_id=17",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200
+    assert deliveries(runtime) == []
+
+
+def test_woocommerce_delivery_found_by_normalised_source(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    headers = woocommerce_headers(
+        "order.updated", BODY, WOO_SECRET, "https://Butik.Example.se/", "9f2c" * 8
+    )
+    response = post(client, "woocommerce", BODY, headers)
+    assert response.status_code == 200
+    [stored] = deliveries(runtime)
+    with runtime.sessions() as session:
+        assert session.get_one(Shop, stored.shop_id).platform == "woocommerce"
+    assert stored.delivery_key == "9f2c" * 8
+
+
+def test_woocommerce_forged_delivery_is_refused(client: FlaskClient, runtime: Runtime) -> None:
+    headers = woocommerce_headers("order.updated", BODY, "guessed", STORE, "d1")
+    assert post(client, "woocommerce", BODY, headers).status_code == 401
+    # a Shopify signature does not open a WooCommerce shop either
+    headers = woocommerce_headers("order.updated", BODY, APP_SECRET, STORE, "d1")
+    assert post(client, "woocommerce", BODY, headers).status_code == 401
+    assert deliveries(runtime) == []
+
+
+def test_deliveries_without_an_id_are_deduplicated_by_content(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    headers = woocommerce_headers("order.updated", BODY, WOO_SECRET, STORE, "")
+    for _ in range(2):
+        assert post(client, "woocommerce", BODY, headers).status_code == 200
+    [stored] = deliveries(runtime)
+    assert stored.delivery_key.startswith("sha256:")
+
+
+def test_new_webhook_secret_works_at_once(client: FlaskClient, runtime: Runtime) -> None:
+    old = woocommerce_headers("order.updated", BODY, WOO_SECRET, STORE, "d1")
+    assert post(client, "woocommerce", BODY, old).status_code == 200  # identity now cached
+    with runtime.sessions.begin() as session:
+        add_shop(session, runtime.secrets, "woocommerce", STORE, webhook_secret="rotated-secret")
+    new = woocommerce_headers("order.updated", BODY, "rotated-secret", STORE, "d2")
+    assert post(client, "woocommerce", BODY, new).status_code == 200
+    old_again = woocommerce_headers("order.updated", BODY, WOO_SECRET, STORE, "d3")
+    assert post(client, "woocommerce", BODY, old_again).status_code == 401
+
+
+def test_previous_shopify_secret_is_accepted_during_rotation(runtime: Runtime) -> None:
+    from dataclasses import replace
+
+    from jobs import runtime as runtimes
+
+    rotated = replace(
+        runtime.settings,
+        shopify_api_secret="new-app-secret",
+        shopify_api_secret_previous=APP_SECRET,
+    )
+    other = Runtime.create(rotated)
+    try:
+        with other.sessions.begin() as session:
+            add_shop(session, other.secrets, "shopify", SHOP)
+        client = create_app(runtime=other).test_client()
+        assert post(client, "shopify", BODY, shopify(secret=APP_SECRET)).status_code == 200
+        headers = shopify(secret="new-app-secret", webhook_id="wh-2")
+        assert post(client, "shopify", BODY, headers).status_code == 200
+        headers = shopify(secret="retired-secret", webhook_id="wh-3")
+        assert post(client, "shopify", BODY, headers).status_code == 401
+    finally:
+        other.close()
+        runtimes.install(runtime)
+
+
+def test_shops_are_kept_apart(client: FlaskClient, runtime: Runtime) -> None:
+    with runtime.sessions.begin() as session:
+        add_shop(session, runtime.secrets, "shopify", "other-shop.myshopify.com")
+    post(client, "shopify", BODY, shopify())
+    post(client, "shopify", BODY, shopify(shop="other-shop.myshopify.com"))
+    with runtime.sessions() as session:
+        # the same webhook id in two shops is two deliveries
+        assert count(session, Delivery) == 2
