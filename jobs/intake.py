@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -42,8 +42,10 @@ log = logging.getLogger(__name__)
 
 #: how long a drain flag lives if its job is lost (the sweeper covers that case)
 FLAG_TTL = 120
-#: retries of a delivery whose processing raised, then RQ's failed registry
+#: seconds before each new attempt at a delivery whose processing raised; after
+#: the last one the job stays in RQ's failed registry
 RETRY_INTERVALS = [10, 60, 300, 1800]
+MAX_ATTEMPTS = 1 + len(RETRY_INTERVALS)
 DRAIN_BATCH = 200
 
 
@@ -136,18 +138,24 @@ def drain_shop(shop_id: int) -> int:
                 # one bad delivery must not hold up the shop's others: it gets a
                 # job of its own that retries and, in the end, fails visibly
                 record_failure(runtime, delivery_id, exc)
-                runtime.queue(INTAKE).enqueue(
-                    process_delivery,
-                    delivery_id,
-                    job_id=retry_job_id(delivery_id),
-                    retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
-                    result_ttl=0,
-                    failure_ttl=30 * 86400,
-                )
+                schedule_retry(runtime, delivery_id)
 
 
 def retry_job_id(delivery_id: int) -> str:
     return f"process_delivery-{delivery_id}"
+
+
+def schedule_retry(runtime: Runtime, delivery_id: int) -> Job:
+    """A job of the delivery's own, first run after a back-off, retried by RQ after that."""
+    return runtime.queue(INTAKE).enqueue_in(
+        timedelta(seconds=RETRY_INTERVALS[0]),
+        process_delivery,
+        delivery_id,
+        job_id=retry_job_id(delivery_id),
+        retry=Retry(max=len(RETRY_INTERVALS) - 1, interval=RETRY_INTERVALS[1:]),
+        result_ttl=0,
+        failure_ttl=30 * 86400,
+    )
 
 
 def process_delivery(delivery_id: int) -> bool:

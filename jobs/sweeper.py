@@ -23,12 +23,10 @@ from datetime import timedelta
 from types import FrameType
 
 from redis.exceptions import RedisError
-from rq import Retry
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs import intake
-from jobs.queues import INTAKE
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.models import Delivery, DeliveryStatus, now
@@ -48,7 +46,7 @@ def sweep_once(runtime: Runtime, *, grace: float = GRACE) -> dict[str, int]:
         failed = session.scalars(
             select(Delivery.id).where(
                 Delivery.status == DeliveryStatus.FAILED,
-                Delivery.attempts <= len(intake.RETRY_INTERVALS),
+                Delivery.attempts < intake.MAX_ATTEMPTS,
                 Delivery.received_at < cutoff,
             )
         ).all()
@@ -58,14 +56,7 @@ def sweep_once(runtime: Runtime, *, grace: float = GRACE) -> dict[str, int]:
     for delivery_id in failed:
         if intake.retry_job_exists(runtime, delivery_id):
             continue
-        runtime.queue(INTAKE).enqueue(
-            intake.process_delivery,
-            delivery_id,
-            job_id=intake.retry_job_id(delivery_id),
-            retry=Retry(max=len(intake.RETRY_INTERVALS), interval=intake.RETRY_INTERVALS),
-            result_ttl=0,
-            failure_ttl=30 * 86400,
-        )
+        intake.schedule_retry(runtime, delivery_id)
         requeued += 1
     if shops or requeued:
         log.info(

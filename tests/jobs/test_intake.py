@@ -1,0 +1,267 @@
+"""From stored delivery to events: real RQ workers, real Redis, failures and races."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from redis import Redis
+from redis.exceptions import RedisError
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from sqlalchemy import select
+
+from connector.app import create_app
+from jobs import intake, processing, sweeper
+from jobs import runtime as runtimes
+from jobs.runtime import Runtime
+from jobs.shops import add_shop
+from jobs.store.models import Contact, Delivery, StoredEvent
+from tests.support import count, dumps, post, redis_server_binary, run_worker, shopify_headers
+
+SHOP = "nordic-socks.myshopify.com"
+SECRET = "shopify-app-secret"
+
+
+def customer(n: int = 1) -> bytes:
+    return dumps(
+        {
+            "id": 7000 + n,
+            "email": f"kund{n}@example.se",
+            "first_name": "Åsa",
+            "last_name": "Lindström",
+            "created_at": "2026-09-14T19:12:40+02:00",
+            "updated_at": "2026-09-14T19:12:40+02:00",
+            "addresses": [],
+        }
+    )
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[FlaskClient]:
+    with runtime.sessions.begin() as session:
+        add_shop(session, runtime.secrets, "shopify", SHOP, currency="SEK")
+    with create_app(runtime=runtime).test_client() as client:
+        yield client
+
+
+def send(
+    client: FlaskClient, body: bytes, webhook_id: str, topic: str = "customers/create"
+) -> None:
+    response = post(client, "shopify", body, shopify_headers(topic, body, SECRET, SHOP, webhook_id))
+    assert response.status_code == 200, response.json
+
+
+def statuses(runtime: Runtime) -> list[str]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Delivery.status).order_by(Delivery.id)))
+
+
+def emails(runtime: Runtime) -> list[str | None]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Contact.email).order_by(Contact.email)))
+
+
+def test_worker_turns_deliveries_into_contacts(client: FlaskClient, runtime: Runtime) -> None:
+    for n in (1, 2, 3):
+        send(client, customer(n), f"wh-{n}")
+    send(client, customer(1), "wh-1")  # a replay
+    run_worker(runtime)
+    assert statuses(runtime) == ["processed"] * 3
+    assert emails(runtime) == ["kund1@example.se", "kund2@example.se", "kund3@example.se"]
+    with runtime.sessions() as session:
+        assert count(session, StoredEvent, StoredEvent.type == "CustomerCreated") == 3
+    assert runtime.queue("intake").count == 0
+
+
+def test_delivery_after_a_drain_gets_a_drain_of_its_own(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    send(client, customer(1), "wh-1")
+    run_worker(runtime)
+    send(client, customer(2), "wh-2")
+    assert runtime.queue("intake").count == 1
+    run_worker(runtime)
+    assert statuses(runtime) == ["processed", "processed"]
+
+
+def test_failing_delivery_is_retried_then_fails_visibly(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    bad = dumps({"email": "no-token@example.se", "updated_at": "2026-09-14T19:12:40+02:00"})
+    send(client, bad, "wh-bad", topic="checkouts/update")
+    send(client, customer(1), "wh-good")
+    run_worker(runtime)
+
+    # the good one is not held up by the bad one
+    assert statuses(runtime) == ["failed", "processed"]
+    with runtime.sessions() as session:
+        failed = session.scalars(select(Delivery).where(Delivery.status == "failed")).one()
+    assert failed.attempts == 1
+    assert failed.error
+    assert "token" in failed.error
+
+    # its retry job waits in RQ's schedule
+    job = Job.fetch(intake.retry_job_id(failed.id), connection=runtime.redis)
+    assert job.id in ScheduledJobRegistry(queue=runtime.queue("intake")).get_job_ids()
+    assert job.retries_left == len(intake.RETRY_INTERVALS) - 1
+
+    # when the retries are used up it lands in the failed registry
+    ScheduledJobRegistry(queue=runtime.queue("intake")).remove(job)
+    job.retries_left = 0
+    job.save()
+    runtime.queue("intake").enqueue_job(job)
+    run_worker(runtime)
+    assert job.id in FailedJobRegistry(queue=runtime.queue("intake")).get_job_ids()
+    with runtime.sessions() as session:
+        assert session.get_one(Delivery, failed.id).attempts == 2
+
+
+def test_transient_failure_recovers_on_retry(
+    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_apply = processing.apply
+    calls = {"n": 0}
+
+    def flaky(*args: object, **kwargs: object) -> processing.Applied:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("database went away")
+        return real_apply(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(processing, "apply", flaky)
+    send(client, customer(1), "wh-1")
+    run_worker(runtime)
+    assert statuses(runtime) == ["failed"]
+    assert emails(runtime) == []  # the failed attempt left nothing behind
+
+    job = Job.fetch(intake.retry_job_id(1), connection=runtime.redis)
+    ScheduledJobRegistry(queue=runtime.queue("intake")).remove(job)
+    runtime.queue("intake").enqueue_job(job)  # as the scheduler does when it is due
+    run_worker(runtime)
+    assert statuses(runtime) == ["processed"]
+    assert emails(runtime) == ["kund1@example.se"]
+
+
+def test_racing_workers_apply_a_delivery_once(client: FlaskClient, runtime: Runtime) -> None:
+    send(client, customer(1), "wh-1")
+    results: list[bool] = []
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(intake.process_one(runtime, 1))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, False, False, True]
+    with runtime.sessions() as session:
+        assert count(session, StoredEvent) == 1
+        assert count(session, Contact) == 1
+
+
+def test_flushed_redis_loses_nothing(client: FlaskClient, runtime: Runtime) -> None:
+    send(client, customer(1), "wh-1")
+    runtime.redis.flushdb()  # the drain job and its flag are gone
+    assert sweeper.sweep_once(runtime, grace=0) == {"shops": 1, "failed": 0}
+    run_worker(runtime)
+    assert statuses(runtime) == ["processed"]
+
+
+def test_sweeper_requeues_lost_retries(client: FlaskClient, runtime: Runtime) -> None:
+    send(client, dumps({"email": "x@example.se"}), "wh-bad", topic="checkouts/update")
+    run_worker(runtime)
+    runtime.redis.flushdb()
+    assert sweeper.sweep_once(runtime, grace=0) == {"shops": 0, "failed": 1}
+    assert Job.exists(intake.retry_job_id(1), connection=runtime.redis)
+    # a second pass does not pile up duplicates
+    assert sweeper.sweep_once(runtime, grace=0) == {"shops": 0, "failed": 0}
+
+
+def test_sweeper_leaves_fresh_deliveries_to_their_own_hand_off(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    send(client, customer(1), "wh-1")
+    assert sweeper.sweep_once(runtime) == {"shops": 0, "failed": 0}
+
+
+class RedisProcess:
+    """A redis-server of the test's own, so it can be stopped and started again."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="triggerpost-redis-"))
+        self.socket = self.dir / "redis.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket),
+             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                Redis(unix_socket_path=str(self.socket)).ping()
+                return
+            except (RedisError, OSError):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisProcess]:
+    server = RedisProcess()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_redis_down_during_intake_loses_nothing(runtime: Runtime, own_redis: RedisProcess) -> None:
+    settings = replace(runtime.settings, redis_url=own_redis.url)
+    local = Runtime.create(settings)
+    runtimes.install(local)
+    try:
+        with local.sessions.begin() as session:
+            add_shop(session, local.secrets, "shopify", SHOP)
+        client = create_app(runtime=local).test_client()
+
+        own_redis.stop()
+        started = time.monotonic()
+        for n in (1, 2):
+            send(client, customer(n), f"wh-{n}")
+        assert time.monotonic() - started < 10  # timeouts, not hangs
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json["deliveries_waiting"] == 2
+
+        own_redis.start()  # back, empty: nothing was ever enqueued
+        assert local.queue("intake").count == 0
+        assert sweeper.sweep_once(local, grace=0) == {"shops": 1, "failed": 0}
+        run_worker(local)
+        assert statuses(local) == ["processed", "processed"]
+        assert emails(local) == ["kund1@example.se", "kund2@example.se"]
+        assert client.get("/readyz").status_code == 200
+    finally:
+        local.close()
+        runtimes.install(runtime)
