@@ -81,14 +81,14 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class Amount(TypeDecorator[Decimal]):
-    """An exact decimal amount: NUMERIC(20, 6) on PostgreSQL, text on SQLite."""
+    """An exact decimal amount: unconstrained NUMERIC on PostgreSQL, text on SQLite."""
 
     impl = String(40)
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(Numeric(20, 6, asdecimal=True))
+            return dialect.type_descriptor(Numeric(asdecimal=True))
         return dialect.type_descriptor(String(40))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
