@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from adapters.events import (
     AppUninstalled,
@@ -43,7 +43,7 @@ from adapters.events import (
     ShipmentDelivered,
     ShopRedactRequested,
 )
-from adapters.money import Fields, storefront_url
+from adapters.payload import Fields, storefront_url
 from adapters.platform import ShopContext, Translator, WebhookError
 
 __all__ = ["IGNORED_TOPICS", "TOPIC_HANDLERS"]
@@ -52,26 +52,22 @@ __all__ = ["IGNORED_TOPICS", "TOPIC_HANDLERS"]
 # --- pieces shared by several topics -------------------------------------------
 
 
+# the two sides of a Shopify money bag (``total_price_set`` etc.)
+BUYER_CURRENCY = "presentment_money"
+SHOP_CURRENCY = "shop_money"
+
+
 def _source(topic: str) -> str:
     return f"shopify:{topic}"
 
 
-def _presentment(f: Fields, key: str, plain_currency: str | None) -> Money | None:
-    """``key`` in the buyer's currency: ``{key}_set`` when sent, else the plain string."""
+def _money(f: Fields, key: str, side: str, plain_currency: str | None) -> Money | None:
+    """``key`` from ``{key}_set.{side}`` when sent, else the plain string in ``plain_currency``."""
     money_set = f.child(f"{key}_set")
-    presentment = money_set.child("presentment_money") if money_set else None
-    if presentment is not None:
-        return presentment.money("amount", presentment.text("currency_code"))
+    chosen = money_set.child(side) if money_set else None
+    if chosen is not None:
+        return chosen.money("amount", chosen.text("currency_code"))
     return f.money(key, plain_currency)
-
-
-def _shop_money(f: Fields, key: str, shop_currency: str | None) -> Money | None:
-    """``key`` in the shop's currency, for revenue: ``shop_money`` or the plain string."""
-    money_set = f.child(f"{key}_set")
-    shop_money = money_set.child("shop_money") if money_set else None
-    if shop_money is not None:
-        return shop_money.money("amount", shop_money.text("currency_code"))
-    return f.money(key, shop_currency)
 
 
 def _tags(value: str | None) -> tuple[str, ...]:
@@ -95,10 +91,12 @@ def _consent(f: Fields, source: str, *, legacy_flag: bool) -> Consent | None:
     inline = f.child("email_marketing_consent")
     if inline is not None:
         state = inline.require(inline.text("state"), "state")
-        if state not in ConsentState.__members__.values():
-            raise inline.error("state", f"{state!r} is not a known consent state")
+        try:
+            known_state = ConsentState(state)
+        except ValueError:
+            raise inline.error("state", f"{state!r} is not a known consent state") from None
         return Consent(
-            state=ConsentState(state),
+            state=known_state,
             source=source,
             updated_at=inline.time("consent_updated_at"),
             opt_in_level=inline.text("opt_in_level"),
@@ -114,21 +112,28 @@ def _consent(f: Fields, source: str, *, legacy_flag: bool) -> Consent | None:
     )
 
 
-def _customer(f: Fields | None, topic: str, *, legacy_flag: bool = False) -> Customer | None:
-    if f is None:
-        return None
-    address = f.child("default_address")
+def _embedded_customer(f: Fields, topic: str) -> Customer | None:
+    """The ``customer`` inside a checkout or order; missing or null for guests."""
+    customer = f.child("customer")
+    return _customer(customer, topic, legacy_flag=False) if customer else None
+
+
+def _customer(f: Fields, topic: str, *, legacy_flag: bool) -> Customer:
+    default_address = f.child("default_address")
+    address = (
+        default_address.address(
+            country="country_code", province="province_code", city="city", zip_code="zip"
+        )
+        if default_address
+        else None
+    )
     return Customer(
         customer_id=f.text("id"),
         email=f.email("email"),
         first_name=f.text("first_name"),
         last_name=f.text("last_name"),
         phone=f.text("phone"),
-        address=address.address(
-            country="country_code", province="province_code", city="city", zip_code="zip"
-        )
-        if address
-        else None,
+        address=address,
         consent=_consent(f, _source(topic), legacy_flag=legacy_flag),
         created_at=f.time("created_at"),
         updated_at=f.time("updated_at"),
@@ -141,7 +146,7 @@ def _line_item(f: Fields, plain_currency: str | None) -> LineItem:
     return LineItem(
         title=f.require(f.text("presentment_title") or f.text("title"), "title"),
         quantity=f.require(f.integer("quantity"), "quantity"),
-        unit_price=f.require(_presentment(f, "price", plain_currency), "price"),
+        unit_price=f.require(_money(f, "price", BUYER_CURRENCY, plain_currency), "price"),
         product_id=f.text("product_id"),
         variant_id=f.text("variant_id"),
         variant_title=f.text("presentment_variant_title") or f.text("variant_title"),
@@ -173,20 +178,20 @@ def _checkout(f: Fields, topic: str) -> Checkout:
     # the top-level id was removed in 2026: the token is the checkout's identity
     token = f.require(f.text("token"), "token")
     currency = f.text("presentment_currency") or f.text("currency")
-    customer = _customer(f.child("customer"), topic)
+    customer = _embedded_customer(f, topic)
     email = f.email("email") or (customer.email if customer else None)
     return Checkout(
         token=token,
         customer=customer,
         email=email,
         recovery_url=f.text("abandoned_checkout_url"),
-        total=f.require(_presentment(f, "total_price", currency), "total_price"),
+        total=f.require(_money(f, "total_price", BUYER_CURRENCY, currency), "total_price"),
         line_items=tuple(_line_item(item, currency) for item in f.children("line_items")),
         updated_at=_updated_at(f),
         created_at=f.time("created_at"),
         completed_at=f.time("completed_at"),
         cart_token=f.text("cart_token"),
-        subtotal=_presentment(f, "subtotal_price", currency),
+        subtotal=_money(f, "subtotal_price", BUYER_CURRENCY, currency),
         locale=f.text("customer_locale"),
         accepts_marketing=f.flag("buyer_accepts_marketing"),
         not_mailable_reason=None if email else "no_email",
@@ -210,7 +215,7 @@ def checkout_updated(payload: Mapping[str, Any], shop: ShopContext) -> list[Even
 
 def _order(f: Fields, topic: str) -> Order:
     shop_currency = f.text("currency")
-    customer = _customer(f.child("customer"), topic)
+    customer = _embedded_customer(f, topic)
     placed_at = f.require(f.time("created_at"), "created_at")
     return Order(
         order_id=f.require(f.text("id"), "id"),
@@ -219,11 +224,11 @@ def _order(f: Fields, topic: str) -> Order:
         email=f.email("email")
         or f.email("contact_email")
         or (customer.email if customer else None),
-        total=f.require(_presentment(f, "total_price", shop_currency), "total_price"),
+        total=f.require(_money(f, "total_price", BUYER_CURRENCY, shop_currency), "total_price"),
         line_items=tuple(_line_item(item, shop_currency) for item in f.children("line_items")),
         placed_at=placed_at,
         updated_at=f.time("updated_at") or placed_at,
-        shop_total=_shop_money(f, "total_price", shop_currency),
+        shop_total=_money(f, "total_price", SHOP_CURRENCY, shop_currency),
         checkout_token=f.text("checkout_token"),
         cart_token=f.text("cart_token"),
         financial_status=f.text("financial_status"),
@@ -270,20 +275,21 @@ def shipment_delivered(payload: Mapping[str, Any], shop: ShopContext) -> list[Ev
 # --- customers and consent -----------------------------------------------------
 
 
-def customer_created(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
-    f = Fields.root(payload, "customer")
-    customer = f.require(_customer(f, "customers/create", legacy_flag=True), "customer")
-    f.require(customer.customer_id, "id")
-    occurred_at = f.require(customer.created_at or customer.updated_at, "created_at")
-    return [CustomerCreated(occurred_at=occurred_at, customer=customer)]
+def _customer_event(
+    event_type: type[CustomerCreated | CustomerUpdated], topic: str, *time_keys: str
+) -> Translator:
+    """customers/create and customers/update: the whole payload is the customer."""
 
+    def translate(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
+        f = Fields.root(payload, "customer")
+        f.require(f.text("id"), "id")
+        times = (f.time(key) for key in time_keys)
+        occurred_at = f.require(next((t for t in times if t is not None), None), time_keys[0])
+        customer = _customer(f, topic, legacy_flag=True)
+        return [event_type(occurred_at=occurred_at, customer=customer)]
 
-def customer_updated(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
-    f = Fields.root(payload, "customer")
-    customer = f.require(_customer(f, "customers/update", legacy_flag=True), "customer")
-    f.require(customer.customer_id, "id")
-    occurred_at = f.require(customer.updated_at or customer.created_at, "updated_at")
-    return [CustomerUpdated(occurred_at=occurred_at, customer=customer)]
+    translate.__name__ = f"translate_{topic.replace('/', '_')}"
+    return translate
 
 
 def marketing_consent_changed(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
@@ -380,16 +386,30 @@ def _order_ids(f: Fields, key: str) -> tuple[str, ...]:
     return tuple(str(i) for i in value)
 
 
+class _PrivacySubject(TypedDict):
+    occurred_at: datetime
+    customer_id: str | None
+    email: str | None
+    phone: str | None
+
+
+def _privacy_subject(f: Fields, shop: ShopContext) -> _PrivacySubject:
+    """Whom a privacy request is about; the customer object may hold only an email."""
+    customer = f.require(f.child("customer"), "customer")
+    return _PrivacySubject(
+        occurred_at=_time_of_receipt(f, shop),
+        customer_id=customer.text("id"),
+        email=customer.email("email"),
+        phone=customer.text("phone"),
+    )
+
+
 def customer_data_requested(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
     f = Fields.root(payload, "data_request")
-    customer = f.require(f.child("customer"), "customer")
     request = f.child("data_request")
     return [
         CustomerDataRequested(
-            occurred_at=_time_of_receipt(f, shop),
-            customer_id=customer.text("id"),
-            email=customer.email("email"),
-            phone=customer.text("phone"),
+            **_privacy_subject(f, shop),
             orders_requested=_order_ids(f, "orders_requested"),
             request_id=request.text("id") if request else None,
         )
@@ -398,14 +418,9 @@ def customer_data_requested(payload: Mapping[str, Any], shop: ShopContext) -> li
 
 def customer_redact_requested(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
     f = Fields.root(payload, "redact")
-    customer = f.require(f.child("customer"), "customer")
     return [
         CustomerRedactRequested(
-            occurred_at=_time_of_receipt(f, shop),
-            customer_id=customer.text("id"),
-            email=customer.email("email"),
-            phone=customer.text("phone"),
-            orders_to_redact=_order_ids(f, "orders_to_redact"),
+            **_privacy_subject(f, shop), orders_to_redact=_order_ids(f, "orders_to_redact")
         )
     ]
 
@@ -437,8 +452,12 @@ TOPIC_HANDLERS: dict[str, Translator] = {
     ),
     "fulfillments/create": shipment_delivered,
     "fulfillments/update": shipment_delivered,
-    "customers/create": customer_created,
-    "customers/update": customer_updated,
+    "customers/create": _customer_event(
+        CustomerCreated, "customers/create", "created_at", "updated_at"
+    ),
+    "customers/update": _customer_event(
+        CustomerUpdated, "customers/update", "updated_at", "created_at"
+    ),
     "customers_email_marketing_consent/update": marketing_consent_changed,
     "products/create": product_created,
     "products/update": product_updated,

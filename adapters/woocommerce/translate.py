@@ -16,6 +16,7 @@ the order's current state: events follow the ``status``, not the topic.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -41,7 +42,7 @@ from adapters.events import (
     ProductCreated,
     ProductUpdated,
 )
-from adapters.money import Fields, storefront_url
+from adapters.payload import Fields, storefront_url
 from adapters.platform import ShopContext, Translator
 
 __all__ = ["IGNORED_TOPICS", "TOPIC_HANDLERS"]
@@ -64,8 +65,11 @@ def _id(f: Fields, key: str) -> str | None:
     return None if value == "0" else value
 
 
-def _names(f: Fields, key: str) -> tuple[str, ...]:
-    return tuple(name for item in f.children(key) if (name := item.text("name")) is not None)
+def _term_names(f: Fields, key: str) -> tuple[str, ...]:
+    """Tag and category names; WordPress stores them HTML-escaped ("Ull &amp; lin")."""
+    return tuple(
+        html.unescape(name) for item in f.children(key) if (name := item.text("name")) is not None
+    )
 
 
 # --- orders --------------------------------------------------------------------
@@ -276,8 +280,8 @@ def _product(f: Fields, shop: ShopContext) -> Product:
         price=price,
         status=f.text("status"),
         available=STOCK_AVAILABLE.get(stock_status) if stock_status else None,
-        tags=_names(f, "tags"),
-        collections=_names(f, "categories"),
+        tags=_term_names(f, "tags"),
+        collections=_term_names(f, "categories"),
     )
 
 

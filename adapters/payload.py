@@ -52,26 +52,17 @@ def clean_email(value: Any) -> str | None:
 
 def exact_decimal(value: Any) -> Decimal | None:
     """``"12.50"``, ``12`` or ``133.0357145`` as the exact decimal the platform meant."""
-    if value is None:
+    # repr is the shortest string that reads back as this float: what PHP and Ruby
+    # printed into the JSON, not the binary value's long expansion
+    text = repr(value) if isinstance(value, float) else clean_text(value)
+    if text is None:
         return None
-    if isinstance(value, bool):
-        raise TypeError(f"expected an amount, got {value!r}")
-    if isinstance(value, float):
-        # repr is the shortest string that reads back as this float: what PHP and
-        # Ruby printed into the JSON, not the binary value's long expansion
-        value = repr(value)
-    elif isinstance(value, str):
-        value = value.strip()
-        if not value:
-            return None
-    elif not isinstance(value, int):
-        raise TypeError(f"expected an amount, got {type(value).__name__}")
     try:
-        amount = Decimal(value)
+        amount = Decimal(text)
     except InvalidOperation:
-        raise ValueError(f"{value!r} is not an amount") from None
+        raise ValueError(f"{text!r} is not an amount") from None
     if not amount.is_finite():
-        raise ValueError(f"{value!r} is not a finite amount")
+        raise ValueError(f"{text!r} is not a finite amount")
     return amount
 
 

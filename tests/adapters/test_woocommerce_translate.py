@@ -1,0 +1,331 @@
+"""WooCommerce payloads -> events: one test per fixture in tests/fixtures/woocommerce.
+
+Fixtures are the raw bytes WooCommerce sends (PHP json_encode: compact, ``\\/``,
+every non-ASCII character as ``\\uXXXX``); the store is Swedish (SEK).
+"""
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.events import (
+    Address,
+    CheckoutStarted,
+    CheckoutUpdated,
+    Customer,
+    CustomerCreated,
+    CustomerUpdated,
+    Event,
+    LineItem,
+    Money,
+    OrderCancelled,
+    OrderFulfilled,
+    OrderPaid,
+    OrderPlaced,
+    OrderRefunded,
+    ProductCreated,
+    ProductUpdated,
+    from_dict,
+    to_dict,
+)
+from adapters.platform import ShopContext, WebhookError
+from adapters.woocommerce.translate import IGNORED_TOPICS, TOPIC_HANDLERS
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "woocommerce"
+SHOP = ShopContext(
+    domain="ullboden.se",
+    currency="SEK",
+    base_url="https://ullboden.se",
+    received_at=datetime(2026, 9, 20, 7, 0, 5, tzinfo=UTC),
+)
+TOPIC_BY_FILE_PREFIX = {t.replace(".", "_"): t for t in (*TOPIC_HANDLERS, *IGNORED_TOPICS)}
+SOCKS = LineItem(
+    title="Raggsockor",
+    quantity=2,
+    unit_price=Money(Decimal("133.0357145"), "SEK"),
+    product_id="1186",
+    sku="UB-RS-01",
+    image_url="https://ullboden.se/wp-content/uploads/2026/08/raggsockor.jpg",
+)
+HAT = LineItem(
+    title="Ullmössa - Grå",
+    quantity=1,
+    unit_price=Money(Decimal("159.36"), "SEK"),
+    product_id="1190",
+    variant_id="1193",
+    variant_title="Färg: Grå",
+    sku="UB-UM-GRA",
+    image_url="https://ullboden.se/wp-content/uploads/2026/08/ullmossa-gra.jpg",
+)
+
+
+def topic_of(name: str) -> str:
+    return TOPIC_BY_FILE_PREFIX[name.split("__")[0]]
+
+
+def payload(name: str) -> dict[str, Any]:
+    data = json.loads((FIXTURES / f"{name}.json").read_bytes())
+    assert isinstance(data, dict)
+    return data
+
+
+def translate(
+    name: str, shop: ShopContext = SHOP, body: dict[str, Any] | None = None
+) -> list[Event]:
+    return TOPIC_HANDLERS[topic_of(name)](payload(name) if body is None else body, shop)
+
+
+def utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def sek(amount: str) -> Money:
+    return Money(Decimal(amount), "SEK")
+
+
+# --- every fixture -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.json")), ids=lambda p: p.stem)
+def test_fixture_events_round_trip(path: Path) -> None:
+    topic = topic_of(path.stem)
+    if topic in IGNORED_TOPICS:
+        assert topic not in TOPIC_HANDLERS
+        return
+    for event in translate(path.stem):
+        assert event.occurred_at.tzinfo is UTC
+        assert from_dict(to_dict(event)) == event
+
+
+def test_every_fixture_has_its_own_test() -> None:
+    source = Path(__file__).read_text(encoding="utf-8")
+    untested = [p.stem for p in FIXTURES.glob("*.json") if f'"{p.stem}"' not in source]
+    assert untested == []
+
+
+# --- unpaid orders stand in for checkouts --------------------------------------
+
+
+def test_order_updated__checkout_draft_guest() -> None:
+    [event] = translate("order_updated__checkout_draft_guest")
+    assert isinstance(event, CheckoutUpdated)
+    checkout = event.checkout
+    assert checkout.token == "4811"
+    assert checkout.email == "sofia.ek@example.se"
+    assert checkout.customer == Customer(
+        customer_id=None,
+        email="sofia.ek@example.se",
+        first_name="Sofia",
+        last_name="Ek",
+        phone="+46705551234",
+        address=Address(country_code="SE", city="Uppsala", zip="753 20"),
+    )
+    # a draft cannot be paid through order-pay: the cart is where it can be resumed
+    assert checkout.recovery_url == "https://ullboden.se/cart/"
+    assert checkout.total == sek("381.59")
+    assert checkout.line_items == (SOCKS,)
+    assert (checkout.created_at, checkout.updated_at) == (
+        utc(2026, 9, 14, 19, 1, 7),
+        utc(2026, 9, 14, 19, 3, 52),
+    )
+    assert event.occurred_at == utc(2026, 9, 14, 19, 3, 52)
+
+
+def test_order_updated__checkout_draft_no_email() -> None:
+    [event] = translate("order_updated__checkout_draft_no_email")
+    assert isinstance(event, CheckoutUpdated)
+    assert event.checkout.email is None
+    assert event.checkout.customer is None
+    assert event.checkout.not_mailable_reason == "no_email"
+
+
+def test_order_created__pending_guest() -> None:
+    [event] = translate("order_created__pending_guest")
+    assert isinstance(event, CheckoutStarted)
+    checkout = event.checkout
+    assert event.occurred_at == utc(2026, 9, 14, 19, 10, 22)
+    assert checkout.email == "elias.nyberg@example.com"
+    assert checkout.recovery_url == (
+        "https://ullboden.se/kassan/order-pay/4812/?pay_for_order=true&key=wc_order_4812Xr4TqP9sLk"
+    )
+    assert checkout.line_items == (SOCKS, HAT)
+    assert checkout.not_mailable_reason is None
+
+
+def test_order_updated__failed_customer() -> None:
+    [event] = translate("order_updated__failed_customer")
+    assert isinstance(event, CheckoutUpdated)
+    customer = event.checkout.customer
+    assert customer is not None
+    assert (customer.customer_id, customer.first_name, customer.last_name) == (
+        "17",
+        "سارا",
+        "احمدی",
+    )
+    assert event.checkout.recovery_url is not None
+    assert "/order-pay/4813/" in event.checkout.recovery_url
+
+
+def test_recovery_url_falls_back_to_the_cart_of_the_shop_domain() -> None:
+    body = payload("order_created__pending_guest")
+    del body["payment_url"]
+    [event] = translate("order_created__pending_guest", ShopContext(domain="ullboden.se"), body)
+    assert isinstance(event, CheckoutStarted)
+    assert event.checkout.recovery_url == "https://ullboden.se/cart/"
+
+
+def test_order_without_creation_date_is_a_400() -> None:
+    body = payload("order_created__pending_guest")
+    body["date_created_gmt"] = None
+    with pytest.raises(WebhookError, match=r"order\.date_created_gmt is missing"):
+        translate("order_created__pending_guest", body=body)
+
+
+# --- orders --------------------------------------------------------------------
+
+
+def test_order_created__processing_paid() -> None:
+    placed, paid = translate("order_created__processing_paid")
+    assert isinstance(placed, OrderPlaced)
+    assert isinstance(paid, OrderPaid)
+    order = placed.order
+    assert paid.order == order
+    assert (placed.occurred_at, paid.occurred_at) == (
+        utc(2026, 9, 14, 19, 10, 22),
+        utc(2026, 9, 14, 19, 12, 39),
+    )
+    assert (order.order_id, order.name, order.checkout_token) == ("4814", "#4814", "4814")
+    assert order.customer is not None
+    assert order.customer.customer_id is None
+    assert order.email == "elias.nyberg@example.com"
+    assert order.total == order.shop_total == sek("540.95")
+    # 133.0357145 arrives as a JSON float and stays exactly that decimal
+    assert order.line_items == (SOCKS, HAT)
+
+
+def test_order_created__on_hold_bank_transfer() -> None:
+    [event] = translate("order_created__on_hold_bank_transfer")
+    assert isinstance(event, OrderPlaced)
+    assert event.order.customer is not None
+    assert event.order.customer.customer_id == "17"
+
+
+def test_order_updated__completed_emoji_name() -> None:
+    placed, paid, fulfilled = translate("order_updated__completed_emoji_name")
+    assert isinstance(placed, OrderPlaced)
+    assert isinstance(paid, OrderPaid)
+    assert isinstance(fulfilled, OrderFulfilled)
+    assert paid.occurred_at == utc(2026, 9, 10, 8, 15, 2)
+    assert fulfilled.occurred_at == utc(2026, 9, 12, 13, 5, 9)
+    customer = placed.order.customer
+    assert customer is not None
+    assert (customer.first_name, customer.last_name) == ("Lina 🌸", "Ødegård")
+    assert customer.address == Address(country_code="NO", city="Oslo", zip="0262")
+    assert placed.order.discount_codes == ("valkommen10",)
+
+
+def test_order_updated__cancelled() -> None:
+    [event] = translate("order_updated__cancelled")
+    assert isinstance(event, OrderCancelled)
+    assert event.occurred_at == utc(2026, 9, 14, 16, 5, 0)
+    assert event.order.cancelled_at == utc(2026, 9, 14, 16, 5, 0)
+    assert event.reason is None
+
+
+def test_order_updated__refunded() -> None:
+    [event] = translate("order_updated__refunded")
+    assert isinstance(event, OrderRefunded)
+    assert event.refunded == sek("381.59")
+    assert event.occurred_at == utc(2026, 9, 16, 9, 21, 44)
+
+
+def test_order_with_a_status_from_a_plugin_gives_no_events() -> None:
+    body = payload("order_updated__cancelled")
+    body["status"] = "shipped"
+    assert translate("order_updated__cancelled", body=body) == []
+
+
+def test_order_in_another_currency_has_no_shop_total() -> None:
+    body = payload("order_created__on_hold_bank_transfer")
+    body["currency"] = "EUR"
+    [event] = translate("order_created__on_hold_bank_transfer", body=body)
+    assert isinstance(event, OrderPlaced)
+    assert event.order.total == Money(Decimal("381.59"), "EUR")
+    assert event.order.shop_total is None
+
+
+def test_order_deleted__trashed() -> None:
+    assert topic_of("order_deleted__trashed") == "order.deleted"
+    assert "order.deleted" in IGNORED_TOPICS
+
+
+# --- customers -----------------------------------------------------------------
+
+
+def test_customer_created__persian_name() -> None:
+    assert translate("customer_created__persian_name") == [
+        CustomerCreated(
+            occurred_at=utc(2026, 9, 13, 9, 12, 44),
+            customer=Customer(
+                customer_id="31",
+                email="neda.karimi@example.se",
+                first_name="ندا",
+                last_name="کریمی",
+                phone="+46765554321",
+                address=Address(country_code="SE", city="Kista", zip="164 33"),
+                created_at=utc(2026, 9, 13, 9, 12, 44),
+            ),
+        )
+    ]
+
+
+def test_customer_updated__russian_name() -> None:
+    [event] = translate("customer_updated__russian_name")
+    assert isinstance(event, CustomerUpdated)
+    customer = event.customer
+    assert (customer.email, customer.first_name, customer.last_name) == (
+        "olga.ivanova@example.com",
+        "Ольга",
+        "Иванова",
+    )
+    assert customer.consent is None
+    assert event.occurred_at == utc(2026, 9, 15, 12, 30, 5)
+
+
+# --- products ------------------------------------------------------------------
+
+
+def test_product_created__simple() -> None:
+    [event] = translate("product_created__simple")
+    assert isinstance(event, ProductCreated)
+    product = event.product
+    assert (product.product_id, product.title, product.handle) == (
+        "1186",
+        "Raggsockor 🧦",
+        "raggsockor",
+    )
+    assert product.url == "https://ullboden.se/produkt/raggsockor/"
+    assert product.image_url == "https://ullboden.se/wp-content/uploads/2026/08/raggsockor.jpg"
+    assert product.price == sek("166.29")
+    assert (product.status, product.available) == ("publish", True)
+    assert product.tags == ("ull", "vinter")
+    assert product.collections == ("Strumpor", "Ull & lin")
+    assert event.occurred_at == utc(2026, 8, 30, 10, 2, 11)
+
+
+def test_product_updated__out_of_stock_variable() -> None:
+    [event] = translate("product_updated__out_of_stock_variable")
+    assert isinstance(event, ProductUpdated)
+    product = event.product
+    assert product.title == "Ullmössa «Fjäll»"
+    assert (product.available, product.image_url, product.tags) == (False, None, ())
+    assert product.price == sek("199.20")
+    assert event.occurred_at == utc(2026, 9, 15, 14, 8, 31)
+    no_currency = ShopContext(domain="ullboden.se")
+    [bare] = translate("product_updated__out_of_stock_variable", shop=no_currency)
+    assert isinstance(bare, ProductUpdated)
+    assert bare.product.price is None
