@@ -6,6 +6,8 @@ import base64
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from rq import SimpleWorker
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from adapters.events import Event, Money, from_dict, to_dict
+from adapters.platform import ShopContext, platforms
 from jobs.queues import ALL_QUEUES
 from jobs.runtime import Runtime
 
@@ -29,10 +33,6 @@ def redis_server_binary() -> str:
 def sign(secret: str, body: bytes) -> str:
     """base64(HMAC-SHA256(secret, body)): how both Shopify and WooCommerce sign."""
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-
-
-def fixture_bytes(platform: str, name: str) -> bytes:
-    return (FIXTURES / platform / f"{name}.json").read_bytes()
 
 
 def shopify_headers(
@@ -83,3 +83,58 @@ def count(session: Session, model: Any, *where: Any) -> int:
 
 def dumps(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def sek(amount: str) -> Money:
+    return Money(Decimal(amount), "SEK")
+
+
+class FixtureSet:
+    """One platform's fixture deliveries, named ``<topic>__<variant>.json``."""
+
+    def __init__(self, platform: str) -> None:
+        self.platform = platforms()[platform]
+        self.dir = FIXTURES / platform
+        known = (*self.platform.topic_handlers, *self.platform.ignored_topics)
+        self._topics = {t.replace("/", "_").replace(".", "_"): t for t in known}
+
+    def paths(self) -> list[Path]:
+        return sorted(self.dir.glob("*.json"))
+
+    def topic(self, name: str) -> str:
+        """``checkouts_update__guest`` -> ``checkouts/update`` (``order.updated`` for Woo)."""
+        prefix = name.split("__", 1)[0]
+        assert prefix in self._topics, f"{name} names no topic {self.platform.name} knows"
+        return self._topics[prefix]
+
+    def payload(self, name: str) -> dict[str, Any]:
+        data = json.loads((self.dir / f"{name}.json").read_bytes())
+        assert isinstance(data, dict)
+        return data
+
+    def translate(
+        self, name: str, shop: ShopContext, body: dict[str, Any] | None = None
+    ) -> list[Event]:
+        handler = self.platform.topic_handlers[self.topic(name)]
+        return handler(self.payload(name) if body is None else body, shop)
+
+    def check_round_trip(self, name: str, shop: ShopContext) -> None:
+        """Every event the fixture yields is in UTC and survives serialisation."""
+        topic = self.topic(name)
+        if topic in self.platform.ignored_topics:
+            assert topic not in self.platform.topic_handlers
+            return
+        for event in self.translate(name, shop):
+            assert event.occurred_at.tzinfo is UTC
+            assert from_dict(to_dict(event)) == event
+
+    def untested(self, test_module: Path) -> list[str]:
+        """Fixtures the test module never names."""
+        source = test_module.read_text(encoding="utf-8")
+        return [p.stem for p in self.paths() if f'"{p.stem}"' not in source]

@@ -8,13 +8,10 @@ from decimal import Decimal
 import pytest
 
 from adapters import events as ev
+from tests.support import sek
 
 STOCKHOLM_SUMMER = timezone(timedelta(hours=2))
 WHEN = datetime(2026, 9, 14, 19, 12, 40, tzinfo=STOCKHOLM_SUMMER)
-
-
-def sek(amount: str) -> ev.Money:
-    return ev.Money(Decimal(amount), "SEK")
 
 
 CUSTOMER = ev.Customer(

@@ -4,7 +4,6 @@ Fixtures are the raw bytes WooCommerce sends (PHP json_encode: compact, ``\\/``,
 every non-ASCII character as ``\\uXXXX``); the store is Swedish (SEK).
 """
 
-import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -29,20 +28,18 @@ from adapters.events import (
     OrderRefunded,
     ProductCreated,
     ProductUpdated,
-    from_dict,
-    to_dict,
 )
 from adapters.platform import ShopContext, WebhookError
-from adapters.woocommerce.translate import IGNORED_TOPICS, TOPIC_HANDLERS
+from adapters.woocommerce.translate import IGNORED_TOPICS
+from tests.support import FixtureSet, sek, utc
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "woocommerce"
+FIXTURES = FixtureSet("woocommerce")
 SHOP = ShopContext(
     domain="ullboden.se",
     currency="SEK",
     base_url="https://ullboden.se",
     received_at=datetime(2026, 9, 20, 7, 0, 5, tzinfo=UTC),
 )
-TOPIC_BY_FILE_PREFIX = {t.replace(".", "_"): t for t in (*TOPIC_HANDLERS, *IGNORED_TOPICS)}
 SOCKS = LineItem(
     title="Raggsockor",
     quantity=2,
@@ -63,48 +60,26 @@ HAT = LineItem(
 )
 
 
-def topic_of(name: str) -> str:
-    return TOPIC_BY_FILE_PREFIX[name.split("__")[0]]
-
-
-def payload(name: str) -> dict[str, Any]:
-    data = json.loads((FIXTURES / f"{name}.json").read_bytes())
-    assert isinstance(data, dict)
-    return data
-
-
 def translate(
     name: str, shop: ShopContext = SHOP, body: dict[str, Any] | None = None
 ) -> list[Event]:
-    return TOPIC_HANDLERS[topic_of(name)](payload(name) if body is None else body, shop)
+    return FIXTURES.translate(name, shop, body)
 
 
-def utc(year: int, month: int, day: int, hour: int, minute: int, second: int) -> datetime:
-    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-
-
-def sek(amount: str) -> Money:
-    return Money(Decimal(amount), "SEK")
+def payload(name: str) -> dict[str, Any]:
+    return FIXTURES.payload(name)
 
 
 # --- every fixture -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.json")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", FIXTURES.paths(), ids=lambda p: p.stem)
 def test_fixture_events_round_trip(path: Path) -> None:
-    topic = topic_of(path.stem)
-    if topic in IGNORED_TOPICS:
-        assert topic not in TOPIC_HANDLERS
-        return
-    for event in translate(path.stem):
-        assert event.occurred_at.tzinfo is UTC
-        assert from_dict(to_dict(event)) == event
+    FIXTURES.check_round_trip(path.stem, SHOP)
 
 
 def test_every_fixture_has_its_own_test() -> None:
-    source = Path(__file__).read_text(encoding="utf-8")
-    untested = [p.stem for p in FIXTURES.glob("*.json") if f'"{p.stem}"' not in source]
-    assert untested == []
+    assert FIXTURES.untested(Path(__file__)) == []
 
 
 # --- unpaid orders stand in for checkouts --------------------------------------
@@ -259,7 +234,7 @@ def test_order_in_another_currency_has_no_shop_total() -> None:
 
 
 def test_order_deleted__trashed() -> None:
-    assert topic_of("order_deleted__trashed") == "order.deleted"
+    assert FIXTURES.topic("order_deleted__trashed") == "order.deleted"
     assert "order.deleted" in IGNORED_TOPICS
 
 

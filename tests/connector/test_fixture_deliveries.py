@@ -19,7 +19,14 @@ from connector.app import create_app
 from jobs.runtime import Runtime
 from jobs.shops import add_shop
 from jobs.store.models import Checkout, Contact, Delivery, Order, StoredEvent
-from tests.support import FIXTURES, post, run_worker, shopify_headers, woocommerce_headers
+from tests.support import (
+    FIXTURES,
+    FixtureSet,
+    post,
+    run_worker,
+    shopify_headers,
+    woocommerce_headers,
+)
 
 SHOPIFY_SHOP = "nordljus-test.myshopify.com"
 SHOPIFY_SECRET = "shopify-app-secret"
@@ -28,19 +35,13 @@ WOO_SECRET = "9d8c7b6a5f4e3d2c1b0a"
 
 
 def topic_of(platform: str, path: Path) -> str:
-    """``checkouts_update__guest.json`` -> ``checkouts/update`` (``order.updated`` for Woo)."""
-    prefix = path.stem.split("__", 1)[0]
-    known = platforms()[platform]
-    for topic in (*known.topic_handlers, *known.ignored_topics):
-        if topic.replace("/", "_").replace(".", "_") == prefix:
-            return topic
-    raise AssertionError(f"{path.name} names no topic {platform} knows")
+    return FixtureSet(platform).topic(path.stem)
 
 
 CASES = [
     pytest.param(platform, path, id=f"{platform}/{path.stem}")
     for platform in ("shopify", "woocommerce")
-    for path in sorted((FIXTURES / platform).glob("*.json"))
+    for path in FixtureSet(platform).paths()
 ]
 
 

@@ -25,13 +25,9 @@ from jobs.store.models import (
     ShopStatus,
     StoredEvent,
 )
-from tests.support import count
+from tests.support import count, sek
 
 T0 = datetime(2026, 9, 14, 17, 0, tzinfo=UTC)
-
-
-def sek(amount: str) -> ev.Money:
-    return ev.Money(Decimal(amount), "SEK")
 
 
 LINE = ev.LineItem(title="Ullsockor", quantity=1, unit_price=sek("149.00"), product_id="1")
