@@ -50,5 +50,8 @@ def serve(
         "loglevel": settings.log_level.lower(),
         "accesslog": "-" if access_log else None,
         "proc_name": "triggerpost-web",
+        # gunicorn's runtime control socket would live in the user's home; we
+        # manage the server by signals, as every process manager does
+        "control_socket_disable": True,
     }
     WebServer(settings, options).run()
