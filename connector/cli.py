@@ -52,7 +52,7 @@ def run(settings: Settings, host: str, port: int, workers: int) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
-@click.option("--workers", type=int, default=None, help="gunicorn workers [2 per core].")
+@click.option("--workers", type=int, default=None, help="gunicorn processes [1 per core].")
 @click.option("--access-log/--no-access-log", default=False, help="Log every request.")
 @click.pass_obj
 def web(settings: Settings, host: str, port: int, workers: int | None, access_log: bool) -> None:

@@ -18,8 +18,8 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import NotFound
 
 from adapters.platform import Platform, WebhookError, platforms
-from connector.app import runtime_of
 from jobs import intake, shops
+from jobs.intake_writer import DeliveryWriter
 from jobs.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,14 @@ def _answer(status: int, outcome: str, message: str | None = None) -> tuple[Resp
     return jsonify(body), status
 
 
+IDENTITIES = "triggerpost.shop_identities"
+WRITER = "triggerpost.delivery_writer"
+
+
 def init_app(app: Flask, runtime: Runtime) -> None:
     app.extensions[IDENTITIES] = ShopIdentities(runtime)
+    app.extensions[WRITER] = DeliveryWriter(runtime)
     app.register_blueprint(blueprint)
-
-
-IDENTITIES = "triggerpost.shop_identities"
 
 
 @blueprint.post("/webhooks/<platform_name>")
@@ -81,7 +83,6 @@ def receive(platform_name: str) -> tuple[Response, int]:
     platform = platforms().get(platform_name)
     if platform is None:
         raise NotFound(f"no platform called {platform_name!r}")
-    runtime = runtime_of(current_app)
     body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 from Werkzeug
     raw_headers = dict(request.headers.items())
 
@@ -126,18 +127,18 @@ def receive(platform_name: str) -> tuple[Response, int]:
             return _answer(200, "unsupported")
         return _answer(200, "ignored")
 
-    with runtime.sessions.begin() as session:
-        delivery_id = intake.store_delivery(
-            session,
+    writer: DeliveryWriter = current_app.extensions[WRITER]
+    delivery_id = writer.store(
+        intake.delivery_row(
             shop_id=shop.id,
             platform=platform.name,
             headers=headers,
             raw_headers=_kept_headers(raw_headers),
             body=body,
         )
+    )
     if delivery_id is None:
         return _answer(200, "duplicate")
-    intake.notify(runtime, shop.id)
     return _answer(200, "stored")
 
 

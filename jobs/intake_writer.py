@@ -1,0 +1,128 @@
+"""Group commit for the webhook intake.
+
+Every delivery must be committed before its 200, and a commit is the costly
+part of the intake: a WAL sync, SQLite's single-writer lock, a PostgreSQL
+round trip. The web server runs a few threads per process; their requests
+hand their rows to one writer thread, which inserts whatever has queued up
+in one statement and one commit, hands the shops to the workers (one
+``SET NX`` per shop, see :func:`jobs.intake.notify`), and only then wakes the
+requests. Under load many deliveries share a commit; alone, a delivery waits
+for nothing but its own.
+
+A batch that fails as a whole is retried row by row, so one bad row fails
+only its own request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs import intake
+from jobs.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: rows per commit at most; more wait for the next one
+MAX_BATCH = 64
+#: a request gives up on the writer after this long (the platforms wait 5 s)
+WAIT = 10.0
+
+
+class IntakeWriteError(RuntimeError):
+    """The delivery could not be stored; the request must not answer 200."""
+
+
+@dataclass
+class _Pending:
+    row: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    delivery_id: int | None = None
+    error: BaseException | None = None
+
+
+class DeliveryWriter:
+    def __init__(self, runtime: Runtime, *, max_batch: int = MAX_BATCH) -> None:
+        self.runtime = runtime
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def store(self, row: dict[str, Any]) -> int | None:
+        """Commit ``row``; its id, or None when the same delivery was stored before."""
+        self._ensure_thread()
+        pending = _Pending(row)
+        self._queue.put(pending)
+        if not pending.done.wait(WAIT):
+            raise IntakeWriteError(f"delivery not stored within {WAIT:.0f} s")
+        if pending.error is not None:
+            raise IntakeWriteError(f"delivery not stored: {pending.error}") from pending.error
+        return pending.delivery_id
+
+    def _ensure_thread(self) -> None:
+        # started on first use, in the process that uses it (gunicorn forks workers)
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="triggerpost-intake-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._write(batch)
+            except BaseException as exc:
+                log.exception("intake writer: batch of %d failed", len(batch))
+                for pending in batch:
+                    pending.error = pending.error or exc
+            finally:
+                for pending in batch:
+                    pending.done.set()
+
+    def _write(self, batch: list[_Pending]) -> None:
+        # the same delivery twice in one batch: the first one stands for both
+        first: dict[tuple[int, str], _Pending] = {}
+        for pending in batch:
+            first.setdefault(_key(pending.row), pending)
+        try:
+            with self.runtime.engine.begin() as connection:
+                stored = intake.insert_deliveries(connection, [p.row for p in first.values()])
+        except Exception:
+            if len(first) == 1:
+                raise
+            log.warning("intake writer: batch failed, storing its %d rows one by one", len(first))
+            stored = self._one_by_one(list(first.values()))
+        for key, pending in first.items():
+            pending.delivery_id = stored.get(key)
+        for shop_id in sorted({shop for shop, _ in stored}):
+            intake.notify(self.runtime, shop_id)
+
+    def _one_by_one(self, batch: list[_Pending]) -> dict[tuple[int, str], int]:
+        stored: dict[tuple[int, str], int] = {}
+        for pending in batch:
+            try:
+                with self.runtime.engine.begin() as connection:
+                    stored.update(intake.insert_deliveries(connection, [pending.row]))
+            except Exception as exc:
+                pending.error = exc
+        return stored
+
+
+def _key(row: dict[str, Any]) -> tuple[int, str]:
+    return (row["shop_id"], row["delivery_key"])
