@@ -102,7 +102,7 @@ def test_run_serves_processes_and_stops_cleanly(
     # the service's own worker turns it into a contact
     engine = make_engine(f"sqlite:///{data / 'triggerpost.db'}")
     sessions = make_sessions(engine)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     contact = None
     while contact is None and time.monotonic() < deadline:
         with sessions() as session:
@@ -113,7 +113,7 @@ def test_run_serves_processes_and_stops_cleanly(
     assert contact.first_name == "Bob"
 
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=40)
+    output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "/webhooks/shopify" in output  # the URLs to use were printed
     assert "stopping" in output
