@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -235,6 +236,7 @@ def own_redis() -> Iterator[RedisProcess]:
     server.start()
     yield server
     server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)
 
 
 def test_redis_down_during_intake_loses_nothing(runtime: Runtime, own_redis: RedisProcess) -> None:
