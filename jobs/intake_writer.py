@@ -22,6 +22,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
 from jobs import intake
 from jobs.runtime import Runtime
 
@@ -53,6 +56,9 @@ class DeliveryWriter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        # the writer thread's own connection, kept between batches: a pool
+        # checkout with its pre-ping per batch cost as much as the insert
+        self._connection: Connection | None = None
 
     def store(self, row: dict[str, Any]) -> int | None:
         """Commit ``row``; its id, or None when the same delivery was stored before."""
@@ -101,8 +107,7 @@ class DeliveryWriter:
         for pending in batch:
             first.setdefault(_key(pending.row), pending)
         try:
-            with self.runtime.engine.begin() as connection:
-                stored = intake.insert_deliveries(connection, [p.row for p in first.values()])
+            stored = self._insert([p.row for p in first.values()])
         except Exception:
             if len(first) == 1:
                 raise
@@ -113,12 +118,30 @@ class DeliveryWriter:
         for shop_id in sorted({shop for shop, _ in stored}):
             intake.notify(self.runtime, shop_id)
 
+    def _insert(self, rows: list[dict[str, Any]]) -> dict[tuple[int, str], int]:
+        for attempt in (1, 2):
+            if self._connection is None or self._connection.closed:
+                self._connection = self.runtime.engine.connect()
+            try:
+                with self._connection.begin():
+                    return intake.insert_deliveries(self._connection, rows)
+            except DBAPIError as exc:
+                if not (exc.connection_invalidated or self._connection.invalidated):
+                    raise
+                # the server dropped the kept connection (restart, idle timeout):
+                # once more on a new one; rows a lost commit did store come back
+                # as duplicates, which is still the truth
+                self._connection.close()
+                self._connection = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     def _one_by_one(self, batch: list[_Pending]) -> dict[tuple[int, str], int]:
         stored: dict[tuple[int, str], int] = {}
         for pending in batch:
             try:
-                with self.runtime.engine.begin() as connection:
-                    stored.update(intake.insert_deliveries(connection, [pending.row]))
+                stored.update(self._insert([pending.row]))
             except Exception as exc:
                 pending.error = exc
         return stored

@@ -154,3 +154,22 @@ def test_one_bad_row_fails_only_its_own_request(runtime: Runtime, shop_id: int) 
     with runtime.sessions() as session:
         keys = set(session.scalars(select(Delivery.delivery_key)))
     assert keys == {"blocker", "good-1", "good-2"}
+
+
+def test_writer_survives_its_connection_being_dropped(runtime: Runtime, shop_id: int) -> None:
+    writer = DeliveryWriter(runtime)
+    assert isinstance(writer.store(row(shop_id, "before")), int)
+    kept = writer._connection
+    assert kept is not None
+    if kept.dialect.name == "postgresql":
+        pid = writer._connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        writer._connection.rollback()
+        with runtime.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    else:
+        writer._connection.invalidate()  # as the pool does when SQLite's handle is gone
+    assert isinstance(writer.store(row(shop_id, "after")), int)
+    if kept.dialect.name == "postgresql":
+        assert writer._connection is not kept  # dropped, replaced, and the row still stored
+    with runtime.sessions() as session:
+        assert set(session.scalars(select(Delivery.delivery_key))) == {"before", "after"}
