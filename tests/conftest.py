@@ -10,16 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import text
 
+from connector.app import create_app
 from connector.embedded_redis import EmbeddedRedis
 from jobs import runtime as runtimes
 from jobs.runtime import Runtime
 from jobs.settings import Settings
+from jobs.shops import add_shop
 from jobs.store.db import make_engine, migrate
 from jobs.store.models import Base
+from tests.support import SHOPIFY_SECRET, SHOPIFY_SHOP, STORE, WOO_SECRET
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET_KEY = "test-secret-key-" + "x" * 32
@@ -92,7 +96,7 @@ def settings(tmp_path: Path, database_url: str, redis_url: str) -> Settings:
             "TRIGGERPOST_DATABASE_URL": database_url,
             "TRIGGERPOST_REDIS_URL": redis_url,
             "TRIGGERPOST_SECRET_KEY": SECRET_KEY,
-            "TRIGGERPOST_SHOPIFY_API_SECRET": "shopify-app-secret",
+            "TRIGGERPOST_SHOPIFY_API_SECRET": SHOPIFY_SECRET,
             "TRIGGERPOST_BASE_URL": "http://127.0.0.1:8000",
         }
     )
@@ -112,3 +116,20 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 @pytest.fixture
 def unique() -> str:
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[FlaskClient]:
+    """The web app with a Shopify shop and a WooCommerce store registered (SEK)."""
+    with runtime.sessions.begin() as session:
+        add_shop(session, runtime.secrets, "shopify", SHOPIFY_SHOP, currency="SEK")
+        add_shop(
+            session,
+            runtime.secrets,
+            "woocommerce",
+            STORE,
+            webhook_secret=WOO_SECRET,
+            currency="SEK",
+        )
+    with create_app(runtime=runtime).test_client() as client:
+        yield client

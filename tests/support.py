@@ -23,6 +23,12 @@ from jobs.runtime import Runtime
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# The shops every web test registers (see the ``client`` fixture in conftest.py).
+SHOPIFY_SHOP = "nordljus-test.myshopify.com"
+SHOPIFY_SECRET = "shopify-app-secret"  # the app's, as the ``settings`` fixture sets it
+STORE = "https://butik.example.se/"
+WOO_SECRET = "9d8c7b6a5f4e3d2c1b0a"
+
 
 def sign(secret: str, body: bytes) -> str:
     """base64(HMAC-SHA256(secret, body)): how both Shopify and WooCommerce sign."""

@@ -7,7 +7,6 @@ stored once, processed once, and leaves exactly the events its adapter yields.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,23 +14,20 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from adapters.platform import ShopContext, platforms, translate
-from connector.app import create_app
 from jobs.runtime import Runtime
-from jobs.shops import add_shop
 from jobs.store.models import Checkout, Contact, Delivery, Order, StoredEvent
 from tests.support import (
     FIXTURES,
+    SHOPIFY_SECRET,
+    SHOPIFY_SHOP,
+    STORE,
+    WOO_SECRET,
     FixtureSet,
     post,
     run_worker,
     shopify_headers,
     woocommerce_headers,
 )
-
-SHOPIFY_SHOP = "nordljus-test.myshopify.com"
-SHOPIFY_SECRET = "shopify-app-secret"
-STORE = "https://butik.example.se/"
-WOO_SECRET = "9d8c7b6a5f4e3d2c1b0a"
 
 
 def topic_of(platform: str, path: Path) -> str:
@@ -43,22 +39,6 @@ CASES = [
     for platform in ("shopify", "woocommerce")
     for path in FixtureSet(platform).paths()
 ]
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[FlaskClient]:
-    with runtime.sessions.begin() as session:
-        add_shop(session, runtime.secrets, "shopify", SHOPIFY_SHOP, currency="SEK")
-        add_shop(
-            session,
-            runtime.secrets,
-            "woocommerce",
-            STORE,
-            webhook_secret=WOO_SECRET,
-            currency="SEK",
-        )
-    with create_app(runtime=runtime).test_client() as client:
-        yield client
 
 
 def deliver(client: FlaskClient, platform: str, topic: str, body: bytes, delivery_id: str) -> str:
@@ -97,7 +77,7 @@ def test_fixture_is_stored_once_and_processed_into_its_events(
         assert delivery.body == body  # kept byte for byte, as signed
         assert (delivery.status, delivery.error) == ("processed", None)
         stored = session.scalars(select(StoredEvent).order_by(StoredEvent.id)).all()
-        shop_key = "nordljus-test.myshopify.com" if platform == "shopify" else "butik.example.se"
+        shop_key = SHOPIFY_SHOP if platform == "shopify" else "butik.example.se"
         expected = translate(
             platforms()[platform],
             topic,

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -15,34 +13,21 @@ from jobs.intake import drain_flag
 from jobs.runtime import Runtime
 from jobs.shops import add_shop
 from jobs.store.models import Delivery, DeliveryStatus, Shop
-from tests.support import count, dumps, post, shopify_headers, woocommerce_headers
+from tests.support import (
+    SHOPIFY_SECRET,
+    SHOPIFY_SHOP,
+    STORE,
+    WOO_SECRET,
+    count,
+    dumps,
+    post,
+    shopify_headers,
+    woocommerce_headers,
+)
 
-SHOP = "nordic-socks.myshopify.com"
-APP_SECRET = "shopify-app-secret"
-STORE = "https://butik.example.se/"
-WOO_SECRET = "c8d1f1b0a6e94b7f"
+SHOP = SHOPIFY_SHOP
+APP_SECRET = SHOPIFY_SECRET
 BODY = dumps({"token": "abc", "email": "kund@example.se"})
-
-
-@pytest.fixture
-def app(runtime: Runtime) -> Flask:
-    with runtime.sessions.begin() as session:
-        add_shop(session, runtime.secrets, "shopify", SHOP, currency="SEK")
-        add_shop(
-            session,
-            runtime.secrets,
-            "woocommerce",
-            STORE,
-            webhook_secret=WOO_SECRET,
-            currency="SEK",
-        )
-    return create_app(runtime=runtime)
-
-
-@pytest.fixture
-def client(app: Flask) -> Iterator[FlaskClient]:
-    with app.test_client() as client:
-        yield client
 
 
 def deliveries(runtime: Runtime) -> list[Delivery]:

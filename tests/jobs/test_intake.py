@@ -21,10 +21,18 @@ from jobs import runtime as runtimes
 from jobs.runtime import Runtime
 from jobs.shops import add_shop
 from jobs.store.models import Contact, Delivery, StoredEvent
-from tests.support import count, dumps, post, run_worker, shopify_headers
+from tests.support import (
+    SHOPIFY_SECRET,
+    SHOPIFY_SHOP,
+    count,
+    dumps,
+    post,
+    run_worker,
+    shopify_headers,
+)
 
-SHOP = "nordic-socks.myshopify.com"
-SECRET = "shopify-app-secret"
+SHOP = SHOPIFY_SHOP
+SECRET = SHOPIFY_SECRET
 
 
 def customer(n: int = 1) -> bytes:
@@ -39,14 +47,6 @@ def customer(n: int = 1) -> bytes:
             "addresses": [],
         }
     )
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[FlaskClient]:
-    with runtime.sessions.begin() as session:
-        add_shop(session, runtime.secrets, "shopify", SHOP, currency="SEK")
-    with create_app(runtime=runtime).test_client() as client:
-        yield client
 
 
 def send(

@@ -162,12 +162,12 @@ def test_writer_survives_its_connection_being_dropped(runtime: Runtime, shop_id:
     kept = writer._connection
     assert kept is not None
     if kept.dialect.name == "postgresql":
-        pid = writer._connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-        writer._connection.rollback()
+        pid = kept.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        kept.rollback()
         with runtime.engine.connect() as other:
             other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     else:
-        writer._connection.invalidate()  # as the pool does when SQLite's handle is gone
+        kept.invalidate()  # as the pool does when SQLite's handle is gone
     assert isinstance(writer.store(row(shop_id, "after")), int)
     if kept.dialect.name == "postgresql":
         assert writer._connection is not kept  # dropped, replaced, and the row still stored
