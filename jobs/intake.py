@@ -1,11 +1,13 @@
 """Deliveries: stored durably by the web edge, processed by workers.
 
-The hand-off from a web request to the workers costs one Redis round trip, not
-an RQ enqueue (several round trips and a pickle). After committing a delivery,
-the request sets a per-shop "drain pending" flag with ``SET NX``; only the
-request that actually set it enqueues :func:`drain_shop`. The drain job clears
-the flag *before* it reads the database, so a delivery committed while it runs
-either is seen by that read or sets the flag again and gets a job of its own.
+The hand-off from the web edge to the workers costs one Redis round trip per
+commit and shop, not an RQ enqueue per request (several round trips and a
+pickle). After committing deliveries (a batch of them, see
+:mod:`jobs.intake_writer`), the writer sets the shop's "drain pending" flag
+with ``SET NX``; only when it actually set it does it enqueue
+:func:`drain_shop`. The drain job clears the flag *before* it reads the
+database, so a delivery committed while it runs either is seen by that read or
+sets the flag again and gets a job of its own.
 
 Each delivery is processed in one transaction that starts by flipping its
 status to ``processed`` with a conditional UPDATE: two workers racing on the
