@@ -6,12 +6,18 @@ the data dir); the tests and the benchmark use it when no Redis answers.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from redis import Redis
 from redis.exceptions import RedisError
+
+PR_SET_PDEATHSIG = 1
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -45,7 +51,7 @@ class EmbeddedRedis:
         except (RedisError, OSError):
             return False
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 10.0, *, die_with_parent: bool = False) -> None:
         if self.socket.exists():
             if self.answers():
                 raise EmbeddedRedisError(f"a Redis already answers on {self.socket}")
@@ -66,6 +72,7 @@ class EmbeddedRedis:
                 "--logfile", str(log),
             ],
             start_new_session=True,
+            preexec_fn=tie_to_parent if die_with_parent else None,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while not self.answers():
@@ -86,3 +93,18 @@ class EmbeddedRedis:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+def tie_to_parent() -> None:
+    """``preexec_fn``: the child gets SIGTERM when its parent dies, even by SIGKILL.
+
+    Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op. Only for parents
+    without threads, as every ``preexec_fn``.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before prctl took hold
+        os._exit(1)

@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from types import FrameType
 
-from connector.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from connector.embedded_redis import EmbeddedRedis, EmbeddedRedisError, tie_to_parent
 from jobs.settings import Settings
 from jobs.store.db import migrate
 
@@ -40,7 +40,10 @@ class Child:
     def start(self, env: dict[str, str]) -> None:
         # a session of its own: Ctrl-C reaches only the supervisor, which then
         # stops the children in order
-        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True)
+        # and it dies with the supervisor, however the supervisor dies
+        self.process = subprocess.Popen(
+            self.argv, env=env, start_new_session=True, preexec_fn=tie_to_parent
+        )
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -73,7 +76,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
             settings.data_dir / "redis", socket=settings.redis_socket, persistent=True
         )
         try:
-            redis.start()
+            redis.start(die_with_parent=True)
         except EmbeddedRedisError as exc:
             raise SupervisorError(f"embedded Redis: {exc} (is `triggerpost run` running?)") from exc
     env = dict(os.environ, TRIGGERPOST_DATA_DIR=str(settings.data_dir))

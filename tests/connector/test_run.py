@@ -51,9 +51,15 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     yield process, f"http://127.0.0.1:{port}", data
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    if process.poll() is None:  # the test failed half-way: stop it as a user would
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def wait_for(url: str, seconds: float) -> requests.Response:
@@ -121,3 +127,24 @@ def test_run_serves_processes_and_stops_cleanly(
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/healthz", timeout=1)
     assert json.loads(ready.text)["queues"].keys() == {"intake", "messages", "default"}
+
+
+def test_children_do_not_outlive_a_killed_supervisor(
+    service: tuple[subprocess.Popen[str], str, Path],
+) -> None:
+    process, base, data = service
+    wait_for(f"{base}/healthz", 30)
+    process.kill()  # no chance to stop anything in order
+    process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{base}/healthz", timeout=1)
+        except requests.ConnectionError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the web server outlived its supervisor")
+    while (data / "redis.sock").exists():  # redis-server removes it as it exits
+        assert time.monotonic() < deadline, "redis-server outlived its supervisor"
+        time.sleep(0.2)
