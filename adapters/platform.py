@@ -13,9 +13,10 @@ import hmac
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
-from adapters.events import Event
+from adapters.events import Event, Money
 
 
 class WebhookError(ValueError):
@@ -77,6 +78,78 @@ class Platform(Protocol):
 
     def verify(self, body: bytes, signature: str, secrets: Iterable[str]) -> bool:
         """Check the signature over the raw bytes exactly as received."""
+        ...
+
+
+class AdminApiError(RuntimeError):
+    """An outbound call to a shop's API failed; ``transient`` says whether a retry may help."""
+
+    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+
+
+@dataclass(frozen=True)
+class DiscountRequest:
+    """A personal, single-use discount code the engine wants to exist in the shop.
+
+    The engine chooses ``code`` itself (derived from the message it belongs to),
+    so creating it is idempotent: a client asked again for a code that already
+    exists answers as if it had just created it, never with a second code.
+    Exactly one of ``percent`` and ``amount`` is set.
+    """
+
+    code: str
+    title: str
+    expires_at: datetime
+    percent: Decimal | None = None
+    amount: Money | None = None
+    #: restrict use to this customer (Shopify) or billing email (WooCommerce)
+    email: str | None = None
+    customer_id: str | None = None
+    minimum_subtotal: Money | None = None
+
+
+@dataclass(frozen=True)
+class LiveOrderState:
+    """An order as the platform sees it right now (the re-check before a send)."""
+
+    order_id: str
+    paid: bool
+    cancelled: bool
+    refunded: bool
+    financial_status: str | None = None
+    fulfillment_status: str | None = None
+
+
+@dataclass(frozen=True)
+class LiveProduct:
+    product_id: str
+    title: str
+    url: str | None
+    image_url: str | None
+    price: Money | None
+    available: bool | None
+
+
+class AdminClient(Protocol):
+    """The outbound calls the engine makes to one shop (one per platform).
+
+    Every method raises :class:`AdminApiError` on failure, after the client's
+    own retries for rate limits and server errors.
+    """
+
+    def create_discount(self, request: DiscountRequest) -> str:
+        """Make sure ``request.code`` exists; returns the platform's id for it."""
+        ...
+
+    def order_state(self, order_id: str) -> LiveOrderState | None:
+        """The order's current state, or None if the platform no longer has it."""
+        ...
+
+    def products(self, product_ids: Iterable[str]) -> list[LiveProduct]:
+        """Current title, URL, image, price and availability of these products."""
         ...
 
 

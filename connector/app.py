@@ -31,7 +31,7 @@ class CookieSessions(SecureCookieSessionInterface):
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the web app. Settings default to the environment, read once here."""
-    from connector import health, webhooks
+    from connector import health, merchant, webhooks
 
     if runtime is None:
         runtime = Runtime.create(settings or Settings.from_env())
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     webhooks.init_app(app, runtime)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(merchant.blueprint)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
