@@ -337,3 +337,237 @@ class Product(Timestamps, Base):
     available: Mapped[bool | None] = mapped_column(Boolean)
     data: Mapped[dict[str, Any]]
     platform_updated_at: Mapped[datetime]
+
+
+# --- the flow engine: enrollments, the message ledger, decisions ---------------
+
+
+class EnrollmentState(StrEnum):
+    ACTIVE = "active"  # steps remain
+    COMPLETED = "completed"  # every step ran
+    EXITED = "exited"  # an exit event ended it (the reason says which)
+    CANCELLED = "cancelled"  # stopped by us: shop uninstalled, contact redacted
+
+
+class Enrollment(Timestamps, Base):
+    """One contact going through one flow about one subject (a checkout, an order).
+
+    ``key`` applies the flow's re-entry rule: the same key can never enroll twice.
+    """
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "flow", "key"),
+        Index("ix_enrollments_shop_id_contact_id_state", "shop_id", "contact_id", "state"),
+        Index("ix_enrollments_shop_id_subject", "shop_id", "subject"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    flow: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    #: what the enrollment is about: a checkout token, an order id, a contact id
+    subject: Mapped[str] = mapped_column(String(255))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16), default=EnrollmentState.ACTIVE)
+    #: holdout enrollments run every step but every send is skipped:holdout
+    holdout: Mapped[bool] = mapped_column(Boolean, default=False)
+    trigger_event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("events.id", ondelete="SET NULL")
+    )
+    #: the time step delays count from (e.g. when the checkout was last updated)
+    anchor_at: Mapped[datetime]
+    entered_at: Mapped[datetime]
+    #: the index of the next step to plan
+    step_index: Mapped[int] = mapped_column(default=0)
+    ended_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(String(128))
+    #: what the trigger told us, for later steps and rendering (no secrets)
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class MessageState(StrEnum):
+    PLANNED = "planned"  # waiting for its due time (RQ carries it, the sweeper backs it up)
+    SENDING = "sending"  # claimed by one send job; rendering, not yet handed over
+    HANDED = "handed"  # handed to the provider; outcome being recorded
+    SENT = "sent"
+    SKIPPED = "skipped"  # a guard said no; reason says which
+    EXITED = "exited"  # the enrollment exited before the send
+    FAILED = "failed"  # the provider refused it for good, or the outcome is unknown
+    EXPIRED = "expired"  # deferred until its expiry and never found a slot
+    CANCELLED = "cancelled"  # unsubscribed, shop uninstalled, contact redacted
+
+
+#: states a message never leaves
+FINAL_MESSAGE_STATES = frozenset(
+    {
+        MessageState.SENT,
+        MessageState.SKIPPED,
+        MessageState.EXITED,
+        MessageState.FAILED,
+        MessageState.EXPIRED,
+        MessageState.CANCELLED,
+    }
+)
+
+
+class Message(Timestamps, Base):
+    """One planned email: the ledger row that makes every send exactly-once.
+
+    ``dedupe_key`` is unique per shop: (flow, step, subject, contact). A send job
+    claims the row with a conditional UPDATE (planned -> sending) and records the
+    outcome after, so replays, racing workers and crashes cannot send twice.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "dedupe_key"),
+        Index("ix_messages_state_due_at", "state", "due_at"),
+        Index("ix_messages_contact_id_state_sent_at", "contact_id", "state", "sent_at"),
+        Index("ix_messages_enrollment_id", "enrollment_id"),
+        Index("ix_messages_shop_id_created_at", "shop_id", "created_at"),
+        Index("ix_messages_provider_message_id", "provider_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    flow: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(64))
+    template: Mapped[str] = mapped_column(String(64))
+    #: "marketing" or "transactional" (emails.content.Kind)
+    kind: Mapped[str] = mapped_column(String(16))
+    #: higher wins when a frequency cap lets only one through
+    priority: Mapped[int] = mapped_column(default=0)
+    state: Mapped[str] = mapped_column(String(16), default=MessageState.PLANNED)
+    #: the reason code of the last decision (e.g. "quiet_hours", "cap:weekly")
+    reason: Mapped[str | None] = mapped_column(String(128))
+    #: when it should go; moved on deferral
+    due_at: Mapped[datetime]
+    #: first planned due time, to tell how late a message went out
+    planned_at: Mapped[datetime]
+    #: after this it is expired instead of deferred again
+    expires_at: Mapped[datetime]
+    enqueued_at: Mapped[datetime | None]
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    sent_at: Mapped[datetime | None]
+    #: the address it went to and what it said, as sent (personal data: redacted with the contact)
+    email_to: Mapped[str | None] = mapped_column(String(320))
+    subject_line: Mapped[str | None] = mapped_column(Text)
+    locale: Mapped[str | None] = mapped_column(String(35))
+    #: the RFC 5322 Message-ID we gave it, and the provider's id once accepted
+    message_id_header: Mapped[str | None] = mapped_column(String(255))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    discount_code: Mapped[str | None] = mapped_column(String(64))
+    #: whatever the engine worked out for this send (step options, product ids)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Decision(Base):
+    """The decision log: every outcome of every message, in order (``why`` reads it)."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        Index("ix_decisions_shop_id_contact_id_at", "shop_id", "contact_id", "at"),
+        Index("ix_decisions_shop_id_at", "shop_id", "at"),
+        Index("ix_decisions_message_id", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollments.id", ondelete="CASCADE")
+    )
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    flow: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str | None] = mapped_column(String(64))
+    #: planned, sent, skipped, deferred, failed, exited, expired, cancelled, enrolled
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(128))
+    #: for deferrals: the new due time
+    until: Mapped[datetime | None]
+    at: Mapped[datetime]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- suppressions, engagement and attribution ------------------------------------
+
+
+class SuppressionReason(StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    HARD_BOUNCE = "hard_bounce"
+    COMPLAINT = "complaint"
+    MANUAL = "manual"
+
+
+#: suppression scope for every marketing email; other scopes name one kind
+#: (e.g. "reviews"), and "all" blocks transactional mail too (bounces, complaints)
+SCOPE_MARKETING = "marketing"
+SCOPE_ALL = "all"
+
+
+class Suppression(Base):
+    """An address a shop must not email (in ``scope``); never deleted by the engine."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("shop_id", "email", "scope"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    scope: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(32))
+    #: where it came from: "unsubscribe_link", "one_click", "postmark:bounce", ...
+    source: Mapped[str] = mapped_column(String(128))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class EngagementKind(StrEnum):
+    CLICK = "click"
+    OPEN = "open"  # unreliable: privacy proxies fetch every pixel
+
+
+class Engagement(Base):
+    """A click or open of a message (tracking endpoints write these)."""
+
+    __tablename__ = "engagements"
+    __table_args__ = (
+        Index("ix_engagements_shop_id_contact_id_at", "shop_id", "contact_id", "at"),
+        Index("ix_engagements_message_id", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class Attribution(Base):
+    """An order credited to the last message clicked within the attribution window."""
+
+    __tablename__ = "attributions"
+    __table_args__ = (
+        UniqueConstraint("order_row_id"),
+        Index("ix_attributions_shop_id_flow_attributed_at", "shop_id", "flow", "attributed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    order_row_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    flow: Mapped[str] = mapped_column(String(64))
+    #: in the shop's currency
+    revenue: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    engagement_at: Mapped[datetime]
+    attributed_at: Mapped[datetime]

@@ -1,0 +1,1 @@
+"""Built-in flows: one module each, declared with :mod:`jobs.flows.model`."""

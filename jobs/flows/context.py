@@ -1,0 +1,72 @@
+"""What a flow's conditions may look at: current state, read when they are asked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from adapters.events import Event
+from jobs.store.models import (
+    Checkout,
+    CheckoutStatus,
+    Contact,
+    Enrollment,
+    Order,
+    OrderStatus,
+    Shop,
+)
+
+
+@dataclass
+class FlowContext:
+    session: Session
+    shop: Shop
+    contact: Contact | None
+    subject: str
+    now: datetime
+    options: Mapping[str, Any]
+    #: the event being handled, when there is one (trigger and exit checks)
+    event: Event | None = None
+    enrollment: Enrollment | None = None
+
+    @cached_property
+    def checkout(self) -> Checkout | None:
+        """The checkout this enrollment is about (subject = checkout token)."""
+        return self.session.scalar(
+            select(Checkout).where(Checkout.shop_id == self.shop.id, Checkout.token == self.subject)
+        )
+
+    @cached_property
+    def order(self) -> Order | None:
+        """The order this enrollment is about (subject = order id)."""
+        return self.session.scalar(
+            select(Order).where(Order.shop_id == self.shop.id, Order.order_id == self.subject)
+        )
+
+    def checkout_completed(self) -> bool:
+        checkout = self.checkout
+        return checkout is not None and checkout.status == CheckoutStatus.COMPLETED
+
+    def ordered_since(self, since: datetime) -> bool:
+        """Did the contact place any real order (not a test) at or after ``since``?"""
+        if self.contact is None:
+            return False
+        return bool(
+            self.session.scalar(
+                select(
+                    exists().where(
+                        Order.shop_id == self.shop.id,
+                        Order.contact_id == self.contact.id,
+                        Order.test.is_(False),
+                        Order.placed_at >= since,
+                        Order.status != OrderStatus.CANCELLED,
+                    )
+                )
+            )
+        )

@@ -1,0 +1,199 @@
+"""The message ledger's state changes and the decision log.
+
+Every change of a message's state goes through here, as a conditional UPDATE
+on its current state (and claim token while it is being sent), so two workers,
+a sweeper and an unsubscribe racing on one row cannot both win. Every change
+also appends a :class:`Decision`, which is what ``triggerpost why`` shows.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from jobs.store.models import Decision, Enrollment, Message, MessageState
+
+
+def record(
+    session: Session,
+    *,
+    shop_id: int,
+    flow: str,
+    outcome: str,
+    at: datetime,
+    message: Message | None = None,
+    enrollment: Enrollment | None = None,
+    contact_id: int | None = None,
+    step: str | None = None,
+    reason: str | None = None,
+    until: datetime | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Decision:
+    decision = Decision(
+        shop_id=shop_id,
+        message_id=message.id if message else None,
+        enrollment_id=(message.enrollment_id if message else enrollment.id if enrollment else None),
+        contact_id=contact_id
+        if contact_id is not None
+        else (message.contact_id if message else enrollment.contact_id if enrollment else None),
+        flow=flow,
+        step=step if step is not None else (message.step if message else None),
+        outcome=outcome,
+        reason=reason,
+        until=until,
+        at=at,
+        detail=detail or {},
+    )
+    session.add(decision)
+    return decision
+
+
+def _move(
+    session: Session,
+    message: Message,
+    frm: Iterable[MessageState],
+    values: dict[str, Any],
+    *,
+    claim_token: str | None = None,
+) -> bool:
+    """Conditional state change; False (and nothing written) if someone else moved it."""
+    condition = [Message.id == message.id, Message.state.in_(list(frm))]
+    if claim_token is not None:
+        condition.append(Message.claim_token == claim_token)
+    result = session.execute(
+        update(Message)
+        .where(*condition)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(message)
+        return False
+    for name, value in values.items():
+        setattr(message, name, value)
+    return True
+
+
+def claim(session: Session, message: Message, at: datetime) -> str | None:
+    """planned -> sending for exactly one caller; returns its claim token, or None."""
+    token = secrets.token_hex(16)
+    ok = _move(
+        session,
+        message,
+        [MessageState.PLANNED],
+        {
+            "state": MessageState.SENDING,
+            "claim_token": token,
+            "claimed_at": at,
+            "attempts": message.attempts + 1,
+        },
+    )
+    return token if ok else None
+
+
+def hand_over(session: Session, message: Message, token: str, values: dict[str, Any]) -> bool:
+    """sending -> handed: committed right before the provider is called."""
+    return _move(
+        session,
+        message,
+        [MessageState.SENDING],
+        {"state": MessageState.HANDED, **values},
+        claim_token=token,
+    )
+
+
+def sent(
+    session: Session, message: Message, token: str, at: datetime, values: dict[str, Any]
+) -> bool:
+    ok = _move(
+        session,
+        message,
+        [MessageState.HANDED],
+        {"state": MessageState.SENT, "sent_at": at, "reason": None, **values},
+        claim_token=token,
+    )
+    if ok:
+        record(
+            session,
+            shop_id=message.shop_id,
+            flow=message.flow,
+            outcome="sent",
+            at=at,
+            message=message,
+            detail={"to": message.email_to} if message.email_to else None,
+        )
+    return ok
+
+
+def release(
+    session: Session,
+    message: Message,
+    *,
+    due_at: datetime,
+    reason: str,
+    at: datetime,
+    token: str | None = None,
+    outcome: str = "deferred",
+) -> bool:
+    """Back to planned with a new due time (deferral or a transient failure)."""
+    frm = [MessageState.PLANNED, MessageState.SENDING, MessageState.HANDED]
+    ok = _move(
+        session,
+        message,
+        frm,
+        {
+            "state": MessageState.PLANNED,
+            "due_at": due_at,
+            "reason": reason,
+            "claim_token": None,
+            "claimed_at": None,
+            "enqueued_at": None,
+        },
+        claim_token=token,
+    )
+    if ok:
+        record(
+            session,
+            shop_id=message.shop_id,
+            flow=message.flow,
+            outcome=outcome,
+            reason=reason,
+            until=due_at,
+            at=at,
+            message=message,
+        )
+    return ok
+
+
+def finish(
+    session: Session,
+    message: Message,
+    state: MessageState,
+    reason: str | None,
+    at: datetime,
+    *,
+    token: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> bool:
+    """A final outcome other than sent (skipped, exited, failed, expired, cancelled)."""
+    frm = (
+        [MessageState.SENDING, MessageState.HANDED] if token is not None else [MessageState.PLANNED]
+    )
+    ok = _move(session, message, frm, {"state": state, "reason": reason}, claim_token=token)
+    if ok:
+        record(
+            session,
+            shop_id=message.shop_id,
+            flow=message.flow,
+            outcome=str(state),
+            reason=reason,
+            at=at,
+            message=message,
+            detail=detail,
+        )
+    return ok

@@ -1,0 +1,120 @@
+"""Suppressions: addresses a shop must not email, and the pending mail they stop.
+
+An unsubscribe (link, one-click POST, preferences page), a hard bounce or a
+complaint becomes a row here; it is never deleted by the engine. Scopes:
+``marketing`` (every marketing email), ``all`` (transactional too: bounces and
+complaints), or one kind of email by its flow category (e.g. ``reviews``).
+Adding one cancels the pending messages it covers at once; the send-time
+guard checks again, so a message already claimed cannot slip through either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from jobs import ledger
+from jobs.store.models import (
+    SCOPE_ALL,
+    SCOPE_MARKETING,
+    Contact,
+    Message,
+    MessageState,
+    Suppression,
+)
+
+
+def normalise(email: str) -> str:
+    return email.strip().lower()
+
+
+def suppress(
+    session: Session,
+    shop_id: int,
+    email: str,
+    *,
+    scope: str,
+    reason: str,
+    source: str,
+    at: datetime,
+    message_id: int | None = None,
+) -> bool:
+    """Record the suppression (idempotent) and cancel what it covers; True if new."""
+    email = normalise(email)
+    exists = session.scalar(
+        select(Suppression.id).where(
+            Suppression.shop_id == shop_id, Suppression.email == email, Suppression.scope == scope
+        )
+    )
+    created = False
+    if exists is None:
+        try:
+            with session.begin_nested():
+                session.add(
+                    Suppression(
+                        shop_id=shop_id,
+                        email=email,
+                        scope=scope,
+                        reason=reason,
+                        source=source,
+                        message_id=message_id,
+                        created_at=at,
+                    )
+                )
+        except IntegrityError:
+            pass  # recorded a moment ago by another request: the same fact
+        else:
+            created = True
+    cancel_covered(session, shop_id, email, scope, reason=f"suppressed:{reason}", at=at)
+    return created
+
+
+def scopes_for(session: Session, shop_id: int, email: str) -> set[str]:
+    rows = session.scalars(
+        select(Suppression.scope).where(
+            Suppression.shop_id == shop_id, Suppression.email == normalise(email)
+        )
+    )
+    return set(rows)
+
+
+def blocking_scope(scopes: Iterable[str], kind: str, category: str | None) -> str | None:
+    """The scope that forbids a message of this kind and category, if any."""
+    scopes = set(scopes)
+    if SCOPE_ALL in scopes:
+        return SCOPE_ALL
+    if kind == "marketing":
+        if SCOPE_MARKETING in scopes:
+            return SCOPE_MARKETING
+        if category and category in scopes:
+            return category
+    return None
+
+
+def cancel_covered(
+    session: Session, shop_id: int, email: str, scope: str, *, reason: str, at: datetime
+) -> int:
+    """Cancel planned messages to this address that ``scope`` forbids; returns how many."""
+    from jobs.flows import registry
+
+    contact_ids = select(Contact.id).where(Contact.shop_id == shop_id, Contact.email == email)
+    pending = session.scalars(
+        select(Message).where(
+            Message.shop_id == shop_id,
+            Message.contact_id.in_(contact_ids),
+            Message.state == MessageState.PLANNED,
+        )
+    ).all()
+    cancelled = 0
+    for message in pending:
+        flow = registry.get(message.flow)
+        category = flow.category if flow else None
+        if blocking_scope({scope}, message.kind, category) is None:
+            continue
+        if ledger.finish(session, message, MessageState.CANCELLED, reason, at):
+            cancelled += 1
+    return cancelled
