@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from adapters.platform import ShopContext, WebhookHeaders, platforms, translate
-from jobs import processing
+from jobs import engine, processing, schedule
 from jobs.queues import INTAKE
 from jobs.runtime import Runtime, current
 from jobs.store.models import Delivery, DeliveryStatus, Shop, now
@@ -203,6 +203,8 @@ def process_one(runtime: Runtime, delivery_id: int, *, retrying: bool = False) -
         delivery = session.get_one(Delivery, delivery_id)
         shop = session.get_one(Shop, delivery.shop_id)
         apply_delivery(session, shop, delivery)
+    # only after the commit: a job must never find its message not yet written
+    schedule.hand_off(runtime, engine.take_due_work(session))
     return True
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
+from jobs import engine
 from jobs.shops import mark_uninstalled
 from jobs.store.models import (
     Checkout,
@@ -31,6 +32,7 @@ from jobs.store.models import (
     Product,
     Shop,
     StoredEvent,
+    now,
 )
 
 log = logging.getLogger(__name__)
@@ -49,23 +51,42 @@ class Applied:
         self.subject = subject
 
 
-def apply(session: Session, shop: Shop, event: ev.Event, *, delivery_id: int | None) -> Applied:
+def apply(
+    session: Session,
+    shop: Shop,
+    event: ev.Event,
+    *,
+    delivery_id: int | None,
+    at: datetime | None = None,
+) -> Applied:
+    """Apply the event to the store, log it, and let the flow engine act on it.
+
+    ``at`` is the engine's "now" (the simulator passes its virtual clock).
+    """
     handler = HANDLERS.get(type(event))
     applied = handler(session, shop, event) if handler else Applied()
     serialised = ev.to_dict(event)
-    session.add(
-        StoredEvent(
-            shop_id=shop.id,
-            delivery_id=delivery_id,
-            contact_id=applied.contact.id if applied.contact else None,
-            type=serialised["type"],
-            version=serialised["version"],
-            occurred_at=event.occurred_at,
-            subject=applied.subject,
-            data=serialised["data"],
-        )
+    stored = StoredEvent(
+        shop_id=shop.id,
+        delivery_id=delivery_id,
+        contact_id=applied.contact.id if applied.contact else None,
+        type=serialised["type"],
+        version=serialised["version"],
+        occurred_at=event.occurred_at,
+        subject=applied.subject,
+        data=serialised["data"],
     )
+    session.add(stored)
     session.flush()
+    engine.on_event(
+        session,
+        shop,
+        event,
+        applied.contact,
+        applied.subject,
+        event_id=stored.id,
+        at=at or now(),
+    )
     return applied
 
 
@@ -412,6 +433,7 @@ def on_product(session: Session, shop: Shop, event: ev.ProductCreated) -> Applie
 
 def on_uninstalled(session: Session, shop: Shop, event: ev.AppUninstalled) -> Applied:
     mark_uninstalled(shop, event.occurred_at)
+    engine.cancel_shop(session, shop.id, "shop_uninstalled", event.occurred_at)
     return Applied()
 
 

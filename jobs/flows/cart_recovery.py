@@ -79,7 +79,11 @@ FLOW = Flow(
         Send("email_3", "cart_recovery_3", option="email_3"),
     ),
     exits=(
-        Exit("checkout_completed", lambda ctx: ctx.checkout_completed(), on=CHECKOUT_EVENTS),
+        Exit(
+            "checkout_completed",
+            lambda ctx: ctx.checkout_completed(),
+            on=(*CHECKOUT_EVENTS, ev.OrderPlaced, ev.OrderPaid),
+        ),
         Exit(
             "order_placed",
             _ordered,

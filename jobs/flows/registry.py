@@ -16,3 +16,14 @@ def flows() -> dict[str, Flow]:
 
 def get(name: str) -> Flow | None:
     return flows().get(name)
+
+
+def register(flow: Flow) -> None:
+    """Add a flow at run time (an extension's own flow, or a test's)."""
+    flows()[flow.name] = flow
+
+
+def unregister(name: str) -> None:
+    if name in {"cart_recovery"}:
+        raise ValueError(f"{name} is built in")
+    flows().pop(name, None)

@@ -360,6 +360,7 @@ class Enrollment(Timestamps, Base):
         UniqueConstraint("shop_id", "flow", "key"),
         Index("ix_enrollments_shop_id_contact_id_state", "shop_id", "contact_id", "state"),
         Index("ix_enrollments_shop_id_subject", "shop_id", "subject"),
+        Index("ix_enrollments_state_wake_at", "state", "wake_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -380,6 +381,8 @@ class Enrollment(Timestamps, Base):
     entered_at: Mapped[datetime]
     #: the index of the next step to plan
     step_index: Mapped[int] = mapped_column(default=0)
+    #: when a Branch or a WaitForEvent timeout is due to be decided (None: nothing waits)
+    wake_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(String(128))
     #: what the trigger told us, for later steps and rendering (no secrets)

@@ -1,8 +1,8 @@
-"""the flow ledger: enrollments, messages, decisions, suppressions, engagements, attributions
+"""the flow ledger
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 16:00:54.637659
+Create Date: 2026-11-22
 """
 
 from collections.abc import Sequence
@@ -34,6 +34,7 @@ def upgrade() -> None:
     sa.Column('anchor_at', jobs.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('entered_at', jobs.store.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('step_index', sa.Integer(), nullable=False),
+    sa.Column('wake_at', jobs.store.models.UtcDateTime(timezone=True), nullable=True),
     sa.Column('ended_at', jobs.store.models.UtcDateTime(timezone=True), nullable=True),
     sa.Column('reason', sa.String(length=128), nullable=True),
     sa.Column('context', sa.JSON(), nullable=False),
@@ -48,6 +49,7 @@ def upgrade() -> None:
     with op.batch_alter_table('enrollments', schema=None) as batch_op:
         batch_op.create_index('ix_enrollments_shop_id_contact_id_state', ['shop_id', 'contact_id', 'state'], unique=False)
         batch_op.create_index('ix_enrollments_shop_id_subject', ['shop_id', 'subject'], unique=False)
+        batch_op.create_index('ix_enrollments_state_wake_at', ['state', 'wake_at'], unique=False)
 
     op.create_table('messages',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -197,6 +199,7 @@ def downgrade() -> None:
 
     op.drop_table('messages')
     with op.batch_alter_table('enrollments', schema=None) as batch_op:
+        batch_op.drop_index('ix_enrollments_state_wake_at')
         batch_op.drop_index('ix_enrollments_shop_id_subject')
         batch_op.drop_index('ix_enrollments_shop_id_contact_id_state')
 

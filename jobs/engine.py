@@ -1,0 +1,562 @@
+"""The flow engine: enrollments from events, the plan of messages, exits, wakes.
+
+Runs inside the transaction that applied the event (``processing.apply``), so
+an event, the enrollments it starts and the messages they plan commit
+together or not at all, and a replayed delivery finds them already there
+(every enrollment and message has a unique key). What became due is noted on
+the session (:func:`due_work`) and handed to RQ after the commit
+(:mod:`jobs.schedule`); the sweeper re-hands anything Redis lost.
+
+Time is passed in (``at``), never read from the wall clock here, so the
+simulator can drive the same code with a virtual clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from adapters import events as ev
+from jobs import ledger, localtime
+from jobs.flows import registry
+from jobs.flows.context import FlowContext
+from jobs.flows.model import (
+    Branch,
+    End,
+    Flow,
+    IssueDiscount,
+    Label,
+    Reentry,
+    Send,
+    Wait,
+    WaitForEvent,
+    WaitUntil,
+)
+from jobs.policy import flow_options
+from jobs.store.models import (
+    Contact,
+    Enrollment,
+    EnrollmentState,
+    Message,
+    MessageState,
+    Shop,
+)
+
+log = logging.getLogger(__name__)
+
+DUE = "triggerpost.due"
+
+
+@dataclass(frozen=True)
+class DueWork:
+    """A message to send or an enrollment to wake, at ``due_at``."""
+
+    kind: str  # "message" or "wake"
+    id: int
+    due_at: datetime
+
+
+def due_work(session: Session) -> list[DueWork]:
+    """What this transaction planned; hand it to RQ after the commit."""
+    work: list[DueWork] = session.info.setdefault(DUE, [])
+    return work
+
+
+def take_due_work(session: Session) -> list[DueWork]:
+    return session.info.pop(DUE, [])
+
+
+def _note(session: Session, kind: str, id_: int, due_at: datetime) -> None:
+    due_work(session).append(DueWork(kind, id_, due_at))
+
+
+# --- events in ------------------------------------------------------------------
+
+
+def on_event(
+    session: Session,
+    shop: Shop,
+    event: ev.Event,
+    contact: Contact | None,
+    subject: str | None,
+    *,
+    event_id: int | None,
+    at: datetime,
+) -> None:
+    """Exit, resume, re-anchor and enroll, in that order, for one applied event."""
+    if shop.status != "active":
+        return
+    active = _active_enrollments(session, shop.id, contact, subject)
+    for enrollment in active:
+        flow = registry.get(enrollment.flow)
+        if flow is None:
+            continue
+        ctx = _context(session, shop, flow, enrollment, at, event)
+        if _check_exits(session, flow, enrollment, ctx, at, event):
+            continue
+        _resume_on_event(session, shop, flow, enrollment, event, at)
+    for flow in registry.flows().values():
+        if isinstance(event, flow.trigger.events):
+            _trigger(session, shop, flow, event, contact, event_id=event_id, at=at)
+
+
+def _active_enrollments(
+    session: Session, shop_id: int, contact: Contact | None, subject: str | None
+) -> list[Enrollment]:
+    about = []
+    if contact is not None:
+        about.append(Enrollment.contact_id == contact.id)
+    if subject is not None:
+        about.append(Enrollment.subject == subject)
+    if not about:
+        return []
+    return list(
+        session.scalars(
+            select(Enrollment)
+            .where(
+                Enrollment.shop_id == shop_id,
+                Enrollment.state == EnrollmentState.ACTIVE,
+                or_(*about),
+            )
+            .order_by(Enrollment.id)
+        )
+    )
+
+
+def _context(
+    session: Session,
+    shop: Shop,
+    flow: Flow,
+    enrollment: Enrollment | None,
+    at: datetime,
+    event: ev.Event | None = None,
+    *,
+    contact: Contact | None = None,
+    subject: str | None = None,
+) -> FlowContext:
+    if enrollment is not None:
+        contact = session.get(Contact, enrollment.contact_id) if enrollment.contact_id else None
+        subject = enrollment.subject
+    return FlowContext(
+        session=session,
+        shop=shop,
+        contact=contact,
+        subject=subject or "",
+        now=at,
+        options=flow_options(shop, flow),
+        event=event,
+        enrollment=enrollment,
+    )
+
+
+def exit_reason(flow: Flow, ctx: FlowContext, event: ev.Event | None = None) -> str | None:
+    """The first exit whose condition holds now (for an event: only exits it concerns)."""
+    for exit_ in flow.exits:
+        if event is not None and not isinstance(event, exit_.on):
+            continue
+        if exit_.check(ctx):
+            return exit_.reason
+    return None
+
+
+def _check_exits(
+    session: Session,
+    flow: Flow,
+    enrollment: Enrollment,
+    ctx: FlowContext,
+    at: datetime,
+    event: ev.Event | None,
+) -> bool:
+    reason = exit_reason(flow, ctx, event)
+    if reason is None:
+        return False
+    end_enrollment(session, enrollment, EnrollmentState.EXITED, f"exit:{reason}", at)
+    return True
+
+
+def end_enrollment(
+    session: Session, enrollment: Enrollment, state: EnrollmentState, reason: str, at: datetime
+) -> None:
+    """End it and every message it still has planned (exited or cancelled, with the reason)."""
+    enrollment.state = state
+    enrollment.reason = reason
+    enrollment.ended_at = at
+    enrollment.wake_at = None
+    message_state = (
+        MessageState.EXITED if state == EnrollmentState.EXITED else MessageState.CANCELLED
+    )
+    planned = session.scalars(
+        select(Message).where(
+            Message.enrollment_id == enrollment.id, Message.state == MessageState.PLANNED
+        )
+    ).all()
+    for message in planned:
+        ledger.finish(session, message, message_state, reason, at)
+    ledger.record(
+        session,
+        shop_id=enrollment.shop_id,
+        flow=enrollment.flow,
+        outcome=str(state),
+        reason=reason,
+        at=at,
+        enrollment=enrollment,
+    )
+
+
+def _resume_on_event(
+    session: Session,
+    shop: Shop,
+    flow: Flow,
+    enrollment: Enrollment,
+    event: ev.Event,
+    at: datetime,
+) -> None:
+    """A WaitForEvent got its event: continue at its label; or a re-anchor."""
+    waiting = enrollment.context.get("waiting_for")
+    step = flow.steps[enrollment.step_index] if enrollment.step_index < len(flow.steps) else None
+    if waiting and isinstance(step, WaitForEvent) and isinstance(event, step.events):
+        enrollment.context = {k: v for k, v in enrollment.context.items() if k != "waiting_for"}
+        enrollment.step_index = flow.labels()[step.goto]
+        enrollment.context = {**enrollment.context, "cursor": at.isoformat()}
+        enrollment.wake_at = None
+        ledger.record(
+            session,
+            shop_id=shop.id,
+            flow=flow.name,
+            outcome="resumed",
+            reason=f"event:{type(event).__name__}",
+            at=at,
+            enrollment=enrollment,
+        )
+        plan(session, shop, flow, enrollment, at)
+        return
+    trigger = flow.trigger
+    if trigger.reanchor and isinstance(event, trigger.events):
+        if trigger.subject(event) != enrollment.subject:
+            return
+        anchor = trigger.anchor(event)
+        if anchor > enrollment.anchor_at:
+            reanchor(session, shop, flow, enrollment, anchor, at)
+
+
+def reanchor(
+    session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, anchor: datetime, at: datetime
+) -> None:
+    """Move the anchor; messages not yet sent move with it (e.g. the cart changed again)."""
+    enrollment.anchor_at = anchor
+    contact = session.get(Contact, enrollment.contact_id) if enrollment.contact_id else None
+    times = dict(_linear_times(flow, shop, contact, enrollment, anchor))
+    planned = session.scalars(
+        select(Message).where(
+            Message.enrollment_id == enrollment.id, Message.state == MessageState.PLANNED
+        )
+    ).all()
+    for message in planned:
+        due = times.get(message.step)
+        if due is None or due == message.due_at:
+            continue
+        expires = due + (message.expires_at - message.planned_at)
+        message.due_at = due
+        message.planned_at = due
+        message.expires_at = expires
+        ledger.record(
+            session,
+            shop_id=shop.id,
+            flow=flow.name,
+            outcome="planned",
+            reason="reanchored",
+            until=due,
+            at=at,
+            message=message,
+        )
+        _note(session, "message", message.id, due)
+
+
+def _trigger(
+    session: Session,
+    shop: Shop,
+    flow: Flow,
+    event: ev.Event,
+    contact: Contact | None,
+    *,
+    event_id: int | None,
+    at: datetime,
+) -> None:
+    options = flow_options(shop, flow)
+    if not options.get("enabled", True) or contact is None:
+        return
+    subject = flow.trigger.subject(event)
+    if subject is None:
+        return
+    ctx = _context(session, shop, flow, None, at, event, contact=contact, subject=subject)
+    if flow.trigger.when is not None and not flow.trigger.when(ctx):
+        return
+    if exit_reason(flow, ctx) is not None:
+        return  # already over (e.g. the order arrived before the checkout update)
+    key = f"{subject}:{contact.id}" if flow.reentry == Reentry.PER_SUBJECT else f"{contact.id}"
+    anchor = flow.trigger.anchor(event)
+    enrollment = Enrollment(
+        shop_id=shop.id,
+        flow=flow.name,
+        key=key,
+        subject=subject,
+        contact_id=contact.id,
+        holdout=in_holdout(shop.id, flow.name, key, options.get("holdout_percent", 0)),
+        trigger_event_id=event_id,
+        anchor_at=anchor,
+        entered_at=at,
+        context={},
+    )
+    try:
+        with session.begin_nested():
+            session.add(enrollment)
+            session.flush()
+    except IntegrityError:
+        return  # enrolled before: a replay, or the re-entry rule says once
+    ledger.record(
+        session,
+        shop_id=shop.id,
+        flow=flow.name,
+        outcome="enrolled",
+        reason="holdout" if enrollment.holdout else None,
+        at=at,
+        enrollment=enrollment,
+        detail={"subject": subject, "anchor": anchor.isoformat()},
+    )
+    plan(session, shop, flow, enrollment, at)
+
+
+def in_holdout(shop_id: int, flow: str, key: str, percent: float) -> bool:
+    """Deterministic: the same enrollment is always in or out, whoever asks."""
+    if not percent:
+        return False
+    digest = hashlib.sha256(f"{shop_id}:{flow}:{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 10000 < float(percent) * 100
+
+
+# --- planning ----------------------------------------------------------------------
+
+
+def _hours(options: dict[str, object], step: Wait) -> timedelta:
+    if step.option is not None:
+        return timedelta(hours=float(options[step.option]))  # type: ignore[arg-type]
+    return step.duration or timedelta(0)
+
+
+def _zone(shop: Shop, contact: Contact | None) -> localtime.ZoneInfo:
+    tz, _ = localtime.zone_for(
+        contact.timezone if contact else None,
+        contact.country_code if contact else None,
+        shop.timezone,
+    )
+    return tz
+
+
+def _linear_times(
+    flow: Flow, shop: Shop, contact: Contact | None, enrollment: Enrollment, anchor: datetime
+) -> list[tuple[str, datetime]]:
+    """Due times of the sends in the linear stretch from the start, for a given anchor."""
+    options = flow_options(shop, flow)
+    cursor = anchor
+    times = []
+    for step in flow.steps:
+        if isinstance(step, Wait):
+            cursor += _hours(options, step)
+        elif isinstance(step, WaitUntil):
+            cursor = localtime.next_local_time(cursor, step.local_time, _zone(shop, contact))
+        elif isinstance(step, Send):
+            times.append((step.name, cursor))
+        elif isinstance(step, (Branch, WaitForEvent, End)):
+            break
+    return times
+
+
+def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: datetime) -> None:
+    """Walk the steps from where the enrollment is, planning sends until a decision point."""
+    options = flow_options(shop, flow)
+    contact = session.get(Contact, enrollment.contact_id) if enrollment.contact_id else None
+    cursor_text = enrollment.context.get("cursor")
+    cursor = datetime.fromisoformat(cursor_text) if cursor_text else enrollment.anchor_at
+    discount = bool(enrollment.context.get("discount"))
+    index = enrollment.step_index
+    steps = flow.steps
+    while index < len(steps):
+        step = steps[index]
+        if isinstance(step, Wait):
+            cursor += _hours(options, step)
+        elif isinstance(step, WaitUntil):
+            cursor = localtime.next_local_time(cursor, step.local_time, _zone(shop, contact))
+        elif isinstance(step, IssueDiscount):
+            discount = bool(options.get(step.option))
+        elif isinstance(step, Send):
+            if step.option is None or options.get(step.option, True):
+                _plan_message(session, shop, flow, enrollment, step, cursor, discount, options, at)
+            discount = False
+        elif isinstance(step, Label):
+            pass
+        elif isinstance(step, End):
+            index = len(steps)
+            break
+        elif isinstance(step, (Branch, WaitForEvent)):
+            wake = cursor + step.timeout if isinstance(step, WaitForEvent) else cursor
+            enrollment.step_index = index
+            enrollment.wake_at = wake
+            enrollment.context = {
+                **enrollment.context,
+                "cursor": cursor.isoformat(),
+                "discount": discount,
+                **({"waiting_for": True} if isinstance(step, WaitForEvent) else {}),
+            }
+            _note(session, "wake", enrollment.id, wake)
+            return
+        index += 1
+    enrollment.step_index = len(steps)
+    enrollment.wake_at = None
+    enrollment.context = {**enrollment.context, "cursor": cursor.isoformat()}
+    complete_if_done(session, enrollment, at)
+
+
+def _plan_message(
+    session: Session,
+    shop: Shop,
+    flow: Flow,
+    enrollment: Enrollment,
+    step: Send,
+    due: datetime,
+    discount: bool,
+    options: dict[str, object],
+    at: datetime,
+) -> None:
+    expires = due + timedelta(hours=float(options.get("expires_hours", 24)))  # type: ignore[arg-type]
+    message = Message(
+        shop_id=shop.id,
+        enrollment_id=enrollment.id,
+        contact_id=enrollment.contact_id,
+        dedupe_key=f"{flow.name}:{step.name}:{enrollment.subject}:{enrollment.contact_id}",
+        flow=flow.name,
+        step=step.name,
+        template=step.template,
+        kind=flow.kind.value,
+        priority=flow.priority,
+        state=MessageState.PLANNED,
+        due_at=due,
+        planned_at=due,
+        expires_at=expires,
+        data={"discount": discount},
+    )
+    try:
+        with session.begin_nested():
+            session.add(message)
+            session.flush()
+    except IntegrityError:
+        return  # planned already: exactly one row per (flow, step, subject, contact)
+    ledger.record(
+        session,
+        shop_id=shop.id,
+        flow=flow.name,
+        outcome="planned",
+        until=due,
+        at=at,
+        message=message,
+    )
+    _note(session, "message", message.id, due)
+
+
+def complete_if_done(session: Session, enrollment: Enrollment, at: datetime) -> None:
+    """An enrollment past its last step completes once no message of it is pending."""
+    flow = registry.get(enrollment.flow)
+    if enrollment.state != EnrollmentState.ACTIVE or flow is None:
+        return
+    if enrollment.step_index < len(flow.steps):
+        return
+    pending = session.scalar(
+        select(Message.id).where(
+            Message.enrollment_id == enrollment.id,
+            Message.state.in_([MessageState.PLANNED, MessageState.SENDING, MessageState.HANDED]),
+        )
+    )
+    if pending is None:
+        enrollment.state = EnrollmentState.COMPLETED
+        enrollment.ended_at = at
+
+
+# --- wakes ---------------------------------------------------------------------------
+
+
+def wake(session: Session, enrollment_id: int, at: datetime) -> bool:
+    """Decide a Branch, or time out a WaitForEvent, that has come due; False if not due."""
+    enrollment = session.get(Enrollment, enrollment_id, with_for_update=True)
+    if (
+        enrollment is None
+        or enrollment.state != EnrollmentState.ACTIVE
+        or enrollment.wake_at is None
+        or enrollment.wake_at > at
+    ):
+        return False
+    flow = registry.get(enrollment.flow)
+    shop = session.get_one(Shop, enrollment.shop_id)
+    if flow is None or shop.status != "active":
+        end_enrollment(
+            session,
+            enrollment,
+            EnrollmentState.CANCELLED,
+            "flow_removed" if flow is None else "shop_uninstalled",
+            at,
+        )
+        return True
+    ctx = _context(session, shop, flow, enrollment, at)
+    if _check_exits(session, flow, enrollment, ctx, at, None):
+        return True
+    step = flow.steps[enrollment.step_index]
+    enrollment.wake_at = None
+    context = {k: v for k, v in enrollment.context.items() if k != "waiting_for"}
+    if isinstance(step, Branch):
+        taken = step.then if step.condition(ctx) else step.otherwise
+        enrollment.step_index = (
+            flow.labels()[taken] if taken is not None else enrollment.step_index + 1
+        )
+        outcome, reason = "branched", taken or "next"
+    else:  # a WaitForEvent timed out: carry on after it
+        enrollment.step_index += 1
+        outcome, reason = "timed_out", None
+    enrollment.context = {**context, "cursor": at.isoformat()}
+    ledger.record(
+        session,
+        shop_id=shop.id,
+        flow=flow.name,
+        outcome=outcome,
+        reason=reason,
+        at=at,
+        enrollment=enrollment,
+    )
+    plan(session, shop, flow, enrollment, at)
+    return True
+
+
+def cancel_shop(session: Session, shop_id: int, reason: str, at: datetime) -> int:
+    """Stop every active enrollment of a shop (uninstalled, redacted)."""
+    active = session.scalars(
+        select(Enrollment).where(
+            Enrollment.shop_id == shop_id, Enrollment.state == EnrollmentState.ACTIVE
+        )
+    ).all()
+    for enrollment in active:
+        end_enrollment(session, enrollment, EnrollmentState.CANCELLED, reason, at)
+    return len(active)
+
+
+def cancel_contact(session: Session, contact: Contact, reason: str, at: datetime) -> int:
+    active = session.scalars(
+        select(Enrollment).where(
+            Enrollment.contact_id == contact.id, Enrollment.state == EnrollmentState.ACTIVE
+        )
+    ).all()
+    for enrollment in active:
+        end_enrollment(session, enrollment, EnrollmentState.CANCELLED, reason, at)
+    return len(active)

@@ -1,0 +1,213 @@
+"""Guards: the checks every message passes at send time, each with a reason code.
+
+Asked in this order, against the state of the moment (never the state when
+the message was planned); the first that says no decides:
+
+==========================  ==================================================
+``cancelled:shop_inactive``  the shop uninstalled triggerpost
+``exited:<exit>``            the flow's exit holds now (the late re-check)
+``expired:<last reason>``    deferred past the message's expiry
+``skipped:holdout``          the enrollment is in the flow's holdout group
+``skipped:contact_redacted`` the contact was erased at the shop's request
+``skipped:no_email``         no address, or one that cannot be valid
+``skipped:suppressed:<s>``   unsubscribed, bounced or complained (scope ``s``)
+``skipped:no_consent``       marketing mail to a contact who never subscribed
+``skipped:unsubscribed``     marketing mail to a contact who unsubscribed
+``skipped:cap:flow_repeat``  a one-email flow already mailed them this week
+``deferred:quiet_hours``     outside 08:00-21:00 in the contact's local time
+``deferred:cap:gap``         another marketing email within 16 h
+``deferred:cap:weekly``      3 marketing emails in the rolling 7 days
+``deferred:cap:priority``    a higher-priority marketing email is due first
+==========================  ==================================================
+
+A deferral moves the message to the first moment all guards could pass and
+is asked again then; if that moment is past the expiry, it expires with the
+reason instead. Transactional mail skips consent, caps and priority (a
+receipt is not marketing) but keeps suppression of bounces and complaints.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from jobs import engine, localtime, suppressions
+from jobs.flows.model import ConsentPolicy, Flow, MessageKind
+from jobs.policy import Policy, flow_options
+from jobs.store.models import (
+    Contact,
+    Enrollment,
+    EnrollmentState,
+    Message,
+    MessageState,
+    Shop,
+)
+
+# deliberately loose: the provider is the judge; this only catches what cannot work
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+#: states that hold a slot against the frequency caps
+OCCUPYING = (MessageState.SENT, MessageState.HANDED, MessageState.SENDING)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``send``, or the final/deferring outcome with its reason (and new due time)."""
+
+    outcome: str  # send, skipped, exited, expired, cancelled, deferred
+    reason: str | None = None
+    until: datetime | None = None
+
+    @property
+    def sends(self) -> bool:
+        return self.outcome == "send"
+
+
+SEND = Verdict("send")
+
+
+def judge(
+    session: Session,
+    shop: Shop,
+    flow: Flow,
+    enrollment: Enrollment,
+    message: Message,
+    contact: Contact | None,
+    at: datetime,
+) -> Verdict:
+    if shop.status != "active":
+        return Verdict("cancelled", "shop_inactive")
+    if enrollment.state == EnrollmentState.EXITED:
+        return Verdict("exited", enrollment.reason)
+    if enrollment.state == EnrollmentState.CANCELLED:
+        return Verdict("cancelled", enrollment.reason)
+    ctx = engine._context(session, shop, flow, enrollment, at)
+    exit_ = engine.exit_reason(flow, ctx)
+    if exit_ is not None:
+        engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, f"exit:{exit_}", at)
+        return Verdict("exited", f"exit:{exit_}")
+    if at > message.expires_at:
+        return Verdict("expired", message.reason or "late")
+    if enrollment.holdout:
+        return Verdict("skipped", "holdout")
+    if contact is None or contact.redacted_at is not None:
+        return Verdict("skipped", "contact_redacted")
+    if not contact.email or not EMAIL.match(contact.email):
+        return Verdict("skipped", "no_email")
+    marketing = message.kind == MessageKind.MARKETING
+    blocked = suppressions.blocking_scope(
+        suppressions.scopes_for(session, shop.id, contact.email), message.kind, flow.category
+    )
+    if blocked is not None:
+        return Verdict("skipped", f"suppressed:{blocked}")
+    if marketing:
+        refusal = consent_refusal(contact, flow_options(shop, flow).get("consent"))
+        if refusal is not None:
+            return Verdict("skipped", refusal)
+    return _timing(session, shop, flow, message, contact, at, marketing=marketing)
+
+
+def consent_refusal(contact: Contact, policy: object) -> str | None:
+    state = contact.consent_state
+    if state == "subscribed":
+        return None
+    if state in ("unsubscribed", "redacted", "invalid"):
+        return "unsubscribed" if state == "unsubscribed" else f"consent_{state}"
+    if policy == ConsentPolicy.SUBSCRIBED_OR_CUSTOMER and contact.orders_count > 0:
+        return None
+    return "no_consent"
+
+
+def _timing(
+    session: Session,
+    shop: Shop,
+    flow: Flow,
+    message: Message,
+    contact: Contact,
+    at: datetime,
+    *,
+    marketing: bool,
+) -> Verdict:
+    """Quiet hours for all mail; caps and priority for marketing. Defers to a free slot."""
+    policy = Policy.of(shop)
+    tz, _source = localtime.zone_for(contact.timezone, contact.country_code, shop.timezone)
+    if marketing and flow.single_email:
+        repeat = session.scalar(
+            select(Message.id).where(
+                Message.contact_id == contact.id,
+                Message.flow == flow.name,
+                Message.id != message.id,
+                Message.state.in_(OCCUPYING),
+                Message.sent_at >= at - policy.single_flow_window,
+            )
+        )
+        if repeat is not None:
+            return Verdict("skipped", "cap:flow_repeat")
+    # Each rule may push the slot later; repeat until one pass moves nothing.
+    # The reason given is the first rule that blocked the due time: the cause,
+    # even when the slot it leads to then falls into quiet hours.
+    slot, reason = at, None
+    for _ in range(10):
+        moved = False
+        opens = localtime.quiet_until(slot, tz, policy.quiet_end, policy.quiet_start)
+        if opens is not None:
+            slot, reason, moved = opens, reason or "quiet_hours", True
+        if marketing:
+            for rule, free_at in _cap_slots(session, policy, message, contact, slot):
+                if free_at > slot:
+                    slot, reason, moved = free_at, reason or rule, True
+        if not moved:
+            break
+    if reason is None:
+        return SEND
+    if slot > message.expires_at:
+        return Verdict("expired", reason)
+    return Verdict("deferred", reason, slot)
+
+
+def _cap_slots(
+    session: Session, policy: Policy, message: Message, contact: Contact, slot: datetime
+) -> list[tuple[str, datetime]]:
+    """(rule, earliest time it allows) for each frequency rule that blocks ``slot``."""
+    occupied = (
+        select(func.coalesce(Message.sent_at, Message.claimed_at))
+        .where(
+            Message.contact_id == contact.id,
+            Message.kind == MessageKind.MARKETING,
+            Message.id != message.id,
+            Message.state.in_(OCCUPYING),
+        )
+        .subquery()
+    )
+    column = occupied.c[0]
+    times = sorted(
+        t for t in session.scalars(select(column).where(column >= slot - policy.window)) if t
+    )
+    found: list[tuple[str, datetime]] = []
+    near = [t for t in times if t > slot - policy.min_gap]
+    if near:
+        found.append(("cap:gap", max(near) + policy.min_gap))
+    in_window = [t for t in times if t > slot - policy.window]
+    if len(in_window) >= policy.marketing_per_window:
+        # the slot frees when enough of them have left the window
+        oldest = in_window[len(in_window) - policy.marketing_per_window]
+        found.append(("cap:weekly", oldest + policy.window))
+    rival = session.scalar(
+        select(func.min(Message.due_at)).where(
+            Message.contact_id == contact.id,
+            Message.kind == MessageKind.MARKETING,
+            Message.id != message.id,
+            Message.state == MessageState.PLANNED,
+            Message.priority > message.priority,
+            Message.due_at <= slot + policy.min_gap,
+            Message.expires_at > slot,
+        )
+    )
+    if rival is not None:
+        # the higher-priority one goes first; this one follows after the gap
+        found.append(("cap:priority", max(rival, slot) + policy.min_gap))
+    return found

@@ -1,0 +1,128 @@
+"""Handing due work from the ledger to RQ, and taking it back when Redis lost it.
+
+A planned message becomes an RQ job ``send-<id>-<due epoch>`` scheduled for its
+due time (``enqueue_at``, run by ``triggerpost worker``'s scheduler); a waiting
+enrollment becomes ``wake-<id>-<epoch>``. Job ids are unique in Redis (RQ's
+``unique=True``), so handing the same work over twice queues it once, and a
+deferral (a new due time) is a new job while the old one finds nothing to do.
+
+The ledger is the truth: :func:`sweep` finds planned messages and wakes whose
+time has passed by more than a grace period and whose job Redis no longer
+has (flushed, restarted without persistence, a hand-off that failed), and
+hands them over again, so they are late by at most one sweep interval.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy import select
+
+from jobs import queues
+from jobs.engine import DueWork
+from jobs.runtime import Runtime
+
+if TYPE_CHECKING:
+    from jobs.send import Engine
+from jobs.store.models import Enrollment, EnrollmentState, Message, MessageState, now
+
+log = logging.getLogger(__name__)
+
+#: overdue work younger than this is left to its own job
+GRACE = timedelta(seconds=30)
+
+
+def job_id(work: DueWork) -> str:
+    prefix = "send" if work.kind == "message" else "wake"
+    return f"{prefix}-{work.id}-{int(work.due_at.timestamp())}"
+
+
+def hand_off(runtime: Runtime, work: Iterable[DueWork]) -> int:
+    """Queue each item for its time; a failure is logged, the sweeper retries it."""
+    from jobs.send import JOB_TIMEOUT, send_message
+
+    queue = runtime.queue(queues.MESSAGES)
+    current = now()
+    handed = 0
+    for item in work:
+        func = send_message if item.kind == "message" else wake_enrollment
+        options = {"job_id": job_id(item), "unique": True, "job_timeout": JOB_TIMEOUT}
+        try:
+            if item.due_at <= current:
+                queue.enqueue(func, item.id, **options)
+            else:
+                queue.enqueue_at(item.due_at, func, item.id, **options)
+            handed += 1
+        except DuplicateJobError:
+            continue
+        except RedisError as exc:
+            log.warning("hand-off of %s failed (%s); the sweeper will retry", job_id(item), exc)
+    return handed
+
+
+def wake_enrollment(enrollment_id: int) -> bool:
+    """The RQ job for a Branch or a WaitForEvent timeout that has come due."""
+    from jobs import engine
+    from jobs import runtime as runtimes
+
+    runtime = runtimes.current()
+    with runtime.sessions.begin() as session:
+        woke = engine.wake(session, enrollment_id, now())
+        due = engine.take_due_work(session)
+    hand_off(runtime, due)
+    return woke
+
+
+def overdue(runtime: Runtime, at: datetime, *, grace: timedelta = GRACE) -> list[DueWork]:
+    cutoff = at - grace
+    with runtime.sessions() as session:
+        messages = session.execute(
+            select(Message.id, Message.due_at).where(
+                Message.state == MessageState.PLANNED, Message.due_at <= cutoff
+            )
+        ).all()
+        wakes = session.execute(
+            select(Enrollment.id, Enrollment.wake_at).where(
+                Enrollment.state == EnrollmentState.ACTIVE, Enrollment.wake_at <= cutoff
+            )
+        ).all()
+    work = [DueWork("message", id_, due) for id_, due in messages]
+    work += [DueWork("wake", id_, due) for id_, due in wakes if due is not None]
+    return work
+
+
+ALIVE = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
+
+
+def _queued(runtime: Runtime, id_: str) -> bool:
+    """True if RQ still holds a live job for this id; a dead one is removed."""
+    try:
+        job = Job.fetch(id_, connection=runtime.redis)
+    except NoSuchJobError:
+        return False
+    if job.get_status(refresh=False) in ALIVE:
+        return True
+    job.delete()  # finished or failed but the work is still due: make room for a new job
+    return False
+
+
+def sweep(
+    runtime: Runtime, at: datetime | None = None, *, engine_: Engine | None = None
+) -> dict[str, int]:
+    """Re-hand overdue work Redis no longer holds, and resolve claims of dead workers."""
+    from jobs.send import engine_for, resolve_stale_claims
+
+    at = at or now()
+    engine_ = engine_ or engine_for(runtime)
+    lost = [work for work in overdue(runtime, at) if not _queued(runtime, job_id(work))]
+    handed = hand_off(runtime, lost)
+    claims = resolve_stale_claims(engine_, at)
+    if handed or any(claims.values()):
+        log.info("sweeper: re-queued %d due messages/wakes; stale claims %s", handed, claims)
+    return {"requeued": handed, **claims}

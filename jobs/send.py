@@ -1,0 +1,389 @@
+"""Sending one planned message, exactly once from the customer's view.
+
+``send_message(message_id)`` is the RQ job; :func:`run` is the work, with the
+time passed in so the simulator can drive it. The steps, each its own commit:
+
+1. **claim**: planned -> sending with a fresh claim token (a conditional
+   UPDATE: of two workers, or a worker and a replayed job, exactly one wins).
+2. **judge**: the guards (:mod:`jobs.guards`) against current state, with the
+   contact's row locked so two of their messages cannot both take one slot.
+   A no ends it (skipped, exited, expired, cancelled) or defers it back to
+   planned with a new due time, each recorded with its reason.
+3. **prepare**: the discount code (named from the message, so asking the
+   platform again can only find the same code), then rendering.
+4. **hand over**: sending -> handed, committed right before the provider is
+   called, with the address and Message-ID that will be used.
+5. **deliver**, then **record**: handed -> sent with the provider's id.
+
+Crash windows: dying before (4) leaves a ``sending`` row, which the sweeper
+returns to planned after the lease (nothing reached the provider, so sending
+it later is safe). Dying between the provider accepting and (5) is the one
+window no database can close: the row stays ``handed``. The sweeper then asks
+the courier: a backend with an idempotency key (the file outbox, providers
+that take one) is simply called again with the same key and cannot make a
+second email; for any other backend the message is marked
+``failed:outcome_unknown`` and never resent: a possibly-missing email is
+preferred to a possibly-duplicate one, and the merchant sees it in the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from adapters.platform import DiscountRequest
+from jobs import engine, ledger
+from jobs.flows import registry
+from jobs.guards import judge
+from jobs.policy import flow_options
+from jobs.runtime import Runtime
+from jobs.store.models import (
+    Contact,
+    Enrollment,
+    Message,
+    MessageState,
+    Shop,
+    now,
+)
+
+log = logging.getLogger(__name__)
+
+#: a claim older than this is presumed dead (the send job's own timeout is shorter)
+LEASE = timedelta(minutes=10)
+JOB_TIMEOUT = 300
+#: waits after transient delivery failures (attempt 1, 2, ...); then it fails
+BACKOFF = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+    timedelta(hours=3),
+)
+
+
+class TransientSendError(RuntimeError):
+    """The provider may accept it later (rate limit, 4xx SMTP, 5xx, timeout)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class PermanentSendError(RuntimeError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Composed:
+    """A rendered email ready for the provider, and what the ledger records of it."""
+
+    email_to: str
+    subject: str
+    locale: str | None
+    message_id_header: str
+    payload: Any = field(repr=False)
+
+
+class Courier(Protocol):
+    """Rendering and delivery, as the engine sees them (jobs.courier has the real one)."""
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def supports_idempotency(self) -> bool: ...
+
+    def compose(
+        self,
+        session: Any,
+        shop: Shop,
+        message: Message,
+        contact: Contact,
+        at: datetime,
+    ) -> Composed: ...
+
+    def deliver(self, composed: Composed) -> str | None:
+        """Hand it over; returns the provider's id. Raises Transient/PermanentSendError."""
+        ...
+
+
+class DiscountIssuer(Protocol):
+    def issue(self, shop: Shop, request: DiscountRequest) -> None: ...
+
+
+@dataclass
+class Engine:
+    """What a send needs besides the database: delivery, the shops' APIs, and a
+    way to queue work it reschedules (RQ normally; the simulator polls instead)."""
+
+    runtime: Runtime
+    courier: Courier
+    discounts: DiscountIssuer | None = None
+    hand_off: Callable[[list[engine.DueWork]], object] | None = None
+
+    def queue(self, work: list[engine.DueWork]) -> None:
+        if not work:
+            return
+        if self.hand_off is not None:
+            self.hand_off(work)
+            return
+        from jobs import schedule
+
+        schedule.hand_off(self.runtime, work)
+
+
+def discount_code(secret: str, message: Message) -> str:
+    """The message's own code: the same on every retry, unguessable from outside."""
+    digest = hmac.new(secret.encode(), f"discount:{message.id}".encode(), hashlib.sha256).digest()
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off a phone screen
+    number = int.from_bytes(digest[:8], "big")
+    chars = []
+    for _ in range(10):
+        number, index = divmod(number, len(alphabet))
+        chars.append(alphabet[index])
+    return "TP-" + "".join(chars)
+
+
+def run(engine_: Engine, message_id: int, at: datetime) -> str:
+    """Send (or decide not to send) one message; returns the outcome recorded."""
+    runtime = engine_.runtime
+    sessions = runtime.sessions
+    with sessions.begin() as session:
+        message = session.get(Message, message_id)
+        if message is None or message.state != MessageState.PLANNED:
+            return "not_planned"
+        if message.due_at > at:
+            return "not_due"  # a deferral moved it; the job for the new time will come
+        token = ledger.claim(session, message, at)
+        if token is None:
+            return "taken"
+
+    with sessions.begin() as session:
+        message = session.get_one(Message, message_id)
+        enrollment = session.get_one(Enrollment, message.enrollment_id)
+        shop = session.get_one(Shop, message.shop_id)
+        flow = registry.get(message.flow)
+        contact = (
+            session.get(Contact, message.contact_id, with_for_update=True)
+            if message.contact_id
+            else None
+        )
+        if flow is None:
+            ledger.finish(session, message, MessageState.CANCELLED, "flow_removed", at, token=token)
+            return "cancelled"
+        verdict = judge(session, shop, flow, enrollment, message, contact, at)
+        if verdict.outcome == "deferred":
+            assert verdict.until is not None
+            ledger.release(
+                session,
+                message,
+                due_at=verdict.until,
+                reason=verdict.reason or "",
+                at=at,
+                token=token,
+            )
+            engine.due_work(session).append(engine.DueWork("message", message.id, verdict.until))
+            due = engine.take_due_work(session)
+        elif not verdict.sends:
+            state = MessageState(verdict.outcome)
+            ledger.finish(session, message, state, verdict.reason, at, token=token)
+            engine.complete_if_done(session, enrollment, at)
+            return f"{verdict.outcome}:{verdict.reason}"
+        else:
+            due = []
+    if due:
+        engine_.queue(due)
+        return f"deferred:{verdict.reason}"
+
+    try:
+        composed = _prepare(engine_, message_id, token, at)
+    except PermanentSendError as exc:
+        with sessions.begin() as session:
+            message = session.get_one(Message, message_id)
+            ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
+        return f"failed:{exc.reason}"
+    except Exception:
+        # nothing reached the provider: give the row back for a later attempt
+        with sessions.begin() as session:
+            message = session.get_one(Message, message_id)
+            _retry_or_fail(session, message, token, "prepare_error", None, at)
+        raise
+    return _deliver(engine_, message_id, token, composed, at)
+
+
+def _prepare(engine_: Engine, message_id: int, token: str, at: datetime) -> Composed:
+    runtime = engine_.runtime
+    with runtime.sessions.begin() as session:
+        message = session.get_one(Message, message_id)
+        shop = session.get_one(Shop, message.shop_id)
+        contact = session.get_one(Contact, message.contact_id)
+        if message.data.get("discount") and not message.discount_code:
+            code = discount_code(runtime.settings.secret_key, message)
+            _issue_discount(engine_, session, shop, message, contact, code, at)
+            message.discount_code = code
+        composed = engine_.courier.compose(session, shop, message, contact, at)
+        handed = ledger.hand_over(
+            session,
+            message,
+            token,
+            {
+                "email_to": composed.email_to,
+                "subject_line": composed.subject,
+                "locale": composed.locale,
+                "message_id_header": composed.message_id_header,
+                "provider": engine_.courier.provider,
+                "discount_code": message.discount_code,
+            },
+        )
+        if not handed:
+            raise PermanentSendError("claim_lost")
+    return composed
+
+
+def _issue_discount(
+    engine_: Engine,
+    session: Any,
+    shop: Shop,
+    message: Message,
+    contact: Contact,
+    code: str,
+    at: datetime,
+) -> None:
+    flow = registry.get(message.flow)
+    options = flow_options(shop, flow) if flow else {}
+    from decimal import Decimal
+
+    request = DiscountRequest(
+        code=code,
+        title=f"triggerpost {message.flow} {message.id}",
+        expires_at=at + timedelta(hours=float(options.get("discount_valid_hours", 48))),
+        percent=Decimal(str(options.get("discount_percent", 10))),
+        email=contact.email,
+        customer_id=contact.customer_id,
+    )
+    if engine_.discounts is None:
+        raise PermanentSendError("discount_unavailable")
+    engine_.discounts.issue(shop, request)
+    message.data = {
+        **message.data,
+        "discount_percent": str(request.percent),
+        "discount_expires_at": request.expires_at.isoformat(),
+    }
+
+
+def _deliver(engine_: Engine, message_id: int, token: str, composed: Composed, at: datetime) -> str:
+    runtime = engine_.runtime
+    try:
+        provider_id = engine_.courier.deliver(composed)
+    except TransientSendError as exc:
+        with runtime.sessions.begin() as session:
+            message = session.get_one(Message, message_id)
+            outcome = _retry_or_fail(session, message, token, exc.reason, exc.retry_after, at)
+            due = engine.take_due_work(session)
+        engine_.queue(due)
+        return outcome
+    except PermanentSendError as exc:
+        with runtime.sessions.begin() as session:
+            message = session.get_one(Message, message_id)
+            ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
+        return f"failed:{exc.reason}"
+    with runtime.sessions.begin() as session:
+        message = session.get_one(Message, message_id)
+        ledger.sent(session, message, token, at, {"provider_message_id": provider_id})
+        enrollment = session.get_one(Enrollment, message.enrollment_id)
+        engine.complete_if_done(session, enrollment, at)
+    return "sent"
+
+
+def _retry_or_fail(
+    session: Any,
+    message: Message,
+    token: str,
+    reason: str,
+    retry_after: float | None,
+    at: datetime,
+) -> str:
+    attempt = message.attempts
+    if attempt > len(BACKOFF):
+        ledger.finish(session, message, MessageState.FAILED, f"{reason}:gave_up", at, token=token)
+        return f"failed:{reason}"
+    wait = BACKOFF[attempt - 1] if attempt >= 1 else BACKOFF[0]
+    if retry_after is not None:
+        wait = max(wait, timedelta(seconds=retry_after))
+    due = at + wait
+    ledger.release(
+        session,
+        message,
+        due_at=due,
+        reason=f"retry:{reason}",
+        at=at,
+        token=token,
+        outcome="retrying",
+    )
+    engine.due_work(session).append(engine.DueWork("message", message.id, due))
+    return f"retrying:{reason}"
+
+
+def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
+    """The sweeper's part: claims whose worker died (see the module docstring)."""
+    runtime = engine_.runtime
+    counts = {"released": 0, "resent": 0, "unknown": 0}
+    with runtime.sessions.begin() as session:
+        stale = session.scalars(
+            select(Message).where(
+                Message.state.in_([MessageState.SENDING, MessageState.HANDED]),
+                Message.claimed_at < at - LEASE,
+            )
+        ).all()
+        for message in stale:
+            if message.state == MessageState.SENDING or engine_.courier.supports_idempotency:
+                # nothing was handed over, or handing over again cannot duplicate it
+                key = "released" if message.state == MessageState.SENDING else "resent"
+                if ledger.release(
+                    session,
+                    message,
+                    due_at=at,
+                    reason="worker_lost",
+                    at=at,
+                    token=message.claim_token,
+                    outcome="retrying",
+                ):
+                    engine.due_work(session).append(engine.DueWork("message", message.id, at))
+                    counts[key] += 1
+            elif ledger.finish(
+                session,
+                message,
+                MessageState.FAILED,
+                "outcome_unknown",
+                at,
+                token=message.claim_token,
+            ):
+                counts["unknown"] += 1
+        due = engine.take_due_work(session)
+    engine_.queue(due)
+    return counts
+
+
+def send_message(message_id: int) -> str:
+    """The RQ job."""
+    from jobs import runtime as runtimes
+
+    return run(engine_for(runtimes.current()), message_id, now())
+
+
+def engine_for(runtime: Runtime) -> Engine:
+    """The process's engine: the courier and discount issuer its settings choose."""
+    from jobs.courier import build_engine  # type: ignore[import-not-found]
+
+    engine_: Engine = build_engine(runtime)
+    return engine_
