@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 from sqlalchemy import select
@@ -228,6 +229,79 @@ def shop_list(settings: Settings) -> None:
                 click.echo(f"{s.id}\t{s.platform}\t{s.key}\t{s.status}\t{s.name}")
     finally:
         engine.dispose()
+
+
+@main.command()
+@click.argument("shop_ref", metavar="SHOP")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_obj
+def why(settings: Settings, shop_ref: str, email: str, as_json: bool) -> None:
+    """Why did EMAIL get (or not get) each email from SHOP? Prints their timeline.
+
+    SHOP is the shop's id, myshopify domain or store URL.
+    """
+    import json
+
+    from jobs.decisions import find_contact, find_shop, format_timeline, timeline
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine)() as session:
+            shop = find_shop(session, shop_ref)
+            if shop is None:
+                raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+            contact = find_contact(session, shop.id, email)
+            if contact is None:
+                raise click.ClickException(f"{shop.key} has no contact with the address {email}")
+            rows = timeline(session, shop.id, contact.id)
+    finally:
+        engine.dispose()
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    consent = contact.consent_state or "unknown"
+    click.echo(f"{email} at {shop.key}: consent {consent}, {contact.orders_count} orders")
+    click.echo(format_timeline(rows) if rows else "no flow has considered this contact yet")
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="The timeline and outbox as JSON.")
+def simulate(scenario: Path, as_json: bool) -> None:
+    """Run SCENARIO.json through the real engine on a virtual clock; print the decisions.
+
+    Nothing is sent and nothing touches the real store: the run uses a scratch
+    database. See jobs/simulator.py for the scenario format.
+    """
+    import json
+
+    from jobs.decisions import format_timeline
+    from jobs.simulator import Scenario, ScenarioError
+    from jobs.simulator import simulate as run_scenario
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the scratch store's migration
+    try:
+        result = run_scenario(Scenario.load(scenario))
+    except ScenarioError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        payload = {
+            "timeline": result.timeline,
+            "sent": [
+                {"to": c.email_to, "subject": c.subject, "message_id": c.message_id_header}
+                for c in result.sent
+            ],
+            "discount_codes": sorted(result.discounts),
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    click.echo(format_timeline(result.timeline))
+    sent, codes = len(result.sent), len(result.discounts)
+    click.echo(
+        f"\n{sent} email{'s' * (sent != 1)} sent, {codes} discount code{'s' * (codes != 1)} issued"
+    )
 
 
 def _safe_url(url: str) -> str:

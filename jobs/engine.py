@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
-from jobs import ledger, localtime
+from jobs import attribution, ledger, localtime
 from jobs.flows import registry
 from jobs.flows.context import FlowContext
 from jobs.flows.model import (
@@ -45,6 +45,7 @@ from jobs.store.models import (
     EnrollmentState,
     Message,
     MessageState,
+    Order,
     Shop,
 )
 
@@ -92,6 +93,8 @@ def on_event(
     """Exit, resume, re-anchor and enroll, in that order, for one applied event."""
     if shop.status != "active":
         return
+    if isinstance(event, ORDER_EVENTS) and subject is not None:
+        _attribute(session, shop, event, subject, at)
     active = _active_enrollments(session, shop.id, contact, subject)
     for enrollment in active:
         flow = registry.get(enrollment.flow)
@@ -104,6 +107,21 @@ def on_event(
     for flow in registry.flows().values():
         if isinstance(event, flow.trigger.events):
             _trigger(session, shop, flow, event, contact, event_id=event_id, at=at)
+
+
+ORDER_EVENTS = (ev.OrderPlaced, ev.OrderPaid, ev.OrderCancelled, ev.OrderRefunded)
+
+
+def _attribute(session: Session, shop: Shop, event: ev.Event, order_id: str, at: datetime) -> None:
+    order = session.scalar(
+        select(Order).where(Order.shop_id == shop.id, Order.order_id == order_id)
+    )
+    if order is None:
+        return
+    if isinstance(event, (ev.OrderCancelled, ev.OrderRefunded)):
+        attribution.withdraw(session, order)
+    else:
+        attribution.credit(session, shop, order, at)
 
 
 def _active_enrollments(
@@ -176,7 +194,7 @@ def _check_exits(
     reason = exit_reason(flow, ctx, event)
     if reason is None:
         return False
-    end_enrollment(session, enrollment, EnrollmentState.EXITED, f"exit:{reason}", at)
+    end_enrollment(session, enrollment, EnrollmentState.EXITED, reason, at)
     return True
 
 

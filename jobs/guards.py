@@ -88,8 +88,8 @@ def judge(
     ctx = engine._context(session, shop, flow, enrollment, at)
     exit_ = engine.exit_reason(flow, ctx)
     if exit_ is not None:
-        engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, f"exit:{exit_}", at)
-        return Verdict("exited", f"exit:{exit_}")
+        engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, exit_, at)
+        return Verdict("exited", exit_)
     if at > message.expires_at:
         return Verdict("expired", message.reason or "late")
     if enrollment.holdout:
@@ -196,18 +196,19 @@ def _cap_slots(
         # the slot frees when enough of them have left the window
         oldest = in_window[len(in_window) - policy.marketing_per_window]
         found.append(("cap:weekly", oldest + policy.window))
+    # A higher-priority message due within the gap either side of the slot would
+    # be blocked by this one: it goes first, and this one follows a gap after it.
     rival = session.scalar(
-        select(func.min(Message.due_at)).where(
+        select(func.max(Message.due_at)).where(
             Message.contact_id == contact.id,
             Message.kind == MessageKind.MARKETING,
             Message.id != message.id,
             Message.state == MessageState.PLANNED,
             Message.priority > message.priority,
+            Message.due_at > slot - policy.min_gap,
             Message.due_at <= slot + policy.min_gap,
-            Message.expires_at > slot,
         )
     )
     if rival is not None:
-        # the higher-priority one goes first; this one follows after the gap
-        found.append(("cap:priority", max(rival, slot) + policy.min_gap))
+        found.append(("cap:priority", rival + policy.min_gap))
     return found

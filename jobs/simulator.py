@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,13 +37,13 @@ from sqlalchemy.orm import Session
 from adapters import events as ev
 from adapters.platform import DiscountRequest
 from jobs import engine, processing, send
+from jobs.decisions import timeline
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.shops import add_shop
 from jobs.store.db import migrate
 from jobs.store.models import (
     Contact,
-    Decision,
     Enrollment,
     EnrollmentState,
     Message,
@@ -208,42 +208,6 @@ class Simulator:
                 engine.take_due_work(session)
         for message_id in messages:
             send.run(self.engine, message_id, at)
-
-
-def timeline(session: Session, shop_id: int, contact_id: int | None = None) -> list[dict[str, Any]]:
-    """The decision log as plain rows, oldest first (what ``simulate`` and ``why`` print)."""
-    query = select(Decision).where(Decision.shop_id == shop_id)
-    if contact_id is not None:
-        query = query.where(Decision.contact_id == contact_id)
-    rows = session.scalars(query.order_by(Decision.at, Decision.id)).all()
-    # .all(): dict() of a Result would take it for a mapping (it has keys())
-    emails = dict(
-        session.execute(select(Contact.id, Contact.email).where(Contact.shop_id == shop_id)).all()
-    )
-    return [
-        {
-            "at": row.at.isoformat(),
-            "contact": emails.get(row.contact_id) if row.contact_id else None,
-            "flow": row.flow,
-            "step": row.step,
-            "outcome": row.outcome,
-            "reason": row.reason,
-            "until": row.until.isoformat() if row.until else None,
-            "message": row.message_id,
-        }
-        for row in rows
-    ]
-
-
-def format_timeline(rows: Sequence[dict[str, Any]]) -> str:
-    lines = []
-    for row in rows:
-        what = row["outcome"] + (f":{row['reason']}" if row["reason"] else "")
-        if row["until"]:
-            what += f" until {row['until']}"
-        step = f"{row['flow']}/{row['step']}" if row["step"] else row["flow"]
-        lines.append(f"{row['at']}  {row['contact'] or '-':<32} {step:<28} {what}")
-    return "\n".join(lines)
 
 
 @contextmanager

@@ -8,7 +8,10 @@ deployment (a Redis lock elects it) looks for:
 - deliveries stored more than ``GRACE`` seconds ago and still unprocessed:
   their shop gets a drain job;
 - failed deliveries with retries left whose retry job no longer exists in
-  Redis: the retry job is enqueued again.
+  Redis: the retry job is enqueued again;
+- planned messages and waiting enrollments past their time whose RQ job is
+  gone, and sends whose worker died mid-way (see :mod:`jobs.schedule` and
+  :mod:`jobs.send`).
 
 Each ``triggerpost worker`` runs a sweeper process beside it, so any number of
 worker machines give the deployment a sweeper as long as one is alive.
@@ -26,7 +29,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from jobs import intake
+from jobs import intake, schedule
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.models import Delivery, DeliveryStatus, now
@@ -84,6 +87,7 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
                 # sweeper dies another one takes over within one interval
                 if runtime.redis.set(LOCK, "1", nx=True, ex=max(1, int(interval * 0.9))):
                     sweep_once(runtime)
+                    schedule.sweep(runtime)
             except (RedisError, SQLAlchemyError) as exc:
                 log.warning("sweeper: %s; trying again in %.0f s", exc, interval)
             stop.wait(interval)

@@ -56,8 +56,8 @@ def test_no_reminder_after_the_order(shop: Harness) -> None:
 
     assert list(sent_at(shop)) == ["email_1"]
     states = {m.step: (m.state, m.reason) for m in shop.messages()}
-    assert states["email_2"] == (MessageState.EXITED, "exit:checkout_completed")
-    assert states["email_3"] == (MessageState.EXITED, "exit:checkout_completed")
+    assert states["email_2"] == (MessageState.EXITED, "checkout_completed")
+    assert states["email_3"] == (MessageState.EXITED, "checkout_completed")
 
 
 def test_any_order_by_the_contact_ends_recovery(shop: Harness) -> None:
@@ -67,7 +67,7 @@ def test_any_order_by_the_contact_ends_recovery(shop: Harness) -> None:
     shop.at(T0 + hours(30), order("1002", T0 + hours(30), anna, "tok-other"))
     shop.run(T0 + hours(24 * 5))
     assert list(sent_at(shop)) == ["email_1", "email_2"]
-    assert shop.messages()[2].reason == "exit:order_placed"
+    assert shop.messages()[2].reason == "order_placed"
 
 
 def test_order_arriving_before_the_checkout_update_prevents_enrollment(shop: Harness) -> None:
