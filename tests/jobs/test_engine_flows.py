@@ -3,7 +3,7 @@ and what the emails earned."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -20,6 +20,7 @@ from jobs.flows.model import (
     Trigger,
     Wait,
     WaitForEvent,
+    WaitUntil,
 )
 from jobs.runtime import Runtime
 from jobs.store.models import Attribution, Engagement, MessageState, Order, Shop
@@ -205,3 +206,27 @@ def test_no_credit_outside_the_window(shop: Harness, runtime: Runtime) -> None:
     shop.at(T0 + hours(24 * 6), order("2", T0 + hours(24 * 6), anna, None))
     with runtime.sessions() as session:
         assert session.scalars(select(Attribution)).all() == []
+
+
+BIRTHDAY_MORNING = Flow(
+    name="test_morning",
+    title="At ten in the morning, her time (test)",
+    category="birthday",
+    kind=MessageKind.TRANSACTIONAL,
+    priority=10,
+    trigger=Trigger(
+        events=(ev.CustomerCreated,), subject=_customer_subject, anchor=lambda e: e.occurred_at
+    ),
+    steps=(WaitUntil(time(10, 0)), Send("greeting", "birthday")),
+    defaults={"enabled": True, "expires_hours": 12},
+)
+
+
+def test_wait_until_a_local_time_of_day(shop: Harness) -> None:
+    tokyo = customer("ken@example.jp", customer_id="c7", timezone="Asia/Tokyo", subscribed=False)
+    with extra_flow(BIRTHDAY_MORNING):
+        shop.at(T0, ev.CustomerCreated(occurred_at=T0, customer=tokyo))  # 18:00 in Tokyo
+        shop.run(T0 + hours(48))
+    (greeting,) = [m for m in shop.messages() if m.flow == "test_morning"]
+    # the next 10:00 in Tokyo is 01:00 UTC the next day; transactional: no consent needed
+    assert greeting.sent_at == datetime(2026, 3, 3, 1, 0, tzinfo=UTC)
