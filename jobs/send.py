@@ -38,15 +38,17 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from adapters.platform import DiscountRequest
+from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
 from jobs import engine, ledger
 from jobs.flows import registry
+from jobs.flows.model import Flow
 from jobs.guards import judge
 from jobs.policy import flow_options
 from jobs.runtime import Runtime
 from jobs.store.models import (
     Contact,
     Enrollment,
+    EnrollmentState,
     Message,
     MessageState,
     Shop,
@@ -121,6 +123,12 @@ class DiscountIssuer(Protocol):
     def issue(self, shop: Shop, request: DiscountRequest) -> None: ...
 
 
+class LiveOrders(Protocol):
+    def order_state(self, shop: Shop, order_id: str) -> LiveOrderState | None:
+        """The platform's current view of the order; raises AdminApiError."""
+        ...
+
+
 @dataclass
 class Engine:
     """What a send needs besides the database: delivery, the shops' APIs, and a
@@ -129,6 +137,8 @@ class Engine:
     runtime: Runtime
     courier: Courier
     discounts: DiscountIssuer | None = None
+    #: the optional live re-check before a send (None: local state only)
+    live_orders: LiveOrders | None = None
     hand_off: Callable[[list[engine.DueWork]], object] | None = None
 
     def queue(self, work: list[engine.DueWork]) -> None:
@@ -181,6 +191,9 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
         if flow is None:
             ledger.finish(session, message, MessageState.CANCELLED, "flow_removed", at, token=token)
             return "cancelled"
+        live = _live_exit(engine_, session, shop, flow, enrollment, at)
+        if live is not None:
+            engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, live, at)
         verdict = judge(session, shop, flow, enrollment, message, contact, at)
         if verdict.outcome == "deferred":
             assert verdict.until is not None
@@ -219,6 +232,35 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
             _retry_or_fail(session, message, token, "prepare_error", None, at)
         raise
     return _deliver(engine_, message_id, token, composed, at)
+
+
+def _live_exit(
+    engine_: Engine, session: Any, shop: Shop, flow: Flow, enrollment: Enrollment, at: datetime
+) -> str | None:
+    """Ask the platform about the flow's order; an exit reason if it has moved on.
+
+    Optional and best effort: if the shop's API cannot answer, the local state
+    (already re-checked by the guards) decides, and the failure is logged.
+    """
+    if engine_.live_orders is None or flow.live_order is None:
+        return None
+    order_id = flow.live_order(engine._context(session, shop, flow, enrollment, at))
+    if order_id is None:
+        return None
+    try:
+        state = engine_.live_orders.order_state(shop, order_id)
+    except AdminApiError as exc:
+        log.warning("shop %s: live re-check of order %s failed: %s", shop.id, order_id, exc)
+        return None
+    if state is None:
+        return None
+    if state.refunded:
+        return "order_refunded"
+    if state.cancelled:
+        return "order_cancelled"
+    if state.paid:
+        return "order_paid"
+    return None
 
 
 def _prepare(engine_: Engine, message_id: int, token: str, at: datetime) -> Composed:

@@ -56,6 +56,11 @@ def _ordered(ctx: FlowContext) -> bool:
     return ctx.ordered_since(since)
 
 
+def _pending_order(ctx: FlowContext) -> str | None:
+    """WooCommerce's abandoned checkout is a pending order: ask the store if it got paid."""
+    return ctx.subject if ctx.shop.platform == "woocommerce" else None
+
+
 FLOW = Flow(
     name="cart_recovery",
     title="Cart recovery",
@@ -91,6 +96,7 @@ FLOW = Flow(
         ),
     ),
     reentry=Reentry.PER_SUBJECT,
+    live_order=_pending_order,
     defaults={
         "enabled": True,
         # delays count from the checkout's last update, not from the previous email

@@ -168,6 +168,10 @@ class Flow:
     steps: tuple[Step, ...]
     exits: tuple[Exit, ...] = ()
     reentry: Reentry = Reentry.PER_SUBJECT
+    #: the platform order whose live state is asked right before a send (the
+    #: optional late re-check through the shop's API): paid, cancelled or
+    #: refunded there ends the enrollment even if its webhook never came
+    live_order: Callable[[FlowContext], str | None] | None = None
     #: options a shop may override; "enabled", "consent", "holdout_percent" and
     #: "expires_hours" are understood for every flow
     defaults: Mapping[str, Any] = field(default_factory=dict)
