@@ -21,7 +21,7 @@ class CookieSessions(SecureCookieSessionInterface):
     Opening a session on every webhook cost several percent of the intake.
     """
 
-    SESSIONLESS = ("/webhooks/", "/healthz", "/readyz")
+    SESSIONLESS = ("/webhooks/", "/healthz", "/readyz", "/t/", "/u/", "/p/")
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if request.path.startswith(self.SESSIONLESS):
@@ -31,7 +31,7 @@ class CookieSessions(SecureCookieSessionInterface):
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the web app. Settings default to the environment, read once here."""
-    from connector import health, merchant, webhooks
+    from connector import email_links, health, merchant, webhooks
 
     if runtime is None:
         runtime = Runtime.create(settings or Settings.from_env())
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     webhooks.init_app(app, runtime)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(merchant.blueprint)
+    app.register_blueprint(email_links.blueprint)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

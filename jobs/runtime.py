@@ -9,6 +9,7 @@ connections must never travel through Redis.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis import Redis
 from rq import Queue
@@ -29,6 +30,8 @@ class Runtime:
     redis: Redis
     secrets: SecretBox
     _queues: dict[str, Queue] = field(default_factory=dict)
+    #: per-process objects built from this runtime and reused (the send engine)
+    extensions: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:

@@ -425,7 +425,6 @@ def send_message(message_id: int) -> str:
 
 def engine_for(runtime: Runtime) -> Engine:
     """The process's engine: the courier and discount issuer its settings choose."""
-    from jobs.courier import build_engine  # type: ignore[import-not-found]
+    from jobs.courier import build_engine
 
-    engine_: Engine = build_engine(runtime)
-    return engine_
+    return build_engine(runtime)

@@ -38,6 +38,9 @@ class Settings:
     secret_key: str
     email_url: str
     mode: Mode = Mode.DEVELOPMENT
+    #: the address emails are sent from (the shop's name is the display name);
+    #: its domain must be one the delivery provider is allowed to send for
+    email_from: str = "shop@triggerpost.localhost"
     shopify_api_key: str | None = None
     shopify_api_secret: str | None = None
     #: the secret being rotated out: Shopify may sign with it for up to an hour
@@ -92,6 +95,7 @@ class Settings:
                     ("REDIS_URL", redis_url),
                     ("EMAIL_URL", email_url),
                     ("BASE_URL", base_url),
+                    ("EMAIL_FROM", get("EMAIL_FROM")),
                 )
                 if not value
             ]
@@ -117,6 +121,7 @@ class Settings:
             secret_key=secret_key,
             email_url=email_url or f"file://{data_dir / 'outbox'}",
             mode=mode,
+            email_from=get("EMAIL_FROM") or "shop@triggerpost.localhost",
             shopify_api_key=get("SHOPIFY_API_KEY"),
             shopify_api_secret=get("SHOPIFY_API_SECRET"),
             shopify_api_secret_previous=get("SHOPIFY_API_SECRET_PREVIOUS"),

@@ -25,6 +25,7 @@ from jobs.store.models import (
     Message,
     MessageState,
     Suppression,
+    SuppressionReason,
 )
 
 
@@ -118,3 +119,55 @@ def cancel_covered(
         if ledger.finish(session, message, MessageState.CANCELLED, reason, at):
             cancelled += 1
     return cancelled
+
+
+def unsubscribe(
+    session: Session,
+    shop_id: int,
+    email: str,
+    *,
+    scope: str,
+    source: str,
+    at: datetime,
+    message_id: int | None = None,
+) -> bool:
+    """A person's own unsubscribe: a suppression, and (for all marketing) their consent.
+
+    The consent record is what the shop's other tools and our consent guard see;
+    the suppression is what no later "subscribed" from the platform can undo by
+    accident. Both are written in the caller's transaction, before it answers.
+    """
+    created = suppress(
+        session,
+        shop_id,
+        email,
+        scope=scope,
+        reason=SuppressionReason.UNSUBSCRIBED,
+        source=source,
+        at=at,
+        message_id=message_id,
+    )
+    if scope == SCOPE_MARKETING:
+        for contact in session.scalars(
+            select(Contact).where(Contact.shop_id == shop_id, Contact.email == normalise(email))
+        ):
+            contact.consent_state = "unsubscribed"
+            contact.consent_source = f"triggerpost:{source}"
+            contact.consent_at = at
+    return created
+
+
+def resubscribe(session: Session, shop_id: int, email: str, scope: str) -> bool:
+    """Undo the person's own unsubscribe from one kind of email (never a bounce or complaint)."""
+    row = session.scalar(
+        select(Suppression).where(
+            Suppression.shop_id == shop_id,
+            Suppression.email == normalise(email),
+            Suppression.scope == scope,
+            Suppression.reason == SuppressionReason.UNSUBSCRIBED,
+        )
+    )
+    if row is None:
+        return False
+    session.delete(row)
+    return True

@@ -46,7 +46,7 @@ def test_explicit_values_win(tmp_path: Path) -> None:
 def test_production_refuses_dev_defaults(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as info:
         Settings.from_env({"TRIGGERPOST_ENV": "production", "TRIGGERPOST_DATA_DIR": str(tmp_path)})
-    for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "EMAIL_URL", "BASE_URL"):
+    for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "EMAIL_URL", "BASE_URL", "EMAIL_FROM"):
         assert f"TRIGGERPOST_{name}" in str(info.value)
     assert not (tmp_path / "secret_key").exists()
 
@@ -58,6 +58,7 @@ PRODUCTION = {
     "TRIGGERPOST_REDIS_URL": "redis://r:6379/0",
     "TRIGGERPOST_EMAIL_URL": "smtp://mail:587",
     "TRIGGERPOST_BASE_URL": "https://tp.example",
+    "TRIGGERPOST_EMAIL_FROM": "shops@mail.tp.example",
 }
 
 

@@ -1,0 +1,261 @@
+"""The links inside emails: click redirects, the open pixel, unsubscribe, preferences.
+
+No cookies and no login: the signed token is the credential (see jobs.links).
+``GET /u/...`` only asks (mail scanners follow every link; none of them may
+unsubscribe anyone); ``POST /u/...`` unsubscribes at once, including the
+RFC 8058 one-click POST mail clients send (``List-Unsubscribe=One-Click``, no
+cookies, no CSRF token). Every change is committed before the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request
+from sqlalchemy import select
+
+from connector.app import runtime_of
+from emails import i18n
+from jobs import links, suppressions
+from jobs.flows import registry
+from jobs.flows.model import MessageKind
+from jobs.store.models import (
+    SCOPE_MARKETING,
+    Contact,
+    Engagement,
+    EngagementKind,
+    Message,
+    Shop,
+    now,
+)
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("email_links", __name__)
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
+
+
+def _page(
+    language: str,
+    title: str,
+    lines: list[str],
+    *,
+    form: Any = None,
+    note: str | None = None,
+    status: int = 200,
+) -> tuple[str, int, dict[str, str]]:
+    html = render_template(
+        "email_page.html",
+        lang=language,
+        direction=i18n.direction(language),
+        title=title,
+        lines=lines,
+        form=form,
+        note=note,
+    )
+    return html, status, {**NO_STORE, "X-Robots-Tag": "noindex"}
+
+
+def _invalid() -> tuple[str, int, dict[str, str]]:
+    language = i18n.resolve_locale(request.accept_languages.best)
+    text = i18n.text(language, "page.invalid", {})
+    return _page(language, "triggerpost", [text], status=400)
+
+
+def _message(shop_id: int, purpose: str, token: str) -> tuple[Any, Message, Shop] | None:
+    """(session, message, shop) for a valid token, or None."""
+    runtime = runtime_of(current_app)
+    try:
+        target = links.read(runtime.settings, shop_id, purpose, token)
+    except links.LinkError:
+        return None
+    session = runtime.sessions()
+    message = session.get(Message, target.message_id)
+    if message is None or message.shop_id != shop_id:
+        session.close()
+        return None
+    return session, message, session.get_one(Shop, shop_id)
+
+
+@blueprint.get("/t/c/<int:shop_id>/<token>")
+def click(shop_id: int, token: str) -> Any:
+    runtime = runtime_of(current_app)
+    try:
+        target = links.read_click(runtime.settings, shop_id, token)
+    except links.LinkError:
+        return _invalid()
+    with runtime.sessions.begin() as session:
+        message = session.get(Message, target.message_id)
+        if message is None or message.shop_id != shop_id:
+            return _invalid()
+        session.add(
+            Engagement(
+                shop_id=shop_id,
+                message_id=message.id,
+                contact_id=message.contact_id,
+                kind=EngagementKind.CLICK,
+                url=target.url,
+                at=now(),
+            )
+        )
+    response = redirect(str(target.url), code=302)
+    response.headers.update(NO_STORE)
+    return response
+
+
+@blueprint.get("/t/o/<int:shop_id>/<token>.gif")
+def pixel(shop_id: int, token: str) -> Response:
+    runtime = runtime_of(current_app)
+    try:
+        target = links.read(runtime.settings, shop_id, links.OPEN, token)
+        with runtime.sessions.begin() as session:
+            message = session.get(Message, target.message_id)
+            if message is not None and message.shop_id == shop_id:
+                session.add(
+                    Engagement(
+                        shop_id=shop_id,
+                        message_id=message.id,
+                        contact_id=message.contact_id,
+                        kind=EngagementKind.OPEN,
+                        at=now(),
+                    )
+                )
+    except links.LinkError:
+        log.info("open pixel with an invalid token for shop %s", shop_id)
+    # a broken image would look broken to the reader: always the pixel
+    return Response(PIXEL, mimetype="image/gif", headers=NO_STORE)
+
+
+def _who(session: Any, message: Message, shop: Shop) -> tuple[str, str | None]:
+    contact = session.get(Contact, message.contact_id) if message.contact_id else None
+    email = message.email_to or (contact.email if contact else None)
+    language = i18n.resolve_locale(
+        message.locale or (contact.locale if contact else None), shop.locale
+    )
+    return language, email
+
+
+@blueprint.route("/u/<int:shop_id>/<token>", methods=["GET", "POST"])
+def unsubscribe(shop_id: int, token: str) -> Any:
+    found = _message(shop_id, links.UNSUBSCRIBE, token)
+    if found is None:
+        return _invalid()
+    session, message, shop = found
+    try:
+        language, email = _who(session, message, shop)
+        if email is None:
+            return _invalid()
+        values = {"shop_name": shop.name, "email": email}
+        title = i18n.text(language, "page.unsubscribe.title", values)
+        note = i18n.text(language, "page.unsubscribe.note", values)
+        if request.method == "GET":
+            form = {"choices": [], "button": i18n.text(language, "page.unsubscribe.button", values)}
+            question = i18n.text(language, "page.unsubscribe.question", values)
+            return _page(language, title, [question], form=form, note=note)
+        one_click = request.form.get("List-Unsubscribe") == "One-Click"
+        with session.begin():
+            suppressions.unsubscribe(
+                session,
+                shop_id,
+                email,
+                scope=SCOPE_MARKETING,
+                source="one_click" if one_click else "unsubscribe_page",
+                at=now(),
+                message_id=message.id,
+            )
+        log.info(
+            "shop %s: %s unsubscribed (%s)",
+            shop_id,
+            message.id,
+            "one-click" if one_click else "page",
+        )
+        return _page(
+            language, title, [i18n.text(language, "page.unsubscribe.done", values)], note=note
+        )
+    finally:
+        session.close()
+
+
+def categories() -> list[str]:
+    """The kinds of marketing email the flows send, in the order a person reads them."""
+    seen: list[str] = []
+    for flow in registry.flows().values():
+        if flow.kind == MessageKind.MARKETING and flow.category not in seen:
+            seen.append(flow.category)
+    return seen
+
+
+@blueprint.route("/p/<int:shop_id>/<token>", methods=["GET", "POST"])
+def preferences(shop_id: int, token: str) -> Any:
+    found = _message(shop_id, links.PREFERENCES, token)
+    if found is None:
+        return _invalid()
+    session, message, shop = found
+    try:
+        language, email = _who(session, message, shop)
+        if email is None:
+            return _invalid()
+        values = {"shop_name": shop.name, "email": email}
+        kinds = categories()
+        lines = [i18n.text(language, "page.preferences.intro", values)]
+        if request.method == "POST":
+            with session.begin():
+                _save_preferences(session, shop_id, message.id, email, kinds)
+            lines.append(i18n.text(language, "page.preferences.saved", values))
+        left = suppressions.scopes_for(session, shop_id, email)
+        choices = [
+            {
+                "name": SCOPE_MARKETING,
+                "label": i18n.text(language, "page.preferences.all", values),
+                "checked": SCOPE_MARKETING not in left,
+            }
+        ] + [
+            {
+                "name": kind,
+                "label": i18n.text(language, f"category.{kind}", values),
+                "checked": kind not in left,
+            }
+            for kind in kinds
+        ]
+        form = {"choices": choices, "button": i18n.text(language, "page.preferences.save", values)}
+        title = i18n.text(language, "page.preferences.title", values)
+        return _page(language, title, lines, form=form)
+    finally:
+        session.close()
+
+
+def _save_preferences(
+    session: Any, shop_id: int, message_id: int, email: str, kinds: list[str]
+) -> None:
+    """Checked means "I want these": unchecked kinds are left, checked ones come back."""
+    at = now()
+    for scope in [SCOPE_MARKETING, *kinds]:
+        if request.form.get(scope) == "1":
+            if suppressions.resubscribe(session, shop_id, email, scope) and (
+                scope == SCOPE_MARKETING
+            ):
+                _restore_consent(session, shop_id, email, at)
+        else:
+            suppressions.unsubscribe(
+                session,
+                shop_id,
+                email,
+                scope=scope,
+                source="preferences",
+                at=at,
+                message_id=message_id,
+            )
+
+
+def _restore_consent(session: Any, shop_id: int, email: str, at: Any) -> None:
+    """Back to subscribed, but only where our own unsubscribe had ended it."""
+    for contact in session.scalars(
+        select(Contact).where(Contact.shop_id == shop_id, Contact.email == email)
+    ):
+        if (contact.consent_source or "").startswith("triggerpost:"):
+            contact.consent_state = "subscribed"
+            contact.consent_source = "triggerpost:preferences"
+            contact.consent_at = at

@@ -1,0 +1,113 @@
+"""Languages: one JSON catalog per language in ``emails/catalogs``.
+
+A translator extends a catalog, or adds a language, by editing or adding a
+file (``de.json``); the language is then offered as it is. A key missing in
+a language falls back to English, never to a blank or to the key itself.
+Strings may use a few variables (``{{ first_name }}``, ``{{ shop_name }}``,
+``{{ order_name }}``, ...), rendered in Jinja's sandbox. Right-to-left comes
+from Babel's locale data, so Persian (and any later Arabic or Hebrew) is laid
+out right to left without a list here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from babel import Locale, UnknownLocaleError
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+FALLBACK = "en"
+#: forms a contact's locale arrives in that name a catalog under another code
+ALIASES = {"no": "nb", "nn": "nb", "nb-no": "nb", "per": "fa", "pes": "fa"}
+
+#: what copy (catalog strings and a merchant's overrides) may refer to
+COPY_VARIABLES = (
+    "first_name",
+    "shop_name",
+    "order_name",
+    "discount_code",
+    "discount_value",
+    "points",
+    "years",
+)
+
+# plain text out: the HTML template escapes it where it is placed
+SANDBOX = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+class CatalogError(LookupError):
+    pass
+
+
+@cache
+def catalogs() -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for entry in resources.files("emails").joinpath("catalogs").iterdir():
+        if entry.name.endswith(".json"):
+            found[entry.name.removesuffix(".json")] = json.loads(entry.read_text("utf-8"))
+    if FALLBACK not in found:
+        raise CatalogError("the English catalog is missing")
+    return found
+
+
+def languages() -> tuple[str, ...]:
+    return tuple(sorted(catalogs()))
+
+
+def resolve_locale(locale: str | None, default: str | None = None) -> str:
+    """The catalog for a contact's locale ("sv-SE", "nb_NO", "fa-IR"), else the shop's.
+
+    English when neither names a language we have.
+    """
+    for candidate in (locale, default):
+        if not candidate:
+            continue
+        tag = candidate.strip().replace("_", "-").lower()
+        for form in (tag, ALIASES.get(tag), tag.split("-")[0], ALIASES.get(tag.split("-")[0])):
+            if form and form in catalogs():
+                return form
+    return FALLBACK
+
+
+@cache
+def babel_locale(language: str) -> Locale:
+    try:
+        return Locale.parse(language)
+    except (UnknownLocaleError, ValueError):
+        return Locale.parse(FALLBACK)
+
+
+def direction(language: str) -> str:
+    return "rtl" if babel_locale(language).character_order == "right-to-left" else "ltr"
+
+
+def raw(language: str, key: str) -> str:
+    """The string for ``key`` in ``language``, or in English; a key English lacks is a bug."""
+    text = catalogs().get(language, {}).get(key)
+    if text:
+        return text
+    try:
+        return catalogs()[FALLBACK][key]
+    except KeyError as exc:
+        raise CatalogError(f"no English text for {key!r}") from exc
+
+
+@cache
+def _compiled(text: str) -> Any:
+    return SANDBOX.from_string(text)
+
+
+def fill(text: str, values: Mapping[str, Any]) -> str:
+    return str(_compiled(text).render(**values)).strip()
+
+
+def text(language: str, key: str, values: Mapping[str, Any]) -> str:
+    try:
+        return fill(raw(language, key), values)
+    except TemplateError as exc:
+        raise CatalogError(f"{language} {key}: {exc}") from exc

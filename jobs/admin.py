@@ -1,0 +1,26 @@
+"""The outbound API client for a shop, by platform (discount codes, live order state).
+
+Each platform's client registers a factory here; a shop whose platform has
+none (or that has no credentials) gets None, and what needed the client is
+recorded as unavailable instead of pretending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from adapters.platform import AdminClient
+from jobs.runtime import Runtime
+from jobs.store.models import Shop
+
+Factory = Callable[[Runtime, Shop], AdminClient | None]
+FACTORIES: dict[str, Factory] = {}
+
+
+def register(platform: str, factory: Factory) -> None:
+    FACTORIES[platform] = factory
+
+
+def client_for(runtime: Runtime, shop: Shop) -> AdminClient | None:
+    factory = FACTORIES.get(shop.platform)
+    return factory(runtime, shop) if factory is not None else None
