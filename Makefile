@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# headless Chromium for the browser tests (Debian's package; no browser downloads)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help run test lint format typecheck pytest bench clean
 
@@ -40,7 +43,11 @@ format: $(VENV)/.dev-installed ## Apply ruff's fixes and formatting
 typecheck: $(VENV)/.dev-installed ## mypy on the four packages
 	$(BIN)/mypy
 
-pytest: $(VENV)/.dev-installed ## The test suite (PostgreSQL too when TEST_DATABASE_URL is set)
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium \
+		|| ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium)
+
+pytest: $(VENV)/.dev-installed $(CHROMIUM) ## The test suite (PostgreSQL too when TEST_DATABASE_URL is set)
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev-installed ## Intake benchmark against gunicorn on loopback

@@ -139,7 +139,8 @@ def compile_html(name: str, direction: str) -> str:
     html = _JINJA_TAG.sub(protect, html)
     html = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False).inline(html)
     html = _PROTECTED.sub(lambda m: statements[int(m.group(1))], html)
-    html = html.replace("<html", '<html lang="{{ lang }}" dir="{{ direction }}"', 1)
+    # MRML marks the document (and its outer div) as of unknown language
+    html = html.replace('lang="und" dir="auto"', 'lang="{{ lang }}" dir="{{ direction }}"')
     return html.replace("<body", '<body dir="{{ direction }}"', 1)
 
 
