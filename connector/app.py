@@ -31,7 +31,7 @@ class CookieSessions(SecureCookieSessionInterface):
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the web app. Settings default to the environment, read once here."""
-    from connector import email_links, health, merchant, webhooks
+    from connector import email_events, email_links, health, merchant, webhooks
 
     if runtime is None:
         runtime = Runtime.create(settings or Settings.from_env())
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(merchant.blueprint)
     app.register_blueprint(email_links.blueprint)
+    app.register_blueprint(email_events.blueprint)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

@@ -304,6 +304,16 @@ def simulate(scenario: Path, as_json: bool) -> None:
     )
 
 
+@main.command("email-webhook-url")
+@click.argument("provider", type=click.Choice(["postmark"]))
+@click.pass_obj
+def email_webhook_url(settings: Settings, provider: str) -> None:
+    """Print the URL to give PROVIDER for bounce and spam-complaint webhooks."""
+    from connector.email_events import webhook_url
+
+    click.echo(webhook_url(settings, provider))
+
+
 def _safe_url(url: str) -> str:
     """The URL without its password, for printing."""
     from sqlalchemy.engine import make_url

@@ -156,16 +156,16 @@ def unsubscribe(shop_id: int, token: str) -> Any:
             question = i18n.text(language, "page.unsubscribe.question", values)
             return _page(language, title, [question], form=form, note=note)
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
-        with session.begin():
-            suppressions.unsubscribe(
-                session,
-                shop_id,
-                email,
-                scope=SCOPE_MARKETING,
-                source="one_click" if one_click else "unsubscribe_page",
-                at=now(),
-                message_id=message.id,
-            )
+        suppressions.unsubscribe(
+            session,
+            shop_id,
+            email,
+            scope=SCOPE_MARKETING,
+            source="one_click" if one_click else "unsubscribe_page",
+            at=now(),
+            message_id=message.id,
+        )
+        session.commit()  # before the answer: an unsubscribe is never lost
         log.info(
             "shop %s: %s unsubscribed (%s)",
             shop_id,
@@ -202,8 +202,8 @@ def preferences(shop_id: int, token: str) -> Any:
         kinds = categories()
         lines = [i18n.text(language, "page.preferences.intro", values)]
         if request.method == "POST":
-            with session.begin():
-                _save_preferences(session, shop_id, message.id, email, kinds)
+            _save_preferences(session, shop_id, message.id, email, kinds)
+            session.commit()
             lines.append(i18n.text(language, "page.preferences.saved", values))
         left = suppressions.scopes_for(session, shop_id, email)
         choices = [
