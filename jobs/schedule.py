@@ -66,6 +66,15 @@ def hand_off(runtime: Runtime, work: Iterable[DueWork]) -> int:
     return handed
 
 
+def forget(runtime: Runtime, work: Iterable[DueWork]) -> None:
+    """Drop RQ's jobs for this work (a dead worker's job still looks started to RQ)."""
+    for item in work:
+        try:
+            Job.fetch(job_id(item), connection=runtime.redis).delete()
+        except NoSuchJobError:
+            continue
+
+
 def wake_enrollment(enrollment_id: int) -> bool:
     """The RQ job for a Branch or a WaitForEvent timeout that has come due."""
     from jobs import engine

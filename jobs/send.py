@@ -394,13 +394,15 @@ def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
                 if ledger.release(
                     session,
                     message,
-                    due_at=at,
+                    due_at=min(message.due_at, at),  # it was due already: it stays due
                     reason="worker_lost",
                     at=at,
                     token=message.claim_token,
                     outcome="retrying",
                 ):
-                    engine.due_work(session).append(engine.DueWork("message", message.id, at))
+                    engine.due_work(session).append(
+                        engine.DueWork("message", message.id, message.due_at)
+                    )
                     counts[key] += 1
             elif ledger.finish(
                 session,
@@ -412,6 +414,10 @@ def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
             ):
                 counts["unknown"] += 1
         due = engine.take_due_work(session)
+    if engine_.hand_off is None:
+        from jobs import schedule
+
+        schedule.forget(runtime, due)
     engine_.queue(due)
     return counts
 

@@ -1,0 +1,197 @@
+"""Webhook to inbox through the real pieces: intake, RQ workers on Redis, the ledger,
+rendering and the file outbox. Exactly one copy of each email, whatever happens."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from email.policy import default
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from jobs import intake, schedule
+from jobs.runtime import Runtime
+from jobs.store.models import Delivery, Message, MessageState, Shop
+from tests.support import (
+    FIXTURES,
+    SHOPIFY_SECRET,
+    SHOPIFY_SHOP,
+    dumps,
+    post,
+    run_worker,
+    shopify_headers,
+)
+
+#: due at once, never deferred: the pipeline is what is under test here
+INSTANT = {
+    "flows": {"cart_recovery": {"delay_1_hours": 0, "delay_2_hours": 0, "delay_3_hours": 0}},
+    "engine": {
+        "quiet_end": "00:00",
+        "quiet_start": "23:59:59",
+        "min_gap_hours": 0,
+        "marketing_per_window": 100,
+    },
+}
+
+
+def checkout_payload(updated: datetime) -> dict[str, Any]:
+    payload = json.loads((FIXTURES / "shopify" / "checkouts_create__customer.json").read_text())
+    stamp = updated.isoformat()
+    payload["created_at"] = payload["updated_at"] = stamp
+    payload["customer"]["updated_at"] = stamp
+    payload["customer"]["email_marketing_consent"] = {
+        "state": "subscribed",
+        "opt_in_level": "single_opt_in",
+        "consent_updated_at": "2026-01-10T12:00:00+00:00",
+    }
+    return payload
+
+
+def configure(runtime: Runtime, blob: dict[str, Any]) -> None:
+    with runtime.sessions.begin() as session:
+        shop = session.scalars(select(Shop).where(Shop.key == SHOPIFY_SHOP)).one()
+        shop.settings = blob
+
+
+def deliver(client: FlaskClient, payload: dict[str, Any], webhook_id: str) -> None:
+    body = dumps(payload)
+    headers = shopify_headers("checkouts/update", body, SHOPIFY_SECRET, SHOPIFY_SHOP, webhook_id)
+    assert post(client, "shopify", body, headers).status_code == 200
+
+
+def outbox(runtime: Runtime) -> list[email.message.EmailMessage]:
+    files = sorted(runtime.settings.outbox_dir.glob("*.eml"))
+    return [email.message_from_bytes(f.read_bytes(), policy=default) for f in files]  # type: ignore[misc]
+
+
+def states(runtime: Runtime) -> list[tuple[str, str]]:
+    with runtime.sessions() as session:
+        return [(m.step, m.state) for m in session.scalars(select(Message).order_by(Message.id))]
+
+
+def worker_process(
+    runtime: Runtime, crash_at: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A separate worker process (burst); ``crash_at`` makes it die at that point of a send."""
+    env = {
+        **os.environ,
+        "TRIGGERPOST_DATA_DIR": str(runtime.settings.data_dir),
+        "TRIGGERPOST_DATABASE_URL": runtime.settings.database_url,
+        "TRIGGERPOST_REDIS_URL": runtime.settings.redis_url,
+        "TRIGGERPOST_SECRET_KEY": runtime.settings.secret_key,
+        "TRIGGERPOST_EMAIL_URL": runtime.settings.email_url,
+        "TRIGGERPOST_BASE_URL": runtime.settings.base_url,
+        "CRASH_AT": crash_at or "",
+    }
+    return subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "crashing_worker.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_webhook_five_times_and_two_workers_send_each_email_once(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    configure(runtime, INSTANT)
+    payload = checkout_payload(datetime.now(UTC) - timedelta(minutes=5))
+    for _ in range(5):
+        deliver(client, payload, "same-delivery")  # a retried delivery
+    for n in range(5):
+        deliver(client, payload, f"another-subscription-{n}")  # the same change, other ids
+    first, second = (
+        subprocess.Popen(  # two workers racing for the same jobs
+            [sys.executable, str(Path(__file__).parent / "crashing_worker.py")],
+            env={
+                **os.environ,
+                "TRIGGERPOST_DATA_DIR": str(runtime.settings.data_dir),
+                "TRIGGERPOST_DATABASE_URL": runtime.settings.database_url,
+                "TRIGGERPOST_REDIS_URL": runtime.settings.redis_url,
+                "TRIGGERPOST_SECRET_KEY": runtime.settings.secret_key,
+                "TRIGGERPOST_BASE_URL": runtime.settings.base_url,
+                "CRASH_AT": "",
+            },
+        )
+        for _ in range(2)
+    )
+    assert first.wait(120) == 0
+    assert second.wait(120) == 0
+    run_worker(runtime)  # anything left over
+
+    sent = outbox(runtime)
+    assert sorted(m["Subject"] for m in sent) == sorted(
+        [
+            "Du har glömt något i varukorgen",
+            "Din varukorg hos nordljus-test.myshopify.com väntar",
+            "Lite hjälp på vägen",
+        ]
+    )
+    assert all(m["To"] == "astrid.lindqvist@example.se" for m in sent)
+    assert states(runtime) == [(f"email_{n}", MessageState.SENT) for n in (1, 2, 3)]
+
+
+@pytest.mark.parametrize(
+    ("crash_at", "resolution"),
+    [
+        ("compose", "released"),  # killed before the provider saw it: sent later, once
+        ("after_delivery", "resent"),  # killed after the outbox took it: not a second copy
+    ],
+)
+def test_a_worker_killed_mid_send_never_makes_a_second_copy(
+    client: FlaskClient, runtime: Runtime, crash_at: str, resolution: str
+) -> None:
+    configure(
+        runtime,
+        {
+            **INSTANT,
+            "flows": {"cart_recovery": {"delay_1_hours": 0, "email_2": False, "email_3": False}},
+        },
+    )
+    deliver(client, checkout_payload(datetime.now(UTC) - timedelta(minutes=5)), "d-1")
+    died = worker_process(runtime, crash_at)
+    assert died.returncode == 17, died.stderr[-2000:]
+    expected = MessageState.SENDING if crash_at == "compose" else MessageState.HANDED
+    assert states(runtime) == [("email_1", expected)]
+    assert len(outbox(runtime)) == (0 if crash_at == "compose" else 1)
+
+    later = datetime.now(UTC) + timedelta(minutes=11)  # past the claim's lease
+    assert schedule.sweep(runtime, later)[resolution] == 1
+    run_worker(runtime)
+    assert states(runtime) == [("email_1", MessageState.SENT)]
+    assert len(outbox(runtime)) == 1
+
+
+def test_flushing_redis_loses_no_planned_email(client: FlaskClient, runtime: Runtime) -> None:
+    configure(runtime, {**INSTANT, "flows": {"cart_recovery": {"delay_1_hours": 0}}})
+    deliver(client, checkout_payload(datetime.now(UTC) - timedelta(minutes=5)), "d-1")
+    with runtime.sessions() as session:
+        (delivery_id,) = session.scalars(select(Delivery.id)).all()
+    assert intake.process_one(runtime, delivery_id)  # email 1 queued now, 2 and 3 scheduled
+    assert runtime.queue("messages").count == 1
+    runtime.redis.flushdb()  # everything RQ held is gone
+    run_worker(runtime)
+    assert outbox(runtime) == []
+
+    swept = schedule.sweep(runtime, datetime.now(UTC) + timedelta(seconds=31))
+    assert swept["requeued"] == 1  # only what is due; 2 and 3 wait in the ledger
+    run_worker(runtime)
+    assert [m["Subject"] for m in outbox(runtime)] == ["Du har glömt något i varukorgen"]
+    with runtime.sessions() as session:
+        later = session.scalars(
+            select(Message).where(Message.state == MessageState.PLANNED).order_by(Message.due_at)
+        ).all()
+    assert [m.step for m in later] == ["email_2", "email_3"]
+    # when their time comes, the sweeper finds them too, though Redis never had them
+    due = schedule.overdue(runtime, later[-1].due_at + timedelta(minutes=1))
+    assert sorted(w.id for w in due) == sorted(m.id for m in later)
