@@ -305,7 +305,7 @@ def simulate(scenario: Path, as_json: bool) -> None:
 
 
 @main.command("email-webhook-url")
-@click.argument("provider", type=click.Choice(["postmark"]))
+@click.argument("provider", type=click.Choice(["postmark", "sendgrid"]))
 @click.pass_obj
 def email_webhook_url(settings: Settings, provider: str) -> None:
     """Print the URL to give PROVIDER for bounce and spam-complaint webhooks."""

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request
 from sqlalchemy import or_, select
 
 from connector.app import runtime_of
-from emails.feedback import FeedbackError, FeedbackKind, from_postmark
+from emails.feedback import Feedback, FeedbackError, FeedbackKind, from_postmark, from_sendgrid
 from jobs import suppressions
 from jobs.settings import Settings
 from jobs.store.models import SCOPE_ALL, Message, SuppressionReason
@@ -27,7 +28,18 @@ from jobs.store.models import SCOPE_ALL, Message, SuppressionReason
 log = logging.getLogger(__name__)
 blueprint = Blueprint("email_events", __name__)
 
-READERS = {"postmark": from_postmark}
+
+def _postmark(payload: object) -> list[Feedback]:
+    if not isinstance(payload, dict):
+        raise FeedbackError("a Postmark webhook body is a JSON object")
+    report = from_postmark(payload)
+    return [report] if report is not None else []
+
+
+READERS: dict[str, Callable[[object], list[Feedback]]] = {
+    "postmark": _postmark,
+    "sendgrid": from_sendgrid,
+}
 
 
 def webhook_token(settings: Settings, provider: str) -> str:
@@ -49,21 +61,27 @@ def feedback(provider: str, token: str) -> Any:
     if not hmac.compare_digest(token, webhook_token(runtime.settings, provider)):
         abort(401, "unknown webhook token")
     payload = request.get_json(silent=True)
-    if not isinstance(payload, dict):
-        log.warning("%s feedback: body is not a JSON object", provider)
-        abort(400, "the body must be a JSON object")
+    if payload is None:
+        log.warning("%s feedback: the body is not JSON", provider)
+        abort(400, "the body must be JSON")
     try:
-        report = reader(payload)
+        reports = reader(payload)
     except FeedbackError as exc:
         log.warning("%s feedback refused: %s", provider, exc)
         abort(400, str(exc))
-    if report is None:
+    outcomes = [_apply(provider, report) for report in reports]
+    if not outcomes:
         return jsonify(status="ignored")
+    return jsonify(status=outcomes[0] if len(outcomes) == 1 else outcomes)
+
+
+def _apply(provider: str, report: Feedback) -> str:
+    runtime = runtime_of(current_app)
     if report.kind == FeedbackKind.SOFT_BOUNCE:
         log.info(
             "%s: soft bounce for a message to %s (%s)", provider, report.email, report.description
         )
-        return jsonify(status="soft_bounce")
+        return "soft_bounce"
     ours = report.metadata.get("message")
     conditions = []
     if report.provider_message_id:
@@ -83,7 +101,7 @@ def feedback(provider: str, token: str) -> Any:
                 report.kind,
                 report.provider_message_id,
             )
-            return jsonify(status="unknown_message")
+            return "unknown_message"
         reason = (
             SuppressionReason.COMPLAINT
             if report.kind == FeedbackKind.COMPLAINT
@@ -99,4 +117,4 @@ def feedback(provider: str, token: str) -> Any:
             at=report.occurred_at,
             message_id=message.id,
         )
-    return jsonify(status="suppressed")
+    return "suppressed"

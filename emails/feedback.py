@@ -71,3 +71,40 @@ def from_postmark(payload: Mapping[str, Any]) -> Feedback | None:
         metadata={str(k): str(v) for k, v in (metadata or {}).items()},
         description=str(payload.get("Description") or payload.get("Type") or ""),
     )
+
+
+def from_sendgrid(payload: object) -> list[Feedback]:
+    """SendGrid's event webhook: a JSON array of events; bounces and spam reports count."""
+    if not isinstance(payload, list):
+        raise FeedbackError("a SendGrid event webhook body is a JSON array")
+    found = []
+    for event in payload:
+        if not isinstance(event, dict):
+            raise FeedbackError("a SendGrid event is a JSON object")
+        kind = event.get("event")
+        address = event.get("email")
+        if kind not in ("bounce", "spamreport", "dropped"):
+            continue
+        if not isinstance(address, str) or "@" not in address:
+            raise FeedbackError("a SendGrid event without an email")
+        if kind == "spamreport":
+            what = FeedbackKind.COMPLAINT
+        elif kind == "bounce" and event.get("type", "bounce") == "bounce":
+            what = FeedbackKind.HARD_BOUNCE
+        else:  # "blocked" bounces and drops are about the sender or content, not the address
+            what = FeedbackKind.SOFT_BOUNCE
+        stamp = event.get("timestamp")
+        message_id = str(event.get("sg_message_id") or "").split(".")[0] or None
+        found.append(
+            Feedback(
+                kind=what,
+                email=address,
+                occurred_at=datetime.fromtimestamp(int(stamp), UTC)
+                if isinstance(stamp, int)
+                else datetime.now(UTC),
+                provider_message_id=message_id,
+                metadata={k: str(v) for k, v in event.items() if k in ("shop", "message")},
+                description=str(event.get("reason") or kind),
+            )
+        )
+    return found

@@ -6,6 +6,7 @@
 ``smtp://user:pass@host:587?starttls=1``        SMTP with STARTTLS (auth only over TLS)
 ``smtps://user:pass@host:465``                  SMTP over TLS
 ``postmark://<server token>@api.postmarkapp.com``  Postmark's HTTP API
+``sendgrid://<api key>@api.sendgrid.com``       SendGrid's v3 Mail Send API
 ==============================================  =========================================
 
 Any URL takes ``?rate=N/s`` (or ``/m``): a token bucket in Redis shared by every
@@ -89,9 +90,14 @@ def backend_from_url(url: str, *, redis: Redis | None = None) -> Backend:
         from emails.delivery.postmark import PostmarkBackend
 
         backend = PostmarkBackend.from_url(parts)
+    elif parts.scheme == "sendgrid":
+        from emails.delivery.sendgrid import SendGridBackend
+
+        backend = SendGridBackend.from_url(parts)
     else:
         raise BackendConfigError(
-            f"unknown email backend {parts.scheme!r}: use file, null, smtp, smtps or postmark"
+            f"unknown email backend {parts.scheme!r}: "
+            "use file, null, smtp, smtps, postmark or sendgrid"
         )
     rate = query.get("rate", [None])[0]
     if rate:

@@ -212,3 +212,21 @@ def test_postmark_hard_bounce_suppresses_the_address(
     assert client.post(url, json=soft).get_json() == {"status": "soft_bounce"}
     unknown = {**POSTMARK_BOUNCE, "MessageID": "nope", "Metadata": {}}
     assert client.post(url, json=unknown).get_json() == {"status": "unknown_message"}
+
+
+def test_sendgrid_spam_report_suppresses_and_other_events_do_not(
+    client: FlaskClient, runtime: Runtime, shop: Harness
+) -> None:
+    message = _first(shop)
+    url = _path(webhook_url(runtime.settings, "sendgrid"))
+    sg_id = "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0"
+    common = {"email": "anna@example.se", "sg_message_id": sg_id, "message": str(message.id)}
+    events = [
+        {**common, "timestamp": 1772445600, "event": "delivered"},
+        {**common, "timestamp": 1772449200, "event": "spamreport", "shop": str(shop.shop_id)},
+    ]
+    assert client.post(url, json=events).get_json() == {"status": "suppressed"}
+    with runtime.sessions() as session:
+        suppression = session.scalars(select(Suppression)).one()
+        assert (suppression.scope, suppression.reason) == ("all", "complaint")
+    assert client.post(url, json={"not": "a list"}).status_code == 400

@@ -322,3 +322,38 @@ def test_rate_limit_is_shared_through_redis(redis_url: str) -> None:
     clock[0] += 0.5
     second.send(outgoing())
     redis.delete("triggerpost:ratelimit:null:test")
+
+
+@responses.activate
+def test_sendgrid_success_429_then_success_and_permanent_failure() -> None:
+    from emails.delivery.sendgrid import API as SENDGRID
+
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "14c5d75ce93.dfd.64b469"})
+    responses.post(SENDGRID, status=429, headers={"Retry-After": "3"}, json={"errors": []})
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "second"})
+    responses.post(
+        SENDGRID,
+        status=400,
+        json={
+            "errors": [
+                {
+                    "message": "Does not contain a valid address.",
+                    "field": "personalizations.0.to.0.email",
+                }
+            ]
+        },
+    )
+    backend = backend_from_url("sendgrid://SG.key@api.sendgrid.com")
+    assert backend.send(outgoing()).provider_message_id == "14c5d75ce93.dfd.64b469"
+    body = json.loads(responses.calls[0].request.body or b"{}")
+    assert responses.calls[0].request.headers["Authorization"] == "Bearer SG.key"
+    assert body["personalizations"] == [{"to": [{"email": "anna@example.se"}]}]
+    assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert body["custom_args"] == {"shop": "1", "message": "1"}
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    with pytest.raises(TransientDeliveryError) as info:
+        backend.send(outgoing())
+    assert info.value.retry_after == 3.0
+    assert backend.send(outgoing()).provider_message_id == "second"
+    with pytest.raises(PermanentDeliveryError, match="sendgrid_400"):
+        backend.send(outgoing(to="broken"))
