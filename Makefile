@@ -10,7 +10,7 @@ PORT ?= 8000
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help run test lint format typecheck pytest bench clean
+.PHONY: help run test lint format typecheck pytest bench bench-render bench-pipeline clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,12 @@ pytest: $(VENV)/.dev-installed $(CHROMIUM) ## The test suite (PostgreSQL too whe
 
 bench: $(VENV)/.dev-installed ## Intake benchmark against gunicorn on loopback
 	$(BIN)/python bench/intake.py
+
+bench-render: $(VENV)/.dev-installed ## Email rendering against MRML per email and Node's mjml
+	@command -v npm >/dev/null && [ -d var/bench-node/node_modules/mjml ] \
+		|| npm install --silent --prefix var/bench-node mjml@4 \
+		|| echo "(Node's mjml could not be installed: measured without it)"
+	$(BIN)/python bench/render.py
 
 clean: ## Remove the virtualenv and caches (keeps ./var, your data)
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -107,6 +108,7 @@ _cache: dict[tuple[str, str, str], Template] = {}
 _lock = threading.Lock()
 
 
+@cache
 def source_version(name: str) -> str:
     """A hash of everything a template is compiled from: a change means a recompile."""
     digest = hashlib.sha256()
@@ -162,7 +164,13 @@ def compiled(name: str, direction: str) -> Template:
 def money(value: Money | None, language: str) -> str | None:
     if value is None:
         return None
-    return format_currency(value.amount, value.currency, locale=i18n.babel_locale(language))
+    return _money(value.amount, value.currency, language)
+
+
+@lru_cache(maxsize=8192)
+def _money(amount: Decimal, currency: str, language: str) -> str:
+    # Babel's formatting is the slowest part of an email; the same prices recur
+    return format_currency(amount, currency, locale=i18n.babel_locale(language))
 
 
 def discount_value(content: EmailContent, language: str) -> str | None:
