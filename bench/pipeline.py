@@ -1,0 +1,333 @@
+"""Flow-engine benchmark: webhooks to sent emails through real RQ workers.
+
+For each database: seeds M contacts (10 k, then 1 M), stores K Shopify
+deliveries of a realistic mix (checkouts started and updated, orders placed,
+customers updated, products updated; guests without email among them), then
+starts N worker processes and times until every delivery is processed and
+every email they caused is sent (``null://`` backend: the engine's own cost).
+The same N workers then drain K trivial RQ jobs: RQ's bare rate on the same
+machine, same worker class, same run.
+
+Prints events/s, emails/s, ms per event at each contact count, and the
+ratio of our work items (events + emails) per second to RQ's bare jobs/s.
+
+    .venv/bin/python bench/pipeline.py [--events 2000] [--workers 2]
+        [--contacts 10000,1000000] [--databases sqlite,postgresql]
+        [--worker-class simple|fork] [--postgres-url URL] [--redis-url URL]
+
+Figures only: nothing here asserts on timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from redis import Redis
+from rq import Queue
+from sqlalchemy import func, insert, select, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adapters.shopify import PLATFORM
+from connector.embedded_redis import EmbeddedRedis
+from jobs import intake
+from jobs.runtime import Runtime
+from jobs.settings import Settings
+from jobs.shops import add_shop
+from jobs.store.db import migrate
+from jobs.store.models import Contact, Delivery, DeliveryStatus, Message, MessageState
+from tests.support import FIXTURES, SHOPIFY_SECRET, dumps, shopify_headers
+
+SHOP = "bench-shop.myshopify.com"
+SECRET_KEY = "bench-secret-key-" + "x" * 32
+INSTANT = {
+    "flows": {"cart_recovery": {"delay_1_hours": 0, "delay_2_hours": 0, "delay_3_hours": 0}},
+    "engine": {
+        "quiet_end": "00:00",
+        "quiet_start": "23:59:59",
+        "min_gap_hours": 0,
+        "marketing_per_window": 1000,
+    },
+}
+FIRST_CUSTOMER = 50_000_000
+
+
+def fixture(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((FIXTURES / "shopify" / name).read_text())
+    return loaded
+
+
+CHECKOUT = fixture("checkouts_create__customer.json")
+ORDER = fixture("orders_create__customer.json")
+CUSTOMER = fixture("customers_update__api_2026_07.json")
+PRODUCT = fixture("products_create__active.json")
+
+
+def person(i: int) -> tuple[int, str]:
+    return FIRST_CUSTOMER + i, f"c{i}@bench.example"
+
+
+def events(count: int, contacts: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """The mix: 35 % checkouts, 10 % checkout updates, 20 % orders (half completing a
+    checkout), 20 % customer updates, 10 % product updates, 5 % guest checkouts."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    out: list[tuple[str, dict[str, Any]]] = []
+    open_tokens: list[str] = []
+    for n in range(count):
+        roll = rng.random()
+        customer_id, email = person(rng.randrange(contacts))
+        stamp = (now + timedelta(milliseconds=n)).isoformat()
+        if roll < 0.45 or (roll < 0.55 and not open_tokens):
+            token = open_tokens[-1] if roll >= 0.35 and open_tokens else f"tok{seed}-{n}"
+            body = json.loads(json.dumps(CHECKOUT))
+            body.update(token=token, email=email, created_at=stamp, updated_at=stamp)
+            body["customer"].update(id=customer_id, email=email, updated_at=stamp)
+            body["customer"]["email_marketing_consent"] = {
+                "state": "subscribed",
+                "opt_in_level": "single_opt_in",
+                "consent_updated_at": "2026-01-10T12:00:00+00:00",
+            }
+            open_tokens.append(token)
+            out.append(("checkouts/update", body))
+        elif roll < 0.75:
+            body = json.loads(json.dumps(ORDER))
+            token = (
+                open_tokens.pop(rng.randrange(len(open_tokens)))
+                if open_tokens and rng.random() < 0.5
+                else None
+            )
+            body.update(
+                id=9_000_000 + n,
+                name=f"#B{n}",
+                email=email,
+                contact_email=email,
+                checkout_token=token,
+                created_at=stamp,
+                updated_at=stamp,
+                processed_at=stamp,
+            )
+            body["customer"].update(id=customer_id, email=email, updated_at=stamp)
+            out.append(("orders/create", body))
+        elif roll < 0.95:
+            if roll < 0.85:
+                body = json.loads(json.dumps(CUSTOMER))
+                body.update(id=customer_id, email=email, updated_at=stamp)
+                out.append(("customers/update", body))
+            else:
+                body = json.loads(json.dumps(PRODUCT))
+                body.update(id=7_000_000 + rng.randrange(500), updated_at=stamp)
+                out.append(("products/update", body))
+        else:
+            body = json.loads(json.dumps(CHECKOUT))
+            body.update(token=f"guest{seed}-{n}", email=None, customer=None, updated_at=stamp)
+            out.append(("checkouts/update", body))
+    return out  # fmt: skip
+
+
+def seed_contacts(runtime: Runtime, shop_id: int, upto: int) -> None:
+    with runtime.sessions() as session:
+        have = int(session.scalar(select(func.count()).select_from(Contact)) or 0)
+    if have >= upto:
+        return
+    started = time.perf_counter()
+    stamp = datetime(2026, 1, 10, 12, tzinfo=UTC)
+    if runtime.engine.dialect.name == "postgresql":
+        url = runtime.settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url) as conn, conn.cursor() as cur:
+            columns = ("shop_id, email, customer_id, first_name, consent_state, consent_source, "
+                       "consent_at, orders_count, total_spent, created_at, updated_at")  # fmt: skip
+            with cur.copy(f"COPY contacts ({columns}) FROM STDIN") as copy:
+                for i in range(have, upto):
+                    customer_id, email = person(i)
+                    copy.write_row((shop_id, email, str(customer_id), "Bench", "subscribed",
+                                    "bench", stamp, 0, "0", stamp, stamp))  # fmt: skip
+    else:
+        batch: list[dict[str, Any]] = []
+        with runtime.engine.begin() as connection:
+            for i in range(have, upto):
+                customer_id, email = person(i)
+                batch.append({"shop_id": shop_id, "email": email, "customer_id": str(customer_id),
+                              "first_name": "Bench", "consent_state": "subscribed",
+                              "consent_source": "bench", "consent_at": stamp, "orders_count": 0,
+                              "total_spent": __import__("decimal").Decimal(0),
+                              "created_at": stamp, "updated_at": stamp})  # fmt: skip
+                if len(batch) == 50_000:
+                    connection.execute(insert(Contact), batch)
+                    batch = []
+            if batch:
+                connection.execute(insert(Contact), batch)
+    with runtime.engine.begin() as connection:
+        if runtime.engine.dialect.name == "postgresql":
+            connection.execute(text("ANALYZE contacts"))
+    print(f"    seeded contacts {have:,} -> {upto:,} in {time.perf_counter() - started:.0f} s")
+
+
+def store(
+    runtime: Runtime, shop_id: int, batch: list[tuple[str, dict[str, Any]]], tag: str
+) -> None:
+    rows = []
+    for n, (topic, payload) in enumerate(batch):
+        body = dumps(payload)
+        raw = shopify_headers(topic, body, SHOPIFY_SECRET, SHOP, f"{tag}-{n}")
+        headers = PLATFORM.read_headers(raw)
+        rows.append(intake.delivery_row(shop_id=shop_id, platform="shopify", headers=headers,
+                                        raw_headers=raw, body=body))  # fmt: skip
+    with runtime.engine.begin() as connection:
+        for start in range(0, len(rows), 500):
+            intake.insert_deliveries(connection, rows[start : start + 500])
+
+
+def workers(settings: Settings, count: int, worker_class: str, bare: bool = False) -> float:
+    env = {
+        **os.environ,
+        "TRIGGERPOST_DATA_DIR": str(settings.data_dir),
+        "TRIGGERPOST_DATABASE_URL": settings.database_url,
+        "TRIGGERPOST_REDIS_URL": settings.redis_url,
+        "TRIGGERPOST_SECRET_KEY": settings.secret_key,
+        "TRIGGERPOST_EMAIL_URL": "null://",
+        "TRIGGERPOST_LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "connector.cli", "worker", "--burst", "--no-sweeper",
+               "--worker-class", worker_class]  # fmt: skip
+    started = time.perf_counter()
+    processes = [subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[1],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for _ in range(count)]  # fmt: skip
+    for process in processes:
+        _, err = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"a worker failed:\n{err.decode()[-2000:]}")
+    return time.perf_counter() - started
+
+
+def bare_rate(settings: Settings, redis: Redis, jobs: int, count: int, worker_class: str) -> float:
+    queue = Queue("intake", connection=redis)
+    with redis.pipeline() as pipe:
+        for _ in range(jobs):
+            queue.enqueue("os.getpid", pipeline=pipe)
+        pipe.execute()
+    seconds = workers(settings, count, worker_class, bare=True)
+    return jobs / seconds
+
+
+def run(database: str, url: str, redis_url: str, args: argparse.Namespace, workdir: Path) -> None:
+    settings = Settings.from_env({
+        "TRIGGERPOST_DATA_DIR": str(workdir / database),
+        "TRIGGERPOST_DATABASE_URL": url,
+        "TRIGGERPOST_REDIS_URL": redis_url,
+        "TRIGGERPOST_SECRET_KEY": SECRET_KEY,
+        "TRIGGERPOST_SHOPIFY_API_SECRET": SHOPIFY_SECRET,
+        "TRIGGERPOST_EMAIL_URL": "null://",
+    })  # fmt: skip
+    migrate(url)
+    runtime = Runtime.create(settings)
+    runtime.redis.flushdb()
+    with runtime.sessions.begin() as session:
+        shop = add_shop(session, runtime.secrets, "shopify", SHOP, currency="SEK")
+        shop.settings = INSTANT
+        shop_id = shop.id
+    print(
+        f"\n{database}: {args.workers} {args.worker_class} workers, {args.events} events per round"
+    )
+    print(f"  {'contacts':>10} {'events/s':>9} {'emails/s':>9} {'ms/event':>9} {'items/s':>9}"
+          f" {'bare jobs/s':>11} {'ratio':>6}")  # fmt: skip
+    for round_, contacts in enumerate(int(c) for c in args.contacts.split(",")):
+        seed_contacts(runtime, shop_id, contacts)
+        batch = events(args.events, contacts, seed=round_)
+        with runtime.sessions() as session:
+            sent_before = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Message)
+                    .where(Message.state == MessageState.SENT)
+                )
+                or 0
+            )
+        store(runtime, shop_id, batch, f"r{round_}")
+        intake.notify(runtime, shop_id, force=True)
+        seconds = workers(settings, args.workers, args.worker_class)
+        with runtime.sessions() as session:
+            left = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(Delivery.status != DeliveryStatus.PROCESSED)
+                )
+                or 0
+            )
+            sent = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Message)
+                    .where(Message.state == MessageState.SENT)
+                )
+                or 0
+            ) - sent_before
+            planned = session.scalar(select(func.count()).select_from(Message).where(
+                Message.state == MessageState.PLANNED)) or 0  # fmt: skip
+        if left or planned:
+            print(f"    (unfinished: {left} deliveries, {planned} planned emails)")
+        bare = bare_rate(settings, runtime.redis, args.events, args.workers, args.worker_class)
+        items = (len(batch) + sent) / seconds
+        print(f"  {contacts:>10,} {len(batch) / seconds:>9.0f} {sent / seconds:>9.0f}"
+              f" {seconds / len(batch) * 1000 * args.workers:>9.2f} {items:>9.0f}"
+              f" {bare:>11.0f} {items / bare:>6.0%}")  # fmt: skip
+    runtime.redis.flushdb()
+    runtime.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--contacts", default="10000,1000000")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--worker-class", choices=("simple", "fork"), default="simple")
+    parser.add_argument("--postgres-url", default=os.environ.get("TEST_DATABASE_URL"))
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="triggerpost-bench-") as tmp:
+        workdir = Path(tmp)
+        embedded = None
+        redis_url = args.redis_url
+        if redis_url:
+            redis_url = redis_url.rsplit("/", 1)[0] + "/14"
+        else:
+            embedded = EmbeddedRedis(workdir / "redis")
+            embedded.start()
+            redis_url = embedded.url
+        try:
+            for database in args.databases.split(","):
+                if database == "sqlite":
+                    run("sqlite", f"sqlite:///{workdir / 'bench.db'}", redis_url, args, workdir)
+                elif database == "postgresql":
+                    if not args.postgres_url:
+                        print("\npostgresql: skipped (no --postgres-url or TEST_DATABASE_URL)")
+                        continue
+                    base = args.postgres_url.rsplit("/", 1)[0]
+                    admin = psycopg.connect(f"{base}/postgres", autocommit=True)
+                    admin.execute("DROP DATABASE IF EXISTS triggerpost_bench_pipeline")
+                    admin.execute("CREATE DATABASE triggerpost_bench_pipeline")
+                    admin.close()
+                    run(
+                        "postgresql", f"{base}/triggerpost_bench_pipeline", redis_url, args, workdir
+                    )
+        finally:
+            if embedded is not None:
+                embedded.stop()
+
+
+if __name__ == "__main__":
+    main()
