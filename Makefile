@@ -59,5 +59,8 @@ bench-render: $(VENV)/.dev-installed ## Email rendering against MRML per email a
 		|| echo "(Node's mjml could not be installed: measured without it)"
 	$(BIN)/python bench/render.py
 
+bench-pipeline: $(VENV)/.dev-installed ## Webhooks to sent emails through real workers, 10 k and 1 M contacts
+	$(BIN)/python bench/pipeline.py
+
 clean: ## Remove the virtualenv and caches (keeps ./var, your data)
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,12 @@ def store(
             intake.insert_deliveries(connection, rows[start : start + 500])
 
 
-def workers(settings: Settings, count: int, worker_class: str, bare: bool = False) -> float:
+def workers(settings: Settings, count: int, worker_class: str, done: Callable[[], bool]) -> float:
+    """Start N long-running workers, wait until ``done()``, stop them; the seconds it took.
+
+    Burst workers would not do: one of them quits whenever the queues are empty for
+    a moment (while another is still turning deliveries into due emails).
+    """
     env = {
         **os.environ,
         "TRIGGERPOST_DATA_DIR": str(settings.data_dir),
@@ -199,17 +205,25 @@ def workers(settings: Settings, count: int, worker_class: str, bare: bool = Fals
         "TRIGGERPOST_EMAIL_URL": "null://",
         "TRIGGERPOST_LOG_LEVEL": "WARNING",
     }
-    command = [sys.executable, "-m", "connector.cli", "worker", "--burst", "--no-sweeper",
+    command = [sys.executable, "-m", "connector.cli", "worker", "--no-sweeper",
                "--worker-class", worker_class]  # fmt: skip
     started = time.perf_counter()
     processes = [subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[1],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                  for _ in range(count)]  # fmt: skip
-    for process in processes:
-        _, err = process.communicate()
-        if process.returncode != 0:
-            raise SystemExit(f"a worker failed:\n{err.decode()[-2000:]}")
-    return time.perf_counter() - started
+    try:
+        while not done():
+            dead = [p for p in processes if p.poll() is not None]
+            if dead:
+                err = dead[0].stderr.read().decode() if dead[0].stderr else ""
+                raise SystemExit(f"a worker died:\n{err[-2000:]}")
+            time.sleep(0.05)
+        return time.perf_counter() - started
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
 
 
 def bare_rate(settings: Settings, redis: Redis, jobs: int, count: int, worker_class: str) -> float:
@@ -218,7 +232,12 @@ def bare_rate(settings: Settings, redis: Redis, jobs: int, count: int, worker_cl
         for _ in range(jobs):
             queue.enqueue("os.getpid", pipeline=pipe)
         pipe.execute()
-    seconds = workers(settings, count, worker_class, bare=True)
+    finished = queue.finished_job_registry
+
+    def done() -> bool:
+        return queue.count == 0 and finished.count >= jobs
+
+    seconds = workers(settings, count, worker_class, done)
     return jobs / seconds
 
 
@@ -257,7 +276,24 @@ def run(database: str, url: str, redis_url: str, args: argparse.Namespace, workd
             )
         store(runtime, shop_id, batch, f"r{round_}")
         intake.notify(runtime, shop_id, force=True)
-        seconds = workers(settings, args.workers, args.worker_class)
+
+        def finished() -> bool:
+            with runtime.sessions() as session:
+                waiting = (
+                    session.scalar(
+                        select(func.count())
+                        .select_from(Delivery)
+                        .where(Delivery.status != DeliveryStatus.PROCESSED)
+                    )
+                    or 0
+                )
+                due = session.scalar(select(func.count()).select_from(Message).where(
+                    Message.state.in_([MessageState.PLANNED, MessageState.SENDING,
+                                       MessageState.HANDED]),
+                    Message.due_at <= datetime.now(UTC))) or 0  # fmt: skip
+            return waiting == 0 and due == 0
+
+        seconds = workers(settings, args.workers, args.worker_class, finished)
         with runtime.sessions() as session:
             left = (
                 session.scalar(

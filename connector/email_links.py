@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from connector.app import runtime_of
 from emails import i18n
@@ -65,19 +69,45 @@ def _invalid() -> tuple[str, int, dict[str, str]]:
     return _page(language, "triggerpost", [text], status=400)
 
 
-def _message(shop_id: int, purpose: str, token: str) -> tuple[Any, Message, Shop] | None:
-    """(session, message, shop) for a valid token, or None."""
+@dataclass
+class Visit:
+    """Who opened a link: their message, shop, address and language, in an open session."""
+
+    session: Session
+    message: Message
+    shop: Shop
+    email: str
+    language: str
+
+    @property
+    def values(self) -> dict[str, str]:
+        return {"shop_name": self.shop.name, "email": self.email}
+
+    def text(self, key: str) -> str:
+        return i18n.text(self.language, key, self.values)
+
+
+@contextmanager
+def _visit(shop_id: int, purpose: str, token: str) -> Iterator[Visit | None]:
+    """The visit a valid token stands for; None for a forged, foreign or unusable one."""
     runtime = runtime_of(current_app)
     try:
         target = links.read(runtime.settings, shop_id, purpose, token)
     except links.LinkError:
-        return None
-    session = runtime.sessions()
-    message = session.get(Message, target.message_id)
-    if message is None or message.shop_id != shop_id:
-        session.close()
-        return None
-    return session, message, session.get_one(Shop, shop_id)
+        yield None
+        return
+    with runtime.sessions() as session:
+        message = session.get(Message, target.message_id)
+        if message is None or message.shop_id != shop_id:
+            yield None
+            return
+        shop = session.get_one(Shop, shop_id)
+        contact = session.get(Contact, message.contact_id) if message.contact_id else None
+        email = message.email_to or (contact.email if contact else None)
+        language = i18n.resolve_locale(
+            message.locale or (contact.locale if contact else None), shop.locale
+        )
+        yield Visit(session, message, shop, email, language) if email else None
 
 
 @blueprint.get("/t/c/<int:shop_id>/<token>")
@@ -129,54 +159,32 @@ def pixel(shop_id: int, token: str) -> Response:
     return Response(PIXEL, mimetype="image/gif", headers=NO_STORE)
 
 
-def _who(session: Any, message: Message, shop: Shop) -> tuple[str, str | None]:
-    contact = session.get(Contact, message.contact_id) if message.contact_id else None
-    email = message.email_to or (contact.email if contact else None)
-    language = i18n.resolve_locale(
-        message.locale or (contact.locale if contact else None), shop.locale
-    )
-    return language, email
-
-
 @blueprint.route("/u/<int:shop_id>/<token>", methods=["GET", "POST"])
 def unsubscribe(shop_id: int, token: str) -> Any:
-    found = _message(shop_id, links.UNSUBSCRIBE, token)
-    if found is None:
-        return _invalid()
-    session, message, shop = found
-    try:
-        language, email = _who(session, message, shop)
-        if email is None:
+    with _visit(shop_id, links.UNSUBSCRIBE, token) as visit:
+        if visit is None:
             return _invalid()
-        values = {"shop_name": shop.name, "email": email}
-        title = i18n.text(language, "page.unsubscribe.title", values)
-        note = i18n.text(language, "page.unsubscribe.note", values)
+        title = visit.text("page.unsubscribe.title")
+        note = visit.text("page.unsubscribe.note")
         if request.method == "GET":
-            form = {"choices": [], "button": i18n.text(language, "page.unsubscribe.button", values)}
-            question = i18n.text(language, "page.unsubscribe.question", values)
-            return _page(language, title, [question], form=form, note=note)
+            form = {"choices": [], "button": visit.text("page.unsubscribe.button")}
+            question = visit.text("page.unsubscribe.question")
+            return _page(visit.language, title, [question], form=form, note=note)
         one_click = request.form.get("List-Unsubscribe") == "One-Click"
         suppressions.unsubscribe(
-            session,
+            visit.session,
             shop_id,
-            email,
+            visit.email,
             scope=SCOPE_MARKETING,
             source="one_click" if one_click else "unsubscribe_page",
             at=now(),
-            message_id=message.id,
+            message_id=visit.message.id,
         )
-        session.commit()  # before the answer: an unsubscribe is never lost
-        log.info(
-            "shop %s: %s unsubscribed (%s)",
-            shop_id,
-            message.id,
-            "one-click" if one_click else "page",
-        )
-        return _page(
-            language, title, [i18n.text(language, "page.unsubscribe.done", values)], note=note
-        )
-    finally:
-        session.close()
+        visit.session.commit()  # before the answer: an unsubscribe is never lost
+        log.info("shop %s: message %s unsubscribed (%s)", shop_id, visit.message.id,
+                 "one-click" if one_click else "page")  # fmt: skip
+        done = visit.text("page.unsubscribe.done")
+        return _page(visit.language, title, [done], note=note)
 
 
 def categories() -> list[str]:
@@ -190,41 +198,28 @@ def categories() -> list[str]:
 
 @blueprint.route("/p/<int:shop_id>/<token>", methods=["GET", "POST"])
 def preferences(shop_id: int, token: str) -> Any:
-    found = _message(shop_id, links.PREFERENCES, token)
-    if found is None:
-        return _invalid()
-    session, message, shop = found
-    try:
-        language, email = _who(session, message, shop)
-        if email is None:
+    with _visit(shop_id, links.PREFERENCES, token) as visit:
+        if visit is None:
             return _invalid()
-        values = {"shop_name": shop.name, "email": email}
         kinds = categories()
-        lines = [i18n.text(language, "page.preferences.intro", values)]
+        lines = [visit.text("page.preferences.intro")]
         if request.method == "POST":
-            _save_preferences(session, shop_id, message.id, email, kinds)
-            session.commit()
-            lines.append(i18n.text(language, "page.preferences.saved", values))
-        left = suppressions.scopes_for(session, shop_id, email)
+            _save_preferences(visit.session, shop_id, visit.message.id, visit.email, kinds)
+            visit.session.commit()
+            lines.append(visit.text("page.preferences.saved"))
+        left = suppressions.scopes_for(visit.session, shop_id, visit.email)
         choices = [
             {
-                "name": SCOPE_MARKETING,
-                "label": i18n.text(language, "page.preferences.all", values),
-                "checked": SCOPE_MARKETING not in left,
+                "name": scope,
+                "label": visit.text(
+                    "page.preferences.all" if scope == SCOPE_MARKETING else f"category.{scope}"
+                ),
+                "checked": scope not in left,
             }
-        ] + [
-            {
-                "name": kind,
-                "label": i18n.text(language, f"category.{kind}", values),
-                "checked": kind not in left,
-            }
-            for kind in kinds
+            for scope in [SCOPE_MARKETING, *kinds]
         ]
-        form = {"choices": choices, "button": i18n.text(language, "page.preferences.save", values)}
-        title = i18n.text(language, "page.preferences.title", values)
-        return _page(language, title, lines, form=form)
-    finally:
-        session.close()
+        form = {"choices": choices, "button": visit.text("page.preferences.save")}
+        return _page(visit.language, visit.text("page.preferences.title"), lines, form=form)
 
 
 def _save_preferences(

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from jobs.store.models import Decision, Enrollment, Message, MessageState
 
@@ -74,8 +75,9 @@ def _move(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.refresh(message)
         return False
+    # the row is written: tell the ORM without making it write the same again
     for name, value in values.items():
-        setattr(message, name, value)
+        set_committed_value(message, name, value)
     return True
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
@@ -109,13 +109,22 @@ def overdue(runtime: Runtime, at: datetime, *, grace: timedelta = GRACE) -> list
 ALIVE = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
 
 
-def _queued(runtime: Runtime, id_: str) -> bool:
-    """True if RQ still holds a live job for this id; a dead one is removed."""
+def _queued(runtime: Runtime, id_: str, at: datetime) -> bool:
+    """True if RQ still holds a live job for this id; a dead one is removed.
+
+    A job "started" longer ago than the send lease belongs to a worker that
+    died (RQ marks it abandoned only later): it no longer counts.
+    """
+    from jobs.send import LEASE
+
     try:
         job = Job.fetch(id_, connection=runtime.redis)
     except NoSuchJobError:
         return False
-    if job.get_status(refresh=False) in ALIVE:
+    status = job.get_status(refresh=False)
+    started = job.started_at.replace(tzinfo=UTC) if job.started_at else None
+    stale = status == JobStatus.STARTED and started is not None and started < at - LEASE
+    if status in ALIVE and not stale:
         return True
     job.delete()  # finished or failed but the work is still due: make room for a new job
     return False
@@ -129,7 +138,7 @@ def sweep(
 
     at = at or now()
     engine_ = engine_ or engine_for(runtime)
-    lost = [work for work in overdue(runtime, at) if not _queued(runtime, job_id(work))]
+    lost = [work for work in overdue(runtime, at) if not _queued(runtime, job_id(work), at)]
     handed = hand_off(runtime, lost)
     claims = resolve_stale_claims(engine_, at)
     if handed or any(claims.values()):

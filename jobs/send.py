@@ -165,9 +165,19 @@ def discount_code(secret: str, message: Message) -> str:
 
 
 def run(engine_: Engine, message_id: int, at: datetime) -> str:
-    """Send (or decide not to send) one message; returns the outcome recorded."""
+    """Send (or decide not to send) one message; returns the outcome recorded.
+
+    Claim, judge, render and hand over share one transaction: if anything in it
+    fails, the row is still planned (nothing was handed over). Only a message
+    that needs a discount code commits its claim first, so the shop's API is
+    never called with the database locked.
+    """
     runtime = engine_.runtime
     sessions = runtime.sessions
+    live = _live_check(engine_, message_id, at)
+    due: list[engine.DueWork] = []
+    composed: Composed | None = None
+    failure: BaseException | None = None
     with sessions.begin() as session:
         message = session.get(Message, message_id)
         if message is None or message.state != MessageState.PLANNED:
@@ -177,9 +187,6 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
         token = ledger.claim(session, message, at)
         if token is None:
             return "taken"
-
-    with sessions.begin() as session:
-        message = session.get_one(Message, message_id)
         enrollment = session.get_one(Enrollment, message.enrollment_id)
         shop = session.get_one(Shop, message.shop_id)
         flow = registry.get(message.flow)
@@ -191,8 +198,7 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
         if flow is None:
             ledger.finish(session, message, MessageState.CANCELLED, "flow_removed", at, token=token)
             return "cancelled"
-        live = _live_exit(engine_, session, shop, flow, enrollment, at)
-        if live is not None:
+        if live is not None and enrollment.state == EnrollmentState.ACTIVE:
             engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, live, at)
         verdict = judge(session, shop, flow, enrollment, message, contact, at)
         if verdict.outcome == "deferred":
@@ -212,26 +218,84 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
             ledger.finish(session, message, state, verdict.reason, at, token=token)
             engine.complete_if_done(session, enrollment, at)
             return f"{verdict.outcome}:{verdict.reason}"
-        else:
-            due = []
+        elif not (message.data.get("discount") and not message.discount_code):
+            assert contact is not None  # judge() skipped it otherwise
+            try:
+                composed = _compose_and_hand_over(
+                    engine_, session, shop, message, contact, token, at
+                )
+            except PermanentSendError as exc:
+                ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
+                return f"failed:{exc.reason}"
+            except Exception as exc:
+                # nothing reached the provider: give the row back for a later attempt
+                _retry_or_fail(session, message, token, "prepare_error", None, at)
+                due = engine.take_due_work(session)
+                failure = exc
+    if failure is not None:
+        engine_.queue(due)
+        raise failure
     if due:
         engine_.queue(due)
         return f"deferred:{verdict.reason}"
-
-    try:
-        composed = _prepare(engine_, message_id, token, at)
-    except PermanentSendError as exc:
-        with sessions.begin() as session:
-            message = session.get_one(Message, message_id)
-            ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
-        return f"failed:{exc.reason}"
-    except Exception:
-        # nothing reached the provider: give the row back for a later attempt
-        with sessions.begin() as session:
-            message = session.get_one(Message, message_id)
-            _retry_or_fail(session, message, token, "prepare_error", None, at)
-        raise
+    if composed is None:  # a discount code to issue first: outside the transaction
+        try:
+            composed = _prepare(engine_, message_id, token, at)
+        except PermanentSendError as exc:
+            with sessions.begin() as session:
+                message = session.get_one(Message, message_id)
+                ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
+            return f"failed:{exc.reason}"
+        except Exception:
+            with sessions.begin() as session:
+                message = session.get_one(Message, message_id)
+                _retry_or_fail(session, message, token, "prepare_error", None, at)
+                due = engine.take_due_work(session)
+            engine_.queue(due)
+            raise
     return _deliver(engine_, message_id, token, composed, at)
+
+
+def _live_check(engine_: Engine, message_id: int, at: datetime) -> str | None:
+    """The optional live re-check, before any transaction (it is an HTTP call)."""
+    if engine_.live_orders is None:
+        return None
+    with engine_.runtime.sessions() as session:
+        message = session.get(Message, message_id)
+        flow = registry.get(message.flow) if message else None
+        if message is None or flow is None or flow.live_order is None:
+            return None
+        enrollment = session.get_one(Enrollment, message.enrollment_id)
+        shop = session.get_one(Shop, message.shop_id)
+        return _live_exit(engine_, session, shop, flow, enrollment, at)
+
+
+def _compose_and_hand_over(
+    engine_: Engine,
+    session: Any,
+    shop: Shop,
+    message: Message,
+    contact: Contact,
+    token: str,
+    at: datetime,
+) -> Composed:
+    composed = engine_.courier.compose(session, shop, message, contact, at)
+    handed = ledger.hand_over(
+        session,
+        message,
+        token,
+        {
+            "email_to": composed.email_to,
+            "subject_line": composed.subject,
+            "locale": composed.locale,
+            "message_id_header": composed.message_id_header,
+            "provider": engine_.courier.provider,
+            "discount_code": message.discount_code,
+        },
+    )
+    if not handed:
+        raise PermanentSendError("claim_lost")
+    return composed
 
 
 def _live_exit(
@@ -264,6 +328,7 @@ def _live_exit(
 
 
 def _prepare(engine_: Engine, message_id: int, token: str, at: datetime) -> Composed:
+    """Issue the message's discount code, then render and hand over (its own transaction)."""
     runtime = engine_.runtime
     with runtime.sessions.begin() as session:
         message = session.get_one(Message, message_id)
@@ -273,23 +338,7 @@ def _prepare(engine_: Engine, message_id: int, token: str, at: datetime) -> Comp
             code = discount_code(runtime.settings.secret_key, message)
             _issue_discount(engine_, session, shop, message, contact, code, at)
             message.discount_code = code
-        composed = engine_.courier.compose(session, shop, message, contact, at)
-        handed = ledger.hand_over(
-            session,
-            message,
-            token,
-            {
-                "email_to": composed.email_to,
-                "subject_line": composed.subject,
-                "locale": composed.locale,
-                "message_id_header": composed.message_id_header,
-                "provider": engine_.courier.provider,
-                "discount_code": message.discount_code,
-            },
-        )
-        if not handed:
-            raise PermanentSendError("claim_lost")
-    return composed
+        return _compose_and_hand_over(engine_, session, shop, message, contact, token, at)
 
 
 def _issue_discount(
