@@ -437,6 +437,18 @@ def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
             )
         ).all()
         for message in stale:
+            if message.attempts > len(BACKOFF):
+                # it has killed its worker every time: stop before it does again
+                if ledger.finish(
+                    session,
+                    message,
+                    MessageState.FAILED,
+                    "worker_lost:gave_up",
+                    at,
+                    token=message.claim_token,
+                ):
+                    counts["unknown"] += 1
+                continue
             if message.state == MessageState.SENDING or engine_.courier.supports_idempotency:
                 # nothing was handed over, or handing over again cannot duplicate it
                 key = "released" if message.state == MessageState.SENDING else "resent"

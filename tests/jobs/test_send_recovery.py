@@ -79,3 +79,17 @@ def test_two_workers_racing_for_one_message_send_it_once(shop: Harness) -> None:
     outcomes = sorted(run(shop.engine, message_id, at) for _ in range(2))
     assert outcomes == ["not_planned", "sent"]
     assert len(shop.sent()) == 1
+
+
+def test_a_message_that_keeps_killing_its_worker_is_given_up(
+    shop: Harness, runtime: Runtime
+) -> None:
+    message_id = _first(shop).id
+    _claim(runtime, message_id, MessageState.SENDING)
+    with runtime.sessions.begin() as session:
+        session.get_one(Message, message_id).attempts = 6
+    later = T0 + hours(1) + LEASE + timedelta(seconds=1)
+    resolve_stale_claims(shop.engine, later)
+    message = _first(shop)
+    assert (message.state, message.reason) == (MessageState.FAILED, "worker_lost:gave_up")
+    assert shop.sent() == []
