@@ -21,7 +21,7 @@ import hashlib
 import re
 import threading
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import cache, lru_cache
 from importlib import resources
@@ -178,8 +178,13 @@ def discount_value(content: EmailContent, language: str) -> str | None:
     if discount is None:
         return None
     if discount.percent is not None:
-        return format_percent(discount.percent / Decimal(100), locale=i18n.babel_locale(language))
+        return _percent(discount.percent, language)
     return money(discount.amount, language)
+
+
+@lru_cache(maxsize=1024)
+def _percent(value: Decimal, language: str) -> str:
+    return format_percent(value / Decimal(100), locale=i18n.babel_locale(language))
 
 
 def copy_values(content: EmailContent, language: str) -> dict[str, Any]:
@@ -286,7 +291,12 @@ def render(content: EmailContent) -> Rendered:
 
 
 def _date(value: datetime, language: str) -> str:
-    return format_date(value.date(), format="long", locale=i18n.babel_locale(language))
+    return _long_date(value.date(), language)
+
+
+@lru_cache(maxsize=4096)
+def _long_date(value: date, language: str) -> str:
+    return format_date(value, format="long", locale=i18n.babel_locale(language))
 
 
 def _text(context: Mapping[str, Any]) -> str:
