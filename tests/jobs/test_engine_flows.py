@@ -23,7 +23,7 @@ from jobs.flows.model import (
     WaitUntil,
 )
 from jobs.runtime import Runtime
-from jobs.store.models import Attribution, Engagement, MessageState, Order, Shop
+from jobs.store.models import Attribution, Engagement, Message, MessageState, Order, Shop
 from tests.jobs.engine_support import T0, Harness, checkout, customer, extra_flow, hours, order
 
 
@@ -151,9 +151,9 @@ def test_holdout_share_is_deterministic_and_near_its_percentage() -> None:
     assert 400 < sum(picks) < 600
 
 
-def test_order_after_a_click_is_credited_once(shop: Harness, runtime: Runtime) -> None:
-    anna = customer()
-    shop.at(T0, checkout("tok-1", T0, anna))
+def _engaged(shop: Harness, runtime: Runtime, who: ev.Customer, kind: str) -> Message:
+    """Cart recovery's first email sent at +1 h, and a click or open of it at +3 h."""
+    shop.at(T0, checkout("tok-1", T0, who))
     shop.run(T0 + hours(2))
     first = shop.messages()[0]
     with runtime.sessions.begin() as session:
@@ -162,11 +162,17 @@ def test_order_after_a_click_is_credited_once(shop: Harness, runtime: Runtime) -
                 shop_id=shop.shop_id,
                 message_id=first.id,
                 contact_id=first.contact_id,
-                kind="click",
+                kind=kind,
                 url="https://shop.example/cart",
                 at=T0 + hours(3),
             )
         )
+    return first
+
+
+def test_order_after_a_click_is_credited_once(shop: Harness, runtime: Runtime) -> None:
+    anna = customer()
+    first = _engaged(shop, runtime, anna, "click")
     placed = T0 + hours(24 * 2)
     for _ in range(3):  # replays and updates credit it once
         shop.at(placed, order("1001", placed, anna, "tok-1"))
@@ -188,19 +194,7 @@ def test_order_after_a_click_is_credited_once(shop: Harness, runtime: Runtime) -
 
 def test_no_credit_outside_the_window(shop: Harness, runtime: Runtime) -> None:
     anna = customer()
-    shop.at(T0, checkout("tok-1", T0, anna))
-    shop.run(T0 + hours(2))
-    first = shop.messages()[0]
-    with runtime.sessions.begin() as session:
-        session.add(
-            Engagement(
-                shop_id=shop.shop_id,
-                message_id=first.id,
-                contact_id=first.contact_id,
-                kind="open",
-                at=T0 + hours(3),
-            )
-        )
+    _engaged(shop, runtime, anna, "open")
     # an open does not count by default; and 6 days is past the 5-day window
     shop.at(T0 + hours(30), order("1", T0 + hours(30), anna, None))
     shop.at(T0 + hours(24 * 6), order("2", T0 + hours(24 * 6), anna, None))
