@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,7 @@ def seed_contacts(runtime: Runtime, shop_id: int, upto: int) -> None:
                 batch.append({"shop_id": shop_id, "email": email, "customer_id": str(customer_id),
                               "first_name": "Bench", "consent_state": "subscribed",
                               "consent_source": "bench", "consent_at": stamp, "orders_count": 0,
-                              "total_spent": __import__("decimal").Decimal(0),
+                              "total_spent": Decimal(0),
                               "created_at": stamp, "updated_at": stamp})  # fmt: skip
                 if len(batch) == 50_000:
                     connection.execute(insert(Contact), batch)

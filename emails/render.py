@@ -122,9 +122,13 @@ def compile_html(name: str, direction: str) -> str:
     if name not in TEMPLATES:
         raise TemplateCompileError(f"no template {name!r}")
     rtl = direction == "rtl"
-    STRUCTURE.globals["c"] = lambda cls: f"{cls} rtl" if rtl else cls
+
+    def css_class(cls: str) -> str:
+        return f"{cls} rtl" if rtl else cls
+
+    # per render, not a shared global: two directions may compile at once
     mjml_source = STRUCTURE.get_template(f"{name}.mjml").render(
-        rtl=rtl, align="right" if rtl else "left"
+        rtl=rtl, align="right" if rtl else "left", c=css_class
     )
     try:
         html = mjml2html(mjml_source)

@@ -269,7 +269,7 @@ def reanchor(
     """Move the anchor; messages not yet sent move with it (e.g. the cart changed again)."""
     enrollment.anchor_at = anchor
     contact = session.get(Contact, enrollment.contact_id) if enrollment.contact_id else None
-    times = dict(_linear_times(flow, shop, contact, enrollment, anchor))
+    times = dict(_linear_times(flow, shop, contact, anchor))
     planned = session.scalars(
         select(Message).where(
             Message.enrollment_id == enrollment.id, Message.state == MessageState.PLANNED
@@ -376,19 +376,27 @@ def _zone(shop: Shop, contact: Contact | None) -> localtime.ZoneInfo:
     return tz
 
 
+def _advance(
+    cursor: datetime, step: object, options: dict[str, object], shop: Shop, contact: Contact | None
+) -> datetime:
+    """Where the cursor is after a waiting step (any other step leaves it where it is)."""
+    if isinstance(step, Wait):
+        return cursor + _hours(options, step)
+    if isinstance(step, WaitUntil):
+        return localtime.next_local_time(cursor, step.local_time, _zone(shop, contact))
+    return cursor
+
+
 def _linear_times(
-    flow: Flow, shop: Shop, contact: Contact | None, enrollment: Enrollment, anchor: datetime
+    flow: Flow, shop: Shop, contact: Contact | None, anchor: datetime
 ) -> list[tuple[str, datetime]]:
     """Due times of the sends in the linear stretch from the start, for a given anchor."""
     options = flow_options(shop, flow)
     cursor = anchor
     times = []
     for step in flow.steps:
-        if isinstance(step, Wait):
-            cursor += _hours(options, step)
-        elif isinstance(step, WaitUntil):
-            cursor = localtime.next_local_time(cursor, step.local_time, _zone(shop, contact))
-        elif isinstance(step, Send):
+        cursor = _advance(cursor, step, options, shop, contact)
+        if isinstance(step, Send):
             times.append((step.name, cursor))
         elif isinstance(step, (Branch, WaitForEvent, End)):
             break
@@ -406,11 +414,8 @@ def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: d
     steps = flow.steps
     while index < len(steps):
         step = steps[index]
-        if isinstance(step, Wait):
-            cursor += _hours(options, step)
-        elif isinstance(step, WaitUntil):
-            cursor = localtime.next_local_time(cursor, step.local_time, _zone(shop, contact))
-        elif isinstance(step, IssueDiscount):
+        cursor = _advance(cursor, step, options, shop, contact)
+        if isinstance(step, IssueDiscount):
             discount = bool(options.get(step.option))
         elif isinstance(step, Send):
             if step.option is None or options.get(step.option, True):
