@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, abort, current_app, render_template, session
 
 from connector.app import runtime_of
+from jobs.notices import open_notices
 from jobs.store.models import Shop, ShopStatus
 
 blueprint = Blueprint("merchant", __name__)
@@ -64,5 +65,5 @@ def settings_page() -> Any:
         return render_template(
             "settings.html",
             shop=shop,
-            warnings=list(shop.settings.get("warnings", [])),
+            notices=open_notices(db, shop.id),
         )

@@ -142,6 +142,9 @@ class Shop(Timestamps, Base):
     access_token_enc: Mapped[str | None] = mapped_column(Text)
     refresh_token_enc: Mapped[str | None] = mapped_column(Text)
     access_token_expires_at: Mapped[datetime | None]
+    refresh_token_expires_at: Mapped[datetime | None]
+    #: the access scopes the platform actually granted (comma-separated)
+    scopes: Mapped[str | None] = mapped_column(String(512))
     consumer_key_enc: Mapped[str | None] = mapped_column(Text)
     consumer_secret_enc: Mapped[str | None] = mapped_column(Text)
     #: per-shop settings (flows, delays, caps, branding), validated by the settings page
@@ -574,3 +577,105 @@ class Attribution(Base):
     currency: Mapped[str] = mapped_column(String(3))
     engagement_at: Mapped[datetime]
     attributed_at: Mapped[datetime]
+
+
+# --- platform connections --------------------------------------------------------
+
+
+class ConnectNonce(Base):
+    """A single-use nonce handed to a platform during a connect (WooCommerce's
+    key POST is unsigned, so it is accepted only for a live nonce). Only the
+    SHA-256 of the nonce is stored."""
+
+    __tablename__ = "connect_nonces"
+    __table_args__ = (UniqueConstraint("nonce_hash"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    nonce_hash: Mapped[str] = mapped_column(String(64))
+    #: the normalised shop key the nonce was issued for
+    shop_key: Mapped[str] = mapped_column(String(255))
+    #: the address as the merchant gave it (scheme kept), for the shop's base URL
+    address: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class Subscription(Base):
+    """A webhook subscription we created in a shop through its API."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("shop_id", "topic"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    topic: Mapped[str] = mapped_column(String(128))
+    #: the platform's id for it (a GraphQL GID, a WooCommerce webhook id)
+    remote_id: Mapped[str] = mapped_column(String(255))
+    address: Mapped[str] = mapped_column(String(1024))
+    #: as the platform last reported it (WooCommerce: active, paused, disabled)
+    status: Mapped[str] = mapped_column(String(32), default="active")
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    checked_at: Mapped[datetime | None]
+
+
+class SyncCursor(Base):
+    """How far a periodic reconciliation of one resource of a shop has read."""
+
+    __tablename__ = "sync_cursors"
+    __table_args__ = (UniqueConstraint("shop_id", "resource"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    resource: Mapped[str] = mapped_column(String(64))
+    #: everything modified up to here has been seen (platform time, UTC)
+    synced_until: Mapped[datetime]
+    ran_at: Mapped[datetime]
+
+
+class Notice(Base):
+    """Something the merchant should know about their shop's connection
+    (a disabled webhook, a failing API); shown on the settings page until cleared.
+    One row per (shop, code): a repeat updates it instead of piling up."""
+
+    __tablename__ = "notices"
+    __table_args__ = (UniqueConstraint("shop_id", "code"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(default=now)
+    last_seen_at: Mapped[datetime] = mapped_column(default=now)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    cleared_at: Mapped[datetime | None]
+
+
+class PrivacyRequestKind(StrEnum):
+    DATA_REQUEST = "data_request"
+    CUSTOMER_REDACT = "customer_redact"
+    SHOP_REDACT = "shop_redact"
+
+
+class PrivacyRequest(Base):
+    """A platform's privacy request and what we did about it.
+
+    A data request keeps the export for the merchant in ``export``; a later
+    redaction of the same customer erases that export too. ``detail`` holds
+    counts only, never personal data.
+    """
+
+    __tablename__ = "privacy_requests"
+    __table_args__ = (Index("ix_privacy_requests_shop_id_received_at", "shop_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    #: the platform's reference (Shopify's data_request.id), if any
+    reference: Mapped[str | None] = mapped_column(String(255))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    received_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    export: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
