@@ -37,6 +37,7 @@ from adapters.events import (
     OrderFulfilled,
     OrderPaid,
     OrderPlaced,
+    OrderRefunded,
     Product,
     ProductCreated,
     ProductUpdated,
@@ -253,6 +254,36 @@ def _order_event(build: Callable[[Order, Fields], Event], topic: str) -> Transla
     return translate
 
 
+#: financial statuses of an order the customer has paid (in part refunded or not)
+PAID_FINANCIAL = frozenset({"paid", "partially_refunded", "refunded"})
+
+
+def order_updated(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
+    """orders/updated: the order as it is now, as the events that describe that state.
+
+    Shopify has no refund or late-payment topic of its own that carries the
+    order, so this is where a refund, a payment captured later, or a
+    cancellation made by editing shows up. Handlers are idempotent per order
+    and ignore stale payloads, so a replay or an edit changes nothing.
+    """
+    f = Fields.root(payload, "order")
+    order = _order(f, "orders/updated")
+    events: list[Event] = [OrderPlaced(occurred_at=order.placed_at, order=order)]
+    if order.financial_status in PAID_FINANCIAL:
+        events.append(OrderPaid(occurred_at=order.updated_at, order=order))
+    if order.fulfillment_status == "fulfilled":
+        events.append(OrderFulfilled(occurred_at=order.updated_at, order=order))
+    if order.cancelled_at is not None:
+        events.append(
+            OrderCancelled(
+                occurred_at=order.cancelled_at, order=order, reason=f.text("cancel_reason")
+            )
+        )
+    if order.financial_status == "refunded":
+        events.append(OrderRefunded(occurred_at=order.updated_at, order=order))
+    return events
+
+
 def shipment_delivered(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
     """Only a delivered shipment is an event; label and transit updates are not."""
     f = Fields.root(payload, "fulfillment")
@@ -446,6 +477,7 @@ TOPIC_HANDLERS: dict[str, Translator] = {
         ),
         "orders/cancelled",
     ),
+    "orders/updated": order_updated,
     "orders/fulfilled": _order_event(
         lambda order, f: OrderFulfilled(occurred_at=order.updated_at, order=order),
         "orders/fulfilled",
@@ -473,9 +505,7 @@ IGNORED_TOPICS: frozenset[str] = frozenset(
         "carts/create",
         "carts/update",
         "checkouts/delete",
-        # state changes the engine learns from the specific topics above
-        # (paid, cancelled, fulfilled); an edit alone triggers no email
-        "orders/updated",
+        # line edits; the resulting state arrives as orders/updated
         "orders/edited",
         "orders/partially_fulfilled",
         "orders/delete",

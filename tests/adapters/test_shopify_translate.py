@@ -31,6 +31,7 @@ from adapters.events import (
     OrderFulfilled,
     OrderPaid,
     OrderPlaced,
+    OrderRefunded,
     ProductCreated,
     ProductUpdated,
     ShipmentDelivered,
@@ -270,9 +271,21 @@ def test_orders_fulfilled__shipped() -> None:
 
 
 def test_orders_updated__note_added() -> None:
-    assert "orders/updated" in IGNORED_TOPICS
-    assert "orders/updated" not in TOPIC_HANDLERS
-    assert FIXTURES.topic("orders_updated__note_added") == "orders/updated"
+    """An edit of a paid order restates it as placed and paid (idempotent downstream)."""
+    placed, paid = translate("orders_updated__note_added")
+    assert isinstance(placed, OrderPlaced)
+    assert isinstance(paid, OrderPaid)
+    assert placed.occurred_at == utc(2026, 9, 14, 17, 20, 3)  # when it was placed, not edited
+    assert paid.occurred_at == utc(2026, 9, 14, 18, 3, 10)
+    assert placed.order.checkout_token == "4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a"
+
+
+def test_orders_updated__refunded() -> None:
+    """Shopify has no refund topic carrying the order: the refund arrives as an update."""
+    events = translate("orders_updated__refunded")
+    assert [type(e) for e in events] == [OrderPlaced, OrderPaid, OrderRefunded]
+    assert events[-1].occurred_at == utc(2026, 9, 21, 8, 15, 44)
+    assert events[-1].order.financial_status == "refunded"
 
 
 def test_fulfillments_update__delivered() -> None:
