@@ -9,6 +9,7 @@ Production (``TRIGGERPOST_ENV=production``) refuses those dev defaults.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,12 @@ class Settings:
     shopify_api_secret: str | None = None
     #: the secret being rotated out: Shopify may sign with it for up to an hour
     shopify_api_secret_previous: str | None = None
+    #: asked for at install; checkouts and orders need read_orders, codes write_discounts
+    shopify_scopes: str = (
+        "read_orders,read_customers,read_products,read_fulfillments,write_discounts"
+    )
+    #: the Admin API version for calls and webhook subscriptions (quarterly, YYYY-MM)
+    shopify_api_version: str = "2026-07"
     #: webhook bodies larger than this are refused with 413 (Shopify orders with
     #: hundreds of lines stay well below 1 MiB)
     max_webhook_bytes: int = 5 * 1024 * 1024
@@ -125,10 +132,20 @@ class Settings:
             shopify_api_key=get("SHOPIFY_API_KEY"),
             shopify_api_secret=get("SHOPIFY_API_SECRET"),
             shopify_api_secret_previous=get("SHOPIFY_API_SECRET_PREVIOUS"),
+            shopify_scopes=get("SHOPIFY_SCOPES") or cls.shopify_scopes,
+            shopify_api_version=_api_version(get("SHOPIFY_API_VERSION")),
             max_webhook_bytes=_int(get("MAX_WEBHOOK_BYTES"), "MAX_WEBHOOK_BYTES", 5 * 1024 * 1024),
             sweep_interval=float(_int(get("SWEEP_INTERVAL"), "SWEEP_INTERVAL", 60)),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
         )
+
+
+def _api_version(value: str | None) -> str:
+    if value is None:
+        return Settings.shopify_api_version
+    if not re.fullmatch(r"\d{4}-(01|04|07|10)|unstable", value):
+        raise SettingsError(f"{PREFIX}SHOPIFY_API_VERSION must look like 2026-07, not {value!r}")
+    return value
 
 
 def _int(value: str | None, name: str, default: int) -> int:

@@ -38,7 +38,7 @@ from adapters.events import (
     ShopRedactRequested,
 )
 from adapters.platform import ShopContext, WebhookError
-from adapters.shopify.translate import IGNORED_TOPICS, TOPIC_HANDLERS
+from adapters.shopify.translate import TOPIC_HANDLERS
 from tests.support import FixtureSet, sek, utc
 
 FIXTURES = FixtureSet("shopify")
