@@ -1,0 +1,377 @@
+"""The Shopify Admin API client: GraphQL only, one configured API version.
+
+Rate limits come two ways. An HTTP 429 (or 5xx) is retried by
+:class:`adapters.http.ApiSession`, honouring ``Retry-After``. The GraphQL cost
+throttle answers 200 with a ``THROTTLED`` error and the bucket's state in
+``extensions.cost.throttleStatus``; we wait exactly as long as the bucket
+needs to refill for the query's requested cost, then ask again.
+
+A 401 means the access token expired or was revoked: the token source is
+asked once for a fresh token (an expiring offline token is refreshed), and if
+it has none the call fails as permanent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from adapters.events import Money
+from adapters.http import ApiSession, excerpt
+from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState, LiveProduct
+
+#: GraphQL ``nodes`` takes up to 250 ids; smaller pages keep each query's cost low
+PRODUCTS_PER_QUERY = 50
+#: cost-throttle waits longer than this fail as transient (the job retries later)
+MAX_THROTTLE_WAIT = 20.0
+THROTTLE_ATTEMPTS = 4
+
+
+class TokenSource(Protocol):
+    """Where the client gets the shop's access token (the store, refreshing as needed)."""
+
+    def access_token(self) -> str: ...
+
+    def after_rejection(self, rejected: str) -> str | None:
+        """A token to try instead of one the API rejected with 401, or None."""
+        ...
+
+
+def gid(kind: str, value: str) -> str:
+    """``("Order", "450789469")`` -> ``gid://shopify/Order/450789469`` (a GID stays one)."""
+    return value if value.startswith("gid://") else f"gid://shopify/{kind}/{value}"
+
+
+def legacy_id(value: str) -> str:
+    return value.rsplit("/", 1)[-1]
+
+
+def version_at_least(version: str, floor: str) -> bool:
+    return version == "unstable" or version >= floor
+
+
+def topic_enum(topic: str) -> str:
+    """``app/uninstalled`` -> ``APP_UNINSTALLED`` (the GraphQL topic enum)."""
+    return topic.replace("/", "_").upper()
+
+
+@dataclass(frozen=True)
+class ShopDetails:
+    name: str | None
+    currency: str | None
+    timezone: str | None
+    #: the primary domain customers shop on (links in emails go there)
+    storefront_url: str | None
+
+
+class GraphQLError(AdminApiError):
+    """The API answered with GraphQL errors or user errors."""
+
+
+def _messages(errors: Iterable[Mapping[str, Any]]) -> str:
+    return "; ".join(str(e.get("message", e)) for e in errors)
+
+
+@dataclass
+class ShopifyAdmin:
+    shop: str  # the validated myshopify domain
+    tokens: TokenSource
+    api_version: str
+    http: ApiSession = field(default_factory=ApiSession)
+    sleep: Callable[[float], None] = time.sleep
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://{self.shop}/admin/api/{self.api_version}/graphql.json"
+
+    # --- transport -------------------------------------------------------------
+
+    def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The query's ``data``; AdminApiError (transient or not) on any failure."""
+        for attempt in range(THROTTLE_ATTEMPTS):
+            body = self._post({"query": query, "variables": dict(variables or {})})
+            errors = body.get("errors")
+            if not errors:
+                data = body.get("data")
+                if not isinstance(data, dict):
+                    raise GraphQLError("Shopify answered without data", transient=False)
+                return data
+            if not isinstance(errors, list):
+                raise GraphQLError(f"Shopify: {errors}", transient=False)
+            codes = {(e.get("extensions") or {}).get("code") for e in errors}
+            if "THROTTLED" in codes:
+                wait = _throttle_wait(body)
+                if wait > MAX_THROTTLE_WAIT or attempt == THROTTLE_ATTEMPTS - 1:
+                    raise GraphQLError(
+                        f"Shopify's cost throttle: {wait:.1f} s to refill", transient=True
+                    )
+                self.sleep(wait)
+                continue
+            transient = bool(codes & {"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"})
+            raise GraphQLError(f"Shopify: {_messages(errors)}", transient=transient)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        token = self.tokens.access_token()
+        response = self._send(token, payload)
+        if response.status_code == 401:
+            fresh = self.tokens.after_rejection(token)
+            if fresh is None:
+                raise AdminApiError(
+                    f"{self.shop} rejected our access token (uninstalled, or the grant expired)",
+                    transient=False,
+                    status=401,
+                )
+            response = self._send(fresh, payload)
+            if response.status_code == 401:
+                raise AdminApiError(
+                    f"{self.shop} rejected a freshly refreshed token: {excerpt(response)}",
+                    transient=False,
+                    status=401,
+                )
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise AdminApiError(f"{self.shop}: GraphQL answer is not JSON", transient=True) from exc
+        if not isinstance(body, dict):
+            raise AdminApiError(f"{self.shop}: GraphQL answer is not an object", transient=False)
+        return body
+
+    def _send(self, token: str, payload: dict[str, Any]) -> Any:
+        return self.http.request(
+            "POST",
+            self.endpoint,
+            json=payload,
+            headers={"X-Shopify-Access-Token": token},
+            expect=lambda r: r.ok or r.status_code == 401,
+        )
+
+    # --- discount codes --------------------------------------------------------
+
+    def create_discount(self, request: DiscountRequest) -> str:
+        data = self.graphql(DISCOUNT_CREATE, {"basicCodeDiscount": self._discount_input(request)})[
+            "discountCodeBasicCreate"
+        ]
+        errors = data.get("userErrors") or []
+        if not errors and data.get("codeDiscountNode"):
+            return str(data["codeDiscountNode"]["id"])
+        if any(e.get("code") == "TAKEN" for e in errors):
+            # our codes are derived from the message, so "taken" means we made it before
+            found = self.graphql(DISCOUNT_BY_CODE, {"code": request.code})
+            node = found.get("codeDiscountNodeByCode")
+            if node:
+                return str(node["id"])
+        raise GraphQLError(f"discount {request.code}: {_messages(errors)}", transient=False)
+
+    def _discount_input(self, request: DiscountRequest) -> dict[str, Any]:
+        if request.percent is not None:
+            value: dict[str, Any] = {"percentage": float(request.percent / Decimal(100))}
+        elif request.amount is not None:
+            value = {
+                "discountAmount": {"amount": str(request.amount.amount), "appliesOnEachItem": False}
+            }
+        else:
+            raise ValueError("a discount needs a percent or an amount")
+        customers = (
+            {"customers": {"add": [gid("Customer", request.customer_id)]}}
+            if request.customer_id
+            else None
+        )
+        fields: dict[str, Any] = {
+            "title": request.title,
+            "code": request.code,
+            "startsAt": datetime.now(UTC).isoformat(),
+            "endsAt": request.expires_at.isoformat(),
+            "customerGets": {"value": value, "items": {"all": True}},
+            "appliesOncePerCustomer": True,
+            "usageLimit": 1,
+        }
+        # ``context`` replaced ``customerSelection`` (which still works, deprecated)
+        if version_at_least(self.api_version, "2025-04"):
+            fields["context"] = customers or {"all": "ALL"}
+        else:
+            fields["customerSelection"] = customers or {"all": True}
+        if request.minimum_subtotal is not None:
+            fields["minimumRequirement"] = {
+                "subtotal": {"greaterThanOrEqualToSubtotal": str(request.minimum_subtotal.amount)}
+            }
+        return fields
+
+    # --- live state ------------------------------------------------------------
+
+    def order_state(self, order_id: str) -> LiveOrderState | None:
+        order = self.graphql(ORDER_STATE, {"id": gid("Order", order_id)}).get("order")
+        if not order:
+            return None
+        financial = order.get("displayFinancialStatus")
+        return LiveOrderState(
+            order_id=legacy_id(order["id"]),
+            paid=financial in PAID_STATUSES,
+            cancelled=order.get("cancelledAt") is not None,
+            refunded=financial == "REFUNDED",
+            financial_status=financial.lower() if financial else None,
+            fulfillment_status=(order.get("displayFulfillmentStatus") or "").lower() or None,
+        )
+
+    def products(self, product_ids: Iterable[str]) -> list[LiveProduct]:
+        ids = [gid("Product", p) for p in product_ids]
+        found: list[LiveProduct] = []
+        for start in range(0, len(ids), PRODUCTS_PER_QUERY):
+            nodes = self.graphql(PRODUCTS, {"ids": ids[start : start + PRODUCTS_PER_QUERY]})
+            found += [_product(node) for node in nodes.get("nodes") or [] if node]
+        return found
+
+    def shop_details(self) -> ShopDetails:
+        shop = self.graphql(SHOP_DETAILS)["shop"]
+        domain = shop.get("primaryDomain") or {}
+        return ShopDetails(
+            name=shop.get("name"),
+            currency=shop.get("currencyCode"),
+            timezone=shop.get("ianaTimezone"),
+            storefront_url=(domain.get("url") or "").rstrip("/") or None,
+        )
+
+    # --- webhook subscriptions -------------------------------------------------
+
+    @property
+    def _uses_uri(self) -> bool:
+        # ``uri`` replaced ``callbackUrl`` in 2025-10
+        return version_at_least(self.api_version, "2025-10")
+
+    def webhook_subscriptions(self) -> dict[str, tuple[str, str]]:
+        """Our existing subscriptions: topic enum name -> (GID, address)."""
+        query = LIST_SUBSCRIPTIONS_URI if self._uses_uri else LIST_SUBSCRIPTIONS_CALLBACK
+        found: dict[str, tuple[str, str]] = {}
+        after: str | None = None
+        while True:
+            page = self.graphql(query, {"after": after})["webhookSubscriptions"]
+            for node in page.get("nodes") or []:
+                address = node.get("uri") or (node.get("endpoint") or {}).get("callbackUrl") or ""
+                found[str(node["topic"])] = (str(node["id"]), address)
+            info = page.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                return found
+            after = info.get("endCursor")
+
+    def subscribe(self, topic: str, address: str) -> str:
+        """Create the subscription for ``topic`` (as ``checkouts/update``); returns its GID."""
+        target = {"uri": address} if self._uses_uri else {"callbackUrl": address}
+        data = self.graphql(
+            SUBSCRIBE,
+            {"topic": topic_enum(topic), "webhookSubscription": {**target, "format": "JSON"}},
+        )["webhookSubscriptionCreate"]
+        errors = data.get("userErrors") or []
+        if errors or not data.get("webhookSubscription"):
+            raise GraphQLError(f"subscribing to {topic}: {_messages(errors)}", transient=False)
+        return str(data["webhookSubscription"]["id"])
+
+    def ensure_subscriptions(self, topics: Iterable[str], address: str) -> dict[str, str]:
+        """Every topic subscribed at ``address`` (existing ones kept): topic -> GID.
+
+        A subscription to the same topic at another address (an old deployment
+        URL) is left alone: Shopify delivers to each, and intake deduplicates.
+        """
+        existing = {
+            enum: sid for enum, (sid, at) in self.webhook_subscriptions().items() if at == address
+        }
+        made: dict[str, str] = {}
+        for topic in topics:
+            known = existing.get(topic_enum(topic))
+            made[topic] = known if known is not None else self.subscribe(topic, address)
+        return made
+
+
+PAID_STATUSES = frozenset({"PAID", "PARTIALLY_REFUNDED", "REFUNDED"})
+
+
+def _throttle_wait(body: Mapping[str, Any]) -> float:
+    cost = (body.get("extensions") or {}).get("cost") or {}
+    status = cost.get("throttleStatus") or {}
+    try:
+        needed = float(cost.get("requestedQueryCost", 0)) - float(status["currentlyAvailable"])
+        rate = float(status["restoreRate"])
+    except (KeyError, TypeError, ValueError):
+        return 1.0
+    return max(0.5, needed / rate) if rate > 0 else 1.0
+
+
+def _product(node: Mapping[str, Any]) -> LiveProduct:
+    price = ((node.get("priceRangeV2") or {}).get("minVariantPrice")) or None
+    media = node.get("featuredMedia") or {}
+    image = ((media.get("preview") or {}).get("image") or {}).get("url")
+    variants = (node.get("variants") or {}).get("nodes") or []
+    sellable = [v.get("availableForSale") for v in variants if "availableForSale" in v]
+    return LiveProduct(
+        product_id=legacy_id(str(node["id"])),
+        title=str(node.get("title") or ""),
+        url=node.get("onlineStoreUrl"),
+        image_url=image,
+        price=Money(Decimal(str(price["amount"])), str(price["currencyCode"])) if price else None,
+        available=(node.get("status") == "ACTIVE" and any(sellable)) if sellable else None,
+    )
+
+
+DISCOUNT_CREATE = """
+mutation DiscountCreate($basicCodeDiscount: DiscountCodeBasicInput!) {
+  discountCodeBasicCreate(basicCodeDiscount: $basicCodeDiscount) {
+    codeDiscountNode { id }
+    userErrors { field code message }
+  }
+}"""
+
+DISCOUNT_BY_CODE = """
+query DiscountByCode($code: String!) {
+  codeDiscountNodeByCode(code: $code) { id }
+}"""
+
+SHOP_DETAILS = """
+query ShopDetails {
+  shop { name currencyCode ianaTimezone primaryDomain { url } }
+}"""
+
+ORDER_STATE = """
+query OrderState($id: ID!) {
+  order(id: $id) { id cancelledAt displayFinancialStatus displayFulfillmentStatus }
+}"""
+
+PRODUCTS = """
+query Products($ids: [ID!]!) {
+  nodes(ids: $ids) {
+    ... on Product {
+      id title handle status onlineStoreUrl
+      featuredMedia { preview { image { url } } }
+      priceRangeV2 { minVariantPrice { amount currencyCode } }
+      variants(first: 20) { nodes { availableForSale } }
+    }
+  }
+}"""
+
+SUBSCRIBE = """
+mutation Subscribe(
+  $topic: WebhookSubscriptionTopic!, $webhookSubscription: WebhookSubscriptionInput!
+) {
+  webhookSubscriptionCreate(topic: $topic, webhookSubscription: $webhookSubscription) {
+    webhookSubscription { id }
+    userErrors { field message }
+  }
+}"""
+
+LIST_SUBSCRIPTIONS_URI = """
+query Subscriptions($after: String) {
+  webhookSubscriptions(first: 100, after: $after) {
+    nodes { id topic uri }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+
+LIST_SUBSCRIPTIONS_CALLBACK = """
+query Subscriptions($after: String) {
+  webhookSubscriptions(first: 100, after: $after) {
+    nodes { id topic endpoint { ... on WebhookHttpEndpoint { callbackUrl } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
