@@ -31,7 +31,7 @@ class CookieSessions(SecureCookieSessionInterface):
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the web app. Settings default to the environment, read once here."""
-    from connector import email_events, email_links, health, merchant, webhooks
+    from connector import email_events, email_links, health, merchant, shopify, webhooks
 
     if runtime is None:
         runtime = Runtime.create(settings or Settings.from_env())
@@ -40,6 +40,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_webhook_bytes,
+        # Lax: the cookie rides along when Shopify or a store redirects the merchant back
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
     )
     app.session_interface = CookieSessions()
     app.extensions[EXTENSION] = runtime
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(merchant.blueprint)
     app.register_blueprint(email_links.blueprint)
     app.register_blueprint(email_events.blueprint)
+    app.register_blueprint(shopify.blueprint)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

@@ -21,6 +21,12 @@ def register(platform: str, factory: Factory) -> None:
     FACTORIES[platform] = factory
 
 
+def _load() -> None:
+    """Import the modules that register the platforms' clients (once; cheap after)."""
+    import jobs.shopify_app  # noqa: F401
+
+
 def client_for(runtime: Runtime, shop: Shop) -> AdminClient | None:
+    _load()
     factory = FACTORIES.get(shop.platform)
     return factory(runtime, shop) if factory is not None else None

@@ -1,0 +1,107 @@
+"""Installing the Shopify app: ``GET /shopify/install`` and ``GET /shopify/callback``.
+
+Install: Shopify sends the merchant's browser to our App URL with a signed
+query. We check the signature, the time and the shop domain, put a fresh
+nonce in the signed session cookie and send the browser to Shopify's grant
+screen. Callback: the same checks again plus ``state`` == our nonce (single
+use) and the same shop, and only then the one outbound call: exchanging the
+code. A refused request never reaches Shopify.
+
+Opening the app again from the Shopify admin (already installed, token
+held, scopes granted) skips the grant screen and signs the merchant in.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from typing import Any
+
+from flask import Blueprint, abort, current_app, redirect, request, session, url_for
+from sqlalchemy import select
+
+from adapters.platform import AdminApiError
+from adapters.shopify import oauth
+from connector import merchant
+from connector.app import runtime_of
+from jobs import shopify_app
+from jobs.store.models import Shop, ShopStatus
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("shopify", __name__, url_prefix="/shopify")
+NONCE_KEY = "shopify_oauth"
+
+
+def _checked() -> oauth.SignedRequest:
+    settings = runtime_of(current_app).settings
+    try:
+        return oauth.check_request(
+            request.query_string.decode("ascii", "replace"),
+            [settings.shopify_api_secret or "", settings.shopify_api_secret_previous or ""],
+        )
+    except oauth.OAuthError as exc:
+        log.warning("refused Shopify %s: %s", request.path, exc)
+        abort(400, str(exc))
+
+
+def _already_installed(shop_domain: str) -> int | None:
+    runtime = runtime_of(current_app)
+    with runtime.sessions() as db:
+        shop = db.scalar(select(Shop).where(Shop.platform == "shopify", Shop.key == shop_domain))
+        if shop is None or shop.status != ShopStatus.ACTIVE or shop.access_token_enc is None:
+            return None
+        granted = frozenset((shop.scopes or "").split(","))
+        if oauth.missing_scopes(granted, runtime.settings.shopify_scopes):
+            return None
+        return shop.id
+
+
+@blueprint.get("/install")
+def install() -> Any:
+    signed = _checked()
+    settings = runtime_of(current_app).settings
+    shop_id = _already_installed(signed.shop)
+    if shop_id is not None:
+        merchant.login(shop_id)
+        return redirect(url_for("merchant.settings_page"))
+    if not settings.shopify_api_key:
+        abort(503, "the Shopify app is not configured (TRIGGERPOST_SHOPIFY_API_KEY)")
+    nonce = secrets.token_urlsafe(32)
+    session[NONCE_KEY] = {"state": nonce, "shop": signed.shop}
+    return redirect(
+        oauth.authorize_url(
+            signed.shop,
+            settings.shopify_api_key,
+            settings.shopify_scopes,
+            f"{settings.base_url}{url_for('shopify.callback')}",
+            nonce,
+        )
+    )
+
+
+@blueprint.get("/callback")
+def callback() -> Any:
+    signed = _checked()
+    expected = session.pop(NONCE_KEY, None)  # single use, whatever happens next
+    state = signed.params.get("state", "")
+    if (
+        not isinstance(expected, dict)
+        or not hmac.compare_digest(str(expected.get("state", "")), state)
+        or expected.get("shop") != signed.shop
+    ):
+        log.warning("refused Shopify callback for %s: state or shop mismatch", signed.shop)
+        abort(403, "this install link is not the one we started; start the install again")
+    code = signed.params.get("code")
+    if not code:
+        abort(400, "the callback carries no code")
+    runtime = runtime_of(current_app)
+    try:
+        shop_id = shopify_app.complete_install(runtime, signed.shop, code)
+    except shopify_app.InstallError as exc:
+        abort(503, str(exc))
+    except AdminApiError as exc:
+        log.warning("Shopify install of %s failed: %s", signed.shop, exc)
+        abort(502, "Shopify did not complete the install; please try again")
+    merchant.login(shop_id)
+    return redirect(url_for("merchant.settings_page"))

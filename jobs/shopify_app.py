@@ -1,0 +1,265 @@
+"""The Shopify app's server side: install, tokens, the Admin client, subscriptions.
+
+Tokens are expiring offline tokens. The access token is refreshed a few
+minutes before it expires, and again when a call answers 401. The refresh
+token rotates on every use, so two workers refreshing at once would leave
+one of them holding a dead token: a refresh takes a per-shop Redis lock and
+re-reads the row once it holds it, and whoever comes second uses the token
+the first one stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import datetime, timedelta
+
+from redis.exceptions import RedisError
+from rq import Retry
+from sqlalchemy import delete, select
+
+from adapters.http import ApiSession, RetryPolicy
+from adapters.platform import AdminApiError
+from adapters.shopify import oauth
+from adapters.shopify.client import ShopifyAdmin
+from adapters.shopify.translate import TOPIC_HANDLERS
+from jobs import admin, notices
+from jobs.queues import DEFAULT
+from jobs.runtime import Runtime, current
+from jobs.shops import add_shop
+from jobs.store.models import Shop, ShopStatus, Subscription, now
+
+log = logging.getLogger(__name__)
+
+#: refresh this long before the access token expires (calls take seconds, jobs minutes)
+REFRESH_AHEAD = timedelta(minutes=5)
+#: the mandatory privacy topics go in shopify.app.toml; the API refuses them
+COMPLIANCE_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
+#: everything we translate, subscribed through the Admin API at install
+WEBHOOK_TOPICS = tuple(sorted(set(TOPIC_HANDLERS) - COMPLIANCE_TOPICS))
+#: the merchant waits on the install-time attempt: fail fast, the job retries
+INSTALL_RETRY = RetryPolicy(attempts=2, cap=2.0)
+#: retries of webhook registration after a failed install-time attempt (seconds)
+REGISTER_RETRIES = (60, 300, 1800, 7200)
+
+NOTICE_SCOPES = "shopify_scopes"
+NOTICE_TOKEN = "shopify_token"  # noqa: S105 (a notice code, not a secret)
+NOTICE_WEBHOOKS = "shopify_webhooks"
+
+
+class InstallError(RuntimeError):
+    """The install cannot complete (the merchant is told why)."""
+
+
+def webhook_address(runtime: Runtime) -> str:
+    return f"{runtime.settings.base_url}/webhooks/shopify"
+
+
+def _credentials(runtime: Runtime) -> tuple[str, str]:
+    settings = runtime.settings
+    if not settings.shopify_api_key or not settings.shopify_api_secret:
+        raise InstallError(
+            "the Shopify app is not configured: set TRIGGERPOST_SHOPIFY_API_KEY and "
+            "TRIGGERPOST_SHOPIFY_API_SECRET"
+        )
+    return settings.shopify_api_key, settings.shopify_api_secret
+
+
+# --- tokens ----------------------------------------------------------------------
+
+
+class StoredTokens:
+    """A shop's tokens as the store holds them (implements the client's TokenSource)."""
+
+    def __init__(self, runtime: Runtime, shop_id: int, http: ApiSession | None = None) -> None:
+        self.runtime = runtime
+        self.shop_id = shop_id
+        self.http = http or ApiSession()
+
+    def _read(self) -> tuple[str | None, datetime | None, bool, str]:
+        with self.runtime.sessions() as session:
+            shop = session.get_one(Shop, self.shop_id)
+            box = self.runtime.secrets
+            return (
+                box.open_optional(shop.access_token_enc),
+                shop.access_token_expires_at,
+                shop.refresh_token_enc is not None,
+                shop.key,
+            )
+
+    def access_token(self) -> str:
+        token, expires_at, refreshable, _ = self._read()
+        if token is None:
+            raise AdminApiError("the shop has no access token (not installed)", transient=False)
+        if refreshable and expires_at is not None and expires_at - REFRESH_AHEAD <= now():
+            return self._refresh(token) or token
+        return token
+
+    def after_rejection(self, rejected: str) -> str | None:
+        token, _, refreshable, _ = self._read()
+        if token is not None and token != rejected:
+            return token  # another worker refreshed meanwhile
+        return self._refresh(rejected) if refreshable else None
+
+    def _refresh(self, stale: str) -> str | None:
+        """Refresh unless someone already replaced ``stale``; the token to use, or None."""
+        lock = self.runtime.redis.lock(
+            f"triggerpost:shopify-refresh:{self.shop_id}", timeout=60, blocking_timeout=30
+        )
+        if not lock.acquire():
+            raise AdminApiError("another worker is still refreshing the token", transient=True)
+        try:
+            with self.runtime.sessions.begin() as session:
+                shop = session.get_one(Shop, self.shop_id)
+                box = self.runtime.secrets
+                current_token = box.open_optional(shop.access_token_enc)
+                if current_token is not None and current_token != stale:
+                    return current_token
+                refresh_token = box.open_optional(shop.refresh_token_enc)
+                if refresh_token is None:
+                    return None
+                client_id, client_secret = _credentials(self.runtime)
+                try:
+                    grant = oauth.refresh(
+                        self.http, shop.key, client_id, client_secret, refresh_token
+                    )
+                except AdminApiError as exc:
+                    if exc.transient:
+                        raise
+                    notices.raise_notice(
+                        session,
+                        shop.id,
+                        NOTICE_TOKEN,
+                        "Shopify no longer accepts triggerpost's access: open triggerpost "
+                        "from your Shopify admin to reconnect it.",
+                    )
+                    log.warning("shop %s: token refresh refused: %s", shop.id, exc)
+                    return None
+                store_grant(self.runtime, shop, grant)
+                notices.clear_notice(session, shop.id, NOTICE_TOKEN)
+                return grant.access_token
+        finally:
+            with contextlib.suppress(RedisError):  # expired meanwhile: nothing to release
+                lock.release()
+
+
+def store_grant(runtime: Runtime, shop: Shop, grant: oauth.TokenGrant) -> None:
+    box = runtime.secrets
+    shop.access_token_enc = box.seal(grant.access_token)
+    shop.access_token_expires_at = grant.expires_at
+    # a refresh answer always carries the rotated refresh token; keep the old one otherwise
+    if grant.refresh_token is not None:
+        shop.refresh_token_enc = box.seal(grant.refresh_token)
+        shop.refresh_token_expires_at = grant.refresh_expires_at
+    if grant.scopes:
+        shop.scopes = ",".join(sorted(grant.scopes))
+
+
+def admin_client(
+    runtime: Runtime, shop: Shop, http: ApiSession | None = None
+) -> ShopifyAdmin | None:
+    """The shop's Admin client, or None when it is not installed."""
+    if shop.status != ShopStatus.ACTIVE or shop.access_token_enc is None:
+        return None
+    return ShopifyAdmin(
+        shop=shop.key,
+        tokens=StoredTokens(runtime, shop.id),
+        api_version=runtime.settings.shopify_api_version,
+        http=http or ApiSession(),
+    )
+
+
+admin.register("shopify", admin_client)
+
+
+# --- install ---------------------------------------------------------------------
+
+
+def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
+    """The callback's work after its checks: exchange, store, subscribe. Returns the shop id.
+
+    Webhook registration is attempted at once; if Shopify cannot be reached it
+    is handed to a retrying job and the merchant sees a notice until it works,
+    so the merchant is never stuck on a failed install page.
+    """
+    client_id, client_secret = _credentials(runtime)
+    grant = oauth.exchange_code(ApiSession(), shop_domain, client_id, client_secret, code)
+    missing = oauth.missing_scopes(grant.scopes, runtime.settings.shopify_scopes)
+    with runtime.sessions.begin() as session:
+        shop = add_shop(session, runtime.secrets, "shopify", shop_domain)
+        store_grant(runtime, shop, grant)
+        notices.clear_notice(session, shop.id, NOTICE_TOKEN)
+        if missing:
+            notices.raise_notice(
+                session,
+                shop.id,
+                NOTICE_SCOPES,
+                "Shopify did not grant " + ", ".join(missing) + ": some emails cannot be "
+                "sent until you approve them (open triggerpost from your Shopify admin).",
+            )
+        else:
+            notices.clear_notice(session, shop.id, NOTICE_SCOPES)
+        shop_id = shop.id
+    try:
+        register_webhooks_now(runtime, shop_id, ApiSession(retry=INSTALL_RETRY))
+    except AdminApiError as exc:
+        log.warning("shop %s: webhook registration failed, retrying later: %s", shop_id, exc)
+        with runtime.sessions.begin() as session:
+            notices.raise_notice(
+                session,
+                shop_id,
+                NOTICE_WEBHOOKS,
+                "triggerpost could not yet subscribe to your shop's events; it keeps trying.",
+            )
+        runtime.queue(DEFAULT).enqueue(
+            register_webhooks,
+            shop_id,
+            retry=Retry(max=len(REGISTER_RETRIES), interval=list(REGISTER_RETRIES)),
+            failure_ttl=30 * 86400,
+        )
+    return shop_id
+
+
+def register_webhooks_now(
+    runtime: Runtime, shop_id: int, http: ApiSession | None = None
+) -> dict[str, str]:
+    """Subscribe to every topic we translate (idempotent); records them. topic -> GID."""
+    with runtime.sessions() as session:
+        shop = session.get_one(Shop, shop_id)
+        client = admin_client(runtime, shop, http)
+    if client is None:
+        raise AdminApiError(f"shop {shop_id} is not installed", transient=False)
+    address = webhook_address(runtime)
+    made = client.ensure_subscriptions(WEBHOOK_TOPICS, address)
+    details = client.shop_details()
+    with runtime.sessions.begin() as session:
+        shop = session.get_one(Shop, shop_id)
+        session.execute(delete(Subscription).where(Subscription.shop_id == shop_id))
+        for topic, remote_id in made.items():
+            session.add(
+                Subscription(
+                    shop_id=shop_id,
+                    topic=topic,
+                    remote_id=remote_id,
+                    address=address,
+                    checked_at=now(),
+                )
+            )
+        if details.name:
+            shop.name = details.name
+        shop.currency = details.currency or shop.currency
+        shop.timezone = details.timezone or shop.timezone
+        if details.storefront_url:
+            shop.base_url = details.storefront_url
+        notices.clear_notice(session, shop_id, NOTICE_WEBHOOKS)
+    return made
+
+
+def register_webhooks(shop_id: int) -> int:
+    """RQ job: the retry of an install's webhook registration. Raises to be retried."""
+    runtime = current()
+    with runtime.sessions() as session:
+        shop = session.scalar(select(Shop).where(Shop.id == shop_id))
+        if shop is None or shop.status != ShopStatus.ACTIVE:
+            return 0  # uninstalled meanwhile: nothing to subscribe
+    return len(register_webhooks_now(runtime, shop_id))

@@ -1,0 +1,315 @@
+"""Installing the Shopify app end to end, Shopify's endpoints faked by ``responses``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+import requests
+import responses
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from adapters.shopify import oauth
+from adapters.shopify.client import topic_enum
+from connector.app import create_app
+from jobs import shopify_app
+from jobs.runtime import Runtime
+from jobs.settings import Settings
+from jobs.shopify_app import StoredTokens
+from jobs.shops import mark_uninstalled
+from jobs.store.models import Notice, Shop, ShopStatus, Subscription, now
+from tests.support import SHOPIFY_SECRET
+
+SHOP = "fjallbutik.myshopify.com"
+API_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+GRAPHQL = f"https://{SHOP}/admin/api/2026-07/graphql.json"
+TOKEN_URL = f"https://{SHOP}/admin/oauth/access_token"
+GRANTED = "read_customers,read_fulfillments,read_orders,read_products,write_discounts"
+
+
+@pytest.fixture
+def app_settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, shopify_api_key=API_KEY)
+
+
+@pytest.fixture
+def app_runtime(app_settings: Settings) -> Iterator[Runtime]:
+    from jobs import runtime as runtimes
+
+    runtime = Runtime.create(app_settings)
+    runtime.redis.flushdb()
+    runtimes.install(runtime)
+    yield runtime
+    runtimes.install(None)
+    runtime.redis.flushdb()
+    runtime.close()
+
+
+@pytest.fixture
+def web(app_runtime: Runtime) -> Iterator[FlaskClient]:
+    with create_app(runtime=app_runtime).test_client() as client:
+        yield client
+
+
+def signed(params: dict[str, str], secret: str = SHOPIFY_SECRET) -> str:
+    query = urlencode({"timestamp": str(int(time.time())), **params})
+    return f"{query}&hmac={oauth.query_hmac(secret, query)}"
+
+
+class FakeShopify:
+    """Shopify's token endpoint and GraphQL Admin API for one shop."""
+
+    def __init__(self, mock: responses.RequestsMock) -> None:
+        self.mock = mock
+        self.tokens = iter(["shpat_first", "shpat_second", "shpat_third"])
+        self.subscribed: list[dict[str, Any]] = []
+        mock.add_callback(responses.POST, TOKEN_URL, callback=self.token)
+        mock.add_callback(responses.POST, GRAPHQL, callback=self.graphql)
+
+    def token(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        form = parse_qs(str(request.body))
+        assert form["client_id"] == [API_KEY]
+        assert form["client_secret"] == [SHOPIFY_SECRET]
+        body = {
+            "access_token": next(self.tokens),
+            "scope": GRANTED,
+            "expires_in": 3600,
+            "refresh_token": "shprt_" + form.get("code", form.get("refresh_token", ["?"]))[0],
+            "refresh_token_expires_in": 7776000,
+        }
+        return 200, {}, json.dumps(body)
+
+    def graphql(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        query = json.loads(request.body or b"{}")
+        text, variables = query["query"], query["variables"]
+        if "webhookSubscriptions(" in text:
+            data: dict[str, Any] = {
+                "webhookSubscriptions": {
+                    "nodes": [],
+                    "pageInfo": {"hasNextPage": False, "endCursor": None},
+                }
+            }
+        elif "webhookSubscriptionCreate" in text:
+            self.subscribed.append(variables)
+            sid = f"gid://shopify/WebhookSubscription/{len(self.subscribed)}"
+            data = {
+                "webhookSubscriptionCreate": {"webhookSubscription": {"id": sid}, "userErrors": []}
+            }
+        elif "shop {" in text:
+            data = {
+                "shop": {
+                    "name": "Fjällbutiken",
+                    "currencyCode": "SEK",
+                    "ianaTimezone": "Europe/Stockholm",
+                    "primaryDomain": {"url": "https://fjallbutiken.se"},
+                }
+            }
+        else:
+            raise AssertionError(f"unexpected query {text}")
+        return 200, {}, json.dumps({"data": data})
+
+    def calls_to(self, url: str) -> list[Any]:
+        return [c for c in self.mock.calls if c.request.url == url]
+
+
+@pytest.fixture
+def shopify() -> Iterator[FakeShopify]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield FakeShopify(mock)
+
+
+def start_install(web: FlaskClient, shop: str = SHOP) -> str:
+    answer = web.get(f"/shopify/install?{signed({'shop': shop, 'host': 'YWRtaW4'})}")
+    assert answer.status_code == 302
+    target = urlsplit(answer.headers["Location"])
+    assert (target.scheme, target.netloc, target.path) == ("https", shop, "/admin/oauth/authorize")
+    query = parse_qs(target.query)
+    assert query["client_id"] == [API_KEY]
+    assert query["scope"] == [Settings.shopify_scopes]
+    assert query["redirect_uri"] == ["http://127.0.0.1:8000/shopify/callback"]
+    return query["state"][0]
+
+
+def test_full_install_stores_encrypted_tokens_subscribes_and_signs_in(
+    web: FlaskClient, app_runtime: Runtime, shopify: FakeShopify
+) -> None:
+    state = start_install(web)
+    answer = web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/settings"
+
+    [exchange] = shopify.calls_to(TOKEN_URL)
+    assert parse_qs(str(exchange.request.body))["expiring"] == ["1"]
+    assert parse_qs(str(exchange.request.body))["code"] == ["c0de"]
+    topics = {s["topic"] for s in shopify.subscribed}
+    assert topics == {topic_enum(t) for t in shopify_app.WEBHOOK_TOPICS}
+    assert "ORDERS_UPDATED" in topics
+    assert "CUSTOMERS_REDACT" not in topics  # compliance topics live in shopify.app.toml
+    assert all(
+        s["webhookSubscription"]
+        == {"uri": "http://127.0.0.1:8000/webhooks/shopify", "format": "JSON"}
+        for s in shopify.subscribed
+    )
+    assert all(
+        c.request.headers["X-Shopify-Access-Token"] == "shpat_first"
+        for c in shopify.calls_to(GRAPHQL)
+    )
+
+    with app_runtime.sessions() as session:
+        shop = session.scalars(select(Shop).where(Shop.key == SHOP)).one()
+        assert shop.access_token_enc is not None
+        assert "shpat_first" not in shop.access_token_enc
+        assert app_runtime.secrets.open(shop.access_token_enc) == "shpat_first"
+        assert app_runtime.secrets.open_optional(shop.refresh_token_enc) == "shprt_c0de"
+        assert shop.access_token_expires_at is not None
+        assert (shop.name, shop.currency, shop.timezone) == (
+            "Fjällbutiken",
+            "SEK",
+            "Europe/Stockholm",
+        )
+        assert shop.base_url == "https://fjallbutiken.se"
+        assert shop.scopes == GRANTED
+        subscribed = session.scalars(
+            select(Subscription.topic).where(Subscription.shop_id == shop.id)
+        )
+        assert set(subscribed) == set(shopify_app.WEBHOOK_TOPICS)
+        shop_id = shop.id
+
+    with web.session_transaction() as cookie:
+        assert cookie["shop_id"] == shop_id
+    assert "Fjällbutiken" in web.get("/settings").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "forge",
+    ["bad_hmac", "wrong_state", "foreign_shop", "not_myshopify", "stale", "no_nonce", "replayed"],
+)
+def test_a_forged_callback_is_refused_without_any_outbound_call(
+    web: FlaskClient, app_runtime: Runtime, shopify: FakeShopify, forge: str
+) -> None:
+    state = start_install(web)
+    params = {"shop": SHOP, "code": "c0de", "state": state}
+    if forge == "replayed":
+        good = signed(params)
+        assert web.get(f"/shopify/callback?{good}").status_code == 302
+        shopify.mock.calls.reset()
+        query = good
+    elif forge == "bad_hmac":
+        query = signed(params, secret="not-the-app-secret")
+    elif forge == "wrong_state":
+        query = signed({**params, "state": "guessed"})
+    elif forge == "foreign_shop":
+        query = signed({**params, "shop": "other-shop.myshopify.com"})
+    elif forge == "not_myshopify":
+        query = signed({**params, "shop": "evil.example.com"})
+    elif forge == "stale":
+        old = urlencode({"timestamp": str(int(time.time()) - 3600), **params})
+        query = f"{old}&hmac={oauth.query_hmac(SHOPIFY_SECRET, old)}"
+    else:
+        with web.session_transaction() as cookie:
+            cookie.clear()
+        query = signed(params)
+    answer = web.get(f"/shopify/callback?{query}")
+    assert answer.status_code in (400, 403)
+    assert len(shopify.mock.calls) == 0
+    with web.session_transaction() as cookie:
+        assert "shop_id" not in cookie or forge == "replayed"
+
+
+def test_install_refuses_a_bad_signature_or_shop_before_redirecting(
+    web: FlaskClient, shopify: FakeShopify
+) -> None:
+    assert web.get(f"/shopify/install?{signed({'shop': SHOP}, 'nope')}").status_code == 400
+    assert web.get(f"/shopify/install?{signed({'shop': 'shop.evil.com'})}").status_code == 400
+    assert web.get("/shopify/install?shop=" + SHOP).status_code == 400
+    assert len(shopify.mock.calls) == 0
+
+
+def test_reinstall_after_uninstall_and_reopening_an_installed_app(
+    web: FlaskClient, app_runtime: Runtime, shopify: FakeShopify
+) -> None:
+    state = start_install(web)
+    web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'one', 'state': state})}")
+    # opening the installed app again from the admin signs in without a new grant
+    web.get("/")  # new request, same browser
+    with web.session_transaction() as cookie:
+        cookie.clear()
+    answer = web.get(f"/shopify/install?{signed({'shop': SHOP})}")
+    assert answer.headers["Location"] == "/settings"
+    assert len(shopify.calls_to(TOKEN_URL)) == 1
+
+    with app_runtime.sessions.begin() as session:
+        shop = session.scalars(select(Shop).where(Shop.key == SHOP)).one()
+        mark_uninstalled(shop, now())
+    state = start_install(web)
+    web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'two', 'state': state})}")
+    with app_runtime.sessions() as session:
+        shop = session.scalars(select(Shop).where(Shop.key == SHOP)).one()
+        assert shop.status == ShopStatus.ACTIVE
+        assert app_runtime.secrets.open_optional(shop.access_token_enc) == "shpat_second"
+        assert app_runtime.secrets.open_optional(shop.refresh_token_enc) == "shprt_two"
+
+
+def test_failed_registration_is_retried_by_a_job_and_shown_meanwhile(
+    web: FlaskClient, app_runtime: Runtime
+) -> None:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake = FakeShopify(mock)
+        mock.replace(responses.POST, GRAPHQL, status=503, body="unavailable")
+        state = start_install(web)
+        answer = web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'x', 'state': state})}")
+        assert answer.headers["Location"] == "/settings"
+        page = web.get("/settings").get_data(as_text=True)
+        assert "could not yet subscribe" in page
+        [job] = app_runtime.queue("default").get_jobs()
+        assert job.func_name == "jobs.shopify_app.register_webhooks"
+
+        mock.remove(responses.POST, GRAPHQL)
+        mock.add_callback(responses.POST, GRAPHQL, callback=fake.graphql)
+        assert job.perform() == len(shopify_app.WEBHOOK_TOPICS)
+    with app_runtime.sessions() as session:
+        assert session.scalars(select(Notice).where(Notice.cleared_at.is_(None))).all() == []
+
+
+def test_tokens_refresh_before_expiry_and_after_a_401_and_rotate(
+    web: FlaskClient, app_runtime: Runtime, shopify: FakeShopify
+) -> None:
+    state = start_install(web)
+    web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
+    with app_runtime.sessions.begin() as session:
+        shop = session.scalars(select(Shop).where(Shop.key == SHOP)).one()
+        shop.access_token_expires_at = now() + timedelta(minutes=2)  # inside REFRESH_AHEAD
+        shop_id = shop.id
+    first, second = StoredTokens(app_runtime, shop_id), StoredTokens(app_runtime, shop_id)
+    assert first.access_token() == "shpat_second"
+    [refresh] = shopify.calls_to(TOKEN_URL)[1:]
+    form = parse_qs(str(refresh.request.body))
+    assert (form["grant_type"], form["refresh_token"]) == (["refresh_token"], ["shprt_c0de"])
+    # a second worker holding the old token after a 401 takes the stored one, no new refresh
+    assert second.after_rejection("shpat_first") == "shpat_second"
+    assert len(shopify.calls_to(TOKEN_URL)) == 2
+    # a 401 on the current token refreshes with the rotated refresh token
+    assert second.after_rejection("shpat_second") == "shpat_third"
+    assert parse_qs(str(shopify.calls_to(TOKEN_URL)[2].request.body))["refresh_token"] == [
+        "shprt_shprt_c0de"
+    ]
+
+
+def test_a_refused_refresh_tells_the_merchant_to_reconnect(
+    web: FlaskClient, app_runtime: Runtime, shopify: FakeShopify
+) -> None:
+    state = start_install(web)
+    web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
+    shopify.mock.remove(responses.POST, TOKEN_URL)
+    shopify.mock.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
+    with app_runtime.sessions() as session:
+        shop_id = session.scalars(select(Shop.id).where(Shop.key == SHOP)).one()
+    assert StoredTokens(app_runtime, shop_id).after_rejection("shpat_first") is None
+    assert "reconnect" in web.get("/settings").get_data(as_text=True)
