@@ -12,11 +12,12 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, abort, current_app, render_template, session
+from flask import Blueprint, abort, current_app, jsonify, render_template, session
+from sqlalchemy import select
 
 from connector.app import runtime_of
 from jobs.notices import open_notices
-from jobs.store.models import Shop, ShopStatus
+from jobs.store.models import PrivacyRequest, PrivacyRequestKind, Shop, ShopStatus
 
 blueprint = Blueprint("merchant", __name__)
 SHOP_KEY = "shop_id"
@@ -62,8 +63,37 @@ def settings_page() -> Any:
         if shop is None or shop.status != ShopStatus.ACTIVE:
             logout()
             abort(401, "this shop is not installed")
+        requests = db.scalars(
+            select(PrivacyRequest)
+            .where(PrivacyRequest.shop_id == shop.id)
+            .order_by(PrivacyRequest.received_at.desc())
+            .limit(50)
+        ).all()
         return render_template(
             "settings.html",
             shop=shop,
             notices=open_notices(db, shop.id),
+            privacy_requests=requests,
         )
+
+
+@blueprint.get("/settings/privacy/<int:request_id>.json")
+@merchant_required
+def privacy_export(request_id: int) -> Any:
+    """A customer's data export, for the merchant to send on (only their own shop's)."""
+    runtime = runtime_of(current_app)
+    with runtime.sessions() as db:
+        found = db.get(PrivacyRequest, request_id)
+        if (
+            found is None
+            or found.shop_id != current_shop_id()
+            or found.kind != PrivacyRequestKind.DATA_REQUEST
+        ):
+            abort(404)
+        if found.export is None:
+            abort(410, "this export was erased when the customer's data was redacted")
+        response = jsonify(found.export)
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="data-request-{found.reference or found.id}.json"'
+        )
+        return response

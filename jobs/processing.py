@@ -16,12 +16,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
-from jobs import engine
+from jobs import engine, privacy
 from jobs.shops import mark_uninstalled
 from jobs.store.models import (
     Checkout,
@@ -32,6 +32,7 @@ from jobs.store.models import (
     Product,
     Shop,
     StoredEvent,
+    Subscription,
     now,
 )
 
@@ -42,13 +43,27 @@ Handler = Callable[[Session, Shop, Any], "Applied"]
 
 
 class Applied:
-    """What a handler touched: the contact and the subject the event is about."""
+    """What a handler touched: the contact and the subject the event is about.
 
-    __slots__ = ("contact", "subject")
+    ``logged`` replaces the event's data in the event log (a privacy request
+    must not leave the person it erased behind in the log); ``shop_erased``
+    says the shop no longer exists, so nothing is logged at all.
+    """
 
-    def __init__(self, contact: Contact | None = None, subject: str | None = None) -> None:
+    __slots__ = ("contact", "logged", "shop_erased", "subject")
+
+    def __init__(
+        self,
+        contact: Contact | None = None,
+        subject: str | None = None,
+        *,
+        logged: dict[str, Any] | None = None,
+        shop_erased: bool = False,
+    ) -> None:
         self.contact = contact
         self.subject = subject
+        self.logged = logged
+        self.shop_erased = shop_erased
 
 
 def apply(
@@ -65,7 +80,11 @@ def apply(
     """
     handler = HANDLERS.get(type(event))
     applied = handler(session, shop, event) if handler else Applied()
+    if applied.shop_erased:
+        return applied
     serialised = ev.to_dict(event)
+    if applied.logged is not None:
+        serialised["data"] = applied.logged
     stored = StoredEvent(
         shop_id=shop.id,
         delivery_id=delivery_id,
@@ -433,8 +452,24 @@ def on_product(session: Session, shop: Shop, event: ev.ProductCreated) -> Applie
 
 def on_uninstalled(session: Session, shop: Shop, event: ev.AppUninstalled) -> Applied:
     mark_uninstalled(shop, event.occurred_at)
+    # the platform deletes an uninstalled app's subscriptions; a reinstall makes new ones
+    session.execute(delete(Subscription).where(Subscription.shop_id == shop.id))
     engine.cancel_shop(session, shop.id, "shop_uninstalled", event.occurred_at)
     return Applied()
+
+
+def on_data_request(session: Session, shop: Shop, event: ev.CustomerDataRequested) -> Applied:
+    contact, logged = privacy.data_request(session, shop, event)
+    return Applied(contact, None, logged=logged)
+
+
+def on_customer_redact(session: Session, shop: Shop, event: ev.CustomerRedactRequested) -> Applied:
+    contact, logged = privacy.customer_redact(session, shop, event)
+    return Applied(contact, None, logged=logged)
+
+
+def on_shop_redact(session: Session, shop: Shop, event: ev.ShopRedactRequested) -> Applied:
+    return Applied(shop_erased=privacy.shop_redact(session, shop, event))
 
 
 HANDLERS: dict[type[ev.Event], Handler] = {
@@ -452,6 +487,8 @@ HANDLERS: dict[type[ev.Event], Handler] = {
     ev.ProductCreated: on_product,
     ev.ProductUpdated: on_product,
     ev.AppUninstalled: on_uninstalled,
-    # CartUpdated, ProductViewed and the privacy requests are kept in the event
-    # log only: carts carry no person, and erasure is the Shopify issue's work.
+    ev.CustomerDataRequested: on_data_request,
+    ev.CustomerRedactRequested: on_customer_redact,
+    ev.ShopRedactRequested: on_shop_redact,
+    # CartUpdated and ProductViewed are kept in the event log only: no person yet
 }

@@ -10,6 +10,7 @@ guard checks again, so a message already claimed cannot slip through either.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -31,6 +32,16 @@ from jobs.store.models import (
 
 def normalise(email: str) -> str:
     return email.strip().lower()
+
+
+#: a suppressed address whose owner was erased is kept only as this hash, so a
+#: bounce, complaint or unsubscribe still holds if the address comes back
+ERASED_PREFIX = "sha256:"
+
+
+def erased_form(email: str) -> str:
+    digest = hashlib.sha256(b"triggerpost/suppression\x00" + normalise(email).encode()).hexdigest()
+    return ERASED_PREFIX + digest
 
 
 def suppress(
@@ -77,7 +88,8 @@ def suppress(
 def scopes_for(session: Session, shop_id: int, email: str) -> set[str]:
     rows = session.scalars(
         select(Suppression.scope).where(
-            Suppression.shop_id == shop_id, Suppression.email == normalise(email)
+            Suppression.shop_id == shop_id,
+            Suppression.email.in_((normalise(email), erased_form(email))),
         )
     )
     return set(rows)

@@ -452,6 +452,18 @@ def test_customers_redact__email_only() -> None:
     ]
 
 
+def test_customers_redact__customer() -> None:
+    assert translate("customers_redact__customer") == [
+        CustomerRedactRequested(
+            occurred_at=RECEIVED,
+            customer_id="8012345678901",
+            email="astrid.lindqvist@example.se",
+            phone="+46701234567",
+            orders_to_redact=("6123456789012", "6123456789101"),
+        )
+    ]
+
+
 def test_shop_redact__shop() -> None:
     assert translate("shop_redact__shop") == [ShopRedactRequested(occurred_at=RECEIVED)]
     with pytest.raises(WebhookError, match="no received_at"):

@@ -1,0 +1,438 @@
+"""Privacy requests: a customer's data export, a customer's erasure, a shop's erasure.
+
+Erasure reaches everything we hold about the person, not only the contact
+row: checkouts and orders (addresses and line items in ``data``), the event
+log, the raw webhook deliveries that mentioned them (the body is replaced,
+the delivery kept as a record of receipt), planned and sent messages (the
+address, the subject line, what the email said), decisions, engagement URLs
+and flow context, and earlier data exports. A suppression is kept only as a
+hash of the address, so an unsubscribe or a complaint still holds if the
+same address comes back. Pending messages are cancelled first.
+
+What is kept: ids, times, states, amounts and flow names, which say nothing
+about who the person was and keep the shop's analytics whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from adapters import events as ev
+from jobs import engine, suppressions
+from jobs.store.models import (
+    Base,
+    Checkout,
+    Contact,
+    Decision,
+    Delivery,
+    Engagement,
+    Enrollment,
+    Message,
+    Order,
+    PrivacyRequest,
+    PrivacyRequestKind,
+    Shop,
+    ShopStatus,
+    StoredEvent,
+    Suppression,
+)
+
+log = logging.getLogger(__name__)
+
+#: what a raw delivery's body becomes once the person in it is erased
+ERASED_BODY = b'{"erased":true}'
+
+
+def _normalise(email: str | None) -> str | None:
+    return email.strip().lower() if email and "@" in email else None
+
+
+def _find(
+    session: Session, shop_id: int, customer_id: str | None, email: str | None
+) -> list[Contact]:
+    """Every contact the request may mean (a guest and a customer record can both exist)."""
+    clauses = []
+    if customer_id:
+        clauses.append(Contact.customer_id == customer_id)
+    if email:
+        clauses.append(Contact.email == email)
+    if not clauses:
+        return []
+    return list(session.scalars(select(Contact).where(Contact.shop_id == shop_id, or_(*clauses))))
+
+
+def _body_mentions(session: Session, text: str) -> Any:
+    """SQL: the raw body contains ``text`` (lower case), ignoring case."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.instr(func.lower(Delivery.body), text) > 0
+    # bytea has no lower(); as escaped text, ASCII (an address) reads as itself
+    return func.strpos(func.lower(func.encode(Delivery.body, "escape")), text) > 0
+
+
+# --- export ------------------------------------------------------------------------
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
+    """Everything we hold about one contact, as plain JSON for the merchant to pass on."""
+    orders = session.scalars(select(Order).where(Order.contact_id == contact.id)).all()
+    checkouts = session.scalars(select(Checkout).where(Checkout.contact_id == contact.id)).all()
+    messages = session.scalars(select(Message).where(Message.contact_id == contact.id)).all()
+    engagements = session.scalars(
+        select(Engagement).where(Engagement.contact_id == contact.id)
+    ).all()
+    blocked = (
+        session.scalars(
+            select(Suppression).where(
+                Suppression.shop_id == contact.shop_id, Suppression.email == contact.email
+            )
+        ).all()
+        if contact.email
+        else []
+    )
+    return {
+        "contact": {
+            "customer_id": contact.customer_id,
+            "email": contact.email,
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+            "phone": contact.phone,
+            "locale": contact.locale,
+            "country_code": contact.country_code,
+            "timezone": contact.timezone,
+            "birthday": contact.birthday.isoformat() if contact.birthday else None,
+            "email_marketing": {
+                "state": contact.consent_state,
+                "source": contact.consent_source,
+                "at": _when(contact.consent_at),
+            },
+            "orders_count": contact.orders_count,
+            "total_spent": str(contact.total_spent),
+        },
+        "orders": [
+            {
+                "order_id": o.order_id,
+                "name": o.name,
+                "placed_at": _when(o.placed_at),
+                "status": o.status,
+                "total": str(o.total),
+                "currency": o.currency,
+            }
+            for o in orders
+        ],
+        "checkouts": [
+            {
+                "token": c.token,
+                "status": c.status,
+                "updated_at": _when(c.platform_updated_at),
+                "total": str(c.total),
+                "currency": c.currency,
+            }
+            for c in checkouts
+        ],
+        "emails": [
+            {
+                "flow": m.flow,
+                "step": m.step,
+                "state": m.state,
+                "reason": m.reason,
+                "to": m.email_to,
+                "subject": m.subject_line,
+                "sent_at": _when(m.sent_at),
+                "discount_code": m.discount_code,
+            }
+            for m in messages
+        ],
+        "engagements": [{"kind": e.kind, "at": _when(e.at), "url": e.url} for e in engagements],
+        "suppressions": [
+            {"scope": s.scope, "reason": s.reason, "source": s.source, "at": _when(s.created_at)}
+            for s in blocked
+        ],
+    }
+
+
+Outcome = tuple[Contact | None, dict[str, Any]]  # the contact, and what the event log keeps
+
+
+def data_request(session: Session, shop: Shop, event: ev.CustomerDataRequested) -> Outcome:
+    """Store the export for the merchant (the event log keeps only the request id)."""
+    contacts = _find(session, shop.id, event.customer_id, _normalise(event.email))
+    export = {
+        "request": event.request_id,
+        "found": bool(contacts),
+        "contacts": [export_contact(session, c) for c in contacts],
+    }
+    session.add(
+        PrivacyRequest(
+            shop_id=shop.id,
+            kind=PrivacyRequestKind.DATA_REQUEST,
+            reference=event.request_id,
+            contact_id=contacts[0].id if contacts else None,
+            received_at=event.occurred_at,
+            completed_at=event.occurred_at,
+            export=export,
+            detail={
+                "contacts": len(contacts),
+                "orders_requested": list(event.orders_requested),
+            },
+        )
+    )
+    return (contacts[0] if contacts else None), {"request": event.request_id}
+
+
+# --- customer erasure --------------------------------------------------------------
+
+
+def erase_contact(
+    session: Session,
+    shop_id: int,
+    contact: Contact | None,
+    *,
+    emails: set[str],
+    order_ids: tuple[str, ...],
+    at: datetime,
+) -> dict[str, int]:
+    """Erase one person's data in the shop; returns how many rows of each kind changed."""
+    counts: dict[str, int] = {}
+
+    def note(kind: str, result: Any) -> None:
+        counts[kind] = counts.get(kind, 0) + int(result.rowcount or 0)
+
+    contact_ids = [contact.id] if contact else []
+    if contact is not None:
+        if contact.email:
+            emails.add(contact.email)
+        counts["enrollments_cancelled"] = engine.cancel_contact(
+            session, contact, "customer_redacted", at
+        )
+    emails = {e for e in emails if e}
+    by_person = lambda model: or_(  # noqa: E731 (one condition, four tables)
+        model.contact_id.in_(contact_ids), model.email.in_(emails)
+    )
+
+    checkout_tokens = list(
+        session.scalars(
+            select(Checkout.token).where(Checkout.shop_id == shop_id, by_person(Checkout))
+        )
+    )
+    order_keys = set(order_ids) | set(
+        session.scalars(select(Order.order_id).where(Order.shop_id == shop_id, by_person(Order)))
+    )
+    note(
+        "checkouts",
+        session.execute(
+            update(Checkout)
+            .where(Checkout.shop_id == shop_id, by_person(Checkout))
+            .values(email=None, recovery_url=None, data={}, not_mailable_reason="redacted")
+        ),
+    )
+    note(
+        "orders",
+        session.execute(
+            update(Order)
+            .where(
+                Order.shop_id == shop_id,
+                or_(by_person(Order), Order.order_id.in_(order_keys)),
+            )
+            .values(email=None, data={})
+        ),
+    )
+    subjects = checkout_tokens + sorted(order_keys)
+    event_rows = select(StoredEvent.id, StoredEvent.delivery_id).where(
+        StoredEvent.shop_id == shop_id,
+        or_(StoredEvent.contact_id.in_(contact_ids), StoredEvent.subject.in_(subjects)),
+    )
+    found = session.execute(event_rows).all()
+    note(
+        "events",
+        session.execute(
+            update(StoredEvent)
+            .where(StoredEvent.id.in_([row.id for row in found]))
+            .values(data={"erased": True})
+        ),
+    )
+    delivery_ids = {row.delivery_id for row in found if row.delivery_id is not None}
+    # deliveries that named the person without becoming one of their events
+    # (a failed translation, a privacy request itself): matched on the raw bytes,
+    # case-insensitively (a checkout keeps the address as typed). A full scan of
+    # the shop's deliveries, acceptable for a request that comes rarely.
+    for email in emails:
+        for spelling in {email, email.replace("/", "\\/")}:
+            delivery_ids |= set(
+                session.scalars(
+                    select(Delivery.id).where(
+                        Delivery.shop_id == shop_id, _body_mentions(session, spelling)
+                    )
+                )
+            )
+    note(
+        "deliveries",
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(delivery_ids))
+            .values(body=ERASED_BODY, error=None)
+        ),
+    )
+    messages = select(Message.id).where(
+        Message.shop_id == shop_id,
+        or_(Message.contact_id.in_(contact_ids), Message.email_to.in_(emails)),
+    )
+    message_ids = list(session.scalars(messages))
+    note(
+        "messages",
+        session.execute(
+            update(Message)
+            .where(Message.id.in_(message_ids))
+            .values(email_to=None, subject_line=None, data={})
+        ),
+    )
+    note(
+        "decisions",
+        session.execute(
+            update(Decision)
+            .where(
+                Decision.shop_id == shop_id,
+                or_(Decision.contact_id.in_(contact_ids), Decision.message_id.in_(message_ids)),
+            )
+            .values(detail={})
+        ),
+    )
+    note(
+        "engagements",
+        session.execute(
+            update(Engagement)
+            .where(
+                Engagement.shop_id == shop_id,
+                or_(Engagement.contact_id.in_(contact_ids), Engagement.message_id.in_(message_ids)),
+            )
+            .values(url=None)
+        ),
+    )
+    note(
+        "enrollments",
+        session.execute(
+            update(Enrollment)
+            .where(Enrollment.shop_id == shop_id, Enrollment.contact_id.in_(contact_ids))
+            .values(context={})
+        ),
+    )
+    for email in emails:
+        for row in session.scalars(
+            select(Suppression).where(Suppression.shop_id == shop_id, Suppression.email == email)
+        ):
+            tombstone = suppressions.erased_form(email)
+            taken = session.scalar(
+                select(Suppression.id).where(
+                    Suppression.shop_id == shop_id,
+                    Suppression.email == tombstone,
+                    Suppression.scope == row.scope,
+                )
+            )
+            if taken is None:
+                row.email = tombstone
+            else:
+                session.delete(row)
+            counts["suppressions"] = counts.get("suppressions", 0) + 1
+    note(
+        "exports",
+        session.execute(
+            update(PrivacyRequest)
+            .where(PrivacyRequest.shop_id == shop_id, PrivacyRequest.contact_id.in_(contact_ids))
+            .values(export=None)
+        ),
+    )
+    if contact is not None:
+        for attribute in (
+            "email",
+            "customer_id",
+            "first_name",
+            "last_name",
+            "phone",
+            "locale",
+            "country_code",
+            "timezone",
+            "birthday",
+            "consent_source",
+        ):
+            setattr(contact, attribute, None)
+        contact.consent_state = ev.ConsentState.REDACTED
+        contact.redacted_at = at
+        counts["contacts"] = 1
+    session.flush()
+    return counts
+
+
+def customer_redact(session: Session, shop: Shop, event: ev.CustomerRedactRequested) -> Outcome:
+    email = _normalise(event.email)
+    contacts = _find(session, shop.id, event.customer_id, email)
+    counts: dict[str, int] = {}
+    targets: list[Contact | None] = [*contacts] or [None]
+    for contact in targets:
+        for kind, n in erase_contact(
+            session,
+            shop.id,
+            contact,
+            emails={email} if email else set(),
+            order_ids=event.orders_to_redact,
+            at=event.occurred_at,
+        ).items():
+            counts[kind] = counts.get(kind, 0) + n
+    session.add(
+        PrivacyRequest(
+            shop_id=shop.id,
+            kind=PrivacyRequestKind.CUSTOMER_REDACT,
+            contact_id=contacts[0].id if contacts else None,
+            received_at=event.occurred_at,
+            completed_at=event.occurred_at,
+            detail={"contacts": len(contacts), **counts},
+        )
+    )
+    log.info("shop %s: erased a customer: %s", shop.id, counts)
+    return (contacts[0] if contacts else None), {"erased": counts}
+
+
+# --- shop erasure ------------------------------------------------------------------
+
+
+def erase_shop(session: Session, shop_id: int) -> dict[str, int]:
+    """Delete every row of the shop, children first (no reliance on cascades)."""
+    counts: dict[str, int] = {}
+    for table in reversed(Base.metadata.sorted_tables):
+        if table.name != "shops" and "shop_id" in table.c:
+            result = session.execute(delete(table).where(table.c.shop_id == shop_id))
+            counts[table.name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    session.execute(delete(Shop).where(Shop.id == shop_id))
+    session.expunge_all()
+    return counts
+
+
+def shop_redact(session: Session, shop: Shop, event: ev.ShopRedactRequested) -> bool:
+    """Erase the shop; False (and nothing erased) if it is installed again meanwhile.
+
+    Shopify sends this 48 h after an uninstall and not when the merchant came
+    back within that time, so an active shop here means a late or stray
+    request: erasing a shop in use would destroy the merchant's live data.
+    """
+    if shop.status == ShopStatus.ACTIVE:
+        log.warning("shop %s: redact request for an installed shop; kept", shop.id)
+        session.add(
+            PrivacyRequest(
+                shop_id=shop.id,
+                kind=PrivacyRequestKind.SHOP_REDACT,
+                received_at=event.occurred_at,
+                detail={"kept": "the shop is installed"},
+            )
+        )
+        return False
+    engine.cancel_shop(session, shop.id, "shop_redacted", event.occurred_at)
+    counts = erase_shop(session, shop.id)
+    log.info("shop %s erased: %s", shop.id, counts)
+    return True
