@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.events import Money
-from adapters.platform import DiscountRequest
+from adapters.platform import DiscountRequest, LiveOrderState
 from emails.content import Brand, DiscountBlock, EmailContent, Kind, ProductBlock
 from emails.delivery import (
     Backend,
@@ -205,6 +205,19 @@ class PlatformDiscounts:
         client.create_discount(request)
 
 
+class PlatformLiveOrders:
+    """The re-check before a send, through the shop's platform API (None: no client)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def order_state(self, shop: Shop, order_id: str) -> LiveOrderState | None:
+        from jobs import admin
+
+        client = admin.client_for(self.runtime, shop)
+        return client.order_state(order_id) if client is not None else None
+
+
 _lock = threading.Lock()
 
 
@@ -215,7 +228,10 @@ def build_engine(runtime: Runtime) -> Engine:
         if found is None:
             backend = backend_from_url(runtime.settings.email_url, redis=runtime.redis)
             found = Engine(
-                runtime, EmailCourier(runtime, backend), discounts=PlatformDiscounts(runtime)
+                runtime,
+                EmailCourier(runtime, backend),
+                discounts=PlatformDiscounts(runtime),
+                live_orders=PlatformLiveOrders(runtime),
             )
             runtime.extensions["engine"] = found
         return found

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import tomllib
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -313,3 +315,15 @@ def test_a_refused_refresh_tells_the_merchant_to_reconnect(
         shop_id = session.scalars(select(Shop.id).where(Shop.key == SHOP)).one()
     assert StoredTokens(app_runtime, shop_id).after_rejection("shpat_first") is None
     assert "reconnect" in web.get("/settings").get_data(as_text=True)
+
+
+def test_the_app_toml_lists_the_topics_scopes_and_routes_we_serve() -> None:
+    config = tomllib.loads((Path(__file__).parents[2] / "shopify.app.toml").read_text())
+    regular, compliance = config["webhooks"]["subscriptions"]
+    assert tuple(regular["topics"]) == shopify_app.WEBHOOK_TOPICS
+    assert set(compliance["compliance_topics"]) == shopify_app.COMPLIANCE_TOPICS
+    assert regular["uri"].endswith("/webhooks/shopify")
+    assert config["webhooks"]["api_version"] == Settings.shopify_api_version
+    assert config["access_scopes"]["scopes"] == Settings.shopify_scopes
+    assert config["application_url"].endswith("/shopify/install")
+    assert config["auth"]["redirect_urls"][0].endswith("/shopify/callback")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -236,3 +237,22 @@ def test_shops_are_kept_apart(client: FlaskClient, runtime: Runtime) -> None:
     with runtime.sessions() as session:
         # the same webhook id in two shops is two deliveries
         assert count(session, Delivery) == 2
+
+
+def test_escaped_raw_body_is_verified_as_received_never_reserialised(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    raw = (
+        b'{"token":"esc-1","email":"kund@example.se",'
+        b'"abandoned_checkout_url":"https:\\/\\/nordljus.se\\/checkouts\\/ac\\/x\\/recover?key=k\\u0026locale=sv",'
+        b'"note":"\\u003cb\\u003eR\xc3\xb6d\\u003c\\/b\\u003e"}'
+    )
+    reserialised = json.dumps(json.loads(raw), separators=(",", ":")).encode()
+    assert reserialised != raw
+    # a signature over the re-serialised form does not vouch for what was sent
+    forged = shopify(body=reserialised, webhook_id="wh-esc")
+    assert post(client, "shopify", raw, forged).status_code == 401
+    response = post(client, "shopify", raw, shopify(body=raw, webhook_id="wh-esc"))
+    assert response.status_code == 200
+    [stored] = deliveries(runtime)
+    assert stored.body == raw
