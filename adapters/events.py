@@ -119,6 +119,8 @@ class Consent(_UtcTimes):
     source: str
     updated_at: datetime | None = None
     opt_in_level: str | None = None
+    #: a shop's assumption, not a statement: it never replaces consent we hold
+    assumed: bool = False
 
 
 @dataclass(frozen=True)

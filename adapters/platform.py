@@ -40,6 +40,42 @@ class WebhookHeaders:
     api_version: str | None = None
 
 
+#: the order or customer meta key a store's opt-in checkbox writes (documented in the README)
+DEFAULT_CONSENT_META_KEY = "_triggerpost_marketing_consent"
+
+
+@dataclass(frozen=True)
+class ConsentRule:
+    """Where a platform without a consent field finds it (WooCommerce: a meta key).
+
+    ``read_from`` is "order", "customer" or "both"; ``when_absent`` is what a
+    payload without the key means: "not_subscribed" (the default: nothing is
+    claimed) or "subscribed" (the shop collects consent elsewhere and says so).
+    """
+
+    meta_key: str = DEFAULT_CONSENT_META_KEY
+    read_from: str = "both"
+    when_absent: str = "not_subscribed"
+
+    def __post_init__(self) -> None:
+        if not self.meta_key.strip():
+            raise ValueError("the consent meta key must not be empty")
+        if self.read_from not in ("order", "customer", "both"):
+            raise ValueError("consent read_from must be order, customer or both")
+        if self.when_absent not in ("not_subscribed", "subscribed"):
+            raise ValueError("consent when_absent must be not_subscribed or subscribed")
+
+    @classmethod
+    def from_settings(cls, blob: Any) -> ConsentRule:
+        """The shop's ``settings["consent"]``; the defaults when unset."""
+        if not isinstance(blob, Mapping):
+            return cls()
+        known = {
+            k: str(v) for k, v in blob.items() if k in ("meta_key", "read_from", "when_absent")
+        }
+        return cls(**known)
+
+
 @dataclass(frozen=True)
 class ShopContext:
     """What translation may need to know about the shop a payload came from."""
@@ -49,6 +85,8 @@ class ShopContext:
     base_url: str | None = None  # the storefront, for product links
     # when we received the delivery: the time of last resort for payloads that carry none
     received_at: datetime | None = None
+    #: for platforms without a consent field (WooCommerce)
+    consent: ConsentRule = ConsentRule()
 
 
 Translator = Callable[[Mapping[str, Any], ShopContext], list[Event]]

@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from adapters.platform import ShopContext, WebhookHeaders, platforms, translate
+from adapters.platform import ConsentRule, ShopContext, WebhookHeaders, platforms, translate
 from jobs import engine, processing, schedule
 from jobs.queues import INTAKE
 from jobs.runtime import Runtime, current
@@ -216,6 +216,7 @@ def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> None:
         currency=shop.currency,
         base_url=shop.base_url,
         received_at=delivery.received_at,
+        consent=ConsentRule.from_settings(shop.settings.get("consent")),
     )
     events = translate(platform, delivery.topic, payload, context)
     for event in events:

@@ -250,6 +250,8 @@ def _update_fields(contact: Contact, customer: ev.Customer, *, authoritative: bo
 
 def set_consent(contact: Contact, consent: ev.Consent, fallback_at: datetime | None) -> None:
     """Record consent unless we already hold a newer statement of it."""
+    if consent.assumed and contact.consent_state is not None:
+        return
     at = consent.updated_at or fallback_at
     if contact.consent_at is not None and at is not None and at < contact.consent_at:
         return

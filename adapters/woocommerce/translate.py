@@ -16,6 +16,7 @@ the order's current state: events follow the ``status``, not the topic.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import Mapping
 from datetime import datetime
@@ -26,6 +27,8 @@ from adapters.events import (
     Checkout,
     CheckoutStarted,
     CheckoutUpdated,
+    Consent,
+    ConsentState,
     Customer,
     CustomerCreated,
     CustomerUpdated,
@@ -75,7 +78,38 @@ def _term_names(f: Fields, key: str) -> tuple[str, ...]:
 # --- orders --------------------------------------------------------------------
 
 
-def _order_customer(f: Fields) -> Customer | None:
+TRUE_VALUES = frozenset({"1", "yes", "true", "on", "subscribed", "checked"})
+FALSE_VALUES = frozenset({"0", "no", "false", "off", "", "not_subscribed"})
+
+
+def _meta_consent(
+    f: Fields, shop: ShopContext, resource: str, at: datetime | None
+) -> Consent | None:
+    """Consent from the shop's meta key (WooCommerce itself has no consent field)."""
+    rule = shop.consent
+    if rule.read_from not in (resource, "both"):
+        return None
+    source = f"woocommerce:{resource}_meta:{rule.meta_key}"
+    for meta in f.children("meta_data"):
+        if meta.text("key") != rule.meta_key:
+            continue
+        raw = meta.data.get("value")
+        value = str(raw).strip().lower() if raw is not None and not isinstance(raw, bool) else ""
+        if isinstance(raw, bool):
+            value = "1" if raw else "0"
+        if value in TRUE_VALUES:
+            return Consent(ConsentState.SUBSCRIBED, source, at)
+        if value == "unsubscribed":
+            return Consent(ConsentState.UNSUBSCRIBED, source, at)
+        if value in FALSE_VALUES:
+            return Consent(ConsentState.NOT_SUBSCRIBED, source, at)
+        return None  # a value we cannot read claims nothing
+    if rule.when_absent == "subscribed":
+        return Consent(ConsentState.SUBSCRIBED, "woocommerce:assumed", at, assumed=True)
+    return None
+
+
+def _order_customer(f: Fields, shop: ShopContext) -> Customer | None:
     """The buyer from ``billing``: guests (``customer_id`` 0) get no customer id."""
     customer_id = _id(f, "customer_id")
     billing = f.child("billing") or Fields({}, f"{f.path}.billing")
@@ -89,7 +123,10 @@ def _order_customer(f: Fields) -> Customer | None:
             country="country", province="state", city="city", zip_code="postcode"
         ),
     )
-    return None if customer == Customer(customer_id=None, email=None) else customer
+    if customer == Customer(customer_id=None, email=None):
+        return None
+    consent = _meta_consent(f, shop, "order", _gmt(f, "date_created"))
+    return dataclasses.replace(customer, consent=consent) if consent else customer
 
 
 def _variant_title(item: Fields) -> str | None:
@@ -144,7 +181,7 @@ def _modified_at(f: Fields) -> datetime:
 
 def _checkout(f: Fields, status: str, shop: ShopContext) -> Checkout:
     currency = f.require(f.text("currency"), "currency")
-    customer = _order_customer(f)
+    customer = _order_customer(f, shop)
     email = customer.email if customer else None
     payment_url = f.text("payment_url") if status in PAYABLE_STATUSES else None
     return Checkout(
@@ -163,7 +200,7 @@ def _checkout(f: Fields, status: str, shop: ShopContext) -> Checkout:
 def _order(f: Fields, status: str, shop: ShopContext) -> Order:
     order_id = f.require(f.text("id"), "id")
     currency = f.require(f.text("currency"), "currency")
-    customer = _order_customer(f)
+    customer = _order_customer(f, shop)
     total = f.require(f.money("total", currency), "total")
     return Order(
         order_id=order_id,
@@ -230,9 +267,10 @@ def order_updated(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
 # --- customers -----------------------------------------------------------------
 
 
-def _customer(f: Fields) -> Customer:
-    """WooCommerce has no consent field: consent stays None and shop settings decide."""
+def _customer(f: Fields, shop: ShopContext) -> Customer:
+    """WooCommerce has no consent field: the shop's meta key rule decides (see ConsentRule)."""
     billing = f.child("billing") or Fields({}, f"{f.path}.billing")
+    changed = _gmt(f, "date_modified") or _gmt(f, "date_created")
     return Customer(
         customer_id=f.require(_id(f, "id"), "id"),
         email=f.email("email") or billing.email("email"),
@@ -244,19 +282,20 @@ def _customer(f: Fields) -> Customer:
         ),
         created_at=_gmt(f, "date_created"),
         updated_at=_gmt(f, "date_modified"),
+        consent=_meta_consent(f, shop, "customer", changed),
     )
 
 
 def customer_created(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
     f = Fields.root(payload, "customer")
-    customer = _customer(f)
+    customer = _customer(f, shop)
     occurred_at = f.require(customer.created_at or customer.updated_at, "date_created_gmt")
     return [CustomerCreated(occurred_at=occurred_at, customer=customer)]
 
 
 def customer_updated(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
     f = Fields.root(payload, "customer")
-    customer = _customer(f)
+    customer = _customer(f, shop)
     # date_modified_gmt stays null until the account is first edited
     occurred_at = f.require(customer.updated_at or customer.created_at, "date_modified_gmt")
     return [CustomerUpdated(occurred_at=occurred_at, customer=customer)]

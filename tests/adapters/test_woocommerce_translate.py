@@ -4,6 +4,7 @@ Fixtures are the raw bytes WooCommerce sends (PHP json_encode: compact, ``\\/``,
 every non-ASCII character as ``\\uXXXX``); the store is Swedish (SEK).
 """
 
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +16,8 @@ from adapters.events import (
     Address,
     CheckoutStarted,
     CheckoutUpdated,
+    Consent,
+    ConsentState,
     Customer,
     CustomerCreated,
     CustomerUpdated,
@@ -29,7 +32,7 @@ from adapters.events import (
     ProductCreated,
     ProductUpdated,
 )
-from adapters.platform import ShopContext, WebhookError
+from adapters.platform import ConsentRule, ShopContext, WebhookError
 from adapters.woocommerce.translate import IGNORED_TOPICS
 from tests.support import FixtureSet, sek, utc
 
@@ -269,6 +272,73 @@ def test_customer_updated__russian_name() -> None:
     )
     assert customer.consent is None
     assert event.occurred_at == utc(2026, 9, 15, 12, 30, 5)
+
+
+# --- consent from the shop's meta key --------------------------------------------
+
+
+def test_order_created__processing_opted_in() -> None:
+    """The store's checkout checkbox wrote the default meta key: she subscribed then."""
+    placed, _paid = translate("order_created__processing_opted_in")
+    assert placed.order.customer is not None
+    assert placed.order.customer.consent == Consent(
+        ConsentState.SUBSCRIBED,
+        "woocommerce:order_meta:_triggerpost_marketing_consent",
+        utc(2026, 9, 14, 19, 10, 22),
+    )
+    # the same payload read by a shop that keys consent on customers only claims nothing
+    only_customers = dataclasses.replace(SHOP, consent=ConsentRule(read_from="customer"))
+    placed, _paid = translate("order_created__processing_opted_in", shop=only_customers)
+    assert placed.order.customer is not None
+    assert placed.order.customer.consent is None
+
+
+def test_customer_updated__opted_out() -> None:
+    [event] = translate("customer_updated__opted_out")
+    assert event.customer.consent == Consent(
+        ConsentState.NOT_SUBSCRIBED,
+        "woocommerce:customer_meta:_triggerpost_marketing_consent",
+        utc(2026, 9, 20, 8, 0, 0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "state"),
+    [
+        ("1", ConsentState.SUBSCRIBED),
+        (True, ConsentState.SUBSCRIBED),
+        ("on", ConsentState.SUBSCRIBED),
+        ("no", ConsentState.NOT_SUBSCRIBED),
+        (0, ConsentState.NOT_SUBSCRIBED),
+        ("unsubscribed", ConsentState.UNSUBSCRIBED),
+        ("perhaps", None),
+    ],
+)
+def test_a_custom_meta_key_and_its_values(value: Any, state: ConsentState | None) -> None:
+    body = payload("customer_updated__russian_name")
+    body["meta_data"] = [{"id": 1, "key": "newsletter", "value": value}]
+    shop = dataclasses.replace(SHOP, consent=ConsentRule(meta_key="newsletter"))
+    [event] = translate("customer_updated__russian_name", shop=shop, body=body)
+    assert (event.customer.consent.state if event.customer.consent else None) == state
+
+
+def test_absent_consent_claims_nothing_unless_the_shop_assumes_it() -> None:
+    [event] = translate("customer_updated__russian_name")
+    assert event.customer.consent is None
+    assumes = dataclasses.replace(SHOP, consent=ConsentRule(when_absent="subscribed"))
+    [event] = translate("customer_updated__russian_name", shop=assumes)
+    assert event.customer.consent is not None
+    assert (event.customer.consent.state, event.customer.consent.assumed) == (
+        ConsentState.SUBSCRIBED,
+        True,
+    )
+
+
+def test_consent_rule_settings_are_validated() -> None:
+    assert ConsentRule.from_settings(None) == ConsentRule()
+    assert ConsentRule.from_settings({"meta_key": "optin", "other": 1}).meta_key == "optin"
+    with pytest.raises(ValueError, match="when_absent"):
+        ConsentRule.from_settings({"when_absent": "maybe"})
 
 
 # --- products ------------------------------------------------------------------

@@ -220,6 +220,19 @@ def test_newer_consent_wins_whatever_the_arrival_order(session: Session) -> None
     assert contact.consent_at == T0 + timedelta(days=1)
 
 
+def test_assumed_consent_never_replaces_a_statement(session: Session) -> None:
+    assumed = ev.Consent(ev.ConsentState.SUBSCRIBED, "woocommerce:assumed", T0, assumed=True)
+    said_no = ev.Consent(ev.ConsentState.NOT_SUBSCRIBED, "woocommerce:order_meta:k", T0)
+    apply(session, ev.MarketingConsentChanged(T0, "42", "kund@example.se", said_no))
+    later = replace(assumed, updated_at=T0 + timedelta(days=2))
+    apply(session, ev.MarketingConsentChanged(T0, "42", "kund@example.se", later))
+    assert session.scalars(select(Contact)).one().consent_state == "not_subscribed"
+    # a contact we know nothing about takes the shop's assumption
+    apply(session, ev.MarketingConsentChanged(T0, "43", "ny@example.se", assumed))
+    fresh = session.scalars(select(Contact).where(Contact.customer_id == "43")).one()
+    assert (fresh.consent_state, fresh.consent_source) == ("subscribed", "woocommerce:assumed")
+
+
 def test_stale_customer_update_keeps_newer_names(session: Session) -> None:
     new = ev.Customer(customer_id="42", email="k@example.se", first_name="New", updated_at=T0)
     old = replace(new, first_name="Old", updated_at=T0 - timedelta(days=1))
