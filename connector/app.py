@@ -21,7 +21,15 @@ class CookieSessions(SecureCookieSessionInterface):
     Opening a session on every webhook cost several percent of the intake.
     """
 
-    SESSIONLESS = ("/webhooks/", "/healthz", "/readyz", "/t/", "/u/", "/p/")
+    SESSIONLESS = (
+        "/webhooks/",
+        "/healthz",
+        "/readyz",
+        "/t/",
+        "/u/",
+        "/p/",
+        "/woocommerce/callback",
+    )
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if request.path.startswith(self.SESSIONLESS):
@@ -31,7 +39,15 @@ class CookieSessions(SecureCookieSessionInterface):
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the web app. Settings default to the environment, read once here."""
-    from connector import email_events, email_links, health, merchant, shopify, webhooks
+    from connector import (
+        email_events,
+        email_links,
+        health,
+        merchant,
+        shopify,
+        webhooks,
+        woocommerce,
+    )
 
     if runtime is None:
         runtime = Runtime.create(settings or Settings.from_env())
@@ -54,6 +70,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(email_links.blueprint)
     app.register_blueprint(email_events.blueprint)
     app.register_blueprint(shopify.blueprint)
+    app.register_blueprint(woocommerce.blueprint)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

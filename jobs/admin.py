@@ -23,7 +23,8 @@ def register(platform: str, factory: Factory) -> None:
 
 def _load() -> None:
     """Import the modules that register the platforms' clients (once; cheap after)."""
-    import jobs.shopify_app  # noqa: F401
+    import jobs.shopify_app
+    import jobs.woocommerce_app  # noqa: F401
 
 
 def client_for(runtime: Runtime, shop: Shop) -> AdminClient | None:

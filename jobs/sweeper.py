@@ -11,7 +11,8 @@ deployment (a Redis lock elects it) looks for:
   Redis: the retry job is enqueued again;
 - planned messages and waiting enrollments past their time whose RQ job is
   gone, and sends whose worker died mid-way (see :mod:`jobs.schedule` and
-  :mod:`jobs.send`).
+  :mod:`jobs.send`);
+- WooCommerce stores due for reconciliation (see :mod:`jobs.woocommerce_app`).
 
 Each ``triggerpost worker`` runs a sweeper process beside it, so any number of
 worker machines give the deployment a sweeper as long as one is alive.
@@ -29,7 +30,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from jobs import intake, schedule
+from jobs import intake, schedule, woocommerce_app
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.models import Delivery, DeliveryStatus, now
@@ -88,6 +89,7 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
                 if runtime.redis.set(LOCK, "1", nx=True, ex=max(1, int(interval * 0.9))):
                     sweep_once(runtime)
                     schedule.sweep(runtime)
+                    woocommerce_app.schedule_due(runtime)
             except (RedisError, SQLAlchemyError) as exc:
                 log.warning("sweeper: %s; trying again in %.0f s", exc, interval)
             stop.wait(interval)
