@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rq import Retry
@@ -302,7 +302,9 @@ def _modified(item: dict[str, Any]) -> datetime | None:
     text = item.get("date_modified_gmt") or item.get("date_created_gmt")
     if not isinstance(text, str):
         return None
-    return utc(datetime.fromisoformat(text))
+    parsed = datetime.fromisoformat(text)
+    # the *_gmt fields are UTC written without an offset
+    return utc(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
 
 
 def _known(session: Session, shop_id: int, kind: str, item: dict[str, Any]) -> bool:
