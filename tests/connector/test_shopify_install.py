@@ -37,26 +37,14 @@ GRANTED = "read_customers,read_fulfillments,read_orders,read_products,write_disc
 
 
 @pytest.fixture
-def app_settings(settings: Settings) -> Settings:
+def settings(settings: Settings) -> Settings:
+    """The suite's settings, with the Shopify app's client id configured."""
     return dataclasses.replace(settings, shopify_api_key=API_KEY)
 
 
 @pytest.fixture
-def app_runtime(app_settings: Settings) -> Iterator[Runtime]:
-    from jobs import runtime as runtimes
-
-    runtime = Runtime.create(app_settings)
-    runtime.redis.flushdb()
-    runtimes.install(runtime)
-    yield runtime
-    runtimes.install(None)
-    runtime.redis.flushdb()
-    runtime.close()
-
-
-@pytest.fixture
-def web(app_runtime: Runtime) -> Iterator[FlaskClient]:
-    with create_app(runtime=app_runtime).test_client() as client:
+def web(runtime: Runtime) -> Iterator[FlaskClient]:
+    with create_app(runtime=runtime).test_client() as client:
         yield client
 
 
@@ -140,7 +128,7 @@ def start_install(web: FlaskClient, shop: str = SHOP) -> str:
 
 
 def test_full_install_stores_encrypted_tokens_subscribes_and_signs_in(
-    web: FlaskClient, app_runtime: Runtime, shopify: FakeShopify
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify
 ) -> None:
     state = start_install(web)
     answer = web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
@@ -164,12 +152,12 @@ def test_full_install_stores_encrypted_tokens_subscribes_and_signs_in(
         for c in shopify.calls_to(GRAPHQL)
     )
 
-    with app_runtime.sessions() as session:
+    with runtime.sessions() as session:
         shop = session.scalars(select(Shop).where(Shop.key == SHOP)).one()
         assert shop.access_token_enc is not None
         assert "shpat_first" not in shop.access_token_enc
-        assert app_runtime.secrets.open(shop.access_token_enc) == "shpat_first"
-        assert app_runtime.secrets.open_optional(shop.refresh_token_enc) == "shprt_c0de"
+        assert runtime.secrets.open(shop.access_token_enc) == "shpat_first"
+        assert runtime.secrets.open_optional(shop.refresh_token_enc) == "shprt_c0de"
         assert shop.access_token_expires_at is not None
         assert (shop.name, shop.currency, shop.timezone) == (
             "Fjällbutiken",
@@ -194,7 +182,7 @@ def test_full_install_stores_encrypted_tokens_subscribes_and_signs_in(
     ["bad_hmac", "wrong_state", "foreign_shop", "not_myshopify", "stale", "no_nonce", "replayed"],
 )
 def test_a_forged_callback_is_refused_without_any_outbound_call(
-    web: FlaskClient, app_runtime: Runtime, shopify: FakeShopify, forge: str
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify, forge: str
 ) -> None:
     state = start_install(web)
     params = {"shop": SHOP, "code": "c0de", "state": state}
@@ -235,7 +223,7 @@ def test_install_refuses_a_bad_signature_or_shop_before_redirecting(
 
 
 def test_reinstall_after_uninstall_and_reopening_an_installed_app(
-    web: FlaskClient, app_runtime: Runtime, shopify: FakeShopify
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify
 ) -> None:
     state = start_install(web)
     web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'one', 'state': state})}")
@@ -247,20 +235,20 @@ def test_reinstall_after_uninstall_and_reopening_an_installed_app(
     assert answer.headers["Location"] == "/settings"
     assert len(shopify.calls_to(TOKEN_URL)) == 1
 
-    with app_runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         shop = session.scalars(select(Shop).where(Shop.key == SHOP)).one()
         mark_uninstalled(shop, now())
     state = start_install(web)
     web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'two', 'state': state})}")
-    with app_runtime.sessions() as session:
+    with runtime.sessions() as session:
         shop = session.scalars(select(Shop).where(Shop.key == SHOP)).one()
         assert shop.status == ShopStatus.ACTIVE
-        assert app_runtime.secrets.open_optional(shop.access_token_enc) == "shpat_second"
-        assert app_runtime.secrets.open_optional(shop.refresh_token_enc) == "shprt_two"
+        assert runtime.secrets.open_optional(shop.access_token_enc) == "shpat_second"
+        assert runtime.secrets.open_optional(shop.refresh_token_enc) == "shprt_two"
 
 
 def test_failed_registration_is_retried_by_a_job_and_shown_meanwhile(
-    web: FlaskClient, app_runtime: Runtime
+    web: FlaskClient, runtime: Runtime
 ) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         fake = FakeShopify(mock)
@@ -270,26 +258,26 @@ def test_failed_registration_is_retried_by_a_job_and_shown_meanwhile(
         assert answer.headers["Location"] == "/settings"
         page = web.get("/settings").get_data(as_text=True)
         assert "could not yet subscribe" in page
-        [job] = app_runtime.queue("default").get_jobs()
+        [job] = runtime.queue("default").get_jobs()
         assert job.func_name == "jobs.shopify_app.register_webhooks"
 
         mock.remove(responses.POST, GRAPHQL)
         mock.add_callback(responses.POST, GRAPHQL, callback=fake.graphql)
         assert job.perform() == len(shopify_app.WEBHOOK_TOPICS)
-    with app_runtime.sessions() as session:
+    with runtime.sessions() as session:
         assert session.scalars(select(Notice).where(Notice.cleared_at.is_(None))).all() == []
 
 
 def test_tokens_refresh_before_expiry_and_after_a_401_and_rotate(
-    web: FlaskClient, app_runtime: Runtime, shopify: FakeShopify
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify
 ) -> None:
     state = start_install(web)
     web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
-    with app_runtime.sessions.begin() as session:
+    with runtime.sessions.begin() as session:
         shop = session.scalars(select(Shop).where(Shop.key == SHOP)).one()
         shop.access_token_expires_at = now() + timedelta(minutes=2)  # inside REFRESH_AHEAD
         shop_id = shop.id
-    first, second = StoredTokens(app_runtime, shop_id), StoredTokens(app_runtime, shop_id)
+    first, second = StoredTokens(runtime, shop_id), StoredTokens(runtime, shop_id)
     assert first.access_token() == "shpat_second"
     [refresh] = shopify.calls_to(TOKEN_URL)[1:]
     form = parse_qs(str(refresh.request.body))
@@ -305,15 +293,15 @@ def test_tokens_refresh_before_expiry_and_after_a_401_and_rotate(
 
 
 def test_a_refused_refresh_tells_the_merchant_to_reconnect(
-    web: FlaskClient, app_runtime: Runtime, shopify: FakeShopify
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify
 ) -> None:
     state = start_install(web)
     web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
     shopify.mock.remove(responses.POST, TOKEN_URL)
     shopify.mock.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
-    with app_runtime.sessions() as session:
+    with runtime.sessions() as session:
         shop_id = session.scalars(select(Shop.id).where(Shop.key == SHOP)).one()
-    assert StoredTokens(app_runtime, shop_id).after_rejection("shpat_first") is None
+    assert StoredTokens(runtime, shop_id).after_rejection("shpat_first") is None
     assert "reconnect" in web.get("/settings").get_data(as_text=True)
 
 
