@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from adapters.http import ApiSession
 from adapters.platform import AdminClient
 from jobs.runtime import Runtime
 from jobs.store.models import Shop
 
-Factory = Callable[[Runtime, Shop], AdminClient | None]
+#: (runtime, shop, http) -> client; ``http`` None means the client's default policy
+Factory = Callable[[Runtime, Shop, ApiSession | None], AdminClient | None]
 FACTORIES: dict[str, Factory] = {}
 
 
@@ -27,7 +29,7 @@ def _load() -> None:
     import jobs.woocommerce_app  # noqa: F401
 
 
-def client_for(runtime: Runtime, shop: Shop) -> AdminClient | None:
+def client_for(runtime: Runtime, shop: Shop, http: ApiSession | None = None) -> AdminClient | None:
     _load()
     factory = FACTORIES.get(shop.platform)
-    return factory(runtime, shop) if factory is not None else None
+    return factory(runtime, shop, http) if factory is not None else None

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.events import Money
+from adapters.http import ApiSession, RetryPolicy
 from adapters.platform import DiscountRequest, LiveOrderState
 from emails.content import Brand, DiscountBlock, EmailContent, Kind, ProductBlock
 from emails.delivery import (
@@ -206,7 +207,11 @@ class PlatformDiscounts:
 
 
 class PlatformLiveOrders:
-    """The re-check before a send, through the shop's platform API (None: no client)."""
+    """The re-check before a send, through the shop's platform API (None: no client).
+
+    It is best effort and holds up a send worker, so it asks quickly: short
+    timeouts and one retry. If the shop cannot answer, local state decides.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -214,7 +219,8 @@ class PlatformLiveOrders:
     def order_state(self, shop: Shop, order_id: str) -> LiveOrderState | None:
         from jobs import admin
 
-        client = admin.client_for(self.runtime, shop)
+        quick = ApiSession(timeout=(3.0, 8.0), retry=RetryPolicy(attempts=2, cap=2.0))
+        client = admin.client_for(self.runtime, shop, quick)
         return client.order_state(order_id) if client is not None else None
 
 

@@ -109,35 +109,35 @@ class StoredTokens:
         if not lock.acquire():
             raise AdminApiError("another worker is still refreshing the token", transient=True)
         try:
-            with self.runtime.sessions.begin() as session:
-                shop = session.get_one(Shop, self.shop_id)
-                box = self.runtime.secrets
-                current_token = box.open_optional(shop.access_token_enc)
-                if current_token is not None and current_token != stale:
-                    return current_token
-                refresh_token = box.open_optional(shop.refresh_token_enc)
-                if refresh_token is None:
-                    return None
-                client_id, client_secret = _credentials(self.runtime)
-                try:
-                    grant = oauth.refresh(
-                        self.http, shop.key, client_id, client_secret, refresh_token
-                    )
-                except AdminApiError as exc:
-                    if exc.transient:
-                        raise
+            token, _, _, domain = self._read()
+            if token is not None and token != stale:
+                return token  # refreshed by another worker while we waited for the lock
+            with self.runtime.sessions() as session:
+                sealed = session.get_one(Shop, self.shop_id).refresh_token_enc
+            refresh_token = self.runtime.secrets.open_optional(sealed)
+            if refresh_token is None:
+                return None
+            client_id, client_secret = _credentials(self.runtime)
+            # the HTTP call holds no database transaction (SQLite would block writers)
+            try:
+                grant = oauth.refresh(self.http, domain, client_id, client_secret, refresh_token)
+            except AdminApiError as exc:
+                if exc.transient:
+                    raise
+                log.warning("shop %s: token refresh refused: %s", self.shop_id, exc)
+                with self.runtime.sessions.begin() as session:
                     notices.raise_notice(
                         session,
-                        shop.id,
+                        self.shop_id,
                         NOTICE_TOKEN,
                         "Shopify no longer accepts triggerpost's access: open triggerpost "
                         "from your Shopify admin to reconnect it.",
                     )
-                    log.warning("shop %s: token refresh refused: %s", shop.id, exc)
-                    return None
-                store_grant(self.runtime, shop, grant)
-                notices.clear_notice(session, shop.id, NOTICE_TOKEN)
-                return grant.access_token
+                return None
+            with self.runtime.sessions.begin() as session:
+                store_grant(self.runtime, session.get_one(Shop, self.shop_id), grant)
+                notices.clear_notice(session, self.shop_id, NOTICE_TOKEN)
+            return grant.access_token
         finally:
             with contextlib.suppress(RedisError):  # expired meanwhile: nothing to release
                 lock.release()
