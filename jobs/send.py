@@ -261,12 +261,20 @@ def _live_check(engine_: Engine, message_id: int, at: datetime) -> str | None:
     if engine_.live_orders is None:
         return None
     with engine_.runtime.sessions() as session:
-        message = session.get(Message, message_id)
-        flow = registry.get(message.flow) if message else None
-        if message is None or flow is None or flow.live_order is None:
+        # one narrow read first: most jobs that find nothing to ask about end here
+        # (a message already exited, not yet due, or a flow without a live check)
+        found = session.execute(
+            select(
+                Message.state, Message.flow, Message.due_at, Message.enrollment_id, Message.shop_id
+            ).where(Message.id == message_id)
+        ).one_or_none()
+        if found is None or found.state != MessageState.PLANNED or found.due_at > at:
             return None
-        enrollment = session.get_one(Enrollment, message.enrollment_id)
-        shop = session.get_one(Shop, message.shop_id)
+        flow = registry.get(found.flow)
+        if flow is None or flow.live_order is None:
+            return None
+        enrollment = session.get_one(Enrollment, found.enrollment_id)
+        shop = session.get_one(Shop, found.shop_id)
         return _live_exit(engine_, session, shop, flow, enrollment, at)
 
 
