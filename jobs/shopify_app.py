@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from redis.exceptions import RedisError
 from rq import Retry
@@ -68,6 +69,13 @@ def _credentials(runtime: Runtime) -> tuple[str, str]:
 # --- tokens ----------------------------------------------------------------------
 
 
+class _Stored(NamedTuple):
+    token: str | None
+    expires_at: datetime | None
+    refresh_sealed: str | None
+    domain: str
+
+
 class StoredTokens:
     """A shop's tokens as the store holds them (implements the client's TokenSource)."""
 
@@ -76,30 +84,30 @@ class StoredTokens:
         self.shop_id = shop_id
         self.http = http or ApiSession()
 
-    def _read(self) -> tuple[str | None, datetime | None, bool, str]:
+    def _read(self) -> _Stored:
         with self.runtime.sessions() as session:
             shop = session.get_one(Shop, self.shop_id)
-            box = self.runtime.secrets
-            return (
-                box.open_optional(shop.access_token_enc),
+            return _Stored(
+                self.runtime.secrets.open_optional(shop.access_token_enc),
                 shop.access_token_expires_at,
-                shop.refresh_token_enc is not None,
+                shop.refresh_token_enc,
                 shop.key,
             )
 
     def access_token(self) -> str:
-        token, expires_at, refreshable, _ = self._read()
-        if token is None:
+        stored = self._read()
+        if stored.token is None:
             raise AdminApiError("the shop has no access token (not installed)", transient=False)
-        if refreshable and expires_at is not None and expires_at - REFRESH_AHEAD <= now():
-            return self._refresh(token) or token
-        return token
+        expires_at = stored.expires_at
+        if stored.refresh_sealed and expires_at is not None and expires_at - REFRESH_AHEAD <= now():
+            return self._refresh(stored.token) or stored.token
+        return stored.token
 
     def after_rejection(self, rejected: str) -> str | None:
-        token, _, refreshable, _ = self._read()
-        if token is not None and token != rejected:
-            return token  # another worker refreshed meanwhile
-        return self._refresh(rejected) if refreshable else None
+        stored = self._read()
+        if stored.token is not None and stored.token != rejected:
+            return stored.token  # another worker refreshed meanwhile
+        return self._refresh(rejected) if stored.refresh_sealed else None
 
     def _refresh(self, stale: str) -> str | None:
         """Refresh unless someone already replaced ``stale``; the token to use, or None."""
@@ -109,18 +117,18 @@ class StoredTokens:
         if not lock.acquire():
             raise AdminApiError("another worker is still refreshing the token", transient=True)
         try:
-            token, _, _, domain = self._read()
-            if token is not None and token != stale:
-                return token  # refreshed by another worker while we waited for the lock
-            with self.runtime.sessions() as session:
-                sealed = session.get_one(Shop, self.shop_id).refresh_token_enc
-            refresh_token = self.runtime.secrets.open_optional(sealed)
+            stored = self._read()
+            if stored.token is not None and stored.token != stale:
+                return stored.token  # refreshed by another worker while we waited for the lock
+            refresh_token = self.runtime.secrets.open_optional(stored.refresh_sealed)
             if refresh_token is None:
                 return None
             client_id, client_secret = _credentials(self.runtime)
             # the HTTP call holds no database transaction (SQLite would block writers)
             try:
-                grant = oauth.refresh(self.http, domain, client_id, client_secret, refresh_token)
+                grant = oauth.refresh(
+                    self.http, stored.domain, client_id, client_secret, refresh_token
+                )
             except AdminApiError as exc:
                 if exc.transient:
                     raise

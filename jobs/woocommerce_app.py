@@ -280,17 +280,19 @@ def setup_webhooks(shop_id: int) -> int:
 # --- reconciliation ----------------------------------------------------------------
 
 
-def _cursor(session: Session, shop_id: int, resource: str, default: datetime) -> datetime:
-    row = session.scalars(
+def _cursor_row(session: Session, shop_id: int, resource: str) -> SyncCursor | None:
+    return session.scalars(
         select(SyncCursor).where(SyncCursor.shop_id == shop_id, SyncCursor.resource == resource)
     ).one_or_none()
+
+
+def _cursor(session: Session, shop_id: int, resource: str, default: datetime) -> datetime:
+    row = _cursor_row(session, shop_id, resource)
     return row.synced_until if row is not None else default
 
 
 def _advance(session: Session, shop_id: int, resource: str, until: datetime, at: datetime) -> None:
-    row = session.scalars(
-        select(SyncCursor).where(SyncCursor.shop_id == shop_id, SyncCursor.resource == resource)
-    ).one_or_none()
+    row = _cursor_row(session, shop_id, resource)
     if row is None:
         session.add(SyncCursor(shop_id=shop_id, resource=resource, synced_until=until, ran_at=at))
     else:
