@@ -195,6 +195,8 @@ def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
     missing = oauth.missing_scopes(grant.scopes, runtime.settings.shopify_scopes)
     with runtime.sessions.begin() as session:
         shop = add_shop(session, runtime.secrets, "shopify", shop_domain)
+        # a new grant replaces the old one whole: an earlier refresh token is void
+        shop.refresh_token_enc = shop.refresh_token_expires_at = None
         store_grant(runtime, shop, grant)
         notices.clear_notice(session, shop.id, NOTICE_TOKEN)
         if missing:
