@@ -8,7 +8,8 @@ use) and the same shop, and only then the one outbound call: exchanging the
 code. A refused request never reaches Shopify.
 
 Opening the app again from the Shopify admin (already installed, token
-held, scopes granted) skips the grant screen and signs the merchant in.
+held, scopes granted, webhooks subscribed) skips the grant screen and signs
+the merchant in.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from adapters.shopify import oauth
 from connector import merchant
 from connector.app import runtime_of
 from jobs import shopify_app
-from jobs.store.models import Shop, ShopStatus
+from jobs.store.models import Shop, ShopStatus, Subscription
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("shopify", __name__, url_prefix="/shopify")
@@ -54,7 +55,9 @@ def _already_installed(shop_domain: str) -> int | None:
         granted = frozenset((shop.scopes or "").split(","))
         if oauth.missing_scopes(granted, runtime.settings.shopify_scopes):
             return None
-        return shop.id
+        # never subscribed (Shopify and Redis both down at install): install again
+        subscribed = db.scalar(select(Subscription.id).where(Subscription.shop_id == shop.id))
+        return shop.id if subscribed is not None else None
 
 
 @blueprint.get("/install")

@@ -260,6 +260,9 @@ def test_failed_registration_is_retried_by_a_job_and_shown_meanwhile(
         assert "could not yet subscribe" in page
         [job] = runtime.queue("default").get_jobs()
         assert job.func_name == "jobs.shopify_app.register_webhooks"
+        # reopening the app before any subscription exists goes through the grant again
+        reopened = web.get(f"/shopify/install?{signed({'shop': SHOP})}")
+        assert "/admin/oauth/authorize" in reopened.headers["Location"]
 
         mock.remove(responses.POST, GRAPHQL)
         mock.add_callback(responses.POST, GRAPHQL, callback=fake.graphql)
