@@ -82,17 +82,22 @@ def person(i: int) -> tuple[int, str]:
 
 def events(count: int, contacts: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
     """The mix: 35 % checkouts, 10 % checkout updates, 20 % orders (half completing a
-    checkout), 20 % customer updates, 10 % product updates, 5 % guest checkouts."""
+    checkout, by the person who started it), 20 % customer updates, 10 % product
+    updates, 5 % guest checkouts."""
     rng = random.Random(seed)
     now = datetime.now(UTC) - timedelta(minutes=1)
     out: list[tuple[str, dict[str, Any]]] = []
-    open_tokens: list[str] = []
+    open_checkouts: list[tuple[str, int, str]] = []  # token, customer id, email
     for n in range(count):
         roll = rng.random()
         customer_id, email = person(rng.randrange(contacts))
         stamp = (now + timedelta(milliseconds=n)).isoformat()
-        if roll < 0.45 or (roll < 0.55 and not open_tokens):
-            token = open_tokens[-1] if roll >= 0.35 and open_tokens else f"tok{seed}-{n}"
+        if roll < 0.45 or (roll < 0.55 and not open_checkouts):
+            if roll >= 0.35 and open_checkouts:  # the same cart changed again
+                token, customer_id, email = open_checkouts[-1]
+            else:
+                token = f"tok{seed}-{n}"
+                open_checkouts.append((token, customer_id, email))
             body = json.loads(json.dumps(CHECKOUT))
             body.update(token=token, email=email, created_at=stamp, updated_at=stamp)
             body["customer"].update(id=customer_id, email=email, updated_at=stamp)
@@ -101,15 +106,12 @@ def events(count: int, contacts: int, seed: int) -> list[tuple[str, dict[str, An
                 "opt_in_level": "single_opt_in",
                 "consent_updated_at": "2026-01-10T12:00:00+00:00",
             }
-            open_tokens.append(token)
             out.append(("checkouts/update", body))
         elif roll < 0.75:
             body = json.loads(json.dumps(ORDER))
-            token = (
-                open_tokens.pop(rng.randrange(len(open_tokens)))
-                if open_tokens and rng.random() < 0.5
-                else None
-            )
+            token = None
+            if open_checkouts and rng.random() < 0.5:
+                token, customer_id, email = open_checkouts.pop(rng.randrange(len(open_checkouts)))
             body.update(
                 id=9_000_000 + n,
                 name=f"#B{n}",

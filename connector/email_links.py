@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from connector.app import runtime_of
 from emails import i18n
-from jobs import links, suppressions
+from jobs import ledger, links, schedule, suppressions
 from jobs.flows import registry
 from jobs.flows.model import MessageKind
 from jobs.store.models import (
@@ -181,10 +181,16 @@ def unsubscribe(shop_id: int, token: str) -> Any:
             message_id=visit.message.id,
         )
         visit.session.commit()  # before the answer: an unsubscribe is never lost
+        _withdraw_cancelled(visit.session)
         log.info("shop %s: message %s unsubscribed (%s)", shop_id, visit.message.id,
                  "one-click" if one_click else "page")  # fmt: skip
         done = visit.text("page.unsubscribe.done")
         return _page(visit.language, title, [done], note=note)
+
+
+def _withdraw_cancelled(session: Session) -> None:
+    """The jobs of the emails an unsubscribe just cancelled need not wait in Redis."""
+    schedule.hand_off(runtime_of(current_app), ledger.take_due_work(session))
 
 
 def categories() -> list[str]:
@@ -206,6 +212,7 @@ def preferences(shop_id: int, token: str) -> Any:
         if request.method == "POST":
             _save_preferences(visit.session, shop_id, visit.message.id, visit.email, kinds)
             visit.session.commit()
+            _withdraw_cancelled(visit.session)
             lines.append(visit.text("page.preferences.saved"))
         left = suppressions.scopes_for(visit.session, shop_id, visit.email)
         choices = [

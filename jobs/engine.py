@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
@@ -38,6 +37,9 @@ from jobs.flows.model import (
     WaitForEvent,
     WaitUntil,
 )
+from jobs.ledger import DueWork as DueWork
+from jobs.ledger import due_work as due_work
+from jobs.ledger import take_due_work as take_due_work
 from jobs.policy import flow_options
 from jobs.store.models import (
     Contact,
@@ -51,30 +53,13 @@ from jobs.store.models import (
 
 log = logging.getLogger(__name__)
 
-DUE = "triggerpost.due"
-
-
-@dataclass(frozen=True)
-class DueWork:
-    """A message to send or an enrollment to wake, at ``due_at``."""
-
-    kind: str  # "message" or "wake"
-    id: int
-    due_at: datetime
-
-
-def due_work(session: Session) -> list[DueWork]:
-    """What this transaction planned; hand it to RQ after the commit."""
-    work: list[DueWork] = session.info.setdefault(DUE, [])
-    return work
-
-
-def take_due_work(session: Session) -> list[DueWork]:
-    return session.info.pop(DUE, [])
-
 
 def _note(session: Session, kind: str, id_: int, due_at: datetime) -> None:
     due_work(session).append(DueWork(kind, id_, due_at))
+
+
+def _withdraw(session: Session, kind: str, id_: int, due_at: datetime) -> None:
+    due_work(session).append(DueWork(kind, id_, due_at, withdraw=True))
 
 
 # --- events in ------------------------------------------------------------------
@@ -95,7 +80,12 @@ def on_event(
         return
     if isinstance(event, ORDER_EVENTS) and subject is not None:
         _attribute(session, shop, event, subject, at)
-    active = _active_enrollments(session, shop.id, contact, subject)
+    subjects = [subject] if subject is not None else []
+    order = getattr(event, "order", None)
+    if isinstance(order, ev.Order) and order.checkout_token:
+        # the checkout it completes, even if it was started under another address
+        subjects.append(order.checkout_token)
+    active = _active_enrollments(session, shop.id, contact, subjects)
     for enrollment in active:
         flow = registry.get(enrollment.flow)
         if flow is None:
@@ -125,13 +115,13 @@ def _attribute(session: Session, shop: Shop, event: ev.Event, order_id: str, at:
 
 
 def _active_enrollments(
-    session: Session, shop_id: int, contact: Contact | None, subject: str | None
+    session: Session, shop_id: int, contact: Contact | None, subjects: list[str]
 ) -> list[Enrollment]:
     about = []
     if contact is not None:
         about.append(Enrollment.contact_id == contact.id)
-    if subject is not None:
-        about.append(Enrollment.subject == subject)
+    if subjects:
+        about.append(Enrollment.subject.in_(subjects))
     if not about:
         return []
     return list(
@@ -202,6 +192,8 @@ def end_enrollment(
     session: Session, enrollment: Enrollment, state: EnrollmentState, reason: str, at: datetime
 ) -> None:
     """End it and every message it still has planned (exited or cancelled, with the reason)."""
+    if enrollment.wake_at is not None:
+        _withdraw(session, "wake", enrollment.id, enrollment.wake_at)
     enrollment.state = state
     enrollment.reason = reason
     enrollment.ended_at = at
@@ -242,6 +234,8 @@ def _resume_on_event(
         enrollment.context = {k: v for k, v in enrollment.context.items() if k != "waiting_for"}
         enrollment.step_index = flow.labels()[step.goto]
         enrollment.context = {**enrollment.context, "cursor": at.isoformat()}
+        if enrollment.wake_at is not None:  # its timeout's job need not run
+            _withdraw(session, "wake", enrollment.id, enrollment.wake_at)
         enrollment.wake_at = None
         ledger.record(
             session,
@@ -280,6 +274,7 @@ def reanchor(
         if due is None or due == message.due_at:
             continue
         expires = due + (message.expires_at - message.planned_at)
+        _withdraw(session, "message", message.id, message.due_at)  # its old time's job
         message.due_at = due
         message.planned_at = due
         message.expires_at = expires

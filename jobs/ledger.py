@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,32 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from jobs.store.models import Decision, Enrollment, Message, MessageState
+
+DUE = "triggerpost.due"
+
+
+@dataclass(frozen=True)
+class DueWork:
+    """A message to send or an enrollment to wake, at ``due_at``.
+
+    ``withdraw`` marks work that is no longer due (the message ended while its
+    job waited): the hand-off takes that job out of Redis instead of queueing.
+    """
+
+    kind: str  # "message" or "wake"
+    id: int
+    due_at: datetime
+    withdraw: bool = False
+
+
+def due_work(session: Session) -> list[DueWork]:
+    """What this transaction planned or ended; hand it to RQ after the commit."""
+    work: list[DueWork] = session.info.setdefault(DUE, [])
+    return work
+
+
+def take_due_work(session: Session) -> list[DueWork]:
+    return session.info.pop(DUE, [])
 
 
 def record(
@@ -187,6 +214,9 @@ def finish(
         [MessageState.SENDING, MessageState.HANDED] if token is not None else [MessageState.PLANNED]
     )
     ok = _move(session, message, frm, {"state": state, "reason": reason}, claim_token=token)
+    if ok and token is None:
+        # it ended while its job waited in Redis: that job need not run
+        due_work(session).append(DueWork("message", message.id, message.due_at, withdraw=True))
     if ok:
         record(
             session,

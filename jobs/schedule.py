@@ -5,6 +5,9 @@ due time (``enqueue_at``, run by ``triggerpost worker``'s scheduler); a waiting
 enrollment becomes ``wake-<id>-<epoch>``. Job ids are unique in Redis (RQ's
 ``unique=True``), so handing the same work over twice queues it once, and a
 deferral (a new due time) is a new job while the old one finds nothing to do.
+Work that ends before its time (an exit, a cancellation, a new anchor) is
+handed over as withdrawn: its waiting job is taken out of Redis, so workers
+spend nothing on it and Redis does not keep it until its time.
 
 The ledger is the truth: :func:`sweep` finds planned messages and wakes whose
 time has passed by more than a grace period and whose job Redis no longer
@@ -15,7 +18,8 @@ hands them over again, so they are late by at most one sweep interval.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import math
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -38,32 +42,84 @@ log = logging.getLogger(__name__)
 GRACE = timedelta(seconds=30)
 
 
+def run_at(work: DueWork) -> datetime:
+    """The due time rounded up to RQ's whole seconds (its scheduler drops the fraction,
+    so a job scheduled for 12:00:00.7 could otherwise run at 12:00:00.2, before it is due)."""
+    return datetime.fromtimestamp(math.ceil(work.due_at.timestamp()), UTC)
+
+
 def job_id(work: DueWork) -> str:
     prefix = "send" if work.kind == "message" else "wake"
-    return f"{prefix}-{work.id}-{int(work.due_at.timestamp())}"
+    return f"{prefix}-{work.id}-{int(run_at(work).timestamp())}"
 
 
 def hand_off(runtime: Runtime, work: Iterable[DueWork]) -> int:
-    """Queue each item for its time; a failure is logged, the sweeper retries it."""
+    """Queue each item for its time, and take withdrawn items' jobs out of Redis.
+
+    A failure is logged: the sweeper re-queues what is due, and a withdrawn job
+    that stays behind finds its message no longer planned when it runs.
+    """
     from jobs.send import JOB_TIMEOUT, send_message
 
+    # what each job id ends up as in this batch: the last word about it wins (a
+    # message planned and ended in one transaction is never queued; one moved
+    # within the same second keeps its job, which runs after both times)
+    final: dict[str, DueWork] = {}
+    for item in work:
+        final.pop(job_id(item), None)
+        final[job_id(item)] = item
+    withdrawn = [id_ for id_, item in final.items() if item.withdraw]
+    if withdrawn:
+        withdraw(runtime, withdrawn)
     queue = runtime.queue(queues.MESSAGES)
     current = now()
     handed = 0
-    for item in work:
+    for id_, item in final.items():
+        if item.withdraw:
+            continue
         func = send_message if item.kind == "message" else wake_enrollment
-        options = {"job_id": job_id(item), "unique": True, "job_timeout": JOB_TIMEOUT}
+        options = {"job_id": id_, "unique": True, "job_timeout": JOB_TIMEOUT}
         try:
             if item.due_at <= current:
                 queue.enqueue(func, item.id, **options)
             else:
-                queue.enqueue_at(item.due_at, func, item.id, **options)
+                queue.enqueue_at(run_at(item), func, item.id, **options)
             handed += 1
         except DuplicateJobError:
             continue
         except RedisError as exc:
-            log.warning("hand-off of %s failed (%s); the sweeper will retry", job_id(item), exc)
+            log.warning("hand-off of %s failed (%s); the sweeper will retry", id_, exc)
     return handed
+
+
+#: remove a job that waits in the queue or the scheduled registry, and only then
+#: its hash: a job a worker already took is left alone (it will find nothing to do)
+WITHDRAW_SCRIPT = """
+local removed = redis.call('LREM', KEYS[1], 1, ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
+if removed > 0 then
+    redis.call('DEL', KEYS[3])
+end
+return removed
+"""
+
+
+def withdraw(runtime: Runtime, ids: Collection[str]) -> int:
+    """Take waiting jobs out of Redis in one round trip; returns how many were removed."""
+    queue = runtime.queue(queues.MESSAGES)
+    script = runtime.extensions.get("withdraw_script")
+    if script is None:
+        script = runtime.extensions["withdraw_script"] = runtime.redis.register_script(
+            WITHDRAW_SCRIPT
+        )
+    scheduled = queue.scheduled_job_registry.key
+    try:
+        with runtime.redis.pipeline(transaction=False) as pipe:
+            for id_ in ids:
+                script(keys=[queue.key, scheduled, Job.key_for(id_)], args=[id_], client=pipe)
+            return sum(int(n) for n in pipe.execute())
+    except RedisError as exc:
+        log.warning("withdrawing %d jobs failed (%s); they will find nothing to do", len(ids), exc)
+        return 0
 
 
 def forget(runtime: Runtime, work: Iterable[DueWork]) -> None:

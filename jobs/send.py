@@ -178,6 +178,7 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
     due: list[engine.DueWork] = []
     composed: Composed | None = None
     failure: BaseException | None = None
+    ended: str | None = None
     with sessions.begin() as session:
         message = session.get(Message, message_id)
         if message is None or message.state != MessageState.PLANNED:
@@ -217,7 +218,10 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
             state = MessageState(verdict.outcome)
             ledger.finish(session, message, state, verdict.reason, at, token=token)
             engine.complete_if_done(session, enrollment, at)
-            return f"{verdict.outcome}:{verdict.reason}"
+            ended = f"{verdict.outcome}:{verdict.reason}"
+            # an exit found now also ends the enrollment's later messages: their
+            # jobs are withdrawn once this commits
+            due = engine.take_due_work(session)
         elif not (message.data.get("discount") and not message.discount_code):
             assert contact is not None  # judge() skipped it otherwise
             try:
@@ -235,6 +239,9 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
     if failure is not None:
         engine_.queue(due)
         raise failure
+    if ended is not None:
+        engine_.queue(due)
+        return ended
     if due:
         engine_.queue(due)
         return f"deferred:{verdict.reason}"

@@ -60,6 +60,20 @@ def test_no_reminder_after_the_order(shop: Harness) -> None:
     assert states["email_3"] == (MessageState.EXITED, "checkout_completed")
 
 
+def test_the_order_for_the_checkout_ends_it_at_once_under_another_address(
+    shop: Harness,
+) -> None:
+    anna = customer()
+    shop.at(T0, checkout("tok-1", T0, anna))
+    # she paid as a guest with her work address: the checkout is still hers
+    work = customer("anna@work.example", customer_id=None)
+    shop.at(T0 + hours(2), order("1001", T0 + hours(2), work, "tok-1"))
+    # exited when the order came, not only when each reminder's time came
+    states = {m.step: (m.state, m.reason) for m in shop.messages()}
+    assert states["email_2"] == (MessageState.EXITED, "checkout_completed")
+    assert states["email_3"] == (MessageState.EXITED, "checkout_completed")
+
+
 def test_any_order_by_the_contact_ends_recovery(shop: Harness) -> None:
     anna = customer()
     shop.at(T0, checkout("tok-1", T0, anna))

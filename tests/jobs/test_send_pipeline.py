@@ -196,3 +196,61 @@ def test_flushing_redis_loses_no_planned_email(client: FlaskClient, runtime: Run
     # when their time comes, the sweeper finds them too, though Redis never had them
     due = schedule.overdue(runtime, later[-1].due_at + timedelta(minutes=1))
     assert sorted(w.id for w in due) == sorted(m.id for m in later)
+
+
+def _process_all(runtime: Runtime) -> None:
+    with runtime.sessions() as session:
+        waiting = session.scalars(
+            select(Delivery.id).where(Delivery.status == "received").order_by(Delivery.id)
+        ).all()
+    for delivery_id in waiting:
+        assert intake.process_one(runtime, delivery_id)
+
+
+def _waiting_jobs(runtime: Runtime) -> list[str]:
+    queue = runtime.queue("messages")
+    ids = list(queue.job_ids) + list(queue.scheduled_job_registry.get_job_ids())
+    for id_ in ids:  # and each job's own hash is still there
+        assert runtime.redis.exists(f"rq:job:{id_}")
+    return sorted(ids)
+
+
+def test_an_exit_takes_the_waiting_jobs_out_of_redis(client: FlaskClient, runtime: Runtime) -> None:
+    configure(runtime, {**INSTANT, "flows": {"cart_recovery": {"delay_1_hours": 0}}})
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    checkout = checkout_payload(started)
+    deliver(client, checkout, "d-1")
+    _process_all(runtime)
+    planned = {m.id: m for m in _messages(runtime)}
+    assert _waiting_jobs(runtime) == sorted(
+        schedule.job_id(schedule.DueWork("message", m.id, m.due_at)) for m in planned.values()
+    )
+
+    # the cart changes: the reminders move, and only their new jobs wait
+    moved = checkout_payload(started + timedelta(minutes=3))
+    deliver(client, moved, "d-2")
+    _process_all(runtime)
+    now_planned = _messages(runtime)
+    assert all(m.due_at > planned[m.id].due_at for m in now_planned)
+    assert _waiting_jobs(runtime) == sorted(
+        schedule.job_id(schedule.DueWork("message", m.id, m.due_at)) for m in now_planned
+    )
+
+    # the order for that checkout: every reminder exits, and no job is left behind
+    order = json.loads((FIXTURES / "shopify" / "orders_create__customer.json").read_text())
+    stamp = (started + timedelta(minutes=4)).isoformat()
+    order.update(checkout_token=checkout["token"], created_at=stamp, updated_at=stamp,
+                 processed_at=stamp)  # fmt: skip
+    body = dumps(order)
+    headers = shopify_headers("orders/create", body, SHOPIFY_SECRET, SHOPIFY_SHOP, "d-3")
+    assert post(client, "shopify", body, headers).status_code == 200
+    _process_all(runtime)
+    assert [m.state for m in _messages(runtime)] == [MessageState.EXITED] * 3
+    assert _waiting_jobs(runtime) == []
+    run_worker(runtime)
+    assert outbox(runtime) == []
+
+
+def _messages(runtime: Runtime) -> list[Message]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Message).order_by(Message.id)))
