@@ -34,7 +34,8 @@ from emails.render import render
 from jobs import links
 from jobs.runtime import Runtime
 from jobs.send import Composed, Engine, PermanentSendError, TransientSendError
-from jobs.store.models import Checkout, Contact, Enrollment, Message, Order, Product, Shop
+from jobs.store import rows
+from jobs.store.models import Contact, Enrollment, Message, Product, Shop
 
 
 class EmailCourier:
@@ -146,15 +147,11 @@ def _subject_details(
     session: Session, shop: Shop, enrollment: Enrollment
 ) -> tuple[tuple[ProductBlock, ...], str | None, dict[str, Any], str | None]:
     """Products, the main link, extras and a locale from what the enrollment is about."""
-    checkout = session.scalar(
-        select(Checkout).where(Checkout.shop_id == shop.id, Checkout.token == enrollment.subject)
-    )
+    checkout = rows.checkout(session, shop.id, enrollment.subject)
     if checkout is not None:
         items = checkout.data.get("line_items") or []
         return _products(session, shop, items), checkout.recovery_url, {}, checkout.locale
-    order = session.scalar(
-        select(Order).where(Order.shop_id == shop.id, Order.order_id == enrollment.subject)
-    )
+    order = rows.order(session, shop.id, enrollment.subject)
     if order is not None:
         items = order.data.get("line_items") or []
         values = {"order_name": order.name}

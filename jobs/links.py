@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -33,9 +34,13 @@ class Target:
 
 
 def _serializer(settings: Settings, shop_id: int, purpose: str) -> URLSafeSerializer:
-    key = hmac.new(
-        settings.secret_key.encode(), f"links:{shop_id}".encode(), hashlib.sha256
-    ).hexdigest()
+    return _serializer_for(settings.secret_key, shop_id, purpose)
+
+
+@lru_cache(maxsize=4096)
+def _serializer_for(secret_key: str, shop_id: int, purpose: str) -> URLSafeSerializer:
+    """Built once per shop and purpose: an email signs a dozen links with the same one."""
+    key = hmac.new(secret_key.encode(), f"links:{shop_id}".encode(), hashlib.sha256).hexdigest()
     return URLSafeSerializer(key, salt=f"triggerpost-{purpose}")
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from adapters import events as ev
 from jobs import engine, privacy
 from jobs.shops import mark_uninstalled
+from jobs.store import rows
 from jobs.store.models import (
     Checkout,
     CheckoutStatus,
@@ -297,12 +298,11 @@ def on_consent(session: Session, shop: Shop, event: ev.MarketingConsentChanged) 
 def on_checkout(session: Session, shop: Shop, event: ev.CheckoutUpdated) -> Applied:
     data = event.checkout
     contact = upsert_contact(session, shop, data.customer, data.email, authoritative=False)
-    row = session.scalar(
-        select(Checkout).where(Checkout.shop_id == shop.id, Checkout.token == data.token)
-    )
+    row = rows.checkout(session, shop.id, data.token)
     if row is None:
         row = Checkout(shop_id=shop.id, token=data.token, platform_updated_at=data.updated_at)
         session.add(row)
+        rows.remember(session, row)
     elif data.updated_at < row.platform_updated_at:
         log.info("shop %s: stale checkout %s ignored", shop.id, data.token)
         return Applied(contact, data.token)
@@ -348,9 +348,7 @@ ORDER_STATUS_RANK = {
 def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
     data = event.order
     contact = upsert_contact(session, shop, data.customer, data.email, authoritative=False)
-    row = session.scalar(
-        select(Order).where(Order.shop_id == shop.id, Order.order_id == data.order_id)
-    )
+    row = rows.order(session, shop.id, data.order_id)
     if row is None:
         row = Order(
             shop_id=shop.id,
@@ -360,6 +358,7 @@ def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
             status=OrderStatus.PLACED,
         )
         session.add(row)
+        rows.remember(session, row)
         fresh = True
     else:
         fresh = data.updated_at >= row.platform_updated_at
@@ -390,11 +389,7 @@ def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
     session.flush()
 
     if data.checkout_token:
-        checkout = session.scalar(
-            select(Checkout).where(
-                Checkout.shop_id == shop.id, Checkout.token == data.checkout_token
-            )
-        )
+        checkout = rows.checkout(session, shop.id, data.checkout_token)
         if checkout is not None:
             complete_checkout(checkout, data.placed_at, data.order_id)
     if contact is not None:
@@ -415,9 +410,7 @@ def _order_transition(event: ev.Event) -> tuple[OrderStatus, str | None]:
 
 
 def on_delivered(session: Session, shop: Shop, event: ev.ShipmentDelivered) -> Applied:
-    row = session.scalar(
-        select(Order).where(Order.shop_id == shop.id, Order.order_id == event.order_id)
-    )
+    row = rows.order(session, shop.id, event.order_id)
     contact = None
     if row is not None:
         row.delivered_at = row.delivered_at or event.occurred_at

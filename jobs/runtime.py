@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import queues
 from jobs.settings import Settings
-from jobs.store.db import make_engine, make_sessions
+from jobs.store.db import make_engine, make_read_sessions, make_sessions
 from jobs.store.secrets import SecretBox
 
 
@@ -29,6 +29,8 @@ class Runtime:
     sessions: sessionmaker[Session]
     redis: Redis
     secrets: SecretBox
+    #: sessions that only read (see jobs.store.db.make_read_sessions)
+    reads: sessionmaker[Session]
     _queues: dict[str, Queue] = field(default_factory=dict)
     #: per-process objects built from this runtime and reused (the send engine)
     extensions: dict[str, Any] = field(default_factory=dict)
@@ -42,6 +44,7 @@ class Runtime:
             sessions=make_sessions(engine),
             redis=queues.connect(settings),
             secrets=SecretBox(settings.secret_key),
+            reads=make_read_sessions(engine),
         )
 
     def queue(self, name: str) -> Queue:

@@ -12,6 +12,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from adapters.events import Event
+from jobs.store import rows
 from jobs.store.models import (
     Checkout,
     CheckoutStatus,
@@ -38,16 +39,12 @@ class FlowContext:
     @cached_property
     def checkout(self) -> Checkout | None:
         """The checkout this enrollment is about (subject = checkout token)."""
-        return self.session.scalar(
-            select(Checkout).where(Checkout.shop_id == self.shop.id, Checkout.token == self.subject)
-        )
+        return rows.checkout(self.session, self.shop.id, self.subject)
 
     @cached_property
     def order(self) -> Order | None:
         """The order this enrollment is about (subject = order id)."""
-        return self.session.scalar(
-            select(Order).where(Order.shop_id == self.shop.id, Order.order_id == self.subject)
-        )
+        return rows.order(self.session, self.shop.id, self.subject)
 
     def checkout_completed(self) -> bool:
         checkout = self.checkout

@@ -3,7 +3,8 @@
 SQLite runs in WAL mode with ``synchronous=FULL`` (a commit survives power
 loss, which is what "stored before we answer 200" promises) and every
 transaction begins IMMEDIATE: processes that read then write would otherwise
-fail with "database is locked" instead of waiting their turn.
+fail with "database is locked" instead of waiting their turn. Sessions that
+only read (:func:`make_read_sessions`) begin DEFERRED and take no write lock.
 """
 
 from __future__ import annotations
@@ -46,12 +47,27 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: an execution option marking an engine whose transactions only read
+READ_ONLY = "triggerpost_read_only"
+
+
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # a reader takes no write lock (WAL lets it read beside the one writer)
+    read_only = connection.get_execution_options().get(READ_ONLY)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_sessions(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for reading only: on SQLite they wait for no writer and block none.
+
+    Never write through one: on SQLite its transaction would have to upgrade to
+    a write lock, which fails at once if another writer went first.
+    """
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 @contextmanager

@@ -1,0 +1,68 @@
+"""Checkouts and orders found by their platform key, remembered for the transaction.
+
+One event or one send asks for the same checkout several times (the handler,
+each enrollment's exit check, the trigger, the email's products). The ORM's
+identity map hands back the same object each time but still asks the
+database; this asks it once per transaction. Only rows that exist are
+remembered, and the memory ends with the transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, SessionTransaction
+
+from jobs.store.models import Checkout, Order
+
+ROWS = "triggerpost.rows"
+
+
+def _remembered(session: Session) -> dict[tuple[Any, ...], Any]:
+    found: dict[tuple[Any, ...], Any] = session.info.setdefault(ROWS, {})
+    return found
+
+
+def checkout(session: Session, shop_id: int, token: str) -> Checkout | None:
+    key = (Checkout, shop_id, token)
+    row: Checkout | None = _remembered(session).get(key)
+    if row is None:
+        row = session.scalar(
+            select(Checkout).where(Checkout.shop_id == shop_id, Checkout.token == token)
+        )
+        if row is not None:
+            _remembered(session)[key] = row
+    return row
+
+
+def order(session: Session, shop_id: int, order_id: str) -> Order | None:
+    key = (Order, shop_id, order_id)
+    row: Order | None = _remembered(session).get(key)
+    if row is None:
+        row = session.scalar(
+            select(Order).where(Order.shop_id == shop_id, Order.order_id == order_id)
+        )
+        if row is not None:
+            _remembered(session)[key] = row
+    return row
+
+
+def remember(session: Session, row: Checkout | Order) -> None:
+    """A row this transaction just added (found by the lookups above from now on)."""
+    if isinstance(row, Checkout):
+        _remembered(session)[(Checkout, row.shop_id, row.token)] = row
+    else:
+        _remembered(session)[(Order, row.shop_id, row.order_id)] = row
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_at_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(ROWS, None)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_on_rollback(session: Session, previous: SessionTransaction) -> None:
+    # a savepoint rolled back takes the rows it added with it
+    session.info.pop(ROWS, None)
