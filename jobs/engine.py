@@ -17,9 +17,10 @@ import hashlib
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from adapters import events as ev
 from jobs import attribution, ledger, localtime
@@ -41,13 +42,13 @@ from jobs.ledger import DueWork as DueWork
 from jobs.ledger import due_work as due_work
 from jobs.ledger import take_due_work as take_due_work
 from jobs.policy import flow_options
+from jobs.store import rows
 from jobs.store.models import (
     Contact,
     Enrollment,
     EnrollmentState,
     Message,
     MessageState,
-    Order,
     Shop,
 )
 
@@ -103,9 +104,7 @@ ORDER_EVENTS = (ev.OrderPlaced, ev.OrderPaid, ev.OrderCancelled, ev.OrderRefunde
 
 
 def _attribute(session: Session, shop: Shop, event: ev.Event, order_id: str, at: datetime) -> None:
-    order = session.scalar(
-        select(Order).where(Order.shop_id == shop.id, Order.order_id == order_id)
-    )
+    order = rows.order(session, shop.id, order_id)
     if order is None:
         return
     if isinstance(event, (ev.OrderCancelled, ev.OrderRefunded)):
@@ -488,20 +487,35 @@ def _plan_message(
 
 def complete_if_done(session: Session, enrollment: Enrollment, at: datetime) -> None:
     """An enrollment past its last step completes once no message of it is pending."""
-    flow = registry.get(enrollment.flow)
-    if enrollment.state != EnrollmentState.ACTIVE or flow is None:
-        return
-    if enrollment.step_index < len(flow.steps):
-        return
-    pending = session.scalar(
-        select(Message.id).where(
-            Message.enrollment_id == enrollment.id,
-            Message.state.in_([MessageState.PLANNED, MessageState.SENDING, MessageState.HANDED]),
-        )
+    session.flush()  # its step may have just moved
+    if complete_if_done_by_id(session, enrollment.id, enrollment.flow, at):
+        set_committed_value(enrollment, "state", EnrollmentState.COMPLETED)
+        set_committed_value(enrollment, "ended_at", at)
+
+
+def complete_if_done_by_id(
+    session: Session, enrollment_id: int, flow_name: str, at: datetime
+) -> bool:
+    """The same as one conditional UPDATE, for a caller that has not loaded the row."""
+    flow = registry.get(flow_name)
+    if flow is None:
+        return False
+    pending = select(Message.id).where(
+        Message.enrollment_id == enrollment_id,
+        Message.state.in_([MessageState.PLANNED, MessageState.SENDING, MessageState.HANDED]),
     )
-    if pending is None:
-        enrollment.state = EnrollmentState.COMPLETED
-        enrollment.ended_at = at
+    done = session.execute(
+        update(Enrollment)
+        .where(
+            Enrollment.id == enrollment_id,
+            Enrollment.state == EnrollmentState.ACTIVE,
+            Enrollment.step_index >= len(flow.steps),
+            ~pending.exists(),
+        )
+        .values(state=EnrollmentState.COMPLETED, ended_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
 # --- wakes ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -100,7 +100,8 @@ def _move(
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        session.refresh(message)
+        if message in session:
+            session.refresh(message)
         return False
     # the row is written: tell the ORM without making it write the same again
     for name, value in values.items():
@@ -108,21 +109,37 @@ def _move(
     return True
 
 
-def claim(session: Session, message: Message, at: datetime) -> str | None:
-    """planned -> sending for exactly one caller; returns its claim token, or None."""
+def claim(session: Session, message_id: int, at: datetime) -> tuple[Message, str] | str:
+    """planned -> sending for exactly one caller, if it is due: the message and its
+    claim token; otherwise why not (``not_planned``, ``not_due`` or ``taken``).
+
+    One statement claims and reads the row (UPDATE .. RETURNING).
+    """
     token = secrets.token_hex(16)
-    ok = _move(
-        session,
-        message,
-        [MessageState.PLANNED],
-        {
-            "state": MessageState.SENDING,
-            "claim_token": token,
-            "claimed_at": at,
-            "attempts": message.attempts + 1,
-        },
-    )
-    return token if ok else None
+    claimed = session.scalars(
+        update(Message)
+        .where(
+            Message.id == message_id,
+            Message.state == MessageState.PLANNED,
+            Message.due_at <= at,
+        )
+        .values(
+            state=MessageState.SENDING,
+            claim_token=token,
+            claimed_at=at,
+            attempts=Message.attempts + 1,
+        )
+        .returning(Message)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if claimed is not None:
+        return claimed, token
+    found = session.execute(
+        select(Message.state, Message.due_at).where(Message.id == message_id)
+    ).one_or_none()
+    if found is None or found.state != MessageState.PLANNED:
+        return "not_planned"
+    return "not_due" if found.due_at > at else "taken"
 
 
 def hand_over(session: Session, message: Message, token: str, values: dict[str, Any]) -> bool:

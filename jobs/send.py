@@ -41,7 +41,6 @@ from sqlalchemy import select
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
 from jobs import engine, ledger
 from jobs.flows import registry
-from jobs.flows.model import Flow
 from jobs.guards import judge
 from jobs.policy import flow_options
 from jobs.runtime import Runtime
@@ -180,16 +179,15 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
     failure: BaseException | None = None
     ended: str | None = None
     with sessions.begin() as session:
-        message = session.get(Message, message_id)
-        if message is None or message.state != MessageState.PLANNED:
-            return "not_planned"
-        if message.due_at > at:
-            return "not_due"  # a deferral moved it; the job for the new time will come
-        token = ledger.claim(session, message, at)
-        if token is None:
-            return "taken"
-        enrollment = session.get_one(Enrollment, message.enrollment_id)
-        shop = session.get_one(Shop, message.shop_id)
+        claimed = ledger.claim(session, message_id, at)
+        if isinstance(claimed, str):
+            return claimed  # not planned, not yet due (a deferral moved it), or taken
+        message, token = claimed
+        enrollment, shop = session.execute(
+            select(Enrollment, Shop)
+            .join(Shop, Shop.id == Enrollment.shop_id)
+            .where(Enrollment.id == message.enrollment_id)
+        ).one()
         flow = registry.get(message.flow)
         contact = (
             session.get(Contact, message.contact_id, with_for_update=True)
@@ -247,42 +245,54 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
         return f"deferred:{verdict.reason}"
     if composed is None:  # a discount code to issue first: outside the transaction
         try:
-            composed = _prepare(engine_, message_id, token, at)
+            composed, message = _prepare(engine_, message.id, token, at)
         except PermanentSendError as exc:
             with sessions.begin() as session:
-                message = session.get_one(Message, message_id)
                 ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
             return f"failed:{exc.reason}"
         except Exception:
             with sessions.begin() as session:
-                message = session.get_one(Message, message_id)
                 _retry_or_fail(session, message, token, "prepare_error", None, at)
                 due = engine.take_due_work(session)
             engine_.queue(due)
             raise
-    return _deliver(engine_, message_id, token, composed, at)
+    return _deliver(engine_, message, token, composed, at)
 
 
 def _live_check(engine_: Engine, message_id: int, at: datetime) -> str | None:
     """The optional live re-check, before any transaction (it is an HTTP call)."""
     if engine_.live_orders is None:
         return None
-    with engine_.runtime.sessions() as session:
+    with engine_.runtime.reads() as session:
         # one narrow read first: most jobs that find nothing to ask about end here
         # (a message already exited, not yet due, or a flow without a live check)
         found = session.execute(
             select(
-                Message.state, Message.flow, Message.due_at, Message.enrollment_id, Message.shop_id
-            ).where(Message.id == message_id)
+                Message.state,
+                Message.flow,
+                Message.due_at,
+                Message.shop_id,
+                Enrollment.state.label("enrollment_state"),
+                Enrollment.subject,
+            )
+            .join(Enrollment, Enrollment.id == Message.enrollment_id)
+            .where(Message.id == message_id)
         ).one_or_none()
-        if found is None or found.state != MessageState.PLANNED or found.due_at > at:
+        if (
+            found is None
+            or found.state != MessageState.PLANNED
+            or found.due_at > at
+            or found.enrollment_state != EnrollmentState.ACTIVE
+        ):
             return None
         flow = registry.get(found.flow)
         if flow is None or flow.live_order is None:
             return None
-        enrollment = session.get_one(Enrollment, found.enrollment_id)
         shop = session.get_one(Shop, found.shop_id)
-        return _live_exit(engine_, session, shop, flow, enrollment, at)
+        order_id = flow.live_order(shop, found.subject)
+    if order_id is None:
+        return None
+    return _live_exit(engine_, shop, order_id)
 
 
 def _compose_and_hand_over(
@@ -313,19 +323,13 @@ def _compose_and_hand_over(
     return composed
 
 
-def _live_exit(
-    engine_: Engine, session: Any, shop: Shop, flow: Flow, enrollment: Enrollment, at: datetime
-) -> str | None:
+def _live_exit(engine_: Engine, shop: Shop, order_id: str) -> str | None:
     """Ask the platform about the flow's order; an exit reason if it has moved on.
 
     Optional and best effort: if the shop's API cannot answer, the local state
     (already re-checked by the guards) decides, and the failure is logged.
     """
-    if engine_.live_orders is None or flow.live_order is None:
-        return None
-    order_id = flow.live_order(engine._context(session, shop, flow, enrollment, at))
-    if order_id is None:
-        return None
+    assert engine_.live_orders is not None
     try:
         state = engine_.live_orders.order_state(shop, order_id)
     except AdminApiError as exc:
@@ -342,7 +346,9 @@ def _live_exit(
     return None
 
 
-def _prepare(engine_: Engine, message_id: int, token: str, at: datetime) -> Composed:
+def _prepare(
+    engine_: Engine, message_id: int, token: str, at: datetime
+) -> tuple[Composed, Message]:
     """Issue the message's discount code, then render and hand over (its own transaction)."""
     runtime = engine_.runtime
     with runtime.sessions.begin() as session:
@@ -353,7 +359,8 @@ def _prepare(engine_: Engine, message_id: int, token: str, at: datetime) -> Comp
             code = discount_code(runtime.settings.secret_key, message)
             _issue_discount(engine_, session, shop, message, contact, code, at)
             message.discount_code = code
-        return _compose_and_hand_over(engine_, session, shop, message, contact, token, at)
+        composed = _compose_and_hand_over(engine_, session, shop, message, contact, token, at)
+    return composed, message
 
 
 def _issue_discount(
@@ -387,27 +394,27 @@ def _issue_discount(
     }
 
 
-def _deliver(engine_: Engine, message_id: int, token: str, composed: Composed, at: datetime) -> str:
+def _deliver(
+    engine_: Engine, message: Message, token: str, composed: Composed, at: datetime
+) -> str:
+    """Hand over to the provider, then record it: the message is the one claimed,
+    already read, so recording needs no read of it (nor of its enrollment)."""
     runtime = engine_.runtime
     try:
         provider_id = engine_.courier.deliver(composed)
     except TransientSendError as exc:
         with runtime.sessions.begin() as session:
-            message = session.get_one(Message, message_id)
             outcome = _retry_or_fail(session, message, token, exc.reason, exc.retry_after, at)
             due = engine.take_due_work(session)
         engine_.queue(due)
         return outcome
     except PermanentSendError as exc:
         with runtime.sessions.begin() as session:
-            message = session.get_one(Message, message_id)
             ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
         return f"failed:{exc.reason}"
     with runtime.sessions.begin() as session:
-        message = session.get_one(Message, message_id)
         ledger.sent(session, message, token, at, {"provider_message_id": provider_id})
-        enrollment = session.get_one(Enrollment, message.enrollment_id)
-        engine.complete_if_done(session, enrollment, at)
+        engine.complete_if_done_by_id(session, message.enrollment_id, message.flow, at)
     return "sent"
 
 

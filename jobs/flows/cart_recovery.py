@@ -24,6 +24,7 @@ from jobs.flows.model import (
     Trigger,
     Wait,
 )
+from jobs.store.models import Shop
 
 CHECKOUT_EVENTS = (ev.CheckoutStarted, ev.CheckoutUpdated)
 
@@ -56,9 +57,9 @@ def _ordered(ctx: FlowContext) -> bool:
     return ctx.ordered_since(since)
 
 
-def _pending_order(ctx: FlowContext) -> str | None:
+def _pending_order(shop: Shop, subject: str) -> str | None:
     """WooCommerce's abandoned checkout is a pending order: ask the store if it got paid."""
-    return ctx.subject if ctx.shop.platform == "woocommerce" else None
+    return subject if shop.platform == "woocommerce" else None
 
 
 FLOW = Flow(

@@ -29,6 +29,7 @@ from adapters.events import Event
 
 if TYPE_CHECKING:
     from jobs.flows.context import FlowContext
+    from jobs.store.models import Shop
 
 
 class MessageKind(StrEnum):
@@ -169,9 +170,10 @@ class Flow:
     exits: tuple[Exit, ...] = ()
     reentry: Reentry = Reentry.PER_SUBJECT
     #: the platform order whose live state is asked right before a send (the
-    #: optional late re-check through the shop's API): paid, cancelled or
-    #: refunded there ends the enrollment even if its webhook never came
-    live_order: Callable[[FlowContext], str | None] | None = None
+    #: optional late re-check through the shop's API), from the shop and the
+    #: enrollment's subject: paid, cancelled or refunded there ends the
+    #: enrollment even if its webhook never came
+    live_order: Callable[[Shop, str], str | None] | None = None
     #: options a shop may override; "enabled", "consent", "holdout_percent" and
     #: "expires_hours" are understood for every flow
     defaults: Mapping[str, Any] = field(default_factory=dict)

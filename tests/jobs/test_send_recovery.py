@@ -27,9 +27,9 @@ def _first(shop: Harness) -> Message:
 def _claim(runtime: Runtime, message_id: int, state: MessageState) -> None:
     """Leave the row as a worker killed at that point would."""
     with runtime.sessions.begin() as session:
-        message = session.get_one(Message, message_id)
-        token = ledger.claim(session, message, T0 + hours(1))
-        assert token is not None
+        claimed = ledger.claim(session, message_id, T0 + hours(1))
+        assert not isinstance(claimed, str)
+        message, token = claimed
         if state == MessageState.HANDED:
             assert ledger.hand_over(session, message, token, {"email_to": "anna@example.se"})
 
