@@ -48,7 +48,8 @@ FLAG_TTL = 120
 #: the last one the job stays in RQ's failed registry
 RETRY_INTERVALS = [10, 60, 300, 1800]
 MAX_ATTEMPTS = 1 + len(RETRY_INTERVALS)
-DRAIN_BATCH = 200
+#: a drain with a backlog asks for a helper drain after this many deliveries
+HELP_EVERY = 20
 
 
 def delivery_key(headers: WebhookHeaders, body: bytes) -> str:
@@ -130,35 +131,41 @@ def notify(runtime: Runtime, shop_id: int, *, force: bool = False) -> bool:
 
 
 def drain_shop(shop_id: int) -> int:
-    """RQ job: process every stored, unprocessed delivery of one shop, oldest first."""
+    """RQ job: process the shop's stored, unprocessed deliveries, oldest first.
+
+    Each turn claims the oldest delivery nobody else holds (``SKIP LOCKED`` on
+    PostgreSQL), so any number of drains of one shop share its backlog instead
+    of queueing behind each other's row locks. While a backlog remains, a drain
+    asks for a helper now and then (the same flag: at most one waits in the
+    queue), so a big shop's burst spreads over the idle workers. SQLite has one
+    writer at a time: there a helper would only wait for the lock, so none is
+    asked for.
+    """
     runtime = current()
     runtime.redis.delete(drain_flag(shop_id))
+    helpers = runtime.engine.dialect.name != "sqlite"
     done = 0
-    last_id = 0
     while True:
-        with runtime.sessions() as session:
-            ids = session.scalars(
-                select(Delivery.id)
-                .where(
-                    Delivery.shop_id == shop_id,
-                    Delivery.status == DeliveryStatus.RECEIVED,
-                    Delivery.id > last_id,
-                )
-                .order_by(Delivery.id)
-                .limit(DRAIN_BATCH)
-            ).all()
-        if not ids:
+        try:
+            applied = process_next(runtime, shop_id)
+        except DeliveryFailed as failed:
+            # one bad delivery must not hold up the shop's others: it gets a
+            # job of its own that retries and, in the end, fails visibly
+            record_failure(runtime, failed.delivery_id, failed.cause)
+            schedule_retry(runtime, failed.delivery_id)
+            continue
+        if applied is None:
             return done
-        for delivery_id in ids:
-            last_id = delivery_id
-            try:
-                if process_one(runtime, delivery_id):
-                    done += 1
-            except Exception as exc:
-                # one bad delivery must not hold up the shop's others: it gets a
-                # job of its own that retries and, in the end, fails visibly
-                record_failure(runtime, delivery_id, exc)
-                schedule_retry(runtime, delivery_id)
+        done += 1
+        if helpers and done % HELP_EVERY == 0:
+            notify(runtime, shop_id)
+
+
+class DeliveryFailed(Exception):
+    def __init__(self, delivery_id: int, cause: BaseException) -> None:
+        super().__init__(f"delivery {delivery_id} failed: {cause!r}")
+        self.delivery_id = delivery_id
+        self.cause = cause
 
 
 def retry_job_id(delivery_id: int) -> str:
@@ -183,29 +190,58 @@ def process_delivery(delivery_id: int) -> bool:
     runtime = current()
     try:
         return process_one(runtime, delivery_id, retrying=True)
-    except Exception as exc:
-        record_failure(runtime, delivery_id, exc)
-        raise
+    except DeliveryFailed as failed:
+        record_failure(runtime, delivery_id, failed.cause)
+        raise failed.cause from None
 
 
 def process_one(runtime: Runtime, delivery_id: int, *, retrying: bool = False) -> bool:
     """Apply one delivery in one transaction; False if someone else already did."""
     claimable = [DeliveryStatus.RECEIVED] + ([DeliveryStatus.FAILED] if retrying else [])
-    with runtime.sessions.begin() as session:
-        claimed = session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.status.in_(claimable))
-            .values(status=DeliveryStatus.PROCESSED, processed_at=now(), error=None)
-            .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            return False
-        delivery = session.get_one(Delivery, delivery_id)
-        shop = session.get_one(Shop, delivery.shop_id)
-        apply_delivery(session, shop, delivery)
+    return _process(runtime, Delivery.id == delivery_id, Delivery.status.in_(claimable)) is not None
+
+
+def process_next(runtime: Runtime, shop_id: int) -> int | None:
+    """Claim and apply the shop's oldest waiting delivery; its id, or None if none waits.
+
+    Raises :class:`DeliveryFailed` (after rolling back) if applying it raised.
+    """
+    oldest = (
+        select(Delivery.id)
+        .where(Delivery.shop_id == shop_id, Delivery.status == DeliveryStatus.RECEIVED)
+        .order_by(Delivery.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return _process(runtime, Delivery.id == oldest, Delivery.status == DeliveryStatus.RECEIVED)
+
+
+def _process(runtime: Runtime, *which: Any) -> int | None:
+    """Claim (flip to processed) and apply, in one transaction: the claim is undone
+    with everything else if applying fails, so a crash leaves it to be claimed again."""
+    delivery_id: int | None = None
+    try:
+        with runtime.sessions.begin() as session:
+            delivery = session.scalars(
+                update(Delivery)
+                .where(*which)
+                .values(status=DeliveryStatus.PROCESSED, processed_at=now(), error=None)
+                .returning(Delivery)
+                .execution_options(populate_existing=True)
+            ).one_or_none()
+            if delivery is None:
+                return None
+            delivery_id = delivery.id
+            shop = session.get_one(Shop, delivery.shop_id)
+            apply_delivery(session, shop, delivery)
+    except Exception as exc:
+        if delivery_id is None:
+            raise
+        raise DeliveryFailed(delivery_id, exc) from exc
     # only after the commit: a job must never find its message not yet written
     schedule.hand_off(runtime, engine.take_due_work(session))
-    return True
+    return delivery_id
 
 
 def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> None:
