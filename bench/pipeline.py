@@ -230,7 +230,12 @@ def running_workers(
         for process in processes:
             process.terminate()
         for process in processes:
-            process.wait(30)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                print("    (a worker ignored SIGTERM for 30 s: killed)")
+                process.kill()
+                process.wait()
 
 
 def _check_alive(processes: list[subprocess.Popen[bytes]]) -> None:
