@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -43,6 +43,7 @@ from jobs.ledger import due_work as due_work
 from jobs.ledger import take_due_work as take_due_work
 from jobs.policy import flow_options
 from jobs.store import rows
+from jobs.store.db import insert_new
 from jobs.store.models import (
     Contact,
     Enrollment,
@@ -313,24 +314,28 @@ def _trigger(
         return  # already over (e.g. the order arrived before the checkout update)
     key = f"{subject}:{contact.id}" if flow.reentry == Reentry.PER_SUBJECT else f"{contact.id}"
     anchor = flow.trigger.anchor(event)
-    enrollment = Enrollment(
-        shop_id=shop.id,
-        flow=flow.name,
-        key=key,
-        subject=subject,
-        contact_id=contact.id,
-        holdout=in_holdout(shop.id, flow.name, key, options.get("holdout_percent", 0)),
-        trigger_event_id=event_id,
-        anchor_at=anchor,
-        entered_at=at,
-        context={},
+    new = insert_new(
+        session,
+        Enrollment,
+        ("shop_id", "flow", "key"),
+        [
+            {
+                "shop_id": shop.id,
+                "flow": flow.name,
+                "key": key,
+                "subject": subject,
+                "contact_id": contact.id,
+                "holdout": in_holdout(shop.id, flow.name, key, options.get("holdout_percent", 0)),
+                "trigger_event_id": event_id,
+                "anchor_at": anchor,
+                "entered_at": at,
+                "context": {},
+            }
+        ],
     )
-    try:
-        with session.begin_nested():
-            session.add(enrollment)
-            session.flush()
-    except IntegrityError:
+    if not new:
         return  # enrolled before: a replay, or the re-entry rule says once
+    enrollment = new[0]
     ledger.record(
         session,
         shop_id=shop.id,
@@ -406,6 +411,7 @@ def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: d
     discount = bool(enrollment.context.get("discount"))
     index = enrollment.step_index
     steps = flow.steps
+    sends: list[dict[str, Any]] = []
     while index < len(steps):
         step = steps[index]
         cursor = _advance(cursor, step, options, shop, contact)
@@ -413,7 +419,7 @@ def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: d
             discount = bool(options.get(step.option))
         elif isinstance(step, Send):
             if step.option is None or options.get(step.option, True):
-                _plan_message(session, shop, flow, enrollment, step, cursor, discount, options, at)
+                sends.append(_message_row(shop, flow, enrollment, step, cursor, discount, options))
             discount = False
         elif isinstance(step, Label):
             pass
@@ -421,6 +427,7 @@ def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: d
             index = len(steps)
             break
         elif isinstance(step, (Branch, WaitForEvent)):
+            _plan_messages(session, shop, flow, sends, at)
             wake = cursor + step.timeout if isinstance(step, WaitForEvent) else cursor
             enrollment.step_index = index
             enrollment.wake_at = wake
@@ -433,14 +440,14 @@ def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: d
             _note(session, "wake", enrollment.id, wake)
             return
         index += 1
+    _plan_messages(session, shop, flow, sends, at)
     enrollment.step_index = len(steps)
     enrollment.wake_at = None
     enrollment.context = {**enrollment.context, "cursor": cursor.isoformat()}
     complete_if_done(session, enrollment, at)
 
 
-def _plan_message(
-    session: Session,
+def _message_row(
     shop: Shop,
     flow: Flow,
     enrollment: Enrollment,
@@ -448,41 +455,46 @@ def _plan_message(
     due: datetime,
     discount: bool,
     options: dict[str, object],
-    at: datetime,
-) -> None:
+) -> dict[str, Any]:
     expires = due + timedelta(hours=float(options.get("expires_hours", 24)))  # type: ignore[arg-type]
-    message = Message(
-        shop_id=shop.id,
-        enrollment_id=enrollment.id,
-        contact_id=enrollment.contact_id,
-        dedupe_key=f"{flow.name}:{step.name}:{enrollment.subject}:{enrollment.contact_id}",
-        flow=flow.name,
-        step=step.name,
-        template=step.template,
-        kind=flow.kind.value,
-        priority=flow.priority,
-        state=MessageState.PLANNED,
-        due_at=due,
-        planned_at=due,
-        expires_at=expires,
-        data={"discount": discount},
-    )
-    try:
-        with session.begin_nested():
-            session.add(message)
-            session.flush()
-    except IntegrityError:
-        return  # planned already: exactly one row per (flow, step, subject, contact)
-    ledger.record(
-        session,
-        shop_id=shop.id,
-        flow=flow.name,
-        outcome="planned",
-        until=due,
-        at=at,
-        message=message,
-    )
-    _note(session, "message", message.id, due)
+    return {
+        "shop_id": shop.id,
+        "enrollment_id": enrollment.id,
+        "contact_id": enrollment.contact_id,
+        "dedupe_key": f"{flow.name}:{step.name}:{enrollment.subject}:{enrollment.contact_id}",
+        "flow": flow.name,
+        "step": step.name,
+        "template": step.template,
+        "kind": flow.kind.value,
+        "priority": flow.priority,
+        "state": MessageState.PLANNED,
+        "due_at": due,
+        "planned_at": due,
+        "expires_at": expires,
+        "data": {"discount": discount},
+    }
+
+
+def _plan_messages(
+    session: Session, shop: Shop, flow: Flow, sends: list[dict[str, Any]], at: datetime
+) -> None:
+    """Insert the planned sends in one statement; a send planned before (exactly one
+    row per flow, step, subject and contact) is left as it is."""
+    new = {m.dedupe_key: m for m in insert_new(session, Message, ("shop_id", "dedupe_key"), sends)}
+    for row in sends:  # in step order, so the decision log reads in order
+        message = new.get(row["dedupe_key"])
+        if message is None:
+            continue
+        ledger.record(
+            session,
+            shop_id=shop.id,
+            flow=flow.name,
+            outcome="planned",
+            until=row["due_at"],
+            at=at,
+            message=message,
+        )
+        _note(session, "message", message.id, row["due_at"])
 
 
 def complete_if_done(session: Session, enrollment: Enrollment, at: datetime) -> None:

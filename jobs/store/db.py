@@ -9,17 +9,20 @@ only read (:func:`make_read_sessions`) begin DEFERRED and take no write lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+Row = TypeVar("Row")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -75,6 +78,28 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: committed when the block ends, rolled back if it raises."""
     with sessions.begin() as session:
         yield session
+
+
+def insert_new(
+    session: Session, model: type[Row], unique: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> list[Row]:
+    """Insert the rows that are new by the ``unique`` constraint; the new ones, as ORM rows.
+
+    One ``INSERT .. ON CONFLICT (unique) DO NOTHING RETURNING`` statement: a row
+    another transaction (or a replay) inserted first is left alone without the
+    savepoint and the error a plain INSERT would need. Any other constraint
+    still fails loudly. The rows come back in no particular order.
+    """
+    if not rows:
+        return []
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(model)
+        .values(list(rows))
+        .on_conflict_do_nothing(index_elements=list(unique))
+        .returning(model)
+    )
+    return list(session.scalars(statement))
 
 
 def alembic_config(url: str) -> Config:
