@@ -5,10 +5,20 @@ loss, which is what "stored before we answer 200" promises) and every
 transaction begins IMMEDIATE: processes that read then write would otherwise
 fail with "database is locked" instead of waiting their turn. Sessions that
 only read (:func:`make_read_sessions`) begin DEFERRED and take no write lock.
+
+Writers queue on an advisory file lock beside the database before they
+begin: SQLite's own busy handler sleeps in growing steps (1, 2, 5 .. 100 ms)
+and so leaves the database idle between two writers' turns; the file lock
+hands the turn over within half a millisecond.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
+import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +30,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 Row = TypeVar("Row")
@@ -30,13 +42,72 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        connect_args = {"timeout": BUSY_TIMEOUT, "factory": _WriterQueueConnection}
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+BUSY_TIMEOUT = 30
+#: how often a waiting writer looks at the file lock
+WRITER_POLL = 0.0005
+
+
+class _WriterQueueConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions hold the database's writer lock
+    file from BEGIN IMMEDIATE to COMMIT or ROLLBACK (see the module docstring)."""
+
+    _lock_fd: int | None = None
+    _holding = False
+
+    def take_writer_turn(self) -> None:
+        if self._lock_fd is None:
+            path = self.execute("PRAGMA database_list").fetchone()[2]
+            if not path:
+                return  # in memory: one connection, nobody to queue with
+            self._lock_fd = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._holding = True
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    # leave it to SQLite's busy timeout, which fails loudly
+                    log.warning("waited %s s for the SQLite writer lock", BUSY_TIMEOUT)
+                    return
+                time.sleep(WRITER_POLL)
+
+    def end_writer_turn(self) -> None:
+        if self._holding and self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        self._holding = False
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.end_writer_turn()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.end_writer_turn()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.end_writer_turn()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -46,7 +117,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000}")
     cursor.close()
 
 
@@ -56,8 +127,16 @@ READ_ONLY = "triggerpost_read_only"
 
 def _sqlite_begin(connection: Any) -> None:
     # a reader takes no write lock (WAL lets it read beside the one writer)
-    read_only = connection.get_execution_options().get(READ_ONLY)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+        return
+    raw = connection.connection.dbapi_connection
+    raw.take_writer_turn()
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        raw.end_writer_turn()
+        raise
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

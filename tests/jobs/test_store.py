@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import Engine, select, text
 
 from jobs.runtime import Runtime
 from jobs.shops import add_shop
-from jobs.store.db import make_engine, migrate
+from jobs.store.db import make_engine, make_read_sessions, migrate
 from jobs.store.models import Base, Order, Shop
 from jobs.store.secrets import SecretBox, SecretError
 
@@ -88,3 +90,55 @@ def test_secrets_are_sealed_and_need_the_key(runtime: Runtime) -> None:
     # during a key rotation the old key still opens what it sealed
     rotated = SecretBox("new-key-" + "z" * 32, previous=runtime.settings.secret_key)
     assert rotated.open(sealed) == "shpat_abc"
+
+
+# --- SQLite writers queue on the writer lock file -------------------------------------
+
+
+def _second_writer_begins(engine: Engine, started: threading.Event) -> threading.Thread:
+    def write() -> None:
+        with engine.begin() as connection:
+            started.set()
+            connection.exec_driver_sql("SELECT 1")
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("ending", ["commit", "rollback", "close"])
+def test_a_sqlite_writer_hands_over_its_turn_however_it_ends(tmp_path: Path, ending: str) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'writers.db'}")
+    first = engine.connect()
+    first.begin()
+    first.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    started = threading.Event()
+    second = _second_writer_begins(engine, started)
+    assert not started.wait(0.3)  # waits its turn while the first writes
+    if ending == "commit":
+        first.commit()
+    elif ending == "rollback":
+        first.rollback()
+    else:
+        first.invalidate()  # the handle is gone, as after a crash of its owner
+    assert started.wait(5)
+    second.join(5)
+    first.close()
+    engine.dispose()
+
+
+def test_sqlite_readers_do_not_wait_for_the_writer(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'writers.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    writer = engine.connect()
+    writer.begin()
+    writer.exec_driver_sql("INSERT INTO t VALUES (1)")
+    reads = make_read_sessions(engine)
+    with reads() as session:
+        assert session.execute(text("SELECT count(*) FROM t")).scalar() == 0  # not yet committed
+    writer.commit()
+    with reads() as session:
+        assert session.execute(text("SELECT count(*) FROM t")).scalar() == 1
+    writer.close()
+    engine.dispose()
