@@ -9,13 +9,17 @@ with ``SET NX``; only when it actually set it does it enqueue
 database, so a delivery committed while it runs either is seen by that read or
 sets the flag again and gets a job of its own.
 
-Each delivery is processed in one transaction that starts by flipping its
-status to ``processed`` with a conditional UPDATE: two workers racing on the
-same delivery cannot both apply it, and a worker killed mid-way leaves the
-delivery ``received`` for the next drain or the sweeper. A delivery whose
-processing raises is marked ``failed`` and handed to :func:`process_delivery`,
-an RQ job with retries that raises until it succeeds, so failures end up
-visible in RQ's failed job registry and on the delivery row, never swallowed.
+A drain applies the shop's deliveries a few at a time: one transaction
+starts by flipping up to :data:`DRAIN_BATCH` of the oldest waiting ones to
+``processed`` with a conditional UPDATE, then applies each in a savepoint of
+its own, and commits once (a commit, the claim and the shop's row are the
+costly part of a small delivery). Two workers racing on the same delivery
+cannot both apply it, and a worker killed mid-way leaves its deliveries
+``received`` for the next drain or the sweeper. A delivery whose processing
+raises is rolled back alone, marked ``failed`` and handed to
+:func:`process_delivery`, an RQ job with retries that raises until it
+succeeds, so failures end up visible in RQ's failed job registry and on the
+delivery row, never swallowed.
 """
 
 from __future__ import annotations
@@ -48,8 +52,10 @@ FLAG_TTL = 120
 #: the last one the job stays in RQ's failed registry
 RETRY_INTERVALS = [10, 60, 300, 1800]
 MAX_ATTEMPTS = 1 + len(RETRY_INTERVALS)
+#: deliveries a drain claims and applies per transaction
+DRAIN_BATCH = 8
 #: a drain with a backlog asks for a helper drain after this many deliveries
-HELP_EVERY = 20
+HELP_EVERY = 24
 
 
 def delivery_key(headers: WebhookHeaders, body: bytes) -> str:
@@ -146,19 +152,12 @@ def drain_shop(shop_id: int) -> int:
     helpers = runtime.engine.dialect.name != "sqlite"
     done = 0
     while True:
-        try:
-            applied = process_next(runtime, shop_id)
-        except DeliveryFailed as failed:
-            # one bad delivery must not hold up the shop's others: it gets a
-            # job of its own that retries and, in the end, fails visibly
-            record_failure(runtime, failed.delivery_id, failed.cause)
-            schedule_retry(runtime, failed.delivery_id)
-            continue
-        if applied is None:
+        applied = process_batch(runtime, shop_id)
+        if not applied:
             return done
-        done += 1
-        if helpers and done % HELP_EVERY == 0:
+        if helpers and (done + applied) // HELP_EVERY > done // HELP_EVERY:
             notify(runtime, shop_id)
+        done += applied
 
 
 class DeliveryFailed(Exception):
@@ -201,20 +200,47 @@ def process_one(runtime: Runtime, delivery_id: int, *, retrying: bool = False) -
     return _process(runtime, Delivery.id == delivery_id, Delivery.status.in_(claimable)) is not None
 
 
-def process_next(runtime: Runtime, shop_id: int) -> int | None:
-    """Claim and apply the shop's oldest waiting delivery; its id, or None if none waits.
+def process_batch(runtime: Runtime, shop_id: int, limit: int = DRAIN_BATCH) -> int:
+    """Claim up to ``limit`` of the shop's oldest waiting deliveries and apply them in
+    one transaction, each in a savepoint; returns how many were claimed.
 
-    Raises :class:`DeliveryFailed` (after rolling back) if applying it raised.
+    One that raises is rolled back alone (with the due work it noted), marked
+    failed in the same transaction and, once that commits, given a retrying
+    job of its own: one bad delivery never holds up the shop's others.
     """
     oldest = (
         select(Delivery.id)
         .where(Delivery.shop_id == shop_id, Delivery.status == DeliveryStatus.RECEIVED)
         .order_by(Delivery.id)
-        .limit(1)
+        .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
     )
-    return _process(runtime, Delivery.id == oldest, Delivery.status == DeliveryStatus.RECEIVED)
+    failed: list[int] = []
+    with runtime.sessions.begin() as session:
+        claimed = session.scalars(
+            update(Delivery)
+            .where(Delivery.id.in_(oldest), Delivery.status == DeliveryStatus.RECEIVED)
+            .values(status=DeliveryStatus.PROCESSED, processed_at=now(), error=None)
+            .returning(Delivery)
+            .execution_options(populate_existing=True)
+        ).all()
+        if not claimed:
+            return 0
+        shop = session.get_one(Shop, shop_id)
+        for delivery in sorted(claimed, key=lambda d: d.id):
+            noted = len(engine.due_work(session))
+            try:
+                with session.begin_nested():
+                    apply_delivery(session, shop, delivery)
+            except Exception as exc:
+                del engine.due_work(session)[noted:]
+                _mark_failed(session, delivery.id, exc)
+                failed.append(delivery.id)
+    # only after the commit: a job must never find its message not yet written
+    schedule.hand_off(runtime, engine.take_due_work(session))
+    for delivery_id in failed:
+        schedule_retry(runtime, delivery_id)
+    return len(claimed)
 
 
 def _process(runtime: Runtime, *which: Any) -> int | None:
@@ -267,18 +293,31 @@ def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> None:
 
 
 def record_failure(runtime: Runtime, delivery_id: int, exc: BaseException) -> None:
-    log.error("delivery %s failed: %r", delivery_id, exc, exc_info=exc)
     with runtime.sessions.begin() as session:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.status != DeliveryStatus.PROCESSED)
-            .values(
-                status=DeliveryStatus.FAILED,
-                attempts=Delivery.attempts + 1,
-                error=f"{type(exc).__name__}: {exc}"[:2000],
-            )
-            .execution_options(synchronize_session=False)
+        _mark_failed(session, delivery_id, exc, unless=DeliveryStatus.PROCESSED)
+
+
+def _mark_failed(
+    session: Session,
+    delivery_id: int,
+    exc: BaseException,
+    *,
+    unless: DeliveryStatus | None = None,
+) -> None:
+    log.error("delivery %s failed: %r", delivery_id, exc, exc_info=exc)
+    which = [Delivery.id == delivery_id]
+    if unless is not None:
+        which.append(Delivery.status != unless)
+    session.execute(
+        update(Delivery)
+        .where(*which)
+        .values(
+            status=DeliveryStatus.FAILED,
+            attempts=Delivery.attempts + 1,
+            error=f"{type(exc).__name__}: {exc}"[:2000],
         )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def retry_job_exists(runtime: Runtime, delivery_id: int) -> bool:

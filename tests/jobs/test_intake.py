@@ -147,6 +147,44 @@ def test_transient_failure_recovers_on_retry(
     assert emails(runtime) == ["kund1@example.se"]
 
 
+def test_a_failure_inside_a_batch_takes_back_only_its_own_writes(
+    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deliveries share a transaction: one that fails half-way (its contact already
+    written) is rolled back alone, and its neighbours' work commits."""
+    real_apply = processing.apply
+
+    def fails_for_kund2(session, shop, event, **kwargs):  # type: ignore[no-untyped-def]
+        applied = real_apply(session, shop, event, **kwargs)
+        if getattr(getattr(event, "customer", None), "email", None) == "kund2@example.se":
+            session.flush()  # the contact row is written, then the handler fails
+            raise RuntimeError("failed after writing")
+        return applied
+
+    monkeypatch.setattr(processing, "apply", fails_for_kund2)
+    for n in (1, 2, 3):
+        send(client, customer(n), f"wh-{n}")
+    with runtime.sessions() as session:
+        waiting = session.scalar(select(Delivery.shop_id).limit(1))
+    assert waiting is not None
+    assert intake.process_batch(runtime, waiting) == 3  # all three in one transaction
+    assert statuses(runtime) == ["processed", "failed", "processed"]
+    assert emails(runtime) == ["kund1@example.se", "kund3@example.se"]
+    with runtime.sessions() as session:
+        failed = session.scalars(select(Delivery).where(Delivery.status == "failed")).one()
+        assert failed.attempts == 1
+        assert failed.error == "RuntimeError: failed after writing"
+    assert Job.exists(intake.retry_job_id(failed.id), connection=runtime.redis)
+
+    monkeypatch.setattr(processing, "apply", real_apply)
+    job = Job.fetch(intake.retry_job_id(failed.id), connection=runtime.redis)
+    ScheduledJobRegistry(queue=runtime.queue("intake")).remove(job)
+    runtime.queue("intake").enqueue_job(job)
+    run_worker(runtime)
+    assert statuses(runtime) == ["processed"] * 3
+    assert emails(runtime) == [f"kund{n}@example.se" for n in (1, 2, 3)]
+
+
 def test_racing_workers_apply_a_delivery_once(client: FlaskClient, runtime: Runtime) -> None:
     send(client, customer(1), "wh-1")
     results: list[bool] = []
