@@ -164,21 +164,27 @@ def insert_new(
 ) -> list[Row]:
     """Insert the rows that are new by the ``unique`` constraint; the new ones, as ORM rows.
 
-    One ``INSERT .. ON CONFLICT (unique) DO NOTHING RETURNING`` statement: a row
-    another transaction (or a replay) inserted first is left alone without the
+    ``INSERT .. ON CONFLICT (unique) DO NOTHING RETURNING``: a row another
+    transaction (or a replay) inserted first is left alone without the
     savepoint and the error a plain INSERT would need. Any other constraint
-    still fails loudly. The rows come back in no particular order.
+    still fails loudly. The rows come back in no particular order. The
+    statement is built once and given the rows as parameters (SQLAlchemy
+    sends them as one multi-row statement and reuses its compiled form).
     """
     if not rows:
         return []
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(model)
-        .values(list(rows))
-        .on_conflict_do_nothing(index_elements=list(unique))
-        .returning(model)
-    )
-    return list(session.scalars(statement))
+    dialect = session.get_bind().dialect.name
+    key = (dialect, model, tuple(unique))
+    statement = _INSERT_NEW.get(key)
+    if statement is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = _INSERT_NEW[key] = (
+            insert(model).on_conflict_do_nothing(index_elements=list(unique)).returning(model)
+        )
+    return list(session.scalars(statement, list(rows)))
+
+
+_INSERT_NEW: dict[tuple[str, type, tuple[str, ...]], Any] = {}
 
 
 def alembic_config(url: str) -> Config:
