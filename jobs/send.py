@@ -264,18 +264,20 @@ def _live_check(engine_: Engine, message_id: int, at: datetime) -> str | None:
     if engine_.live_orders is None:
         return None
     with engine_.runtime.reads() as session:
-        # one narrow read first: most jobs that find nothing to ask about end here
-        # (a message already exited, not yet due, or a flow without a live check)
+        # one read (the message's and its enrollment's state, and the shop): most
+        # jobs that find nothing to ask about end here (a message already exited,
+        # not yet due, or a flow or platform without a live check)
         found = session.execute(
             select(
                 Message.state,
                 Message.flow,
                 Message.due_at,
-                Message.shop_id,
                 Enrollment.state.label("enrollment_state"),
                 Enrollment.subject,
+                Shop,
             )
             .join(Enrollment, Enrollment.id == Message.enrollment_id)
+            .join(Shop, Shop.id == Message.shop_id)
             .where(Message.id == message_id)
         ).one_or_none()
         if (
@@ -288,7 +290,7 @@ def _live_check(engine_: Engine, message_id: int, at: datetime) -> str | None:
         flow = registry.get(found.flow)
         if flow is None or flow.live_order is None:
             return None
-        shop = session.get_one(Shop, found.shop_id)
+        shop = found.Shop
         order_id = flow.live_order(shop, found.subject)
     if order_id is None:
         return None
