@@ -231,11 +231,14 @@ def process_batch(runtime: Runtime, shop_id: int, limit: int = DRAIN_BATCH) -> i
             noted = len(engine.due_work(session))
             try:
                 with session.begin_nested():
-                    apply_delivery(session, shop, delivery)
+                    erased = apply_delivery(session, shop, delivery)
             except Exception as exc:
                 del engine.due_work(session)[noted:]
                 _mark_failed(session, delivery.id, exc)
                 failed.append(delivery.id)
+                continue
+            if erased:
+                break  # the shop and all it had, the rest of this batch too, are gone
     # only after the commit: a job must never find its message not yet written
     schedule.hand_off(runtime, engine.take_due_work(session))
     for delivery_id in failed:
@@ -270,7 +273,8 @@ def _process(runtime: Runtime, *which: Any) -> int | None:
     return delivery_id
 
 
-def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> None:
+def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
+    """Apply the delivery's events; True if one of them erased the shop."""
     platform = platforms()[delivery.platform]
     payload = json.loads(delivery.body)
     context = ShopContext(
@@ -281,8 +285,11 @@ def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> None:
         consent=ConsentRule.from_settings(shop.settings.get("consent")),
     )
     events = translate(platform, delivery.topic, payload, context)
+    erased = False
     for event in events:
-        processing.apply(session, shop, event, delivery_id=delivery.id)
+        if processing.apply(session, shop, event, delivery_id=delivery.id).shop_erased:
+            erased = True
+            break
     log.info(
         "processed delivery %s (%s %s): %s",
         delivery.id,
@@ -290,6 +297,7 @@ def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> None:
         delivery.topic,
         ", ".join(type(e).__name__ for e in events) or "no events",
     )
+    return erased
 
 
 def record_failure(runtime: Runtime, delivery_id: int, exc: BaseException) -> None:

@@ -9,7 +9,7 @@ remembered, and the memory ends with the transaction.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, SessionTransaction
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from jobs.store.models import Checkout, Order
 
 ROWS = "triggerpost.rows"
+Found = TypeVar("Found", Checkout, Order)
 
 
 def _remembered(session: Session) -> dict[tuple[Any, ...], Any]:
@@ -25,24 +26,20 @@ def _remembered(session: Session) -> dict[tuple[Any, ...], Any]:
 
 
 def checkout(session: Session, shop_id: int, token: str) -> Checkout | None:
-    key = (Checkout, shop_id, token)
-    row: Checkout | None = _remembered(session).get(key)
-    if row is None:
-        row = session.scalar(
-            select(Checkout).where(Checkout.shop_id == shop_id, Checkout.token == token)
-        )
-        if row is not None:
-            _remembered(session)[key] = row
-    return row
+    return _find(session, Checkout, shop_id, Checkout.token, token)
 
 
 def order(session: Session, shop_id: int, order_id: str) -> Order | None:
-    key = (Order, shop_id, order_id)
-    row: Order | None = _remembered(session).get(key)
+    return _find(session, Order, shop_id, Order.order_id, order_id)
+
+
+def _find(
+    session: Session, model: type[Found], shop_id: int, column: Any, value: str
+) -> Found | None:
+    key = (model, shop_id, value)
+    row: Found | None = _remembered(session).get(key)
     if row is None:
-        row = session.scalar(
-            select(Order).where(Order.shop_id == shop_id, Order.order_id == order_id)
-        )
+        row = session.scalar(select(model).where(model.shop_id == shop_id, column == value))
         if row is not None:
             _remembered(session)[key] = row
     return row

@@ -216,6 +216,27 @@ def test_shop_redact_deletes_the_uninstalled_shop_and_nothing_else(
     assert "jonas.berg" not in stored
 
 
+def test_deliveries_behind_a_shop_redact_in_one_batch_go_with_the_shop(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    """The erasure and the deliveries stored after it are drained together: the
+    ones behind it are erased with the shop, not applied to a shop that is gone."""
+    send(client, runtime, *HISTORY)
+    send(
+        client,
+        runtime,
+        "app_uninstalled__shop",
+        "shop_redact__shop",
+        "checkouts_create__customer",
+        prefix="batch",
+    )
+    with runtime.sessions() as session:
+        assert session.scalars(select(Shop.key)).all() == ["butik.example.se"]
+    assert ASTRID not in everything(runtime)
+    assert runtime.queue("intake").count == 0  # no retry jobs for vanished deliveries
+    assert not runtime.queue("intake").scheduled_job_registry.get_job_ids()
+
+
 def test_a_redact_for_someone_we_never_saw_is_recorded_and_harmless(
     client: FlaskClient, runtime: Runtime
 ) -> None:
