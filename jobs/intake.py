@@ -139,9 +139,10 @@ def notify(runtime: Runtime, shop_id: int, *, force: bool = False) -> bool:
 def drain_shop(shop_id: int) -> int:
     """RQ job: process the shop's stored, unprocessed deliveries, oldest first.
 
-    Each turn claims the oldest delivery nobody else holds (``SKIP LOCKED`` on
-    PostgreSQL), so any number of drains of one shop share its backlog instead
-    of queueing behind each other's row locks. While a backlog remains, a drain
+    Each turn claims a few of the oldest deliveries nobody else holds (``SKIP
+    LOCKED`` on PostgreSQL, see :func:`process_batch`), so any number of drains
+    of one shop share its backlog instead of queueing behind each other's row
+    locks. While a backlog remains, a drain
     asks for a helper now and then (the same flag: at most one waits in the
     queue), so a big shop's burst spreads over the idle workers. SQLite has one
     writer at a time: there a helper would only wait for the lock, so none is
@@ -161,6 +162,8 @@ def drain_shop(shop_id: int) -> int:
 
 
 class DeliveryFailed(Exception):
+    """Applying one delivery (on its own, see :func:`process_one`) raised ``cause``."""
+
     def __init__(self, delivery_id: int, cause: BaseException) -> None:
         super().__init__(f"delivery {delivery_id} failed: {cause!r}")
         self.delivery_id = delivery_id
