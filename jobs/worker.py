@@ -31,6 +31,29 @@ def start_sweeper(settings: Settings) -> multiprocessing.process.BaseProcess:
     return process
 
 
+def preload() -> None:
+    """What every job needs, loaded once in a forking worker's own process.
+
+    A ``fork`` worker runs each job in a new child, which starts from the
+    parent's memory: modules the jobs import, the ORM's mapper set-up and the
+    email templates they compile would otherwise be made again by every child.
+    Nothing holding a connection is made here: children must open their own.
+    """
+    from sqlalchemy.orm import configure_mappers
+
+    import jobs.intake
+    import jobs.schedule
+    import jobs.send
+    import jobs.shopify_app
+    import jobs.woocommerce_app  # noqa: F401 (imported for the children)
+    from emails.render import TEMPLATES, compiled
+
+    configure_mappers()
+    for name in TEMPLATES:
+        for direction in ("ltr", "rtl"):
+            compiled(name, direction)
+
+
 def work(
     settings: Settings,
     *,
@@ -42,6 +65,8 @@ def work(
     """Run one worker until it is stopped (or, in burst mode, until the queues are empty)."""
     runtime = Runtime.create(settings)
     runtimes.install(runtime)
+    if worker_class == "fork":
+        preload()
     sweeper_process = start_sweeper(settings) if with_sweeper and not burst else None
     try:
         worker = WORKER_CLASSES[worker_class](

@@ -254,3 +254,32 @@ def test_an_exit_takes_the_waiting_jobs_out_of_redis(client: FlaskClient, runtim
 def _messages(runtime: Runtime) -> list[Message]:
     with runtime.sessions() as session:
         return list(session.scalars(select(Message).order_by(Message.id)))
+
+
+@pytest.mark.parametrize("worker_class", ["simple", "fork"])
+def test_the_worker_command_takes_a_webhook_to_the_inbox(
+    client: FlaskClient, runtime: Runtime, worker_class: str
+) -> None:
+    """`triggerpost worker` of either class: a forked child opens its own connections
+    and finds what the parent loaded (modules, compiled templates) ready."""
+    configure(runtime, {**INSTANT, "flows": {"cart_recovery": {"delay_1_hours": 0}}})
+    deliver(client, checkout_payload(datetime.now(UTC) - timedelta(minutes=5)), "d-1")
+    env = {
+        **os.environ,
+        "TRIGGERPOST_DATA_DIR": str(runtime.settings.data_dir),
+        "TRIGGERPOST_DATABASE_URL": runtime.settings.database_url,
+        "TRIGGERPOST_REDIS_URL": runtime.settings.redis_url,
+        "TRIGGERPOST_SECRET_KEY": runtime.settings.secret_key,
+        "TRIGGERPOST_EMAIL_URL": runtime.settings.email_url,
+        "TRIGGERPOST_BASE_URL": runtime.settings.base_url,
+    }
+    command = [sys.executable, "-m", "connector.cli", "worker", "--burst", "--no-sweeper",
+               "--worker-class", worker_class]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [m["Subject"] for m in outbox(runtime)] == ["Du har glömt något i varukorgen"]
+    assert states(runtime) == [
+        ("email_1", MessageState.SENT),
+        ("email_2", MessageState.PLANNED),
+        ("email_3", MessageState.PLANNED),
+    ]
