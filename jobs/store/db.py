@@ -8,8 +8,8 @@ only read (:func:`make_read_sessions`) begin DEFERRED and take no write lock.
 
 Writers queue on an advisory file lock beside the database before they
 begin: SQLite's own busy handler sleeps in growing steps (1, 2, 5 .. 100 ms)
-and so leaves the database idle between two writers' turns; the file lock
-hands the turn over within half a millisecond.
+and so leaves the database idle between two writers' turns; a writer waiting
+on the file lock takes its turn within two milliseconds.
 """
 
 from __future__ import annotations
@@ -53,8 +53,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 BUSY_TIMEOUT = 30
-#: how often a waiting writer looks at the file lock
-WRITER_POLL = 0.0005
+#: a waiting writer looks at the file lock again after this, doubling up to the
+#: most (so a crowd of waiting web threads does not keep a core busy)
+WRITER_POLL = 0.0002
+WRITER_POLL_MOST = 0.002
 
 
 class _WriterQueueConnection(sqlite3.Connection):
@@ -71,6 +73,7 @@ class _WriterQueueConnection(sqlite3.Connection):
                 return  # in memory: one connection, nobody to queue with
             self._lock_fd = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + BUSY_TIMEOUT
+        pause = WRITER_POLL
         while True:
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -81,7 +84,8 @@ class _WriterQueueConnection(sqlite3.Connection):
                     # leave it to SQLite's busy timeout, which fails loudly
                     log.warning("waited %s s for the SQLite writer lock", BUSY_TIMEOUT)
                     return
-                time.sleep(WRITER_POLL)
+                time.sleep(pause)
+                pause = min(pause * 2, WRITER_POLL_MOST)
 
     def end_writer_turn(self) -> None:
         if self._holding and self._lock_fd is not None:
