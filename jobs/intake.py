@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from adapters.platform import ConsentRule, ShopContext, WebhookHeaders, platforms, translate
-from jobs import engine, processing, schedule
+from jobs import engine, ledger, processing, schedule
 from jobs.queues import INTAKE
 from jobs.runtime import Runtime, current
 from jobs.store.models import Delivery, DeliveryStatus, Shop, now
@@ -207,9 +207,10 @@ def process_batch(runtime: Runtime, shop_id: int, limit: int = DRAIN_BATCH) -> i
     """Claim up to ``limit`` of the shop's oldest waiting deliveries and apply them in
     one transaction, each in a savepoint; returns how many were claimed.
 
-    One that raises is rolled back alone (with the due work it noted), marked
-    failed in the same transaction and, once that commits, given a retrying
-    job of its own: one bad delivery never holds up the shop's others.
+    One that raises is rolled back alone (with the due work and decisions it
+    noted), marked failed in the same transaction and, once that commits,
+    given a retrying job of its own: one bad delivery never holds up the
+    shop's others.
     """
     oldest = (
         select(Delivery.id)
@@ -231,12 +232,12 @@ def process_batch(runtime: Runtime, shop_id: int, limit: int = DRAIN_BATCH) -> i
             return 0
         shop = session.get_one(Shop, shop_id)
         for delivery in sorted(claimed, key=lambda d: d.id):
-            noted = len(engine.due_work(session))
+            noted = ledger.mark(session)
             try:
                 with session.begin_nested():
                     erased = apply_delivery(session, shop, delivery)
             except Exception as exc:
-                del engine.due_work(session)[noted:]
+                ledger.undo_to(session, noted)
                 _mark_failed(session, delivery.id, exc)
                 failed.append(delivery.id)
                 continue

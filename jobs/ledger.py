@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 
 from jobs.store.models import Decision, Enrollment, Message, MessageState
 
 DUE = "triggerpost.due"
+DECISIONS = "triggerpost.decisions"
 
 
 @dataclass(frozen=True)
@@ -61,24 +62,78 @@ def record(
     reason: str | None = None,
     until: datetime | None = None,
     detail: dict[str, Any] | None = None,
-) -> Decision:
-    decision = Decision(
-        shop_id=shop_id,
-        message_id=message.id if message else None,
-        enrollment_id=(message.enrollment_id if message else enrollment.id if enrollment else None),
-        contact_id=contact_id
+) -> None:
+    """Append a decision to the log.
+
+    The transaction's decisions are written together, in one statement, when
+    it commits, or earlier if anything in it reads or changes the log (an
+    erasure, a timeline): a decision costs no flush of its own.
+    """
+    if message is not None and message.id is None:
+        session.flush()  # the decision names the message's row
+    row = {
+        "shop_id": shop_id,
+        "message_id": message.id if message else None,
+        "enrollment_id": (
+            message.enrollment_id if message else enrollment.id if enrollment else None
+        ),
+        "contact_id": contact_id
         if contact_id is not None
         else (message.contact_id if message else enrollment.contact_id if enrollment else None),
-        flow=flow,
-        step=step if step is not None else (message.step if message else None),
-        outcome=outcome,
-        reason=reason,
-        until=until,
-        at=at,
-        detail=detail or {},
-    )
-    session.add(decision)
-    return decision
+        "flow": flow,
+        "step": step if step is not None else (message.step if message else None),
+        "outcome": outcome,
+        "reason": reason,
+        "until": until,
+        "at": at,
+        "detail": detail or {},
+    }
+    session.info.setdefault(DECISIONS, []).append(row)
+
+
+def write_decisions(session: Session) -> None:
+    """Write the decisions recorded so far in this transaction."""
+    rows = session.info.pop(DECISIONS, None)
+    if rows:
+        # NULLs rendered, so every row has the same columns: one statement for all
+        session.execute(insert(Decision).execution_options(render_nulls=True), rows)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """How much due work and how many decisions a transaction had noted at a point."""
+
+    due: int
+    decisions: int
+
+
+def mark(session: Session) -> Mark:
+    return Mark(len(due_work(session)), len(session.info.get(DECISIONS, ())))
+
+
+def undo_to(session: Session, point: Mark) -> None:
+    """Forget the due work and decisions noted since ``point`` (its savepoint rolled back)."""
+    del due_work(session)[point.due :]
+    del session.info.setdefault(DECISIONS, [])[point.decisions :]
+
+
+@event.listens_for(Session, "before_commit")
+def _write_at_commit(session: Session) -> None:
+    write_decisions(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _write_before_the_log_is_used(state: ORMExecuteState) -> None:
+    if DECISIONS in state.session.info and any(m.class_ is Decision for m in state.all_mappers):
+        write_decisions(state.session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_unwritten(session: Session, transaction: SessionTransaction) -> None:
+    # a transaction that ended without its commit (rolled back, closed) takes its
+    # decisions with it; a savepoint that rolls back is undone by its owner (undo_to)
+    if transaction.parent is None:
+        session.info.pop(DECISIONS, None)
 
 
 def _move(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ from jobs import intake, processing, sweeper
 from jobs import runtime as runtimes
 from jobs.runtime import Runtime
 from jobs.shops import add_shop
-from jobs.store.models import Contact, Delivery, StoredEvent
+from jobs.store.models import Contact, Decision, Delivery, Enrollment, Message, StoredEvent
 from tests.support import (
+    FIXTURES,
     SHOPIFY_SECRET,
     SHOPIFY_SHOP,
     count,
@@ -183,6 +185,46 @@ def test_a_failure_inside_a_batch_takes_back_only_its_own_writes(
     run_worker(runtime)
     assert statuses(runtime) == ["processed"] * 3
     assert emails(runtime) == [f"kund{n}@example.se" for n in (1, 2, 3)]
+
+
+def test_a_checkout_that_fails_inside_a_batch_leaves_no_decision_or_job(
+    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its enrollment, planned emails, their decisions and their jobs go with its
+    savepoint; the checkout beside it keeps all of its own."""
+    real_apply = processing.apply
+
+    def fails_for_tok_bad(session, shop, event, **kwargs):  # type: ignore[no-untyped-def]
+        applied = real_apply(session, shop, event, **kwargs)
+        if getattr(getattr(event, "checkout", None), "token", None) == "tok-bad":
+            raise RuntimeError("failed after enrolling")
+        return applied
+
+    monkeypatch.setattr(processing, "apply", fails_for_tok_bad)
+    template = json.loads((FIXTURES / "shopify" / "checkouts_create__customer.json").read_text())
+    for n, token in enumerate(["tok-good", "tok-bad"]):
+        payload = json.loads(json.dumps(template))
+        payload["token"] = token
+        payload["email"] = payload["customer"]["email"] = f"kund{n}@example.se"
+        payload["customer"]["id"] = 8000 + n
+        send(client, dumps(payload), f"wh-{token}", topic="checkouts/create")
+    with runtime.sessions() as session:
+        shop_id = session.scalar(select(Delivery.shop_id).limit(1))
+    assert shop_id is not None
+    assert intake.process_batch(runtime, shop_id) == 2
+    with runtime.sessions() as session:
+        assert session.scalars(select(Enrollment.subject)).all() == ["tok-good"]
+        subjects = {
+            session.get_one(Enrollment, d.enrollment_id).subject
+            for d in session.scalars(select(Decision))
+            if d.enrollment_id is not None
+        }
+        assert subjects == {"tok-good"}
+        planned = session.scalars(select(Message.id)).all()
+    assert planned  # the good checkout's first email at least
+    jobs = runtime.queue("messages").scheduled_job_registry.get_job_ids()
+    jobs += runtime.queue("messages").job_ids
+    assert sorted(int(j.split("-")[1]) for j in jobs if j.startswith("send-")) == sorted(planned)
 
 
 def test_racing_workers_apply_a_delivery_once(client: FlaskClient, runtime: Runtime) -> None:
