@@ -64,14 +64,25 @@ class _WriterQueueConnection(sqlite3.Connection):
     file from BEGIN IMMEDIATE to COMMIT or ROLLBACK (see the module docstring)."""
 
     _lock_fd: int | None = None
+    _no_lock_file = False
     _holding = False
 
     def take_writer_turn(self) -> None:
+        if self._no_lock_file:
+            return
         if self._lock_fd is None:
             path = self.execute("PRAGMA database_list").fetchone()[2]
             if not path:
-                return  # in memory: one connection, nobody to queue with
-            self._lock_fd = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+                self._no_lock_file = True  # in memory: one connection, nobody to queue with
+                return
+            try:
+                # readable and writable by whoever may write the database itself
+                mode = os.stat(path).st_mode & 0o666
+                self._lock_fd = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, mode)
+            except OSError as exc:
+                log.warning("no SQLite writer lock file (%s): SQLite's own waits only", exc)
+                self._no_lock_file = True
+                return
         deadline = time.monotonic() + BUSY_TIMEOUT
         pause = WRITER_POLL
         while True:

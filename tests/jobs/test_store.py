@@ -142,3 +142,18 @@ def test_sqlite_readers_do_not_wait_for_the_writer(tmp_path: Path) -> None:
         assert session.execute(text("SELECT count(*) FROM t")).scalar() == 1
     writer.close()
     engine.dispose()
+
+
+def test_sqlite_writes_still_work_without_a_lock_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "writers.db"
+    (tmp_path / "writers.db-writer").mkdir()  # where the lock file would go: not a file
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+    with engine.begin() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+    assert "no SQLite writer lock file" in caplog.text
+    engine.dispose()
