@@ -77,11 +77,9 @@ def states(runtime: Runtime) -> list[tuple[str, str]]:
         return [(m.step, m.state) for m in session.scalars(select(Message).order_by(Message.id))]
 
 
-def worker_process(
-    runtime: Runtime, crash_at: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """A separate worker process (burst); ``crash_at`` makes it die at that point of a send."""
-    env = {
+def worker_env(runtime: Runtime) -> dict[str, str]:
+    """The environment of a worker process on the test's database, Redis and outbox."""
+    return {
         **os.environ,
         "TRIGGERPOST_DATA_DIR": str(runtime.settings.data_dir),
         "TRIGGERPOST_DATABASE_URL": runtime.settings.database_url,
@@ -89,8 +87,14 @@ def worker_process(
         "TRIGGERPOST_SECRET_KEY": runtime.settings.secret_key,
         "TRIGGERPOST_EMAIL_URL": runtime.settings.email_url,
         "TRIGGERPOST_BASE_URL": runtime.settings.base_url,
-        "CRASH_AT": crash_at or "",
     }
+
+
+def worker_process(
+    runtime: Runtime, crash_at: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A separate worker process (burst); ``crash_at`` makes it die at that point of a send."""
+    env = {**worker_env(runtime), "CRASH_AT": crash_at or ""}
     return subprocess.run(
         [sys.executable, str(Path(__file__).parent / "crashing_worker.py")],
         env=env,
@@ -264,15 +268,7 @@ def test_the_worker_command_takes_a_webhook_to_the_inbox(
     and finds what the parent loaded (modules, compiled templates) ready."""
     configure(runtime, {**INSTANT, "flows": {"cart_recovery": {"delay_1_hours": 0}}})
     deliver(client, checkout_payload(datetime.now(UTC) - timedelta(minutes=5)), "d-1")
-    env = {
-        **os.environ,
-        "TRIGGERPOST_DATA_DIR": str(runtime.settings.data_dir),
-        "TRIGGERPOST_DATABASE_URL": runtime.settings.database_url,
-        "TRIGGERPOST_REDIS_URL": runtime.settings.redis_url,
-        "TRIGGERPOST_SECRET_KEY": runtime.settings.secret_key,
-        "TRIGGERPOST_EMAIL_URL": runtime.settings.email_url,
-        "TRIGGERPOST_BASE_URL": runtime.settings.base_url,
-    }
+    env = worker_env(runtime)
     command = [sys.executable, "-m", "connector.cli", "worker", "--burst", "--no-sweeper",
                "--worker-class", worker_class]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
