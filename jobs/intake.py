@@ -161,15 +161,6 @@ def drain_shop(shop_id: int) -> int:
         done += applied
 
 
-class DeliveryFailed(Exception):
-    """Applying one delivery (on its own, see :func:`process_one`) raised ``cause``."""
-
-    def __init__(self, delivery_id: int, cause: BaseException) -> None:
-        super().__init__(f"delivery {delivery_id} failed: {cause!r}")
-        self.delivery_id = delivery_id
-        self.cause = cause
-
-
 def retry_job_id(delivery_id: int) -> str:
     return f"process_delivery-{delivery_id}"
 
@@ -192,15 +183,33 @@ def process_delivery(delivery_id: int) -> bool:
     runtime = current()
     try:
         return process_one(runtime, delivery_id, retrying=True)
-    except DeliveryFailed as failed:
-        record_failure(runtime, delivery_id, failed.cause)
-        raise failed.cause from None
+    except Exception as exc:
+        record_failure(runtime, delivery_id, exc)
+        raise
 
 
 def process_one(runtime: Runtime, delivery_id: int, *, retrying: bool = False) -> bool:
-    """Apply one delivery in one transaction; False if someone else already did."""
+    """Apply one delivery in one transaction; False if someone else already did.
+
+    The claim (flip to processed) is undone with everything else if applying
+    raises, so a crash leaves the delivery to be claimed again.
+    """
     claimable = [DeliveryStatus.RECEIVED] + ([DeliveryStatus.FAILED] if retrying else [])
-    return _process(runtime, Delivery.id == delivery_id, Delivery.status.in_(claimable)) is not None
+    with runtime.sessions.begin() as session:
+        delivery = session.scalars(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status.in_(claimable))
+            .values(status=DeliveryStatus.PROCESSED, processed_at=now(), error=None)
+            .returning(Delivery)
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+        if delivery is None:
+            return False
+        shop = session.get_one(Shop, delivery.shop_id)
+        apply_delivery(session, shop, delivery)
+    # only after the commit: a job must never find its message not yet written
+    schedule.hand_off(runtime, engine.take_due_work(session))
+    return True
 
 
 def process_batch(runtime: Runtime, shop_id: int, limit: int = DRAIN_BATCH) -> int:
@@ -248,33 +257,6 @@ def process_batch(runtime: Runtime, shop_id: int, limit: int = DRAIN_BATCH) -> i
     for delivery_id in failed:
         schedule_retry(runtime, delivery_id)
     return len(claimed)
-
-
-def _process(runtime: Runtime, *which: Any) -> int | None:
-    """Claim (flip to processed) and apply, in one transaction: the claim is undone
-    with everything else if applying fails, so a crash leaves it to be claimed again."""
-    delivery_id: int | None = None
-    try:
-        with runtime.sessions.begin() as session:
-            delivery = session.scalars(
-                update(Delivery)
-                .where(*which)
-                .values(status=DeliveryStatus.PROCESSED, processed_at=now(), error=None)
-                .returning(Delivery)
-                .execution_options(populate_existing=True)
-            ).one_or_none()
-            if delivery is None:
-                return None
-            delivery_id = delivery.id
-            shop = session.get_one(Shop, delivery.shop_id)
-            apply_delivery(session, shop, delivery)
-    except Exception as exc:
-        if delivery_id is None:
-            raise
-        raise DeliveryFailed(delivery_id, exc) from exc
-    # only after the commit: a job must never find its message not yet written
-    schedule.hand_off(runtime, engine.take_due_work(session))
-    return delivery_id
 
 
 def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
