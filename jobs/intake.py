@@ -35,13 +35,13 @@ from redis.exceptions import RedisError
 from rq import Retry
 from rq.job import Job
 from sqlalchemy import Connection, Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from adapters.platform import ConsentRule, ShopContext, WebhookHeaders, platforms, translate
 from jobs import engine, ledger, processing, schedule
 from jobs.queues import INTAKE
 from jobs.runtime import Runtime, current
+from jobs.store.db import dialect_insert
 from jobs.store.models import Delivery, DeliveryStatus, Shop, now
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,10 @@ def _insert_statement(dialect: str) -> Any:
     than the database round trip itself. RETURNING names the key as well as
     the id, so a multi-row insert tells which rows were new.
     """
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = Delivery.__table__
     assert isinstance(table, Table)
     return (
-        insert(table)
+        dialect_insert(dialect)(table)
         .on_conflict_do_nothing(index_elements=["shop_id", "delivery_key"])
         .returning(table.c.id, table.c.shop_id, table.c.delivery_key)
     )

@@ -192,14 +192,20 @@ def insert_new(
     key = (dialect, model, tuple(unique))
     statement = _INSERT_NEW.get(key)
     if statement is None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = _INSERT_NEW[key] = (
-            insert(model).on_conflict_do_nothing(index_elements=list(unique)).returning(model)
+            dialect_insert(dialect)(model)
+            .on_conflict_do_nothing(index_elements=list(unique))
+            .returning(model)
         )
     return list(session.scalars(statement, list(rows)))
 
 
 _INSERT_NEW: dict[tuple[str, type, tuple[str, ...]], Any] = {}
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The INSERT construct with ``on_conflict_do_nothing`` for the dialect (by name)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def alembic_config(url: str) -> Config:
