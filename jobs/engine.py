@@ -56,12 +56,12 @@ from jobs.store.models import (
 log = logging.getLogger(__name__)
 
 
-def _note(session: Session, kind: str, id_: int, due_at: datetime) -> None:
-    due_work(session).append(DueWork(kind, id_, due_at))
+def _note(session: Session, kind: str, shop_id: int, id_: int, due_at: datetime) -> None:
+    due_work(session).append(DueWork(kind, shop_id, id_, due_at))
 
 
-def _withdraw(session: Session, kind: str, id_: int, due_at: datetime) -> None:
-    due_work(session).append(DueWork(kind, id_, due_at, withdraw=True))
+def _withdraw(session: Session, kind: str, shop_id: int, id_: int, due_at: datetime) -> None:
+    due_work(session).append(DueWork(kind, shop_id, id_, due_at, withdraw=True))
 
 
 # --- events in ------------------------------------------------------------------
@@ -193,7 +193,7 @@ def end_enrollment(
 ) -> None:
     """End it and every message it still has planned (exited or cancelled, with the reason)."""
     if enrollment.wake_at is not None:
-        _withdraw(session, "wake", enrollment.id, enrollment.wake_at)
+        _withdraw(session, "wake", enrollment.shop_id, enrollment.id, enrollment.wake_at)
     enrollment.state = state
     enrollment.reason = reason
     enrollment.ended_at = at
@@ -235,7 +235,7 @@ def _resume_on_event(
         enrollment.step_index = flow.labels()[step.goto]
         enrollment.context = {**enrollment.context, "cursor": at.isoformat()}
         if enrollment.wake_at is not None:  # its timeout's job need not run
-            _withdraw(session, "wake", enrollment.id, enrollment.wake_at)
+            _withdraw(session, "wake", enrollment.shop_id, enrollment.id, enrollment.wake_at)
         enrollment.wake_at = None
         ledger.record(
             session,
@@ -274,8 +274,9 @@ def reanchor(
         if due is None or due == message.due_at:
             continue
         expires = due + (message.expires_at - message.planned_at)
-        _withdraw(session, "message", message.id, message.due_at)  # its old time's job
+        _withdraw(session, "message", message.shop_id, message.id, message.due_at)  # old time
         message.due_at = due
+        message.enqueued_at = None  # a send drain's hold on it was for its old time
         message.planned_at = due
         message.expires_at = expires
         ledger.record(
@@ -288,7 +289,7 @@ def reanchor(
             at=at,
             message=message,
         )
-        _note(session, "message", message.id, due)
+        _note(session, "message", message.shop_id, message.id, due)
 
 
 def _trigger(
@@ -437,7 +438,7 @@ def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: d
                 "discount": discount,
                 **({"waiting_for": True} if isinstance(step, WaitForEvent) else {}),
             }
-            _note(session, "wake", enrollment.id, wake)
+            _note(session, "wake", enrollment.shop_id, enrollment.id, wake)
             return
         index += 1
     _plan_messages(session, shop, flow, sends, at)
@@ -494,7 +495,7 @@ def _plan_messages(
             at=at,
             message=message,
         )
-        _note(session, "message", message.id, row["due_at"])
+        _note(session, "message", message.shop_id, message.id, row["due_at"])
 
 
 def complete_if_done(session: Session, enrollment: Enrollment, at: datetime) -> None:

@@ -38,7 +38,7 @@ from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.orm import Session
 
 from adapters.platform import ConsentRule, ShopContext, WebhookHeaders, platforms, translate
-from jobs import engine, ledger, processing, schedule
+from jobs import engine, ledger, processing, queues, schedule
 from jobs.queues import INTAKE
 from jobs.runtime import Runtime, current
 from jobs.store.db import dialect_insert
@@ -46,8 +46,6 @@ from jobs.store.models import Delivery, DeliveryStatus, Shop, now
 
 log = logging.getLogger(__name__)
 
-#: how long a drain flag lives if its job is lost (the sweeper covers that case)
-FLAG_TTL = 120
 #: seconds before each new attempt at a delivery whose processing raised; after
 #: the last one the job stays in RQ's failed registry
 RETRY_INTERVALS = [10, 60, 300, 1800]
@@ -127,8 +125,8 @@ def notify(runtime: Runtime, shop_id: int, *, force: bool = False) -> bool:
     database and the sweeper hands it over once Redis is back.
     """
     try:
-        if runtime.redis.set(drain_flag(shop_id), "1", nx=True, ex=FLAG_TTL) or force:
-            runtime.queue(INTAKE).enqueue(drain_shop, shop_id, result_ttl=0, failure_ttl=86400)
+        queues.enqueue_once(runtime.queue(INTAKE), drain_flag(shop_id), drain_shop, shop_id,
+                            force=force)  # fmt: skip
     except RedisError as exc:
         log.warning("redis unavailable, delivery for shop %s left to the sweeper: %s", shop_id, exc)
         return False
@@ -148,7 +146,7 @@ def drain_shop(shop_id: int) -> int:
     asked for.
     """
     runtime = current()
-    runtime.redis.delete(drain_flag(shop_id))
+    queues.clear(runtime.redis, drain_flag(shop_id))
     helpers = runtime.engine.dialect.name != "sqlite"
     done = 0
     while True:

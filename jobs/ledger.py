@@ -11,16 +11,19 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 
 from jobs.store.models import Decision, Enrollment, Message, MessageState
 
 DUE = "triggerpost.due"
+#: how long a send drain's hold on the messages it took keeps other drains off them
+#: (a drain slower than this only makes a second drain try the same claims)
+HOLD = timedelta(minutes=1)
 DECISIONS = "triggerpost.decisions"
 
 
@@ -28,11 +31,13 @@ DECISIONS = "triggerpost.decisions"
 class DueWork:
     """A message to send or an enrollment to wake, at ``due_at``.
 
-    ``withdraw`` marks work that is no longer due (the message ended while its
-    job waited): the hand-off takes that job out of Redis instead of queueing.
+    ``withdraw`` marks work that is no longer due at that time (it ended or
+    moved while its job waited): the hand-off takes the job out of Redis when
+    nothing else waits on it (see :mod:`jobs.schedule`).
     """
 
     kind: str  # "message" or "wake"
+    shop_id: int
     id: int
     due_at: datetime
     withdraw: bool = False
@@ -197,6 +202,54 @@ def claim(session: Session, message_id: int, at: datetime) -> tuple[Message, str
     return "not_due" if found.due_at > at else "taken"
 
 
+def take_due(session: Session, shop_id: int, at: datetime, limit: int) -> list[int]:
+    """Up to ``limit`` of the shop's planned messages due by ``at`` that no other send
+    drain holds, now held by this one; their ids in send order (due time, then
+    priority, highest first).
+
+    The hold (``enqueued_at``) only keeps drains of one shop from working
+    through the same messages side by side; each message is still claimed on
+    its own (:func:`claim`). A hold older than :data:`HOLD` (its drain died)
+    is ignored.
+    """
+    free = or_(Message.enqueued_at.is_(None), Message.enqueued_at < at - HOLD)
+    oldest = (
+        select(Message.id)
+        .where(
+            Message.shop_id == shop_id,
+            Message.state == MessageState.PLANNED,
+            Message.due_at <= at,
+            free,
+        )
+        .order_by(Message.due_at, Message.priority.desc(), Message.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    held = session.execute(
+        update(Message)
+        .where(Message.id.in_(oldest), Message.state == MessageState.PLANNED, free)
+        .values(enqueued_at=at)
+        .returning(Message.id, Message.due_at, Message.priority)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return [row.id for row in sorted(held, key=lambda r: (r.due_at, -r.priority, r.id))]
+
+
+def lapse_holds(session: Session, due_by: datetime, at: datetime) -> int:
+    """Clear the holds of drains that died on messages due by ``due_by`` (the sweeper)."""
+    result = session.execute(
+        update(Message)
+        .where(
+            Message.state == MessageState.PLANNED,
+            Message.due_at <= due_by,
+            Message.enqueued_at < at - HOLD,
+        )
+        .values(enqueued_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def hand_over(session: Session, message: Message, token: str, values: dict[str, Any]) -> bool:
     """sending -> handed: committed right before the provider is called."""
     return _move(
@@ -288,7 +341,9 @@ def finish(
     ok = _move(session, message, frm, {"state": state, "reason": reason}, claim_token=token)
     if ok and token is None:
         # it ended while its job waited in Redis: that job need not run
-        due_work(session).append(DueWork("message", message.id, message.due_at, withdraw=True))
+        due_work(session).append(
+            DueWork("message", message.shop_id, message.id, message.due_at, withdraw=True)
+        )
     if ok:
         record(
             session,

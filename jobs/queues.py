@@ -7,6 +7,9 @@ Workers listen on all three in that order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from redis import Redis
 from rq import Queue
 
@@ -20,6 +23,8 @@ ALL_QUEUES = (INTAKE, MESSAGES, DEFAULT)
 #: Redis socket timeouts (seconds): an intake request must not hang on a dead Redis
 CONNECT_TIMEOUT = 1.0
 SOCKET_TIMEOUT = 2.0
+#: how long a "job waiting" flag lives if its job is lost (the sweeper covers that case)
+FLAG_TTL = 120
 
 
 def connect(settings: Settings) -> Redis:
@@ -32,3 +37,26 @@ def connect(settings: Settings) -> Redis:
 
 def queue(name: str, connection: Redis) -> Queue:
     return Queue(name, connection=connection)
+
+
+def enqueue_once(
+    queue: Queue, flag: str, func: Callable[..., Any], *args: Any, force: bool = False
+) -> bool:
+    """Enqueue ``func(*args)`` unless one is already waiting; True if it enqueued.
+
+    The caller that sets ``flag`` (``SET NX``) enqueues; the job deletes the
+    flag before it reads anything (:func:`clear`). So whatever was committed
+    before this call is read either by the waiting job or by one enqueued now,
+    and a burst of callers costs one Redis round trip each, not an enqueue.
+    ``force`` enqueues even when the flag is set (the sweeper: a flag can
+    outlive its job). Raises RedisError when Redis cannot be reached.
+    """
+    if queue.connection.set(flag, "1", nx=True, ex=FLAG_TTL) or force:
+        queue.enqueue(func, *args, result_ttl=0, failure_ttl=86400)
+        return True
+    return False
+
+
+def clear(connection: Redis, flag: str) -> None:
+    """A flagged job's first step, before it reads: work from now on needs a new job."""
+    connection.delete(flag)

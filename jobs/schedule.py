@@ -1,18 +1,26 @@
 """Handing due work from the ledger to RQ, and taking it back when Redis lost it.
 
-A planned message becomes an RQ job ``send-<id>-<due epoch>`` scheduled for its
-due time (``enqueue_at``, run by ``triggerpost worker``'s scheduler); a waiting
-enrollment becomes ``wake-<id>-<epoch>``. Job ids are unique in Redis (RQ's
-``unique=True``), so handing the same work over twice queues it once, and a
-deferral (a new due time) is a new job while the old one finds nothing to do.
-Work that ends before its time (an exit, a cancellation, a new anchor) is
-handed over as withdrawn: its waiting job is taken out of Redis, so workers
-spend nothing on it and Redis does not keep it until its time.
+Messages are sent by **send drains** (:func:`jobs.send.send_due`), one RQ job
+working through a shop's messages that have come due, not a job per email:
+an email then costs its own work, not RQ's per-job bookkeeping as well. A
+message due now asks for a drain of its shop (a flag in Redis, as intake
+does: a burst of messages costs one round trip each, not an enqueue); a
+message due later asks for the shop's **tick** at that second, a drain job
+``sends-<shop>-<due epoch>`` scheduled with ``enqueue_at`` (run by
+``triggerpost worker``'s scheduler). Messages due in the same second share
+it (RQ's ``unique=True``), and it sends whatever of the shop is due when it
+runs. A waiting enrollment becomes its own ``wake-<id>-<epoch>`` job.
+
+Work that ends or moves before its time (an exit, a cancellation, a new
+anchor) is handed over as withdrawn: its waiting job is taken out of Redis,
+for a tick only when no planned message of the shop is left at that second,
+so workers spend nothing on it and Redis does not keep it until its time.
 
 The ledger is the truth: :func:`sweep` finds planned messages and wakes whose
-time has passed by more than a grace period and whose job Redis no longer
-has (flushed, restarted without persistence, a hand-off that failed), and
-hands them over again, so they are late by at most one sweep interval.
+time has passed by more than a grace period (their job was lost: Redis
+flushed or restarted without persistence, a hand-off failed, a withdrawal
+raced a new message of the same second) and hands them over again, so they
+are late by at most one sweep interval.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import select
 
-from jobs import queues
+from jobs import ledger, queues
 from jobs.engine import DueWork
 from jobs.runtime import Runtime
 
@@ -40,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: overdue work younger than this is left to its own job
 GRACE = timedelta(seconds=30)
+#: a tick job that fails stays in RQ's failed registry this long
+FAILURE_TTL = 86400
 
 
 def run_at(work: DueWork) -> datetime:
@@ -49,47 +59,125 @@ def run_at(work: DueWork) -> datetime:
 
 
 def job_id(work: DueWork) -> str:
-    prefix = "send" if work.kind == "message" else "wake"
-    return f"{prefix}-{work.id}-{int(run_at(work).timestamp())}"
+    """The job that carries this work: the shop's tick for a message, its own for a wake."""
+    epoch = int(run_at(work).timestamp())
+    if work.kind == "message":
+        return f"sends-{work.shop_id}-{epoch}"
+    return f"wake-{work.id}-{epoch}"
+
+
+def send_flag(shop_id: int) -> str:
+    return f"triggerpost:sends:{shop_id}"
+
+
+def notify_sends(runtime: Runtime, shop_id: int, *, force: bool = False) -> bool:
+    """Make sure a send drain will look at the shop's due messages (see queues.enqueue_once)."""
+    from jobs.send import send_due
+
+    return queues.enqueue_once(
+        runtime.queue(queues.MESSAGES), send_flag(shop_id), send_due, shop_id, force=force
+    )
 
 
 def hand_off(runtime: Runtime, work: Iterable[DueWork]) -> int:
-    """Queue each item for its time, and take withdrawn items' jobs out of Redis.
+    """Queue each item for its time, and take withdrawn items' jobs out of Redis;
+    returns how many jobs were asked for.
 
     A failure is logged: the sweeper re-queues what is due, and a withdrawn job
-    that stays behind finds its message no longer planned when it runs.
+    that stays behind finds nothing to do when it runs.
     """
-    from jobs.send import JOB_TIMEOUT, send_message
-
-    # what each job id ends up as in this batch: the last word about it wins (a
-    # message planned and ended in one transaction is never queued; one moved
-    # within the same second keeps its job, which runs after both times)
-    final: dict[str, DueWork] = {}
+    # the last word about each item at each time wins: a message planned and
+    # ended in one transaction is never queued, and one that moved asks for
+    # its new time and gives up its old one
+    final: dict[tuple[str, int, str], DueWork] = {}
     for item in work:
-        final.pop(job_id(item), None)
-        final[job_id(item)] = item
-    withdrawn = [id_ for id_, item in final.items() if item.withdraw]
-    if withdrawn:
-        withdraw(runtime, withdrawn)
-    queue = runtime.queue(queues.MESSAGES)
+        key = (item.kind, item.id, job_id(item))
+        final.pop(key, None)
+        final[key] = item
     current = now()
-    handed = 0
-    for id_, item in final.items():
+    shops_due: set[int] = set()
+    ticks: dict[str, DueWork] = {}
+    wakes: dict[str, DueWork] = {}
+    gone: dict[str, DueWork] = {}
+    for (kind, _, id_), item in final.items():
         if item.withdraw:
-            continue
-        func = send_message if item.kind == "message" else wake_enrollment
-        options = {"job_id": id_, "unique": True, "job_timeout": JOB_TIMEOUT}
+            gone[id_] = item
+        elif kind == "wake":
+            wakes[id_] = item
+        elif item.due_at <= current:
+            shops_due.add(item.shop_id)
+        else:
+            ticks[id_] = item
+    handed = 0
+    try:
+        withdrawn = [id_ for id_ in gone if id_ not in ticks and id_ not in wakes]
+        if withdrawn:
+            withdraw(runtime, _unused(runtime, [gone[id_] for id_ in withdrawn]))
+        for shop_id in sorted(shops_due):
+            notify_sends(runtime, shop_id)
+            handed += 1
+        for id_, item in [*ticks.items(), *wakes.items()]:
+            handed += _schedule(runtime, id_, item, current)
+    except RedisError as exc:
+        log.warning("hand-off of %d items failed (%s); the sweeper will retry", len(final), exc)
+    return handed
+
+
+def _schedule(runtime: Runtime, id_: str, item: DueWork, current: datetime) -> int:
+    """Queue a tick or a wake for its time (now if it is due); 0 if it was queued already.
+
+    A tick that exists but no longer waits (it is running, or failed) may have
+    read the shop's messages before this one was committed: this message then
+    gets a tick of its own.
+    """
+    from jobs.send import JOB_TIMEOUT, send_due
+
+    queue = runtime.queue(queues.MESSAGES)
+    func = send_due if item.kind == "message" else wake_enrollment
+    arg = item.shop_id if item.kind == "message" else item.id
+    options = {"unique": True, "job_timeout": JOB_TIMEOUT, "failure_ttl": FAILURE_TTL}
+    if item.kind == "message":
+        options["result_ttl"] = 0  # a finished tick leaves nothing behind to collide with
+    for attempt in (id_, f"{id_}-{item.id}"):
         try:
             if item.due_at <= current:
-                queue.enqueue(func, item.id, **options)
+                queue.enqueue(func, arg, job_id=attempt, **options)
             else:
-                queue.enqueue_at(run_at(item), func, item.id, **options)
-            handed += 1
+                queue.enqueue_at(run_at(item), func, arg, job_id=attempt, **options)
+            return 1
         except DuplicateJobError:
-            continue
-        except RedisError as exc:
-            log.warning("hand-off of %s failed (%s); the sweeper will retry", id_, exc)
-    return handed
+            if item.kind != "message" or _waiting(runtime, attempt):
+                return 0
+    return 0
+
+
+def _waiting(runtime: Runtime, id_: str) -> bool:
+    status = Job(id_, connection=runtime.redis).get_status(refresh=True)
+    return status in (JobStatus.SCHEDULED, JobStatus.QUEUED)
+
+
+def _unused(runtime: Runtime, items: list[DueWork]) -> list[str]:
+    """The withdrawn items' job ids that nothing planned still needs: a wake's own
+    job, a tick when the shop has no other planned message in that second."""
+    ids: list[str] = []
+    with runtime.reads() as session:
+        for item in items:
+            if item.kind == "message":
+                end = run_at(item)
+                other = session.scalar(
+                    select(Message.id)
+                    .where(
+                        Message.shop_id == item.shop_id,
+                        Message.state == MessageState.PLANNED,
+                        Message.due_at > end - timedelta(seconds=1),
+                        Message.due_at <= end,
+                    )
+                    .limit(1)
+                )
+                if other is not None:
+                    continue
+            ids.append(job_id(item))
+    return ids
 
 
 #: remove a job that waits in the queue or the scheduled registry, and only then
@@ -122,15 +210,6 @@ def withdraw(runtime: Runtime, ids: Collection[str]) -> int:
         return 0
 
 
-def forget(runtime: Runtime, work: Iterable[DueWork]) -> None:
-    """Drop RQ's jobs for this work (a dead worker's job still looks started to RQ)."""
-    for item in work:
-        try:
-            Job.fetch(job_id(item), connection=runtime.redis).delete()
-        except NoSuchJobError:
-            continue
-
-
 def wake_enrollment(enrollment_id: int) -> bool:
     """The RQ job for a Branch or a WaitForEvent timeout that has come due."""
     from jobs import engine
@@ -146,19 +225,19 @@ def wake_enrollment(enrollment_id: int) -> bool:
 
 def overdue(runtime: Runtime, at: datetime, *, grace: timedelta = GRACE) -> list[DueWork]:
     cutoff = at - grace
-    with runtime.sessions() as session:
+    with runtime.reads() as session:
         messages = session.execute(
-            select(Message.id, Message.due_at).where(
+            select(Message.shop_id, Message.id, Message.due_at).where(
                 Message.state == MessageState.PLANNED, Message.due_at <= cutoff
             )
         ).all()
         wakes = session.execute(
-            select(Enrollment.id, Enrollment.wake_at).where(
+            select(Enrollment.shop_id, Enrollment.id, Enrollment.wake_at).where(
                 Enrollment.state == EnrollmentState.ACTIVE, Enrollment.wake_at <= cutoff
             )
         ).all()
-    work = [DueWork("message", id_, due) for id_, due in messages]
-    work += [DueWork("wake", id_, due) for id_, due in wakes if due is not None]
+    work = [DueWork("message", shop_id, id_, due) for shop_id, id_, due in messages]
+    work += [DueWork("wake", shop_id, id_, due) for shop_id, id_, due in wakes if due is not None]
     return work
 
 
@@ -189,14 +268,29 @@ def _queued(runtime: Runtime, id_: str, at: datetime) -> bool:
 def sweep(
     runtime: Runtime, at: datetime | None = None, *, engine_: Engine | None = None
 ) -> dict[str, int]:
-    """Re-hand overdue work Redis no longer holds, and resolve claims of dead workers."""
+    """Re-hand overdue work Redis no longer holds, and resolve claims of dead workers.
+
+    A shop with overdue messages gets a send drain whatever Redis holds (a
+    drain that finds them held by another, live one ends at once; holds of
+    drains that died are lifted first); a wake is handed over again only if
+    its job is gone.
+    """
     from jobs.send import engine_for, resolve_stale_claims
 
     at = at or now()
     engine_ = engine_ or engine_for(runtime)
-    lost = [work for work in overdue(runtime, at) if not _queued(runtime, job_id(work), at)]
+    with runtime.sessions.begin() as session:
+        ledger.lapse_holds(session, at - GRACE, at)
+    work = overdue(runtime, at)
+    shops = sorted({item.shop_id for item in work if item.kind == "message"})
+    lost = [item for item in work if item.kind == "wake" and not _queued(runtime, job_id(item), at)]
     handed = hand_off(runtime, lost)
+    for shop_id in shops:
+        try:
+            handed += notify_sends(runtime, shop_id, force=True)
+        except RedisError as exc:
+            log.warning("sweeper: no send drain for shop %s (%s)", shop_id, exc)
     claims = resolve_stale_claims(engine_, at)
     if handed or any(claims.values()):
-        log.info("sweeper: re-queued %d due messages/wakes; stale claims %s", handed, claims)
+        log.info("sweeper: re-queued %d drains/wakes; stale claims %s", handed, claims)
     return {"requeued": handed, **claims}

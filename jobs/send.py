@@ -1,7 +1,9 @@
 """Sending one planned message, exactly once from the customer's view.
 
-``send_message(message_id)`` is the RQ job; :func:`run` is the work, with the
-time passed in so the simulator can drive it. The steps, each its own commit:
+:func:`run` is the work for one message, with the time passed in so the
+simulator can drive it; :func:`send_due` is the RQ job, a drain that runs it
+for each of a shop's messages that have come due. The steps, each its own
+commit:
 
 1. **claim**: planned -> sending with a fresh claim token (a conditional
    UPDATE: of two workers, or a worker and a replayed job, exactly one wins).
@@ -31,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -59,6 +62,12 @@ log = logging.getLogger(__name__)
 #: a claim older than this is presumed dead (the send job's own timeout is shorter)
 LEASE = timedelta(minutes=10)
 JOB_TIMEOUT = 300
+#: messages a send drain holds per turn
+SEND_BATCH = 16
+#: seconds a send drain takes new turns before it leaves the rest to a new job
+DRAIN_SECONDS = 60.0
+#: sends that may raise in one drain before the drain itself fails
+MAX_RAISED = 8
 #: waits after transient delivery failures (attempt 1, 2, ...); then it fails
 BACKOFF = (
     timedelta(minutes=1),
@@ -210,7 +219,9 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
                 at=at,
                 token=token,
             )
-            engine.due_work(session).append(engine.DueWork("message", message.id, verdict.until))
+            engine.due_work(session).append(
+                engine.DueWork("message", message.shop_id, message.id, verdict.until)
+            )
             due = engine.take_due_work(session)
         elif not verdict.sends:
             state = MessageState(verdict.outcome)
@@ -445,7 +456,7 @@ def _retry_or_fail(
         token=token,
         outcome="retrying",
     )
-    engine.due_work(session).append(engine.DueWork("message", message.id, due))
+    engine.due_work(session).append(engine.DueWork("message", message.shop_id, message.id, due))
     return f"retrying:{reason}"
 
 
@@ -486,7 +497,7 @@ def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
                     outcome="retrying",
                 ):
                     engine.due_work(session).append(
-                        engine.DueWork("message", message.id, message.due_at)
+                        engine.DueWork("message", message.shop_id, message.id, message.due_at)
                     )
                     counts[key] += 1
             elif ledger.finish(
@@ -499,19 +510,64 @@ def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
             ):
                 counts["unknown"] += 1
         due = engine.take_due_work(session)
-    if engine_.hand_off is None:
-        from jobs import schedule
-
-        schedule.forget(runtime, due)
     engine_.queue(due)
     return counts
 
 
-def send_message(message_id: int) -> str:
-    """The RQ job."""
+def drain(engine_: Engine, shop_id: int, *, budget: float = DRAIN_SECONDS) -> int:
+    """Send the shop's messages that have come due, a few at a time, in send order;
+    returns how many were handled (sent or not).
+
+    Each turn holds up to :data:`SEND_BATCH` messages no other drain holds
+    (:func:`jobs.ledger.take_due`), so drains of one shop share its backlog
+    side by side; each message is then sent exactly as :func:`run` does, in
+    its own transactions. While a backlog remains, a helper drain is asked
+    for now and then (at most one waits in the queue): a slow provider or a
+    burst is spread over the idle workers. After ``budget`` seconds the rest
+    is left to a new drain job, so other shops' work is not held up and the
+    job stays within its timeout.
+
+    A message whose send raises was given back for a later attempt (or left
+    planned, held, until the hold lapses) by :func:`run`; it is logged and the
+    drain goes on with the others. Only when :data:`MAX_RAISED` have raised
+    (the database or the provider is failing for everyone) does the drain
+    itself fail, and the sweeper asks for a new one later.
+    """
+    from jobs import schedule
+
+    runtime = engine_.runtime
+    started = time.monotonic()
+    done = raised = 0
+    while True:
+        with runtime.sessions.begin() as session:
+            ids = ledger.take_due(session, shop_id, now(), SEND_BATCH)
+        if not ids:
+            return done
+        if len(ids) == SEND_BATCH:
+            schedule.notify_sends(runtime, shop_id)  # a helper, if none waits yet
+        for message_id in ids:
+            try:
+                run(engine_, message_id, now())
+            except Exception:
+                # still held by this drain, it is not taken again by it
+                log.exception("shop %s: sending message %s raised", shop_id, message_id)
+                raised += 1
+                if raised >= MAX_RAISED:
+                    raise
+            done += 1
+        if time.monotonic() - started > budget:
+            schedule.notify_sends(runtime, shop_id, force=True)
+            return done
+
+
+def send_due(shop_id: int) -> int:
+    """The RQ job: a drain of the shop's due messages (see :mod:`jobs.schedule`)."""
+    from jobs import queues, schedule
     from jobs import runtime as runtimes
 
-    return run(engine_for(runtimes.current()), message_id, now())
+    runtime = runtimes.current()
+    queues.clear(runtime.redis, schedule.send_flag(shop_id))
+    return drain(engine_for(runtime), shop_id)
 
 
 def engine_for(runtime: Runtime) -> Engine:

@@ -429,6 +429,7 @@ class Message(Timestamps, Base):
     __table_args__ = (
         UniqueConstraint("shop_id", "dedupe_key"),
         Index("ix_messages_state_due_at", "state", "due_at"),
+        Index("ix_messages_shop_id_state_due_at", "shop_id", "state", "due_at"),
         Index("ix_messages_contact_id_state_sent_at", "contact_id", "state", "sent_at"),
         Index("ix_messages_enrollment_id", "enrollment_id"),
         Index("ix_messages_shop_id_created_at", "shop_id", "created_at"),
@@ -456,6 +457,7 @@ class Message(Timestamps, Base):
     planned_at: Mapped[datetime]
     #: after this it is expired instead of deferred again
     expires_at: Mapped[datetime]
+    #: when a send drain took it to send (its hold keeps other drains off it for a while)
     enqueued_at: Mapped[datetime | None]
     claim_token: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[datetime | None]

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from sqlalchemy import select
 
 from connector.app import create_app
 from connector.embedded_redis import EmbeddedRedis
-from jobs import intake, processing, sweeper
+from jobs import intake, processing, schedule, sweeper
 from jobs import runtime as runtimes
 from jobs.runtime import Runtime
 from jobs.shops import add_shop
@@ -205,6 +206,8 @@ def test_a_checkout_that_fails_inside_a_batch_leaves_no_decision_or_job(
     for n, token in enumerate(["tok-good", "tok-bad"]):
         payload = json.loads(json.dumps(template))
         payload["token"] = token
+        # minutes apart: each checkout's reminders would have jobs of their own
+        payload["updated_at"] = (datetime.now(UTC) - timedelta(minutes=10 + 10 * n)).isoformat()
         payload["email"] = payload["customer"]["email"] = f"kund{n}@example.se"
         payload["customer"]["id"] = 8000 + n
         send(client, dumps(payload), f"wh-{token}", topic="checkouts/create")
@@ -220,11 +223,13 @@ def test_a_checkout_that_fails_inside_a_batch_leaves_no_decision_or_job(
             if d.enrollment_id is not None
         }
         assert subjects == {"tok-good"}
-        planned = session.scalars(select(Message.id)).all()
-    assert planned  # the good checkout's first email at least
+        planned = session.scalars(select(Message)).all()
+    assert len(planned) == 3  # the good checkout's three reminders
     jobs = runtime.queue("messages").scheduled_job_registry.get_job_ids()
     jobs += runtime.queue("messages").job_ids
-    assert sorted(int(j.split("-")[1]) for j in jobs if j.startswith("send-")) == sorted(planned)
+    assert sorted(jobs) == sorted(
+        schedule.job_id(schedule.DueWork("message", shop_id, m.id, m.due_at)) for m in planned
+    )
 
 
 def test_racing_workers_apply_a_delivery_once(client: FlaskClient, runtime: Runtime) -> None:
