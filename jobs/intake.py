@@ -41,7 +41,7 @@ from adapters.platform import ConsentRule, ShopContext, WebhookHeaders, platform
 from jobs import engine, ledger, processing, queues, schedule
 from jobs.queues import INTAKE
 from jobs.runtime import Runtime, current
-from jobs.store.db import dialect_insert
+from jobs.store.db import dialect_insert, picked
 from jobs.store.models import Delivery, DeliveryStatus, Shop, now
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ def process_batch(runtime: Runtime, shop_id: int, limit: int = DRAIN_BATCH) -> i
     with runtime.sessions.begin() as session:
         claimed = session.scalars(
             update(Delivery)
-            .where(Delivery.id.in_(oldest), Delivery.status == DeliveryStatus.RECEIVED)
+            .where(Delivery.id.in_(picked(oldest)), Delivery.status == DeliveryStatus.RECEIVED)
             .values(status=DeliveryStatus.PROCESSED, processed_at=now(), error=None)
             .returning(Delivery)
             .execution_options(populate_existing=True)

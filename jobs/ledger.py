@@ -18,6 +18,7 @@ from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 
+from jobs.store.db import picked
 from jobs.store.models import Decision, Enrollment, Message, MessageState
 
 DUE = "triggerpost.due"
@@ -227,7 +228,7 @@ def take_due(session: Session, shop_id: int, at: datetime, limit: int) -> list[i
     )
     held = session.execute(
         update(Message)
-        .where(Message.id.in_(oldest), Message.state == MessageState.PLANNED, free)
+        .where(Message.id.in_(picked(oldest)), Message.state == MessageState.PLANNED, free)
         .values(enqueued_at=at)
         .returning(Message.id, Message.due_at, Message.priority)
         .execution_options(synchronize_session=False)

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Select, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -206,6 +206,18 @@ _INSERT_NEW: dict[tuple[str, type, tuple[str, ...]], Any] = {}
 def dialect_insert(dialect: str) -> Any:
     """The INSERT construct with ``on_conflict_do_nothing`` for the dialect (by name)."""
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def picked(rows: Select[Any], name: str = "picked") -> Select[Any]:
+    """``rows`` (a ``SELECT id .. LIMIT n FOR UPDATE SKIP LOCKED``) evaluated once,
+    for an ``UPDATE .. WHERE id IN (picked(..))`` that takes those rows.
+
+    As a plain ``IN`` subquery PostgreSQL may run it again for each row the
+    UPDATE visits; rows the UPDATE has just changed then drop out of it, and
+    further ones take their place, past the LIMIT. A materialized CTE runs once.
+    """
+    cte = rows.cte(name).prefix_with("MATERIALIZED", dialect="postgresql")
+    return select(*cte.c)
 
 
 def alembic_config(url: str) -> Config:

@@ -314,3 +314,16 @@ def test_redis_down_during_intake_loses_nothing(runtime: Runtime, own_redis: Emb
     finally:
         local.close()
         runtimes.install(runtime)
+
+
+def test_a_batch_takes_at_most_its_limit_oldest_first(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    for n in range(intake.DRAIN_BATCH + 3):
+        send(client, customer(n), f"wh-{n}")
+    with runtime.sessions() as session:
+        shop_id = session.scalar(select(Delivery.shop_id).limit(1))
+    assert shop_id is not None
+    assert intake.process_batch(runtime, shop_id) == intake.DRAIN_BATCH
+    assert statuses(runtime) == ["processed"] * intake.DRAIN_BATCH + ["received"] * 3
+    assert intake.process_batch(runtime, shop_id) == 3
