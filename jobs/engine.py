@@ -509,10 +509,27 @@ def complete_if_done(session: Session, enrollment: Enrollment, at: datetime) -> 
 def complete_if_done_by_id(
     session: Session, enrollment_id: int, flow_name: str, at: datetime
 ) -> bool:
-    """The same as one conditional UPDATE, for a caller that has not loaded the row."""
+    """The same as one conditional UPDATE, for a caller that has not loaded the row.
+
+    On PostgreSQL the enrollment's row is locked first. Under READ COMMITTED,
+    two transactions ending its last two messages side by side would each see
+    the other's message still pending, and neither would complete it; with
+    the lock the second waits for the first to commit, and its UPDATE (a new
+    statement, a new snapshot) then sees that message ended.
+    """
     flow = registry.get(flow_name)
     if flow is None:
         return False
+    if session.get_bind().dialect.name == "postgresql":
+        active = session.scalar(
+            select(Enrollment.id)
+            .where(Enrollment.id == enrollment_id, Enrollment.state == EnrollmentState.ACTIVE)
+            # FOR NO KEY UPDATE, as an UPDATE takes: rows that only refer to the
+            # enrollment (decisions written by other transactions) need not wait
+            .with_for_update(key_share=True)
+        )
+        if active is None:
+            return False
     pending = select(Message.id).where(
         Message.enrollment_id == enrollment_id,
         Message.state.in_([MessageState.PLANNED, MessageState.SENDING, MessageState.HANDED]),
