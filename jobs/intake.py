@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 RETRY_INTERVALS = [10, 60, 300, 1800]
 MAX_ATTEMPTS = 1 + len(RETRY_INTERVALS)
 #: deliveries a drain claims and applies per transaction
-DRAIN_BATCH = 8
+DRAIN_BATCH = 32
 #: a drain with a backlog asks for a helper drain after this many deliveries
 HELP_EVERY = 24
 
