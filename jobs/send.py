@@ -172,8 +172,11 @@ def discount_code(secret: str, message: Message) -> str:
     return "TP-" + "".join(chars)
 
 
-def run(engine_: Engine, message_id: int, at: datetime) -> str:
+def run(engine_: Engine, message_id: int, at: datetime, asked: Questions | None = None) -> str:
     """Send (or decide not to send) one message; returns the outcome recorded.
+
+    ``asked``: the live re-check's questions, when a drain has read them for a
+    batch of messages already (see :func:`live_questions`).
 
     Claim, judge, render and hand over share one transaction: if anything in it
     fails, the row is still planned (nothing was handed over). Only a message
@@ -182,7 +185,7 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
     """
     runtime = engine_.runtime
     sessions = runtime.sessions
-    live = _live_check(engine_, message_id, at)
+    live = _live_check(engine_, message_id, at, asked)
     due: list[engine.DueWork] = []
     composed: Composed | None = None
     failure: BaseException | None = None
@@ -270,42 +273,60 @@ def run(engine_: Engine, message_id: int, at: datetime) -> str:
     return _deliver(engine_, message, token, composed, at)
 
 
-def _live_check(engine_: Engine, message_id: int, at: datetime) -> str | None:
+#: per message that asks the platform before it is sent: its shop and the order to ask about
+Questions = dict[int, tuple[Shop, str]]
+
+
+def _live_check(
+    engine_: Engine, message_id: int, at: datetime, asked: Questions | None
+) -> str | None:
     """The optional live re-check, before any transaction (it is an HTTP call)."""
     if engine_.live_orders is None:
         return None
-    with engine_.runtime.reads() as session:
-        # one read (the message's and its enrollment's state, and the shop): most
-        # jobs that find nothing to ask about end here (a message already exited,
-        # not yet due, or a flow or platform without a live check)
-        found = session.execute(
-            select(
-                Message.state,
-                Message.flow,
-                Message.due_at,
-                Enrollment.state.label("enrollment_state"),
-                Enrollment.subject,
-                Shop,
-            )
-            .join(Enrollment, Enrollment.id == Message.enrollment_id)
-            .join(Shop, Shop.id == Message.shop_id)
-            .where(Message.id == message_id)
-        ).one_or_none()
-        if (
-            found is None
-            or found.state != MessageState.PLANNED
-            or found.due_at > at
-            or found.enrollment_state != EnrollmentState.ACTIVE
-        ):
-            return None
-        flow = registry.get(found.flow)
-        if flow is None or flow.live_order is None:
-            return None
-        shop = found.Shop
-        order_id = flow.live_order(shop, found.subject)
-    if order_id is None:
+    if asked is None:
+        with engine_.runtime.reads() as session:
+            asked = live_questions(session, [message_id], at)
+    question = asked.get(message_id)
+    if question is None:
         return None
-    return _live_exit(engine_, shop, order_id)
+    return _live_exit(engine_, *question)
+
+
+def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questions:
+    """What the live re-check would ask for these messages, read in one statement.
+
+    Most messages ask nothing: already ended, not yet due, their enrollment
+    over, or a flow or platform without a live check.
+    """
+    found = session.execute(
+        select(
+            Message.id,
+            Message.state,
+            Message.flow,
+            Message.due_at,
+            Enrollment.state.label("enrollment_state"),
+            Enrollment.subject,
+            Shop,
+        )
+        .join(Enrollment, Enrollment.id == Message.enrollment_id)
+        .join(Shop, Shop.id == Message.shop_id)
+        .where(Message.id.in_(message_ids))
+    ).all()
+    questions: Questions = {}
+    for row in found:
+        if (
+            row.state != MessageState.PLANNED
+            or row.due_at > at
+            or row.enrollment_state != EnrollmentState.ACTIVE
+        ):
+            continue
+        flow = registry.get(row.flow)
+        if flow is None or flow.live_order is None:
+            continue
+        order_id = flow.live_order(row.Shop, row.subject)
+        if order_id is not None:
+            questions[row.id] = (row.Shop, order_id)
+    return questions
 
 
 def _compose_and_hand_over(
@@ -539,15 +560,19 @@ def drain(engine_: Engine, shop_id: int, *, budget: float = DRAIN_SECONDS) -> in
     started = time.monotonic()
     done = raised = 0
     while True:
+        asked: Questions = {}
         with runtime.sessions.begin() as session:
-            ids = ledger.take_due(session, shop_id, now(), SEND_BATCH)
+            at = now()
+            ids = ledger.take_due(session, shop_id, at, SEND_BATCH)
+            if ids and engine_.live_orders is not None:
+                asked = live_questions(session, ids, at)
         if not ids:
             return done
         if len(ids) == SEND_BATCH:
             schedule.notify_sends(runtime, shop_id)  # a helper, if none waits yet
         for message_id in ids:
             try:
-                run(engine_, message_id, now())
+                run(engine_, message_id, now(), asked)
             except Exception:
                 # still held by this drain, it is not taken again by it
                 log.exception("shop %s: sending message %s raised", shop_id, message_id)
