@@ -236,6 +236,16 @@ def take_due(session: Session, shop_id: int, at: datetime, limit: int) -> list[i
     return [row.id for row in sorted(held, key=lambda r: (r.due_at, -r.priority, r.id))]
 
 
+def let_go(session: Session, message_ids: list[int]) -> None:
+    """A drain's hold on messages it will not get to: any drain may take them now."""
+    session.execute(
+        update(Message)
+        .where(Message.id.in_(message_ids), Message.state == MessageState.PLANNED)
+        .values(enqueued_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def lapse_holds(session: Session, due_by: datetime, at: datetime) -> int:
     """Clear the holds of drains that died on messages due by ``due_by`` (the sweeper)."""
     result = session.execute(

@@ -535,7 +535,13 @@ def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
     return counts
 
 
-def drain(engine_: Engine, shop_id: int, *, budget: float = DRAIN_SECONDS) -> int:
+def drain(
+    engine_: Engine,
+    shop_id: int,
+    *,
+    budget: float = DRAIN_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
     """Send the shop's messages that have come due, a few at a time, in send order;
     returns how many were handled (sent or not).
 
@@ -545,8 +551,8 @@ def drain(engine_: Engine, shop_id: int, *, budget: float = DRAIN_SECONDS) -> in
     its own transactions. While a backlog remains, a helper drain is asked
     for now and then (at most one waits in the queue): a slow provider or a
     burst is spread over the idle workers. After ``budget`` seconds the rest
-    is left to a new drain job, so other shops' work is not held up and the
-    job stays within its timeout.
+    (its holds let go) is left to a new drain job, so other shops' work is
+    not held up and the job stays within its timeout.
 
     A message whose send raises was given back for a later attempt (or left
     planned, held, until the hold lapses) by :func:`run`; it is logged and the
@@ -557,7 +563,7 @@ def drain(engine_: Engine, shop_id: int, *, budget: float = DRAIN_SECONDS) -> in
     from jobs import schedule
 
     runtime = engine_.runtime
-    started = time.monotonic()
+    started = clock()
     done = raised = 0
     while True:
         asked: Questions = {}
@@ -570,7 +576,12 @@ def drain(engine_: Engine, shop_id: int, *, budget: float = DRAIN_SECONDS) -> in
             return done
         if len(ids) == SEND_BATCH:
             schedule.notify_sends(runtime, shop_id)  # a helper, if none waits yet
-        for message_id in ids:
+        for n, message_id in enumerate(ids):
+            if clock() - started > budget:
+                with runtime.sessions.begin() as session:
+                    ledger.let_go(session, ids[n:])
+                schedule.notify_sends(runtime, shop_id, force=True)
+                return done
             try:
                 run(engine_, message_id, now(), asked)
             except Exception:
@@ -580,9 +591,6 @@ def drain(engine_: Engine, shop_id: int, *, budget: float = DRAIN_SECONDS) -> in
                 if raised >= MAX_RAISED:
                     raise
             done += 1
-        if time.monotonic() - started > budget:
-            schedule.notify_sends(runtime, shop_id, force=True)
-            return done
 
 
 def send_due(shop_id: int) -> int:

@@ -137,11 +137,20 @@ def test_a_drain_that_keeps_failing_fails_its_job(runtime: Runtime) -> None:
 
 def test_a_drain_past_its_time_leaves_the_rest_to_a_new_job(runtime: Runtime) -> None:
     h = shop_with_due_emails(runtime, 6)  # 18 emails due
-    assert send.drain(h.engine, h.shop_id, budget=0) == send.SEND_BATCH
-    assert states(h) == {MessageState.SENT: 16, MessageState.PLANNED: 2}
+    ticks = iter(range(100))  # a second passes per look at the clock
+
+    def clock() -> float:
+        return float(next(ticks))
+
+    assert send.drain(h.engine, h.shop_id, budget=5.5, clock=clock) == 5
+    assert states(h) == {MessageState.SENT: 5, MessageState.PLANNED: 13}
+    # the rest is not held: the next drain takes it at once
+    assert all(m.enqueued_at is None for m in h.messages() if m.state == MessageState.PLANNED)
     queue = runtime.queue("messages")
     assert [job.func_name for job in queue.jobs] == ["jobs.send.send_due"] * 2  # helper, rest
     assert queue.jobs[0].args == (h.shop_id,)
+    assert send.drain(h.engine, h.shop_id) == 13
+    assert states(h) == {MessageState.SENT: 18}
 
 
 def _work(shop_id: int, id_: int, due: datetime, **kwargs: bool) -> schedule.DueWork:
