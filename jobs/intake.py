@@ -11,9 +11,10 @@ sets the flag again and gets a job of its own.
 
 A drain applies the shop's deliveries a few at a time: one transaction
 starts by flipping up to :data:`DRAIN_BATCH` of the oldest waiting ones to
-``processed`` with a conditional UPDATE, then applies each in a savepoint of
-its own, and commits once (a commit, the claim and the shop's row are the
-costly part of a small delivery). Two workers racing on the same delivery
+``processed`` with a conditional UPDATE, then applies them and commits once
+(a commit, the claim and the shop's row are the costly part of a small
+delivery); only a batch in which one raises is applied again with each
+delivery in a savepoint of its own. Two workers racing on the same delivery
 cannot both apply it, and a worker killed mid-way leaves its deliveries
 ``received`` for the next drain or the sweeper. A delivery whose processing
 raises is rolled back alone, marked ``failed`` and handed to
@@ -211,13 +212,24 @@ def process_one(runtime: Runtime, delivery_id: int, *, retrying: bool = False) -
 
 def process_batch(runtime: Runtime, shop_id: int, limit: int = DRAIN_BATCH) -> int:
     """Claim up to ``limit`` of the shop's oldest waiting deliveries and apply them in
-    one transaction, each in a savepoint; returns how many were claimed.
+    one transaction; returns how many were claimed.
 
-    One that raises is rolled back alone (with the due work and decisions it
-    noted), marked failed in the same transaction and, once that commits,
-    given a retrying job of its own: one bad delivery never holds up the
-    shop's others.
+    The batch is first applied as it comes. If one of its deliveries raises,
+    nothing of that transaction is kept, and the batch is claimed and applied
+    again with each delivery in a savepoint of its own: the one that raises is
+    rolled back alone (with the due work and decisions it noted), marked
+    failed in the same transaction and, once that commits, given a retrying
+    job of its own. One bad delivery never holds up the shop's others, and the
+    common case pays for no savepoints.
     """
+    try:
+        return _apply_batch(runtime, shop_id, limit, isolated=False)
+    except Exception:
+        log.info("shop %s: a delivery of a batch raised; applying it one by one", shop_id)
+        return _apply_batch(runtime, shop_id, limit, isolated=True)
+
+
+def _apply_batch(runtime: Runtime, shop_id: int, limit: int, *, isolated: bool) -> int:
     oldest = (
         select(Delivery.id)
         .where(Delivery.shop_id == shop_id, Delivery.status == DeliveryStatus.RECEIVED)
@@ -238,15 +250,18 @@ def process_batch(runtime: Runtime, shop_id: int, limit: int = DRAIN_BATCH) -> i
             return 0
         shop = session.get_one(Shop, shop_id)
         for delivery in sorted(claimed, key=lambda d: d.id):
-            noted = ledger.mark(session)
-            try:
-                with session.begin_nested():
-                    erased = apply_delivery(session, shop, delivery)
-            except Exception as exc:
-                ledger.undo_to(session, noted)
-                _mark_failed(session, delivery.id, exc)
-                failed.append(delivery.id)
-                continue
+            if not isolated:
+                erased = apply_delivery(session, shop, delivery)
+            else:
+                noted = ledger.mark(session)
+                try:
+                    with session.begin_nested():
+                        erased = apply_delivery(session, shop, delivery)
+                except Exception as exc:
+                    ledger.undo_to(session, noted)
+                    _mark_failed(session, delivery.id, exc)
+                    failed.append(delivery.id)
+                    continue
             if erased:
                 break  # the shop and all it had, the rest of this batch too, are gone
     # only after the commit: a job must never find its message not yet written

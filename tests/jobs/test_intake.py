@@ -132,7 +132,7 @@ def test_transient_failure_recovers_on_retry(
 
     def flaky(*args: object, **kwargs: object) -> processing.Applied:
         calls["n"] += 1
-        if calls["n"] == 1:
+        if calls["n"] <= 2:  # the batch, then the delivery on its own in a savepoint
             raise ConnectionError("database went away")
         return real_apply(*args, **kwargs)  # type: ignore[arg-type]
 
@@ -148,6 +148,28 @@ def test_transient_failure_recovers_on_retry(
     run_worker(runtime)
     assert statuses(runtime) == ["processed"]
     assert emails(runtime) == ["kund1@example.se"]
+
+
+def test_a_batch_that_raised_once_is_applied_again_delivery_by_delivery(
+    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_apply = processing.apply
+    calls = {"n": 0}
+
+    def once(*args: object, **kwargs: object) -> processing.Applied:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second delivery, on the batch's first pass
+            raise ConnectionError("database went away")
+        return real_apply(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(processing, "apply", once)
+    for n in (1, 2, 3):
+        send(client, customer(n), f"wh-{n}")
+    run_worker(runtime)
+    assert statuses(runtime) == ["processed"] * 3
+    assert emails(runtime) == [f"kund{n}@example.se" for n in (1, 2, 3)]
+    assert calls["n"] == 2 + 3  # the first pass, rolled back, then each on its own
+    assert not runtime.queue("intake").scheduled_job_registry.get_job_ids()  # no retries
 
 
 def test_a_failure_inside_a_batch_takes_back_only_its_own_writes(
