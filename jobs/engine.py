@@ -441,11 +441,12 @@ def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: d
             _note(session, "wake", enrollment.shop_id, enrollment.id, wake)
             return
         index += 1
-    _plan_messages(session, shop, flow, sends, at)
+    planned = _plan_messages(session, shop, flow, sends, at)
     enrollment.step_index = len(steps)
     enrollment.wake_at = None
     enrollment.context = {**enrollment.context, "cursor": cursor.isoformat()}
-    complete_if_done(session, enrollment, at)
+    if not planned:  # a message planned just now is pending: it cannot be done yet
+        complete_if_done(session, enrollment, at)
 
 
 def _message_row(
@@ -478,9 +479,10 @@ def _message_row(
 
 def _plan_messages(
     session: Session, shop: Shop, flow: Flow, sends: list[dict[str, Any]], at: datetime
-) -> None:
+) -> int:
     """Insert the planned sends in one statement; a send planned before (exactly one
-    row per flow, step, subject and contact) is left as it is."""
+    row per flow, step, subject and contact) is left as it is. Returns how many
+    were new."""
     new = {m.dedupe_key: m for m in insert_new(session, Message, ("shop_id", "dedupe_key"), sends)}
     for row in sends:  # in step order, so the decision log reads in order
         message = new.get(row["dedupe_key"])
@@ -496,6 +498,7 @@ def _plan_messages(
             message=message,
         )
         _note(session, "message", message.shop_id, message.id, row["due_at"])
+    return len(new)
 
 
 def complete_if_done(session: Session, enrollment: Enrollment, at: datetime) -> None:
