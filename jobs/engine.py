@@ -18,7 +18,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -114,27 +114,42 @@ def _attribute(session: Session, shop: Shop, event: ev.Event, order_id: str, at:
         attribution.credit(session, shop, order, at)
 
 
+def _enrollments_about(contact: bool, subjects: bool) -> Any:
+    about = []
+    if contact:
+        about.append(Enrollment.contact_id == bindparam("contact_id"))
+    if subjects:
+        about.append(Enrollment.subject.in_(bindparam("subjects", expanding=True)))
+    return (
+        select(Enrollment)
+        .where(
+            Enrollment.shop_id == bindparam("shop_id"),
+            Enrollment.state == EnrollmentState.ACTIVE,
+            or_(*about),
+        )
+        .order_by(Enrollment.id)
+    )
+
+
+#: active enrollments about a contact, some subjects, or either (built once)
+_ACTIVE_ABOUT = {
+    (contact, subjects): _enrollments_about(contact, subjects)
+    for contact, subjects in ((True, False), (False, True), (True, True))
+}
+
+
 def _active_enrollments(
     session: Session, shop_id: int, contact: Contact | None, subjects: list[str]
 ) -> list[Enrollment]:
-    about = []
-    if contact is not None:
-        about.append(Enrollment.contact_id == contact.id)
-    if subjects:
-        about.append(Enrollment.subject.in_(subjects))
-    if not about:
+    if contact is None and not subjects:
         return []
-    return list(
-        session.scalars(
-            select(Enrollment)
-            .where(
-                Enrollment.shop_id == shop_id,
-                Enrollment.state == EnrollmentState.ACTIVE,
-                or_(*about),
-            )
-            .order_by(Enrollment.id)
-        )
-    )
+    statement = _ACTIVE_ABOUT[(contact is not None, bool(subjects))]
+    params = {
+        "shop_id": shop_id,
+        "contact_id": contact.id if contact is not None else None,
+        "subjects": subjects,
+    }
+    return list(session.scalars(statement, params))
 
 
 def _context(
@@ -523,32 +538,37 @@ def complete_if_done_by_id(
     flow = registry.get(flow_name)
     if flow is None:
         return False
-    if session.get_bind().dialect.name == "postgresql":
-        active = session.scalar(
-            select(Enrollment.id)
-            .where(Enrollment.id == enrollment_id, Enrollment.state == EnrollmentState.ACTIVE)
-            # FOR NO KEY UPDATE, as an UPDATE takes: rows that only refer to the
-            # enrollment (decisions written by other transactions) need not wait
-            .with_for_update(key_share=True)
-        )
-        if active is None:
-            return False
-    pending = select(Message.id).where(
-        Message.enrollment_id == enrollment_id,
-        Message.state.in_([MessageState.PLANNED, MessageState.SENDING, MessageState.HANDED]),
-    )
-    done = session.execute(
-        update(Enrollment)
-        .where(
-            Enrollment.id == enrollment_id,
-            Enrollment.state == EnrollmentState.ACTIVE,
-            Enrollment.step_index >= len(flow.steps),
-            ~pending.exists(),
-        )
-        .values(state=EnrollmentState.COMPLETED, ended_at=at)
-        .execution_options(synchronize_session=False)
-    )
+    params = {"enrollment_id": enrollment_id}
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql and session.scalar(_LOCK_ACTIVE, params) is None:
+        return False
+    done = session.execute(_COMPLETE, {**params, "steps": len(flow.steps), "at": at})
     return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+# FOR NO KEY UPDATE, as an UPDATE takes: rows that only refer to the enrollment
+# (decisions written by other transactions) need not wait for it
+_LOCK_ACTIVE = (
+    select(Enrollment.id)
+    .where(Enrollment.id == bindparam("enrollment_id"), Enrollment.state == EnrollmentState.ACTIVE)
+    .with_for_update(key_share=True)
+)
+_COMPLETE = (
+    update(Enrollment)
+    .where(
+        Enrollment.id == bindparam("enrollment_id"),
+        Enrollment.state == EnrollmentState.ACTIVE,
+        Enrollment.step_index >= bindparam("steps"),
+        ~select(Message.id)
+        .where(
+            Message.enrollment_id == bindparam("enrollment_id"),
+            Message.state.in_([MessageState.PLANNED, MessageState.SENDING, MessageState.HANDED]),
+        )
+        .exists(),
+    )
+    .values(state=EnrollmentState.COMPLETED, ended_at=bindparam("at"))
+    .execution_options(synchronize_session=False)
+)
 
 
 # --- wakes ---------------------------------------------------------------------------

@@ -31,8 +31,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from jobs import engine, localtime, suppressions
@@ -169,23 +170,41 @@ def _timing(
     return Verdict("deferred", reason, slot)
 
 
+def _others(*condition: Any) -> Any:
+    """The contact's other marketing messages (the one being judged left out)."""
+    return (
+        Message.contact_id == bindparam("contact_id"),
+        Message.kind == MessageKind.MARKETING,
+        Message.id != bindparam("message_id"),
+        *condition,
+    )
+
+
+#: when the contact's other marketing emails went (or are going) out, since a time
+_TAKEN = (
+    select(func.coalesce(Message.sent_at, Message.claimed_at).label("at"))
+    .where(*_others(Message.state.in_(OCCUPYING)))
+    .subquery()
+)
+_OCCUPIED = select(_TAKEN.c.at).where(_TAKEN.c.at >= bindparam("since"))
+#: the latest higher-priority marketing email due near a slot
+_RIVAL = select(func.max(Message.due_at)).where(
+    *_others(
+        Message.state == MessageState.PLANNED,
+        Message.priority > bindparam("priority"),
+        Message.due_at > bindparam("after"),
+        Message.due_at <= bindparam("until"),
+    )
+)
+
+
 def _cap_slots(
     session: Session, policy: Policy, message: Message, contact: Contact, slot: datetime
 ) -> list[tuple[str, datetime]]:
     """(rule, earliest time it allows) for each frequency rule that blocks ``slot``."""
-    occupied = (
-        select(func.coalesce(Message.sent_at, Message.claimed_at))
-        .where(
-            Message.contact_id == contact.id,
-            Message.kind == MessageKind.MARKETING,
-            Message.id != message.id,
-            Message.state.in_(OCCUPYING),
-        )
-        .subquery()
-    )
-    column = occupied.c[0]
+    params = {"contact_id": contact.id, "message_id": message.id}
     times = sorted(
-        t for t in session.scalars(select(column).where(column >= slot - policy.window)) if t
+        t for t in session.scalars(_OCCUPIED, {**params, "since": slot - policy.window}) if t
     )
     found: list[tuple[str, datetime]] = []
     near = [t for t in times if t > slot - policy.min_gap]
@@ -199,15 +218,13 @@ def _cap_slots(
     # A higher-priority message due within the gap either side of the slot would
     # be blocked by this one: it goes first, and this one follows a gap after it.
     rival = session.scalar(
-        select(func.max(Message.due_at)).where(
-            Message.contact_id == contact.id,
-            Message.kind == MessageKind.MARKETING,
-            Message.id != message.id,
-            Message.state == MessageState.PLANNED,
-            Message.priority > message.priority,
-            Message.due_at > slot - policy.min_gap,
-            Message.due_at <= slot + policy.min_gap,
-        )
+        _RIVAL,
+        {
+            **params,
+            "priority": message.priority,
+            "after": slot - policy.min_gap,
+            "until": slot + policy.min_gap,
+        },
     )
     if rival is not None:
         found.append(("cap:priority", rival + policy.min_gap))

@@ -186,6 +186,25 @@ def _move(
     return True
 
 
+_CLAIM = (
+    update(Message)
+    .where(
+        Message.id == bindparam("message_id"),
+        Message.state == MessageState.PLANNED,
+        Message.due_at <= bindparam("at"),
+    )
+    .values(
+        state=MessageState.SENDING,
+        claim_token=bindparam("token"),
+        claimed_at=bindparam("at"),
+        attempts=Message.attempts + 1,
+    )
+    .returning(Message)
+    .execution_options(populate_existing=True)
+)
+_WHY_NOT = select(Message.state, Message.due_at).where(Message.id == bindparam("message_id"))
+
+
 def claim(session: Session, message_id: int, at: datetime) -> tuple[Message, str] | str:
     """planned -> sending for exactly one caller, if it is due: the message and its
     claim token; otherwise why not (``not_planned``, ``not_due`` or ``taken``).
@@ -193,27 +212,11 @@ def claim(session: Session, message_id: int, at: datetime) -> tuple[Message, str
     One statement claims and reads the row (UPDATE .. RETURNING).
     """
     token = secrets.token_hex(16)
-    claimed = session.scalars(
-        update(Message)
-        .where(
-            Message.id == message_id,
-            Message.state == MessageState.PLANNED,
-            Message.due_at <= at,
-        )
-        .values(
-            state=MessageState.SENDING,
-            claim_token=token,
-            claimed_at=at,
-            attempts=Message.attempts + 1,
-        )
-        .returning(Message)
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    params = {"message_id": message_id, "token": token, "at": at}
+    claimed = session.scalars(_CLAIM, params).one_or_none()
     if claimed is not None:
         return claimed, token
-    found = session.execute(
-        select(Message.state, Message.due_at).where(Message.id == message_id)
-    ).one_or_none()
+    found = session.execute(_WHY_NOT, params).one_or_none()
     if found is None or found.state != MessageState.PLANNED:
         return "not_planned"
     return "not_due" if found.due_at > at else "taken"

@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -120,19 +120,24 @@ def normalise_email(email: str | None) -> str | None:
     return email if "@" in email else None
 
 
+#: a contact by the platform's customer id, or by address (built once)
+_BY_CUSTOMER = select(Contact).where(
+    Contact.shop_id == bindparam("shop_id"), Contact.customer_id == bindparam("key")
+)
+_BY_EMAIL = select(Contact).where(
+    Contact.shop_id == bindparam("shop_id"), Contact.email == bindparam("key")
+)
+
+
 def find_contact(
     session: Session, shop_id: int, customer_id: str | None, email: str | None
 ) -> Contact | None:
     if customer_id:
-        found = session.scalar(
-            select(Contact).where(Contact.shop_id == shop_id, Contact.customer_id == customer_id)
-        )
+        found = session.scalar(_BY_CUSTOMER, {"shop_id": shop_id, "key": customer_id})
         if found is not None:
             return found
     if email:
-        return session.scalar(
-            select(Contact).where(Contact.shop_id == shop_id, Contact.email == email)
-        )
+        return session.scalar(_BY_EMAIL, {"shop_id": shop_id, "key": email})
     return None
 
 

@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -85,14 +85,15 @@ def suppress(
     return created
 
 
+_SCOPES = select(Suppression.scope).where(
+    Suppression.shop_id == bindparam("shop_id"),
+    Suppression.email.in_([bindparam("email"), bindparam("erased")]),
+)
+
+
 def scopes_for(session: Session, shop_id: int, email: str) -> set[str]:
-    rows = session.scalars(
-        select(Suppression.scope).where(
-            Suppression.shop_id == shop_id,
-            Suppression.email.in_((normalise(email), erased_form(email))),
-        )
-    )
-    return set(rows)
+    params = {"shop_id": shop_id, "email": normalise(email), "erased": erased_form(email)}
+    return set(session.scalars(_SCOPES, params))
 
 
 def blocking_scope(scopes: Iterable[str], kind: str, category: str | None) -> str | None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from adapters.events import Event
@@ -21,6 +21,17 @@ from jobs.store.models import (
     Order,
     OrderStatus,
     Shop,
+)
+
+#: did the contact place a real order since then (built once, run with parameters)
+_ORDERED_SINCE = select(
+    exists().where(
+        Order.shop_id == bindparam("shop_id"),
+        Order.contact_id == bindparam("contact_id"),
+        Order.test.is_(False),
+        Order.placed_at >= bindparam("since"),
+        Order.status != OrderStatus.CANCELLED,
+    )
 )
 
 
@@ -54,16 +65,5 @@ class FlowContext:
         """Did the contact place any real order (not a test) at or after ``since``?"""
         if self.contact is None:
             return False
-        return bool(
-            self.session.scalar(
-                select(
-                    exists().where(
-                        Order.shop_id == self.shop.id,
-                        Order.contact_id == self.contact.id,
-                        Order.test.is_(False),
-                        Order.placed_at >= since,
-                        Order.status != OrderStatus.CANCELLED,
-                    )
-                )
-            )
-        )
+        params = {"shop_id": self.shop.id, "contact_id": self.contact.id, "since": since}
+        return bool(self.session.scalar(_ORDERED_SINCE, params))

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from jobs.store.models import Checkout, Order
 
 ROWS = "triggerpost.rows"
 Found = TypeVar("Found", Checkout, Order)
+
+#: the lookups, built once (run with their values as parameters)
+_LOOKUPS: dict[type, Any] = {
+    model: select(model).where(model.shop_id == bindparam("shop_id"), column == bindparam("value"))
+    for model, column in ((Checkout, Checkout.token), (Order, Order.order_id))
+}
 
 
 def _remembered(session: Session) -> dict[tuple[Any, ...], Any]:
@@ -26,20 +32,18 @@ def _remembered(session: Session) -> dict[tuple[Any, ...], Any]:
 
 
 def checkout(session: Session, shop_id: int, token: str) -> Checkout | None:
-    return _find(session, Checkout, shop_id, Checkout.token, token)
+    return _find(session, Checkout, shop_id, token)
 
 
 def order(session: Session, shop_id: int, order_id: str) -> Order | None:
-    return _find(session, Order, shop_id, Order.order_id, order_id)
+    return _find(session, Order, shop_id, order_id)
 
 
-def _find(
-    session: Session, model: type[Found], shop_id: int, column: Any, value: str
-) -> Found | None:
+def _find(session: Session, model: type[Found], shop_id: int, value: str) -> Found | None:
     key = (model, shop_id, value)
     row: Found | None = _remembered(session).get(key)
     if row is None:
-        row = session.scalar(select(model).where(model.shop_id == shop_id, column == value))
+        row = session.scalar(_LOOKUPS[model], {"shop_id": shop_id, "value": value})
         if row is not None:
             _remembered(session)[key] = row
     return row
