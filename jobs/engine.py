@@ -539,11 +539,12 @@ def complete_if_done_by_id(
     if flow is None:
         return False
     params = {"enrollment_id": enrollment_id}
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    if postgresql and session.scalar(_LOCK_ACTIVE, params) is None:
+    connection = session.connection()  # plain statements: nothing of the ORM's is needed
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql and connection.scalar(_LOCK_ACTIVE, params) is None:
         return False
-    done = session.execute(_COMPLETE, {**params, "steps": len(flow.steps), "at": at})
-    return bool(done.rowcount)  # type: ignore[attr-defined]
+    done = connection.execute(_COMPLETE, {**params, "steps": len(flow.steps), "at": at})
+    return bool(done.rowcount)
 
 
 # FOR NO KEY UPDATE, as an UPDATE takes: rows that only refer to the enrollment

@@ -102,7 +102,8 @@ def write_decisions(session: Session) -> None:
     rows = session.info.pop(DECISIONS, None)
     if rows:
         # NULLs rendered, so every row has the same columns: one statement for all
-        session.execute(insert(Decision).execution_options(render_nulls=True), rows)
+        # every row has every column: one executemany on the connection
+        session.connection().execute(insert(Decision), rows)
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,8 @@ def _move(
     params = {f"new_{name}": value for name, value in values.items()}
     params.update(moving_id=message.id, moving_token=claim_token)
     statement = _move_statement(tuple(frm), claim_token is not None, tuple(values))
-    result = session.execute(statement, params)
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    result = session.connection().execute(statement, params)  # not the ORM's bulk UPDATE
+    if result.rowcount != 1:
         if message in session:
             session.refresh(message)
         return False

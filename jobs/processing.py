@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -67,6 +67,10 @@ class Applied:
         self.shop_erased = shop_erased
 
 
+#: the event log's INSERT, built once and run on the connection: no unit-of-work flush
+_LOG_EVENT = insert(StoredEvent).returning(StoredEvent.id)
+
+
 def apply(
     session: Session,
     shop: Shop,
@@ -86,25 +90,24 @@ def apply(
     serialised = ev.to_dict(event)
     if applied.logged is not None:
         serialised["data"] = applied.logged
-    stored = StoredEvent(
-        shop_id=shop.id,
-        delivery_id=delivery_id,
-        contact_id=applied.contact.id if applied.contact else None,
-        type=serialised["type"],
-        version=serialised["version"],
-        occurred_at=event.occurred_at,
-        subject=applied.subject,
-        data=serialised["data"],
-    )
-    session.add(stored)
-    session.flush()
+    logged = {
+        "shop_id": shop.id,
+        "delivery_id": delivery_id,
+        "contact_id": applied.contact.id if applied.contact else None,
+        "type": serialised["type"],
+        "version": serialised["version"],
+        "occurred_at": event.occurred_at,
+        "subject": applied.subject,
+        "data": serialised["data"],
+    }
+    event_id = session.connection().execute(_LOG_EVENT, logged).scalar_one()  # no ORM flush
     engine.on_event(
         session,
         shop,
         event,
         applied.contact,
         applied.subject,
-        event_id=stored.id,
+        event_id=event_id,
         at=at or now(),
     )
     return applied
