@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jobs.policy import Policy
+from jobs.store.db import plain
 from jobs.store.models import (
     Attribution,
     Engagement,
@@ -33,6 +34,22 @@ from jobs.store.models import (
     Shop,
 )
 
+#: built once, run with parameters
+_CREDITED = select(Attribution.id).where(Attribution.order_row_id == bindparam("order_row_id"))
+_LAST_ENGAGEMENT = (
+    select(Engagement.message_id, Engagement.at, Message.flow)
+    .join(Message, Message.id == Engagement.message_id)
+    .where(
+        Engagement.shop_id == bindparam("shop_id"),
+        Engagement.contact_id == bindparam("contact_id"),
+        Engagement.kind.in_(bindparam("kinds", expanding=True)),
+        Engagement.at <= bindparam("until"),
+        Engagement.at >= bindparam("since"),
+    )
+    .order_by(Engagement.at.desc(), Engagement.id.desc())
+    .limit(1)
+)
+
 
 def credit(session: Session, shop: Shop, order: Order, at: datetime) -> Attribution | None:
     """Credit ``order`` to the last engagement in the window; None if nothing earned it."""
@@ -40,23 +57,19 @@ def credit(session: Session, shop: Shop, order: Order, at: datetime) -> Attribut
         return None
     if order.status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
         return None
-    if session.scalar(select(Attribution.id).where(Attribution.order_row_id == order.id)):
+    connection = plain(session)
+    if connection.scalar(_CREDITED, {"order_row_id": order.id}):
         return None
     policy = Policy.of(shop)
     kinds = [EngagementKind.CLICK] + ([EngagementKind.OPEN] if policy.attribute_opens else [])
-    last = session.execute(
-        select(Engagement.message_id, Engagement.at, Message.flow)
-        .join(Message, Message.id == Engagement.message_id)
-        .where(
-            Engagement.shop_id == shop.id,
-            Engagement.contact_id == order.contact_id,
-            Engagement.kind.in_(kinds),
-            Engagement.at <= order.placed_at,
-            Engagement.at >= order.placed_at - policy.attribution_window,
-        )
-        .order_by(Engagement.at.desc(), Engagement.id.desc())
-        .limit(1)
-    ).first()
+    params = {
+        "shop_id": shop.id,
+        "contact_id": order.contact_id,
+        "kinds": kinds,
+        "until": order.placed_at,
+        "since": order.placed_at - policy.attribution_window,
+    }
+    last = connection.execute(_LAST_ENGAGEMENT, params).first()
     if last is None:
         return None
     message_id, engaged_at, flow = last

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from jobs import engine, localtime, suppressions
 from jobs.flows.model import ConsentPolicy, Flow, MessageKind
 from jobs.policy import Policy, flow_options
+from jobs.store.db import plain
 from jobs.store.models import (
     Contact,
     Enrollment,
@@ -203,9 +204,9 @@ def _cap_slots(
 ) -> list[tuple[str, datetime]]:
     """(rule, earliest time it allows) for each frequency rule that blocks ``slot``."""
     params = {"contact_id": contact.id, "message_id": message.id}
-    times = sorted(
-        t for t in session.scalars(_OCCUPIED, {**params, "since": slot - policy.window}) if t
-    )
+    connection = plain(session)
+    since = slot - policy.window
+    times = sorted(t for t in connection.scalars(_OCCUPIED, {**params, "since": since}) if t)
     found: list[tuple[str, datetime]] = []
     near = [t for t in times if t > slot - policy.min_gap]
     if near:
@@ -217,7 +218,7 @@ def _cap_slots(
         found.append(("cap:weekly", oldest + policy.window))
     # A higher-priority message due within the gap either side of the slot would
     # be blocked by this one: it goes first, and this one follows a gap after it.
-    rival = session.scalar(
+    rival = connection.scalar(
         _RIVAL,
         {
             **params,

@@ -24,6 +24,7 @@ from adapters import events as ev
 from jobs import engine, privacy
 from jobs.shops import mark_uninstalled
 from jobs.store import rows
+from jobs.store.db import plain
 from jobs.store.models import (
     Checkout,
     CheckoutStatus,
@@ -269,15 +270,21 @@ def set_consent(contact: Contact, consent: ev.Consent, fallback_at: datetime | N
     contact.consent_at = at
 
 
+#: what a contact's order statistics are made of (built once)
+_COUNTED_ORDERS = select(Order.shop_total, Order.total, Order.placed_at).where(
+    Order.contact_id == bindparam("contact_id"),
+    Order.test.is_(False),
+    Order.status.not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
+)
+#: an order that completed this checkout, if it came first
+_ORDER_FOR_CHECKOUT = select(Order.placed_at, Order.order_id).where(
+    Order.shop_id == bindparam("shop_id"), Order.checkout_token == bindparam("token")
+)
+
+
 def refresh_order_stats(session: Session, contact: Contact) -> None:
     """Recomputed from the orders table, so replays and reorderings cannot skew it."""
-    orders = session.scalars(
-        select(Order).where(
-            Order.contact_id == contact.id,
-            Order.test.is_(False),
-            Order.status.not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
-        )
-    ).all()
+    orders = plain(session).execute(_COUNTED_ORDERS, {"contact_id": contact.id}).all()
     contact.orders_count = len(orders)
     contact.total_spent = sum(
         (o.shop_total if o.shop_total is not None else o.total for o in orders), Decimal(0)
@@ -330,9 +337,8 @@ def on_checkout(session: Session, shop: Shop, event: ev.CheckoutUpdated) -> Appl
         complete_checkout(row, data.completed_at, None)
     elif row.status != CheckoutStatus.COMPLETED:
         # an order may have arrived before this checkout (delivery order is not guaranteed)
-        order = session.scalar(
-            select(Order).where(Order.shop_id == shop.id, Order.checkout_token == data.token)
-        )
+        params = {"shop_id": shop.id, "token": data.token}
+        order = plain(session).execute(_ORDER_FOR_CHECKOUT, params).first()
         if order is not None:
             complete_checkout(row, order.placed_at, order.order_id)
     session.flush()

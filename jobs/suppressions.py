@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jobs import ledger
+from jobs.store.db import plain
 from jobs.store.models import (
     SCOPE_ALL,
     SCOPE_MARKETING,
@@ -93,7 +94,7 @@ _SCOPES = select(Suppression.scope).where(
 
 def scopes_for(session: Session, shop_id: int, email: str) -> set[str]:
     params = {"shop_id": shop_id, "email": normalise(email), "erased": erased_form(email)}
-    return set(session.scalars(_SCOPES, params))
+    return set(plain(session).scalars(_SCOPES, params))
 
 
 def blocking_scope(scopes: Iterable[str], kind: str, category: str | None) -> str | None:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from adapters.events import Event
 from jobs.store import rows
+from jobs.store.db import plain
 from jobs.store.models import (
     Checkout,
     CheckoutStatus,
@@ -66,4 +67,4 @@ class FlowContext:
         if self.contact is None:
             return False
         params = {"shop_id": self.shop.id, "contact_id": self.contact.id, "since": since}
-        return bool(self.session.scalar(_ORDERED_SINCE, params))
+        return bool(plain(self.session).scalar(_ORDERED_SINCE, params))
