@@ -394,9 +394,20 @@ def from_dict(payload: dict[str, Any]) -> Event:
     return value
 
 
+#: each event dataclass's field names, in order (looked up once per class)
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_AS_IS = (str, int, float, bool, type(None))
+
+
 def _dump(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _dump(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind = type(value)
+    if kind in _AS_IS:  # the exact types: a StrEnum member is a str, but not this
+        return value
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(kind):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    if names is not None:
+        return {name: _dump(getattr(value, name)) for name in names}
     if isinstance(value, StrEnum):
         return value.value
     if isinstance(value, datetime):
