@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
 from jobs import engine, ledger
@@ -172,6 +172,23 @@ def discount_code(secret: str, message: Message) -> str:
     return "TP-" + "".join(chars)
 
 
+#: a claimed message's enrollment and shop, and its contact, locked so that two of
+#: their messages cannot both take one slot of the caps (built once)
+_ENROLLMENT = (
+    select(Enrollment, Shop)
+    .join(Shop, Shop.id == Enrollment.shop_id)
+    .where(Enrollment.id == bindparam("enrollment_id"))
+)
+_WITH_CONTACT = (
+    select(Enrollment, Shop, Contact)
+    .join(Shop, Shop.id == Enrollment.shop_id)
+    .join(Contact, Contact.id == bindparam("contact_id"))
+    .where(Enrollment.id == bindparam("enrollment_id"))
+    .with_for_update(of=Contact)
+    .execution_options(populate_existing=True)
+)
+
+
 def run(engine_: Engine, message_id: int, at: datetime, asked: Questions | None = None) -> str:
     """Send (or decide not to send) one message; returns the outcome recorded.
 
@@ -195,17 +212,13 @@ def run(engine_: Engine, message_id: int, at: datetime, asked: Questions | None 
         if isinstance(claimed, str):
             return claimed  # not planned, not yet due (a deferral moved it), or taken
         message, token = claimed
-        enrollment, shop = session.execute(
-            select(Enrollment, Shop)
-            .join(Shop, Shop.id == Enrollment.shop_id)
-            .where(Enrollment.id == message.enrollment_id)
-        ).one()
+        params = {"enrollment_id": message.enrollment_id, "contact_id": message.contact_id}
+        found = session.execute(_WITH_CONTACT, params).one_or_none()
+        if found is not None:
+            enrollment, shop, contact = found
+        else:  # no contact (or no longer): the guards say so
+            (enrollment, shop), contact = session.execute(_ENROLLMENT, params).one(), None
         flow = registry.get(message.flow)
-        contact = (
-            session.get(Contact, message.contact_id, with_for_update=True)
-            if message.contact_id
-            else None
-        )
         if flow is None:
             ledger.finish(session, message, MessageState.CANCELLED, "flow_removed", at, token=token)
             return "cancelled"
