@@ -43,7 +43,7 @@ from jobs.ledger import due_work as due_work
 from jobs.ledger import take_due_work as take_due_work
 from jobs.policy import flow_options
 from jobs.store import rows
-from jobs.store.db import insert_new
+from jobs.store.db import insert_new, plain
 from jobs.store.models import (
     Contact,
     Enrollment,
@@ -539,7 +539,7 @@ def complete_if_done_by_id(
     if flow is None:
         return False
     params = {"enrollment_id": enrollment_id}
-    connection = session.connection()  # plain statements: nothing of the ORM's is needed
+    connection = plain(session)
     postgresql = connection.dialect.name == "postgresql"
     if postgresql and connection.scalar(_LOCK_ACTIVE, params) is None:
         return False

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, event, insert, or_, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 
-from jobs.store.db import picked
+from jobs.store.db import picked, plain
 from jobs.store.models import Decision, Enrollment, Message, MessageState
 
 DUE = "triggerpost.due"
@@ -103,7 +103,7 @@ def write_decisions(session: Session) -> None:
     if rows:
         # NULLs rendered, so every row has the same columns: one statement for all
         # every row has every column: one executemany on the connection
-        session.connection().execute(insert(Decision), rows)
+        plain(session).execute(insert(Decision), rows)
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def _move(
     params = {f"new_{name}": value for name, value in values.items()}
     params.update(moving_id=message.id, moving_token=claim_token)
     statement = _move_statement(tuple(frm), claim_token is not None, tuple(values))
-    result = session.connection().execute(statement, params)  # not the ORM's bulk UPDATE
+    result = plain(session).execute(statement, params)  # not the ORM's bulk UPDATE
     if result.rowcount != 1:
         if message in session:
             session.refresh(message)

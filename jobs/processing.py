@@ -68,7 +68,7 @@ class Applied:
         self.shop_erased = shop_erased
 
 
-#: the event log's INSERT, built once and run on the connection: no unit-of-work flush
+#: the event log's INSERT, built once and run on the connection (no unit of work)
 _LOG_EVENT = insert(StoredEvent).returning(StoredEvent.id)
 
 
@@ -101,7 +101,7 @@ def apply(
         "subject": applied.subject,
         "data": serialised["data"],
     }
-    event_id = session.connection().execute(_LOG_EVENT, logged).scalar_one()  # no ORM flush
+    event_id = plain(session).execute(_LOG_EVENT, logged).scalar_one()
     engine.on_event(
         session,
         shop,
