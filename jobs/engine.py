@@ -577,7 +577,8 @@ _COMPLETE = (
 
 def wake(session: Session, enrollment_id: int, at: datetime) -> bool:
     """Decide a Branch, or time out a WaitForEvent, that has come due; False if not due."""
-    enrollment = session.get(Enrollment, enrollment_id, with_for_update=True)
+    # FOR NO KEY UPDATE: rows that only refer to it (decisions) need not wait
+    enrollment = session.get(Enrollment, enrollment_id, with_for_update={"key_share": True})
     if (
         enrollment is None
         or enrollment.state != EnrollmentState.ACTIVE

@@ -235,7 +235,7 @@ def _apply_batch(runtime: Runtime, shop_id: int, limit: int, *, isolated: bool) 
         .where(Delivery.shop_id == shop_id, Delivery.status == DeliveryStatus.RECEIVED)
         .order_by(Delivery.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     failed: list[int] = []
     with runtime.sessions.begin() as session:

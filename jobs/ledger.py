@@ -244,7 +244,7 @@ def take_due(session: Session, shop_id: int, at: datetime, limit: int) -> list[i
         )
         .order_by(Message.due_at, Message.priority.desc(), Message.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     held = session.execute(
         update(Message)

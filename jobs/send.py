@@ -173,7 +173,10 @@ def discount_code(secret: str, message: Message) -> str:
 
 
 #: a claimed message's enrollment and shop, and its contact, locked so that two of
-#: their messages cannot both take one slot of the caps (built once)
+#: their messages cannot both take one slot of the caps (built once). FOR NO KEY
+#: UPDATE, as an UPDATE takes: it excludes the contact's other sends, but not rows
+#: that only refer to the contact (the decisions another transaction commits),
+#: which would otherwise deadlock with a send that holds what they wait for
 _ENROLLMENT = (
     select(Enrollment, Shop)
     .join(Shop, Shop.id == Enrollment.shop_id)
@@ -184,7 +187,7 @@ _WITH_CONTACT = (
     .join(Shop, Shop.id == Enrollment.shop_id)
     .join(Contact, Contact.id == bindparam("contact_id"))
     .where(Enrollment.id == bindparam("enrollment_id"))
-    .with_for_update(of=Contact)
+    .with_for_update(of=Contact, key_share=True)
     .execution_options(populate_existing=True)
 )
 

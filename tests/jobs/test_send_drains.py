@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -243,3 +244,59 @@ def test_the_last_two_emails_ending_side_by_side_complete_their_enrollment(
     with runtime.sessions() as session:
         enrollment = session.get_one(Enrollment, first.enrollment_id)
         assert enrollment.state == EnrollmentState.COMPLETED
+
+
+def test_a_send_locking_its_contact_does_not_deadlock_with_a_decision_about_them(
+    runtime: Runtime,
+) -> None:
+    """The send's contact lock and another transaction's decision row (which refers
+    to the contact) must not wait on each other while each holds what the other
+    needs next: here the enrollment the send is about to end."""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("row locks: SQLite runs one writer at a time, nothing to interleave")
+    h = shop_with_due_emails(runtime, 1)
+    message = h.messages()[0]
+    at = datetime.now(UTC)
+    contact_locked, enrollment_locked = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def send_side() -> None:
+        try:
+            with runtime.sessions.begin() as session:
+                params = {"enrollment_id": message.enrollment_id, "contact_id": message.contact_id}
+                enrollment, _shop, _contact = session.execute(send._WITH_CONTACT, params).one()
+                contact_locked.set()
+                assert enrollment_locked.wait(10)
+                engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, "order", at)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def decision_side() -> None:
+        try:
+            with runtime.sessions.begin() as session:
+                enrollment = session.get_one(
+                    Enrollment, message.enrollment_id, with_for_update={"key_share": True}
+                )
+                enrollment_locked.set()
+                assert contact_locked.wait(10)
+                time.sleep(0.3)  # the send side now waits for this enrollment
+                ledger.record(
+                    session,
+                    shop_id=h.shop_id,
+                    flow="cart_recovery",
+                    outcome="note",
+                    at=at,
+                    enrollment=enrollment,
+                    contact_id=message.contact_id,
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send_side), threading.Thread(target=decision_side)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    with runtime.sessions() as session:
+        assert session.get_one(Enrollment, message.enrollment_id).state == EnrollmentState.EXITED
