@@ -223,10 +223,28 @@ def claim(session: Session, message_id: int, at: datetime) -> tuple[Message, str
     return "not_due" if found.due_at > at else "taken"
 
 
-def take_due(session: Session, shop_id: int, at: datetime, limit: int) -> list[int]:
+@dataclass(frozen=True)
+class Refs:
+    """What a message belongs to: read before its claim, so its contact is locked first."""
+
+    enrollment_id: int
+    contact_id: int | None
+
+
+_REFS = select(Message.enrollment_id, Message.contact_id).where(
+    Message.id == bindparam("message_id")
+)
+
+
+def refs_of(session: Session, message_id: int) -> Refs | None:
+    found = plain(session).execute(_REFS, {"message_id": message_id}).one_or_none()
+    return Refs(*found) if found is not None else None
+
+
+def take_due(session: Session, shop_id: int, at: datetime, limit: int) -> dict[int, Refs]:
     """Up to ``limit`` of the shop's planned messages due by ``at`` that no other send
-    drain holds, now held by this one; their ids in send order (due time, then
-    priority, highest first).
+    drain holds, now held by this one: their enrollments and contacts by message
+    id, in send order (due time, then priority, highest first).
 
     The hold (``enqueued_at``) only keeps drains of one shop from working
     through the same messages side by side; each message is still claimed on
@@ -250,10 +268,13 @@ def take_due(session: Session, shop_id: int, at: datetime, limit: int) -> list[i
         update(Message)
         .where(Message.id.in_(picked(oldest)), Message.state == MessageState.PLANNED, free)
         .values(enqueued_at=at)
-        .returning(Message.id, Message.due_at, Message.priority)
+        .returning(
+            Message.id, Message.due_at, Message.priority, Message.enrollment_id, Message.contact_id
+        )
         .execution_options(synchronize_session=False)
     ).all()
-    return [row.id for row in sorted(held, key=lambda r: (r.due_at, -r.priority, r.id))]
+    in_order = sorted(held, key=lambda r: (r.due_at, -r.priority, r.id))
+    return {row.id: Refs(row.enrollment_id, row.contact_id) for row in in_order}
 
 
 def let_go(session: Session, message_ids: list[int]) -> None:

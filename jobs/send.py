@@ -172,11 +172,11 @@ def discount_code(secret: str, message: Message) -> str:
     return "TP-" + "".join(chars)
 
 
-#: a claimed message's enrollment and shop, and its contact, locked so that two of
-#: their messages cannot both take one slot of the caps (built once). FOR NO KEY
-#: UPDATE, as an UPDATE takes: it excludes the contact's other sends, but not rows
-#: that only refer to the contact (the decisions another transaction commits),
-#: which would otherwise deadlock with a send that holds what they wait for
+#: a message's enrollment and shop, and its contact, locked so that two of their
+#: messages cannot both take one slot of the caps (built once). FOR NO KEY UPDATE,
+#: as an UPDATE takes: it excludes the contact's other sends and the intake of
+#: their events, but not rows that only refer to the contact (the decisions
+#: another transaction commits), which would otherwise deadlock with a send
 _ENROLLMENT = (
     select(Enrollment, Shop)
     .join(Shop, Shop.id == Enrollment.shop_id)
@@ -192,11 +192,21 @@ _WITH_CONTACT = (
 )
 
 
-def run(engine_: Engine, message_id: int, at: datetime, asked: Questions | None = None) -> str:
+def run(
+    engine_: Engine,
+    message_id: int,
+    at: datetime,
+    asked: Questions | None = None,
+    refs: ledger.Refs | None = None,
+) -> str:
     """Send (or decide not to send) one message; returns the outcome recorded.
 
-    ``asked``: the live re-check's questions, when a drain has read them for a
-    batch of messages already (see :func:`live_questions`).
+    ``asked`` and ``refs``: the live re-check's questions and what the message
+    belongs to, when a drain has read them for a batch of messages already.
+
+    The contact is locked before the message is claimed: the intake of an
+    event locks its contact before the messages it ends, so the two always
+    take their locks in the same order and cannot deadlock.
 
     Claim, judge, render and hand over share one transaction: if anything in it
     fails, the row is still planned (nothing was handed over). Only a message
@@ -211,12 +221,15 @@ def run(engine_: Engine, message_id: int, at: datetime, asked: Questions | None 
     failure: BaseException | None = None
     ended: str | None = None
     with sessions.begin() as session:
+        refs = refs or ledger.refs_of(session, message_id)
+        if refs is None:
+            return "not_planned"
+        params = {"enrollment_id": refs.enrollment_id, "contact_id": refs.contact_id}
+        found = session.execute(_WITH_CONTACT, params).one_or_none() if refs.contact_id else None
         claimed = ledger.claim(session, message_id, at)
         if isinstance(claimed, str):
             return claimed  # not planned, not yet due (a deferral moved it), or taken
         message, token = claimed
-        params = {"enrollment_id": message.enrollment_id, "contact_id": message.contact_id}
-        found = session.execute(_WITH_CONTACT, params).one_or_none()
         if found is not None:
             enrollment, shop, contact = found
         else:  # no contact (or no longer): the guards say so
@@ -585,13 +598,14 @@ def drain(
         asked: Questions = {}
         with runtime.sessions.begin() as session:
             at = now()
-            ids = ledger.take_due(session, shop_id, at, SEND_BATCH)
-            if ids and engine_.live_orders is not None:
-                asked = live_questions(session, ids, at)
-        if not ids:
+            held = ledger.take_due(session, shop_id, at, SEND_BATCH)
+            if held and engine_.live_orders is not None:
+                asked = live_questions(session, list(held), at)
+        if not held:
             return done
-        if len(ids) == SEND_BATCH:
+        if len(held) == SEND_BATCH:
             schedule.notify_sends(runtime, shop_id)  # a helper, if none waits yet
+        ids = list(held)
         for n, message_id in enumerate(ids):
             if clock() - started > budget:
                 with runtime.sessions.begin() as session:
@@ -599,7 +613,7 @@ def drain(
                 schedule.notify_sends(runtime, shop_id, force=True)
                 return done
             try:
-                run(engine_, message_id, now(), asked)
+                run(engine_, message_id, now(), asked, held[message_id])
             except Exception:
                 # still held by this drain, it is not taken again by it
                 log.exception("shop %s: sending message %s raised", shop_id, message_id)

@@ -60,10 +60,10 @@ def test_a_drain_holds_what_it_takes_so_drains_of_one_shop_share_the_backlog(
     h = shop_with_due_emails(runtime, 6)  # 18 emails due
     at = datetime.now(UTC)
     with runtime.sessions.begin() as session:
-        first = ledger.take_due(session, h.shop_id, at, 16)
+        first = list(ledger.take_due(session, h.shop_id, at, 16))
     with runtime.sessions.begin() as session:
-        second = ledger.take_due(session, h.shop_id, at, 16)
-        assert ledger.take_due(session, h.shop_id, at, 16) == []
+        second = list(ledger.take_due(session, h.shop_id, at, 16))
+        assert ledger.take_due(session, h.shop_id, at, 16) == {}
     assert len(first) == 16
     assert len(second) == 2
     assert not set(first) & set(second)
