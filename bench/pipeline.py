@@ -5,8 +5,9 @@ deliveries of a realistic mix (checkouts started and updated, orders placed,
 customers updated, products updated; guests without email among them), then
 starts N worker processes and times until every delivery is processed and
 every email they caused is sent (``null://`` backend: the engine's own cost).
-The same N workers then drain K trivial RQ jobs: RQ's bare rate on the same
-machine, same worker class, same run.
+The same N workers also drain K trivial RQ jobs, right before and right after:
+RQ's bare rate on the same machine, same worker class, same run (the mean of
+the two, since a shared machine's speed drifts within a run).
 
 Prints events/s, emails/s, ms per event at each contact count, and the
 ratio of our work items (events + emails) per second to RQ's bare jobs/s.
@@ -254,6 +255,7 @@ def wait_until(processes: list[subprocess.Popen[bytes]], done: Callable[[], bool
 def bare_rate(settings: Settings, redis: Redis, jobs: int, count: int, worker_class: str) -> float:
     queue = Queue("intake", connection=redis)
     finished = queue.finished_job_registry
+    redis.delete(finished.key)  # an earlier measurement's jobs do not count
 
     def done() -> bool:
         return queue.count == 0 and finished.count >= jobs
@@ -301,6 +303,7 @@ def run(database: str, url: str, redis_url: str, args: argparse.Namespace, workd
                 )
                 or 0
             )
+        before = bare_rate(settings, runtime.redis, args.events, args.workers, args.worker_class)
         store(runtime, shop_id, batch, f"r{round_}")
 
         def finished() -> bool:
@@ -357,11 +360,13 @@ def run(database: str, url: str, redis_url: str, args: argparse.Namespace, workd
                 Message.state == MessageState.PLANNED)) or 0  # fmt: skip
         if left or planned:
             print(f"    (unfinished: {left} deliveries, {planned} planned emails)")
-        bare = bare_rate(settings, runtime.redis, args.events, args.workers, args.worker_class)
+        after = bare_rate(settings, runtime.redis, args.events, args.workers, args.worker_class)
+        bare = (before + after) / 2
         items = (len(batch) + sent) / seconds
         print(f"  {contacts:>10,} {len(batch) / seconds:>9.0f} {sent / seconds:>9.0f}"
               f" {seconds / len(batch) * 1000 * args.workers:>9.2f} {items:>9.0f}"
-              f" {bare:>11.0f} {items / bare:>6.0%}")  # fmt: skip
+              f" {bare:>11.0f} {items / bare:>6.0%}"
+              f"   (bare {before:.0f} before, {after:.0f} after)")  # fmt: skip
     runtime.redis.flushdb()
     runtime.close()
 
