@@ -35,6 +35,8 @@ from redis.exceptions import RedisError
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from jobs import ledger, queues
 from jobs.engine import DueWork
@@ -110,9 +112,9 @@ def hand_off(runtime: Runtime, work: Iterable[DueWork]) -> int:
             ticks[id_] = item
     handed = 0
     try:
-        withdrawn = [id_ for id_ in gone if id_ not in ticks and id_ not in wakes]
+        withdrawn = [gone[id_] for id_ in gone if id_ not in ticks and id_ not in wakes]
         if withdrawn:
-            withdraw(runtime, _unused(runtime, [gone[id_] for id_ in withdrawn]))
+            withdraw(runtime, _unused(runtime, withdrawn))
         for shop_id in sorted(shops_due):
             notify_sends(runtime, shop_id)
             handed += 1
@@ -160,24 +162,29 @@ def _unused(runtime: Runtime, items: list[DueWork]) -> list[str]:
     """The withdrawn items' job ids that nothing planned still needs: a wake's own
     job, a tick when the shop has no other planned message in that second."""
     ids: list[str] = []
-    with runtime.reads() as session:
-        for item in items:
-            if item.kind == "message":
-                end = run_at(item)
-                other = session.scalar(
-                    select(Message.id)
-                    .where(
-                        Message.shop_id == item.shop_id,
-                        Message.state == MessageState.PLANNED,
-                        Message.due_at > end - timedelta(seconds=1),
-                        Message.due_at <= end,
-                    )
-                    .limit(1)
-                )
-                if other is not None:
-                    continue
-            ids.append(job_id(item))
+    try:
+        with runtime.reads() as session:
+            ids = [job_id(item) for item in items if not _still_needed(session, item)]
+    except SQLAlchemyError as exc:  # then the ticks stay, and find nothing when they run
+        log.warning("withdrawing %d jobs skipped: %s", len(items), exc)
     return ids
+
+
+def _still_needed(session: Session, item: DueWork) -> bool:
+    if item.kind != "message":
+        return False
+    end = run_at(item)
+    other = session.scalar(
+        select(Message.id)
+        .where(
+            Message.shop_id == item.shop_id,
+            Message.state == MessageState.PLANNED,
+            Message.due_at > end - timedelta(seconds=1),
+            Message.due_at <= end,
+        )
+        .limit(1)
+    )
+    return other is not None
 
 
 #: remove a job that waits in the queue or the scheduled registry, and only then
