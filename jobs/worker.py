@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 
@@ -32,11 +33,12 @@ def start_sweeper(settings: Settings) -> multiprocessing.process.BaseProcess:
 
 
 def preload() -> None:
-    """What every job needs, loaded once in a forking worker's own process.
+    """What every job needs, loaded once when a worker starts.
 
     A ``fork`` worker runs each job in a new child, which starts from the
     parent's memory: modules the jobs import, the ORM's mapper set-up and the
     email templates they compile would otherwise be made again by every child.
+    A ``simple`` worker's first emails no longer wait for their templates.
     Nothing holding a connection is made here: children must open their own.
     """
     from sqlalchemy.orm import configure_mappers
@@ -65,8 +67,10 @@ def work(
     """Run one worker until it is stopped (or, in burst mode, until the queues are empty)."""
     runtime = Runtime.create(settings)
     runtimes.install(runtime)
-    if worker_class == "fork":
-        preload()
+    preload()
+    # what start-up made lives as long as the process: the collector skips it
+    # from now on (and a forked child's pages stay shared with the parent)
+    gc.freeze()
     sweeper_process = start_sweeper(settings) if with_sweeper and not burst else None
     try:
         worker = WORKER_CLASSES[worker_class](

@@ -26,6 +26,17 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # The shops every web test registers (see the ``client`` fixture in conftest.py).
 SHOPIFY_SHOP = "nordljus-test.myshopify.com"
 SHOPIFY_SECRET = "shopify-app-secret"  # the app's, as the ``settings`` fixture sets it
+#: shop settings under which every cart reminder is due at once and never held back
+#: by quiet hours or caps: the pipeline is what is under test, not the guards
+INSTANT: dict[str, Any] = {
+    "flows": {"cart_recovery": {"delay_1_hours": 0, "delay_2_hours": 0, "delay_3_hours": 0}},
+    "engine": {
+        "quiet_end": "00:00",
+        "quiet_start": "23:59:59",
+        "min_gap_hours": 0,
+        "marketing_per_window": 100,
+    },
+}
 STORE = "https://butik.example.se/"
 WOO_SECRET = "9d8c7b6a5f4e3d2c1b0a"
 

@@ -124,19 +124,25 @@ def test_failing_delivery_is_retried_then_fails_visibly(
         assert session.get_one(Delivery, failed.id).attempts == 2
 
 
-def test_transient_failure_recovers_on_retry(
-    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def failing_calls(monkeypatch: pytest.MonkeyPatch, failing: set[int]) -> dict[str, int]:
+    """Make these calls of processing.apply (counted from 1) raise; returns the count."""
     real_apply = processing.apply
     calls = {"n": 0}
 
     def flaky(*args: object, **kwargs: object) -> processing.Applied:
         calls["n"] += 1
-        if calls["n"] <= 2:  # the batch, then the delivery on its own in a savepoint
+        if calls["n"] in failing:
             raise ConnectionError("database went away")
         return real_apply(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(processing, "apply", flaky)
+    return calls
+
+
+def test_transient_failure_recovers_on_retry(
+    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing_calls(monkeypatch, {1, 2})  # the batch, then the delivery on its own in a savepoint
     send(client, customer(1), "wh-1")
     run_worker(runtime)
     assert statuses(runtime) == ["failed"]
@@ -153,16 +159,7 @@ def test_transient_failure_recovers_on_retry(
 def test_a_batch_that_raised_once_is_applied_again_delivery_by_delivery(
     client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_apply = processing.apply
-    calls = {"n": 0}
-
-    def once(*args: object, **kwargs: object) -> processing.Applied:
-        calls["n"] += 1
-        if calls["n"] == 2:  # the second delivery, on the batch's first pass
-            raise ConnectionError("database went away")
-        return real_apply(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(processing, "apply", once)
+    calls = failing_calls(monkeypatch, {2})  # the second delivery, on the batch's first pass
     for n in (1, 2, 3):
         send(client, customer(n), f"wh-{n}")
     run_worker(runtime)

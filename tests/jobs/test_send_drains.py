@@ -13,17 +13,7 @@ from jobs import engine, ledger, processing, schedule, send
 from jobs.runtime import Runtime
 from jobs.store.models import Enrollment, EnrollmentState, Message, MessageState, Shop
 from tests.jobs.engine_support import Harness, checkout, customer
-
-#: every reminder due at once and never held back by quiet hours or caps
-INSTANT = {
-    "flows": {"cart_recovery": {"delay_1_hours": 0, "delay_2_hours": 0, "delay_3_hours": 0}},
-    "engine": {
-        "quiet_end": "00:00",
-        "quiet_start": "23:59:59",
-        "min_gap_hours": 0,
-        "marketing_per_window": 100,
-    },
-}
+from tests.support import INSTANT
 
 
 def add_checkouts(h: Harness, count: int, at: datetime, updated: datetime) -> None:

@@ -23,6 +23,7 @@ from jobs.runtime import Runtime
 from jobs.store.models import Delivery, Message, MessageState, Shop
 from tests.support import (
     FIXTURES,
+    INSTANT,
     SHOPIFY_SECRET,
     SHOPIFY_SHOP,
     dumps,
@@ -30,17 +31,6 @@ from tests.support import (
     run_worker,
     shopify_headers,
 )
-
-#: due at once, never deferred: the pipeline is what is under test here
-INSTANT = {
-    "flows": {"cart_recovery": {"delay_1_hours": 0, "delay_2_hours": 0, "delay_3_hours": 0}},
-    "engine": {
-        "quiet_end": "00:00",
-        "quiet_start": "23:59:59",
-        "min_gap_hours": 0,
-        "marketing_per_window": 100,
-    },
-}
 
 
 def checkout_payload(updated: datetime) -> dict[str, Any]:
