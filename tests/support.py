@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -149,3 +151,9 @@ class FixtureSet:
         """Fixtures the test module never names."""
         source = test_module.read_text(encoding="utf-8")
         return [p.stem for p in self.paths() if f'"{p.stem}"' not in source]
+
+
+def stepping_clock() -> Callable[[], float]:
+    """A monotonic clock on which a second passes each time it is read."""
+    ticks = itertools.count()
+    return lambda: float(next(ticks))

@@ -32,6 +32,7 @@ from tests.support import (
     post,
     run_worker,
     shopify_headers,
+    stepping_clock,
 )
 
 SHOP = SHOPIFY_SHOP
@@ -335,14 +336,20 @@ def test_redis_down_during_intake_loses_nothing(runtime: Runtime, own_redis: Emb
         runtimes.install(runtime)
 
 
-def test_a_batch_takes_at_most_its_limit_oldest_first(
-    client: FlaskClient, runtime: Runtime
-) -> None:
-    for n in range(intake.DRAIN_BATCH + 3):
+def backlog(client: FlaskClient, runtime: Runtime, count: int) -> int:
+    """``count`` stored deliveries of one shop; the shop's id."""
+    for n in range(count):
         send(client, customer(n), f"wh-{n}")
     with runtime.sessions() as session:
         shop_id = session.scalar(select(Delivery.shop_id).limit(1))
     assert shop_id is not None
+    return shop_id
+
+
+def test_a_batch_takes_at_most_its_limit_oldest_first(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    shop_id = backlog(client, runtime, intake.DRAIN_BATCH + 3)
     assert intake.process_batch(runtime, shop_id) == intake.DRAIN_BATCH
     assert statuses(runtime) == ["processed"] * intake.DRAIN_BATCH + ["received"] * 3
     assert intake.process_batch(runtime, shop_id) == 3
@@ -351,17 +358,9 @@ def test_a_batch_takes_at_most_its_limit_oldest_first(
 def test_a_drain_past_its_time_leaves_the_rest_to_a_new_job(
     client: FlaskClient, runtime: Runtime
 ) -> None:
-    for n in range(intake.DRAIN_BATCH + 3):
-        send(client, customer(n), f"wh-{n}")
-    with runtime.sessions() as session:
-        shop_id = session.scalar(select(Delivery.shop_id).limit(1))
-    assert shop_id is not None
+    shop_id = backlog(client, runtime, intake.DRAIN_BATCH + 3)
     runtime.queue("intake").empty()  # the web edge's own drain job
-    ticks = iter(range(100))  # a second passes per look at the clock
-
-    def clock() -> float:
-        return float(next(ticks))
-
+    clock = stepping_clock()
     assert intake.drain(runtime, shop_id, budget=0.5, clock=clock) == intake.DRAIN_BATCH
     assert statuses(runtime).count("received") == 3
     assert [job.func_name for job in runtime.queue("intake").jobs] == ["jobs.intake.drain_shop"]

@@ -13,7 +13,7 @@ from jobs import engine, ledger, processing, schedule, send
 from jobs.runtime import Runtime
 from jobs.store.models import Enrollment, EnrollmentState, Message, MessageState, Shop
 from tests.jobs.engine_support import Harness, checkout, customer
-from tests.support import INSTANT
+from tests.support import INSTANT, stepping_clock
 
 
 def add_checkouts(h: Harness, count: int, at: datetime, updated: datetime) -> None:
@@ -128,11 +128,7 @@ def test_a_drain_that_keeps_failing_fails_its_job(runtime: Runtime) -> None:
 
 def test_a_drain_past_its_time_leaves_the_rest_to_a_new_job(runtime: Runtime) -> None:
     h = shop_with_due_emails(runtime, 6)  # 18 emails due
-    ticks = iter(range(100))  # a second passes per look at the clock
-
-    def clock() -> float:
-        return float(next(ticks))
-
+    clock = stepping_clock()
     assert send.drain(h.engine, h.shop_id, budget=5.5, clock=clock) == 5
     assert states(h) == {MessageState.SENT: 5, MessageState.PLANNED: 13}
     # the rest is not held: the next drain takes it at once
