@@ -368,6 +368,13 @@ def _compose_and_hand_over(
     at: datetime,
 ) -> Composed:
     composed = engine_.courier.compose(session, shop, message, contact, at)
+    _hand_over(engine_, session, message, token, composed)
+    return composed
+
+
+def _hand_over(
+    engine_: Engine, session: Any, message: Message, token: str, composed: Composed
+) -> None:
     handed = ledger.hand_over(
         session,
         message,
@@ -379,11 +386,11 @@ def _compose_and_hand_over(
             "message_id_header": composed.message_id_header,
             "provider": engine_.courier.provider,
             "discount_code": message.discount_code,
+            "data": message.data,  # with its discount's terms, when it has one
         },
     )
     if not handed:
         raise PermanentSendError("claim_lost")
-    return composed
 
 
 def _live_exit(engine_: Engine, shop: Shop, order_id: str) -> str | None:
@@ -412,23 +419,31 @@ def _live_exit(engine_: Engine, shop: Shop, order_id: str) -> str | None:
 def _prepare(
     engine_: Engine, message_id: int, token: str, at: datetime
 ) -> tuple[Composed, Message]:
-    """Issue the message's discount code, then render and hand over (its own transaction)."""
+    """Issue the message's discount code, render it, then hand it over.
+
+    Only the hand-over writes. The shop's API is called outside any
+    transaction (a write transaction would hold every SQLite writer back, or
+    keep a PostgreSQL connection idle in a transaction, while it answers), and
+    rendering only reads.
+    """
     runtime = engine_.runtime
-    with runtime.sessions.begin() as session:
+    with runtime.reads() as session:
         message = session.get_one(Message, message_id)
         shop = session.get_one(Shop, message.shop_id)
         contact = session.get_one(Contact, message.contact_id)
-        if message.data.get("discount") and not message.discount_code:
-            code = discount_code(runtime.settings.secret_key, message)
-            _issue_discount(engine_, session, shop, message, contact, code, at)
-            message.discount_code = code
-        composed = _compose_and_hand_over(engine_, session, shop, message, contact, token, at)
+    if message.data.get("discount") and not message.discount_code:
+        code = discount_code(runtime.settings.secret_key, message)
+        _issue_discount(engine_, shop, message, contact, code, at)
+        message.discount_code = code
+    with runtime.reads() as session:
+        composed = engine_.courier.compose(session, shop, message, contact, at)
+    with runtime.sessions.begin() as session:
+        _hand_over(engine_, session, message, token, composed)
     return composed, message
 
 
 def _issue_discount(
     engine_: Engine,
-    session: Any,
     shop: Shop,
     message: Message,
     contact: Contact,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq.job import Job, JobStatus
 
+from adapters.platform import DiscountRequest
 from jobs import engine, ledger, processing, schedule, send
 from jobs.runtime import Runtime
 from jobs.store.models import Enrollment, EnrollmentState, Message, MessageState, Shop
@@ -286,3 +288,42 @@ def test_a_send_locking_its_contact_does_not_deadlock_with_a_decision_about_them
     assert errors == []
     with runtime.sessions() as session:
         assert session.get_one(Enrollment, message.enrollment_id).state == EnrollmentState.EXITED
+
+
+def test_a_discount_is_issued_and_rendered_outside_any_write_transaction(
+    runtime: Runtime,
+) -> None:
+    """The shop's API may take seconds: no writer may wait for it (on SQLite the
+    writer lock file is free while it is called), and the code and its terms
+    are stored with the hand-over."""
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("the writer lock file is SQLite's")
+    h = Harness(runtime)
+    h.settings(**{**INSTANT, "flows": {"cart_recovery": {**INSTANT["flows"]["cart_recovery"],
+                                                         "discount": True}}})  # fmt: skip
+    started = datetime.now(UTC) - timedelta(hours=1)
+    add_checkouts(h, 1, started, started)
+    database = runtime.settings.database_url.split("///", 1)[1]
+    writer_free: list[bool] = []
+    book = h.engine.discounts
+    assert book is not None
+    issue = book.issue
+
+    def probing_issue(shop: Shop, request: DiscountRequest) -> None:
+        with open(f"{database}-writer", "a+b") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                writer_free.append(True)
+            except BlockingIOError:
+                writer_free.append(False)
+        issue(shop, request)
+
+    book.issue = probing_issue  # type: ignore[method-assign]
+    assert send.drain(h.engine, h.shop_id) == 3
+    assert writer_free == [True]
+    third = next(m for m in h.messages() if m.step == "email_3")
+    assert third.state == MessageState.SENT
+    assert third.discount_code is not None
+    assert third.data["discount_percent"] == "10"
+    assert [c.payload["discount_code"] for c in h.outbox.sent] == [None, None, third.discount_code]
