@@ -120,12 +120,26 @@ class Platform(Protocol):
 
 
 class AdminApiError(RuntimeError):
-    """An outbound call to a shop's API failed; ``transient`` says whether a retry may help."""
+    """An outbound call to a shop's API failed; ``transient`` says whether a retry may help.
 
-    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
+    The message is fit to show a merchant: it never quotes the remote body (a
+    store's address is the merchant's to choose, so its answer could be
+    anything, an internal page included) nor a credential. ``detail`` holds
+    the start of the body, for logs.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
+        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.events import Money
-from adapters.http import ApiSession, RetryPolicy
+from adapters.http import RetryPolicy
 from adapters.platform import DiscountRequest, LiveOrderState
 from emails.content import Brand, DiscountBlock, EmailContent, Kind, ProductBlock
 from emails.delivery import (
@@ -216,7 +216,7 @@ class PlatformLiveOrders:
     def order_state(self, shop: Shop, order_id: str) -> LiveOrderState | None:
         from jobs import admin
 
-        quick = ApiSession(timeout=(3.0, 8.0), retry=RetryPolicy(attempts=2, cap=2.0))
+        quick = self.runtime.api_session(timeout=(3.0, 8.0), retry=RetryPolicy(attempts=2, cap=2.0))
         client = admin.client_for(self.runtime, shop, quick)
         return client.order_state(order_id) if client is not None else None
 

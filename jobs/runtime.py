@@ -16,6 +16,7 @@ from rq import Queue
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.http import ApiSession, OutboundPolicy
 from jobs import queues
 from jobs.settings import Settings
 from jobs.store.db import make_engine, make_read_sessions, make_sessions
@@ -46,6 +47,17 @@ class Runtime:
             secrets=SecretBox(settings.secret_key),
             reads=make_read_sessions(engine),
         )
+
+    @property
+    def outbound(self) -> OutboundPolicy:
+        """Where outbound calls may go: public addresses only, https only in production."""
+        return OutboundPolicy(
+            allow_private=self.settings.allow_private_hosts, https_only=self.settings.production
+        )
+
+    def api_session(self, **kwargs: Any) -> ApiSession:
+        """An HTTP session for a platform or store call, held to :attr:`outbound`."""
+        return ApiSession(policy=self.outbound, **kwargs)
 
     def queue(self, name: str) -> Queue:
         if name not in self._queues:

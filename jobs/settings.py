@@ -58,6 +58,9 @@ class Settings:
     #: how often the sweeper re-enqueues stored work that Redis lost
     sweep_interval: float = 60.0
     log_level: str = "INFO"
+    #: let outbound calls reach loopback and private networks (a store on the
+    #: developer's machine); off, a store address resolving there is refused
+    allow_private_hosts: bool = False
 
     @property
     def production(self) -> bool:
@@ -137,6 +140,7 @@ class Settings:
             max_webhook_bytes=_int(get("MAX_WEBHOOK_BYTES"), "MAX_WEBHOOK_BYTES", 5 * 1024 * 1024),
             sweep_interval=float(_int(get("SWEEP_INTERVAL"), "SWEEP_INTERVAL", 60)),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
+            allow_private_hosts=_flag(get("ALLOW_PRIVATE_HOSTS"), "ALLOW_PRIVATE_HOSTS"),
         )
 
 
@@ -146,6 +150,16 @@ def _api_version(value: str | None) -> str:
     if not re.fullmatch(r"\d{4}-(01|04|07|10)|unstable", value):
         raise SettingsError(f"{PREFIX}SHOPIFY_API_VERSION must look like 2026-07, not {value!r}")
     return value
+
+
+def _flag(value: str | None, name: str) -> bool:
+    if value is None:
+        return False
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{PREFIX}{name} must be true or false, not {value!r}")
 
 
 def _int(value: str | None, name: str, default: int) -> int:

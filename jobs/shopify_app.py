@@ -82,7 +82,7 @@ class StoredTokens:
     def __init__(self, runtime: Runtime, shop_id: int, http: ApiSession | None = None) -> None:
         self.runtime = runtime
         self.shop_id = shop_id
-        self.http = http or ApiSession()
+        self.http = http or runtime.api_session()
 
     def _read(self) -> _Stored:
         with self.runtime.sessions() as session:
@@ -173,7 +173,7 @@ def admin_client(
         shop=shop.key,
         tokens=StoredTokens(runtime, shop.id),
         api_version=runtime.settings.shopify_api_version,
-        http=http or ApiSession(),
+        http=http or runtime.api_session(),
     )
 
 
@@ -191,7 +191,7 @@ def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
     so the merchant is never stuck on a failed install page.
     """
     client_id, client_secret = _credentials(runtime)
-    grant = oauth.exchange_code(ApiSession(), shop_domain, client_id, client_secret, code)
+    grant = oauth.exchange_code(runtime.api_session(), shop_domain, client_id, client_secret, code)
     missing = oauth.missing_scopes(grant.scopes, runtime.settings.shopify_scopes)
     with runtime.sessions.begin() as session:
         shop = add_shop(session, runtime.secrets, "shopify", shop_domain)
@@ -211,7 +211,7 @@ def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
             notices.clear_notice(session, shop.id, NOTICE_SCOPES)
         shop_id = shop.id
     try:
-        register_webhooks_now(runtime, shop_id, ApiSession(retry=INSTALL_RETRY))
+        register_webhooks_now(runtime, shop_id, runtime.api_session(retry=INSTALL_RETRY))
     except AdminApiError as exc:
         log.warning("shop %s: webhook registration failed, retrying later: %s", shop_id, exc)
         with runtime.sessions.begin() as session:

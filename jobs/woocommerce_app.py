@@ -200,7 +200,7 @@ def api(runtime: Runtime, shop: Shop, http: ApiSession | None = None) -> WooComm
         consumer_key=runtime.secrets.open(shop.consumer_key_enc),
         consumer_secret=runtime.secrets.open(shop.consumer_secret_enc),
         currency=shop.currency,
-        http=http or ApiSession(),
+        http=http or runtime.api_session(),
     )
 
 

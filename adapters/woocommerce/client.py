@@ -2,7 +2,8 @@
 
 Authentication is HTTP Basic with the consumer key and secret, over HTTPS
 only. A store reached over plain HTTP (development only) gets the keys as
-query parameters instead, which WooCommerce accepts for local testing.
+query parameters instead, which WooCommerce accepts for local testing; no
+error or log line ever names a URL with its query (see adapters.http).
 Every call goes through :class:`adapters.http.ApiSession` (timeouts, backoff
 on 429/5xx with ``Retry-After``). Lists are read page by page
 (``per_page=100``) until ``X-WP-TotalPages`` says there are no more.
@@ -10,6 +11,7 @@ on 429/5xx with ``Retry-After``). Lists are read page by page
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,10 +21,12 @@ from typing import Any
 import requests
 
 from adapters.events import Money
-from adapters.http import ApiSession
+from adapters.http import ApiSession, describe
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState, LiveProduct
 
 PER_PAGE = 100
+#: what a WooCommerce error code looks like (the one part of an error body we repeat)
+_ERROR_CODE = re.compile(r"[a-z0-9_]{1,80}")
 #: a coupon code WooCommerce already has (codes are unique, matched case-insensitively)
 CODE_TAKEN = "woocommerce_rest_coupon_code_already_exists"
 #: order statuses in which the customer has paid
@@ -136,8 +140,15 @@ class WooCommerceApi:
             found = _json(self.call("GET", "coupons", params={"code": body["code"]}))
             if isinstance(found, list) and found:
                 return str(found[0]["id"])
+        code = answer.get("code") if isinstance(answer, dict) else None
         message = answer.get("message") if isinstance(answer, dict) else answer
-        raise AdminApiError(f"coupon {request.code}: {message}", transient=False, status=400)
+        raise AdminApiError(
+            f"coupon {request.code}: the store refused it"
+            + (f" ({code})" if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else ""),
+            transient=False,
+            status=400,
+            detail=str(message)[:300],
+        )
 
     # --- live state --------------------------------------------------------------
 
@@ -222,13 +233,14 @@ class WooCommerceApi:
 def _json(response: requests.Response) -> Any:
     try:
         return response.json()
-    except ValueError as exc:
+    except ValueError:
+        # described without its query: a development store's keys travel there
         raise AdminApiError(
-            f"{response.request.method} {response.url}: the answer is not JSON "
-            "(are the store's permalinks set to plain?)",
+            f"{describe(str(response.request.method), str(response.url))}: the answer is not "
+            "JSON (are the store's permalinks set to plain?)",
             transient=False,
             status=response.status_code,
-        ) from exc
+        ) from None
 
 
 def _amount(value: Decimal) -> str:
