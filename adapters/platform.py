@@ -38,6 +38,10 @@ class WebhookHeaders:
     signature: str
     triggered_at: datetime | None = None
     api_version: str | None = None
+    #: False when the platform may give two different deliveries the same id
+    #: (WooCommerce: the webhook id and the current second); the body's digest
+    #: then joins the delivery's identity, so neither is taken for a replay
+    delivery_id_unique: bool = True
 
 
 #: the order or customer meta key a store's opt-in checkbox writes (documented in the README)

@@ -59,10 +59,17 @@ DRAIN_SECONDS = 60.0
 
 
 def delivery_key(headers: WebhookHeaders, body: bytes) -> str:
-    """The platform's delivery id, or (when it sends none) a digest of topic and body."""
-    if headers.delivery_id:
+    """What a replay of this delivery shares with it and no other delivery does.
+
+    The platform's delivery id when it is unique; when it may repeat across
+    deliveries, that id joined by a digest of topic and body; when it sends
+    none, the digest alone.
+    """
+    if headers.delivery_id and headers.delivery_id_unique:
         return headers.delivery_id[:128]
     digest = hashlib.sha256(headers.topic.encode() + b"\x00" + body).hexdigest()
+    if headers.delivery_id:
+        return f"{headers.delivery_id[:63]}:{digest}"
     return f"sha256:{digest}"
 
 

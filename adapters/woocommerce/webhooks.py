@@ -1,7 +1,9 @@
 """WooCommerce webhook deliveries: headers, signature, ping, topic table.
 
 The shop is found by ``X-WC-Webhook-Source`` (``home_url('/')``), normalised
-by :func:`normalise_store_url`. The signature is
+by :func:`normalise_store_url`. ``X-WC-Webhook-Delivery-ID`` is not unique per
+delivery (see ``read_headers``), so a delivery is known by the webhook id,
+that id and the body's digest together. The signature is
 ``base64(HMAC-SHA256(per-webhook secret, raw body))``. Creating a webhook
 sends an unsigned, form-encoded ``webhook_id=N`` ping with no X-WC headers,
 which must be answered exactly 200.
@@ -30,12 +32,16 @@ def normalise_store_url(value: str) -> str:
     text = value.strip()
     if "://" not in text:
         text = "https://" + text
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # a port that is not a number raises here
+    except ValueError:
+        raise WebhookError(401, f"{value[:200]!r} is not a store URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookError(401, f"{value!r} is not a store URL")
+        raise WebhookError(401, f"{value[:200]!r} is not a store URL")
     host = parts.hostname.lower()
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    if port:
+        host = f"{host}:{port}"
     path = parts.path.rstrip("/")
     return host + path
 
@@ -58,11 +64,16 @@ class WooCommerce:
         if not topic:
             raise WebhookError(400, "missing X-WC-Webhook-Topic")
         delivery_id = lower.get("x-wc-webhook-delivery-id") or lower.get("x-wc-delivery-id")
+        webhook_id = lower.get("x-wc-webhook-id", "").strip()
         return WebhookHeaders(
             shop_key=normalise_store_url(source),
             topic=topic,
-            delivery_id=delivery_id or None,
+            # wp_hash(webhook id . current second): two deliveries of one webhook
+            # in the same second share it, so it names the delivery only
+            # together with the webhook and the body's digest
+            delivery_id=f"{webhook_id[:20]}/{delivery_id[:40]}" if delivery_id else None,
             signature=signature,
+            delivery_id_unique=False,
         )
 
     def is_ping(self, body: bytes, headers: Mapping[str, str]) -> bool:

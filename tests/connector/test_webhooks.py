@@ -171,7 +171,42 @@ def test_woocommerce_delivery_found_by_normalised_source(
     [stored] = deliveries(runtime)
     with runtime.sessions() as session:
         assert session.get_one(Shop, stored.shop_id).platform == "woocommerce"
-    assert stored.delivery_key == "9f2c" * 8
+    assert stored.delivery_key.startswith("17/" + "9f2c" * 8 + ":")
+
+
+def test_two_woocommerce_deliveries_in_one_second_are_both_kept(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    # WooCommerce's delivery id is wp_hash(webhook id . current second): two
+    # changes saved in the same second arrive under one id with different bodies
+    first = b'{"id":4711,"status":"pending","date_modified_gmt":"2026-09-14T17:12:41"}'
+    second = b'{"id":4712,"status":"pending","date_modified_gmt":"2026-09-14T17:12:41"}'
+    for body in (first, second, first):
+        headers = woocommerce_headers("order.updated", body, WOO_SECRET, STORE, "5a" * 16)
+        assert post(client, "woocommerce", body, headers).status_code == 200
+    stored = deliveries(runtime)
+    assert sorted(d.body for d in stored) == sorted([first, second])  # the replay: once
+
+
+def test_the_same_delivery_id_of_another_webhook_is_another_delivery(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    for webhook_id in ("17", "18"):
+        headers = woocommerce_headers("order.updated", BODY, WOO_SECRET, STORE, "5a" * 16)
+        headers["X-WC-Webhook-ID"] = webhook_id
+        assert post(client, "woocommerce", BODY, headers).status_code == 200
+    assert len(deliveries(runtime)) == 2
+
+
+@pytest.mark.parametrize(
+    "source", ["https://a:abc/", "https://[::1", "http://", "ftp://shop.example.com", "::::"]
+)
+def test_a_malformed_woocommerce_source_is_refused_not_an_error(
+    client: FlaskClient, runtime: Runtime, source: str
+) -> None:
+    headers = woocommerce_headers("order.updated", BODY, WOO_SECRET, source, "d1")
+    assert post(client, "woocommerce", BODY, headers).status_code == 401
+    assert deliveries(runtime) == []
 
 
 def test_woocommerce_forged_delivery_is_refused(client: FlaskClient, runtime: Runtime) -> None:
