@@ -1,24 +1,29 @@
 """Connecting a WooCommerce store: ``/woocommerce/connect``, ``/callback``, ``/return``.
 
-1. ``GET /woocommerce/connect?store_url=...`` normalises the address (https
-   outside development), issues a single-use nonce, remembers it in the
-   merchant's signed session cookie, and sends the browser to the store's
-   ``/wc-auth/v1/authorize`` with the nonce as ``user_id``.
+1. ``GET /woocommerce/connect?store_url=...`` shows the merchant a form with
+   the address filled in; only its same-site ``POST`` (carrying the form's
+   token from this browser's session) starts a connect. A link on another
+   site therefore cannot start one in a victim's browser and sign it in to a
+   store the attacker controls. The POST normalises the address (https
+   outside development, a public host), issues a single-use nonce (rate
+   limited per address), remembers it in the session cookie, and sends the
+   browser to the store's ``/wc-auth/v1/authorize`` with the nonce as ``user_id``.
 2. The store POSTs the new REST keys to ``/woocommerce/callback`` (unsigned,
    server to server): accepted only for a live nonce, once, answered exactly
-   200 (any other answer makes WooCommerce delete the key). Webhook creation
-   runs in a job right after, so the answer is immediate.
+   200 (any other answer makes WooCommerce delete the key). The keys are not
+   trusted yet: a job tries them against the store (``jobs.woocommerce_app``).
 3. The store sends the browser to ``/woocommerce/return?success=1&user_id=...``:
-   the merchant is signed in only if this browser started that connect and
-   the store's key POST arrived.
+   only the browser that started that connect is signed in, and only once the
+   keys have worked; until then it sees a page that refreshes itself.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import secrets
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from flask import (
     Blueprint,
@@ -27,37 +32,78 @@ from flask import (
     current_app,
     jsonify,
     redirect,
+    render_template,
     request,
     session,
     url_for,
 )
 
-from adapters.platform import WebhookError
+from adapters.platform import AdminApiError, WebhookError
 from connector import merchant
 from connector.app import runtime_of
 from jobs import woocommerce_app
+from jobs.store.models import ConnectState
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("woocommerce", __name__, url_prefix="/woocommerce")
 NONCE_KEY = "woocommerce_connect"
+FORM_KEY = "woocommerce_connect_form"
 APP_NAME = "triggerpost"
+#: seconds between two looks of the waiting page
+REFRESH = 2
 
 
 @blueprint.get("/connect")
 def connect() -> Any:
+    token = session.get(FORM_KEY)
+    if not isinstance(token, str):
+        token = session[FORM_KEY] = secrets.token_urlsafe(32)
+    page = render_template(
+        "connect.html",
+        stage="start",
+        form_token=token,
+        store_url=(request.args.get("store_url") or "").strip()[:512],
+    )
+    return page, 200, {"Cache-Control": "no-store"}
+
+
+def _same_site() -> bool:
+    """The form was posted from our own page: its token, and its origin if the browser says."""
+    expected = session.get(FORM_KEY)
+    given = request.form.get("form_token", "")
+    if not isinstance(expected, str) or not hmac.compare_digest(expected, given):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.host
+
+
+@blueprint.post("/connect")
+def start() -> Any:
+    if not _same_site():
+        abort(403, "start the connection from triggerpost's connect page")
     runtime = runtime_of(current_app)
-    address = (request.args.get("store_url") or "").strip()
+    address = (request.form.get("store_url") or "").strip()
     if not address:
-        abort(400, "give your store's address as store_url, e.g. https://shop.example.com")
+        abort(400, "give your store's address, e.g. https://shop.example.com")
     try:
         with runtime.sessions.begin() as db:
             nonce, home = woocommerce_app.issue_nonce(
-                db, address, dev_mode=not runtime.settings.production
+                db,
+                address,
+                dev_mode=not runtime.settings.production,
+                client=request.remote_addr or "",
             )
+            runtime.outbound.check_url(home)  # before the nonce is committed
+    except woocommerce_app.ConnectLimitError as exc:
+        abort(429, str(exc))
     except woocommerce_app.ConnectError as exc:
         abort(400, str(exc))
     except WebhookError as exc:  # the address does not parse as a store URL
         abort(400, exc.message)
+    except AdminApiError as exc:  # the outbound policy refuses the host
+        abort(400, f"triggerpost cannot connect to that address: {exc}")
     session[NONCE_KEY] = nonce
     base = runtime.settings.base_url
     query = urlencode(
@@ -69,7 +115,7 @@ def connect() -> Any:
             "callback_url": f"{base}{url_for('woocommerce.callback')}",
         }
     )
-    return redirect(f"{home}/wc-auth/v1/authorize?{query}")
+    return redirect(f"{home}/wc-auth/v1/authorize?{query}", code=303)
 
 
 @blueprint.post("/callback")
@@ -77,26 +123,39 @@ def callback() -> tuple[Response, int]:
     runtime = runtime_of(current_app)
     body = request.get_json(silent=True)
     try:
-        shop_id = woocommerce_app.accept_keys(runtime, body)
+        nonce_id = woocommerce_app.accept_keys(runtime, body)
     except woocommerce_app.ConnectError as exc:
         log.warning("refused a WooCommerce key POST: %s", exc)
         return jsonify(error="refused", message=str(exc)), 403
-    log.info("WooCommerce shop %s connected", shop_id)
-    return jsonify(status="connected"), 200
+    log.info("WooCommerce key POST for connect %s: keys to be verified", nonce_id)
+    return jsonify(status="received"), 200
 
 
 @blueprint.get("/return")
 def connected() -> Any:
     nonce = request.args.get("user_id", "")
-    expected = session.pop(NONCE_KEY, None)
+    expected = session.get(NONCE_KEY)
     if request.args.get("success") != "1":
+        session.pop(NONCE_KEY, None)
         abort(400, "the connection was not approved in your store; start again to connect")
     if not isinstance(expected, str) or not hmac.compare_digest(expected, nonce):
         abort(403, "this browser did not start that connection; start again from here")
     runtime = runtime_of(current_app)
     with runtime.sessions() as db:
-        shop_id = woocommerce_app.connected_shop(db, nonce)
-    if shop_id is None:
-        abort(409, "your store has not sent triggerpost its keys; start the connection again")
-    merchant.login(shop_id)
-    return redirect(url_for("merchant.settings_page"))
+        progress = woocommerce_app.connect_progress(db, nonce)
+    if progress is None:
+        session.pop(NONCE_KEY, None)
+        abort(409, "this connection is over or unknown; start the connection again")
+    headers = {"Cache-Control": "no-store"}
+    if progress.state == ConnectState.CONNECTED and progress.shop_id is not None:
+        session.pop(NONCE_KEY, None)
+        merchant.login(progress.shop_id)
+        return redirect(url_for("merchant.settings_page"))
+    if progress.state == ConnectState.REFUSED:
+        session.pop(NONCE_KEY, None)
+        page = render_template("connect.html", stage="refused", reason=progress.reason,
+                               store=progress.store)  # fmt: skip
+        return page, 403, headers
+    # the store's key POST has not come yet, or its keys are being tried
+    page = render_template("connect.html", stage="waiting", store=progress.store, refresh=REFRESH)
+    return page, 202, headers

@@ -116,8 +116,9 @@ def identity(
     if shop is None:
         return None
     secrets: list[str] = []
-    if shop.webhook_secret_enc:
-        secrets.append(box.open(shop.webhook_secret_enc))
+    for sealed in (shop.webhook_secret_enc, shop.previous_webhook_secret_enc):
+        if sealed:
+            secrets.append(box.open(sealed))
     if platform == "shopify":
         # the app's client secret signs every shop's deliveries; during a rotation
         # Shopify keeps signing with the older one for up to an hour

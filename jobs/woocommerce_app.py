@@ -1,9 +1,24 @@
-"""WooCommerce's server side: connect nonces, the REST client, webhooks, reconciliation.
+"""WooCommerce's server side: connecting a store, the REST client, webhooks, reconciliation.
 
-Connecting: WooCommerce's key POST is unsigned and does not name the store,
-so the connect request issues a single-use nonce (only its SHA-256 is
-stored) that comes back as ``user_id``; a key POST is accepted only for a
-live nonce, once.
+Connecting proves, it does not take anyone's word. WooCommerce's key POST is
+unsigned and does not name the store, and anyone can start a connect for any
+store address and post made-up keys for it. So:
+
+1. A connect is started only by a same-site form (see ``connector.woocommerce``),
+   at most :data:`CONNECTS_PER_CLIENT` per address per :data:`NONCE_TTL`; it
+   issues a single-use nonce (only its SHA-256 is stored) that comes back as
+   ``user_id``.
+2. A key POST is accepted once, for a live nonce; its keys wait on the nonce,
+   sealed, and the store is answered 200 at once (anything else makes
+   WooCommerce delete the key).
+3. :func:`verify_connect`, a job, calls the REST API of the store the nonce was
+   issued for (through the outbound policy) with those keys. Only if the store
+   accepts them does a shop get them: a new shop, or an existing one whose
+   keys are replaced and which is reactivated. Keys that do not work change
+   nothing, and the merchant is told why.
+4. A reconnect rotates the webhook secret, but the old one keeps verifying
+   deliveries until the store's webhooks are confirmed re-pointed to the new
+   one (:func:`ensure_webhooks`), so no genuine delivery is refused meanwhile.
 
 Reconciliation exists because WooCommerce never retries a failed delivery,
 merges the updates of one resource within 10 minutes, and disables a webhook
@@ -21,18 +36,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from rq import Retry
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters.events import utc
-from adapters.http import ApiSession
+from adapters.http import ApiSession, RetryPolicy
 from adapters.platform import AdminApiError
 from adapters.woocommerce.client import WEBHOOK_TOPICS, RemoteWebhook, WooCommerceApi
 from adapters.woocommerce.webhooks import normalise_store_url
@@ -43,6 +61,7 @@ from jobs.shops import ShopError, add_shop, new_webhook_secret
 from jobs.store.models import (
     Checkout,
     ConnectNonce,
+    ConnectState,
     Contact,
     Delivery,
     Order,
@@ -58,12 +77,22 @@ log = logging.getLogger(__name__)
 PLATFORM = "woocommerce"
 #: how long a connect link stays usable (the merchant approves in their store's admin)
 NONCE_TTL = timedelta(minutes=15)
+#: connects one address may start per NONCE_TTL (each may make us call a store)
+CONNECTS_PER_CLIENT = 10
+#: how long a connect's row is kept (the merchant's return page reads it)
+KEEP_CONNECTS = timedelta(days=1)
 #: how often each store is reconciled (the sweeper enqueues it when due)
 INTERVAL = timedelta(minutes=15)
 #: re-read this much before the cursor: store clocks drift, and updates are merged
 OVERLAP = timedelta(minutes=15)
 #: retries of webhook set-up after a connect (seconds)
 SETUP_RETRIES = (60, 300, 1800, 7200)
+#: trying a store's keys: the merchant is waiting on the return page
+VERIFY_RETRY = RetryPolicy(attempts=3, cap=4.0)
+VERIFY_TIMEOUT = (5.0, 15.0)
+#: the keys WooCommerce makes: ck_/cs_ and 40 hex digits (anything else is not a key)
+CONSUMER_KEY = re.compile(r"ck_[0-9a-f]{40}")
+CONSUMER_SECRET = re.compile(r"cs_[0-9a-f]{40}")
 
 NOTICE_WEBHOOKS = "woocommerce_webhooks"
 NOTICE_DISABLED = "woocommerce_webhook_disabled"
@@ -74,21 +103,48 @@ class ConnectError(ValueError):
     """A connect or key POST we refuse; the message says why."""
 
 
+class ConnectLimitError(ConnectError):
+    """Too many connects from one address; the message says when to try again."""
+
+
 def webhook_address(runtime: Runtime) -> str:
     return f"{runtime.settings.base_url}/webhooks/woocommerce"
 
 
-# --- connect nonces ----------------------------------------------------------------
+# --- connecting ----------------------------------------------------------------------
 
 
 def _digest(nonce: str) -> str:
     return hashlib.sha256(nonce.encode("utf-8")).hexdigest()
 
 
-def issue_nonce(session: Session, address: str, dev_mode: bool) -> tuple[str, str]:
-    """A fresh nonce for connecting the store at ``address``; returns (nonce, store home)."""
+def issue_nonce(
+    session: Session, address: str, dev_mode: bool, client: str = ""
+) -> tuple[str, str]:
+    """A fresh nonce for connecting the store at ``address``; returns (nonce, store home).
+
+    ``client`` is the address the request came from: each may start only
+    :data:`CONNECTS_PER_CLIENT` connects per :data:`NONCE_TTL`.
+    """
     key = normalise_store_url(address)
     home = store_home(address, dev_mode)
+    at = now()
+    requested_by = _digest("client:" + client)
+    started = session.scalar(
+        select(func.count())
+        .select_from(ConnectNonce)
+        .where(ConnectNonce.requested_by == requested_by, ConnectNonce.created_at > at - NONCE_TTL)
+    )
+    if (started or 0) >= CONNECTS_PER_CLIENT:
+        raise ConnectLimitError(
+            "too many connection attempts from your address; try again in a quarter of an hour"
+        )
+    # connects long over (keys of any that never settled included) are forgotten
+    session.execute(
+        delete(ConnectNonce).where(
+            ConnectNonce.platform == PLATFORM, ConnectNonce.created_at < at - KEEP_CONNECTS
+        )
+    )
     nonce = secrets.token_urlsafe(32)
     session.add(
         ConnectNonce(
@@ -96,7 +152,10 @@ def issue_nonce(session: Session, address: str, dev_mode: bool) -> tuple[str, st
             nonce_hash=_digest(nonce),
             shop_key=key,
             address=home,
-            expires_at=now() + NONCE_TTL,
+            created_at=at,
+            expires_at=at + NONCE_TTL,
+            requested_by=requested_by,
+            state=ConnectState.ISSUED,
         )
     )
     session.flush()
@@ -104,16 +163,26 @@ def issue_nonce(session: Session, address: str, dev_mode: bool) -> tuple[str, st
 
 
 def store_home(address: str, dev_mode: bool) -> str:
+    """The store's home URL as we will call it: scheme, host, port and path only."""
     text = address.strip()
     if "://" not in text:
         text = "https://" + text
     if not text.startswith("https://") and not (dev_mode and text.startswith("http://")):
         raise ConnectError("the store address must start with https:// (http only in development)")
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+        (parts.hostname or "").encode("idna")
+    except (ValueError, UnicodeError):
+        raise ConnectError("that is not a web address a store can have") from None
+    if not parts.hostname or parts.username is not None or parts.query or parts.fragment:
+        raise ConnectError("give the store's address only, e.g. https://shop.example.com")
     return text.rstrip("/")
 
 
 def accept_keys(runtime: Runtime, body: Any) -> int:
-    """The store's key POST: accepted once, for a live nonce. Returns the shop id."""
+    """The store's key POST: its keys wait on the live nonce, untrusted, until
+    :func:`verify_connect` has tried them. Returns the nonce's id."""
     if not isinstance(body, dict):
         raise ConnectError("the key POST must be a JSON object")
     nonce, key, secret = (body.get(k) for k in ("user_id", "consumer_key", "consumer_secret"))
@@ -121,67 +190,182 @@ def accept_keys(runtime: Runtime, body: Any) -> int:
         raise ConnectError("the key POST lacks user_id, consumer_key or consumer_secret")
     if body.get("key_permissions") != "read_write":
         raise ConnectError("triggerpost needs read_write keys (to create coupons and webhooks)")
+    if not CONSUMER_KEY.fullmatch(str(key)) or not CONSUMER_SECRET.fullmatch(str(secret)):
+        raise ConnectError("the key POST does not carry WooCommerce REST keys")
     at = now()
+    box = runtime.secrets
     with runtime.sessions.begin() as session:
         taken = session.execute(
             update(ConnectNonce)
             .where(
                 ConnectNonce.nonce_hash == _digest(str(nonce)),
                 ConnectNonce.platform == PLATFORM,
+                ConnectNonce.state == ConnectState.ISSUED,
                 ConnectNonce.used_at.is_(None),
                 ConnectNonce.expires_at > at,
             )
-            .values(used_at=at)
+            .values(
+                used_at=at,
+                state=ConnectState.VERIFYING,
+                consumer_key_enc=box.seal(str(key)),
+                consumer_secret_enc=box.seal(str(secret)),
+            )
             .execution_options(synchronize_session=False)
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             raise ConnectError("unknown, used or expired connect nonce")
-        row = session.scalars(
-            select(ConnectNonce).where(ConnectNonce.nonce_hash == _digest(str(nonce)))
+        nonce_id = session.scalars(
+            select(ConnectNonce.id).where(ConnectNonce.nonce_hash == _digest(str(nonce)))
         ).one()
+    runtime.queue(DEFAULT).enqueue(verify_connect, nonce_id, failure_ttl=30 * 86400)
+    return nonce_id
+
+
+def _settle(
+    session: Session, row: ConnectNonce, state: ConnectState, at: datetime, **values: Any
+) -> None:
+    row.state = state
+    row.settled_at = at
+    # the candidate keys are the shop's now, or worthless: either way not kept here
+    row.consumer_key_enc = row.consumer_secret_enc = None
+    for name, value in values.items():
+        setattr(row, name, value)
+
+
+def verify_connect(nonce_id: int) -> str:
+    """RQ job: try the posted keys against the store; connect it only if they work.
+
+    Returns the connect's final state. A store that cannot be reached or
+    refuses the keys is told to the merchant on the return page; nothing of
+    an existing shop changes.
+    """
+    runtime = current()
+    with runtime.sessions() as session:
+        row = session.get(ConnectNonce, nonce_id)
+        if row is None or row.state != ConnectState.VERIFYING:
+            return row.state if row is not None else "unknown"
+        home, key_sealed, secret_sealed = row.address, row.consumer_key_enc, row.consumer_secret_enc
+    box = runtime.secrets
+    candidate = WooCommerceApi(
+        base_url=home,
+        consumer_key=box.open(key_sealed or ""),
+        consumer_secret=box.open(secret_sealed or ""),
+        http=runtime.api_session(retry=VERIFY_RETRY, timeout=VERIFY_TIMEOUT),
+    )
+    try:
+        candidate.verify_keys()
+    except AdminApiError as exc:
+        log.warning("connect %s to %s refused: %s", nonce_id, home, exc)
+        reason = _refusal(exc)
+        with runtime.sessions.begin() as session:
+            row = session.get_one(ConnectNonce, nonce_id)
+            if row.state == ConnectState.VERIFYING:
+                _settle(session, row, ConnectState.REFUSED, now(), reason=reason)
+        return ConnectState.REFUSED
+    with runtime.sessions.begin() as session:
+        row = session.get_one(ConnectNonce, nonce_id)
+        if row.state != ConnectState.VERIFYING:
+            return row.state
+        at = now()
         try:
-            shop = add_shop(
+            shop = connect_store(
                 session,
-                runtime.secrets,
-                PLATFORM,
+                runtime,
                 row.address,
-                consumer_key=str(key),
-                consumer_secret=str(secret),
-                # a new secret on every connect: old webhooks are re-pointed to it
-                webhook_secret=new_webhook_secret(),
-                dev_mode=not runtime.settings.production,
+                consumer_key=candidate.consumer_key,
+                consumer_secret=candidate.consumer_secret,
             )
         except ShopError as exc:
-            raise ConnectError(str(exc)) from exc
+            _settle(session, row, ConnectState.REFUSED, at, reason=str(exc))
+            return ConnectState.REFUSED
+        _settle(session, row, ConnectState.CONNECTED, at, shop_id=shop.id)
         notices.raise_notice(
             session, shop.id, NOTICE_WEBHOOKS, "triggerpost is setting up your store's webhooks."
         )
         shop_id = shop.id
+    log.info("WooCommerce shop %s connected (keys verified against %s)", shop_id, home)
     runtime.queue(DEFAULT).enqueue(
         setup_webhooks,
         shop_id,
         retry=Retry(max=len(SETUP_RETRIES), interval=list(SETUP_RETRIES)),
         failure_ttl=30 * 86400,
     )
-    return shop_id
+    return ConnectState.CONNECTED
 
 
-def connected_shop(session: Session, nonce: str) -> int | None:
-    """The shop a completed connect made (the merchant's browser comes back with the nonce)."""
+def _refusal(exc: AdminApiError) -> str:
+    """Why the keys were refused, for the merchant (never the store's own words)."""
+    if exc.status in (401, 403):
+        return (
+            "your store did not accept the keys it sent triggerpost, so nothing was "
+            "connected; start the connection again from here"
+        )
+    if exc.status == 404:
+        return (
+            "no WooCommerce REST API answers at this address (check the address, and "
+            "that the store's permalinks are not set to plain)"
+        )
+    if exc.transient:
+        return "triggerpost could not reach your store; check the address and try again"
+    return f"triggerpost could not confirm the connection with your store ({exc})"
+
+
+def connect_store(
+    session: Session, runtime: Runtime, address: str, *, consumer_key: str, consumer_secret: str
+) -> Shop:
+    """Give the store at ``address`` keys that were just verified against it.
+
+    A new store becomes a shop; a known one gets the new keys and is active
+    again. Its webhook secret is rotated, the old one kept valid until
+    :func:`ensure_webhooks` has re-pointed the store's webhooks.
+    """
+    key = normalise_store_url(address)
+    shop = session.scalar(select(Shop).where(Shop.platform == PLATFORM, Shop.key == key))
+    old_secret = shop.webhook_secret_enc if shop is not None else None
+    shop = add_shop(
+        session,
+        runtime.secrets,
+        PLATFORM,
+        address,
+        consumer_key=consumer_key,
+        consumer_secret=consumer_secret,
+        webhook_secret=new_webhook_secret(),
+        dev_mode=not runtime.settings.production,
+    )
+    shop.previous_webhook_secret_enc = old_secret
+    return shop
+
+
+@dataclass(frozen=True)
+class ConnectProgress:
+    state: ConnectState
+    shop_id: int | None
+    reason: str | None
+    store: str
+
+
+def connect_progress(session: Session, nonce: str) -> ConnectProgress | None:
+    """Where the connect this nonce started stands; None when unknown or long over."""
     row = session.scalars(
         select(ConnectNonce).where(
-            ConnectNonce.nonce_hash == _digest(nonce),
-            ConnectNonce.platform == PLATFORM,
-            ConnectNonce.used_at.is_not(None),
+            ConnectNonce.nonce_hash == _digest(nonce), ConnectNonce.platform == PLATFORM
         )
     ).one_or_none()
-    if row is None or row.used_at is None or now() - row.used_at > NONCE_TTL:
+    if row is None:
         return None
-    return session.scalar(
-        select(Shop.id).where(
-            Shop.platform == PLATFORM, Shop.key == row.shop_key, Shop.status == ShopStatus.ACTIVE
+    at = now()
+    state = ConnectState(row.state)
+    if state == ConnectState.ISSUED and row.expires_at <= at:
+        return None
+    if row.used_at is not None and at - row.used_at > NONCE_TTL:
+        return None
+    if state == ConnectState.CONNECTED:
+        active = session.scalar(
+            select(Shop.id).where(Shop.id == row.shop_id, Shop.status == ShopStatus.ACTIVE)
         )
-    )
+        if active is None:
+            return None
+    return ConnectProgress(state, row.shop_id, row.reason, row.address)
 
 
 # --- the REST client -----------------------------------------------------------------
@@ -236,13 +420,29 @@ def ensure_webhooks(runtime: Runtime, shop_id: int) -> dict[str, RemoteWebhook]:
             made[topic] = client.create_webhook(topic, address, secret, f"triggerpost {topic}")
         else:
             made[topic] = client.update_webhook(existing.webhook_id, secret=secret, status="active")
-    _record(runtime, shop_id, address, made.values())
+    _record(runtime, shop_id, address, made.values(), secret)
     return made
 
 
-def _record(runtime: Runtime, shop_id: int, address: str, hooks: Iterable[RemoteWebhook]) -> None:
+def _record(
+    runtime: Runtime,
+    shop_id: int,
+    address: str,
+    hooks: Iterable[RemoteWebhook],
+    secret: str | None = None,
+) -> None:
+    """Remember our webhooks; once all of them sign with ``secret`` and it is
+    still the shop's, the secret a reconnect replaced stops being accepted."""
     at = now()
     with runtime.sessions.begin() as session:
+        shop = session.get(Shop, shop_id)
+        if (
+            shop is not None
+            and secret is not None
+            and shop.previous_webhook_secret_enc is not None
+            and runtime.secrets.open(shop.webhook_secret_enc or "") == secret
+        ):
+            shop.previous_webhook_secret_enc = None
         for hook in hooks:
             row = session.scalars(
                 select(Subscription).where(

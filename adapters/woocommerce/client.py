@@ -110,6 +110,17 @@ class WooCommerceApi:
                 return
             page += 1
 
+    # --- the connect's proof --------------------------------------------------------
+
+    def verify_keys(self) -> None:
+        """Raise unless the store accepts these keys for its webhooks (what a
+        connect needs, and what made-up keys never get past: 401)."""
+        answer = _json(self.call("GET", "webhooks", params={"per_page": 1}))
+        if not isinstance(answer, list):
+            raise AdminApiError(
+                "the store's webhooks endpoint did not answer like WooCommerce", transient=False
+            )
+
     # --- coupons -----------------------------------------------------------------
 
     def create_discount(self, request: DiscountRequest) -> str:

@@ -147,6 +147,9 @@ class Shop(Timestamps, Base):
     scopes: Mapped[str | None] = mapped_column(String(512))
     consumer_key_enc: Mapped[str | None] = mapped_column(Text)
     consumer_secret_enc: Mapped[str | None] = mapped_column(Text)
+    #: the secret a reconnect replaced: the store's webhooks may still sign with
+    #: it until they are confirmed re-pointed to the new one, then it is dropped
+    previous_webhook_secret_enc: Mapped[str | None] = mapped_column(Text)
     #: per-shop settings (flows, delays, caps, branding), validated by the settings page
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     installed_at: Mapped[datetime] = mapped_column(default=now)
@@ -584,13 +587,25 @@ class Attribution(Base):
 # --- platform connections --------------------------------------------------------
 
 
+class ConnectState(StrEnum):
+    ISSUED = "issued"  # the merchant was sent to their store to approve
+    VERIFYING = "verifying"  # the store posted keys; they are being tried against it
+    CONNECTED = "connected"  # the keys worked: the shop has them
+    REFUSED = "refused"  # the keys did not work; ``reason`` says why
+
+
 class ConnectNonce(Base):
     """A single-use nonce handed to a platform during a connect (WooCommerce's
     key POST is unsigned, so it is accepted only for a live nonce). Only the
-    SHA-256 of the nonce is stored."""
+    SHA-256 of the nonce is stored. The keys a store posts wait here, sealed,
+    until a call to that store with them has worked; only then does a shop get
+    them, and they are wiped from here once settled."""
 
     __tablename__ = "connect_nonces"
-    __table_args__ = (UniqueConstraint("nonce_hash"),)
+    __table_args__ = (
+        UniqueConstraint("nonce_hash"),
+        Index("ix_connect_nonces_requested_by_created_at", "requested_by", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     platform: Mapped[str] = mapped_column(String(32))
@@ -602,6 +617,16 @@ class ConnectNonce(Base):
     created_at: Mapped[datetime] = mapped_column(default=now)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+    state: Mapped[str] = mapped_column(String(16), default=ConnectState.ISSUED)
+    #: a digest of the address the connect came from (for the rate limit)
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    consumer_key_enc: Mapped[str | None] = mapped_column(Text)
+    consumer_secret_enc: Mapped[str | None] = mapped_column(Text)
+    #: the shop a verified connect made or reconnected
+    shop_id: Mapped[int | None] = mapped_column(Id)
+    #: why the keys were refused, in words for the merchant
+    reason: Mapped[str | None] = mapped_column(Text)
+    settled_at: Mapped[datetime | None]
 
 
 class Subscription(Base):
