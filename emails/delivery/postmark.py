@@ -110,6 +110,8 @@ class PostmarkBackend:
                     "X-Postmark-Server-Token": self.token,
                 },
                 timeout=TIMEOUT,
+                # a redirect would carry the API key to wherever it points
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             raise TransientDeliveryError(f"postmark_unreachable: {exc}") from exc

@@ -75,6 +75,8 @@ class SendGridBackend:
                 json=self.body(email),
                 headers={"Authorization": f"Bearer {self.api_key}"},
                 timeout=TIMEOUT,
+                # a redirect would carry the API key to wherever it points
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             raise TransientDeliveryError(f"sendgrid_unreachable: {exc}") from exc

@@ -357,3 +357,13 @@ def test_sendgrid_success_429_then_success_and_permanent_failure() -> None:
     assert backend.send(outgoing()).provider_message_id == "second"
     with pytest.raises(PermanentDeliveryError, match="sendgrid_400"):
         backend.send(outgoing(to="broken"))
+
+
+@responses.activate
+def test_a_provider_redirect_is_never_followed_with_the_api_key() -> None:
+    elsewhere = "https://collector.example/steal"
+    responses.post(API, status=307, headers={"Location": elsewhere})
+    responses.post(elsewhere, json=POSTMARK_OK)
+    with pytest.raises(TransientDeliveryError):
+        PostmarkBackend("server-token").send(outgoing())
+    assert [c.request.url for c in responses.calls] == [API]
