@@ -210,3 +210,45 @@ def test_the_store_is_asked_before_a_reminder_and_a_paid_order_gets_none(
     assert {(m.state, m.reason) for m in messages if m.step == "email_1"} == {
         ("exited", "order_paid")
     }
+
+
+def test_a_failed_pass_over_plain_http_leaves_the_keys_out_of_the_failed_job_and_the_notice(
+    runtime: Runtime, unique: str
+) -> None:
+    import dataclasses
+    import socket
+
+    from jobs import runtime as runtimes
+    from jobs.queues import DEFAULT
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    local = Runtime.create(dataclasses.replace(runtime.settings, allow_private_hosts=True))
+    runtimes.install(local)
+    try:
+        with local.sessions.begin() as session:
+            shop = add_shop(
+                session,
+                local.secrets,
+                "woocommerce",
+                f"http://127.0.0.1:{port}",
+                webhook_secret=SECRET,
+                consumer_key="ck_" + "5" * 40,
+                consumer_secret="cs_" + unique * 5,
+                dev_mode=True,
+            )
+            shop_id = shop.id
+        job = local.queue(DEFAULT).enqueue(woocommerce_app.reconcile_shop, shop_id)
+        run_worker(local)
+        job.refresh()
+        assert job.is_failed
+        printed = job.latest_result().exc_string or ""  # what the worker logs and RQ keeps
+        assert "no answer" in printed
+        assert unique not in printed
+        with local.sessions() as session:
+            notice = session.scalars(select(Notice)).one()
+        assert unique not in notice.message
+    finally:
+        runtimes.install(runtime)
+        local.close()
