@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, Request, jsonify
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -37,6 +38,26 @@ class CookieSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+#: the largest id the store can hold: BIGINT on PostgreSQL, INTEGER on SQLite,
+#: both signed 64-bit
+ID_MAX = 2**63 - 1
+
+
+class StoreIdConverter(IntegerConverter):
+    """``<int:...>`` in every route: an id beyond the store's range is 404, not a crash.
+
+    Werkzeug's own converter passes any size of number on, and the database
+    driver then fails on it (SQLite: "Python int too large", PostgreSQL:
+    "bigint out of range").
+    """
+
+    regex = r"[0-9]+"  # ASCII digits only (``\d`` would take any script's digits)
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", ID_MAX)
+        super().__init__(map, *args, **kwargs)
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the web app. Settings default to the environment, read once here."""
     from connector import (
@@ -53,6 +74,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime = Runtime.create(settings or Settings.from_env())
     settings = runtime.settings
     app = Flask(__name__)
+    # before any blueprint: a rule binds its converters when it is added
+    app.url_map.converters["int"] = StoreIdConverter
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_webhook_bytes,
