@@ -105,22 +105,35 @@ def csp_nonce() -> str:
 
 def security_headers(settings: Settings) -> Any:
     """The ``after_request`` hook that sets the headers in the module's table."""
-    always = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
+    always = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY")]
     if settings.production:
-        always["Strict-Transport-Security"] = HSTS
+        always.append(("Strict-Transport-Security", HSTS))
+    # built once, and added with one extend: Headers.setdefault costs about 6 us a
+    # header, more than the rest of a webhook's answer
+    plain = {
+        referrer: [
+            *always,
+            ("Content-Security-Policy", NOTHING_POLICY),
+            ("Referrer-Policy", referrer),
+        ]
+        for referrer in ("no-referrer", "same-origin")
+    }
 
     def secure(response: Response) -> Response:
-        headers = response.headers
-        for name, value in always.items():
-            headers.setdefault(name, value)
+        referrer = "no-referrer" if request.blueprint == EMAIL_LINKS else "same-origin"
         nonce = g.get("csp_nonce")
-        headers.setdefault(
-            "Content-Security-Policy",
-            PAGE_POLICY.format(nonce=nonce) if nonce else NOTHING_POLICY,
+        wanted = (
+            plain[referrer]
+            if nonce is None
+            else [
+                *always,
+                ("Content-Security-Policy", PAGE_POLICY.format(nonce=nonce)),
+                ("Referrer-Policy", referrer),
+            ]
         )
-        headers.setdefault(
-            "Referrer-Policy", "no-referrer" if request.blueprint == EMAIL_LINKS else "same-origin"
-        )
+        headers = response.headers
+        present = {name.lower() for name, _ in headers}  # a view's own choice stands
+        headers.extend([(name, value) for name, value in wanted if name.lower() not in present])
         return response
 
     return secure
