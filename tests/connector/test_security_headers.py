@@ -164,6 +164,18 @@ def test_links_with_a_token_never_pass_it_on_as_a_referrer(
         assert response.headers.get("Referrer-Policy") == expected, name
 
 
+def test_a_view_that_sets_its_own_policy_keeps_it(runtime: Runtime) -> None:
+    app = create_app(runtime=runtime)
+    own = "default-src 'self'; frame-ancestors 'none'"
+    app.add_url_rule(
+        "/own", "own", lambda: ("x", 200, {"Content-Security-Policy": own, "X-Frame-Options": "x"})
+    )
+    headers = app.test_client().get("/own").headers
+    assert headers.get_all("Content-Security-Policy") == [own]
+    assert headers.get_all("X-Frame-Options") == ["x"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_production_asks_browsers_for_https_only(runtime: Runtime) -> None:
     production = dataclasses.replace(
         runtime.settings, mode=Mode.PRODUCTION, base_url="https://tp.example"

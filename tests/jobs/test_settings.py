@@ -107,7 +107,11 @@ def test_bad_values_are_explained(name: str, value: str, message: str) -> None:
         ("TRIGGERPOST_EMAIL_FROM", "sh ops@mail.tp.example", "shops@mail.example.com"),
         ("TRIGGERPOST_EMAIL_FROM", "shops@a@mail.tp.example", "shops@mail.example.com"),
         ("TRIGGERPOST_EMAIL_FROM", ".shops@mail.tp.example", "shops@mail.example.com"),
-        ("TRIGGERPOST_EMAIL_FROM", "shops@mail.tp.example,x@evil.example", "shops@mail.example.com"),
+        (
+            "TRIGGERPOST_EMAIL_FROM",
+            "shops@mail.tp.example,x@evil.example",
+            "shops@mail.example.com",
+        ),
         ("TRIGGERPOST_EMAIL_FROM", "shops@exämple.se", "xn--"),
     ],
 )
