@@ -5,6 +5,12 @@ No cookies and no login: the signed token is the credential (see jobs.links).
 unsubscribe anyone); ``POST /u/...`` unsubscribes at once, including the
 RFC 8058 one-click POST mail clients send (``List-Unsubscribe=One-Click``, no
 cookies, no CSRF token). Every change is committed before the answer.
+
+Flask answers ``HEAD`` with the ``GET`` view, and link scanners send ``HEAD``:
+so a view changes something only for the one method that means it (``POST``
+for unsubscribe and preferences, ``GET`` for a click or an open), never for
+"anything but GET". A ``HEAD`` gets the same status and headers and records
+nothing.
 """
 
 from __future__ import annotations
@@ -121,16 +127,17 @@ def click(shop_id: int, token: str) -> Any:
         message = session.get(Message, target.message_id)
         if message is None or message.shop_id != shop_id:
             return _invalid()
-        session.add(
-            Engagement(
-                shop_id=shop_id,
-                message_id=message.id,
-                contact_id=message.contact_id,
-                kind=EngagementKind.CLICK,
-                url=target.url,
-                at=now(),
+        if request.method == "GET":  # a scanner's HEAD is not a click
+            session.add(
+                Engagement(
+                    shop_id=shop_id,
+                    message_id=message.id,
+                    contact_id=message.contact_id,
+                    kind=EngagementKind.CLICK,
+                    url=target.url,
+                    at=now(),
+                )
             )
-        )
     response = redirect(str(target.url), code=302)
     response.headers.update(NO_STORE)
     return response
@@ -139,6 +146,8 @@ def click(shop_id: int, token: str) -> Any:
 @blueprint.get("/t/o/<int:shop_id>/<token>.gif")
 def pixel(shop_id: int, token: str) -> Response:
     runtime = runtime_of(current_app)
+    if request.method != "GET":  # a scanner's HEAD is not an open
+        return Response(PIXEL, mimetype="image/gif", headers=NO_STORE)
     try:
         target = links.read(runtime.settings, shop_id, links.OPEN, token)
         with runtime.sessions.begin() as session:
@@ -166,7 +175,7 @@ def unsubscribe(shop_id: int, token: str) -> Any:
             return _invalid()
         title = visit.text("page.unsubscribe.title")
         note = visit.text("page.unsubscribe.note")
-        if request.method == "GET":
+        if request.method != "POST":  # GET and HEAD only ask
             form = {"choices": [], "button": visit.text("page.unsubscribe.button")}
             question = visit.text("page.unsubscribe.question")
             return _page(visit.language, title, [question], form=form, note=note)

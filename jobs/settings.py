@@ -3,7 +3,10 @@
 Every variable has the prefix ``TRIGGERPOST_``. Unset database and Redis URLs
 mean the embedded defaults inside the data directory (a SQLite file and the
 redis-server that ``triggerpost run`` starts on a unix socket there).
-Production (``TRIGGERPOST_ENV=production``) refuses those dev defaults.
+Production (``TRIGGERPOST_ENV=production``) refuses those dev defaults, and
+whatever else works only on one machine or not at all: SQLite, the ``file://``
+and ``null://`` email backends, a base URL without https and a host, a sender
+that is not a bare address.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PREFIX = "TRIGGERPOST_"
 
@@ -116,10 +121,9 @@ class Settings:
                 )
             if len(secret_key or "") < 32:
                 raise SettingsError(f"{PREFIX}SECRET_KEY must be at least 32 characters")
-            if (email_url or "").startswith("file:"):
-                raise SettingsError(f"{PREFIX}EMAIL_URL file:// is the dev outbox, not delivery")
-            if not (base_url or "").startswith("https://"):
-                raise SettingsError(f"{PREFIX}BASE_URL must be https:// in production")
+            _refuse_single_machine_choices(
+                database_url or "", email_url or "", base_url or "", get("EMAIL_FROM") or ""
+            )
         secret_key = secret_key or _dev_secret(data_dir)
 
         return cls(
@@ -142,6 +146,80 @@ class Settings:
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
             allow_private_hosts=_flag(get("ALLOW_PRIVATE_HOSTS"), "ALLOW_PRIVATE_HOSTS"),
         )
+
+
+#: the delivery backends that deliver nothing (see emails.delivery)
+DEV_EMAIL_BACKENDS = {"file": "the dev outbox", "null": "discards every email"}
+EMAIL_BACKENDS = "smtp://, smtps://, postmark:// or sendgrid://"
+EXAMPLE_BASE_URL = "https://triggerpost.example.com"
+EXAMPLE_SENDER = "shops@mail.example.com"
+
+
+def _refuse_single_machine_choices(
+    database_url: str, email_url: str, base_url: str, email_from: str
+) -> None:
+    """Production refuses what works only on one machine, or not at all.
+
+    URLs may hold passwords: a refusal names their scheme, never the URL.
+    """
+    scheme = urlsplit(database_url).scheme
+    if not (scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+")):
+        raise SettingsError(
+            f"{PREFIX}DATABASE_URL must be PostgreSQL in production, like "
+            f"postgresql://user:password@host/triggerpost, not {scheme or 'no scheme'}:// "
+            "(SQLite is the single-machine development store)"
+        )
+    scheme = urlsplit(email_url).scheme
+    if scheme in DEV_EMAIL_BACKENDS:
+        raise SettingsError(
+            f"{PREFIX}EMAIL_URL {scheme}:// is {DEV_EMAIL_BACKENDS[scheme]}, not delivery; "
+            f"in production set {EMAIL_BACKENDS}"
+        )
+    base = urlsplit(base_url)
+    if base.scheme != "https":
+        raise SettingsError(
+            f"{PREFIX}BASE_URL must be https:// in production, like {EXAMPLE_BASE_URL}"
+        )
+    try:
+        addressable = bool(base.hostname) and base.port != 0  # .port raises on a non-number
+    except ValueError:
+        addressable = False
+    if not addressable or "@" in base.netloc or base.query or base.fragment:
+        raise SettingsError(
+            f"{PREFIX}BASE_URL must be the public address the platforms call, a host with an "
+            f"optional port and path, like {EXAMPLE_BASE_URL}"
+        )
+    if not _sender_address(email_from):
+        raise SettingsError(
+            f"{PREFIX}EMAIL_FROM must be a bare address at a domain your provider sends for, "
+            f"like {EXAMPLE_SENDER} (the shop's name is added as the display name; write an "
+            f"international domain in its xn-- form), not {email_from!r}"
+        )
+
+
+#: what RFC 5322 allows unquoted in the part before the @ (besides dots)
+_LOCAL_CHARACTERS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
+_LABEL_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-")
+
+
+def _sender_address(address: str) -> bool:
+    """``local@domain.tld`` and nothing else: no display name, no second address."""
+    local, _, domain = address.rpartition("@")
+    words = local.split(".")
+    labels = domain.split(".")
+    return (
+        len(address) <= 254
+        and all(word and set(word) <= _LOCAL_CHARACTERS for word in words)
+        and len(labels) >= 2
+        and all(
+            0 < len(label) <= 63
+            and set(label) <= _LABEL_CHARACTERS
+            and not label.startswith("-")
+            and not label.endswith("-")
+            for label in labels
+        )
+        and not labels[-1].isdigit()
+    )
 
 
 def _api_version(value: str | None) -> str:

@@ -64,6 +64,43 @@ def test_get_only_asks_and_post_unsubscribes_and_cancels(
     assert client.post(_path(url), data={"List-Unsubscribe": "One-Click"}).status_code == 200
 
 
+def _what_a_visit_can_change(runtime: Runtime, shop: Harness) -> object:
+    with runtime.sessions() as session:
+        return (
+            sorted((m.id, m.state, m.reason) for m in shop.messages()),
+            session.scalars(select(Suppression.scope)).all(),
+            session.scalars(select(Engagement.kind)).all(),
+            session.execute(select(Contact.consent_state, Contact.consent_source)).all(),
+        )
+
+
+@pytest.mark.parametrize("route", ["unsubscribe", "preferences", "click", "pixel"])
+def test_a_head_request_on_an_email_link_changes_nothing(
+    client: FlaskClient, runtime: Runtime, shop: Harness, route: str
+) -> None:
+    """Link scanners send HEAD; Flask answers HEAD with the GET view."""
+    message = _first(shop)
+    settings = runtime.settings
+    url, status = {
+        "unsubscribe": (links.unsubscribe_url(settings, shop.shop_id, message.id), 200),
+        "preferences": (links.preferences_url(settings, shop.shop_id, message.id), 200),
+        "click": (
+            links.click_url(settings, shop.shop_id, message.id, "https://nordljus.example/",
+                            flow="cart_recovery", step="email_1"),
+            302,
+        ),
+        "pixel": (links.open_pixel_url(settings, shop.shop_id, message.id), 200),
+    }[route]  # fmt: skip
+    before = _what_a_visit_can_change(runtime, shop)
+    # a body as the one-click POST would carry it, and no box ticked
+    response = client.head(_path(url), data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == status
+    assert response.get_data() == b""
+    assert _what_a_visit_can_change(runtime, shop) == before
+    if route == "click":
+        assert urlsplit(response.headers["Location"]).netloc == "nordljus.example"
+
+
 def test_forged_and_cross_shop_tokens_are_refused(
     client: FlaskClient, runtime: Runtime, shop: Harness
 ) -> None:

@@ -79,3 +79,83 @@ def test_production_with_everything_set() -> None:
 def test_bad_values_are_explained(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env({**PRODUCTION, name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "what_to_set"),
+    [
+        ("TRIGGERPOST_DATABASE_URL", "sqlite:////srv/triggerpost.db", "postgresql://"),
+        ("TRIGGERPOST_DATABASE_URL", "sqlite://", "postgresql://"),
+        ("TRIGGERPOST_DATABASE_URL", "mysql://db/x", "postgresql://"),
+        ("TRIGGERPOST_EMAIL_URL", "null://", "smtp://"),
+        ("TRIGGERPOST_EMAIL_URL", "file:///tmp/outbox", "smtp://"),
+        ("TRIGGERPOST_BASE_URL", "https://", "https://triggerpost.example.com"),
+        ("TRIGGERPOST_BASE_URL", "https:///settings", "https://triggerpost.example.com"),
+        ("TRIGGERPOST_BASE_URL", "https://:443", "https://triggerpost.example.com"),
+        ("TRIGGERPOST_BASE_URL", "https://tp.example:https", "https://triggerpost.example.com"),
+        ("TRIGGERPOST_BASE_URL", "https://tp.example/?x=1", "https://triggerpost.example.com"),
+        ("TRIGGERPOST_BASE_URL", "https://tp.example#top", "https://triggerpost.example.com"),
+        ("TRIGGERPOST_BASE_URL", "https://user:pw@tp.example", "https://triggerpost.example.com"),
+        ("TRIGGERPOST_EMAIL_FROM", "shops", "shops@mail.example.com"),
+        ("TRIGGERPOST_EMAIL_FROM", "Nordljus <shops@mail.tp.example>", "shops@mail.example.com"),
+        ("TRIGGERPOST_EMAIL_FROM", "shops@", "shops@mail.example.com"),
+        ("TRIGGERPOST_EMAIL_FROM", "@mail.tp.example", "shops@mail.example.com"),
+        ("TRIGGERPOST_EMAIL_FROM", "shops@localhost", "shops@mail.example.com"),
+        ("TRIGGERPOST_EMAIL_FROM", "shops@mail..tp.example", "shops@mail.example.com"),
+        ("TRIGGERPOST_EMAIL_FROM", "shops@-mail.tp.example", "shops@mail.example.com"),
+        ("TRIGGERPOST_EMAIL_FROM", "shops@mail.tp.example.", "shops@mail.example.com"),
+        ("TRIGGERPOST_EMAIL_FROM", "sh ops@mail.tp.example", "shops@mail.example.com"),
+        ("TRIGGERPOST_EMAIL_FROM", "shops@a@mail.tp.example", "shops@mail.example.com"),
+        ("TRIGGERPOST_EMAIL_FROM", ".shops@mail.tp.example", "shops@mail.example.com"),
+        (
+            "TRIGGERPOST_EMAIL_FROM",
+            "shops@mail.tp.example,x@evil.example",
+            "shops@mail.example.com",
+        ),
+        ("TRIGGERPOST_EMAIL_FROM", "shops@exämple.se", "xn--"),
+    ],
+)
+def test_production_refuses_what_only_works_on_one_machine_or_not_at_all(
+    name: str, value: str, what_to_set: str
+) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({**PRODUCTION, name: value})
+    assert name in str(refused.value)
+    assert what_to_set in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TRIGGERPOST_DATABASE_URL", "postgres://u:p@db:5432/x"),
+        ("TRIGGERPOST_DATABASE_URL", "postgresql+psycopg://u:p@db/x"),
+        ("TRIGGERPOST_EMAIL_URL", "smtps://u:p@mail.example:465"),
+        ("TRIGGERPOST_EMAIL_URL", "postmark://token@api.postmarkapp.com?rate=10/s"),
+        ("TRIGGERPOST_EMAIL_URL", "sendgrid://key@api.sendgrid.com"),
+        ("TRIGGERPOST_BASE_URL", "https://tp.example:8443/"),
+        ("TRIGGERPOST_BASE_URL", "https://tp.example/triggerpost"),
+        ("TRIGGERPOST_EMAIL_FROM", "no-reply+shops@mail.xn--exmple-cua.se"),
+        ("TRIGGERPOST_EMAIL_FROM", "o'brien.shop@mail.tp.example"),
+    ],
+)
+def test_production_accepts_real_deployments(name: str, value: str) -> None:
+    assert Settings.from_env({**PRODUCTION, name: value}).production
+
+
+def test_a_refusal_never_prints_the_credentials_in_a_url() -> None:
+    for name, value in (
+        ("TRIGGERPOST_DATABASE_URL", "sqlite://hunter2@/x.db"),
+        ("TRIGGERPOST_EMAIL_URL", "null://hunter2@x"),
+        ("TRIGGERPOST_BASE_URL", "https://admin:hunter2@tp.example"),
+    ):
+        with pytest.raises(SettingsError) as refused:
+            Settings.from_env({**PRODUCTION, name: value})
+        assert "hunter2" not in str(refused.value)
+
+
+def test_development_keeps_its_single_machine_defaults(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"TRIGGERPOST_DATA_DIR": str(tmp_path), "TRIGGERPOST_EMAIL_URL": "null://"}
+    )
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.email_url == "null://"
