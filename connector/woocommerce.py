@@ -40,7 +40,7 @@ from flask import (
 
 from adapters.platform import AdminApiError, WebhookError
 from connector import merchant
-from connector.app import runtime_of
+from connector.app import PAGE_POLICY, csp_nonce, runtime_of
 from jobs import woocommerce_app
 from jobs.store.models import ConnectState
 
@@ -64,7 +64,13 @@ def connect() -> Any:
         form_token=token,
         store_url=(request.args.get("store_url") or "").strip()[:512],
     )
-    return page, 200, {"Cache-Control": "no-store"}
+    # the form's answer redirects to the store's own address, which browsers hold
+    # to form-action too: any https origin (http as well in development)
+    schemes = "https:" if runtime_of(current_app).settings.production else "https: http:"
+    policy = PAGE_POLICY.format(nonce=csp_nonce()).replace(
+        "form-action 'self'", f"form-action 'self' {schemes}"
+    )
+    return page, 200, {"Cache-Control": "no-store", "Content-Security-Policy": policy}
 
 
 def _same_site() -> bool:
