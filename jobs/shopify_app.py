@@ -25,6 +25,7 @@ from adapters.shopify import oauth
 from adapters.shopify.client import ShopifyAdmin
 from adapters.shopify.translate import TOPIC_HANDLERS
 from jobs import admin, notices
+from jobs.merchant_sessions import end_sessions
 from jobs.queues import DEFAULT
 from jobs.runtime import Runtime, current
 from jobs.shops import add_shop
@@ -188,7 +189,9 @@ def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
 
     Webhook registration is attempted at once; if Shopify cannot be reached it
     is handed to a retrying job and the merchant sees a notice until it works,
-    so the merchant is never stuck on a failed install page.
+    so the merchant is never stuck on a failed install page. Every earlier
+    merchant session of the shop ends: whoever held it before this grant signs
+    in again.
     """
     client_id, client_secret = _credentials(runtime)
     grant = oauth.exchange_code(ApiSession(), shop_domain, client_id, client_secret, code)
@@ -198,6 +201,7 @@ def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
         # a new grant replaces the old one whole: an earlier refresh token is void
         shop.refresh_token_enc = shop.refresh_token_expires_at = None
         store_grant(runtime, shop, grant)
+        end_sessions(session, shop.id, now())
         notices.clear_notice(session, shop.id, NOTICE_TOKEN)
         if missing:
             notices.raise_notice(

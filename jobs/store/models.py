@@ -681,3 +681,31 @@ class PrivacyRequest(Base):
     completed_at: Mapped[datetime | None]
     export: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- merchant sign-in ------------------------------------------------------------
+
+
+class MerchantSession(Base):
+    """A merchant signed in for one shop, held here so it can be ended.
+
+    The browser's cookie carries only a random id; only its SHA-256 is stored.
+    See jobs.merchant_sessions for the lifetime and when sessions end.
+    """
+
+    __tablename__ = "merchant_sessions"
+    __table_args__ = (
+        UniqueConstraint("token_hash"),
+        Index("ix_merchant_sessions_shop_id", "shop_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    #: the absolute end, whatever the use
+    expires_at: Mapped[datetime]
+    #: the last request seen (to a minute), for the idle bound
+    last_seen_at: Mapped[datetime]
+    #: logout, uninstall, or a new install or connect of the shop
+    revoked_at: Mapped[datetime | None]

@@ -27,6 +27,7 @@ from jobs.settings import Settings
 from jobs.shopify_app import StoredTokens
 from jobs.shops import mark_uninstalled
 from jobs.store.models import Notice, Shop, ShopStatus, Subscription, now
+from tests.connector.test_merchant import signed_in_shop
 from tests.support import SHOPIFY_SECRET
 
 SHOP = "fjallbutik.myshopify.com"
@@ -172,8 +173,7 @@ def test_full_install_stores_encrypted_tokens_subscribes_and_signs_in(
         assert set(subscribed) == set(shopify_app.WEBHOOK_TOPICS)
         shop_id = shop.id
 
-    with web.session_transaction() as cookie:
-        assert cookie["shop_id"] == shop_id
+    assert signed_in_shop(web) == shop_id
     assert "Fjällbutiken" in web.get("/settings").get_data(as_text=True)
 
 
@@ -209,8 +209,32 @@ def test_a_forged_callback_is_refused_without_any_outbound_call(
     answer = web.get(f"/shopify/callback?{query}")
     assert answer.status_code in (400, 403)
     assert len(shopify.mock.calls) == 0
-    with web.session_transaction() as cookie:
-        assert "shop_id" not in cookie or forge == "replayed"
+    assert signed_in_shop(web) is None or forge == "replayed"
+
+
+def test_a_new_grant_ends_every_earlier_session_of_the_shop(
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify
+) -> None:
+    state = start_install(web)
+    web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'one', 'state': state})}")
+    earlier = web.application.test_client()
+    assert earlier.get(f"/shopify/install?{signed({'shop': SHOP})}").status_code == 302
+    shop_id = signed_in_shop(earlier)
+    assert shop_id is not None
+    assert signed_in_shop(web) == shop_id
+
+    # a scope is missing: opening the app goes through Shopify's grant screen again
+    with runtime.sessions.begin() as session:
+        session.get_one(Shop, shop_id).scopes = "read_orders"
+    granting = web.application.test_client()
+    state = start_install(granting)
+    granting.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'two', 'state': state})}")
+
+    assert signed_in_shop(granting) == shop_id
+    assert granting.get("/settings").status_code == 200
+    assert signed_in_shop(earlier) is None
+    assert signed_in_shop(web) is None
+    assert earlier.get("/settings").status_code == 401
 
 
 def test_install_refuses_a_bad_signature_or_shop_before_redirecting(

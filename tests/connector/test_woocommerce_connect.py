@@ -19,6 +19,7 @@ from adapters.woocommerce.client import WEBHOOK_TOPICS
 from jobs import woocommerce_app
 from jobs.runtime import Runtime
 from jobs.store.models import ConnectNonce, Notice, Shop, Subscription, now
+from tests.connector.test_merchant import signed_in_shop
 from tests.support import run_worker
 
 STORE = "https://ullboden.example.se"
@@ -112,8 +113,7 @@ def test_connect_end_to_end(client: FlaskClient, runtime: Runtime, store: FakeSt
 
     landing = client.get("/woocommerce/return", query_string={"success": "1", "user_id": nonce})
     assert landing.headers["Location"] == "/settings"
-    with client.session_transaction() as cookie:
-        assert cookie["shop_id"] == shop.id
+    assert signed_in_shop(client) == shop.id
 
 
 @pytest.mark.parametrize("case", ["unknown", "used", "expired", "read_only", "not_json"])
