@@ -709,3 +709,21 @@ class MerchantSession(Base):
     last_seen_at: Mapped[datetime]
     #: logout, uninstall, or a new install or connect of the shop
     revoked_at: Mapped[datetime | None]
+
+
+class SpentInstallLink(Base):
+    """A signed install link that was used: a platform's signed install query
+    stays valid for minutes, so its digest is kept until then and a second use
+    refused. Only the SHA-256 of the signed message is stored."""
+
+    __tablename__ = "spent_install_links"
+    __table_args__ = (UniqueConstraint("digest"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    digest: Mapped[str] = mapped_column(String(64))
+    #: the normalised shop key the link was signed for
+    shop_key: Mapped[str] = mapped_column(String(255))
+    used_at: Mapped[datetime]
+    #: after this the link is refused as stale anyway, and the row may go
+    expires_at: Mapped[datetime]
