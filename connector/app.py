@@ -35,6 +35,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
+from jobs.merchant_sessions import LIFETIME
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 
@@ -163,6 +164,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         # Lax: the cookie rides along when Shopify or a store redirects the merchant back
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        SESSION_COOKIE_HTTPONLY=True,
+        # the browser drops the cookie when the session it names has ended anyway
+        PERMANENT_SESSION_LIFETIME=LIFETIME,
     )
     app.session_interface = CookieSessions()
     app.jinja_env.globals["csp_nonce"] = csp_nonce

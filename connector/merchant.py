@@ -2,56 +2,123 @@
 
 A merchant session is bound to exactly one shop: ``login(shop_id)`` after a
 verified Shopify install or a WooCommerce connect, and every merchant route
-reads the shop from the signed session cookie, never from the URL. The full
-settings page (flows, delays, copy, analytics) grows on this blueprint.
+reads the shop from the session, never from the URL. The signed cookie
+carries only a random session id; the session itself lives in the store
+(jobs.merchant_sessions), so it can end: at ``POST /logout``, when the shop
+is uninstalled or installed again, after a bounded lifetime, and whenever
+its shop is no longer installed. The full settings page (flows, delays,
+copy, analytics) grows on this blueprint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, session
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    session,
+)
 from sqlalchemy import select
 
 from connector.app import runtime_of
+from jobs import merchant_sessions
 from jobs.notices import open_notices
-from jobs.store.models import PrivacyRequest, PrivacyRequestKind, Shop, ShopStatus
+from jobs.store.models import PrivacyRequest, PrivacyRequestKind, Shop, now
 
 blueprint = Blueprint("merchant", __name__)
-SHOP_KEY = "shop_id"
+#: the cookie's key for the session id
+SESSION_KEY = "merchant_session"
+#: ``app.extensions`` key of the clock sessions are judged by (tests put a later one)
+CLOCK = "triggerpost.merchant_clock"
+#: the request's shop once resolved (the WSGI environ lives exactly as long as the request)
+RESOLVED = "triggerpost.merchant_shop_id"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _now() -> datetime:
+    clock: Callable[[], datetime] = current_app.extensions.get(CLOCK, now)
+    return clock()
+
+
 def login(shop_id: int) -> None:
-    """Start a session for this shop only (any earlier shop's session ends)."""
+    """Start a session for this shop only (this browser's earlier session, any shop's, ends)."""
+    runtime = runtime_of(current_app)
+    earlier = session.get(SESSION_KEY)
+    at = _now()
+    with runtime.sessions.begin() as db:
+        if isinstance(earlier, str):
+            merchant_sessions.end(db, earlier, at)
+        token = merchant_sessions.start(db, shop_id, at)
     session.clear()
-    session[SHOP_KEY] = shop_id
+    session[SESSION_KEY] = token
     session.permanent = True
+    request.environ[RESOLVED] = shop_id
 
 
 def logout() -> None:
+    """End this browser's session, in the store too (a copy of the cookie is worthless)."""
+    token = session.get(SESSION_KEY)
+    if isinstance(token, str):
+        with runtime_of(current_app).sessions.begin() as db:
+            merchant_sessions.end(db, token, _now())
     session.clear()
+    request.environ[RESOLVED] = None
 
 
 def current_shop_id() -> int | None:
-    value = session.get(SHOP_KEY)
-    return value if isinstance(value, int) else None
+    """The shop of this request's live session, or None (a dead session leaves the cookie)."""
+    if RESOLVED in request.environ:
+        resolved: int | None = request.environ[RESOLVED]
+        return resolved
+    token = session.get(SESSION_KEY)
+    shop_id = None
+    if isinstance(token, str):
+        with runtime_of(current_app).sessions.begin() as db:
+            shop_id = merchant_sessions.resolve(db, token, _now())
+        if shop_id is None:
+            session.pop(SESSION_KEY, None)
+    request.environ[RESOLVED] = shop_id
+    return shop_id
 
 
 def merchant_required(view: F) -> F:
-    """The view runs only for a merchant session of an installed shop (else 401)."""
+    """The view runs only for a live merchant session of an installed shop (else 401)."""
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        shop_id = current_shop_id()
-        if shop_id is None:
+        if current_shop_id() is None:
             abort(401, "sign in through your shop's admin to manage triggerpost")
         return view(*args, **kwargs)
 
     return wrapped  # type: ignore[return-value]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+@blueprint.post("/logout")
+def sign_out() -> Any:
+    """SameSite=Lax already keeps a cross-site POST from carrying the cookie; an
+    Origin, when the browser sends one, must be ours too."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        ours = {_origin(runtime_of(current_app).settings.base_url), _origin(request.host_url)}
+        if origin.rstrip("/").lower() not in ours:
+            abort(403, "sign out from triggerpost's own pages")
+    logout()
+    return jsonify(status="signed out", message="Open triggerpost from your shop to sign in again.")
 
 
 @blueprint.get("/settings")
@@ -59,10 +126,7 @@ def merchant_required(view: F) -> F:
 def settings_page() -> Any:
     runtime = runtime_of(current_app)
     with runtime.sessions() as db:
-        shop = db.get(Shop, current_shop_id())
-        if shop is None or shop.status != ShopStatus.ACTIVE:
-            logout()
-            abort(401, "this shop is not installed")
+        shop = db.get_one(Shop, current_shop_id())
         requests = db.scalars(
             select(PrivacyRequest)
             .where(PrivacyRequest.shop_id == shop.id)

@@ -1,22 +1,23 @@
 """Installing the Shopify app: ``GET /shopify/install`` and ``GET /shopify/callback``.
 
 Install: Shopify sends the merchant's browser to our App URL with a signed
-query. We check the signature, the time and the shop domain, put a fresh
-nonce in the signed session cookie and send the browser to Shopify's grant
-screen. Callback: the same checks again plus ``state`` == our nonce (single
-use) and the same shop, and only then the one outbound call: exchanging the
-code. A refused request never reaches Shopify.
+query. We check the signature, the time and the shop domain, spend the query
+(a second use is refused), issue a fresh ``state`` (stored, and put in the
+signed session cookie) and send the browser to Shopify's grant screen.
+Callback: the same checks again plus ``state`` == the cookie's, for the same
+shop, used up in the store (so an old cookie replayed finds it spent), and
+only then the one outbound call: exchanging the code. A refused request never
+reaches Shopify.
 
 Opening the app again from the Shopify admin (already installed, token
 held, scopes granted, webhooks subscribed) skips the grant screen and signs
-the merchant in.
+the merchant in, once per signed link.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-import secrets
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, request, session, url_for
@@ -27,18 +28,22 @@ from adapters.shopify import oauth
 from connector import merchant
 from connector.app import runtime_of
 from jobs import shopify_app
-from jobs.store.models import Shop, ShopStatus, Subscription
+from jobs.store.models import Shop, ShopStatus, Subscription, now
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("shopify", __name__, url_prefix="/shopify")
 NONCE_KEY = "shopify_oauth"
 
 
+def _query() -> str:
+    return request.query_string.decode("ascii", "replace")
+
+
 def _checked() -> oauth.SignedRequest:
     settings = runtime_of(current_app).settings
     try:
         return oauth.check_request(
-            request.query_string.decode("ascii", "replace"),
+            _query(),
             [settings.shopify_api_secret or "", settings.shopify_api_secret_previous or ""],
         )
     except oauth.OAuthError as exc:
@@ -63,22 +68,29 @@ def _already_installed(shop_domain: str) -> int | None:
 @blueprint.get("/install")
 def install() -> Any:
     signed = _checked()
-    settings = runtime_of(current_app).settings
+    runtime = runtime_of(current_app)
+    settings = runtime.settings
+    with runtime.sessions.begin() as db:
+        first_use = shopify_app.spend_install_query(db, _query(), signed.shop, now())
+    if not first_use:
+        log.warning("refused Shopify install for %s: the signed link was used before", signed.shop)
+        abort(403, "this install link was used already; open triggerpost from your Shopify admin")
     shop_id = _already_installed(signed.shop)
     if shop_id is not None:
         merchant.login(shop_id)
         return redirect(url_for("merchant.settings_page"))
     if not settings.shopify_api_key:
         abort(503, "the Shopify app is not configured (TRIGGERPOST_SHOPIFY_API_KEY)")
-    nonce = secrets.token_urlsafe(32)
-    session[NONCE_KEY] = {"state": nonce, "shop": signed.shop}
+    with runtime.sessions.begin() as db:
+        state = shopify_app.issue_state(db, signed.shop, now())
+    session[NONCE_KEY] = {"state": state, "shop": signed.shop}
     return redirect(
         oauth.authorize_url(
             signed.shop,
             settings.shopify_api_key,
             settings.shopify_scopes,
             f"{settings.base_url}{url_for('shopify.callback')}",
-            nonce,
+            state,
         )
     )
 
@@ -95,10 +107,15 @@ def callback() -> Any:
     ):
         log.warning("refused Shopify callback for %s: state or shop mismatch", signed.shop)
         abort(403, "this install link is not the one we started; start the install again")
+    runtime = runtime_of(current_app)
+    with runtime.sessions.begin() as db:
+        live = shopify_app.consume_state(db, state, signed.shop, now())
+    if not live:
+        log.warning("refused Shopify callback for %s: state used before or expired", signed.shop)
+        abort(403, "this install link was used already or has expired; start the install again")
     code = signed.params.get("code")
     if not code:
         abort(400, "the callback carries no code")
-    runtime = runtime_of(current_app)
     try:
         shop_id = shopify_app.complete_install(runtime, signed.shop, code)
     except shopify_app.InstallError as exc:

@@ -11,13 +11,17 @@ the first one stored.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import secrets
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from redis.exceptions import RedisError
 from rq import Retry
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from adapters.http import ApiSession, RetryPolicy
 from adapters.platform import AdminApiError
@@ -25,10 +29,18 @@ from adapters.shopify import oauth
 from adapters.shopify.client import ShopifyAdmin
 from adapters.shopify.translate import TOPIC_HANDLERS
 from jobs import admin, notices
+from jobs.merchant_sessions import end_sessions
 from jobs.queues import DEFAULT
 from jobs.runtime import Runtime, current
 from jobs.shops import add_shop
-from jobs.store.models import Shop, ShopStatus, Subscription, now
+from jobs.store.models import (
+    ConnectNonce,
+    Shop,
+    ShopStatus,
+    SpentInstallLink,
+    Subscription,
+    now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +54,11 @@ WEBHOOK_TOPICS = tuple(sorted(set(TOPIC_HANDLERS) - COMPLIANCE_TOPICS))
 INSTALL_RETRY = RetryPolicy(attempts=2, cap=2.0)
 #: retries of webhook registration after a failed install-time attempt (seconds)
 REGISTER_RETRIES = (60, 300, 1800, 7200)
+#: how long the merchant may take on Shopify's grant screen
+STATE_TTL = timedelta(minutes=15)
+#: a signed install query is accepted while its timestamp is within the tolerance,
+#: so at most twice the tolerance after we first see it (it may come from the future)
+SPENT_LINK_KEPT = 2 * oauth.TIMESTAMP_TOLERANCE
 
 NOTICE_SCOPES = "shopify_scopes"
 NOTICE_TOKEN = "shopify_token"  # noqa: S105 (a notice code, not a secret)
@@ -181,6 +198,85 @@ admin.register("shopify", admin_client)
 
 
 # --- install ---------------------------------------------------------------------
+#
+# Both signed requests of an install are single use, held in the store: the
+# install query (else a copied App URL signs its holder in again and again
+# until its timestamp goes stale), and the OAuth ``state`` (else a browser
+# that kept an old session cookie, which still holds the state, passes the
+# callback again).
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def spend_install_query(
+    session: Session, query_string: str, shop_domain: str, at: datetime
+) -> bool:
+    """True the first time this (verified) install query is used; False for a replay.
+
+    The digest is of the signed message, so the same query signed with the
+    rotated-out secret counts as the same link. A concurrent second use loses
+    on the unique constraint.
+    """
+    session.execute(
+        delete(SpentInstallLink)
+        .where(SpentInstallLink.expires_at <= at)
+        .execution_options(synchronize_session=False)
+    )
+    try:
+        with session.begin_nested():
+            session.add(
+                SpentInstallLink(
+                    platform="shopify",
+                    digest=_digest(oauth.query_message(query_string)),
+                    shop_key=shop_domain,
+                    used_at=at,
+                    expires_at=at + SPENT_LINK_KEPT,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def issue_state(session: Session, shop_domain: str, at: datetime) -> str:
+    """A fresh OAuth ``state`` for this shop's grant (only its SHA-256 is stored)."""
+    session.execute(
+        delete(ConnectNonce)
+        .where(ConnectNonce.platform == "shopify", ConnectNonce.expires_at <= at)
+        .execution_options(synchronize_session=False)
+    )
+    state = secrets.token_urlsafe(32)
+    session.add(
+        ConnectNonce(
+            platform="shopify",
+            nonce_hash=_digest(state),
+            shop_key=shop_domain,
+            address=f"https://{shop_domain}",
+            created_at=at,
+            expires_at=at + STATE_TTL,
+        )
+    )
+    session.flush()
+    return state
+
+
+def consume_state(session: Session, state: str, shop_domain: str, at: datetime) -> bool:
+    """Use up a state issued for this shop: True once, while it is live; False after."""
+    taken = session.execute(
+        update(ConnectNonce)
+        .where(
+            ConnectNonce.nonce_hash == _digest(state),
+            ConnectNonce.platform == "shopify",
+            ConnectNonce.shop_key == shop_domain,
+            ConnectNonce.used_at.is_(None),
+            ConnectNonce.expires_at > at,
+        )
+        .values(used_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return taken.rowcount == 1  # type: ignore[attr-defined]
 
 
 def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
@@ -188,7 +284,9 @@ def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
 
     Webhook registration is attempted at once; if Shopify cannot be reached it
     is handed to a retrying job and the merchant sees a notice until it works,
-    so the merchant is never stuck on a failed install page.
+    so the merchant is never stuck on a failed install page. Every earlier
+    merchant session of the shop ends: whoever held it before this grant signs
+    in again.
     """
     client_id, client_secret = _credentials(runtime)
     grant = oauth.exchange_code(runtime.api_session(), shop_domain, client_id, client_secret, code)
@@ -198,6 +296,7 @@ def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
         # a new grant replaces the old one whole: an earlier refresh token is void
         shop.refresh_token_enc = shop.refresh_token_expires_at = None
         store_grant(runtime, shop, grant)
+        end_sessions(session, shop.id, now())
         notices.clear_notice(session, shop.id, NOTICE_TOKEN)
         if missing:
             notices.raise_notice(

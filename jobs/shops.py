@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from adapters.platform import WebhookError, platforms
 from adapters.shopify.webhooks import normalise_shop_domain
 from adapters.woocommerce.webhooks import normalise_store_url
+from jobs import merchant_sessions
 from jobs.settings import Settings
 from jobs.store.models import Shop, ShopStatus, now
 from jobs.store.secrets import SecretBox
@@ -135,9 +136,14 @@ def identity(
 
 
 def mark_uninstalled(shop: Shop, at: datetime) -> None:
-    """The platform revoked our access: tokens are useless now, so drop them."""
+    """The platform revoked our access: tokens are useless now, so drop them, and
+    whoever is signed in for the shop is signed out."""
     shop.status = ShopStatus.UNINSTALLED
     shop.uninstalled_at = at
     shop.access_token_enc = None
     shop.refresh_token_enc = None
     shop.access_token_expires_at = None
+    session = object_session(shop)
+    if session is None:
+        raise ShopError("an uninstall needs the shop's database session, to end its sign-ins")
+    merchant_sessions.end_sessions(session, shop.id, at)

@@ -55,6 +55,7 @@ from adapters.platform import AdminApiError
 from adapters.woocommerce.client import WEBHOOK_TOPICS, RemoteWebhook, WooCommerceApi
 from adapters.woocommerce.webhooks import normalise_store_url
 from jobs import admin, intake, notices
+from jobs.merchant_sessions import end_sessions
 from jobs.queues import DEFAULT
 from jobs.runtime import Runtime, current
 from jobs.shops import ShopError, add_shop, new_webhook_secret
@@ -316,8 +317,9 @@ def connect_store(
     """Give the store at ``address`` keys that were just verified against it.
 
     A new store becomes a shop; a known one gets the new keys and is active
-    again. Its webhook secret is rotated, the old one kept valid until
-    :func:`ensure_webhooks` has re-pointed the store's webhooks.
+    again, and every merchant session it had ends. Its webhook secret is
+    rotated, the old one kept valid until :func:`ensure_webhooks` has
+    re-pointed the store's webhooks.
     """
     key = normalise_store_url(address)
     shop = session.scalar(select(Shop).where(Shop.platform == PLATFORM, Shop.key == key))
@@ -333,6 +335,8 @@ def connect_store(
         dev_mode=not runtime.settings.production,
     )
     shop.previous_webhook_secret_enc = old_secret
+    # whoever held the shop before this proof signs in anew
+    end_sessions(session, shop.id, now())
     return shop
 
 

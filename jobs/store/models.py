@@ -706,3 +706,49 @@ class PrivacyRequest(Base):
     completed_at: Mapped[datetime | None]
     export: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- merchant sign-in ------------------------------------------------------------
+
+
+class MerchantSession(Base):
+    """A merchant signed in for one shop, held here so it can be ended.
+
+    The browser's cookie carries only a random id; only its SHA-256 is stored.
+    See jobs.merchant_sessions for the lifetime and when sessions end.
+    """
+
+    __tablename__ = "merchant_sessions"
+    __table_args__ = (
+        UniqueConstraint("token_hash"),
+        Index("ix_merchant_sessions_shop_id", "shop_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    #: the absolute end, whatever the use
+    expires_at: Mapped[datetime]
+    #: the last request seen (to a minute), for the idle bound
+    last_seen_at: Mapped[datetime]
+    #: logout, uninstall, or a new install or connect of the shop
+    revoked_at: Mapped[datetime | None]
+
+
+class SpentInstallLink(Base):
+    """A signed install link that was used: a platform's signed install query
+    stays valid for minutes, so its digest is kept until then and a second use
+    refused. Only the SHA-256 of the signed message is stored."""
+
+    __tablename__ = "spent_install_links"
+    __table_args__ = (UniqueConstraint("digest"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    digest: Mapped[str] = mapped_column(String(64))
+    #: the normalised shop key the link was signed for
+    shop_key: Mapped[str] = mapped_column(String(255))
+    used_at: Mapped[datetime]
+    #: after this the link is refused as stale anyway, and the row may go
+    expires_at: Mapped[datetime]

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from connector.app import ID_MAX
 from jobs.runtime import Runtime
 from jobs.store.models import Shop
+from tests.connector.test_merchant import sign_in
 from tests.support import SHOPIFY_SHOP
 
 INT_PART = re.compile(r"<int(?:\([^)]*\))?:(\w+)>")
@@ -38,8 +39,7 @@ def merchant(client: FlaskClient, runtime: Runtime) -> FlaskClient:
     """Signed in, so that merchant routes answer past their session check."""
     with runtime.sessions() as session:
         shop_id = session.scalars(select(Shop.id).where(Shop.key == SHOPIFY_SHOP)).one()
-    with client.session_transaction() as cookie:
-        cookie["shop_id"] = shop_id
+    sign_in(client, shop_id)
     return client
 
 

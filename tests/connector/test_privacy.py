@@ -23,6 +23,7 @@ from jobs.store.models import (
     now,
 )
 from tests.connector.test_fixture_deliveries import deliver, topic_of
+from tests.connector.test_merchant import sign_in
 from tests.support import FIXTURES, SHOPIFY_SHOP, dumps, run_worker
 
 ASTRID = "astrid.lindqvist@example.se"
@@ -150,15 +151,18 @@ def test_data_request_exports_what_we_hold_to_the_merchant(
     assert "Astrid Lindqvist, your cart is waiting" in {e["subject"] for e in person["emails"]}
     assert person["suppressions"][0]["reason"] == "unsubscribed"
 
-    with client.session_transaction() as cookie:
-        cookie["shop_id"] = shop_id
+    sign_in(client, shop_id + 1)  # another shop's merchant
+    assert client.get(f"/settings/privacy/{request.id}.json").status_code == 404
+    sign_in(client, shop_id)
     assert "download export" in client.get("/settings").get_data(as_text=True)
     download = client.get(f"/settings/privacy/{request.id}.json")
     assert download.status_code == 200
     assert download.json == export
-    with client.session_transaction() as cookie:
-        cookie["shop_id"] = shop_id + 1  # another shop's merchant
-    assert client.get(f"/settings/privacy/{request.id}.json").status_code == 404
+
+    # uninstalled: the merchant's session ends with the shop's access
+    send(client, runtime, "app_uninstalled__shop", prefix="u")
+    assert client.get(f"/settings/privacy/{request.id}.json").status_code == 401
+    assert client.get("/settings").status_code == 401
 
 
 def test_customer_redact_leaves_no_trace_of_her_anywhere(
@@ -189,8 +193,7 @@ def test_customer_redact_leaves_no_trace_of_her_anywhere(
             select(PrivacyRequest).where(PrivacyRequest.kind == "data_request")
         ).one()
         assert export.export is None
-    with client.session_transaction() as cookie:
-        cookie["shop_id"] = contact.shop_id
+    sign_in(client, contact.shop_id)
     assert client.get(f"/settings/privacy/{export.id}.json").status_code == 410
 
 

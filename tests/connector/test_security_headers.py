@@ -24,17 +24,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import flask
 import pytest
 from flask import Flask, render_template_string
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
+from connector import merchant
 from connector.app import create_app
 from jobs import links
 from jobs.runtime import Runtime
 from jobs.settings import Mode
 from jobs.store.models import MessageState, PrivacyRequest, Shop, Suppression, now
+from tests.connector.test_merchant import sign_in
 from tests.emails.test_screenshots import ARTIFACTS, CHROMIUM
 from tests.jobs.engine_support import T0, Harness, checkout, customer
 from tests.support import SHOPIFY_SHOP, dumps, shopify_headers
@@ -54,8 +57,7 @@ def _path(url: str) -> str:
 def _sign_in(client: FlaskClient, runtime: Runtime) -> int:
     with runtime.sessions() as session:
         shop_id = session.scalars(select(Shop.id).where(Shop.key == SHOPIFY_SHOP)).one()
-    with client.session_transaction() as cookie:
-        cookie["shop_id"] = shop_id
+    sign_in(client, shop_id)
     return shop_id
 
 
@@ -479,12 +481,15 @@ def test_the_settings_page_works_under_its_policy_in_a_browser(
             )
         )
     cookie = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    with app.test_request_context():  # signed in the way the install and connect flows do
+        merchant.login(shop_id)
+        granted = dict(flask.session)
     page = tab(browser, 1024, 768)
     page.browser.call(
         "Network.setCookie",
         page.session,
         name=app.config["SESSION_COOKIE_NAME"],
-        value=cookie.dumps({"shop_id": shop_id}),
+        value=cookie.dumps(granted),
         url=base,
     )
     page.open(f"{base}/settings")

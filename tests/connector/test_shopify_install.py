@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,17 +18,19 @@ import pytest
 import requests
 import responses
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from adapters.shopify import oauth
 from adapters.shopify.client import topic_enum
 from connector.app import create_app
+from connector.shopify import NONCE_KEY
 from jobs import shopify_app
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.shopify_app import StoredTokens
 from jobs.shops import mark_uninstalled
-from jobs.store.models import Notice, Shop, ShopStatus, Subscription, now
+from jobs.store.models import ConnectNonce, Notice, Shop, ShopStatus, Subscription, now
+from tests.connector.test_merchant import COOKIE, cookie_of, signed_in_shop
 from tests.support import SHOPIFY_SECRET
 
 SHOP = "fjallbutik.myshopify.com"
@@ -48,8 +52,17 @@ def web(runtime: Runtime) -> Iterator[FlaskClient]:
         yield client
 
 
+_last_stamp = [0]
+
+
+def _timestamp() -> str:
+    """Shopify signs each visit at its own second (two in one second would be one link)."""
+    _last_stamp[0] = max(int(time.time()), _last_stamp[0] + 1)
+    return str(_last_stamp[0])
+
+
 def signed(params: dict[str, str], secret: str = SHOPIFY_SECRET) -> str:
-    query = urlencode({"timestamp": str(int(time.time())), **params})
+    query = urlencode({"timestamp": _timestamp(), **params})
     return f"{query}&hmac={oauth.query_hmac(secret, query)}"
 
 
@@ -172,14 +185,22 @@ def test_full_install_stores_encrypted_tokens_subscribes_and_signs_in(
         assert set(subscribed) == set(shopify_app.WEBHOOK_TOPICS)
         shop_id = shop.id
 
-    with web.session_transaction() as cookie:
-        assert cookie["shop_id"] == shop_id
+    assert signed_in_shop(web) == shop_id
     assert "Fjällbutiken" in web.get("/settings").get_data(as_text=True)
 
 
 @pytest.mark.parametrize(
     "forge",
-    ["bad_hmac", "wrong_state", "foreign_shop", "not_myshopify", "stale", "no_nonce", "replayed"],
+    [
+        "bad_hmac",
+        "wrong_state",
+        "foreign_shop",
+        "not_myshopify",
+        "stale",
+        "no_nonce",
+        "replayed",
+        "state_expired",
+    ],
 )
 def test_a_forged_callback_is_refused_without_any_outbound_call(
     web: FlaskClient, runtime: Runtime, shopify: FakeShopify, forge: str
@@ -202,6 +223,10 @@ def test_a_forged_callback_is_refused_without_any_outbound_call(
     elif forge == "stale":
         old = urlencode({"timestamp": str(int(time.time()) - 3600), **params})
         query = f"{old}&hmac={oauth.query_hmac(SHOPIFY_SECRET, old)}"
+    elif forge == "state_expired":  # the merchant left the grant screen open too long
+        with runtime.sessions.begin() as session:
+            session.execute(update(ConnectNonce).values(expires_at=now() - timedelta(seconds=1)))
+        query = signed(params)
     else:
         with web.session_transaction() as cookie:
             cookie.clear()
@@ -209,8 +234,110 @@ def test_a_forged_callback_is_refused_without_any_outbound_call(
     answer = web.get(f"/shopify/callback?{query}")
     assert answer.status_code in (400, 403)
     assert len(shopify.mock.calls) == 0
-    with web.session_transaction() as cookie:
-        assert "shop_id" not in cookie or forge == "replayed"
+    assert signed_in_shop(web) is None or forge == "replayed"
+
+
+def test_a_callback_replayed_with_the_old_cookie_is_refused_without_any_outbound_call(
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify
+) -> None:
+    state = start_install(web)
+    old_cookie = cookie_of(web)  # holds the state, as a copied or restored cookie would
+    callback = f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}"
+    assert web.get(callback).status_code == 302
+    shopify.mock.calls.reset()
+
+    replayer = web.application.test_client()
+    replayer.set_cookie(COOKIE, old_cookie)
+    assert replayer.get(callback).status_code == 403
+    replayer.set_cookie(COOKIE, old_cookie)
+    fresh = f"/shopify/callback?{signed({'shop': SHOP, 'code': 'other', 'state': state})}"
+    assert replayer.get(fresh).status_code == 403
+    assert len(shopify.mock.calls) == 0
+    assert signed_in_shop(replayer) is None
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_a_signed_install_link_works_once(
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify, installed: bool
+) -> None:
+    if installed:
+        state = start_install(web)
+        web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
+    link = f"/shopify/install?{signed({'shop': SHOP, 'host': 'YWRtaW4'})}"
+    first = web.application.test_client().get(link)
+    assert first.status_code == 302
+    assert (first.headers["Location"] == "/settings") is installed
+
+    holder = web.application.test_client()  # whoever copied the link from a log or history
+    answer = holder.get(link)
+    assert answer.status_code == 403
+    assert "location" not in answer.headers
+    assert signed_in_shop(holder) is None
+    with holder.session_transaction() as cookie:
+        assert NONCE_KEY not in cookie
+    shopify.mock.calls.reset()
+
+
+def at_once(count: int, request: Callable[[FlaskClient], int], web: FlaskClient) -> list[int]:
+    """``count`` browsers send the same request at the same moment; their answers' codes."""
+    clients = [web.application.test_client() for _ in range(count)]
+    start = threading.Barrier(count)
+
+    def one(client: FlaskClient) -> int:
+        start.wait()
+        return request(client)
+
+    with ThreadPoolExecutor(count) as pool:
+        return sorted(pool.map(one, clients))
+
+
+def test_a_signed_install_link_sent_by_many_browsers_at_once_signs_in_one(
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify
+) -> None:
+    state = start_install(web)
+    web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
+    link = f"/shopify/install?{signed({'shop': SHOP})}"
+    assert at_once(8, lambda client: client.get(link).status_code, web) == [302] + [403] * 7
+
+
+def test_a_callback_replayed_by_many_browsers_at_once_exchanges_its_code_once(
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify
+) -> None:
+    state = start_install(web)
+    old_cookie = cookie_of(web)
+    callback = f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}"
+
+    def replay(client: FlaskClient) -> int:
+        client.set_cookie(COOKIE, old_cookie)
+        return client.get(callback).status_code
+
+    assert at_once(8, replay, web) == [302] + [403] * 7
+    assert len(shopify.calls_to(TOKEN_URL)) == 1
+
+
+def test_a_new_grant_ends_every_earlier_session_of_the_shop(
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify
+) -> None:
+    state = start_install(web)
+    web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'one', 'state': state})}")
+    earlier = web.application.test_client()
+    assert earlier.get(f"/shopify/install?{signed({'shop': SHOP})}").status_code == 302
+    shop_id = signed_in_shop(earlier)
+    assert shop_id is not None
+    assert signed_in_shop(web) == shop_id
+
+    # a scope is missing: opening the app goes through Shopify's grant screen again
+    with runtime.sessions.begin() as session:
+        session.get_one(Shop, shop_id).scopes = "read_orders"
+    granting = web.application.test_client()
+    state = start_install(granting)
+    granting.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'two', 'state': state})}")
+
+    assert signed_in_shop(granting) == shop_id
+    assert granting.get("/settings").status_code == 200
+    assert signed_in_shop(earlier) is None
+    assert signed_in_shop(web) is None
+    assert earlier.get("/settings").status_code == 401
 
 
 def test_install_refuses_a_bad_signature_or_shop_before_redirecting(

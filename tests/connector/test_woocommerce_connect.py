@@ -22,6 +22,7 @@ from jobs import woocommerce_app
 from jobs.runtime import Runtime
 from jobs.store.models import ConnectNonce, Notice, Shop, ShopStatus, Subscription, now
 from tests.conftest import FIXTURES
+from tests.connector.test_merchant import signed_in_shop
 from tests.support import run_worker, woocommerce_headers
 
 STORE = "https://ullboden.example.se"
@@ -194,8 +195,7 @@ def test_connect_end_to_end(client: FlaskClient, runtime: Runtime, store: FakeSt
 
     landing = back(client, nonce)
     assert landing.headers["Location"] == "/settings"
-    with client.session_transaction() as cookie:
-        assert cookie["shop_id"] == shop.id
+    assert signed_in_shop(client) == shop.id
     assert back(client, nonce).status_code == 403  # once
 
 
@@ -203,7 +203,7 @@ def test_connect_end_to_end(client: FlaskClient, runtime: Runtime, store: FakeSt
 def test_made_up_keys_for_a_connected_store_change_nothing(
     client: FlaskClient, runtime: Runtime, store: FakeStore, uninstalled: bool
 ) -> None:
-    connect(client, runtime)
+    back(client, connect(client, runtime))  # the merchant is signed in
     if uninstalled:
         with runtime.sessions.begin() as session:
             session.execute(update(Shop).values(status=ShopStatus.UNINSTALLED))
@@ -230,10 +230,10 @@ def test_made_up_keys_for_a_connected_store_change_nothing(
     refused = back(attacker, nonce)
     assert refused.status_code == 403
     assert "did not accept the keys" in refused.get_data(as_text=True)
-    with attacker.session_transaction() as cookie:
-        assert "shop_id" not in cookie
-    if not uninstalled:  # the store's genuine webhooks still get in
+    assert signed_in_shop(attacker) is None
+    if not uninstalled:  # the store's genuine webhooks still get in, its merchant stays in
         assert webhook(client, secret, "genuine-1") == 200
+        assert signed_in_shop(client) == before.id
 
 
 def test_a_refused_connect_never_shows_what_the_store_answered(
@@ -300,8 +300,7 @@ def test_the_return_signs_in_only_the_browser_that_started(
         cookie.pop("woocommerce_connect")  # another browser holding the link
     answer = back(client, nonce)
     assert answer.status_code == 403
-    with client.session_transaction() as cookie:
-        assert "shop_id" not in cookie
+    assert signed_in_shop(client) is None
 
 
 def test_a_link_on_another_site_cannot_start_a_connect(
@@ -388,6 +387,19 @@ def test_reconnecting_re_points_existing_webhooks_to_the_new_secret(
     secret = runtime.secrets.open(the_shop(runtime).webhook_secret_enc or "")
     assert len(store.hooks) == len(WEBHOOK_TOPICS)  # none created twice
     assert all(h["secret"] == secret and h["status"] == "active" for h in store.hooks.values())
+
+
+def test_a_verified_reconnect_signs_out_whoever_held_the_shop(
+    client: FlaskClient, runtime: Runtime, store: FakeStore
+) -> None:
+    back(client, connect(client, runtime))
+    shop_id = the_shop(runtime).id
+    assert signed_in_shop(client) == shop_id
+    other = client.application.test_client()
+    nonce = connect(other, runtime)
+    assert signed_in_shop(client) is None
+    back(other, nonce)
+    assert signed_in_shop(other) == shop_id
 
 
 def test_the_old_secret_holds_until_the_webhooks_are_re_pointed(
