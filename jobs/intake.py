@@ -40,7 +40,7 @@ from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.orm import Session
 
 from adapters.platform import ConsentRule, ShopContext, WebhookHeaders, platforms, translate
-from jobs import engine, ledger, processing, queues, schedule
+from jobs import engine, ledger, privacy, processing, queues, schedule
 from jobs.queues import INTAKE
 from jobs.runtime import Runtime, current
 from jobs.store.db import dialect_insert, picked
@@ -228,6 +228,7 @@ def process_one(runtime: Runtime, delivery_id: int, *, retrying: bool = False) -
         apply_delivery(session, shop, delivery)
     # only after the commit: a job must never find its message not yet written
     schedule.hand_off(runtime, engine.take_due_work(session))
+    privacy.scrub_erased(runtime, session)  # and the files keep nothing it erased
     return True
 
 
@@ -287,6 +288,7 @@ def _apply_batch(runtime: Runtime, shop_id: int, limit: int, *, isolated: bool) 
                 break  # the shop and all it had, the rest of this batch too, are gone
     # only after the commit: a job must never find its message not yet written
     schedule.hand_off(runtime, engine.take_due_work(session))
+    privacy.scrub_erased(runtime, session)  # and the files keep nothing it erased
     for delivery_id in failed:
         schedule_retry(runtime, delivery_id)
     return len(claimed)

@@ -11,19 +11,32 @@ same address comes back. Pending messages are cancelled first.
 
 What is kept: ids, times, states, amounts and flow names, which say nothing
 about who the person was and keep the shop's analytics whole.
+
+An erasure also leaves no bytes behind in files. While it runs it notes (in
+the session) the tables it wrote to and the addresses it erased; once its
+transaction is committed, the worker calls :func:`scrub_erased`, which has
+the database drop what the files still hold of the old rows (SQLite's
+write-ahead log, PostgreSQL's dead rows: :func:`jobs.store.db.scrub`) and
+deletes the person's emails from a development file outbox.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
+from emails.delivery.outbox import FileOutbox
 from jobs import engine, suppressions
+from jobs.runtime import Runtime
+from jobs.store import db
 from jobs.store.models import (
     Base,
     Checkout,
@@ -46,6 +59,57 @@ log = logging.getLogger(__name__)
 
 #: what a raw delivery's body becomes once the person in it is erased
 ERASED_BODY = b'{"erased":true}'
+
+#: the tables a customer's erasure writes to (cancelling their emails included)
+CUSTOMER_TABLES = tuple(
+    model.__tablename__
+    for model in (
+        Checkout,
+        Contact,
+        Decision,
+        Delivery,
+        Engagement,
+        Enrollment,
+        Message,
+        Order,
+        PrivacyRequest,
+        StoredEvent,
+        Suppression,
+    )
+)
+
+
+@dataclass
+class Erased:
+    """What a transaction erased: scrubbed from the files once it is committed."""
+
+    tables: set[str] = field(default_factory=set)
+    emails: set[str] = field(default_factory=set)
+
+
+_ERASED = "triggerpost_erased"  # the session.info key
+
+
+def _note_erased(session: Session, tables: Iterable[str], emails: Iterable[str]) -> None:
+    erased: Erased = session.info.setdefault(_ERASED, Erased())
+    erased.tables.update(tables)
+    erased.emails.update(emails)
+
+
+def scrub_erased(runtime: Runtime, session: Session) -> None:
+    """After the session's commit: scrub the files of what it erased, if it erased anything.
+
+    An erasure that was rolled back to a savepoint is scrubbed all the same; a
+    checkpoint or VACUUM too many costs little, and the request is applied again.
+    """
+    erased: Erased | None = session.info.pop(_ERASED, None)
+    if erased is None:
+        return
+    db.scrub(runtime.engine, erased.tables)
+    outbox = urlsplit(runtime.settings.email_url)
+    if outbox.scheme == "file" and erased.emails:
+        removed = FileOutbox(outbox.path).erase(erased.emails)
+        log.info("erased %d emails of %d addresses from the outbox", removed, len(erased.emails))
 
 
 def _normalise(email: str | None) -> str | None:
@@ -367,6 +431,7 @@ def erase_contact(
         contact.redacted_at = at
         counts["contacts"] = 1
     session.flush()
+    _note_erased(session, CUSTOMER_TABLES, emails)
     return counts
 
 
@@ -404,6 +469,14 @@ def customer_redact(session: Session, shop: Shop, event: ev.CustomerRedactReques
 
 def erase_shop(session: Session, shop_id: int) -> dict[str, int]:
     """Delete every row of the shop, children first (no reliance on cascades)."""
+    addresses = (
+        select(Contact.email).where(Contact.shop_id == shop_id),
+        select(Checkout.email).where(Checkout.shop_id == shop_id),
+        select(Order.email).where(Order.shop_id == shop_id),
+        select(Message.email_to).where(Message.shop_id == shop_id),
+        select(Suppression.email).where(Suppression.shop_id == shop_id),
+    )
+    emails = {e for query in addresses for e in session.scalars(query) if e and "@" in e}
     counts: dict[str, int] = {}
     for table in reversed(Base.metadata.sorted_tables):
         if table.name != "shops" and "shop_id" in table.c:
@@ -411,6 +484,7 @@ def erase_shop(session: Session, shop_id: int) -> dict[str, int]:
             counts[table.name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
     session.execute(delete(Shop).where(Shop.id == shop_id))
     session.expunge_all()
+    _note_erased(session, [*counts, Shop.__tablename__], emails)
     return counts
 
 

@@ -10,6 +10,14 @@ Writers queue on an advisory file lock beside the database before they
 begin: SQLite's own busy handler sleeps in growing steps (1, 2, 5 .. 100 ms)
 and so leaves the database idle between two writers' turns; a writer waiting
 on the file lock takes its turn within two milliseconds.
+
+Erased data must not outlive its erasure in the files. SQLite runs with
+``secure_delete=ON`` (freed cells and pages are overwritten with zeros; some
+builds default to it, others not), and :func:`scrub` empties the write-ahead
+log after an erasure is committed: the log still holds the pages as they were
+before, until it is truncated. On PostgreSQL :func:`scrub` vacuums the tables
+the erasure wrote to; what that does and does not remove is in the README
+(Privacy webhooks).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +36,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, Select, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -132,6 +141,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000}")
     cursor.close()
 
@@ -152,6 +162,97 @@ def _sqlite_begin(connection: Any) -> None:
     except BaseException:
         raw.end_writer_turn()
         raise
+
+
+#: attempts at emptying the write-ahead log while readers still use it, the pause
+#: between two, and how long (ms) one attempt waits for the readers to finish
+CHECKPOINT_TRIES = 10
+CHECKPOINT_PAUSE = 0.05
+CHECKPOINT_WAIT_MS = 100
+
+
+def scrub(engine: Engine, tables: Iterable[str]) -> bool:
+    """Remove what committed erasures left readable in the database's files; True if done.
+
+    Call it after the commit, outside any transaction. SQLite: the write-ahead
+    log is checkpointed and truncated (:func:`truncate_wal`); the database file
+    itself was zeroed as the rows changed (``secure_delete``). PostgreSQL: the
+    ``tables`` are vacuumed (:func:`vacuum`). Failures are logged, not raised:
+    the erasure itself is committed and must not be undone or repeated for them.
+    """
+    if engine.dialect.name == "sqlite":
+        return truncate_wal(engine)
+    if engine.dialect.name == "postgresql":
+        return vacuum(engine, tables)
+    return False
+
+
+def truncate_wal(
+    engine: Engine,
+    *,
+    tries: int = CHECKPOINT_TRIES,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Copy the write-ahead log into the database and cut it to zero bytes; True if done.
+
+    ``wal_checkpoint(TRUNCATE)`` has to wait until no reader uses the log (a
+    reader's snapshot may still need the old pages). Each attempt waits a
+    little for them, in the writers' queue (so writers wait for it, not
+    SQLite's busy sleeps); between attempts writers and readers go on. If
+    readers hold the log through every attempt, the log keeps the erased
+    pages until a later checkpoint, and a warning says so.
+    """
+    raw = engine.raw_connection()
+    try:
+        connection = raw.driver_connection
+        assert isinstance(connection, _WriterQueueConnection)
+        for attempt in range(tries):
+            if attempt:
+                sleep(CHECKPOINT_PAUSE)
+            connection.take_writer_turn()
+            try:
+                connection.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+                busy, _frames, _copied = connection.execute(
+                    "PRAGMA wal_checkpoint(TRUNCATE)"
+                ).fetchone()
+            except sqlite3.OperationalError as exc:
+                log.info("write-ahead log checkpoint, attempt %d: %s", attempt + 1, exc)
+                busy = 1
+            finally:
+                connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000}")
+                connection.end_writer_turn()
+            if not busy:
+                return True
+        log.warning(
+            "readers kept the SQLite write-ahead log in use through %d attempts: it still "
+            "holds erased data until the next checkpoint that can truncate it "
+            "(run PRAGMA wal_checkpoint(TRUNCATE) when the service is idle)",
+            tries,
+        )
+        return False
+    finally:
+        raw.close()
+
+
+def vacuum(engine: Engine, tables: Iterable[str]) -> bool:
+    """VACUUM each of ``tables`` (PostgreSQL), index entries included; True if all were.
+
+    A VACUUM cannot run inside a transaction, so this takes a connection of
+    its own in autocommit mode. ``INDEX_CLEANUP ON``: by default a VACUUM that
+    finds few dead rows may leave the index entries pointing at them (and an
+    index on an address holds the address). It takes no lock that stops reads
+    or writes; it waits for another VACUUM of the same table.
+    """
+    done = True
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        quote = connection.dialect.identifier_preparer.quote
+        for table in sorted(set(tables)):
+            try:
+                connection.exec_driver_sql(f"VACUUM (INDEX_CLEANUP ON) {quote(table)}")
+            except DBAPIError as exc:
+                log.warning("VACUUM %s after an erasure failed (autovacuum will): %s", table, exc)
+                done = False
+    return done
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
