@@ -1,16 +1,23 @@
-"""The RQ worker process: queues in priority order, scheduler, sweeper beside it."""
+"""The RQ worker process: queues in priority order, scheduler, sweeper beside it.
+
+Every process a worker starts ends with it, however it ends (see
+:mod:`jobs.lifeline`): its sweeper, the scheduler RQ forks, a fork worker's
+work horses, and so the resource tracker ``multiprocessing`` starts, which
+ends when the last of them has closed its pipe.
+"""
 
 from __future__ import annotations
 
 import gc
 import logging
 import multiprocessing
+import os
 
 from rq import SimpleWorker, Worker
 from rq.worker import BaseWorker
 
+from jobs import lifeline, sweeper
 from jobs import runtime as runtimes
-from jobs import sweeper
 from jobs.queues import ALL_QUEUES
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -26,7 +33,10 @@ WORKER_CLASSES: dict[str, type[BaseWorker]] = {"simple": SimpleWorker, "fork": W
 def start_sweeper(settings: Settings) -> multiprocessing.process.BaseProcess:
     # spawned, not forked: the sweeper starts clean, without the worker's connections
     process = multiprocessing.get_context("spawn").Process(
-        target=sweeper.run_forever, args=(settings,), name="triggerpost-sweeper", daemon=True
+        target=sweeper.run_beside,
+        args=(os.getpid(), settings),
+        name="triggerpost-sweeper",
+        daemon=True,
     )
     process.start()
     return process
@@ -71,6 +81,7 @@ def work(
     # what start-up made lives as long as the process: the collector skips it
     # from now on (and a forked child's pages stay shared with the parent)
     gc.freeze()
+    lifeline.tie_forked_children()
     sweeper_process = start_sweeper(settings) if with_sweeper and not burst else None
     try:
         worker = WORKER_CLASSES[worker_class](
