@@ -1,4 +1,5 @@
-"""Process trees as Linux shows them in /proc, for tests that kill processes.
+"""Process trees as Linux shows them in /proc, for tests that kill processes;
+which process holds RQ's scheduler lock.
 
 A process is named by its pid and its start time (field 22 of
 ``/proc/<pid>/stat``): a pid reused by a new process is not taken for the
@@ -14,6 +15,12 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from redis import Redis
+from rq.exceptions import SchedulerNotFound
+from rq.scheduler import RQScheduler
+
+from jobs.queues import ALL_QUEUES
 
 PROC = Path("/proc")
 
@@ -80,3 +87,14 @@ def kill_all(processes: list[Process]) -> None:
         if process.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGKILL)
+
+
+def scheduler_holding_the_locks(redis: Redis) -> int | None:
+    """The pid of the RQ scheduler that holds the scheduler lock of every queue."""
+    holders = {redis.get(RQScheduler.get_locking_key(name)) for name in ALL_QUEUES}
+    if len(holders) != 1 or None in holders:
+        return None
+    try:
+        return RQScheduler.fetch(holders.pop().decode(), redis).pid  # type: ignore[union-attr]
+    except SchedulerNotFound:
+        return None

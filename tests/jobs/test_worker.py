@@ -10,17 +10,24 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Worker
-from rq.exceptions import SchedulerNotFound
 from rq.job import JobStatus
-from rq.scheduler import RQScheduler
 
-from jobs.queues import ALL_QUEUES, DEFAULT
+from connector.embedded_redis import EmbeddedRedis
+from jobs.queues import DEFAULT
 from tests.conftest import SECRET_KEY
-from tests.processes import Process, descendants, kill_all, wait_until_gone
+from tests.processes import (
+    Process,
+    descendants,
+    kill_all,
+    scheduler_holding_the_locks,
+    wait_until_gone,
+)
 
 
 def worker_env(tmp_path: Path, sqlite_template: Path, redis_url: str) -> dict[str, str]:
@@ -36,24 +43,31 @@ def worker_env(tmp_path: Path, sqlite_template: Path, redis_url: str) -> dict[st
     }
 
 
-def start_worker(env: dict[str, str], *options: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str], *options: str, log: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "connector.cli", "worker", *options],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log or subprocess.DEVNULL,
     )
 
 
-def scheduler_holding_the_locks(redis: Redis) -> int | None:
-    """The pid of the RQ scheduler that holds the scheduler lock of every queue."""
-    holders = {redis.get(RQScheduler.get_locking_key(name)) for name in ALL_QUEUES}
-    if len(holders) != 1 or None in holders:
-        return None
-    try:
-        return RQScheduler.fetch(holders.pop().decode(), redis).pid  # type: ignore[union-attr]
-    except SchedulerNotFound:
-        return None
+def wait_for_scheduler(redis: Redis, worker: subprocess.Popen[bytes], seconds: float) -> Process:
+    """Polls until a scheduler of ``worker`` holds RQ's scheduler lock; returns it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            holder = scheduler_holding_the_locks(redis)
+        except RedisError:
+            holder = None
+        found = [p for p in descendants(worker.pid) if p.pid == holder]
+        if found:
+            return found[0]
+        assert worker.poll() is None, "the worker died"
+        assert time.monotonic() < deadline, "no scheduler of the worker holds the lock"
+        time.sleep(0.1)
 
 
 def test_workers_stop_promptly_on_sigterm(
@@ -131,11 +145,7 @@ def test_a_worker_killed_with_sigkill_leaves_no_process_behind_and_its_scheduler
         assert not living, f"outlived the killed worker: {[p.command for p in living]}"
 
         second = start_worker(env, "--name", "successor")
-        deadline = time.monotonic() + 60
-        while scheduler_holding_the_locks(redis) not in {p.pid for p in descendants(second.pid)}:
-            assert second.poll() is None, "the new worker died while starting"
-            assert time.monotonic() < deadline, "the new worker's scheduler got no lock"
-            time.sleep(0.1)
+        wait_for_scheduler(redis, second, 60)
     finally:
         if first.poll() is None:
             first.kill()
@@ -149,3 +159,43 @@ def test_a_worker_killed_with_sigkill_leaves_no_process_behind_and_its_scheduler
                 second.kill()
                 second.wait()
         redis.flushdb()
+
+
+def test_the_scheduler_carries_on_through_a_redis_outage(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """RQ's own scheduler ended at the first connection error, and its worker
+    started it again only at its maintenance, ten minutes later or more: no
+    retry, timed send or wake was enqueued until then."""
+    server = EmbeddedRedis(tmp_path / "redis", persistent=True)  # ours alone to kill
+    server.start()
+    env = worker_env(tmp_path, sqlite_template, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = start_worker(env, "--no-sweeper", "--name", "outage", log=log)
+    redis = Redis.from_url(server.url, socket_timeout=2)
+    try:
+        scheduler = wait_for_scheduler(redis, worker, 60)
+        assert server.process is not None
+        server.process.kill()  # the server crashed
+        server.process.wait()
+
+        # it found Redis gone and waits for it, at least twice
+        deadline = time.monotonic() + 60
+        while log_path.read_text().count("Scheduler: Redis unavailable") < 2:
+            assert scheduler.alive(), "the scheduler ended with the Redis outage"
+            assert time.monotonic() < deadline, "the scheduler did not notice the outage"
+            time.sleep(0.1)
+
+        server.start()
+        assert wait_for_scheduler(redis, worker, 60) == scheduler
+    finally:
+        redis.close()
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        server.stop()
