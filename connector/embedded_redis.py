@@ -47,6 +47,10 @@ class EmbeddedRedis:
         except (RedisError, OSError):
             return False
 
+    def exit_code(self) -> int | None:
+        """The code the started server exited with, None while it runs (or before it starts)."""
+        return None if self.process is None else self.process.poll()
+
     def start(self, timeout: float = 10.0, *, die_with_parent: bool = False) -> None:
         if self.socket.exists():
             if self.answers():
