@@ -6,18 +6,14 @@ the data dir); the tests and the benchmark use it when no Redis answers.
 
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from redis import Redis
 from redis.exceptions import RedisError
 
-PR_SET_PDEATHSIG = 1
+from jobs.lifeline import tie_to_parent
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -50,6 +46,10 @@ class EmbeddedRedis:
             return bool(Redis(unix_socket_path=str(self.socket), socket_connect_timeout=0.5).ping())
         except (RedisError, OSError):
             return False
+
+    def exit_code(self) -> int | None:
+        """The code the started server exited with, None while it runs (or before it starts)."""
+        return None if self.process is None else self.process.poll()
 
     def start(self, timeout: float = 10.0, *, die_with_parent: bool = False) -> None:
         if self.socket.exists():
@@ -93,18 +93,3 @@ class EmbeddedRedis:
             self.process.kill()
             self.process.wait()
         self.process = None
-
-
-def tie_to_parent() -> None:
-    """``preexec_fn``: the child gets SIGTERM when its parent dies, even by SIGKILL.
-
-    Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op. Only for parents
-    without threads, as every ``preexec_fn``.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the parent died before prctl took hold
-        os._exit(1)

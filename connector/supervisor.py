@@ -2,9 +2,12 @@
 
 Starts the embedded Redis (when no Redis URL is configured), migrates the
 database, then runs the web server and a worker (with its scheduler and
-sweeper) as child processes. A child that dies is restarted (at most
-``MAX_RESTARTS`` times a minute); Ctrl-C or SIGTERM stops the web server
-first, then the worker, then Redis.
+sweeper) as child processes. A child that dies is restarted, and so is the
+embedded Redis (each at most ``MAX_RESTARTS`` times a minute; the web server
+and the workers reconnect on their own, and the append-only file gives the
+new Redis the jobs the old one held). Ctrl-C or SIGTERM stops the web server
+first, then the worker, then Redis. Every process started here dies with
+the supervisor, however it dies (see :mod:`jobs.lifeline`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from types import FrameType
 
-from connector.embedded_redis import EmbeddedRedis, EmbeddedRedisError, tie_to_parent
+from connector.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from jobs.lifeline import tie_to_parent
 from jobs.settings import Settings
 from jobs.store.db import migrate
 
@@ -31,11 +35,28 @@ class SupervisorError(RuntimeError):
 
 
 @dataclass
+class Restarts:
+    """When a process was restarted: at most ``MAX_RESTARTS`` in any minute."""
+
+    times: deque[float] = field(default_factory=deque)
+
+    def allow(self) -> bool:
+        """True (and counted) if one more restart is within the limit."""
+        now = time.monotonic()
+        while self.times and self.times[0] < now - 60:
+            self.times.popleft()
+        if len(self.times) >= MAX_RESTARTS:
+            return False
+        self.times.append(now)
+        return True
+
+
+@dataclass
 class Child:
     name: str
     argv: list[str]
     process: subprocess.Popen[bytes] | None = None
-    restarts: deque[float] = field(default_factory=deque)
+    restarts: Restarts = field(default_factory=Restarts)
 
     def start(self, env: dict[str, str]) -> None:
         # a session of its own: Ctrl-C reaches only the supervisor, which then
@@ -85,6 +106,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
         Child("web", [*cli, "web", "--host", host, "--port", str(port)]),
         *[Child(f"worker-{n + 1}", [*cli, "worker"]) for n in range(workers)],
     ]
+    redis_restarts = Restarts()
     exit_code = 0
     try:
         for child in children:
@@ -92,21 +114,30 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
         _announce(settings, host, port)
         while not stopping:
             time.sleep(0.2)
+            code = redis.exit_code() if redis is not None else None
+            if redis is not None and code is not None and not stopping:
+                if not redis_restarts.allow():
+                    print(f"triggerpost: redis keeps exiting (code {code}); stopping")
+                    exit_code = 1
+                    break
+                print(f"triggerpost: redis exited with code {code}; restarting", flush=True)
+                try:
+                    redis.start(die_with_parent=True)
+                except EmbeddedRedisError as exc:
+                    print(f"triggerpost: redis did not start again ({exc}); stopping")
+                    exit_code = 1
+                    break
             for child in children:
                 assert child.process is not None
                 code = child.process.poll()
                 if code is None or stopping:
                     continue
-                now = time.monotonic()
-                while child.restarts and child.restarts[0] < now - 60:
-                    child.restarts.popleft()
-                if len(child.restarts) >= MAX_RESTARTS:
+                if not child.restarts.allow():
                     print(f"triggerpost: {child.name} keeps exiting (code {code}); stopping")
                     exit_code = 1
                     stopping = True
                     break
                 print(f"triggerpost: {child.name} exited with code {code}; restarting")
-                child.restarts.append(now)
                 child.start(env)
     finally:
         print("triggerpost: stopping")

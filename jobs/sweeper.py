@@ -14,8 +14,9 @@ deployment (a Redis lock elects it) looks for:
   :mod:`jobs.send`);
 - WooCommerce stores due for reconciliation (see :mod:`jobs.woocommerce_app`).
 
-Each ``triggerpost worker`` runs a sweeper process beside it, so any number of
-worker machines give the deployment a sweeper as long as one is alive.
+Each ``triggerpost worker`` runs a sweeper process beside it (:func:`run_beside`),
+so any number of worker machines give the deployment a sweeper as long as
+one is alive; it ends with its worker, however the worker ends.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from jobs import intake, schedule, woocommerce_app
+from jobs import intake, lifeline, schedule, woocommerce_app
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.models import Delivery, DeliveryStatus, now
@@ -95,3 +96,9 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
             stop.wait(interval)
     finally:
         runtime.close()
+
+
+def run_beside(worker: int, settings: Settings) -> None:
+    """A worker's sweeper process: :func:`run_forever` until it or the worker stops."""
+    lifeline.die_with(worker)
+    run_forever(settings)
