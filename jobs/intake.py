@@ -2,9 +2,9 @@
 
 The hand-off from the web edge to the workers costs one Redis round trip per
 commit and shop, not an RQ enqueue per request (several round trips and a
-pickle). After committing deliveries (a batch of them, see
-:mod:`jobs.intake_writer`), the writer sets the shop's "drain pending" flag
-with ``SET NX``; only when it actually set it does it enqueue
+pickle). After deliveries are committed (a batch of them, see
+:mod:`jobs.intake_writer`), the writer's notifier sets the shop's "drain
+pending" flag with ``SET NX``; only when it actually set it does it enqueue
 :func:`drain_shop`. The drain job clears the flag *before* it reads the
 database, so a delivery committed while it runs either is seen by that read or
 sets the flag again and gets a job of its own.
