@@ -1,21 +1,30 @@
 """Webhook intake: verify, store durably, hand off, answer. No business work here.
 
 Order of checks, each answered as the platforms expect:
-ping (WooCommerce, unsigned) 200; missing identity headers 401/400; unknown
-shop 401; bad signature 401; body over the size limit 413; not JSON 415;
-malformed JSON 400; a topic we do not handle 200 (or the platform retries and
-in the end disables us); a replayed delivery 200 without a second processing.
+ping (WooCommerce, unsigned) 200; missing identity headers 401/400; a declared
+length over the size limit 413; unknown shop 401; body over the size limit
+(chunked bodies too) 413; bad signature 401; not JSON 415; malformed JSON, or
+nested deeper than :data:`jobs.intake.MAX_DEPTH`, 400; a topic we do not handle
+200 (or the platform retries and in the end disables us); a replayed delivery
+200 without a second processing.
+
+Everything up to the unknown shop is decided on the headers alone: such a
+request is refused without its body being read (a ping, a few bytes, is the
+exception), so behind any server it costs no signature check and no copy of
+the body. Our own server goes further: a request reaches this code only once
+it has fully arrived, so no client, however slow, holds a request thread
+(see :mod:`connector.web`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
+from werkzeug.wsgi import get_input_stream
 
 from adapters.platform import Platform, WebhookError, platforms
 from jobs import intake, shops
@@ -78,48 +87,67 @@ def init_app(app: Flask, runtime: Runtime) -> None:
     app.register_blueprint(blueprint)
 
 
+#: the most a ping may be: WooCommerce's is ``webhook_id=<number>``
+PING_BYTES = 64
+#: one answer for an unknown shop and a bad signature, so a prober cannot tell which shops exist
+REFUSED = "unknown shop or invalid signature"
+
+
 @blueprint.post("/webhooks/<platform_name>")
 def receive(platform_name: str) -> tuple[Response, int]:
     platform = platforms().get(platform_name)
     if platform is None:
         raise NotFound(f"no platform called {platform_name!r}")
-    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 from Werkzeug
     raw_headers = dict(request.headers.items())
-
-    if platform.is_ping(body, raw_headers):
-        return _answer(200, "pong")
     try:
         headers = platform.read_headers(raw_headers)
     except WebhookError as exc:
+        # unsigned: only the platform's liveness ping (a few bytes) is worth reading
+        if platform.is_ping(_small_body(), raw_headers):
+            return _answer(200, "pong")
         log.warning("%s webhook refused: %s", platform.name, exc.message)
         return _answer(exc.status, "refused", exc.message)
 
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        # before the shop is looked up: the same answer whether it exists or not
+        log.warning(
+            "%s %s: declared body of %d bytes refused unread",
+            headers.shop_key,
+            headers.topic,
+            request.content_length,
+        )
+        return _answer(413, "refused", f"webhook bodies are limited to {limit} bytes")
+
     identities: ShopIdentities = current_app.extensions[IDENTITIES]
+    if identities.get(platform.name, headers.shop_key, fresh=False) is None:
+        log.warning("%s webhook for %s refused: unknown shop", platform.name, headers.shop_key)
+        return _answer(401, "refused", REFUSED)
+    try:
+        body = _body(limit)
+    except RequestEntityTooLarge:
+        log.warning("%s %s: chunked body over %d bytes", headers.shop_key, headers.topic, limit)
+        return _answer(413, "refused", f"webhook bodies are limited to {limit} bytes")
     shop = identities.verified(platform, headers.shop_key, body, headers.signature)
     if shop is None:
-        log.warning(
-            "%s webhook for %s refused: unknown shop or bad signature",
-            platform.name,
-            headers.shop_key,
-        )
-        # one answer for both, so a prober cannot tell which shops exist
-        return _answer(401, "refused", "unknown shop or invalid signature")
+        log.warning("%s webhook for %s refused: invalid signature", platform.name, headers.shop_key)
+        return _answer(401, "refused", REFUSED)
 
     if request.mimetype != "application/json":
         log.warning("%s %s: content type %r", headers.shop_key, headers.topic, request.mimetype)
         return _answer(415, "refused", "webhook bodies must be application/json")
     try:
-        json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        intake.parse_body(body)
+    except intake.PayloadError as exc:
         log.warning(
-            "%s %s delivery %s is not valid JSON (%s); first bytes %r",
+            "%s %s delivery %s: body %s; first bytes %r",
             headers.shop_key,
             headers.topic,
             headers.delivery_id,
             exc,
             body[:120],
         )
-        return _answer(400, "malformed", f"body is not valid JSON: {exc}")
+        return _answer(400, "malformed", f"body is {exc}")
 
     if headers.topic not in platform.topic_handlers:
         if headers.topic not in platform.ignored_topics:
@@ -140,6 +168,29 @@ def receive(platform_name: str) -> tuple[Response, int]:
     if delivery_id is None:
         return _answer(200, "duplicate")
     return _answer(200, "stored")
+
+
+def _body(limit: int) -> bytes:
+    """The raw body as sent; RequestEntityTooLarge past ``limit`` bytes, chunked or not.
+
+    Werkzeug's own limit on a body without a length (chunked) stops reading at
+    the limit and hands back the cut body as if it were whole; reading one
+    byte past the limit tells a body of exactly ``limit`` bytes from a larger one.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge()
+    body = get_input_stream(request.environ, max_content_length=limit + 1).read()
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    return body
+
+
+def _small_body() -> bytes:
+    """The body if it is at most :data:`PING_BYTES` long, else nothing (and nothing read)."""
+    try:
+        return _body(PING_BYTES)
+    except RequestEntityTooLarge:
+        return b""
 
 
 def _kept_headers(headers: dict[str, str]) -> dict[str, str]:

@@ -2,9 +2,9 @@
 
 The hand-off from the web edge to the workers costs one Redis round trip per
 commit and shop, not an RQ enqueue per request (several round trips and a
-pickle). After committing deliveries (a batch of them, see
-:mod:`jobs.intake_writer`), the writer sets the shop's "drain pending" flag
-with ``SET NX``; only when it actually set it does it enqueue
+pickle). After deliveries are committed (a batch of them, see
+:mod:`jobs.intake_writer`), the writer's notifier sets the shop's "drain
+pending" flag with ``SET NX``; only when it actually set it does it enqueue
 :func:`drain_shop`. The drain job clears the flag *before* it reads the
 database, so a delivery committed while it runs either is seen by that read or
 sets the flag again and gets a job of its own.
@@ -294,10 +294,52 @@ def _apply_batch(runtime: Runtime, shop_id: int, limit: int, *, isolated: bool) 
     return len(claimed)
 
 
+#: the deepest nesting of objects and arrays a delivery may have (serde_json's
+#: default). Real payloads nest under ten levels; Python's parser, and code that
+#: walks a payload, recurse once per level and fail near a thousand levels, sooner
+#: on a deep stack, with a RecursionError that says nothing about the delivery.
+MAX_DEPTH = 128
+
+
+class PayloadError(ValueError):
+    """A body that is not a JSON document we can process (as received or as stored)."""
+
+
+def parse_body(body: bytes) -> Any:
+    """The JSON document in ``body``; raises :class:`PayloadError` for anything else.
+
+    The web edge calls it before storing a delivery and the drain again on what
+    was stored (reconciliation stores bodies too), so no body deeper than
+    :data:`MAX_DEPTH` gets past either.
+    """
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise PayloadError(f"nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"not valid JSON: {exc}") from exc
+    # a document cannot nest deeper than it has brackets: most never need the walk
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _deeper_than(document, MAX_DEPTH):
+        raise PayloadError(f"nested deeper than {MAX_DEPTH} levels")
+    return document
+
+
+def _deeper_than(document: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than ``limit`` levels (a loop, no recursion)."""
+    stack: list[tuple[Any, int]] = [(document, 1)] if isinstance(document, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
     """Apply the delivery's events; True if one of them erased the shop."""
     platform = platforms()[delivery.platform]
-    payload = json.loads(delivery.body)
+    payload = parse_body(delivery.body)
     context = ShopContext(
         domain=shop.key,
         currency=shop.currency,

@@ -4,10 +4,21 @@ Every delivery must be committed before its 200, and a commit is the costly
 part of the intake: a WAL sync, SQLite's single-writer lock, a PostgreSQL
 round trip. The web server runs a few threads per process; their requests
 hand their rows to one writer thread, which inserts whatever has queued up
-in one statement and one commit, hands the shops to the workers (one
-``SET NX`` per shop, see :func:`jobs.intake.notify`), and only then wakes the
-requests. Under load many deliveries share a commit; alone, a delivery waits
-for nothing but its own.
+in one statement and one commit and wakes the requests at once. Under load
+many deliveries share a commit; alone, a delivery waits for nothing but its
+own.
+
+Handing the shops to the workers (one ``SET NX`` per shop, see
+:func:`jobs.intake.notify`) is a second thread's work, the notifier's, so no
+later commit ever waits on Redis. A request, once committed, waits for its
+shop's hand-off only while Redis keeps answering, and then only for
+:data:`HAND_OFF_WAIT`: normally a 200 means the delivery is stored *and* a
+drain job knows of it; while Redis stalls, requests are answered right after
+their commit, stored. Shops committed while the notifier is busy are
+notified once, after all of those commits. A notification Redis does not
+take (within its socket timeout) leaves that shop, and the others waiting with
+it, to the sweeper, which finds every stored, unprocessed delivery in the
+database.
 
 A batch that fails as a whole is retried row by row, so one bad row fails
 only its own request.
@@ -34,6 +45,9 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 64
 #: a request gives up on the writer after this long (the platforms wait 5 s)
 WAIT = 10.0
+#: how long a committed request waits for its shop's hand-off to the workers, at
+#: most (a Redis round trip takes well under a millisecond; its timeout is 2 s)
+HAND_OFF_WAIT = 0.5
 
 
 class IntakeWriteError(RuntimeError):
@@ -44,6 +58,8 @@ class IntakeWriteError(RuntimeError):
 class _Pending:
     row: dict[str, Any]
     done: threading.Event = field(default_factory=threading.Event)
+    #: set once its shop's hand-off to the workers is over (done, or left to the sweeper)
+    handed: threading.Event = field(default_factory=threading.Event)
     delivery_id: int | None = None
     error: BaseException | None = None
 
@@ -56,6 +72,12 @@ class DeliveryWriter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        # shops committed and not yet handed to the workers (with the requests that
+        # wait for it), for the notifier thread
+        self._to_notify: dict[int, list[_Pending]] = {}
+        self._notify_wanted = threading.Condition()
+        # whether Redis took the last hand-off in time: only then do requests wait for theirs
+        self._redis_answers = True
         # the writer thread's own connection, kept between batches: a pool
         # checkout with its pre-ping per batch cost as much as the insert
         self._connection: Connection | None = None
@@ -69,6 +91,9 @@ class DeliveryWriter:
             raise IntakeWriteError(f"delivery not stored within {WAIT:.0f} s")
         if pending.error is not None:
             raise IntakeWriteError(f"delivery not stored: {pending.error}") from pending.error
+        # stored: answered with or without its hand-off (the sweeper has the last word)
+        if not pending.handed.wait(HAND_OFF_WAIT if self._redis_answers else 0):
+            self._redis_answers = False
         return pending.delivery_id
 
     def _ensure_thread(self) -> None:
@@ -78,10 +103,14 @@ class DeliveryWriter:
         with self._lock:
             if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._run, name="triggerpost-intake-writer", daemon=True
-                )
-                self._thread.start()
+                self._to_notify = {}  # a forked child's copy: the parent notifies its own
+                for target, name in (
+                    (self._notify, "triggerpost-intake-notifier"),
+                    (self._run, "triggerpost-intake-writer"),
+                ):
+                    thread = threading.Thread(target=target, name=name, daemon=True)
+                    thread.start()
+                self._thread = thread
 
     def _run(self) -> None:
         while True:
@@ -98,8 +127,51 @@ class DeliveryWriter:
                 for pending in batch:
                     pending.error = pending.error or exc
             finally:
+                self._hand_off(batch)
+                # answered right after the commit: nothing of Redis's in the way
                 for pending in batch:
                     pending.done.set()
+
+    def _hand_off(self, batch: list[_Pending]) -> None:
+        """Give the notifier the shops of the batch's new deliveries."""
+        new: dict[int, list[_Pending]] = {}
+        for pending in batch:
+            if pending.error is None and pending.delivery_id is not None:
+                new.setdefault(pending.row["shop_id"], []).append(pending)
+            else:
+                pending.handed.set()  # nothing new: nothing to hand off
+        if new:
+            with self._notify_wanted:
+                for shop_id, waiting in new.items():
+                    self._to_notify.setdefault(shop_id, []).extend(waiting)
+                self._notify_wanted.notify()
+
+    def _notify(self) -> None:
+        while True:
+            with self._notify_wanted:
+                while not self._to_notify:
+                    self._notify_wanted.wait()
+                shops, self._to_notify = self._to_notify, {}
+            order = sorted(shops)
+            for n, shop_id in enumerate(order):
+                self._redis_answers = self._notify_one(shop_id)
+                for pending in shops[shop_id]:
+                    pending.handed.set()
+                if not self._redis_answers:
+                    # Redis did not answer in time: the rest would wait as long
+                    if rest := len(order) - n - 1:
+                        log.warning("%d more shops left to the sweeper", rest)
+                    break
+            for waiting in shops.values():  # those left to the sweeper
+                for pending in waiting:
+                    pending.handed.set()
+
+    def _notify_one(self, shop_id: int) -> bool:
+        try:
+            return intake.notify(self.runtime, shop_id)
+        except Exception:
+            log.exception("hand-off of shop %s failed; left to the sweeper", shop_id)
+            return False
 
     def _write(self, batch: list[_Pending]) -> None:
         # the same delivery twice in one batch: the first one stands for both
@@ -115,8 +187,6 @@ class DeliveryWriter:
             stored = self._one_by_one(list(first.values()))
         for key, pending in first.items():
             pending.delivery_id = stored.get(key)
-        for shop_id in sorted({shop for shop, _ in stored}):
-            intake.notify(self.runtime, shop_id)
 
     def _insert(self, rows: list[dict[str, Any]]) -> dict[tuple[int, str], int]:
         for attempt in (1, 2):

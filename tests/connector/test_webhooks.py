@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from connector.app import create_app
-from jobs.intake import drain_flag
+from jobs.intake import MAX_DEPTH, drain_flag
 from jobs.runtime import Runtime
 from jobs.shops import add_shop
 from jobs.store.models import Delivery, DeliveryStatus, Shop
@@ -291,3 +293,125 @@ def test_escaped_raw_body_is_verified_as_received_never_reserialised(
     assert response.status_code == 200
     [stored] = deliveries(runtime)
     assert stored.body == raw
+
+
+class UntouchedBody(io.BytesIO):
+    """A request body that records whether anything read it."""
+
+    touched = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.touched = True
+        return super().read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        self.touched = True
+        return super().readinto(buffer)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        self.touched = True
+        return super().readline(size)
+
+
+def woocommerce(body: bytes = BODY, source: str = STORE) -> dict[str, str]:
+    return woocommerce_headers("order.updated", body, WOO_SECRET, source, "d-unread")
+
+
+@pytest.mark.parametrize(
+    ("platform", "headers", "status"),
+    [
+        pytest.param("shopify", shopify(shop="someone-else.myshopify.com"), 401, id="unknown-shop"),
+        pytest.param(
+            "woocommerce", woocommerce(source="https://other.example/"), 401, id="unknown-store"
+        ),
+        pytest.param("shopify", {**shopify(), "X-Shopify-Hmac-Sha256": ""}, 401, id="unsigned"),
+        pytest.param("shopify", woocommerce(), 401, id="woocommerce-headers-to-shopify"),
+        pytest.param("woocommerce", shopify(), 401, id="shopify-headers-to-woocommerce"),
+        pytest.param("magento", shopify(), 404, id="no-such-platform"),
+    ],
+)
+def test_a_delivery_refused_on_its_headers_is_refused_without_reading_its_body(
+    client: FlaskClient, runtime: Runtime, platform: str, headers: dict[str, str], status: int
+) -> None:
+    body = UntouchedBody(BODY * 100)
+    response = client.post(f"/webhooks/{platform}", input_stream=body, headers=headers)
+    assert response.status_code == status
+    assert not body.touched
+    assert deliveries(runtime) == []
+
+
+def test_a_declared_length_over_the_limit_is_413_unread_for_any_shop(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    declared = str(runtime.settings.max_webhook_bytes + 1)
+    for shop in (SHOP, "someone-else.myshopify.com"):  # known or not: the same answer
+        body = UntouchedBody(BODY)
+        response = client.post(
+            "/webhooks/shopify",
+            input_stream=body,
+            headers=shopify(shop=shop),
+            environ_overrides={"CONTENT_LENGTH": declared},
+        )
+        assert response.status_code == 413
+        assert not body.touched
+    assert deliveries(runtime) == []
+
+
+def post_chunked(client: FlaskClient, body: bytes, headers: dict[str, str]) -> Any:
+    """As a server hands on a chunked request: no length, the stream ends at the last chunk."""
+    return client.post(
+        "/webhooks/shopify",
+        data=body,
+        headers={**headers, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_a_bad_signature(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    limit = runtime.settings.max_webhook_bytes
+    body = dumps({"token": "x", "note": "a" * limit})
+    response = post_chunked(client, body, shopify(body=body))
+    assert response.status_code == 413
+    assert response.json["status"] == "refused"
+    assert deliveries(runtime) == []
+    assert runtime.queue("intake").count == 0
+
+
+def test_a_chunked_body_of_exactly_the_limit_is_stored(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    limit = runtime.settings.max_webhook_bytes
+    body = dumps({"token": "x", "note": ""})
+    body = dumps({"token": "x", "note": "a" * (limit - len(body))})
+    assert len(body) == limit
+    response = post_chunked(client, body, shopify(body=body))
+    assert response.status_code == 200
+    [stored] = deliveries(runtime)
+    assert stored.body == body
+
+
+def nested(depth: int) -> bytes:
+    """A checkout whose note is ``depth - 1`` arrays deep (the object is the first level)."""
+    return b'{"token":"deep","note":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 1000, 100_000])
+def test_a_signed_body_nested_too_deep_is_a_logged_400(
+    client: FlaskClient, runtime: Runtime, caplog: pytest.LogCaptureFixture, depth: int
+) -> None:
+    body = nested(depth)
+    with caplog.at_level(logging.WARNING):
+        response = post(client, "shopify", body, shopify(body=body))
+    assert response.status_code == 400
+    assert response.json["status"] == "malformed"
+    assert f"nested deeper than {MAX_DEPTH} levels" in response.json["message"]
+    assert f"nested deeper than {MAX_DEPTH} levels" in caplog.text
+    assert deliveries(runtime) == []
+
+
+def test_a_body_nested_to_the_limit_is_stored(client: FlaskClient, runtime: Runtime) -> None:
+    body = nested(MAX_DEPTH)
+    assert post(client, "shopify", body, shopify(body=body)).status_code == 200
+    assert len(deliveries(runtime)) == 1

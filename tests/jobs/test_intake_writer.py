@@ -1,23 +1,35 @@
-"""Group commit: concurrent deliveries share a commit, and none is answered before it."""
+"""Group commit: concurrent deliveries share a commit, none is answered before it, and
+none waits on a stalled Redis."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from flask.testing import FlaskClient
+from redis import Redis
 from sqlalchemy import event, select, text
 
 from adapters.platform import WebhookHeaders
-from jobs import intake
+from connector.app import create_app
+from jobs import intake, sweeper
+from jobs import runtime as runtimes
 from jobs.intake_writer import DeliveryWriter, IntakeWriteError
 from jobs.runtime import Runtime
 from jobs.shops import add_shop
 from jobs.store.models import Delivery
+from tests.support import SHOPIFY_SECRET, dumps, post, run_worker, shopify_headers
 
 
 @pytest.fixture
@@ -181,3 +193,149 @@ def test_writer_survives_its_connection_being_dropped(runtime: Runtime, shop_id:
         assert writer._connection is not kept  # dropped, replaced, and the row still stored
     with runtime.sessions() as session:
         assert set(session.scalars(select(Delivery.delivery_key))) == {"before", "after"}
+
+
+class StallingProxy:
+    """A TCP proxy in front of Redis that stops forwarding, both ways, while stalled:
+    Redis frozen with its connections open, as when its host hangs."""
+
+    def __init__(self, redis_url: str) -> None:
+        parts = urlsplit(redis_url)
+        if parts.scheme == "unix":
+            self._upstream: tuple[int, Any] = (socket.AF_UNIX, parts.path)
+            db = parse_qs(parts.query).get("db", ["0"])[0]
+        else:
+            self._upstream = (socket.AF_INET, (parts.hostname, parts.port or 6379))
+            db = parts.path.strip("/") or "0"
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self._listener.getsockname()[1]}/{db}"
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def stalled(self) -> bool:
+        return not self._flowing.is_set()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    def close(self) -> None:
+        self.resume()
+        self._listener.close()
+        for sock in self._sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            family, address = self._upstream
+            server = socket.socket(family, socket.SOCK_STREAM)
+            server.connect(address)
+            self._sockets += [client, server]
+            for source, target in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                self._flowing.wait()
+                target.sendall(data)
+        except OSError:
+            pass  # one side is gone: so is the other
+        finally:
+            with contextlib.suppress(OSError):
+                target.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def proxy(redis_url: str) -> Iterator[StallingProxy]:
+    proxy = StallingProxy(redis_url)
+    yield proxy
+    proxy.close()
+
+
+@contextmanager
+def web_through(runtime: Runtime, proxy: StallingProxy, **redis: float) -> Iterator[FlaskClient]:
+    """The web app, its Redis reached through ``proxy`` (with ``redis`` client options)."""
+    local = Runtime.create(replace(runtime.settings, redis_url=proxy.url))
+    if redis:
+        local.redis = Redis.from_url(proxy.url, **redis)
+    runtimes.install(local)
+    try:
+        with local.sessions.begin() as session:
+            for shop in ("a-shop.myshopify.com", "b-shop.myshopify.com"):
+                add_shop(session, local.secrets, "shopify", shop)
+        local.redis.ping()  # connected before any stall
+        yield create_app(runtime=local).test_client()
+    finally:
+        proxy.resume()
+        local.close()
+        runtimes.install(runtime)
+
+
+def deliver(client: FlaskClient, shop: str, webhook_id: str) -> Any:
+    body = dumps(
+        {
+            "id": 7001,
+            "email": "kund@example.se",
+            "created_at": "2026-09-14T19:12:40+02:00",
+            "updated_at": "2026-09-14T19:12:40+02:00",
+            "addresses": [],
+        }
+    )
+    headers = shopify_headers("customers/create", body, SHOPIFY_SECRET, shop, webhook_id)
+    return post(client, "shopify", body, headers)
+
+
+def until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.05)
+
+
+def test_deliveries_are_answered_stored_while_redis_stalls_and_drained_once_it_answers(
+    runtime: Runtime, proxy: StallingProxy
+) -> None:
+    # no client timeout: the hand-off hangs for as long as Redis does
+    with web_through(runtime, proxy, socket_timeout=120) as client:
+        proxy.stall()
+        with ThreadPoolExecutor(1) as pool:
+            for n, shop in enumerate(("a-shop.myshopify.com", "b-shop.myshopify.com")):
+                answer = pool.submit(deliver, client, shop, f"stalled-{n}").result(timeout=60)
+                assert answer.status_code == 200, answer.json
+                assert answer.json == {"status": "stored"}
+        assert proxy.stalled  # both answered while Redis had answered nothing
+        with runtime.sessions() as session:
+            assert set(session.scalars(select(Delivery.status))) == {"received"}
+
+        proxy.resume()
+        until(lambda: runtime.queue("intake").count == 2)  # each shop's drain job
+        run_worker(runtime)
+        with runtime.sessions() as session:
+            assert list(session.scalars(select(Delivery.status))) == ["processed"] * 2
+
+
+def test_a_hand_off_redis_does_not_take_is_left_to_the_sweeper(
+    runtime: Runtime, proxy: StallingProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    with web_through(runtime, proxy) as client, caplog.at_level(logging.WARNING):
+        proxy.stall()
+        answer = deliver(client, "a-shop.myshopify.com", "missed")
+        assert answer.json == {"status": "stored"}
+        until(lambda: "left to the sweeper" in caplog.text)  # the client's timeout ran out
+        proxy.resume()
+
+    assert runtime.queue("intake").count == 0
+    assert sweeper.sweep_once(runtime, grace=0)["shops"] == 1
+    run_worker(runtime)
+    with runtime.sessions() as session:
+        assert list(session.scalars(select(Delivery.status))) == ["processed"]
