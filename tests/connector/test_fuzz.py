@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from flask import Flask
 from werkzeug.serving import make_server
 
 from bench import fuzz
@@ -93,23 +94,25 @@ def test_a_drain_that_raises_is_counted_apart_from_a_refusal(
 
 
 @pytest.fixture
-def server_url(runtime: Runtime) -> Iterator[str]:
-    """The web app behind a real HTTP server on loopback."""
-    server = make_server("127.0.0.1", 0, create_app(runtime=runtime), threaded=True)
+def served(runtime: Runtime) -> Iterator[tuple[Flask, str]]:
+    """The web app, and its URL behind a real HTTP server on loopback."""
+    app = create_app(runtime=runtime)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield app, f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     server.server_close()
     thread.join()
 
 
 def test_over_a_socket_the_fuzzer_counts_what_it_counts_in_process(
-    runtime: Runtime, server_url: str
+    runtime: Runtime, served: tuple[Flask, str]
 ) -> None:
+    app, url = served
     count = len(fuzz.KINDS)
-    over_http = fuzz.run(runtime, fuzz.OverHttp(server_url), seed=SEED, count=count)
-    here = fuzz.run(runtime, in_process(runtime), seed=SEED, count=count)
+    over_http = fuzz.run(runtime, fuzz.OverHttp(url), seed=SEED, count=count)
+    here = fuzz.run(runtime, fuzz.InProcess(app), seed=SEED, count=count)
 
     assert over_http.requests == here.requests
     assert over_http.answers["200 stored"] == here.answers["200 stored"] > 0
