@@ -6,11 +6,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# `make fuzz`: cases and seed (the test suite runs a few hundred with its own seed)
+FUZZ_COUNT ?= 2300
+FUZZ_SEED ?= 1
 # headless Chromium for the browser tests (Debian's package; no browser downloads)
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help run test lint format typecheck pytest bench bench-render bench-pipeline clean
+.PHONY: help run test lint format typecheck pytest bench bench-render bench-pipeline fuzz clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +64,15 @@ bench-render: $(VENV)/.dev-installed ## Email rendering against MRML per email a
 
 bench-pipeline: $(VENV)/.dev-installed ## Webhooks to sent emails through real workers, 10 k and 1 M contacts
 	$(BIN)/python bench/pipeline.py
+
+fuzz: $(VENV)/.run-installed ## Webhook fuzzer, FUZZ_COUNT cases (PostgreSQL too when TEST_DATABASE_URL is set)
+	@status=0; \
+	$(BIN)/python bench/fuzz.py --seed $(FUZZ_SEED) --count $(FUZZ_COUNT) || status=1; \
+	if [ -n "$$TEST_DATABASE_URL" ]; then \
+		$(BIN)/python bench/fuzz.py --seed $(FUZZ_SEED) --count $(FUZZ_COUNT) \
+			--database-url "$$TEST_DATABASE_URL" || status=1; \
+	fi; \
+	exit $$status
 
 clean: ## Remove the virtualenv and caches (keeps ./var, your data)
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
