@@ -68,7 +68,7 @@ class DeliveryWriter:
     def __init__(self, runtime: Runtime, *, max_batch: int = MAX_BATCH) -> None:
         self.runtime = runtime
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -81,6 +81,13 @@ class DeliveryWriter:
         # the writer thread's own connection, kept between batches: a pool
         # checkout with its pre-ping per batch cost as much as the insert
         self._connection: Connection | None = None
+        runtime.on_close(self.close)
+
+    def close(self) -> None:
+        """Let the writer thread go, and its kept connection with it (the runtime closes)."""
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            self._queue.put(None)
+            self._thread.join(WAIT)
 
     def store(self, row: dict[str, Any]) -> int | None:
         """Commit ``row``; its id, or None when the same delivery was stored before."""
@@ -114,12 +121,22 @@ class DeliveryWriter:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            first = self._queue.get()
+            if first is None:  # closing: what was queued before it is written already
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
+                return
+            batch = [first]
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    following = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                if following is None:
+                    self._queue.put(None)  # seen after this batch
+                    break
+                batch.append(following)
             try:
                 self._write(batch)
             except BaseException as exc:

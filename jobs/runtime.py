@@ -8,6 +8,7 @@ connections must never travel through Redis.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,8 @@ class Runtime:
     _queues: dict[str, Queue] = field(default_factory=dict)
     #: per-process objects built from this runtime and reused (the send engine)
     extensions: dict[str, Any] = field(default_factory=dict)
+    #: what holds a connection of its own and must let go when the runtime closes
+    _closers: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -64,7 +67,14 @@ class Runtime:
             self._queues[name] = queues.queue(name, self.redis)
         return self._queues[name]
 
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Call ``closer`` when the runtime closes (before its pools are disposed)."""
+        self._closers.append(closer)
+
     def close(self) -> None:
+        for closer in self._closers:
+            closer()
+        self._closers.clear()
         self.engine.dispose()
         self.redis.close()
 

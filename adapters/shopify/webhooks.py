@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from adapters.platform import Translator, WebhookError, WebhookHeaders, verify_base64_hmac
 from adapters.shopify.translate import IGNORED_TOPICS, TOPIC_HANDLERS
@@ -32,9 +32,10 @@ def _parse_triggered_at(value: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # in UTC here: a time at the edge of the calendar cannot be stored as one
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 @dataclass(frozen=True)

@@ -415,3 +415,16 @@ def test_a_body_nested_to_the_limit_is_stored(client: FlaskClient, runtime: Runt
     body = nested(MAX_DEPTH)
     assert post(client, "shopify", body, shopify(body=body)).status_code == 200
     assert len(deliveries(runtime)) == 1
+
+
+@pytest.mark.parametrize(
+    "when", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+23:59", "tomorrow", "2026-13-01"]
+)
+def test_a_triggered_at_shopify_cannot_mean_is_ignored_and_the_delivery_stored(
+    client: FlaskClient, runtime: Runtime, when: str
+) -> None:
+    headers = shopify()
+    headers["X-Shopify-Triggered-At"] = when
+    assert post(client, "shopify", BODY, headers).status_code == 200
+    [stored] = deliveries(runtime)
+    assert stored.triggered_at is None
