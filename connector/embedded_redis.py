@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from jobs.lifeline import tie_to_parent
 
@@ -42,10 +44,19 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def answers(self) -> bool:
+        # one attempt: the client's own retries (seconds of backoff) would hold
+        # up every start and restart while the server is not listening yet
+        client = Redis(
+            unix_socket_path=str(self.socket),
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),
+        )
         try:
-            return bool(Redis(unix_socket_path=str(self.socket), socket_connect_timeout=0.5).ping())
+            return bool(client.ping())
         except (RedisError, OSError):
             return False
+        finally:
+            client.close()
 
     def exit_code(self) -> int | None:
         """The code the started server exited with, None while it runs (or before it starts)."""
