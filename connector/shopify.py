@@ -65,6 +65,14 @@ def _already_installed(shop_domain: str) -> int | None:
         return shop.id if subscribed is not None else None
 
 
+@blueprint.before_request
+def _head_spends_nothing() -> Any:
+    """A HEAD (a link checker's) must not spend a single-use install link or OAuth state."""
+    if request.method == "HEAD":
+        return "", 200, {"Cache-Control": "no-store"}
+    return None
+
+
 @blueprint.get("/install")
 def install() -> Any:
     signed = _checked()

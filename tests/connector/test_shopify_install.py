@@ -264,6 +264,7 @@ def test_a_signed_install_link_works_once(
         state = start_install(web)
         web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
     link = f"/shopify/install?{signed({'shop': SHOP, 'host': 'YWRtaW4'})}"
+    assert web.application.test_client().head(link).status_code == 200  # a link checker
     first = web.application.test_client().get(link)
     assert first.status_code == 302
     assert (first.headers["Location"] == "/settings") is installed
