@@ -6,10 +6,18 @@ concern: amounts become exact ``Decimal`` (floats through their shortest
 become ``None``, emails are stripped and lower-cased. A missing required key
 or a value of the wrong type becomes ``WebhookError(400)`` naming where it is
 (``order.line_items[2].quantity``), never a bare KeyError or TypeError.
+
+Every string handed out is text any store can hold: JSON may escape a NUL
+(``\\u0000``), which PostgreSQL text refuses, and a lone surrogate
+(``\\ud800``), which is no character at all and cannot be encoded as UTF-8
+for either database. No platform means either, so a NUL is dropped and a lone
+surrogate becomes U+FFFD, the replacement character, wherever it appears.
+How long a value may be is the store's business (``jobs.processing``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -24,15 +32,31 @@ __all__ = [
     "clean_email",
     "clean_text",
     "exact_decimal",
+    "storable",
     "storefront_url",
     "utc_time",
 ]
 
 T = TypeVar("T")
 
+#: what no store can hold: NUL, and UTF-16 surrogates left alone by a JSON escape
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def _storable_character(found: re.Match[str]) -> str:
+    return "" if found.group() == "\x00" else REPLACEMENT_CHARACTER
+
+
+def storable(text: str) -> str:
+    """``text`` without NUL characters and with every lone surrogate replaced."""
+    if _UNSTORABLE.search(text) is None:
+        return text
+    return _UNSTORABLE.sub(_storable_character, text)
+
 
 def clean_text(value: Any) -> str | None:
-    """Stripped text; blank is ``None``. Integer ids become their decimal string."""
+    """Stripped, storable text; blank is ``None``. Integer ids become their decimal string."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -41,7 +65,7 @@ def clean_text(value: Any) -> str | None:
         return str(value)
     if not isinstance(value, str):
         raise TypeError(f"expected text, got {type(value).__name__}")
-    return value.strip() or None
+    return storable(value).strip() or None
 
 
 def clean_email(value: Any) -> str | None:

@@ -6,10 +6,24 @@ ignores stale data: a payload whose platform ``updated_at`` is older than what
 we hold does not overwrite it, and a completed checkout never reopens.
 Every event is also appended to the event log (``events`` table), which the
 flow engine, the simulator and analytics read.
+
+What the platforms sent is made to fit the store here, the same on SQLite and
+PostgreSQL (the payload reader already made it storable text):
+
+- an identity a row is found by (a customer, order, product id, a checkout
+  token) longer than :data:`IDENTITY_LENGTH` is no platform's id, and cut it
+  would name another row: the delivery is refused with a ``WebhookError``
+  naming the field, and fails with that reason;
+- a code or a reference (an email address, a country code, a locale, a status,
+  a cart token) that cannot be what it claims to be is treated as absent and
+  logged: the order or customer is still applied, without it;
+- what a person wrote (a name, a phone number, an order name, a title) is cut
+  to fit by its column (``jobs.store.models.ClippedText``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -18,9 +32,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from adapters import events as ev
+from adapters.platform import WebhookError
 from jobs import engine, privacy
 from jobs.shops import mark_uninstalled
 from jobs.store import rows
@@ -31,6 +46,7 @@ from jobs.store.models import (
     Contact,
     Order,
     OrderStatus,
+    PrivacyRequest,
     Product,
     Shop,
     StoredEvent,
@@ -114,14 +130,53 @@ def apply(
     return applied
 
 
+# --- fitting what the platforms sent to the store ---------------------------------
+
+#: the longest identity accepted. Platform ids are far shorter (a Shopify id has
+#: at most 20 digits, a checkout token 32 characters), and an identity is also
+#: part of the enrollment and message keys (jobs.engine), which must hold it with
+#: a flow's and a step's name in their 255 characters.
+IDENTITY_LENGTH = 64
+
+
+def identity(value: str, what: str) -> str:
+    """``value`` if it can be a platform's id; refuses the delivery otherwise."""
+    if len(value) > IDENTITY_LENGTH:
+        raise WebhookError(
+            400, f"{what} is {len(value)} characters long: no id is longer than {IDENTITY_LENGTH}"
+        )
+    return value
+
+
+def code(value: str | None, column: InstrumentedAttribute[Any], what: str) -> str | None:
+    """``value`` if it fits ``column``; a longer code or reference is none, so absent."""
+    length = getattr(column.expression.type, "length", None)
+    if value is None or length is None or len(value) <= length:
+        return value
+    log.warning("a %s of %d characters is longer than any (%d): ignored", what, len(value), length)
+    return None
+
+
+def country_code(value: str | None) -> str | None:
+    """ISO 3166-1 alpha-2 in upper case; anything else is no country, so absent."""
+    if value is None:
+        return None
+    if len(value) != 2 or not (value.isascii() and value.isalpha()):
+        log.warning("a country code of %d characters that is not two letters: ignored", len(value))
+        return None
+    return value.upper()
+
+
 # --- contacts ------------------------------------------------------------------
 
 
 def normalise_email(email: str | None) -> str | None:
+    """The address in lower case; None for one that cannot be anybody's address."""
     if email is None:
         return None
-    email = email.strip().lower()
-    return email if "@" in email else None
+    email = code(email.strip().lower(), Contact.email, "email address")
+    # one that fits but is no address is kept: the send-time guard says why it is not mailed
+    return email if email is not None and "@" in email else None
 
 
 #: a contact by the platform's customer id, or by address (built once)
@@ -161,6 +216,8 @@ def upsert_contact(
     """
     email = normalise_email(email or (customer.email if customer else None))
     customer_id = customer.customer_id if customer else None
+    if customer_id is not None:
+        customer_id = identity(customer_id, "customer.customer_id")
     if not email and not customer_id:
         return None
 
@@ -243,10 +300,10 @@ def _update_fields(contact: Contact, customer: ev.Customer, *, authoritative: bo
         "first_name": customer.first_name,
         "last_name": customer.last_name,
         "phone": customer.phone,
-        "locale": customer.locale,
-        "timezone": customer.timezone,
+        "locale": code(customer.locale, Contact.locale, "locale"),
+        "timezone": code(customer.timezone, Contact.timezone, "time zone"),
         "birthday": customer.birthday,
-        "country_code": address.country_code.upper() if address and address.country_code else None,
+        "country_code": country_code(address.country_code) if address else None,
         "platform_created_at": customer.created_at,
     }
     for name, value in fields.items():
@@ -312,24 +369,25 @@ def on_consent(session: Session, shop: Shop, event: ev.MarketingConsentChanged) 
 
 def on_checkout(session: Session, shop: Shop, event: ev.CheckoutUpdated) -> Applied:
     data = event.checkout
+    token = identity(data.token, "checkout.token")
     contact = upsert_contact(session, shop, data.customer, data.email, authoritative=False)
-    row = rows.checkout(session, shop.id, data.token)
+    row = rows.checkout(session, shop.id, token)
     if row is None:
-        row = Checkout(shop_id=shop.id, token=data.token, platform_updated_at=data.updated_at)
+        row = Checkout(shop_id=shop.id, token=token, platform_updated_at=data.updated_at)
         session.add(row)
         rows.remember(session, row)
     elif data.updated_at < row.platform_updated_at:
-        log.info("shop %s: stale checkout %s ignored", shop.id, data.token)
-        return Applied(contact, data.token)
+        log.info("shop %s: stale checkout %s ignored", shop.id, token)
+        return Applied(contact, token)
 
     row.contact_id = contact.id if contact else row.contact_id
-    row.cart_token = data.cart_token
+    row.cart_token = code(data.cart_token, Checkout.cart_token, "cart token")
     row.email = normalise_email(data.email)
     row.recovery_url = data.recovery_url
     row.currency = data.total.currency
     row.total = data.total.amount
     row.data = ev.to_dict(event)["data"]["checkout"]
-    row.locale = data.locale
+    row.locale = code(data.locale, Checkout.locale, "locale")
     row.not_mailable_reason = data.not_mailable_reason
     row.platform_created_at = data.created_at
     row.platform_updated_at = data.updated_at
@@ -337,12 +395,12 @@ def on_checkout(session: Session, shop: Shop, event: ev.CheckoutUpdated) -> Appl
         complete_checkout(row, data.completed_at, None)
     elif row.status != CheckoutStatus.COMPLETED:
         # an order may have arrived before this checkout (delivery order is not guaranteed)
-        params = {"shop_id": shop.id, "token": data.token}
+        params = {"shop_id": shop.id, "token": token}
         order = plain(session).execute(_ORDER_FOR_CHECKOUT, params).first()
         if order is not None:
             complete_checkout(row, order.placed_at, order.order_id)
     session.flush()
-    return Applied(contact, data.token)
+    return Applied(contact, token)
 
 
 def complete_checkout(row: Checkout, at: datetime, order_id: str | None) -> None:
@@ -361,12 +419,14 @@ ORDER_STATUS_RANK = {
 
 def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
     data = event.order
+    order_id = identity(data.order_id, "order.order_id")
+    checkout_token = code(data.checkout_token, Order.checkout_token, "checkout token")
     contact = upsert_contact(session, shop, data.customer, data.email, authoritative=False)
-    row = rows.order(session, shop.id, data.order_id)
+    row = rows.order(session, shop.id, order_id)
     if row is None:
         row = Order(
             shop_id=shop.id,
-            order_id=data.order_id,
+            order_id=order_id,
             placed_at=data.placed_at,
             platform_updated_at=data.updated_at,
             status=OrderStatus.PLACED,
@@ -380,17 +440,17 @@ def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
         row.name = data.name
         row.contact_id = contact.id if contact else row.contact_id
         row.email = normalise_email(data.email)
-        row.checkout_token = data.checkout_token
-        row.cart_token = data.cart_token
-        row.financial_status = data.financial_status
-        row.fulfillment_status = data.fulfillment_status
+        row.checkout_token = checkout_token
+        row.cart_token = code(data.cart_token, Order.cart_token, "cart token")
+        row.financial_status = code(data.financial_status, Order.financial_status, "status")
+        row.fulfillment_status = code(data.fulfillment_status, Order.fulfillment_status, "status")
         row.currency = data.total.currency
         row.total = data.total.amount
         row.shop_currency = data.shop_total.currency if data.shop_total else None
         row.shop_total = data.shop_total.amount if data.shop_total else None
         row.test = data.test
         row.data = ev.to_dict(event)["data"]["order"]
-        row.locale = data.locale
+        row.locale = code(data.locale, Order.locale, "locale")
         row.platform_updated_at = data.updated_at
 
     status, stamp = _order_transition(event)
@@ -402,13 +462,13 @@ def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
         row.cancelled_at = data.cancelled_at
     session.flush()
 
-    if data.checkout_token:
-        checkout = rows.checkout(session, shop.id, data.checkout_token)
+    if checkout_token:
+        checkout = rows.checkout(session, shop.id, checkout_token)
         if checkout is not None:
-            complete_checkout(checkout, data.placed_at, data.order_id)
+            complete_checkout(checkout, data.placed_at, order_id)
     if contact is not None:
         refresh_order_stats(session, contact)
-    return Applied(contact, data.order_id)
+    return Applied(contact, order_id)
 
 
 def _order_transition(event: ev.Event) -> tuple[OrderStatus, str | None]:
@@ -424,7 +484,8 @@ def _order_transition(event: ev.Event) -> tuple[OrderStatus, str | None]:
 
 
 def on_delivered(session: Session, shop: Shop, event: ev.ShipmentDelivered) -> Applied:
-    row = rows.order(session, shop.id, event.order_id)
+    order_id = identity(event.order_id, "order_id")
+    row = rows.order(session, shop.id, order_id)
     contact = None
     if row is not None:
         row.delivered_at = row.delivered_at or event.occurred_at
@@ -432,31 +493,32 @@ def on_delivered(session: Session, shop: Shop, event: ev.ShipmentDelivered) -> A
     if contact is None:
         customer = ev.Customer(customer_id=event.customer_id, email=event.email)
         contact = upsert_contact(session, shop, customer, None, authoritative=False)
-    return Applied(contact, event.order_id)
+    return Applied(contact, order_id)
 
 
 def on_product(session: Session, shop: Shop, event: ev.ProductCreated) -> Applied:
     data = event.product
+    product_id = identity(data.product_id, "product.product_id")
     row = session.scalar(
-        select(Product).where(Product.shop_id == shop.id, Product.product_id == data.product_id)
+        select(Product).where(Product.shop_id == shop.id, Product.product_id == product_id)
     )
     if row is None:
-        row = Product(shop_id=shop.id, product_id=data.product_id)
+        row = Product(shop_id=shop.id, product_id=product_id)
         session.add(row)
     elif data.updated_at < row.platform_updated_at:
-        return Applied(None, data.product_id)
+        return Applied(None, product_id)
     row.title = data.title
-    row.handle = data.handle
+    row.handle = code(data.handle, Product.handle, "handle")
     row.url = data.url
     row.image_url = data.image_url
     row.price = data.price.amount if data.price else None
     row.currency = data.price.currency if data.price else None
-    row.status = data.status
+    row.status = code(data.status, Product.status, "status")
     row.available = data.available
     row.data = ev.to_dict(event)["data"]["product"]
     row.platform_updated_at = data.updated_at
     session.flush()
-    return Applied(None, data.product_id)
+    return Applied(None, product_id)
 
 
 def on_uninstalled(session: Session, shop: Shop, event: ev.AppUninstalled) -> Applied:
@@ -468,6 +530,9 @@ def on_uninstalled(session: Session, shop: Shop, event: ev.AppUninstalled) -> Ap
 
 
 def on_data_request(session: Session, shop: Shop, event: ev.CustomerDataRequested) -> Applied:
+    reference = code(event.request_id, PrivacyRequest.reference, "data request id")
+    if reference != event.request_id:
+        event = dataclasses.replace(event, request_id=reference)
     contact, logged = privacy.data_request(session, shop, event)
     return Applied(contact, None, logged=logged)
 

@@ -7,10 +7,18 @@ and add their own tables by migration; the shapes here leave room for them
 
 Money columns use :class:`Amount`: NUMERIC on PostgreSQL (so analytics can sum
 in SQL) and an exact decimal string on SQLite (whose NUMERIC is a float).
+
+Text from outside fits its column on both databases (SQLite ignores a length,
+PostgreSQL refuses what exceeds it): what a person wrote and what still means
+the same with its end cut off (a name, a phone number, a title) is a
+:class:`ClippedText` column and is cut to fit; identities and codes are not
+cut, since a cut one names something else: ``jobs.processing`` refuses or
+drops those before they get here.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -36,6 +44,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
+
+log = logging.getLogger(__name__)
 
 # Stable constraint names, so migrations read the same on SQLite and PostgreSQL.
 NAMING = {
@@ -102,6 +112,27 @@ class Amount(TypeDecorator[Decimal]):
         if value is None:
             return None
         return value if isinstance(value, Decimal) else Decimal(value)
+
+
+class ClippedText(TypeDecorator[str]):
+    """VARCHAR(length) whose values are cut to ``length`` characters on the way in.
+
+    Only for text that keeps its meaning when its end is cut off: the clipping
+    is logged (lengths only, never the text, which is personal data).
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None or len(value) <= self.length:
+            return value
+        log.warning("a text of %d characters was clipped to %d", len(value), self.length)
+        return value[: self.length]
 
 
 class Base(DeclarativeBase):
@@ -233,9 +264,9 @@ class Contact(Timestamps, Base):
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     email: Mapped[str | None] = mapped_column(String(320))
     customer_id: Mapped[str | None] = mapped_column(String(64))
-    first_name: Mapped[str | None] = mapped_column(String(255))
-    last_name: Mapped[str | None] = mapped_column(String(255))
-    phone: Mapped[str | None] = mapped_column(String(64))
+    first_name: Mapped[str | None] = mapped_column(ClippedText(255))
+    last_name: Mapped[str | None] = mapped_column(ClippedText(255))
+    phone: Mapped[str | None] = mapped_column(ClippedText(64))
     locale: Mapped[str | None] = mapped_column(String(35))
     country_code: Mapped[str | None] = mapped_column(String(2))
     timezone: Mapped[str | None] = mapped_column(String(64))
@@ -300,7 +331,7 @@ class Order(Timestamps, Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     order_id: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(ClippedText(64))
     contact_id: Mapped[int | None] = mapped_column(
         ForeignKey("contacts.id", ondelete="SET NULL"), index=True
     )
@@ -333,7 +364,7 @@ class Product(Timestamps, Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     product_id: Mapped[str] = mapped_column(String(64))
-    title: Mapped[str] = mapped_column(String(512))
+    title: Mapped[str] = mapped_column(ClippedText(512))
     handle: Mapped[str | None] = mapped_column(String(255))
     url: Mapped[str | None] = mapped_column(Text)
     image_url: Mapped[str | None] = mapped_column(Text)
