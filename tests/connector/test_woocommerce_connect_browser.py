@@ -30,7 +30,9 @@ class StoreAdmin:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                outer.asked.append(parse_qs(urlsplit(self.path).query))
+                asked = urlsplit(self.path)
+                if asked.path == "/wc-auth/v1/authorize":  # not the browser's favicon
+                    outer.asked.append(parse_qs(asked.query))
                 page = b"<!doctype html><title>Approve</title><p>Approve triggerpost?</p>"
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
