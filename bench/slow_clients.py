@@ -236,8 +236,17 @@ def main() -> None:
         port = free_port()
         command = [sys.executable, str(REPO / "bench/server.py"), "--port", str(port)]
         command += ["--workers", str(args.workers)] + (["--stock-worker"] * args.stock_worker)
-        server = subprocess.Popen(command, env=env, start_new_session=True)
-        wait_healthy(server, port)
+        # the server's log goes to a file: the slow clients' requests end in refusals
+        log = workdir / "web.log"
+        with log.open("wb") as output:
+            server = subprocess.Popen(
+                command, env=env, stdout=output, stderr=output, start_new_session=True
+            )
+        try:
+            wait_healthy(server, port)
+        except RuntimeError:
+            print(log.read_text()[-3000:], file=sys.stderr)
+            raise
         worker = "gthread (gunicorn's own)" if args.stock_worker else "BufferingWorker"
         print(
             f"gunicorn, {worker}: {args.workers} processes x {THREADS} threads; "
