@@ -244,7 +244,7 @@ class WooCommerceApi:
 def _json(response: requests.Response) -> Any:
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past any real answer
         # described without its query: a development store's keys travel there
         raise AdminApiError(
             f"{describe(str(response.request.method), str(response.url))}: the answer is not "

@@ -205,3 +205,10 @@ def test_a_store_without_pretty_permalinks_is_explained() -> None:
     responses.get(f"{API}/orders/5", body="<html>not found</html>", status=200)
     with pytest.raises(AdminApiError, match="permalinks"):
         client()[0].order_state("5")
+
+
+@responses.activate
+def test_an_answer_nested_past_any_real_one_is_refused_not_a_crash() -> None:
+    responses.get(f"{API}/webhooks", body="[" * 100_000 + "]" * 100_000)
+    with pytest.raises(AdminApiError, match="not JSON"):
+        client()[0].webhooks()
