@@ -17,7 +17,6 @@ Time is passed in (``at``), so tests move the clock instead of waiting.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
@@ -25,6 +24,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from jobs.store.models import MerchantSession, Shop, ShopStatus
+from jobs.store.secrets import token_digest
 
 #: a working day: a copied cookie is dead by the next, however it is used
 LIFETIME = timedelta(hours=12)
@@ -34,10 +34,6 @@ IDLE_TIMEOUT = timedelta(hours=2)
 TOUCH_EVERY = timedelta(minutes=1)
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
 def start(session: Session, shop_id: int, at: datetime) -> str:
     """A new session for this shop; returns the id for the cookie (never stored as is)."""
     purge(session, at)
@@ -45,7 +41,7 @@ def start(session: Session, shop_id: int, at: datetime) -> str:
     session.add(
         MerchantSession(
             shop_id=shop_id,
-            token_hash=_digest(token),
+            token_hash=token_digest(token),
             created_at=at,
             expires_at=at + LIFETIME,
             last_seen_at=at,
@@ -60,7 +56,7 @@ def resolve(session: Session, token: str, at: datetime) -> int | None:
     found = session.execute(
         select(MerchantSession, Shop.status)
         .join(Shop, Shop.id == MerchantSession.shop_id)
-        .where(MerchantSession.token_hash == _digest(token))
+        .where(MerchantSession.token_hash == token_digest(token))
     ).one_or_none()
     if found is None:
         return None
@@ -79,7 +75,9 @@ def end(session: Session, token: str, at: datetime) -> bool:
     """Logout: this session ends; False if it had ended already (or never was)."""
     ended = session.execute(
         update(MerchantSession)
-        .where(MerchantSession.token_hash == _digest(token), MerchantSession.revoked_at.is_(None))
+        .where(
+            MerchantSession.token_hash == token_digest(token), MerchantSession.revoked_at.is_(None)
+        )
         .values(revoked_at=at)
         .execution_options(synchronize_session=False)
     )

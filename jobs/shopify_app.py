@@ -11,7 +11,6 @@ the first one stored.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import secrets
 from datetime import datetime, timedelta
@@ -41,6 +40,7 @@ from jobs.store.models import (
     Subscription,
     now,
 )
+from jobs.store.secrets import token_digest
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +206,6 @@ admin.register("shopify", admin_client)
 # callback again).
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def spend_install_query(
     session: Session, query_string: str, shop_domain: str, at: datetime
 ) -> bool:
@@ -229,7 +225,7 @@ def spend_install_query(
             session.add(
                 SpentInstallLink(
                     platform="shopify",
-                    digest=_digest(oauth.query_message(query_string)),
+                    digest=token_digest(oauth.query_message(query_string)),
                     shop_key=shop_domain,
                     used_at=at,
                     expires_at=at + SPENT_LINK_KEPT,
@@ -251,7 +247,7 @@ def issue_state(session: Session, shop_domain: str, at: datetime) -> str:
     session.add(
         ConnectNonce(
             platform="shopify",
-            nonce_hash=_digest(state),
+            nonce_hash=token_digest(state),
             shop_key=shop_domain,
             address=f"https://{shop_domain}",
             created_at=at,
@@ -267,7 +263,7 @@ def consume_state(session: Session, state: str, shop_domain: str, at: datetime) 
     taken = session.execute(
         update(ConnectNonce)
         .where(
-            ConnectNonce.nonce_hash == _digest(state),
+            ConnectNonce.nonce_hash == token_digest(state),
             ConnectNonce.platform == "shopify",
             ConnectNonce.shop_key == shop_domain,
             ConnectNonce.used_at.is_(None),

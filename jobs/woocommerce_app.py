@@ -33,7 +33,6 @@ the merchant.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -72,6 +71,7 @@ from jobs.store.models import (
     SyncCursor,
     now,
 )
+from jobs.store.secrets import token_digest
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +115,6 @@ def webhook_address(runtime: Runtime) -> str:
 # --- connecting ----------------------------------------------------------------------
 
 
-def _digest(nonce: str) -> str:
-    return hashlib.sha256(nonce.encode("utf-8")).hexdigest()
-
-
 def issue_nonce(
     session: Session, address: str, dev_mode: bool, client: str = ""
 ) -> tuple[str, str]:
@@ -130,7 +126,7 @@ def issue_nonce(
     key = normalise_store_url(address)
     home = store_home(address, dev_mode)
     at = now()
-    requested_by = _digest("client:" + client)
+    requested_by = token_digest("client:" + client)
     started = session.scalar(
         select(func.count())
         .select_from(ConnectNonce)
@@ -150,7 +146,7 @@ def issue_nonce(
     session.add(
         ConnectNonce(
             platform=PLATFORM,
-            nonce_hash=_digest(nonce),
+            nonce_hash=token_digest(nonce),
             shop_key=key,
             address=home,
             created_at=at,
@@ -199,7 +195,7 @@ def accept_keys(runtime: Runtime, body: Any) -> int:
         taken = session.execute(
             update(ConnectNonce)
             .where(
-                ConnectNonce.nonce_hash == _digest(str(nonce)),
+                ConnectNonce.nonce_hash == token_digest(str(nonce)),
                 ConnectNonce.platform == PLATFORM,
                 ConnectNonce.state == ConnectState.ISSUED,
                 ConnectNonce.used_at.is_(None),
@@ -216,7 +212,7 @@ def accept_keys(runtime: Runtime, body: Any) -> int:
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             raise ConnectError("unknown, used or expired connect nonce")
         nonce_id = session.scalars(
-            select(ConnectNonce.id).where(ConnectNonce.nonce_hash == _digest(str(nonce)))
+            select(ConnectNonce.id).where(ConnectNonce.nonce_hash == token_digest(str(nonce)))
         ).one()
     runtime.queue(DEFAULT).enqueue(verify_connect, nonce_id, failure_ttl=30 * 86400)
     return nonce_id
@@ -352,7 +348,7 @@ def connect_progress(session: Session, nonce: str) -> ConnectProgress | None:
     """Where the connect this nonce started stands; None when unknown or long over."""
     row = session.scalars(
         select(ConnectNonce).where(
-            ConnectNonce.nonce_hash == _digest(nonce), ConnectNonce.platform == PLATFORM
+            ConnectNonce.nonce_hash == token_digest(nonce), ConnectNonce.platform == PLATFORM
         )
     ).one_or_none()
     if row is None:

@@ -3,6 +3,9 @@
 The key is derived from the service's secret key, so a copied database alone
 gives nothing away. Rotating ``TRIGGERPOST_SECRET_KEY`` means re-encrypting
 (pass the old key as ``previous``: reads try it, writes use the new one).
+
+Single-use tokens we only ever compare (connect nonces, OAuth states, merchant
+session ids, spent install links) are stored as :func:`token_digest` alone.
 """
 
 from __future__ import annotations
@@ -11,6 +14,11 @@ import base64
 import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+
+def token_digest(token: str) -> str:
+    """What the store keeps of a token it only needs to recognise: its SHA-256, in hex."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 class SecretError(ValueError):
