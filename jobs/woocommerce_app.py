@@ -207,13 +207,12 @@ def accept_keys(runtime: Runtime, body: Any) -> int:
                 consumer_key_enc=box.seal(str(key)),
                 consumer_secret_enc=box.seal(str(secret)),
             )
+            .returning(ConnectNonce.id)
             .execution_options(synchronize_session=False)
         )
-        if taken.rowcount != 1:  # type: ignore[attr-defined]
+        nonce_id = taken.scalar_one_or_none()
+        if nonce_id is None:
             raise ConnectError("unknown, used or expired connect nonce")
-        nonce_id = session.scalars(
-            select(ConnectNonce.id).where(ConnectNonce.nonce_hash == token_digest(str(nonce)))
-        ).one()
     runtime.queue(DEFAULT).enqueue(verify_connect, nonce_id, failure_ttl=30 * 86400)
     return nonce_id
 
