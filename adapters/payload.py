@@ -12,7 +12,7 @@ Every string handed out is text any store can hold: JSON may escape a NUL
 (``\\ud800``), which is no character at all and cannot be encoded as UTF-8
 for either database. No platform means either, so a NUL is dropped and a lone
 surrogate becomes U+FFFD, the replacement character, wherever it appears.
-How long a value may be is the store's business (``jobs.processing``).
+How long a value may be is the store's business (``jobs.intake.apply``).
 """
 
 from __future__ import annotations

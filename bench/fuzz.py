@@ -8,7 +8,7 @@ and belongs to one of three families:
   keys, broken JSON, bodies that are no object, another topic's body, wrong content
   types, odd topics and odd (still signed) headers. Each may be answered 2xx or 4xx,
   never 5xx; each answered "stored" must be in the database. A drain then applies
-  them through the real intake (:func:`jobs.intake.drain`): each must be processed,
+  them through the real intake (:func:`jobs.intake.deliveries.drain`): each must be processed,
   or refused with its reason on the row (a ``WebhookError``), never crash.
 - **forgeries**: a wrong secret, a byte changed after signing, another shop's
   signature, missing, duplicated or malformed headers, odd signatures. None may be
@@ -68,10 +68,11 @@ from flask import Flask, got_request_exception  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from adapters.platform import platforms  # noqa: E402
-from jobs import intake, privacy  # noqa: E402
 from jobs import runtime as runtimes  # noqa: E402
+from jobs.intake import deliveries as intake  # noqa: E402
+from jobs.intake import privacy  # noqa: E402
+from jobs.platforms.shops import add_shop  # noqa: E402
 from jobs.runtime import Runtime  # noqa: E402
-from jobs.shops import add_shop  # noqa: E402
 from jobs.store.models import Delivery, DeliveryStatus, Shop  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures"

@@ -45,10 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.shopify import PLATFORM
 from connector.embedded_redis import EmbeddedRedis
-from jobs import intake
+from jobs.intake import deliveries as intake
+from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.settings import Settings
-from jobs.shops import add_shop
 from jobs.store.db import migrate
 from jobs.store.models import Contact, Delivery, DeliveryStatus, Message, MessageState
 from tests.support import FIXTURES, INSTANT, SHOPIFY_SECRET, dumps, shopify_headers

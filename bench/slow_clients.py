@@ -55,8 +55,8 @@ from bench.intake import (  # noqa: E402
 )
 from connector.embedded_redis import EmbeddedRedis  # noqa: E402
 from connector.web import DEFAULT_WORKERS, THREADS  # noqa: E402
+from jobs.platforms.shops import add_shop  # noqa: E402
 from jobs.settings import Settings  # noqa: E402
-from jobs.shops import add_shop  # noqa: E402
 from jobs.store.db import make_engine, make_sessions, migrate  # noqa: E402
 from jobs.store.models import Delivery  # noqa: E402
 from jobs.store.secrets import SecretBox  # noqa: E402

@@ -35,7 +35,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
-from jobs.merchant_sessions import LIFETIME
+from jobs.merchant.sessions import LIFETIME
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 
@@ -142,15 +142,9 @@ def security_headers(settings: Settings) -> Any:
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the web app. Settings default to the environment, read once here."""
-    from connector import (
-        email_events,
-        email_links,
-        health,
-        merchant,
-        shopify,
-        webhooks,
-        woocommerce,
-    )
+    from connector import email_events, email_links, health, webhooks
+    from connector.merchant import pages as merchant
+    from connector.platforms import shopify, woocommerce
 
     if runtime is None:
         runtime = Runtime.create(settings or Settings.from_env())

@@ -85,7 +85,7 @@ def worker(
     settings: Settings, worker_class: str, burst: bool, sweeper: bool, name: str | None
 ) -> None:
     """Run an RQ worker with its scheduler; start as many as you like, anywhere."""
-    from jobs.worker import work
+    from jobs.workers.worker import work
 
     work(settings, worker_class=worker_class, burst=burst, with_sweeper=sweeper, name=name)
 
@@ -94,7 +94,7 @@ def worker(
 @click.pass_obj
 def sweeper_command(settings: Settings) -> None:
     """Run only the sweeper (re-enqueues stored work that Redis lost)."""
-    from jobs.sweeper import run_forever
+    from jobs.workers.sweeper import run_forever
 
     run_forever(settings)
 
@@ -193,7 +193,7 @@ def shop_add_woocommerce(
 
 
 def _add(settings: Settings, platform: str, address: str, **details: str | None) -> None:
-    from jobs.shops import ShopError, add_shop
+    from jobs.platforms.shops import ShopError, add_shop
 
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
@@ -243,7 +243,7 @@ def why(settings: Settings, shop_ref: str, email: str, as_json: bool) -> None:
     """
     import json
 
-    from jobs.decisions import find_contact, find_shop, format_timeline, timeline
+    from jobs.reports.decisions import find_contact, find_shop, format_timeline, timeline
 
     engine = make_engine(settings.database_url)
     try:
@@ -277,7 +277,7 @@ def simulate(scenario: Path, as_json: bool) -> None:
     """
     import json
 
-    from jobs.decisions import format_timeline
+    from jobs.reports.decisions import format_timeline
     from jobs.simulator import Scenario, ScenarioError
     from jobs.simulator import simulate as run_scenario
 

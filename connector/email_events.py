@@ -21,7 +21,7 @@ from sqlalchemy import or_, select
 
 from connector.app import runtime_of
 from emails.feedback import Feedback, FeedbackError, FeedbackKind, from_postmark, from_sendgrid
-from jobs import suppressions
+from jobs.engine import suppressions
 from jobs.settings import Settings
 from jobs.store.models import SCOPE_ALL, Message, SuppressionReason
 

@@ -1,6 +1,6 @@
 """The links inside emails: click redirects, the open pixel, unsubscribe, preferences.
 
-No cookies and no login: the signed token is the credential (see jobs.links).
+No cookies and no login: the signed token is the credential (see jobs.sending.links).
 ``GET /u/...`` only asks (mail scanners follow every link; none of them may
 unsubscribe anyone); ``POST /u/...`` unsubscribes at once, including the
 RFC 8058 one-click POST mail clients send (``List-Unsubscribe=One-Click``, no
@@ -28,9 +28,10 @@ from sqlalchemy.orm import Session
 
 from connector.app import runtime_of
 from emails import i18n
-from jobs import ledger, links, schedule, suppressions
+from jobs.engine import ledger, schedule, suppressions
 from jobs.flows import registry
 from jobs.flows.model import MessageKind
+from jobs.sending import links
 from jobs.store.models import (
     SCOPE_MARKETING,
     Contact,

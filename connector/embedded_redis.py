@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from jobs.lifeline import tie_to_parent
+from jobs.workers.lifeline import tie_to_parent
 
 
 class EmbeddedRedisError(RuntimeError):

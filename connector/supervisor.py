@@ -7,7 +7,7 @@ embedded Redis (each at most ``MAX_RESTARTS`` times a minute; the web server
 and the workers reconnect on their own, and the append-only file gives the
 new Redis the jobs the old one held). Ctrl-C or SIGTERM stops the web server
 first, then the worker, then Redis. Every process started here dies with
-the supervisor, however it dies (see :mod:`jobs.lifeline`).
+the supervisor, however it dies (see :mod:`jobs.workers.lifeline`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from connector.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from jobs.lifeline import tie_to_parent
 from jobs.settings import Settings
 from jobs.store.db import migrate
+from jobs.workers.lifeline import tie_to_parent
 
 MAX_RESTARTS = 5
 STOP_TIMEOUT = 15.0

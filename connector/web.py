@@ -55,7 +55,7 @@ from jobs.settings import Settings
 
 #: one process per core, each with THREADS request threads: the threads of a
 #: process share one intake writer, so concurrent deliveries share a commit
-#: (see jobs.intake_writer); measured with bench/intake.py
+#: (see jobs.intake.writer); measured with bench/intake.py
 DEFAULT_WORKERS = max(2, os.cpu_count() or 1)
 THREADS = 16
 

@@ -4,7 +4,7 @@ Order of checks, each answered as the platforms expect:
 ping (WooCommerce, unsigned) 200; missing identity headers 401/400; a declared
 length over the size limit 413; unknown shop 401; body over the size limit
 (chunked bodies too) 413; bad signature 401; not JSON 415; malformed JSON, or
-nested deeper than :data:`jobs.intake.MAX_DEPTH`, 400; a topic we do not handle
+nested deeper than :data:`jobs.intake.deliveries.MAX_DEPTH`, 400; a topic we do not handle
 200 (or the platform retries and in the end disables us); a replayed delivery
 200 without a second processing.
 
@@ -27,8 +27,9 @@ from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
 from adapters.platform import Platform, WebhookError, platforms
-from jobs import intake, shops
-from jobs.intake_writer import DeliveryWriter
+from jobs.intake import deliveries as intake
+from jobs.intake.writer import DeliveryWriter
+from jobs.platforms import shops
 from jobs.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.http import ApiSession, OutboundPolicy
-from jobs import queues
 from jobs.settings import Settings
 from jobs.store.db import make_engine, make_read_sessions, make_sessions
 from jobs.store.secrets import SecretBox
+from jobs.workers import queues
 
 
 @dataclass

@@ -4,7 +4,7 @@ A scenario is a shop (platform, currency, timezone, settings), contacts to
 start with, and timed events in the common event model. The simulator
 applies each event at its time through ``processing.apply`` (the same code
 webhooks reach), and between events runs whatever the ledger says is due, in
-time order, through the real send path (``jobs.send.run``, the guards,
+time order, through the real send path (``jobs.sending.pipeline.run``, the guards,
 ``engine.wake``), with the clock jumping from one due time to the next. Weeks
 of a shop's life take milliseconds, in a scratch SQLite database.
 
@@ -36,11 +36,13 @@ from sqlalchemy.orm import Session
 
 from adapters import events as ev
 from adapters.platform import DiscountRequest
-from jobs import engine, processing, send
-from jobs.decisions import timeline
+from jobs.engine import enrolment as engine
+from jobs.intake import apply as processing
+from jobs.platforms.shops import add_shop
+from jobs.reports.decisions import timeline
 from jobs.runtime import Runtime
+from jobs.sending import pipeline as send
 from jobs.settings import Settings
-from jobs.shops import add_shop
 from jobs.store.db import migrate
 from jobs.store.models import (
     Contact,

@@ -18,9 +18,9 @@ from sqlalchemy import text
 from connector.app import create_app
 from connector.embedded_redis import EmbeddedRedis
 from jobs import runtime as runtimes
+from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.settings import Settings
-from jobs.shops import add_shop
 from jobs.store.db import make_engine, migrate
 from jobs.store.models import Base
 from tests.support import SHOPIFY_SECRET, SHOPIFY_SHOP, STORE, WOO_SECRET

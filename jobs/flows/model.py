@@ -1,6 +1,6 @@
 """How a flow is declared: a trigger, steps, exits, and options a shop may tune.
 
-A flow is data, read by the engine (:mod:`jobs.engine`); adding one means one
+A flow is data, read by the engine (:mod:`jobs.engine.enrolment`); adding one means one
 module in ``jobs/flows/`` (listed in :mod:`jobs.flows.registry`) and its
 templates, never an engine change.
 

@@ -12,7 +12,7 @@ Text from outside fits its column on both databases (SQLite ignores a length,
 PostgreSQL refuses what exceeds it): what a person wrote and what still means
 the same with its end cut off (a name, a phone number, a title) is a
 :class:`ClippedText` column and is cut to fit; identities and codes are not
-cut, since a cut one names something else: ``jobs.processing`` refuses or
+cut, since a cut one names something else: ``jobs.intake.apply`` refuses or
 drops those before they get here.
 """
 
@@ -193,7 +193,7 @@ class Shop(Timestamps, Base):
 class DeliveryStatus(StrEnum):
     RECEIVED = "received"  # stored, not yet processed
     PROCESSED = "processed"
-    FAILED = "failed"  # processing raised; RQ retries it (see jobs.intake)
+    FAILED = "failed"  # processing raised; RQ retries it (see jobs.intake.deliveries)
 
 
 class Delivery(Base):
@@ -746,7 +746,7 @@ class MerchantSession(Base):
     """A merchant signed in for one shop, held here so it can be ended.
 
     The browser's cookie carries only a random id; only its SHA-256 is stored.
-    See jobs.merchant_sessions for the lifetime and when sessions end.
+    See jobs.merchant.sessions for the lifetime and when sessions end.
     """
 
     __tablename__ = "merchant_sessions"

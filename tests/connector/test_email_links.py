@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from connector.email_events import webhook_url
-from jobs import links
 from jobs.runtime import Runtime
+from jobs.sending import links
 from jobs.store.models import (
     Contact,
     Engagement,

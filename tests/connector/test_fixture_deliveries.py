@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from adapters.platform import ShopContext, platforms, translate
-from jobs.privacy import ERASED_BODY
+from jobs.intake.privacy import ERASED_BODY
 from jobs.runtime import Runtime
 from jobs.store.models import Checkout, Contact, Delivery, Order, StoredEvent
 from tests.support import (

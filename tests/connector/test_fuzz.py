@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 
 from bench import fuzz
 from connector.app import create_app
-from jobs import processing
+from jobs.intake import apply as processing
 from jobs.runtime import Runtime
 
 SEED = 14

@@ -12,12 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from connector import merchant
 from connector.app import create_app
-from jobs import merchant_sessions
-from jobs.notices import clear_notice, raise_notice
+from connector.merchant import pages as merchant
+from jobs.merchant import sessions as merchant_sessions
+from jobs.merchant.notices import clear_notice, raise_notice
+from jobs.platforms.shops import mark_uninstalled
 from jobs.runtime import Runtime
-from jobs.shops import mark_uninstalled
 from jobs.store.models import MerchantSession, Shop, ShopStatus, now
 from tests.support import SHOPIFY_SHOP
 

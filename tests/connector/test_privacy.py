@@ -8,7 +8,7 @@ from typing import Any
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from jobs import suppressions
+from jobs.engine import suppressions
 from jobs.runtime import Runtime
 from jobs.store.models import (
     Base,

@@ -31,10 +31,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from connector import merchant
 from connector.app import create_app
-from jobs import links
+from connector.merchant import pages as merchant
 from jobs.runtime import Runtime
+from jobs.sending import links
 from jobs.settings import Mode
 from jobs.store.models import MessageState, PrivacyRequest, Shop, Suppression, now
 from tests.connector.test_merchant import sign_in

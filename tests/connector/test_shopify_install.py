@@ -23,12 +23,12 @@ from sqlalchemy import select, update
 from adapters.shopify import oauth
 from adapters.shopify.client import topic_enum
 from connector.app import create_app
-from connector.shopify import NONCE_KEY
-from jobs import shopify_app
+from connector.platforms.shopify import NONCE_KEY
+from jobs.platforms import shopify as shopify_app
+from jobs.platforms.shopify import StoredTokens
+from jobs.platforms.shops import mark_uninstalled
 from jobs.runtime import Runtime
 from jobs.settings import Settings
-from jobs.shopify_app import StoredTokens
-from jobs.shops import mark_uninstalled
 from jobs.store.models import ConnectNonce, Notice, Shop, ShopStatus, Subscription, now
 from tests.connector.test_merchant import COOKIE, cookie_of, signed_in_shop
 from tests.support import SHOPIFY_SECRET
@@ -387,7 +387,7 @@ def test_failed_registration_is_retried_by_a_job_and_shown_meanwhile(
         page = web.get("/settings").get_data(as_text=True)
         assert "could not yet subscribe" in page
         [job] = runtime.queue("default").get_jobs()
-        assert job.func_name == "jobs.shopify_app.register_webhooks"
+        assert job.func_name == "jobs.platforms.shopify.register_webhooks"
         # reopening the app before any subscription exists goes through the grant again
         reopened = web.get(f"/shopify/install?{signed({'shop': SHOP})}")
         assert "/admin/oauth/authorize" in reopened.headers["Location"]

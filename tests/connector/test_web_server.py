@@ -24,9 +24,9 @@ import requests
 from sqlalchemy import select
 
 from connector.web import READ_DEADLINE, THREADS
+from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.settings import Settings
-from jobs.shops import add_shop
 from jobs.store.models import Delivery
 from tests.support import SHOPIFY_SECRET, SHOPIFY_SHOP, dumps, shopify_headers
 

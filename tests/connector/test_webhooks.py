@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from connector.app import create_app
-from jobs.intake import MAX_DEPTH, drain_flag
+from jobs.intake.deliveries import MAX_DEPTH, drain_flag
+from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime
-from jobs.shops import add_shop
 from jobs.store.models import Delivery, DeliveryStatus, Shop
 from tests.support import (
     SHOPIFY_SECRET,

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from adapters.woocommerce.client import WEBHOOK_TOPICS
 from connector.app import create_app
-from jobs import woocommerce_app
+from jobs.platforms import woocommerce as woocommerce_app
 from jobs.runtime import Runtime
 from jobs.store.models import ConnectNonce, Notice, Shop, ShopStatus, Subscription, now
 from tests.conftest import FIXTURES

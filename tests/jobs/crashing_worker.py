@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 
-from jobs import courier, worker
+from jobs.sending import courier
 from jobs.settings import Settings
+from jobs.workers import worker
 
 CRASH_AT = os.environ.get("CRASH_AT", "")
 

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from adapters import events as ev
 from jobs.flows import registry
 from jobs.flows.model import Flow
+from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime
-from jobs.send import Engine
-from jobs.shops import add_shop
+from jobs.sending.pipeline import Engine
 from jobs.simulator import DiscountBook, Outbox, SimulatedCourier, Simulator, timeline
 from jobs.store.models import Message, Shop
 

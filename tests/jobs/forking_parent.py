@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 
-from jobs import lifeline
+from jobs.workers import lifeline
 
 PR_GET_PDEATHSIG = 2
 

@@ -152,7 +152,7 @@ def test_unsubscribing_after_scheduling_stops_everything_after(shop: Harness) ->
 
 
 def test_suppressed_address_is_cancelled_at_once(shop: Harness, runtime: Runtime) -> None:
-    from jobs import suppressions
+    from jobs.engine import suppressions
 
     shop.at(T0, checkout("tok-1", T0, customer()))
     with runtime.sessions.begin() as session:

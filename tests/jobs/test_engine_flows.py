@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import select
 
 from adapters import events as ev
-from jobs import attribution
 from jobs.flows.model import (
     End,
     Flow,
@@ -22,6 +21,7 @@ from jobs.flows.model import (
     WaitForEvent,
     WaitUntil,
 )
+from jobs.reports import attribution
 from jobs.runtime import Runtime
 from jobs.store.models import Attribution, Engagement, Message, MessageState, Order, Shop
 from tests.jobs.engine_support import T0, Harness, checkout, customer, extra_flow, hours, order
@@ -144,7 +144,7 @@ def test_holdout_enrollments_get_nothing_and_are_counted(shop: Harness, runtime:
 
 
 def test_holdout_share_is_deterministic_and_near_its_percentage() -> None:
-    from jobs.engine import in_holdout
+    from jobs.engine.enrolment import in_holdout
 
     picks = [in_holdout(1, "cart_recovery", f"tok-{i}:1", 10) for i in range(5000)]
     assert picks == [in_holdout(1, "cart_recovery", f"tok-{i}:1", 10) for i in range(5000)]

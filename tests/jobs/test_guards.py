@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.guards import plausible_address
+from jobs.engine.guards import plausible_address
 from jobs.runtime import Runtime
 from tests.jobs.engine_support import T0, Harness, checkout, customer, hours
 
@@ -67,7 +67,7 @@ def test_addresses_a_provider_could_never_take_are_refused(address: str, plausib
 #: the child sets itself a CPU-time limit after its imports, then checks each address
 CHILD = """
 import json, resource, sys
-from jobs.guards import plausible_address
+from jobs.engine.guards import plausible_address
 used = resource.getrusage(resource.RUSAGE_SELF)
 limit = int(used.ru_utime + used.ru_stime) + {cpu_seconds}
 resource.setrlimit(resource.RLIMIT_CPU, (limit, limit + 1))

@@ -18,11 +18,14 @@ from sqlalchemy import select
 
 from connector.app import create_app
 from connector.embedded_redis import EmbeddedRedis
-from jobs import intake, processing, schedule, sweeper
 from jobs import runtime as runtimes
+from jobs.engine import schedule
+from jobs.intake import apply as processing
+from jobs.intake import deliveries as intake
+from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime
-from jobs.shops import add_shop
 from jobs.store.models import Contact, Decision, Delivery, Enrollment, Message, StoredEvent
+from jobs.workers import sweeper
 from tests.support import (
     FIXTURES,
     SHOPIFY_SECRET,
@@ -363,6 +366,8 @@ def test_a_drain_past_its_time_leaves_the_rest_to_a_new_job(
     clock = stepping_clock()
     assert intake.drain(runtime, shop_id, budget=0.5, clock=clock) == intake.DRAIN_BATCH
     assert statuses(runtime).count("received") == 3
-    assert [job.func_name for job in runtime.queue("intake").jobs] == ["jobs.intake.drain_shop"]
+    assert [job.func_name for job in runtime.queue("intake").jobs] == [
+        "jobs.intake.deliveries.drain_shop"
+    ]
     run_worker(runtime)
     assert statuses(runtime) == ["processed"] * (intake.DRAIN_BATCH + 3)

@@ -23,12 +23,13 @@ from sqlalchemy import event, select, text
 
 from adapters.platform import WebhookHeaders
 from connector.app import create_app
-from jobs import intake, sweeper
 from jobs import runtime as runtimes
-from jobs.intake_writer import DeliveryWriter, IntakeWriteError
+from jobs.intake import deliveries as intake
+from jobs.intake.writer import DeliveryWriter, IntakeWriteError
+from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime
-from jobs.shops import add_shop
 from jobs.store.models import Delivery
+from jobs.workers import sweeper
 from tests.support import SHOPIFY_SECRET, dumps, post, run_worker, shopify_headers
 
 

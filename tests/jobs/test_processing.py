@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
-from jobs import processing
+from jobs.intake import apply as processing
+from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime
-from jobs.shops import add_shop
 from jobs.store.models import (
     Checkout,
     CheckoutStatus,

@@ -11,8 +11,11 @@ import pytest
 from rq.job import Job, JobStatus
 
 from adapters.platform import DiscountRequest
-from jobs import engine, ledger, processing, schedule, send
+from jobs.engine import enrolment as engine
+from jobs.engine import ledger, schedule
+from jobs.intake import apply as processing
 from jobs.runtime import Runtime
+from jobs.sending import pipeline as send
 from jobs.store.models import Enrollment, EnrollmentState, Message, MessageState, Shop
 from tests.jobs.engine_support import Harness, checkout, customer
 from tests.support import INSTANT, stepping_clock
@@ -136,7 +139,9 @@ def test_a_drain_past_its_time_leaves_the_rest_to_a_new_job(runtime: Runtime) ->
     # the rest is not held: the next drain takes it at once
     assert all(m.enqueued_at is None for m in h.messages() if m.state == MessageState.PLANNED)
     queue = runtime.queue("messages")
-    assert [job.func_name for job in queue.jobs] == ["jobs.send.send_due"] * 2  # helper, rest
+    assert [job.func_name for job in queue.jobs] == [
+        "jobs.sending.pipeline.send_due"
+    ] * 2  # helper, rest
     assert queue.jobs[0].args == (h.shop_id,)
     assert send.drain(h.engine, h.shop_id) == 13
     assert states(h) == {MessageState.SENT: 18}

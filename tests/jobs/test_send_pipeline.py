@@ -18,7 +18,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from jobs import intake, schedule
+from jobs.engine import schedule
+from jobs.intake import deliveries as intake
 from jobs.runtime import Runtime
 from jobs.store.models import Delivery, Message, MessageState, Shop
 from tests.support import (

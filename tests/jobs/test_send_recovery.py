@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from jobs import ledger
+from jobs.engine import ledger
 from jobs.runtime import Runtime
-from jobs.send import LEASE, resolve_stale_claims, run
+from jobs.sending.pipeline import LEASE, resolve_stale_claims, run
 from jobs.store.models import Message, MessageState
 from tests.jobs.engine_support import T0, Harness, checkout, customer, hours
 

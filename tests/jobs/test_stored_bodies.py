@@ -12,9 +12,9 @@ import json
 import pytest
 from sqlalchemy import select
 
-from jobs import intake
+from jobs.intake import deliveries as intake
+from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime
-from jobs.shops import add_shop
 from jobs.store.models import Delivery, DeliveryStatus, Order, now
 from tests.support import FIXTURES, STORE, WOO_SECRET
 

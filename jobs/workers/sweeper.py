@@ -10,9 +10,9 @@ deployment (a Redis lock elects it) looks for:
 - failed deliveries with retries left whose retry job no longer exists in
   Redis: the retry job is enqueued again;
 - planned messages and waiting enrollments past their time whose RQ job is
-  gone, and sends whose worker died mid-way (see :mod:`jobs.schedule` and
-  :mod:`jobs.send`);
-- WooCommerce stores due for reconciliation (see :mod:`jobs.woocommerce_app`).
+  gone, and sends whose worker died mid-way (see :mod:`jobs.engine.schedule` and
+  :mod:`jobs.sending.pipeline`);
+- WooCommerce stores due for reconciliation (see :mod:`jobs.platforms.woocommerce`).
 
 Each ``triggerpost worker`` runs a sweeper process beside it (:func:`run_beside`),
 so any number of worker machines give the deployment a sweeper as long as
@@ -31,10 +31,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from jobs import intake, lifeline, schedule, woocommerce_app
+from jobs.engine import schedule
+from jobs.intake import deliveries as intake
+from jobs.platforms import woocommerce as woocommerce_app
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.models import Delivery, DeliveryStatus, now
+from jobs.workers import lifeline
 
 log = logging.getLogger(__name__)
 

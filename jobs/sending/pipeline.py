@@ -7,7 +7,7 @@ commit:
 
 1. **claim**: planned -> sending with a fresh claim token (a conditional
    UPDATE: of two workers, or a worker and a replayed job, exactly one wins).
-2. **judge**: the guards (:mod:`jobs.guards`) against current state, with the
+2. **judge**: the guards (:mod:`jobs.engine.guards`) against current state, with the
    contact's row locked so two of their messages cannot both take one slot.
    A no ends it (skipped, exited, expired, cancelled) or defers it back to
    planned with a new due time, each recorded with its reason.
@@ -42,10 +42,11 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, select
 
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
-from jobs import engine, ledger
+from jobs.engine import enrolment as engine
+from jobs.engine import ledger
+from jobs.engine.guards import judge
+from jobs.engine.policy import flow_options
 from jobs.flows import registry
-from jobs.guards import judge
-from jobs.policy import flow_options
 from jobs.runtime import Runtime
 from jobs.store.models import (
     Contact,
@@ -105,7 +106,7 @@ class Composed:
 
 
 class Courier(Protocol):
-    """Rendering and delivery, as the engine sees them (jobs.courier has the real one)."""
+    """Rendering and delivery, as the engine sees them (jobs.sending.courier has the real one)."""
 
     @property
     def provider(self) -> str: ...
@@ -155,7 +156,7 @@ class Engine:
         if self.hand_off is not None:
             self.hand_off(work)
             return
-        from jobs import schedule
+        from jobs.engine import schedule
 
         schedule.hand_off(self.runtime, work)
 
@@ -590,7 +591,7 @@ def drain(
     returns how many were handled (sent or not).
 
     Each turn holds up to :data:`SEND_BATCH` messages no other drain holds
-    (:func:`jobs.ledger.take_due`), so drains of one shop share its backlog
+    (:func:`jobs.engine.ledger.take_due`), so drains of one shop share its backlog
     side by side; each message is then sent exactly as :func:`run` does, in
     its own transactions. While a backlog remains, a helper drain is asked
     for now and then (at most one waits in the queue): a slow provider or a
@@ -604,7 +605,7 @@ def drain(
     (the database or the provider is failing for everyone) does the drain
     itself fail, and the sweeper asks for a new one later.
     """
-    from jobs import schedule
+    from jobs.engine import schedule
 
     runtime = engine_.runtime
     started = clock()
@@ -639,9 +640,10 @@ def drain(
 
 
 def send_due(shop_id: int) -> int:
-    """The RQ job: a drain of the shop's due messages (see :mod:`jobs.schedule`)."""
-    from jobs import queues, schedule
+    """The RQ job: a drain of the shop's due messages (see :mod:`jobs.engine.schedule`)."""
     from jobs import runtime as runtimes
+    from jobs.engine import schedule
+    from jobs.workers import queues
 
     runtime = runtimes.current()
     queues.clear(runtime.redis, schedule.send_flag(shop_id))
@@ -650,6 +652,6 @@ def send_due(shop_id: int) -> int:
 
 def engine_for(runtime: Runtime) -> Engine:
     """The process's engine: the courier and discount issuer its settings choose."""
-    from jobs.courier import build_engine
+    from jobs.sending.courier import build_engine
 
     return build_engine(runtime)

@@ -34,7 +34,7 @@ class DueWork:
 
     ``withdraw`` marks work that is no longer due at that time (it ended or
     moved while its job waited): the hand-off takes the job out of Redis when
-    nothing else waits on it (see :mod:`jobs.schedule`).
+    nothing else waits on it (see :mod:`jobs.engine.schedule`).
     """
 
     kind: str  # "message" or "wake"

@@ -31,9 +31,9 @@ from emails.delivery import (
 )
 from emails.outgoing import OutgoingEmail, make_message_id
 from emails.render import render
-from jobs import links
 from jobs.runtime import Runtime
-from jobs.send import Composed, Engine, PermanentSendError, TransientSendError
+from jobs.sending import links
+from jobs.sending.pipeline import Composed, Engine, PermanentSendError, TransientSendError
 from jobs.store import rows
 from jobs.store.models import Contact, Enrollment, Message, Product, Shop
 
@@ -195,7 +195,7 @@ class PlatformDiscounts:
         self.runtime = runtime
 
     def issue(self, shop: Shop, request: DiscountRequest) -> None:
-        from jobs import admin
+        from jobs.platforms import admin
 
         client = admin.client_for(self.runtime, shop)
         if client is None:
@@ -214,7 +214,7 @@ class PlatformLiveOrders:
         self.runtime = runtime
 
     def order_state(self, shop: Shop, order_id: str) -> LiveOrderState | None:
-        from jobs import admin
+        from jobs.platforms import admin
 
         quick = self.runtime.api_session(timeout=(3.0, 8.0), retry=RetryPolicy(attempts=2, cap=2.0))
         client = admin.client_for(self.runtime, shop, quick)

@@ -25,8 +25,8 @@ def register(platform: str, factory: Factory) -> None:
 
 def _load() -> None:
     """Import the modules that register the platforms' clients (once; cheap after)."""
-    import jobs.shopify_app
-    import jobs.woocommerce_app  # noqa: F401
+    import jobs.platforms.shopify
+    import jobs.platforms.woocommerce  # noqa: F401
 
 
 def client_for(runtime: Runtime, shop: Shop, http: ApiSession | None = None) -> AdminClient | None:

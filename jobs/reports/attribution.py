@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from jobs.policy import Policy
+from jobs.engine.policy import Policy
 from jobs.store.db import plain
 from jobs.store.models import (
     Attribution,

@@ -35,9 +35,10 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from jobs import engine, localtime, suppressions
+from jobs.engine import enrolment as engine
+from jobs.engine import localtime, suppressions
+from jobs.engine.policy import Policy, flow_options
 from jobs.flows.model import ConsentPolicy, Flow, MessageKind
-from jobs.policy import Policy, flow_options
 from jobs.store.db import plain
 from jobs.store.models import (
     Contact,

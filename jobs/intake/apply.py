@@ -36,8 +36,9 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from adapters import events as ev
 from adapters.platform import WebhookError
-from jobs import engine, privacy
-from jobs.shops import mark_uninstalled
+from jobs.engine import enrolment as engine
+from jobs.intake import privacy
+from jobs.platforms.shops import mark_uninstalled
 from jobs.store import rows
 from jobs.store.db import plain
 from jobs.store.models import (
@@ -134,7 +135,7 @@ def apply(
 
 #: the longest identity accepted. Platform ids are far shorter (a Shopify id has
 #: at most 20 digits, a checkout token 32 characters), and an identity is also
-#: part of the enrollment and message keys (jobs.engine), which must hold it with
+#: part of the enrollment and message keys (jobs.engine.enrolment), which must hold it with
 #: a flow's and a step's name in their 255 characters.
 IDENTITY_LENGTH = 64
 

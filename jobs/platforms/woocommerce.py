@@ -4,7 +4,7 @@ Connecting proves, it does not take anyone's word. WooCommerce's key POST is
 unsigned and does not name the store, and anyone can start a connect for any
 store address and post made-up keys for it. So:
 
-1. A connect is started only by a same-site form (see ``connector.woocommerce``),
+1. A connect is started only by a same-site form (see ``connector.platforms.woocommerce``),
    at most :data:`CONNECTS_PER_CLIENT` per address per :data:`NONCE_TTL`; it
    issues a single-use nonce (only its SHA-256 is stored) that comes back as
    ``user_id``.
@@ -53,11 +53,12 @@ from adapters.http import ApiSession, RetryPolicy
 from adapters.platform import AdminApiError
 from adapters.woocommerce.client import WEBHOOK_TOPICS, RemoteWebhook, WooCommerceApi
 from adapters.woocommerce.webhooks import normalise_store_url
-from jobs import admin, intake, notices
-from jobs.merchant_sessions import end_sessions
-from jobs.queues import DEFAULT
+from jobs.intake import deliveries as intake
+from jobs.merchant import notices
+from jobs.merchant.sessions import end_sessions
+from jobs.platforms import admin
+from jobs.platforms.shops import ShopError, add_shop, new_webhook_secret
 from jobs.runtime import Runtime, current
-from jobs.shops import ShopError, add_shop, new_webhook_secret
 from jobs.store.models import (
     Checkout,
     ConnectNonce,
@@ -72,6 +73,7 @@ from jobs.store.models import (
     now,
 )
 from jobs.store.secrets import token_digest
+from jobs.workers.queues import DEFAULT
 
 log = logging.getLogger(__name__)
 

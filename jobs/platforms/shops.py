@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, object_session
 from adapters.platform import WebhookError, platforms
 from adapters.shopify.webhooks import normalise_shop_domain
 from adapters.woocommerce.webhooks import normalise_store_url
-from jobs import merchant_sessions
+from jobs.merchant import sessions as merchant_sessions
 from jobs.settings import Settings
 from jobs.store.models import Shop, ShopStatus, now
 from jobs.store.secrets import SecretBox

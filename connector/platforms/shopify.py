@@ -25,9 +25,9 @@ from sqlalchemy import select
 
 from adapters.platform import AdminApiError
 from adapters.shopify import oauth
-from connector import merchant
 from connector.app import runtime_of
-from jobs import shopify_app
+from connector.merchant import pages as merchant
+from jobs.platforms import shopify as shopify_app
 from jobs.store.models import Shop, ShopStatus, Subscription, now
 
 log = logging.getLogger(__name__)

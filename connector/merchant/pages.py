@@ -4,7 +4,7 @@ A merchant session is bound to exactly one shop: ``login(shop_id)`` after a
 verified Shopify install or a WooCommerce connect, and every merchant route
 reads the shop from the session, never from the URL. The signed cookie
 carries only a random session id; the session itself lives in the store
-(jobs.merchant_sessions), so it can end: at ``POST /logout``, when the shop
+(jobs.merchant.sessions), so it can end: at ``POST /logout``, when the shop
 is uninstalled or installed again, after a bounded lifetime, and whenever
 its shop is no longer installed. The full settings page (flows, delays,
 copy, analytics) grows on this blueprint.
@@ -30,8 +30,8 @@ from flask import (
 from sqlalchemy import select
 
 from connector.app import runtime_of
-from jobs import merchant_sessions
-from jobs.notices import open_notices
+from jobs.merchant import sessions as merchant_sessions
+from jobs.merchant.notices import open_notices
 from jobs.store.models import PrivacyRequest, PrivacyRequestKind, Shop, now
 
 blueprint = Blueprint("merchant", __name__)

@@ -9,7 +9,7 @@ many deliveries share a commit; alone, a delivery waits for nothing but its
 own.
 
 Handing the shops to the workers (one ``SET NX`` per shop, see
-:func:`jobs.intake.notify`) is a second thread's work, the notifier's, so no
+:func:`jobs.intake.deliveries.notify`) is a second thread's work, the notifier's, so no
 later commit ever waits on Redis. A request, once committed, waits for its
 shop's hand-off only while Redis keeps answering, and then only for
 :data:`HAND_OFF_WAIT`: normally a 200 means the delivery is stored *and* a
@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from jobs import intake
+from jobs.intake import deliveries as intake
 from jobs.runtime import Runtime
 
 log = logging.getLogger(__name__)

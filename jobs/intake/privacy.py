@@ -34,7 +34,8 @@ from sqlalchemy.orm import Session
 
 from adapters import events as ev
 from emails.delivery.outbox import FileOutbox
-from jobs import engine, suppressions
+from jobs.engine import enrolment as engine
+from jobs.engine import suppressions
 from jobs.runtime import Runtime
 from jobs.store import db
 from jobs.store.models import (

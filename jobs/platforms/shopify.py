@@ -27,11 +27,11 @@ from adapters.platform import AdminApiError
 from adapters.shopify import oauth
 from adapters.shopify.client import ShopifyAdmin
 from adapters.shopify.translate import TOPIC_HANDLERS
-from jobs import admin, notices
-from jobs.merchant_sessions import end_sessions
-from jobs.queues import DEFAULT
+from jobs.merchant import notices
+from jobs.merchant.sessions import end_sessions
+from jobs.platforms import admin
+from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime, current
-from jobs.shops import add_shop
 from jobs.store.models import (
     ConnectNonce,
     Shop,
@@ -41,6 +41,7 @@ from jobs.store.models import (
     now,
 )
 from jobs.store.secrets import token_digest
+from jobs.workers.queues import DEFAULT
 
 log = logging.getLogger(__name__)
 

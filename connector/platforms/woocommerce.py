@@ -11,7 +11,7 @@
 2. The store POSTs the new REST keys to ``/woocommerce/callback`` (unsigned,
    server to server): accepted only for a live nonce, once, answered exactly
    200 (any other answer makes WooCommerce delete the key). The keys are not
-   trusted yet: a job tries them against the store (``jobs.woocommerce_app``).
+   trusted yet: a job tries them against the store (``jobs.platforms.woocommerce``).
 3. The store sends the browser to ``/woocommerce/return?success=1&user_id=...``:
    only the browser that started that connect is signed in, and only once the
    keys have worked; until then it sees a page that refreshes itself.
@@ -39,9 +39,9 @@ from flask import (
 )
 
 from adapters.platform import AdminApiError, WebhookError
-from connector import merchant
 from connector.app import PAGE_POLICY, csp_nonce, runtime_of
-from jobs import woocommerce_app
+from connector.merchant import pages as merchant
+from jobs.platforms import woocommerce as woocommerce_app
 from jobs.store.models import ConnectState
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The RQ worker process: queues in priority order, scheduler, sweeper beside it.
 
 Every process a worker starts ends with it, however it ends (see
-:mod:`jobs.lifeline`): its sweeper, the scheduler RQ forks, a fork worker's
+:mod:`jobs.workers.lifeline`): its sweeper, the scheduler RQ forks, a fork worker's
 work horses, and so the resource tracker ``multiprocessing`` starts, which
 ends when the last of them has closed its pipe.
 
@@ -26,11 +26,11 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.scheduler import RQScheduler
 from rq.worker import BaseWorker
 
-from jobs import lifeline, sweeper
 from jobs import runtime as runtimes
-from jobs.queues import ALL_QUEUES
 from jobs.runtime import Runtime
 from jobs.settings import Settings
+from jobs.workers import lifeline, sweeper
+from jobs.workers.queues import ALL_QUEUES
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +129,6 @@ def preload() -> None:
     """
     from sqlalchemy.orm import configure_mappers
 
-    import jobs.intake
-    import jobs.schedule
-    import jobs.send
-    import jobs.shopify_app
-    import jobs.woocommerce_app  # noqa: F401 (imported for the children)
     from emails.render import TEMPLATES, compiled
 
     configure_mappers()

@@ -1,6 +1,6 @@
 """Handing due work from the ledger to RQ, and taking it back when Redis lost it.
 
-Messages are sent by **send drains** (:func:`jobs.send.send_due`), one RQ job
+Messages are sent by **send drains** (:func:`jobs.sending.pipeline.send_due`), one RQ job
 working through a shop's messages that have come due, not a job per email:
 an email then costs its own work, not RQ's per-job bookkeeping as well. A
 message due now asks for a drain of its shop (a flag in Redis, as intake
@@ -38,12 +38,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from jobs import ledger, queues
-from jobs.engine import DueWork
+from jobs.engine import ledger
+from jobs.engine.enrolment import DueWork
 from jobs.runtime import Runtime
+from jobs.workers import queues
 
 if TYPE_CHECKING:
-    from jobs.send import Engine
+    from jobs.sending.pipeline import Engine
 from jobs.store.models import Enrollment, EnrollmentState, Message, MessageState, now
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def send_flag(shop_id: int) -> str:
 
 def notify_sends(runtime: Runtime, shop_id: int, *, force: bool = False) -> bool:
     """Make sure a send drain will look at the shop's due messages (see queues.enqueue_once)."""
-    from jobs.send import send_due
+    from jobs.sending.pipeline import send_due
 
     return queues.enqueue_once(
         runtime.queue(queues.MESSAGES), send_flag(shop_id), send_due, shop_id, force=force
@@ -132,7 +133,7 @@ def _schedule(runtime: Runtime, id_: str, item: DueWork, current: datetime) -> i
     read the shop's messages before this one was committed: this message then
     gets a tick of its own.
     """
-    from jobs.send import JOB_TIMEOUT, send_due
+    from jobs.sending.pipeline import JOB_TIMEOUT, send_due
 
     queue = runtime.queue(queues.MESSAGES)
     func = send_due if item.kind == "message" else wake_enrollment
@@ -219,8 +220,8 @@ def withdraw(runtime: Runtime, ids: Collection[str]) -> int:
 
 def wake_enrollment(enrollment_id: int) -> bool:
     """The RQ job for a Branch or a WaitForEvent timeout that has come due."""
-    from jobs import engine
     from jobs import runtime as runtimes
+    from jobs.engine import enrolment as engine
 
     runtime = runtimes.current()
     with runtime.sessions.begin() as session:
@@ -257,7 +258,7 @@ def _queued(runtime: Runtime, id_: str, at: datetime) -> bool:
     A job "started" longer ago than the send lease belongs to a worker that
     died (RQ marks it abandoned only later): it no longer counts.
     """
-    from jobs.send import LEASE
+    from jobs.sending.pipeline import LEASE
 
     try:
         job = Job.fetch(id_, connection=runtime.redis)
@@ -282,7 +283,7 @@ def sweep(
     drains that died are lifted first); a wake is handed over again only if
     its job is gone.
     """
-    from jobs.send import engine_for, resolve_stale_claims
+    from jobs.sending.pipeline import engine_for, resolve_stale_claims
 
     at = at or now()
     engine_ = engine_ or engine_for(runtime)

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from jobs import ledger
+from jobs.engine import ledger
 from jobs.store.db import plain
 from jobs.store.models import (
     SCOPE_ALL,

@@ -5,7 +5,7 @@ an event, the enrollments it starts and the messages they plan commit
 together or not at all, and a replayed delivery finds them already there
 (every enrollment and message has a unique key). What became due is noted on
 the session (:func:`due_work`) and handed to RQ after the commit
-(:mod:`jobs.schedule`); the sweeper re-hands anything Redis lost.
+(:mod:`jobs.engine.schedule`); the sweeper re-hands anything Redis lost.
 
 Time is passed in (``at``), never read from the wall clock here, so the
 simulator can drive the same code with a virtual clock.
@@ -23,7 +23,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from adapters import events as ev
-from jobs import attribution, ledger, localtime
+from jobs.engine import ledger, localtime
+from jobs.engine.ledger import DueWork as DueWork
+from jobs.engine.ledger import due_work as due_work
+from jobs.engine.ledger import take_due_work as take_due_work
+from jobs.engine.policy import flow_options
 from jobs.flows import registry
 from jobs.flows.context import FlowContext
 from jobs.flows.model import (
@@ -38,10 +42,7 @@ from jobs.flows.model import (
     WaitForEvent,
     WaitUntil,
 )
-from jobs.ledger import DueWork as DueWork
-from jobs.ledger import due_work as due_work
-from jobs.ledger import take_due_work as take_due_work
-from jobs.policy import flow_options
+from jobs.reports import attribution
 from jobs.store import rows
 from jobs.store.db import insert_new, plain
 from jobs.store.models import (

@@ -20,7 +20,7 @@ def find_shop(session: Session, ref: str) -> Shop | None:
     """A shop by id, by its key (myshopify domain, store host + path) or storefront URL."""
     if ref.isdigit():
         return session.get(Shop, int(ref))
-    from jobs.shops import ShopError, shop_key
+    from jobs.platforms.shops import ShopError, shop_key
 
     keys = {ref}
     for platform in ("shopify", "woocommerce"):

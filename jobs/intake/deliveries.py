@@ -3,7 +3,7 @@
 The hand-off from the web edge to the workers costs one Redis round trip per
 commit and shop, not an RQ enqueue per request (several round trips and a
 pickle). After deliveries are committed (a batch of them, see
-:mod:`jobs.intake_writer`), the writer's notifier sets the shop's "drain
+:mod:`jobs.intake.writer`), the writer's notifier sets the shop's "drain
 pending" flag with ``SET NX``; only when it actually set it does it enqueue
 :func:`drain_shop`. The drain job clears the flag *before* it reads the
 database, so a delivery committed while it runs either is seen by that read or
@@ -40,11 +40,15 @@ from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.orm import Session
 
 from adapters.platform import ConsentRule, ShopContext, WebhookHeaders, platforms, translate
-from jobs import engine, ledger, privacy, processing, queues, schedule
-from jobs.queues import INTAKE
+from jobs.engine import enrolment as engine
+from jobs.engine import ledger, schedule
+from jobs.intake import apply as processing
+from jobs.intake import privacy
 from jobs.runtime import Runtime, current
 from jobs.store.db import dialect_insert, picked
 from jobs.store.models import Delivery, DeliveryStatus, Shop, now
+from jobs.workers import queues
+from jobs.workers.queues import INTAKE
 
 log = logging.getLogger(__name__)
 
