@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from connector.app import runtime_of
 from emails import i18n
-from jobs.engine import ledger, schedule, suppressions
+from jobs.engine import schedule, suppressions
 from jobs.flows import registry
 from jobs.flows.model import MessageKind
 from jobs.sending import links
@@ -200,7 +200,7 @@ def unsubscribe(shop_id: int, token: str) -> Any:
 
 def _withdraw_cancelled(session: Session) -> None:
     """The jobs of the emails an unsubscribe just cancelled need not wait in Redis."""
-    schedule.hand_off(runtime_of(current_app), ledger.take_due_work(session))
+    schedule.hand_off_committed(runtime_of(current_app), session)
 
 
 def categories() -> list[str]:

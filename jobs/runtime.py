@@ -13,15 +13,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
+from redis.commands.core import Script
 from rq import Queue
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.http import ApiSession, OutboundPolicy
+from jobs.engine import ledger
 from jobs.settings import Settings
-from jobs.store.db import make_engine, make_read_sessions, make_sessions
+from jobs.store import rows
+from jobs.store.db import SessionListener, make_engine, make_read_sessions, make_sessions
 from jobs.store.secrets import SecretBox
 from jobs.workers import queues
+
+#: what every session of a process is told: the decisions a transaction records
+#: are written at its commit, the rows it remembered are forgotten at its end
+SESSION_LISTENERS: tuple[SessionListener, ...] = (
+    *ledger.SESSION_LISTENERS,
+    *rows.SESSION_LISTENERS,
+)
 
 
 @dataclass
@@ -34,8 +44,12 @@ class Runtime:
     #: sessions that only read (see jobs.store.db.make_read_sessions)
     reads: sessionmaker[Session]
     _queues: dict[str, Queue] = field(default_factory=dict)
-    #: per-process objects built from this runtime and reused (the send engine)
-    extensions: dict[str, Any] = field(default_factory=dict)
+    #: what sends this process's emails, built from this runtime on first use and
+    #: reused with its connections (see jobs.sending.courier); typed by its builder
+    sender: object | None = None
+    #: the Lua script that takes waiting jobs out of Redis, registered on first use
+    #: (see jobs.engine.schedule.withdraw)
+    withdraw_script: Script | None = None
     #: what holds a connection of its own and must let go when the runtime closes
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -45,10 +59,10 @@ class Runtime:
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_sessions(engine),
+            sessions=make_sessions(engine, SESSION_LISTENERS),
             redis=queues.connect(settings),
             secrets=SecretBox(settings.secret_key),
-            reads=make_read_sessions(engine),
+            reads=make_read_sessions(engine, SESSION_LISTENERS),
         )
 
     @property

@@ -14,17 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, event, insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 
-from jobs.store.db import picked, plain
+from jobs.store.db import SessionListener, picked, plain
 from jobs.store.models import Decision, Enrollment, Message, MessageState
 
 DUE = "triggerpost.due"
 #: how long a send drain's hold on the messages it took keeps other drains off them
 #: (a drain slower than this only makes a second drain try the same claims)
 HOLD = timedelta(minutes=1)
+#: a send's claim older than this is presumed dead (the send drain's own timeout,
+#: jobs.engine.schedule.JOB_TIMEOUT, is shorter)
+LEASE = timedelta(minutes=10)
 DECISIONS = "triggerpost.decisions"
 
 
@@ -124,23 +127,30 @@ def undo_to(session: Session, point: Mark) -> None:
     del session.info.setdefault(DECISIONS, [])[point.decisions :]
 
 
-@event.listens_for(Session, "before_commit")
 def _write_at_commit(session: Session) -> None:
     write_decisions(session)
 
 
-@event.listens_for(Session, "do_orm_execute")
 def _write_before_the_log_is_used(state: ORMExecuteState) -> None:
     if DECISIONS in state.session.info and any(m.class_ is Decision for m in state.all_mappers):
         write_decisions(state.session)
 
 
-@event.listens_for(Session, "after_transaction_end")
 def _forget_unwritten(session: Session, transaction: SessionTransaction) -> None:
     # a transaction that ended without its commit (rolled back, closed) takes its
     # decisions with it; a savepoint that rolls back is undone by its owner (undo_to)
     if transaction.parent is None:
         session.info.pop(DECISIONS, None)
+
+
+#: what the store's session factories attach (see jobs.runtime): the decisions
+#: are written at commit, or before anything reads the log, and never outlive
+#: their transaction
+SESSION_LISTENERS: tuple[SessionListener, ...] = (
+    ("before_commit", _write_at_commit),
+    ("do_orm_execute", _write_before_the_log_is_used),
+    ("after_transaction_end", _forget_unwritten),
+)
 
 
 _MOVES: dict[tuple[tuple[str, ...], bool, tuple[str, ...]], Any] = {}

@@ -1,6 +1,6 @@
 """Handing due work from the ledger to RQ, and taking it back when Redis lost it.
 
-Messages are sent by **send drains** (:func:`jobs.sending.pipeline.send_due`), one RQ job
+Messages are sent by **send drains** (the ``jobs.tasks.send_due`` job), one RQ job
 working through a shop's messages that have come due, not a job per email:
 an email then costs its own work, not RQ's per-job bookkeeping as well. A
 message due now asks for a drain of its shop (a flag in Redis, as intake
@@ -21,15 +21,20 @@ time has passed by more than a grace period (their job was lost: Redis
 flushed or restarted without persistence, a hand-off failed, a withdrawal
 raced a new message of the same second) and hands them over again, so they
 are late by at most one sweep interval.
+
+Work is noted in the session of the transaction that plans it, and handed over
+only once that transaction has committed (a job must never find its message not
+yet written): :func:`unit_of_work` does both. The engine names the jobs it asks
+for by their path in :mod:`jobs.tasks`; it never imports what they run.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 from rq.exceptions import DuplicateJobError, NoSuchJobError
@@ -38,14 +43,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from jobs.engine import ledger
+from jobs.engine import enrolment, ledger
 from jobs.engine.enrolment import DueWork
+from jobs.engine.ledger import LEASE
 from jobs.runtime import Runtime
-from jobs.workers import queues
-
-if TYPE_CHECKING:
-    from jobs.sending.pipeline import Engine
 from jobs.store.models import Enrollment, EnrollmentState, Message, MessageState, now
+from jobs.workers import queues
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,12 @@ log = logging.getLogger(__name__)
 GRACE = timedelta(seconds=30)
 #: a tick job that fails stays in RQ's failed registry this long
 FAILURE_TTL = 86400
+#: seconds a send drain or a wake may run before RQ stops it
+JOB_TIMEOUT = 300
+
+#: the jobs this module asks for (see jobs.tasks)
+SEND_DUE = "jobs.tasks.send_due"
+WAKE_ENROLLMENT = "jobs.tasks.wake_enrollment"
 
 
 def run_at(work: DueWork) -> datetime:
@@ -75,11 +84,43 @@ def send_flag(shop_id: int) -> str:
 
 def notify_sends(runtime: Runtime, shop_id: int, *, force: bool = False) -> bool:
     """Make sure a send drain will look at the shop's due messages (see queues.enqueue_once)."""
-    from jobs.sending.pipeline import send_due
-
     return queues.enqueue_once(
-        runtime.queue(queues.MESSAGES), send_flag(shop_id), send_due, shop_id, force=force
+        runtime.queue(queues.MESSAGES), send_flag(shop_id), SEND_DUE, shop_id, force=force
     )
+
+
+HandOff = Callable[[list[DueWork]], object]
+
+
+@contextmanager
+def unit_of_work(runtime: Runtime, *, via: HandOff | None = None) -> Iterator[Session]:
+    """A transaction whose due work goes to RQ once it has committed.
+
+    ``with unit_of_work(runtime) as session:`` begins, commits at the end of
+    the block, and then hands over what the transaction noted (see
+    :func:`hand_off_committed`); a block that raises is rolled back and hands
+    over nothing. ``via`` replaces the hand-off to RQ (the simulator polls
+    the ledger instead).
+    """
+    with runtime.sessions.begin() as session:
+        yield session
+    hand_off_committed(runtime, session, via=via)
+
+
+def hand_off_committed(runtime: Runtime, session: Session, *, via: HandOff | None = None) -> None:
+    """Hand over the due work a session noted, after its transaction committed.
+
+    For a session committed by other means than :func:`unit_of_work` (a page
+    that commits before it answers). A hand-off Redis does not take is logged
+    and left to the sweeper (see :func:`hand_off`).
+    """
+    work = ledger.take_due_work(session)
+    if not work:
+        return
+    if via is not None:
+        via(work)
+    else:
+        hand_off(runtime, work)
 
 
 def hand_off(runtime: Runtime, work: Iterable[DueWork]) -> int:
@@ -133,10 +174,8 @@ def _schedule(runtime: Runtime, id_: str, item: DueWork, current: datetime) -> i
     read the shop's messages before this one was committed: this message then
     gets a tick of its own.
     """
-    from jobs.sending.pipeline import JOB_TIMEOUT, send_due
-
     queue = runtime.queue(queues.MESSAGES)
-    func = send_due if item.kind == "message" else wake_enrollment
+    func = SEND_DUE if item.kind == "message" else WAKE_ENROLLMENT
     arg = item.shop_id if item.kind == "message" else item.id
     options = {"unique": True, "job_timeout": JOB_TIMEOUT, "failure_ttl": FAILURE_TTL}
     if item.kind == "message":
@@ -202,11 +241,9 @@ return removed
 def withdraw(runtime: Runtime, ids: Collection[str]) -> int:
     """Take waiting jobs out of Redis in one round trip; returns how many were removed."""
     queue = runtime.queue(queues.MESSAGES)
-    script = runtime.extensions.get("withdraw_script")
+    script = runtime.withdraw_script
     if script is None:
-        script = runtime.extensions["withdraw_script"] = runtime.redis.register_script(
-            WITHDRAW_SCRIPT
-        )
+        script = runtime.withdraw_script = runtime.redis.register_script(WITHDRAW_SCRIPT)
     scheduled = queue.scheduled_job_registry.key
     try:
         with runtime.redis.pipeline(transaction=False) as pipe:
@@ -218,17 +255,10 @@ def withdraw(runtime: Runtime, ids: Collection[str]) -> int:
         return 0
 
 
-def wake_enrollment(enrollment_id: int) -> bool:
-    """The RQ job for a Branch or a WaitForEvent timeout that has come due."""
-    from jobs import runtime as runtimes
-    from jobs.engine import enrolment as engine
-
-    runtime = runtimes.current()
-    with runtime.sessions.begin() as session:
-        woke = engine.wake(session, enrollment_id, now())
-        due = engine.take_due_work(session)
-    hand_off(runtime, due)
-    return woke
+def wake_enrollment(runtime: Runtime, enrollment_id: int) -> bool:
+    """A Branch or a WaitForEvent timeout that has come due (the ``wake_enrollment`` job)."""
+    with unit_of_work(runtime) as session:
+        return enrolment.wake(session, enrollment_id, now())
 
 
 def overdue(runtime: Runtime, at: datetime, *, grace: timedelta = GRACE) -> list[DueWork]:
@@ -258,8 +288,6 @@ def _queued(runtime: Runtime, id_: str, at: datetime) -> bool:
     A job "started" longer ago than the send lease belongs to a worker that
     died (RQ marks it abandoned only later): it no longer counts.
     """
-    from jobs.sending.pipeline import LEASE
-
     try:
         job = Job.fetch(id_, connection=runtime.redis)
     except NoSuchJobError:
@@ -273,20 +301,16 @@ def _queued(runtime: Runtime, id_: str, at: datetime) -> bool:
     return False
 
 
-def sweep(
-    runtime: Runtime, at: datetime | None = None, *, engine_: Engine | None = None
-) -> dict[str, int]:
-    """Re-hand overdue work Redis no longer holds, and resolve claims of dead workers.
+def sweep(runtime: Runtime, at: datetime | None = None) -> int:
+    """Re-hand overdue work Redis no longer holds; returns how many drains and wakes.
 
     A shop with overdue messages gets a send drain whatever Redis holds (a
     drain that finds them held by another, live one ends at once; holds of
     drains that died are lifted first); a wake is handed over again only if
-    its job is gone.
+    its job is gone. Claims of dead workers are the sending side's to resolve
+    (see :mod:`jobs.workers.sweeper`).
     """
-    from jobs.sending.pipeline import engine_for, resolve_stale_claims
-
     at = at or now()
-    engine_ = engine_ or engine_for(runtime)
     with runtime.sessions.begin() as session:
         ledger.lapse_holds(session, at - GRACE, at)
     work = overdue(runtime, at)
@@ -298,7 +322,4 @@ def sweep(
             handed += notify_sends(runtime, shop_id, force=True)
         except RedisError as exc:
             log.warning("sweeper: no send drain for shop %s (%s)", shop_id, exc)
-    claims = resolve_stale_claims(engine_, at)
-    if handed or any(claims.values()):
-        log.info("sweeper: re-queued %d drains/wakes; stale claims %s", handed, claims)
-    return {"requeued": handed, **claims}
+    return handed

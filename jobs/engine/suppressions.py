@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jobs.engine import ledger
+from jobs.flows import registry
 from jobs.store.db import plain
 from jobs.store.models import (
     SCOPE_ALL,
@@ -114,8 +115,6 @@ def cancel_covered(
     session: Session, shop_id: int, email: str, scope: str, *, reason: str, at: datetime
 ) -> int:
     """Cancel planned messages to this address that ``scope`` forbids; returns how many."""
-    from jobs.flows import registry
-
     contact_ids = select(Contact.id).where(Contact.shop_id == shop_id, Contact.email == email)
     pending = session.scalars(
         select(Message).where(

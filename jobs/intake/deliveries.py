@@ -5,9 +5,9 @@ commit and shop, not an RQ enqueue per request (several round trips and a
 pickle). After deliveries are committed (a batch of them, see
 :mod:`jobs.intake.writer`), the writer's notifier sets the shop's "drain
 pending" flag with ``SET NX``; only when it actually set it does it enqueue
-:func:`drain_shop`. The drain job clears the flag *before* it reads the
-database, so a delivery committed while it runs either is seen by that read or
-sets the flag again and gets a job of its own.
+the ``jobs.tasks.drain_shop`` job (:func:`drain_shop`). The drain job clears
+the flag *before* it reads the database, so a delivery committed while it runs
+either is seen by that read or sets the flag again and gets a job of its own.
 
 A drain applies the shop's deliveries a few at a time: one transaction
 starts by flipping up to :data:`DRAIN_BATCH` of the oldest waiting ones to
@@ -18,7 +18,7 @@ delivery in a savepoint of its own. Two workers racing on the same delivery
 cannot both apply it, and a worker killed mid-way leaves its deliveries
 ``received`` for the next drain or the sweeper. A delivery whose processing
 raises is rolled back alone, marked ``failed`` and handed to
-:func:`process_delivery`, an RQ job with retries that raises until it
+:func:`process_delivery` (the ``jobs.tasks.process_delivery`` job) with retries that raises until it
 succeeds, so failures end up visible in RQ's failed job registry and on the
 delivery row, never swallowed.
 """
@@ -40,11 +40,10 @@ from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.orm import Session
 
 from adapters.platform import ConsentRule, ShopContext, WebhookHeaders, platforms, translate
-from jobs.engine import enrolment as engine
 from jobs.engine import ledger, schedule
 from jobs.intake import apply as processing
 from jobs.intake import privacy
-from jobs.runtime import Runtime, current
+from jobs.runtime import Runtime
 from jobs.store.db import dialect_insert, picked
 from jobs.store.models import Delivery, DeliveryStatus, Shop, now
 from jobs.workers import queues
@@ -60,6 +59,10 @@ MAX_ATTEMPTS = 1 + len(RETRY_INTERVALS)
 DRAIN_BATCH = 32
 #: seconds a drain takes new batches before it leaves the rest to a new job
 DRAIN_SECONDS = 60.0
+
+#: the jobs this module asks for (see jobs.tasks)
+DRAIN_SHOP = "jobs.tasks.drain_shop"
+PROCESS_DELIVERY = "jobs.tasks.process_delivery"
 
 
 def delivery_key(headers: WebhookHeaders, body: bytes) -> str:
@@ -138,7 +141,7 @@ def notify(runtime: Runtime, shop_id: int, *, force: bool = False) -> bool:
     database and the sweeper hands it over once Redis is back.
     """
     try:
-        queues.enqueue_once(runtime.queue(INTAKE), drain_flag(shop_id), drain_shop, shop_id,
+        queues.enqueue_once(runtime.queue(INTAKE), drain_flag(shop_id), DRAIN_SHOP, shop_id,
                             force=force)  # fmt: skip
     except RedisError as exc:
         log.warning("redis unavailable, delivery for shop %s left to the sweeper: %s", shop_id, exc)
@@ -146,9 +149,9 @@ def notify(runtime: Runtime, shop_id: int, *, force: bool = False) -> bool:
     return True
 
 
-def drain_shop(shop_id: int) -> int:
-    """RQ job: process the shop's stored, unprocessed deliveries, oldest first."""
-    runtime = current()
+def drain_shop(runtime: Runtime, shop_id: int) -> int:
+    """The ``drain_shop`` job's work: the shop's stored, unprocessed deliveries, oldest
+    first; a delivery stored from here on asks for a new job."""
     queues.clear(runtime.redis, drain_flag(shop_id))
     return drain(runtime, shop_id)
 
@@ -192,7 +195,7 @@ def schedule_retry(runtime: Runtime, delivery_id: int) -> Job:
     """A job of the delivery's own, first run after a back-off, retried by RQ after that."""
     return runtime.queue(INTAKE).enqueue_in(
         timedelta(seconds=RETRY_INTERVALS[0]),
-        process_delivery,
+        PROCESS_DELIVERY,
         delivery_id,
         job_id=retry_job_id(delivery_id),
         retry=Retry(max=len(RETRY_INTERVALS) - 1, interval=RETRY_INTERVALS[1:]),
@@ -201,9 +204,8 @@ def schedule_retry(runtime: Runtime, delivery_id: int) -> Job:
     )
 
 
-def process_delivery(delivery_id: int) -> bool:
-    """RQ job: process one delivery; raises on failure so RQ retries it."""
-    runtime = current()
+def process_delivery(runtime: Runtime, delivery_id: int) -> bool:
+    """The ``process_delivery`` job's work: one delivery; raises on failure so RQ retries it."""
     try:
         return process_one(runtime, delivery_id, retrying=True)
     except Exception as exc:
@@ -218,7 +220,8 @@ def process_one(runtime: Runtime, delivery_id: int, *, retrying: bool = False) -
     raises, so a crash leaves the delivery to be claimed again.
     """
     claimable = [DeliveryStatus.RECEIVED] + ([DeliveryStatus.FAILED] if retrying else [])
-    with runtime.sessions.begin() as session:
+    # due work goes to RQ only after the commit: a job must never find its message not yet written
+    with schedule.unit_of_work(runtime) as session:
         delivery = session.scalars(
             update(Delivery)
             .where(Delivery.id == delivery_id, Delivery.status.in_(claimable))
@@ -230,8 +233,6 @@ def process_one(runtime: Runtime, delivery_id: int, *, retrying: bool = False) -
             return False
         shop = session.get_one(Shop, delivery.shop_id)
         apply_delivery(session, shop, delivery)
-    # only after the commit: a job must never find its message not yet written
-    schedule.hand_off(runtime, engine.take_due_work(session))
     privacy.scrub_erased(runtime, session)  # and the files keep nothing it erased
     return True
 
@@ -264,7 +265,8 @@ def _apply_batch(runtime: Runtime, shop_id: int, limit: int, *, isolated: bool) 
         .with_for_update(skip_locked=True, key_share=True)
     )
     failed: list[int] = []
-    with runtime.sessions.begin() as session:
+    # due work goes to RQ only after the commit: a job must never find its message not yet written
+    with schedule.unit_of_work(runtime) as session:
         claimed = session.scalars(
             update(Delivery)
             .where(Delivery.id.in_(picked(oldest)), Delivery.status == DeliveryStatus.RECEIVED)
@@ -290,8 +292,6 @@ def _apply_batch(runtime: Runtime, shop_id: int, limit: int, *, isolated: bool) 
                     continue
             if erased:
                 break  # the shop and all it had, the rest of this batch too, are gone
-    # only after the commit: a job must never find its message not yet written
-    schedule.hand_off(runtime, engine.take_due_work(session))
     privacy.scrub_erased(runtime, session)  # and the files keep nothing it erased
     for delivery_id in failed:
         schedule_retry(runtime, delivery_id)

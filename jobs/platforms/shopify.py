@@ -31,7 +31,7 @@ from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.platforms import admin
 from jobs.platforms.shops import add_shop
-from jobs.runtime import Runtime, current
+from jobs.runtime import Runtime
 from jobs.store.models import (
     ConnectNonce,
     Shop,
@@ -60,6 +60,9 @@ STATE_TTL = timedelta(minutes=15)
 #: a signed install query is accepted while its timestamp is within the tolerance,
 #: so at most twice the tolerance after we first see it (it may come from the future)
 SPENT_LINK_KEPT = 2 * oauth.TIMESTAMP_TOLERANCE
+
+#: the job that retries the registration (see jobs.tasks)
+REGISTER_WEBHOOKS = "jobs.tasks.register_webhooks"
 
 NOTICE_SCOPES = "shopify_scopes"
 NOTICE_TOKEN = "shopify_token"  # noqa: S105 (a notice code, not a secret)
@@ -318,7 +321,7 @@ def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
                 "triggerpost could not yet subscribe to your shop's events; it keeps trying.",
             )
         runtime.queue(DEFAULT).enqueue(
-            register_webhooks,
+            REGISTER_WEBHOOKS,
             shop_id,
             retry=Retry(max=len(REGISTER_RETRIES), interval=list(REGISTER_RETRIES)),
             failure_ttl=30 * 86400,
@@ -361,9 +364,9 @@ def register_webhooks_now(
     return made
 
 
-def register_webhooks(shop_id: int) -> int:
-    """RQ job: the retry of an install's webhook registration. Raises to be retried."""
-    runtime = current()
+def register_webhooks(runtime: Runtime, shop_id: int) -> int:
+    """The ``register_webhooks`` job's work: the retry of an install's webhook
+    registration. Raises to be retried."""
     with runtime.sessions() as session:
         shop = session.scalar(select(Shop).where(Shop.id == shop_id))
         if shop is None or shop.status != ShopStatus.ACTIVE:

@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rq import Retry
+from rq.job import Job
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -58,7 +59,7 @@ from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.platforms import admin
 from jobs.platforms.shops import ShopError, add_shop, new_webhook_secret
-from jobs.runtime import Runtime, current
+from jobs.runtime import Runtime
 from jobs.store.models import (
     Checkout,
     ConnectNonce,
@@ -96,6 +97,11 @@ VERIFY_TIMEOUT = (5.0, 15.0)
 #: the keys WooCommerce makes: ck_/cs_ and 40 hex digits (anything else is not a key)
 CONSUMER_KEY = re.compile(r"ck_[0-9a-f]{40}")
 CONSUMER_SECRET = re.compile(r"cs_[0-9a-f]{40}")
+
+#: the jobs this module asks for (see jobs.tasks)
+VERIFY_CONNECT = "jobs.tasks.verify_connect"
+SETUP_WEBHOOKS = "jobs.tasks.setup_webhooks"
+RECONCILE_SHOP = "jobs.tasks.reconcile_shop"
 
 NOTICE_WEBHOOKS = "woocommerce_webhooks"
 NOTICE_DISABLED = "woocommerce_webhook_disabled"
@@ -215,7 +221,7 @@ def accept_keys(runtime: Runtime, body: Any) -> int:
         nonce_id = taken.scalar_one_or_none()
         if nonce_id is None:
             raise ConnectError("unknown, used or expired connect nonce")
-    runtime.queue(DEFAULT).enqueue(verify_connect, nonce_id, failure_ttl=30 * 86400)
+    runtime.queue(DEFAULT).enqueue(VERIFY_CONNECT, nonce_id, failure_ttl=30 * 86400)
     return nonce_id
 
 
@@ -230,14 +236,14 @@ def _settle(
         setattr(row, name, value)
 
 
-def verify_connect(nonce_id: int) -> str:
-    """RQ job: try the posted keys against the store; connect it only if they work.
+def verify_connect(runtime: Runtime, nonce_id: int) -> str:
+    """The ``verify_connect`` job's work: try the posted keys against the store;
+    connect it only if they work.
 
     Returns the connect's final state. A store that cannot be reached or
     refuses the keys is told to the merchant on the return page; nothing of
     an existing shop changes.
     """
-    runtime = current()
     with runtime.sessions() as session:
         row = session.get(ConnectNonce, nonce_id)
         if row is None or row.state != ConnectState.VERIFYING:
@@ -283,7 +289,7 @@ def verify_connect(nonce_id: int) -> str:
         shop_id = shop.id
     log.info("WooCommerce shop %s connected (keys verified against %s)", shop_id, home)
     runtime.queue(DEFAULT).enqueue(
-        setup_webhooks,
+        SETUP_WEBHOOKS,
         shop_id,
         retry=Retry(max=len(SETUP_RETRIES), interval=list(SETUP_RETRIES)),
         failure_ttl=30 * 86400,
@@ -460,9 +466,9 @@ def _record(
         notices.clear_notice(session, shop_id, NOTICE_WEBHOOKS)
 
 
-def setup_webhooks(shop_id: int) -> int:
-    """RQ job after a connect: create the store's webhooks. Raises to be retried."""
-    runtime = current()
+def setup_webhooks(runtime: Runtime, shop_id: int) -> int:
+    """The ``setup_webhooks`` job's work after a connect: create the store's webhooks.
+    Raises to be retried."""
     try:
         return len(ensure_webhooks(runtime, shop_id))
     except AdminApiError as exc:
@@ -645,11 +651,6 @@ def _revive(
     return len(revived) + len(missing)
 
 
-def reconcile_shop(shop_id: int) -> dict[str, int]:
-    """RQ job: reconcile one store."""
-    return reconcile(current(), shop_id)
-
-
 def reconcile_job_id(shop_id: int) -> str:
     return f"reconcile-{shop_id}"
 
@@ -675,8 +676,6 @@ def due_shops(session: Session, at: datetime) -> list[int]:
 
 def schedule_due(runtime: Runtime, at: datetime | None = None) -> int:
     """Enqueue a reconciliation for every due store (one job per store at a time)."""
-    from rq.job import Job
-
     with runtime.sessions() as session:
         due = due_shops(session, at or now())
     queued = 0
@@ -688,7 +687,7 @@ def schedule_due(runtime: Runtime, at: datetime | None = None) -> int:
                 continue
             job.delete()
         runtime.queue(DEFAULT).enqueue(
-            reconcile_shop, shop_id, job_id=job_id, result_ttl=0, failure_ttl=86400
+            RECONCILE_SHOP, shop_id, job_id=job_id, result_ttl=0, failure_ttl=86400
         )
         queued += 1
     return queued

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from jobs.platforms.shops import ShopError, shop_key
 from jobs.store.models import Contact, Decision, Shop
 
 
@@ -20,8 +21,6 @@ def find_shop(session: Session, ref: str) -> Shop | None:
     """A shop by id, by its key (myshopify domain, store host + path) or storefront URL."""
     if ref.isdigit():
         return session.get(Shop, int(ref))
-    from jobs.platforms.shops import ShopError, shop_key
-
     keys = {ref}
     for platform in ("shopify", "woocommerce"):
         try:

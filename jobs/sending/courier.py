@@ -31,6 +31,7 @@ from emails.delivery import (
 )
 from emails.outgoing import OutgoingEmail, make_message_id
 from emails.render import render
+from jobs.platforms import admin
 from jobs.runtime import Runtime
 from jobs.sending import links
 from jobs.sending.pipeline import Composed, Engine, PermanentSendError, TransientSendError
@@ -195,8 +196,6 @@ class PlatformDiscounts:
         self.runtime = runtime
 
     def issue(self, shop: Shop, request: DiscountRequest) -> None:
-        from jobs.platforms import admin
-
         client = admin.client_for(self.runtime, shop)
         if client is None:
             raise PermanentSendError("discount_unavailable")
@@ -214,8 +213,6 @@ class PlatformLiveOrders:
         self.runtime = runtime
 
     def order_state(self, shop: Shop, order_id: str) -> LiveOrderState | None:
-        from jobs.platforms import admin
-
         quick = self.runtime.api_session(timeout=(3.0, 8.0), retry=RetryPolicy(attempts=2, cap=2.0))
         client = admin.client_for(self.runtime, shop, quick)
         return client.order_state(order_id) if client is not None else None
@@ -227,8 +224,8 @@ _lock = threading.Lock()
 def build_engine(runtime: Runtime) -> Engine:
     """The process's engine for this runtime: one backend (and its connections) reused."""
     with _lock:
-        found: Engine | None = runtime.extensions.get("engine")
-        if found is None:
+        found = runtime.sender
+        if not isinstance(found, Engine):
             backend = backend_from_url(runtime.settings.email_url, redis=runtime.redis)
             found = Engine(
                 runtime,
@@ -236,5 +233,5 @@ def build_engine(runtime: Runtime) -> Engine:
                 discounts=PlatformDiscounts(runtime),
                 live_orders=PlatformLiveOrders(runtime),
             )
-            runtime.extensions["engine"] = found
+            runtime.sender = found
         return found

@@ -1,8 +1,9 @@
 """Sending one planned message, exactly once from the customer's view.
 
 :func:`run` is the work for one message, with the time passed in so the
-simulator can drive it; :func:`send_due` is the RQ job, a drain that runs it
-for each of a shop's messages that have come due. The steps, each its own
+simulator can drive it; :func:`send_due` is the work of the RQ job
+``jobs.tasks.send_due``, a drain that runs it for each of a shop's messages
+that have come due. The steps, each its own
 commit:
 
 1. **claim**: planned -> sending with a fresh claim token (a conditional
@@ -35,16 +36,19 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
 from jobs.engine import enrolment as engine
-from jobs.engine import ledger
+from jobs.engine import ledger, schedule
 from jobs.engine.guards import judge
+from jobs.engine.ledger import LEASE
 from jobs.engine.policy import flow_options
 from jobs.flows import registry
 from jobs.runtime import Runtime
@@ -57,12 +61,10 @@ from jobs.store.models import (
     Shop,
     now,
 )
+from jobs.workers import queues
 
 log = logging.getLogger(__name__)
 
-#: a claim older than this is presumed dead (the send job's own timeout is shorter)
-LEASE = timedelta(minutes=10)
-JOB_TIMEOUT = 300
 #: messages a send drain holds per turn
 SEND_BATCH = 16
 #: seconds a send drain takes new turns before it leaves the rest to a new job
@@ -156,9 +158,11 @@ class Engine:
         if self.hand_off is not None:
             self.hand_off(work)
             return
-        from jobs.engine import schedule
-
         schedule.hand_off(self.runtime, work)
+
+    def unit_of_work(self) -> AbstractContextManager[Session]:
+        """A transaction whose due work is queued (:meth:`queue`) once it has committed."""
+        return schedule.unit_of_work(self.runtime, via=self.queue)
 
 
 def discount_code(secret: str, message: Message) -> str:
@@ -217,11 +221,12 @@ def run(
     runtime = engine_.runtime
     sessions = runtime.sessions
     live = _live_check(engine_, message_id, at, asked)
-    due: list[engine.DueWork] = []
     composed: Composed | None = None
     failure: BaseException | None = None
     ended: str | None = None
-    with sessions.begin() as session:
+    deferred = False
+    # what the transaction plans or ends is queued once it commits
+    with engine_.unit_of_work() as session:
         refs = refs or ledger.refs_of(session, message_id)
         if refs is None:
             return "not_planned"
@@ -255,15 +260,14 @@ def run(
             engine.due_work(session).append(
                 engine.DueWork("message", message.shop_id, message.id, verdict.until)
             )
-            due = engine.take_due_work(session)
+            deferred = True
         elif not verdict.sends:
             state = MessageState(verdict.outcome)
             ledger.finish(session, message, state, verdict.reason, at, token=token)
             engine.complete_if_done(session, enrollment, at)
-            ended = f"{verdict.outcome}:{verdict.reason}"
             # an exit found now also ends the enrollment's later messages: their
             # jobs are withdrawn once this commits
-            due = engine.take_due_work(session)
+            ended = f"{verdict.outcome}:{verdict.reason}"
         elif not (message.data.get("discount") and not message.discount_code):
             assert contact is not None  # judge() skipped it otherwise
             try:
@@ -276,16 +280,12 @@ def run(
             except Exception as exc:
                 # nothing reached the provider: give the row back for a later attempt
                 _retry_or_fail(session, message, token, "prepare_error", None, at)
-                due = engine.take_due_work(session)
                 failure = exc
     if failure is not None:
-        engine_.queue(due)
         raise failure
     if ended is not None:
-        engine_.queue(due)
         return ended
-    if due:
-        engine_.queue(due)
+    if deferred:
         return f"deferred:{verdict.reason}"
     if composed is None:  # a discount code to issue first: outside the transaction
         try:
@@ -295,10 +295,8 @@ def run(
                 ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
             return f"failed:{exc.reason}"
         except Exception:
-            with sessions.begin() as session:
+            with engine_.unit_of_work() as session:
                 _retry_or_fail(session, message, token, "prepare_error", None, at)
-                due = engine.take_due_work(session)
-            engine_.queue(due)
             raise
     return _deliver(engine_, message, token, composed, at)
 
@@ -482,11 +480,8 @@ def _deliver(
     try:
         provider_id = engine_.courier.deliver(composed)
     except TransientSendError as exc:
-        with runtime.sessions.begin() as session:
-            outcome = _retry_or_fail(session, message, token, exc.reason, exc.retry_after, at)
-            due = engine.take_due_work(session)
-        engine_.queue(due)
-        return outcome
+        with engine_.unit_of_work() as session:
+            return _retry_or_fail(session, message, token, exc.reason, exc.retry_after, at)
     except PermanentSendError as exc:
         with runtime.sessions.begin() as session:
             ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
@@ -528,9 +523,8 @@ def _retry_or_fail(
 
 def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
     """The sweeper's part: claims whose worker died (see the module docstring)."""
-    runtime = engine_.runtime
     counts = {"released": 0, "resent": 0, "unknown": 0}
-    with runtime.sessions.begin() as session:
+    with engine_.unit_of_work() as session:
         stale = session.scalars(
             select(Message).where(
                 Message.state.in_([MessageState.SENDING, MessageState.HANDED]),
@@ -575,8 +569,6 @@ def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
                 token=message.claim_token,
             ):
                 counts["unknown"] += 1
-        due = engine.take_due_work(session)
-    engine_.queue(due)
     return counts
 
 
@@ -605,8 +597,6 @@ def drain(
     (the database or the provider is failing for everyone) does the drain
     itself fail, and the sweeper asks for a new one later.
     """
-    from jobs.engine import schedule
-
     runtime = engine_.runtime
     started = clock()
     done = raised = 0
@@ -639,19 +629,8 @@ def drain(
             done += 1
 
 
-def send_due(shop_id: int) -> int:
-    """The RQ job: a drain of the shop's due messages (see :mod:`jobs.engine.schedule`)."""
-    from jobs import runtime as runtimes
-    from jobs.engine import schedule
-    from jobs.workers import queues
-
-    runtime = runtimes.current()
-    queues.clear(runtime.redis, schedule.send_flag(shop_id))
-    return drain(engine_for(runtime), shop_id)
-
-
-def engine_for(runtime: Runtime) -> Engine:
-    """The process's engine: the courier and discount issuer its settings choose."""
-    from jobs.sending.courier import build_engine
-
-    return build_engine(runtime)
+def send_due(engine_: Engine, shop_id: int) -> int:
+    """The ``send_due`` job's work: a drain of the shop's due messages (see
+    :mod:`jobs.engine.schedule`), which asks for a new job from here on."""
+    queues.clear(engine_.runtime.redis, schedule.send_flag(shop_id))
+    return drain(engine_, shop_id)

@@ -255,17 +255,37 @@ def vacuum(engine: Engine, tables: Iterable[str]) -> bool:
     return done
 
 
-def make_sessions(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+#: a session event and its listener: what a module that keeps something in
+#: ``session.info`` for one transaction needs to hear (jobs.store.rows,
+#: jobs.engine.ledger). The factories attach them to the sessions they make, not
+#: to SQLAlchemy's Session class, so no import changes anyone else's sessions.
+SessionListener = tuple[str, Callable[..., Any]]
 
 
-def make_read_sessions(engine: Engine) -> sessionmaker[Session]:
+def _listened(
+    sessions: sessionmaker[Session], listeners: Iterable[SessionListener]
+) -> sessionmaker[Session]:
+    for name, listener in listeners:
+        event.listen(sessions, name, listener)
+    return sessions
+
+
+def make_sessions(
+    engine: Engine, listeners: Iterable[SessionListener] = ()
+) -> sessionmaker[Session]:
+    return _listened(sessionmaker(engine, expire_on_commit=False), listeners)
+
+
+def make_read_sessions(
+    engine: Engine, listeners: Iterable[SessionListener] = ()
+) -> sessionmaker[Session]:
     """Sessions for reading only: on SQLite they wait for no writer and block none.
 
     Never write through one: on SQLite its transaction would have to upgrade to
     a write lock, which fails at once if another writer went first.
     """
-    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+    readers = sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+    return _listened(readers, listeners)
 
 
 def plain(session: Session) -> Connection:

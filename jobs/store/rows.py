@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, SessionTransaction
 
+from jobs.store.db import SessionListener
 from jobs.store.models import Checkout, Order
 
 ROWS = "triggerpost.rows"
@@ -57,13 +58,19 @@ def remember(session: Session, row: Checkout | Order) -> None:
         _remembered(session)[(Order, row.shop_id, row.order_id)] = row
 
 
-@event.listens_for(Session, "after_transaction_end")
 def _forget_at_end(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         session.info.pop(ROWS, None)
 
 
-@event.listens_for(Session, "after_soft_rollback")
 def _forget_on_rollback(session: Session, previous: SessionTransaction) -> None:
     # a savepoint rolled back takes the rows it added with it
     session.info.pop(ROWS, None)
+
+
+#: what the store's session factories attach (see jobs.runtime): the memory ends
+#: with the transaction
+SESSION_LISTENERS: tuple[SessionListener, ...] = (
+    ("after_transaction_end", _forget_at_end),
+    ("after_soft_rollback", _forget_on_rollback),
+)

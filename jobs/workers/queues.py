@@ -7,7 +7,6 @@ Workers listen on all three in that order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
@@ -39,10 +38,9 @@ def queue(name: str, connection: Redis) -> Queue:
     return Queue(name, connection=connection)
 
 
-def enqueue_once(
-    queue: Queue, flag: str, func: Callable[..., Any], *args: Any, force: bool = False
-) -> bool:
-    """Enqueue ``func(*args)`` unless one is already waiting; True if it enqueued.
+def enqueue_once(queue: Queue, flag: str, func: str, *args: Any, force: bool = False) -> bool:
+    """Enqueue the job ``func`` (its path in jobs.tasks) with ``args`` unless one is
+    already waiting; True if it enqueued.
 
     The caller that sets ``flag`` (``SET NX``) enqueues; the job deletes the
     flag before it reads anything (:func:`clear`). So whatever was committed

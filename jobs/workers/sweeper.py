@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import FrameType
 
 from redis.exceptions import RedisError
@@ -35,6 +35,7 @@ from jobs.engine import schedule
 from jobs.intake import deliveries as intake
 from jobs.platforms import woocommerce as woocommerce_app
 from jobs.runtime import Runtime
+from jobs.sending import courier, pipeline
 from jobs.settings import Settings
 from jobs.store.models import Delivery, DeliveryStatus, now
 from jobs.workers import lifeline
@@ -73,6 +74,19 @@ def sweep_once(runtime: Runtime, *, grace: float = GRACE) -> dict[str, int]:
     return {"shops": len(shops), "failed": requeued}
 
 
+def sweep_sends(
+    runtime: Runtime, at: datetime | None = None, *, engine_: pipeline.Engine | None = None
+) -> dict[str, int]:
+    """Planned messages and wakes whose job Redis lost (:func:`jobs.engine.schedule.sweep`),
+    then the sends whose worker died (:func:`jobs.sending.pipeline.resolve_stale_claims`)."""
+    at = at or now()
+    handed = schedule.sweep(runtime, at)
+    claims = pipeline.resolve_stale_claims(engine_ or courier.build_engine(runtime), at)
+    if handed or any(claims.values()):
+        log.info("sweeper: re-queued %d drains/wakes; stale claims %s", handed, claims)
+    return {"requeued": handed, **claims}
+
+
 def run_forever(settings: Settings, stop: threading.Event | None = None) -> None:
     """Sweep every ``settings.sweep_interval`` seconds until stopped (SIGTERM/SIGINT)."""
     stop = stop or threading.Event()
@@ -92,7 +106,7 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
                 # sweeper dies another one takes over within one interval
                 if runtime.redis.set(LOCK, "1", nx=True, ex=max(1, int(interval * 0.9))):
                     sweep_once(runtime)
-                    schedule.sweep(runtime)
+                    sweep_sends(runtime)
                     woocommerce_app.schedule_due(runtime)
             except (RedisError, SQLAlchemyError) as exc:
                 log.warning("sweeper: %s; trying again in %.0f s", exc, interval)

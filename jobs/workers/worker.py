@@ -14,6 +14,7 @@ ten minutes later or more.
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import multiprocessing
 import os
@@ -25,7 +26,9 @@ from rq import SimpleWorker, Worker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.scheduler import RQScheduler
 from rq.worker import BaseWorker
+from sqlalchemy.orm import configure_mappers
 
+from emails.render import TEMPLATES, compiled
 from jobs import runtime as runtimes
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -34,6 +37,8 @@ from jobs.workers.queues import ALL_QUEUES
 
 log = logging.getLogger(__name__)
 
+#: the module RQ finds every job in, by its path (see jobs.tasks)
+TASKS = "jobs.tasks"
 #: seconds between a scheduler's attempts to reach Redis again
 SCHEDULER_RETRY_WAIT = 2.0
 
@@ -127,10 +132,8 @@ def preload() -> None:
     A ``simple`` worker's first emails no longer wait for their templates.
     Nothing holding a connection is made here: children must open their own.
     """
-    from sqlalchemy.orm import configure_mappers
-
-    from emails.render import TEMPLATES, compiled
-
+    # by path, as RQ loads it: the jobs and every module they run
+    importlib.import_module(TASKS)
     configure_mappers()
     for name in TEMPLATES:
         for direction in ("ltr", "rtl"):

@@ -387,7 +387,7 @@ def test_failed_registration_is_retried_by_a_job_and_shown_meanwhile(
         page = web.get("/settings").get_data(as_text=True)
         assert "could not yet subscribe" in page
         [job] = runtime.queue("default").get_jobs()
-        assert job.func_name == "jobs.platforms.shopify.register_webhooks"
+        assert job.func_name == "jobs.tasks.register_webhooks"
         # reopening the app before any subscription exists goes through the grant again
         reopened = web.get(f"/shopify/install?{signed({'shop': SHOP})}")
         assert "/admin/oauth/authorize" in reopened.headers["Location"]

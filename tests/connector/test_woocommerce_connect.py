@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 
 from adapters.woocommerce.client import WEBHOOK_TOPICS
 from connector.app import create_app
+from jobs import tasks
 from jobs.platforms import woocommerce as woocommerce_app
 from jobs.runtime import Runtime
 from jobs.store.models import ConnectNonce, Notice, Shop, ShopStatus, Subscription, now
@@ -414,7 +415,7 @@ def test_the_old_secret_holds_until_the_webhooks_are_re_pointed(
     with runtime.sessions() as session:
         nonce_id = session.scalars(select(ConnectNonce.id).where(ConnectNonce.used_at.is_not(None))
                                    .order_by(ConnectNonce.id.desc())).first()  # fmt: skip
-    assert woocommerce_app.verify_connect(int(nonce_id or 0)) == "connected"
+    assert tasks.verify_connect(int(nonce_id or 0)) == "connected"
     new = runtime.secrets.open(the_shop(runtime).webhook_secret_enc or "")
     assert new != old
     # the store's webhooks still sign with the old secret until set-up has re-pointed them

@@ -366,8 +366,6 @@ def test_a_drain_past_its_time_leaves_the_rest_to_a_new_job(
     clock = stepping_clock()
     assert intake.drain(runtime, shop_id, budget=0.5, clock=clock) == intake.DRAIN_BATCH
     assert statuses(runtime).count("received") == 3
-    assert [job.func_name for job in runtime.queue("intake").jobs] == [
-        "jobs.intake.deliveries.drain_shop"
-    ]
+    assert [job.func_name for job in runtime.queue("intake").jobs] == ["jobs.tasks.drain_shop"]
     run_worker(runtime)
     assert statuses(runtime) == ["processed"] * (intake.DRAIN_BATCH + 3)

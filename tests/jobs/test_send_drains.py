@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import logging
+import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from redis import Redis
 from rq.job import Job, JobStatus
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from adapters.platform import DiscountRequest
 from jobs.engine import enrolment as engine
@@ -139,9 +145,7 @@ def test_a_drain_past_its_time_leaves_the_rest_to_a_new_job(runtime: Runtime) ->
     # the rest is not held: the next drain takes it at once
     assert all(m.enqueued_at is None for m in h.messages() if m.state == MessageState.PLANNED)
     queue = runtime.queue("messages")
-    assert [job.func_name for job in queue.jobs] == [
-        "jobs.sending.pipeline.send_due"
-    ] * 2  # helper, rest
+    assert [job.func_name for job in queue.jobs] == ["jobs.tasks.send_due"] * 2  # helper, rest
     assert queue.jobs[0].args == (h.shop_id,)
     assert send.drain(h.engine, h.shop_id) == 13
     assert states(h) == {MessageState.SENT: 18}
@@ -332,3 +336,78 @@ def test_a_discount_is_issued_and_rendered_outside_any_write_transaction(
     assert third.discount_code is not None
     assert third.data["discount_percent"] == "10"
     assert [c.payload["discount_code"] for c in h.outbox.sent] == [None, None, third.discount_code]
+
+
+def plan_checkouts(session: Session, h: Harness, count: int) -> None:
+    """Checkouts updated an hour ago: each plans reminders due now (with INSTANT settings)."""
+    updated = datetime.now(UTC) - timedelta(hours=1)
+    shop = session.get_one(Shop, h.shop_id)
+    for n in range(count):
+        who = customer(f"kund{n}@example.se", customer_id=f"c{n}", at=updated)
+        processing.apply(session, shop, checkout(f"tok-{n}", updated, who), delivery_id=None)
+
+
+def test_a_unit_of_work_hands_its_due_work_to_rq_only_once_it_has_committed(
+    runtime: Runtime,
+) -> None:
+    h = Harness(runtime)
+    h.settings(**INSTANT)
+    seen: list[tuple[int, int]] = []
+
+    def hand_off(work: list[schedule.DueWork]) -> None:
+        with runtime.reads() as session:  # what a job starting now would find
+            seen.append((len(work), session.scalar(select(func.count(Message.id))) or 0))
+        schedule.hand_off(runtime, work)
+
+    with schedule.unit_of_work(runtime, via=hand_off) as session:
+        plan_checkouts(session, h, 2)
+        session.flush()
+        assert seen == []
+        assert runtime.queue("messages").count == 0
+    assert seen == [(6, 6)]  # six reminders, every one of them written when handed over
+    assert [job.func_name for job in runtime.queue("messages").jobs] == ["jobs.tasks.send_due"]
+
+
+def test_a_unit_of_work_that_raises_keeps_nothing_and_hands_nothing_over(
+    runtime: Runtime,
+) -> None:
+    h = Harness(runtime)
+    h.settings(**INSTANT)
+
+    def fail_midway() -> None:
+        with schedule.unit_of_work(runtime) as session:
+            plan_checkouts(session, h, 1)
+            session.flush()
+            raise RuntimeError("the rest of the transaction failed")
+
+    with pytest.raises(RuntimeError):
+        fail_midway()
+    assert h.messages() == []
+    assert runtime.queue("messages").count == 0
+    assert runtime.queue("messages").scheduled_job_registry.get_job_ids() == []
+
+
+def test_a_unit_of_work_whose_hand_off_redis_does_not_take_leaves_it_to_the_sweeper(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(runtime)
+    h.settings(**INSTANT)
+    down = dataclasses.replace(
+        runtime, redis=Redis(port=closed_port(), socket_connect_timeout=0.5), _queues={}
+    )
+    with caplog.at_level(logging.WARNING), schedule.unit_of_work(down) as session:
+        plan_checkouts(session, h, 1)
+    assert "the sweeper will retry" in caplog.text
+    assert len(h.messages()) == 3  # committed all the same
+    assert runtime.queue("messages").count == 0
+
+    assert schedule.sweep(runtime, datetime.now(UTC) + schedule.GRACE + timedelta(seconds=1)) == 1
+    assert [job.func_name for job in runtime.queue("messages").jobs] == ["jobs.tasks.send_due"]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port

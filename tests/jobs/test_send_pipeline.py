@@ -22,6 +22,7 @@ from jobs.engine import schedule
 from jobs.intake import deliveries as intake
 from jobs.runtime import Runtime
 from jobs.store.models import Delivery, Message, MessageState, Shop
+from jobs.workers import sweeper
 from tests.support import (
     FIXTURES,
     INSTANT,
@@ -163,7 +164,7 @@ def test_a_worker_killed_mid_send_never_makes_a_second_copy(
     assert len(outbox(runtime)) == (0 if crash_at == "compose" else 1)
 
     later = datetime.now(UTC) + timedelta(minutes=11)  # past the claim's lease
-    assert schedule.sweep(runtime, later)[resolution] == 1
+    assert sweeper.sweep_sends(runtime, later)[resolution] == 1
     run_worker(runtime)
     assert states(runtime) == [("email_1", MessageState.SENT)]
     assert len(outbox(runtime)) == 1
@@ -180,7 +181,7 @@ def test_flushing_redis_loses_no_planned_email(client: FlaskClient, runtime: Run
     run_worker(runtime)
     assert outbox(runtime) == []
 
-    swept = schedule.sweep(runtime, datetime.now(UTC) + timedelta(seconds=31))
+    swept = sweeper.sweep_sends(runtime, datetime.now(UTC) + timedelta(seconds=31))
     assert swept["requeued"] == 1  # only what is due; 2 and 3 wait in the ledger
     run_worker(runtime)
     assert [m["Subject"] for m in outbox(runtime)] == ["Du har glömt något i varukorgen"]

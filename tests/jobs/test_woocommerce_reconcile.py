@@ -239,7 +239,7 @@ def test_a_failed_pass_over_plain_http_leaves_the_keys_out_of_the_failed_job_and
                 dev_mode=True,
             )
             shop_id = shop.id
-        job = local.queue(DEFAULT).enqueue(woocommerce_app.reconcile_shop, shop_id)
+        job = local.queue(DEFAULT).enqueue("jobs.tasks.reconcile_shop", shop_id)
         run_worker(local)
         job.refresh()
         assert job.is_failed
