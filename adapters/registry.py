@@ -7,18 +7,15 @@ The first entry is the default wherever one is needed without a shop to ask
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 
 from adapters.platform import Platform
 from adapters.shopify import PLATFORM as shopify
 from adapters.woocommerce import PLATFORM as woocommerce
 
-PLATFORMS: Mapping[str, Platform] = MappingProxyType(
-    {
-        "shopify": shopify,
-        "woocommerce": woocommerce,
-    }
-)
+PLATFORMS: Mapping[str, Platform] = {
+    "shopify": shopify,
+    "woocommerce": woocommerce,
+}
 
 for _name, _platform in PLATFORMS.items():
     if _platform.name != _name:  # pragma: no cover (a typo in the table above)

@@ -31,7 +31,11 @@ OWN = (
     "connector/platforms/woocommerce.py",
 )
 #: one import and one entry per platform, nothing else
-REGISTRIES = ("adapters/registry.py", "jobs/platforms/registry.py", "connector/platforms/registry.py")
+REGISTRIES = (
+    "adapters/registry.py",
+    "jobs/platforms/registry.py",
+    "connector/platforms/registry.py",
+)
 REGISTRY_LINE = re.compile(
     r"^\s*(from [\w.]+ import \w+ as (?P<alias>\w+)|\"(?P<key>\w+)\": (?P<value>\w+),)\s*$"
 )

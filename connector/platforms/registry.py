@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 
 from connector.platforms.common import ConnectorPlatform
 from connector.platforms.shopify import CONNECTOR as shopify
 from connector.platforms.woocommerce import CONNECTOR as woocommerce
 
-CONNECTORS: Mapping[str, ConnectorPlatform] = MappingProxyType(
-    {
-        "shopify": shopify,
-        "woocommerce": woocommerce,
-    }
-)
+CONNECTORS: Mapping[str, ConnectorPlatform] = {
+    "shopify": shopify,
+    "woocommerce": woocommerce,
+}
 
 for _name, _connector in CONNECTORS.items():
     if _connector.name != _name:  # pragma: no cover (a typo in the table above)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 
 from jobs.platforms.server import PlatformServer
 from jobs.platforms.shopify import SERVER as shopify
 from jobs.platforms.woocommerce import SERVER as woocommerce
 
-SERVERS: Mapping[str, PlatformServer] = MappingProxyType(
-    {
-        "shopify": shopify,
-        "woocommerce": woocommerce,
-    }
-)
+SERVERS: Mapping[str, PlatformServer] = {
+    "shopify": shopify,
+    "woocommerce": woocommerce,
+}
 
 for _name, _server in SERVERS.items():
     if _server.name != _name:  # pragma: no cover (a typo in the table above)
