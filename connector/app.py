@@ -38,12 +38,10 @@ from werkzeug.routing import IntegerConverter, Map
 from connector import email_events, email_links, health, webhooks
 from connector.merchant import pages as merchant
 from connector.platforms.registry import CONNECTORS
-from connector.runtime import EXTENSION, PAGE_POLICY, csp_nonce, runtime_of
+from connector.runtime import EXTENSION, PAGE_POLICY, csp_nonce
 from jobs.merchant.sessions import LIFETIME
 from jobs.runtime import Runtime
 from jobs.settings import Settings
-
-__all__ = ["EXTENSION", "PAGE_POLICY", "create_app", "csp_nonce", "runtime_of"]
 
 
 class CookieSessions(SecureCookieSessionInterface):
