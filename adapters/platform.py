@@ -1,8 +1,9 @@
-"""What every platform adapter provides, and the registry of platforms.
+"""What every platform adapter provides.
 
-A platform is one sub-package (``adapters/shopify``, ``adapters/woocommerce``)
-exposing a ``PLATFORM`` object that satisfies :class:`Platform`. Adding a third
-platform means one new folder, its fixtures, and one line in ``platforms()``.
+A platform is one sub-package of ``adapters`` exposing a ``PLATFORM`` object
+that satisfies :class:`Platform`, listed in :mod:`adapters.registry`. Code
+outside a platform's folders asks the protocol (its members below), never
+the platform's name: what differs between platforms is declared here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Protocol
 
 from adapters.events import Event, Money
@@ -96,9 +98,50 @@ class ShopContext:
 Translator = Callable[[Mapping[str, Any], ShopContext], list[Event]]
 
 
+class WebhookSigner(StrEnum):
+    """Whose secret signs a platform's webhooks."""
+
+    #: our app's client secret signs every shop's deliveries (the app's
+    #: secrets come from the server's configuration, rotation included)
+    APP = "app"
+    #: each shop signs with its own secret, given when the shop is connected
+    SHOP = "shop"
+
+
 class Platform(Protocol):
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The name in URLs (``/webhooks/<name>``) and in the store's ``platform`` columns."""
+        ...
+
+    @property
+    def label(self) -> str:
+        """The name as merchants and operators read it."""
+        ...
+
+    @property
+    def sample_address(self) -> str:
+        """A made-up shop address of the shape this platform's shops have (help texts, demos)."""
+        ...
+
+    @property
+    def header_prefixes(self) -> tuple[str, ...]:
+        """Lower-case prefixes of the platform's own delivery headers (kept with a delivery)."""
+        ...
+
+    @property
+    def webhook_signer(self) -> WebhookSigner:
+        """Whether the app's secret or a per-shop secret signs the webhooks."""
+        ...
+
+    @property
+    def checkout_is_pending_order(self) -> bool:
+        """An abandoned checkout is an unpaid order the store can be asked about.
+
+        Its checkout token is then the order's id, so the re-check before a
+        send can learn that it got paid even if no webhook said so.
+        """
+        ...
 
     @property
     def topic_handlers(self) -> Mapping[str, Translator]:
@@ -120,6 +163,17 @@ class Platform(Protocol):
 
     def verify(self, body: bytes, signature: str, secrets: Iterable[str]) -> bool:
         """Check the signature over the raw bytes exactly as received."""
+        ...
+
+    def shop_key(self, address: str) -> str:
+        """The key the webhooks name the shop by, from any way of writing its address.
+
+        Raises :class:`WebhookError` for what cannot be one of this platform's shops.
+        """
+        ...
+
+    def storefront_url(self, address: str, *, allow_http: bool) -> str:
+        """The shop's own web address, as we link to and call it; ValueError with a reason."""
         ...
 
 
@@ -233,10 +287,3 @@ def verify_base64_hmac(body: bytes, signature: str, secrets: Iterable[str]) -> b
         # no early exit: every secret is tried, so timing says nothing about which matched
         ok |= hmac.compare_digest(expected, given)
     return ok
-
-
-def platforms() -> dict[str, Platform]:
-    from adapters.shopify import PLATFORM as shopify
-    from adapters.woocommerce import PLATFORM as woocommerce
-
-    return {p.name: p for p in (shopify, woocommerce)}

@@ -67,7 +67,7 @@ sys.path.insert(0, str(REPO))
 from flask import Flask, got_request_exception  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from adapters.platform import platforms  # noqa: E402
+from adapters import registry  # noqa: E402
 from jobs import runtime as runtimes  # noqa: E402
 from jobs.intake import deliveries as intake  # noqa: E402
 from jobs.intake import privacy  # noqa: E402
@@ -146,7 +146,7 @@ def load_fixtures() -> list[Fixture]:
     """Every fixture delivery with its topic (``orders_create__x.json`` is orders/create)."""
     found = []
     for name in PLATFORMS:
-        platform = platforms()[name]
+        platform = registry.PLATFORMS[name]
         known = (*platform.topic_handlers, *platform.ignored_topics)
         topics = {t.replace("/", "_").replace(".", "_"): t for t in known}
         for path in sorted((FIXTURES / name).glob("*.json")):

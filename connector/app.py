@@ -27,7 +27,7 @@ from other origins.
 from __future__ import annotations
 
 import logging
-import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Request, Response, g, jsonify, request
@@ -35,11 +35,13 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
+from connector import email_events, email_links, health, webhooks
+from connector.merchant import pages as merchant
+from connector.platforms.registry import CONNECTORS
+from connector.runtime import EXTENSION, PAGE_POLICY, csp_nonce
 from jobs.merchant.sessions import LIFETIME
 from jobs.runtime import Runtime
 from jobs.settings import Settings
-
-EXTENSION = "triggerpost"
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -48,18 +50,14 @@ class CookieSessions(SecureCookieSessionInterface):
     Opening a session on every webhook cost several percent of the intake.
     """
 
-    SESSIONLESS = (
-        "/webhooks/",
-        "/healthz",
-        "/readyz",
-        "/t/",
-        "/u/",
-        "/p/",
-        "/woocommerce/callback",
-    )
+    SESSIONLESS = ("/webhooks/", "/healthz", "/readyz", "/t/", "/u/", "/p/")
+
+    def __init__(self, sessionless: Iterable[str] = ()) -> None:
+        #: ours, and the paths platforms call (a key POST from a store)
+        self.sessionless = (*self.SESSIONLESS, *sessionless)
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if request.path.startswith(self.SESSIONLESS):
+        if request.path.startswith(self.sessionless):
             return None  # Flask then gives the request a NullSession, which refuses writes
         return super().open_session(app, request)
 
@@ -84,24 +82,11 @@ class StoreIdConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
-#: a page from our templates: its inline styles carry the response's nonce
-PAGE_POLICY = (
-    "default-src 'none'; style-src 'nonce-{nonce}'; form-action 'self'; "
-    "base-uri 'none'; frame-ancestors 'none'"
-)
 #: JSON, webhook answers, redirects, the pixel: nothing to load, run or frame
 NOTHING_POLICY = "default-src 'none'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
 #: the blueprint whose URLs carry a customer's token: never sent on as a referrer
 EMAIL_LINKS = "email_links"
 HSTS = "max-age=63072000; includeSubDomains"
-
-
-def csp_nonce() -> str:
-    """This response's style nonce (templates call it; the header then allows it)."""
-    nonce: str | None = g.get("csp_nonce")
-    if nonce is None:
-        nonce = g.csp_nonce = secrets.token_urlsafe(16)
-    return nonce
 
 
 def security_headers(settings: Settings) -> Any:
@@ -142,10 +127,6 @@ def security_headers(settings: Settings) -> Any:
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the web app. Settings default to the environment, read once here."""
-    from connector import email_events, email_links, health, webhooks
-    from connector.merchant import pages as merchant
-    from connector.platforms import shopify, woocommerce
-
     if runtime is None:
         runtime = Runtime.create(settings or Settings.from_env())
     settings = runtime.settings
@@ -155,14 +136,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_webhook_bytes,
-        # Lax: the cookie rides along when Shopify or a store redirects the merchant back
+        # Lax: the cookie rides along when a platform or a store redirects the merchant back
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
         SESSION_COOKIE_HTTPONLY=True,
         # the browser drops the cookie when the session it names has ended anyway
         PERMANENT_SESSION_LIFETIME=LIFETIME,
     )
-    app.session_interface = CookieSessions()
+    app.session_interface = CookieSessions(
+        path for connector in CONNECTORS.values() for path in connector.sessionless
+    )
     app.jinja_env.globals["csp_nonce"] = csp_nonce
     app.after_request(security_headers(settings))
     app.extensions[EXTENSION] = runtime
@@ -173,16 +156,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(merchant.blueprint)
     app.register_blueprint(email_links.blueprint)
     app.register_blueprint(email_events.blueprint)
-    app.register_blueprint(shopify.blueprint)
-    app.register_blueprint(woocommerce.blueprint)
+    for connector in CONNECTORS.values():
+        app.register_blueprint(connector.blueprint)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         return jsonify(error=exc.name, message=exc.description), exc.code or 500
 
     return app
-
-
-def runtime_of(app: Flask) -> Runtime:
-    runtime: Runtime = app.extensions[EXTENSION]
-    return runtime

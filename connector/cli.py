@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
+from connector.platforms.registry import CONNECTORS
 from jobs.settings import Settings, SettingsError
 from jobs.store.db import make_engine, make_sessions, migrate
 from jobs.store.models import Shop
-from jobs.store.secrets import SecretBox
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -117,101 +117,9 @@ def shop_add() -> None:
     """Register a shop (or update the one with the same address)."""
 
 
-@shop_add.command("shopify")
-@click.argument("domain")
-@click.option("--access-token", default=None, help="Admin API access token.")
-@click.option(
-    "--webhook-secret",
-    default=None,
-    help="Signing secret of a custom app created in this shop's admin "
-    "(default: TRIGGERPOST_SHOPIFY_API_SECRET).",
-)
-@click.option("--name", default=None, help="Display name.")
-@click.option("--currency", default=None, help="Shop currency, e.g. SEK.")
-@click.option("--timezone", default=None, help="IANA timezone, e.g. Europe/Stockholm.")
-@click.pass_obj
-def shop_add_shopify(
-    settings: Settings,
-    domain: str,
-    access_token: str | None,
-    webhook_secret: str | None,
-    name: str | None,
-    currency: str | None,
-    timezone: str | None,
-) -> None:
-    """Register DOMAIN (NAME.myshopify.com)."""
-    if webhook_secret is None and not settings.shopify_api_secret:
-        raise click.ClickException(
-            "set TRIGGERPOST_SHOPIFY_API_SECRET or pass --webhook-secret: "
-            "without one no webhook from this shop can be verified"
-        )
-    _add(
-        settings,
-        "shopify",
-        domain,
-        name=name,
-        webhook_secret=webhook_secret,
-        access_token=access_token,
-        currency=currency,
-        timezone=timezone,
-    )
-
-
-@shop_add.command("woocommerce")
-@click.argument("store_url")
-@click.option("--webhook-secret", required=True, help="Secret the store's webhooks sign with.")
-@click.option("--consumer-key", default=None, help="REST API consumer key (ck_...).")
-@click.option("--consumer-secret", default=None, help="REST API consumer secret (cs_...).")
-@click.option("--name", default=None, help="Display name.")
-@click.option("--currency", default=None, help="Shop currency, e.g. EUR.")
-@click.option("--timezone", default=None, help="IANA timezone, e.g. Europe/Oslo.")
-@click.pass_obj
-def shop_add_woocommerce(
-    settings: Settings,
-    store_url: str,
-    webhook_secret: str,
-    consumer_key: str | None,
-    consumer_secret: str | None,
-    name: str | None,
-    currency: str | None,
-    timezone: str | None,
-) -> None:
-    """Register the store at STORE_URL (https://shop.example.com)."""
-    if bool(consumer_key) != bool(consumer_secret):
-        raise click.ClickException("--consumer-key and --consumer-secret go together")
-    _add(
-        settings,
-        "woocommerce",
-        store_url,
-        name=name,
-        webhook_secret=webhook_secret,
-        consumer_key=consumer_key,
-        consumer_secret=consumer_secret,
-        currency=currency,
-        timezone=timezone,
-    )
-
-
-def _add(settings: Settings, platform: str, address: str, **details: str | None) -> None:
-    from jobs.platforms.shops import ShopError, add_shop
-
-    migrate(settings.database_url)
-    engine = make_engine(settings.database_url)
-    try:
-        with make_sessions(engine).begin() as session:
-            shop = add_shop(
-                session,
-                SecretBox(settings.secret_key),
-                platform,
-                address,
-                dev_mode=not settings.production,
-                **details,
-            )
-            click.echo(f"shop {shop.id}: {platform} {shop.key} ({shop.status})")
-    except ShopError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        engine.dispose()
+for _connector in CONNECTORS.values():
+    if _connector.add_command is not None:
+        shop_add.add_command(_connector.add_command)
 
 
 @shop.command("list")

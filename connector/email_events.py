@@ -19,7 +19,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, jsonify, request
 from sqlalchemy import or_, select
 
-from connector.app import runtime_of
+from connector.runtime import runtime_of
 from emails.feedback import Feedback, FeedbackError, FeedbackKind, from_postmark, from_sendgrid
 from jobs.engine import suppressions
 from jobs.settings import Settings

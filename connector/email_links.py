@@ -26,7 +26,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector.app import runtime_of
+from connector.runtime import runtime_of
 from emails import i18n
 from jobs.engine import schedule, suppressions
 from jobs.flows import registry

@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.app import runtime_of
+from connector.runtime import runtime_of
 from jobs.store.models import Delivery, DeliveryStatus
 from jobs.workers.queues import ALL_QUEUES
 

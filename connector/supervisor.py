@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from types import FrameType
 
+from adapters.registry import PLATFORMS
 from connector.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from jobs.settings import Settings
 from jobs.store.db import migrate
@@ -153,8 +154,7 @@ def _announce(settings: Settings, host: str, port: int) -> None:
     lines = [
         "triggerpost is running (Ctrl-C stops everything)",
         f"  health:              {base}/healthz   readiness: {base}/readyz",
-        f"  Shopify webhooks:    {base}/webhooks/shopify",
-        f"  WooCommerce hooks:   {base}/webhooks/woocommerce",
+        *(f"  {p.label + ' webhooks:':<20} {base}/webhooks/{p.name}" for p in PLATFORMS.values()),
         f"  data:                {settings.data_dir}",
         f"  database:            {settings.database_url}",
         f"  redis:               {settings.redis_url}",

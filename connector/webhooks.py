@@ -1,7 +1,7 @@
 """Webhook intake: verify, store durably, hand off, answer. No business work here.
 
 Order of checks, each answered as the platforms expect:
-ping (WooCommerce, unsigned) 200; missing identity headers 401/400; a declared
+ping (a platform's unsigned liveness check) 200; missing identity headers 401/400; a declared
 length over the size limit 413; unknown shop 401; body over the size limit
 (chunked bodies too) 413; bad signature 401; not JSON 415; malformed JSON, or
 nested deeper than :data:`jobs.intake.deliveries.MAX_DEPTH`, 400; a topic we do not handle
@@ -26,10 +26,12 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
-from adapters.platform import Platform, WebhookError, platforms
+from adapters.platform import Platform, WebhookError
+from adapters.registry import PLATFORMS
 from jobs.intake import deliveries as intake
 from jobs.intake.writer import DeliveryWriter
 from jobs.platforms import shops
+from jobs.platforms.registry import SERVERS
 from jobs.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,10 @@ class ShopIdentities:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._cache: dict[tuple[str, str], tuple[float, shops.ShopIdentity]] = {}
+        #: per platform, the app's own signing secrets (settings are read once)
+        self._app_secrets = {
+            name: server.app_webhook_secrets(runtime.settings) for name, server in SERVERS.items()
+        }
 
     def get(self, platform: str, key: str, *, fresh: bool) -> shops.ShopIdentity | None:
         cached = self._cache.get((platform, key))
@@ -53,7 +59,9 @@ class ShopIdentities:
             return cached[1]
         runtime = self.runtime
         with runtime.sessions() as session:
-            found = shops.identity(session, runtime.secrets, runtime.settings, platform, key)
+            found = shops.identity(
+                session, runtime.secrets, platform, key, self._app_secrets.get(platform, ())
+            )
         if found is None:
             self._cache.pop((platform, key), None)
         else:
@@ -88,7 +96,7 @@ def init_app(app: Flask, runtime: Runtime) -> None:
     app.register_blueprint(blueprint)
 
 
-#: the most a ping may be: WooCommerce's is ``webhook_id=<number>``
+#: the most a ping may be (the known one is ``webhook_id=<number>``)
 PING_BYTES = 64
 #: one answer for an unknown shop and a bad signature, so a prober cannot tell which shops exist
 REFUSED = "unknown shop or invalid signature"
@@ -96,7 +104,7 @@ REFUSED = "unknown shop or invalid signature"
 
 @blueprint.post("/webhooks/<platform_name>")
 def receive(platform_name: str) -> tuple[Response, int]:
-    platform = platforms().get(platform_name)
+    platform = PLATFORMS.get(platform_name)
     if platform is None:
         raise NotFound(f"no platform called {platform_name!r}")
     raw_headers = dict(request.headers.items())
@@ -164,7 +172,7 @@ def receive(platform_name: str) -> tuple[Response, int]:
             shop_id=shop.id,
             platform=platform.name,
             headers=headers,
-            raw_headers=_kept_headers(raw_headers),
+            raw_headers=_kept_headers(platform, raw_headers),
             body=body,
         )
     )
@@ -196,6 +204,7 @@ def _small_body() -> bytes:
         return b""
 
 
-def _kept_headers(headers: dict[str, str]) -> dict[str, str]:
+def _kept_headers(platform: Platform, headers: dict[str, str]) -> dict[str, str]:
     """The platform's own headers (for audits and re-processing), nothing else."""
-    return {k: v for k, v in headers.items() if k.lower().startswith(("x-shopify-", "x-wc-"))}
+    prefixes = platform.header_prefixes
+    return {k: v for k, v in headers.items() if k.lower().startswith(prefixes)}

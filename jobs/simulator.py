@@ -1,6 +1,7 @@
 """The simulator: a scenario through the real engine on a virtual clock.
 
-A scenario is a shop (platform, currency, timezone, settings), contacts to
+A scenario is a shop (platform, currency, timezone, settings; the first
+registered platform and its sample address if left out), contacts to
 start with, and timed events in the common event model. The simulator
 applies each event at its time through ``processing.apply`` (the same code
 webhooks reach), and between events runs whatever the ledger says is due, in
@@ -35,6 +36,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
+from adapters import registry
 from adapters.platform import DiscountRequest
 from jobs.engine import enrolment as engine
 from jobs.intake import apply as processing
@@ -250,12 +252,13 @@ def simulate(scenario: Scenario, *, compose: Any = None) -> Result:
             hand_off=lambda work: None,
         )
         raw = scenario.shop
+        platform = registry.platform(raw["platform"]) if "platform" in raw else registry.default()
         with runtime.sessions.begin() as session:
             shop = add_shop(
                 session,
                 runtime.secrets,
-                raw.get("platform", "shopify"),
-                raw.get("domain", "simulated-shop.myshopify.com"),
+                platform.name,
+                raw.get("domain", platform.sample_address),
                 currency=raw.get("currency", "USD"),
             )
             shop.timezone = raw.get("timezone")

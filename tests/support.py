@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapters.events import Event, Money, from_dict, to_dict
-from adapters.platform import ShopContext, platforms
+from adapters.platform import ShopContext
+from adapters.registry import PLATFORMS
 from jobs.runtime import Runtime
 from jobs.workers.queues import ALL_QUEUES
 
@@ -112,7 +113,7 @@ class FixtureSet:
     """One platform's fixture deliveries, named ``<topic>__<variant>.json``."""
 
     def __init__(self, platform: str) -> None:
-        self.platform = platforms()[platform]
+        self.platform = PLATFORMS[platform]
         self.dir = FIXTURES / platform
         known = (*self.platform.topic_handlers, *self.platform.ignored_topics)
         self._topics = {t.replace("/", "_").replace(".", "_"): t for t in known}

@@ -13,7 +13,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from adapters.platform import Translator, WebhookError, WebhookHeaders, verify_base64_hmac
+from adapters.platform import (
+    Translator,
+    WebhookError,
+    WebhookHeaders,
+    WebhookSigner,
+    verify_base64_hmac,
+)
 from adapters.shopify.translate import IGNORED_TOPICS, TOPIC_HANDLERS
 
 SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9\-]*\.myshopify\.com$")
@@ -41,6 +47,13 @@ def _parse_triggered_at(value: str | None) -> datetime | None:
 @dataclass(frozen=True)
 class Shopify:
     name: str = "shopify"
+    label: str = "Shopify"
+    sample_address: str = "your-shop.myshopify.com"
+    header_prefixes: tuple[str, ...] = ("x-shopify-",)
+    #: the app's client secret, the same for every shop that installed it
+    webhook_signer: WebhookSigner = WebhookSigner.APP
+    #: a checkout is not an order until it is paid: nothing to ask the store about
+    checkout_is_pending_order: bool = False
     topic_handlers: Mapping[str, Translator] = field(default_factory=lambda: TOPIC_HANDLERS)
     ignored_topics: frozenset[str] = IGNORED_TOPICS
 
@@ -69,6 +82,13 @@ class Shopify:
 
     def verify(self, body: bytes, signature: str, secrets: Iterable[str]) -> bool:
         return verify_base64_hmac(body, signature, secrets)
+
+    def shop_key(self, address: str) -> str:
+        return normalise_shop_domain(address)
+
+    def storefront_url(self, address: str, *, allow_http: bool) -> str:
+        # the myshopify domain serves the storefront until the shop details name another
+        return f"https://{normalise_shop_domain(address)}"
 
 
 PLATFORM = Shopify()

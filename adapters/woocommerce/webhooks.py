@@ -16,7 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from adapters.platform import Translator, WebhookError, WebhookHeaders, verify_base64_hmac
+from adapters.platform import (
+    Translator,
+    WebhookError,
+    WebhookHeaders,
+    WebhookSigner,
+    verify_base64_hmac,
+)
 from adapters.woocommerce.translate import IGNORED_TOPICS, TOPIC_HANDLERS
 
 PING = re.compile(rb"^webhook_id=\d+$")
@@ -49,6 +55,13 @@ def normalise_store_url(value: str) -> str:
 @dataclass(frozen=True)
 class WooCommerce:
     name: str = "woocommerce"
+    label: str = "WooCommerce"
+    sample_address: str = "https://shop.example.com"
+    header_prefixes: tuple[str, ...] = ("x-wc-",)
+    #: each webhook is made with the secret we give the store at connect
+    webhook_signer: WebhookSigner = WebhookSigner.SHOP
+    #: an abandoned checkout is a pending order, whose payment the REST API reports
+    checkout_is_pending_order: bool = True
     topic_handlers: Mapping[str, Translator] = field(default_factory=lambda: TOPIC_HANDLERS)
     ignored_topics: frozenset[str] = IGNORED_TOPICS
 
@@ -82,6 +95,17 @@ class WooCommerce:
 
     def verify(self, body: bytes, signature: str, secrets: Iterable[str]) -> bool:
         return verify_base64_hmac(body, signature, secrets)
+
+    def shop_key(self, address: str) -> str:
+        return normalise_store_url(address)
+
+    def storefront_url(self, address: str, *, allow_http: bool) -> str:
+        text = address.strip()
+        if "://" not in text:
+            text = "https://" + text
+        if text.startswith("http://") and not allow_http:
+            raise ValueError("the store URL must be https:// (http is allowed only in development)")
+        return text.rstrip("/")
 
 
 PLATFORM = WooCommerce()

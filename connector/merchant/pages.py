@@ -29,7 +29,7 @@ from flask import (
 )
 from sqlalchemy import select
 
-from connector.app import runtime_of
+from connector.runtime import runtime_of
 from jobs.merchant import sessions as merchant_sessions
 from jobs.merchant.notices import open_notices
 from jobs.store.models import PrivacyRequest, PrivacyRequestKind, Shop, now

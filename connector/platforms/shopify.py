@@ -20,14 +20,17 @@ import hmac
 import logging
 from typing import Any
 
+import click
 from flask import Blueprint, abort, current_app, redirect, request, session, url_for
 from sqlalchemy import select
 
 from adapters.platform import AdminApiError
 from adapters.shopify import oauth
-from connector.app import runtime_of
 from connector.merchant import pages as merchant
+from connector.platforms.common import ConnectorPlatform, add_shop_by_hand
+from connector.runtime import runtime_of
 from jobs.platforms import shopify as shopify_app
+from jobs.settings import Settings
 from jobs.store.models import Shop, ShopStatus, Subscription, now
 
 log = logging.getLogger(__name__)
@@ -133,3 +136,49 @@ def callback() -> Any:
         abort(502, "Shopify did not complete the install; please try again")
     merchant.login(shop_id)
     return redirect(url_for("merchant.settings_page"))
+
+
+# --- registering a shop by hand ------------------------------------------------------
+
+
+@click.command("shopify")
+@click.argument("domain")
+@click.option("--access-token", default=None, help="Admin API access token.")
+@click.option(
+    "--webhook-secret",
+    default=None,
+    help="Signing secret of a custom app created in this shop's admin "
+    "(default: TRIGGERPOST_SHOPIFY_API_SECRET).",
+)
+@click.option("--name", default=None, help="Display name.")
+@click.option("--currency", default=None, help="Shop currency, e.g. SEK.")
+@click.option("--timezone", default=None, help="IANA timezone, e.g. Europe/Stockholm.")
+@click.pass_obj
+def add_command(
+    settings: Settings,
+    domain: str,
+    access_token: str | None,
+    webhook_secret: str | None,
+    name: str | None,
+    currency: str | None,
+    timezone: str | None,
+) -> None:
+    """Register DOMAIN (NAME.myshopify.com)."""
+    if webhook_secret is None and not settings.shopify_api_secret:
+        raise click.ClickException(
+            "set TRIGGERPOST_SHOPIFY_API_SECRET or pass --webhook-secret: "
+            "without one no webhook from this shop can be verified"
+        )
+    add_shop_by_hand(
+        settings,
+        "shopify",
+        domain,
+        name=name,
+        webhook_secret=webhook_secret,
+        access_token=access_token,
+        currency=currency,
+        timezone=timezone,
+    )
+
+
+CONNECTOR = ConnectorPlatform(name="shopify", blueprint=blueprint, add_command=add_command)

@@ -25,6 +25,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import click
 from flask import (
     Blueprint,
     Response,
@@ -39,9 +40,11 @@ from flask import (
 )
 
 from adapters.platform import AdminApiError, WebhookError
-from connector.app import PAGE_POLICY, csp_nonce, runtime_of
 from connector.merchant import pages as merchant
+from connector.platforms.common import ConnectorPlatform, add_shop_by_hand
+from connector.runtime import PAGE_POLICY, csp_nonce, runtime_of
 from jobs.platforms import woocommerce as woocommerce_app
+from jobs.settings import Settings
 from jobs.store.models import ConnectState
 
 log = logging.getLogger(__name__)
@@ -165,3 +168,49 @@ def connected() -> Any:
     # the store's key POST has not come yet, or its keys are being tried
     page = render_template("connect.html", stage="waiting", store=progress.store, refresh=REFRESH)
     return page, 202, headers
+
+
+# --- registering a shop by hand ------------------------------------------------------
+
+
+@click.command("woocommerce")
+@click.argument("store_url")
+@click.option("--webhook-secret", required=True, help="Secret the store's webhooks sign with.")
+@click.option("--consumer-key", default=None, help="REST API consumer key (ck_...).")
+@click.option("--consumer-secret", default=None, help="REST API consumer secret (cs_...).")
+@click.option("--name", default=None, help="Display name.")
+@click.option("--currency", default=None, help="Shop currency, e.g. EUR.")
+@click.option("--timezone", default=None, help="IANA timezone, e.g. Europe/Oslo.")
+@click.pass_obj
+def add_command(
+    settings: Settings,
+    store_url: str,
+    webhook_secret: str,
+    consumer_key: str | None,
+    consumer_secret: str | None,
+    name: str | None,
+    currency: str | None,
+    timezone: str | None,
+) -> None:
+    """Register the store at STORE_URL (https://shop.example.com)."""
+    if bool(consumer_key) != bool(consumer_secret):
+        raise click.ClickException("--consumer-key and --consumer-secret go together")
+    add_shop_by_hand(
+        settings,
+        "woocommerce",
+        store_url,
+        name=name,
+        webhook_secret=webhook_secret,
+        consumer_key=consumer_key,
+        consumer_secret=consumer_secret,
+        currency=currency,
+        timezone=timezone,
+    )
+
+
+CONNECTOR = ConnectorPlatform(
+    name="woocommerce",
+    blueprint=blueprint,
+    sessionless=("/woocommerce/callback",),
+    add_command=add_command,
+)

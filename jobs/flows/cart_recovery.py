@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from adapters import events as ev
+from adapters.platform import Platform
 from jobs.flows.context import FlowContext
 from jobs.flows.model import (
     ConsentPolicy,
@@ -24,7 +25,6 @@ from jobs.flows.model import (
     Trigger,
     Wait,
 )
-from jobs.store.models import Shop
 
 CHECKOUT_EVENTS = (ev.CheckoutStarted, ev.CheckoutUpdated)
 
@@ -57,9 +57,9 @@ def _ordered(ctx: FlowContext) -> bool:
     return ctx.ordered_since(since)
 
 
-def _pending_order(shop: Shop, subject: str) -> str | None:
-    """WooCommerce's abandoned checkout is a pending order: ask the store if it got paid."""
-    return subject if shop.platform == "woocommerce" else None
+def _pending_order(platform: Platform, subject: str) -> str | None:
+    """Where an abandoned checkout is a pending order, ask the store if it got paid."""
+    return subject if platform.checkout_is_pending_order else None
 
 
 FLOW = Flow(

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 from adapters.events import Event
 
 if TYPE_CHECKING:
+    from adapters.platform import Platform
     from jobs.flows.context import FlowContext
-    from jobs.store.models import Shop
 
 
 class MessageKind(StrEnum):
@@ -170,10 +170,11 @@ class Flow:
     exits: tuple[Exit, ...] = ()
     reentry: Reentry = Reentry.PER_SUBJECT
     #: the platform order whose live state is asked right before a send (the
-    #: optional late re-check through the shop's API), from the shop and the
+    #: optional late re-check through the shop's API), from the shop's platform
+    #: (what it declares, e.g. ``checkout_is_pending_order``) and the
     #: enrollment's subject: paid, cancelled or refunded there ends the
     #: enrollment even if its webhook never came
-    live_order: Callable[[Shop, str], str | None] | None = None
+    live_order: Callable[[Platform, str], str | None] | None = None
     #: options a shop may override; "enabled", "consent", "holdout_percent" and
     #: "expires_hours" are understood for every flow
     defaults: Mapping[str, Any] = field(default_factory=dict)

@@ -39,7 +39,8 @@ from rq.job import Job
 from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.orm import Session
 
-from adapters.platform import ConsentRule, ShopContext, WebhookHeaders, platforms, translate
+from adapters.platform import ConsentRule, ShopContext, WebhookHeaders, translate
+from adapters.registry import PLATFORMS
 from jobs.engine import ledger, schedule
 from jobs.intake import apply as processing
 from jobs.intake import privacy
@@ -342,7 +343,7 @@ def _deeper_than(document: Any, limit: int) -> bool:
 
 def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
     """Apply the delivery's events; True if one of them erased the shop."""
-    platform = platforms()[delivery.platform]
+    platform = PLATFORMS[delivery.platform]
     payload = parse_body(delivery.body)
     context = ShopContext(
         domain=shop.key,

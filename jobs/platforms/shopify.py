@@ -29,9 +29,10 @@ from adapters.shopify.client import ShopifyAdmin
 from adapters.shopify.translate import TOPIC_HANDLERS
 from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
-from jobs.platforms import admin
+from jobs.platforms.server import PlatformServer
 from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime
+from jobs.settings import Settings
 from jobs.store.models import (
     ConnectNonce,
     Shop,
@@ -198,7 +199,17 @@ def admin_client(
     )
 
 
-admin.register("shopify", admin_client)
+def app_webhook_secrets(settings: Settings) -> tuple[str, ...]:
+    """The app's client secret signs every shop's deliveries; during a rotation
+    Shopify keeps signing with the older one for up to an hour."""
+    return tuple(
+        s for s in (settings.shopify_api_secret, settings.shopify_api_secret_previous) if s
+    )
+
+
+SERVER = PlatformServer(
+    name="shopify", admin_client=admin_client, app_webhook_secrets=app_webhook_secrets
+)
 
 
 # --- install ---------------------------------------------------------------------

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import secrets as random_secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from adapters.platform import WebhookError, platforms
-from adapters.shopify.webhooks import normalise_shop_domain
-from adapters.woocommerce.webhooks import normalise_store_url
+from adapters.platform import WebhookError, WebhookSigner
+from adapters.registry import UnknownPlatformError
+from adapters.registry import platform as platform_named
 from jobs.merchant import sessions as merchant_sessions
-from jobs.settings import Settings
 from jobs.store.models import Shop, ShopStatus, now
 from jobs.store.secrets import SecretBox
 
@@ -36,13 +36,11 @@ class ShopIdentity:
 def shop_key(platform: str, address: str) -> str:
     """The normalised key a platform's webhooks identify the shop by."""
     try:
-        if platform == "shopify":
-            return normalise_shop_domain(address)
-        if platform == "woocommerce":
-            return normalise_store_url(address)
+        return platform_named(platform).shop_key(address)
+    except UnknownPlatformError as exc:
+        raise ShopError(exc.args[0]) from exc
     except WebhookError as exc:
         raise ShopError(exc.message) from exc
-    raise ShopError(f"unknown platform {platform!r} (known: {', '.join(sorted(platforms()))})")
 
 
 def add_shop(
@@ -62,12 +60,13 @@ def add_shop(
 ) -> Shop:
     """Register a shop, or update and reactivate the one with the same address."""
     key = shop_key(platform, address)
-    if platform == "woocommerce":
-        if not webhook_secret:
-            raise ShopError("a WooCommerce shop needs the webhook secret its webhooks sign with")
-        base_url = _store_base_url(address, dev_mode)
-    else:
-        base_url = f"https://{key}"
+    known = platform_named(platform)
+    if known.webhook_signer == WebhookSigner.SHOP and not webhook_secret:
+        raise ShopError(f"a {known.label} shop needs the webhook secret its webhooks sign with")
+    try:
+        base_url = known.storefront_url(address, allow_http=dev_mode)
+    except ValueError as exc:
+        raise ShopError(str(exc)) from exc
     if webhook_secret is not None and len(webhook_secret) < 8:
         raise ShopError("a webhook secret shorter than 8 characters is guessable")
 
@@ -97,22 +96,16 @@ def add_shop(
 
 
 def new_webhook_secret() -> str:
-    """Alphanumeric on purpose: WooCommerce HTML-entity-decodes the secret it signs with."""
+    """Alphanumeric on purpose: a store may HTML-entity-decode the secret it signs with."""
     return random_secrets.token_hex(24)
 
 
-def _store_base_url(address: str, dev_mode: bool) -> str:
-    text = address.strip()
-    if "://" not in text:
-        text = "https://" + text
-    if text.startswith("http://") and not dev_mode:
-        raise ShopError("the store URL must be https:// (http is allowed only in development)")
-    return text.rstrip("/")
-
-
 def identity(
-    session: Session, box: SecretBox, settings: Settings, platform: str, key: str
+    session: Session, box: SecretBox, platform: str, key: str, app_secrets: Iterable[str] = ()
 ) -> ShopIdentity | None:
+    """The shop and every secret that may sign its webhooks: its own (the
+    current and, during a reconnect, the previous one), then ``app_secrets``
+    (the app's, for a platform whose app signs every shop's deliveries)."""
     shop = session.scalar(select(Shop).where(Shop.platform == platform, Shop.key == key))
     if shop is None:
         return None
@@ -120,12 +113,7 @@ def identity(
     for sealed in (shop.webhook_secret_enc, shop.previous_webhook_secret_enc):
         if sealed:
             secrets.append(box.open(sealed))
-    if platform == "shopify":
-        # the app's client secret signs every shop's deliveries; during a rotation
-        # Shopify keeps signing with the older one for up to an hour
-        secrets += [
-            s for s in (settings.shopify_api_secret, settings.shopify_api_secret_previous) if s
-        ]
+    secrets += app_secrets
     return ShopIdentity(
         id=shop.id,
         platform=shop.platform,

@@ -57,7 +57,7 @@ from adapters.woocommerce.webhooks import normalise_store_url
 from jobs.intake import deliveries as intake
 from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
-from jobs.platforms import admin
+from jobs.platforms.server import PlatformServer
 from jobs.platforms.shops import ShopError, add_shop, new_webhook_secret
 from jobs.runtime import Runtime
 from jobs.store.models import (
@@ -395,9 +395,6 @@ def api(runtime: Runtime, shop: Shop, http: ApiSession | None = None) -> WooComm
     )
 
 
-admin.register(PLATFORM, api)
-
-
 def _shop_and_api(runtime: Runtime, shop_id: int) -> tuple[Shop, WooCommerceApi] | None:
     with runtime.sessions() as session:
         shop = session.get(Shop, shop_id)
@@ -691,3 +688,6 @@ def schedule_due(runtime: Runtime, at: datetime | None = None) -> int:
         )
         queued += 1
     return queued
+
+
+SERVER = PlatformServer(name=PLATFORM, admin_client=api, reconcile_due=schedule_due)

@@ -13,19 +13,20 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from jobs.platforms.shops import ShopError, shop_key
+from adapters.platform import WebhookError
+from adapters.registry import PLATFORMS
 from jobs.store.models import Contact, Decision, Shop
 
 
 def find_shop(session: Session, ref: str) -> Shop | None:
-    """A shop by id, by its key (myshopify domain, store host + path) or storefront URL."""
+    """A shop by id, by its key (in any platform's way of writing it) or storefront URL."""
     if ref.isdigit():
         return session.get(Shop, int(ref))
     keys = {ref}
-    for platform in ("shopify", "woocommerce"):
+    for platform in PLATFORMS.values():
         try:
-            keys.add(shop_key(platform, ref))
-        except ShopError:
+            keys.add(platform.shop_key(ref))
+        except WebhookError:
             continue
     return session.scalars(
         select(Shop)

@@ -45,6 +45,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
+from adapters.registry import PLATFORMS
 from jobs.engine import enrolment as engine
 from jobs.engine import ledger, schedule
 from jobs.engine.guards import judge
@@ -351,7 +352,10 @@ def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questi
         flow = registry.get(row.flow)
         if flow is None or flow.live_order is None:
             continue
-        order_id = flow.live_order(row.Shop, row.subject)
+        platform = PLATFORMS.get(row.Shop.platform)
+        if platform is None:
+            continue
+        order_id = flow.live_order(platform, row.subject)
         if order_id is not None:
             questions[row.id] = (row.Shop, order_id)
     return questions

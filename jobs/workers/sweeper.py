@@ -12,7 +12,8 @@ deployment (a Redis lock elects it) looks for:
 - planned messages and waiting enrollments past their time whose RQ job is
   gone, and sends whose worker died mid-way (see :mod:`jobs.engine.schedule` and
   :mod:`jobs.sending.pipeline`);
-- WooCommerce stores due for reconciliation (see :mod:`jobs.platforms.woocommerce`).
+- shops due for reconciliation, on platforms that need it (see
+  :attr:`jobs.platforms.server.PlatformServer.reconcile_due`).
 
 Each ``triggerpost worker`` runs a sweeper process beside it (:func:`run_beside`),
 so any number of worker machines give the deployment a sweeper as long as
@@ -33,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from jobs.engine import schedule
 from jobs.intake import deliveries as intake
-from jobs.platforms import woocommerce as woocommerce_app
+from jobs.platforms.registry import SERVERS
 from jobs.runtime import Runtime
 from jobs.sending import courier, pipeline
 from jobs.settings import Settings
@@ -107,7 +108,9 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
                 if runtime.redis.set(LOCK, "1", nx=True, ex=max(1, int(interval * 0.9))):
                     sweep_once(runtime)
                     sweep_sends(runtime)
-                    woocommerce_app.schedule_due(runtime)
+                    for server in SERVERS.values():
+                        if server.reconcile_due is not None:
+                            server.reconcile_due(runtime)
             except (RedisError, SQLAlchemyError) as exc:
                 log.warning("sweeper: %s; trying again in %.0f s", exc, interval)
             stop.wait(interval)

@@ -13,7 +13,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from adapters.platform import ShopContext, platforms, translate
+from adapters.platform import ShopContext, translate
+from adapters.registry import PLATFORMS
 from jobs.intake.privacy import ERASED_BODY
 from jobs.runtime import Runtime
 from jobs.store.models import Checkout, Contact, Delivery, Order, StoredEvent
@@ -64,7 +65,7 @@ def test_fixture_is_stored_once_and_processed_into_its_events(
 ) -> None:
     body = path.read_bytes()
     topic = topic_of(platform, path)
-    if topic in platforms()[platform].ignored_topics:
+    if topic in PLATFORMS[platform].ignored_topics:
         assert deliver(client, platform, topic, body, "d-1") == "ignored"
         with runtime.sessions() as session:
             assert session.scalars(select(Delivery)).all() == []
@@ -83,7 +84,7 @@ def test_fixture_is_stored_once_and_processed_into_its_events(
         stored = session.scalars(select(StoredEvent).order_by(StoredEvent.id)).all()
         shop_key = SHOPIFY_SHOP if platform == "shopify" else "butik.example.se"
         expected = translate(
-            platforms()[platform],
+            PLATFORMS[platform],
             topic,
             json.loads(body),
             ShopContext(

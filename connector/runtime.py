@@ -1,0 +1,35 @@
+"""What a view needs of the app it runs in: the runtime, and this response's style nonce.
+
+Apart from :mod:`connector.app`, so that the app can import its blueprints and
+the blueprints these, with no cycle between them.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Flask, g
+
+from jobs.runtime import Runtime
+
+#: where the app keeps its runtime (``app.extensions``)
+EXTENSION = "triggerpost"
+
+#: a page from our templates: its inline styles carry the response's nonce
+PAGE_POLICY = (
+    "default-src 'none'; style-src 'nonce-{nonce}'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def runtime_of(app: Flask) -> Runtime:
+    runtime: Runtime = app.extensions[EXTENSION]
+    return runtime
+
+
+def csp_nonce() -> str:
+    """This response's style nonce (templates call it; the header then allows it)."""
+    nonce: str | None = g.get("csp_nonce")
+    if nonce is None:
+        nonce = g.csp_nonce = secrets.token_urlsafe(16)
+    return nonce
