@@ -10,6 +10,12 @@ strings and times as ISO 8601 UTC, and ``from_dict`` reads it back. Changing a
 class's fields in a way old stored dicts cannot satisfy means bumping its
 ``VERSION`` and teaching ``from_dict`` the old shape.
 
+Most events are translated from a platform's webhooks. *Facts* (``FACTS``) are
+made by triggerpost itself from the dates it holds (a birthday came, a
+customer lapsed); they name the person through a :class:`ContactRef` and go
+through the same path as every other event, so a date-based flow is a trigger
+like any other.
+
 This module imports nothing from Flask, RQ, Redis or SQLAlchemy.
 """
 
@@ -25,18 +31,22 @@ from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
 __all__ = [
+    "FACTS",
     "SCHEMA_VERSION",
     "Address",
     "AppUninstalled",
+    "BirthdayCame",
     "CartUpdated",
     "Checkout",
     "CheckoutStarted",
     "CheckoutUpdated",
     "Consent",
     "ConsentState",
+    "ContactRef",
     "Customer",
     "CustomerCreated",
     "CustomerDataRequested",
+    "CustomerLapsed",
     "CustomerRedactRequested",
     "CustomerUpdated",
     "Event",
@@ -45,6 +55,7 @@ __all__ = [
     "MarketingConsentChanged",
     "Money",
     "Order",
+    "OrderAnniversaryCame",
     "OrderCancelled",
     "OrderFulfilled",
     "OrderPaid",
@@ -56,6 +67,7 @@ __all__ = [
     "ProductViewed",
     "ShipmentDelivered",
     "ShopRedactRequested",
+    "SubscriberWentQuiet",
     "event_types",
     "from_dict",
     "to_dict",
@@ -349,6 +361,66 @@ class CustomerRedactRequested(Event):
 @dataclass(frozen=True)
 class ShopRedactRequested(Event):
     pass
+
+
+# --- facts (made by triggerpost from the dates it holds) ----------------------------
+
+
+@dataclass(frozen=True)
+class ContactRef:
+    """Whom a fact is about, as a webhook would name them: customer id, else address."""
+
+    customer_id: str | None
+    email: str | None
+
+    def __post_init__(self) -> None:
+        if not self.customer_id and not self.email:
+            raise EventError("a contact reference needs a customer id or an email address")
+
+
+@dataclass(frozen=True)
+class BirthdayCame(Event):
+    """The contact's birthday is today in the shop's calendar; ``on`` is this year's date."""
+
+    contact: ContactRef
+    on: date
+
+
+@dataclass(frozen=True)
+class OrderAnniversaryCame(Event):
+    """Whole ``years`` have passed since the contact's first order."""
+
+    contact: ContactRef
+    years: int
+    first_order_at: datetime
+
+
+@dataclass(frozen=True)
+class CustomerLapsed(Event):
+    """A past customer has not ordered for ``days`` days (the shop's lapse threshold)."""
+
+    contact: ContactRef
+    last_order_at: datetime
+    orders_count: int
+    days: int
+
+
+@dataclass(frozen=True)
+class SubscriberWentQuiet(Event):
+    """A subscriber has neither opened nor clicked for ``days`` days (None: never)."""
+
+    contact: ContactRef
+    days: int
+    last_engaged_at: datetime | None = None
+
+
+#: the facts, each with a ``contact: ContactRef``
+FACTS: tuple[type[Event], ...] = (
+    BirthdayCame,
+    OrderAnniversaryCame,
+    CustomerLapsed,
+    SubscriberWentQuiet,
+)
 
 
 def event_types() -> dict[str, type[Event]]:

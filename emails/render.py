@@ -45,25 +45,25 @@ from adapters.events import Money
 from emails import i18n
 from emails.content import EmailContent, Kind, Rendered
 
-#: every step template, by name (a flow step names one)
-TEMPLATES = (
-    "cart_recovery_1",
-    "cart_recovery_2",
-    "cart_recovery_3",
-    "browse_abandonment",
-    "welcome_1",
-    "welcome_2",
-    "welcome_related",
-    "thank_you",
-    "review_request",
-    "win_back",
-    "re_engagement",
-    "birthday",
-    "loyalty",
-    "anniversary",
-    "new_product",
-    "delivered_notice",
-)
+#: what ``templates/`` holds besides step templates
+_FRAMES = ("layout.mjml", "partials.mjml")
+
+
+@cache
+def _step_templates() -> tuple[str, ...]:
+    folder = resources.files("emails").joinpath("templates")
+    return tuple(
+        sorted(
+            entry.name.removesuffix(".mjml")
+            for entry in folder.iterdir()
+            if entry.name.endswith(".mjml") and entry.name not in _FRAMES
+        )
+    )
+
+
+#: every step template, by name (a flow step names one): each ``<name>.mjml`` in
+#: ``templates/``, so a new flow's template needs no change here
+TEMPLATES = _step_templates()
 OVERRIDABLE = ("subject", "heading", "body")
 #: Gmail clips a message whose HTML is larger than about 102 KB
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -191,17 +191,36 @@ def _percent(value: Decimal, language: str) -> str:
     return format_percent(value / Decimal(100), locale=i18n.babel_locale(language))
 
 
+#: what the catalog's copy may always name, empty when the email has none of it
+_USUAL_VALUES = ("order_name", "points", "years")
+
+
 def copy_values(content: EmailContent, language: str) -> dict[str, Any]:
-    values = content.values
+    """The words' variables: the email's own values (any names), then the fixed ones.
+
+    Values are data, possibly a person's: they fill catalog text as plain text,
+    and that text is escaped where the HTML template places it.
+    """
+    values = {name: _shown(value, language) for name, value in content.values.items()}
     return {
+        **dict.fromkeys(_USUAL_VALUES, ""),
+        **values,
         "first_name": content.first_name or "",
         "shop_name": content.brand.shop_name,
-        "order_name": values.get("order_name", ""),
         "discount_code": content.discount.code if content.discount else "",
         "discount_value": discount_value(content, language) or "",
-        "points": values.get("points", ""),
-        "years": values.get("years", ""),
     }
+
+
+def _shown(value: Any, language: str) -> Any:
+    """Money and dates as the language writes them; anything else as it is."""
+    if isinstance(value, Money):
+        return money(value, language)
+    if isinstance(value, datetime):
+        return _date(value, language)
+    if isinstance(value, date):
+        return _long_date(value, language)
+    return value
 
 
 def _copy(content: EmailContent, language: str, field: str, values: Mapping[str, Any]) -> str:
@@ -281,6 +300,7 @@ def render(content: EmailContent) -> Rendered:
         "button_label": button_label,
         "action_url": content.action_url,
         "products": products,
+        "values": values,
         "discount": discount,
         "brand": content.brand,
         "labels": labels,

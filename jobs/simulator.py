@@ -19,6 +19,11 @@ Scenario JSON::
      "start": "2026-03-01T09:00:00Z", "until": "2026-03-08T00:00:00Z",
      "events": [{"at": "2026-03-01T10:00:00Z",
                  "event": {"type": "CheckoutUpdated", "version": 1, "data": {...}}}]}
+
+Any event of the model may appear, the facts triggerpost makes from dates
+included (a daily scan's ``{"type": "BirthdayCame", "version": 1, "data":
+{"occurred_at": ..., "contact": {"customer_id": "7", "email": null}, "on":
+"2026-03-05"}}``): they take the same path as a webhook's events.
 """
 
 from __future__ import annotations
@@ -162,6 +167,12 @@ class Simulator:
             processing.apply(session, shop, event, delivery_id=None, at=self.clock)
             engine.take_due_work(session)  # the simulator reads due work from the ledger
 
+    def play(self, scenario: Scenario) -> None:
+        """Apply the scenario's events at their times, then run until its end."""
+        for item in scenario.events:
+            self.apply(item.event, item.at)
+        self.run_until(scenario.until)
+
     def next_due(self) -> datetime | None:
         with self.runtime.sessions() as session:
             message = session.scalar(
@@ -266,9 +277,7 @@ def simulate(scenario: Scenario, *, compose: Any = None) -> Result:
             shop.settings = raw.get("settings") or {}
             shop_id = shop.id
         simulator = Simulator(engine_, shop_id, scenario.start)
-        for item in scenario.events:
-            simulator.apply(item.event, item.at)
-        simulator.run_until(scenario.until)
+        simulator.play(scenario)
         with runtime.sessions() as session:
             rows = timeline(session, shop_id)
         return Result(rows, outbox.sent, book.issued)

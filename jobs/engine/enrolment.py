@@ -7,6 +7,18 @@ together or not at all, and a replayed delivery finds them already there
 the session (:func:`due_work`) and handed to RQ after the commit
 (:mod:`jobs.engine.schedule`); the sweeper re-hands anything Redis lost.
 
+Facts (a birthday came, a customer lapsed: ``adapters.events.FACTS``) arrive
+here like any webhook's event, through ``jobs.intake.apply.apply``.
+
+A trigger with an *audience* fans one event out to every contact its selection
+finds (a new product to those who bought its kind). The selection runs in the
+database, a batch of contacts per transaction in contact id order; the batch
+left over is carried by a *fan-out enrollment* (no contact, key
+``audience:<subject>``) that wakes at once through the ordinary wake path
+(RQ, the sweeper, the simulator) to enroll the next batch. Its unique key
+makes a replayed event fan out nobody twice, and each contact's own
+enrollment keeps its re-entry rule.
+
 Time is passed in (``at``), never read from the wall clock here, so the
 simulator can drive the same code with a virtual clock.
 """
@@ -18,7 +30,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -31,6 +43,8 @@ from jobs.engine.policy import flow_options
 from jobs.flows import registry
 from jobs.flows.context import FlowContext
 from jobs.flows.model import (
+    AUDIENCE_KEY_PREFIX,
+    AudienceQuery,
     Branch,
     End,
     Flow,
@@ -91,14 +105,18 @@ def on_event(
     active = _active_enrollments(session, shop.id, contact, subjects)
     for enrollment in active:
         flow = registry.get(enrollment.flow)
-        if flow is None:
+        if flow is None or _fanning_out(enrollment):
             continue
         ctx = _context(session, shop, flow, enrollment, at, event)
         if _check_exits(session, flow, enrollment, ctx, at, event):
             continue
         _resume_on_event(session, shop, flow, enrollment, event, at)
     for flow in registry.flows().values():
-        if isinstance(event, flow.trigger.events):
+        if not isinstance(event, flow.trigger.events):
+            continue
+        if flow.trigger.audience is not None:
+            _start_fan_out(session, shop, flow, event, event_id=event_id, at=at)
+        else:
             _trigger(session, shop, flow, event, contact, event_id=event_id, at=at)
 
 
@@ -321,7 +339,8 @@ def _trigger(
     options = flow_options(shop, flow)
     if not options.get("enabled", True) or contact is None:
         return
-    subject = flow.trigger.subject(event)
+    trigger = flow.trigger
+    subject = trigger.subject(event)
     if subject is None:
         return
     ctx = _context(session, shop, flow, None, at, event, contact=contact, subject=subject)
@@ -346,7 +365,7 @@ def _trigger(
                 "trigger_event_id": event_id,
                 "anchor_at": anchor,
                 "entered_at": at,
-                "context": {},
+                "context": {"values": dict(trigger.values(event))} if trigger.values else {},
             }
         ],
     )
@@ -366,6 +385,115 @@ def _trigger(
     plan(session, shop, flow, enrollment, at)
 
 
+# --- audiences: one event, many contacts -----------------------------------------------
+
+
+def _fanning_out(enrollment: Enrollment) -> bool:
+    return "audience" in enrollment.context
+
+
+def _start_fan_out(
+    session: Session,
+    shop: Shop,
+    flow: Flow,
+    event: ev.Event,
+    *,
+    event_id: int | None,
+    at: datetime,
+) -> None:
+    """Claim the event's fan-out (once: a replay finds it taken) and enroll the first batch."""
+    if not flow_options(shop, flow).get("enabled", True):
+        return
+    subject = flow.trigger.subject(event)
+    if subject is None:
+        return
+    new = insert_new(
+        session,
+        Enrollment,
+        ("shop_id", "flow", "key"),
+        [
+            {
+                "shop_id": shop.id,
+                "flow": flow.name,
+                "key": f"{AUDIENCE_KEY_PREFIX}{subject}",
+                "subject": subject,
+                "contact_id": None,
+                "holdout": False,
+                "trigger_event_id": event_id,
+                "anchor_at": flow.trigger.anchor(event),
+                "entered_at": at,
+                # the event itself, so a later batch needs nothing but this row
+                "context": {"audience": {"event": ev.to_dict(event), "after": 0}},
+            }
+        ],
+    )
+    if not new:
+        return
+    fan_out = new[0]
+    ledger.record(
+        session,
+        shop_id=shop.id,
+        flow=flow.name,
+        outcome="fan_out",
+        at=at,
+        enrollment=fan_out,
+        detail={"subject": subject},
+    )
+    _fan_out_batch(session, shop, flow, fan_out, at)
+
+
+def _audience_batch(session: Session, shop: Shop, flow: Flow, event: ev.Event) -> Select[Any]:
+    """The flow's selection as a subquery: the next batch of contact ids after ``:after``."""
+    audience = flow.trigger.audience
+    assert audience is not None
+    query = AudienceQuery(shop.id, event, session.get_bind().dialect.name)
+    chosen = audience.select(query).subquery()
+    contact_id = chosen.c[0]
+    return (
+        select(contact_id)
+        .distinct()
+        .where(contact_id > bindparam("after"))
+        .order_by(contact_id)
+        .limit(audience.batch)
+    )
+
+
+def _fan_out_batch(
+    session: Session, shop: Shop, flow: Flow, fan_out: Enrollment, at: datetime
+) -> None:
+    """Enroll one batch of the audience; wake again at once if it may have more."""
+    audience = flow.trigger.audience
+    state = fan_out.context["audience"]
+    event = ev.from_dict(state["event"])
+    if audience is None:  # the flow no longer fans out
+        end_enrollment(session, fan_out, EnrollmentState.CANCELLED, "flow_changed", at)
+        return
+    ids = list(
+        session.scalars(_audience_batch(session, shop, flow, event), {"after": state["after"]})
+    )
+    contacts = session.scalars(select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id))
+    for contact in contacts:
+        _trigger(session, shop, flow, event, contact, event_id=fan_out.trigger_event_id, at=at)
+    after = ids[-1] if ids else state["after"]
+    fan_out.context = {**fan_out.context, "audience": {**state, "after": after}}
+    if len(ids) < audience.batch:
+        fan_out.state = EnrollmentState.COMPLETED
+        fan_out.ended_at = at
+        fan_out.wake_at = None
+        ledger.record(
+            session,
+            shop_id=shop.id,
+            flow=flow.name,
+            outcome="fanned_out",
+            at=at,
+            enrollment=fan_out,
+            detail={"subject": fan_out.subject},
+        )
+        return
+    fan_out.wake_at = at
+    _note(session, "wake", fan_out.shop_id, fan_out.id, at)
+
+
 def in_holdout(shop_id: int, flow: str, key: str, percent: float) -> bool:
     """Deterministic: the same enrollment is always in or out, whoever asks."""
     if not percent:
@@ -375,12 +503,6 @@ def in_holdout(shop_id: int, flow: str, key: str, percent: float) -> bool:
 
 
 # --- planning ----------------------------------------------------------------------
-
-
-def _hours(options: dict[str, object], step: Wait) -> timedelta:
-    if step.option is not None:
-        return timedelta(hours=float(options[step.option]))  # type: ignore[arg-type]
-    return step.duration or timedelta(0)
 
 
 def _zone(shop: Shop, contact: Contact | None) -> localtime.ZoneInfo:
@@ -397,7 +519,7 @@ def _advance(
 ) -> datetime:
     """Where the cursor is after a waiting step (any other step leaves it where it is)."""
     if isinstance(step, Wait):
-        return cursor + _hours(options, step)
+        return cursor + step.length(options)
     if isinstance(step, WaitUntil):
         return localtime.next_local_time(cursor, step.local_time, _zone(shop, contact))
     return cursor
@@ -597,6 +719,9 @@ def wake(session: Session, enrollment_id: int, at: datetime) -> bool:
             "flow_removed" if flow is None else "shop_uninstalled",
             at,
         )
+        return True
+    if _fanning_out(enrollment):
+        _fan_out_batch(session, shop, flow, enrollment, at)
         return True
     ctx = _context(session, shop, flow, enrollment, at)
     if _check_exits(session, flow, enrollment, ctx, at, None):

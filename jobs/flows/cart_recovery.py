@@ -22,6 +22,7 @@ from jobs.flows.model import (
     MessageKind,
     Reentry,
     Send,
+    SubjectKind,
     Trigger,
     Wait,
 )
@@ -97,6 +98,7 @@ FLOW = Flow(
         ),
     ),
     reentry=Reentry.PER_SUBJECT,
+    subject_kind=SubjectKind.CHECKOUT,
     live_order=_pending_order,
     defaults={
         "enabled": True,

@@ -21,6 +21,7 @@ from jobs.store.models import (
     Enrollment,
     Order,
     OrderStatus,
+    Product,
     Shop,
 )
 
@@ -57,6 +58,15 @@ class FlowContext:
     def order(self) -> Order | None:
         """The order this enrollment is about (subject = order id)."""
         return rows.order(self.session, self.shop.id, self.subject)
+
+    @cached_property
+    def product(self) -> Product | None:
+        """The product this enrollment is about (subject = product id)."""
+        return self.session.scalar(
+            select(Product).where(
+                Product.shop_id == self.shop.id, Product.product_id == self.subject
+            )
+        )
 
     def checkout_completed(self) -> bool:
         checkout = self.checkout

@@ -12,9 +12,18 @@ get; a ``Branch`` or ``WaitForEvent`` stops planning until its time comes,
 when the enrollment wakes and the engine decides with the state of that moment.
 ``Label`` names a place a branch or an awaited event jumps to.
 
-Delays and other tunables name an *option* (``Wait(option="delay_1")``) whose
-default lives in ``Flow.defaults`` and which the shop may override in its
-settings (``Shop.settings["flows"][flow.name]``).
+Delays and other tunables name an *option* (``Wait(option="delay_1_hours")``,
+``Wait(option="delay_days", unit=WaitUnit.DAYS)``) whose default lives in
+``Flow.defaults`` and which the shop may override in its settings
+(``Shop.settings["flows"][flow.name]``).
+
+What an email is about is the flow's *subject kind* (a checkout, an order, a
+contact, a product): the sending side finds its products, main link and
+template values by kind (:mod:`jobs.sending.content`), and a flow may name its
+own main link (``link``) from a read-only :class:`SubjectView`. A trigger may
+carry values for the templates (``Trigger.values``, kept on the enrollment),
+and may fan one event out to many contacts (``Trigger.audience``): a selection
+that runs in the database, in batches by contact id.
 """
 
 from __future__ import annotations
@@ -25,9 +34,11 @@ from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from adapters.events import Event
+from adapters.events import Event, Money
 
 if TYPE_CHECKING:
+    from sqlalchemy import Select
+
     from adapters.platform import Platform
     from jobs.flows.context import FlowContext
 
@@ -37,6 +48,26 @@ class MessageKind(StrEnum):
 
     MARKETING = "marketing"
     TRANSACTIONAL = "transactional"
+
+
+class SubjectKind(StrEnum):
+    """What an enrollment's subject names, so what the email shows and links to."""
+
+    #: a checkout token: its line items, the checkout's recovery link
+    CHECKOUT = "checkout"
+    #: a platform order id: its line items, the order status page
+    ORDER = "order"
+    #: the contact themselves (a birthday, a lapse): no products, the shop's home page
+    CONTACT = "contact"
+    #: a platform product id: that product, its page
+    PRODUCT = "product"
+
+
+class WaitUnit(StrEnum):
+    """What a ``Wait`` option's number counts."""
+
+    HOURS = "hours"
+    DAYS = "days"
 
 
 class Reentry(StrEnum):
@@ -62,10 +93,17 @@ class ConsentPolicy(StrEnum):
 
 @dataclass(frozen=True)
 class Wait:
-    """Move the cursor forward by the option's duration (hours), or ``duration``."""
+    """Move the cursor forward by the option's number of ``unit``s, or by ``duration``."""
 
     option: str | None = None
     duration: timedelta | None = None
+    unit: WaitUnit = WaitUnit.HOURS
+
+    def length(self, options: Mapping[str, Any]) -> timedelta:
+        if self.option is None:
+            return self.duration or timedelta(0)
+        amount = float(options[self.option])
+        return timedelta(days=amount) if self.unit == WaitUnit.DAYS else timedelta(hours=amount)
 
 
 @dataclass(frozen=True)
@@ -129,6 +167,37 @@ Step = Wait | WaitUntil | WaitForEvent | Branch | Label | IssueDiscount | Send |
 # --- trigger and exits ---------------------------------------------------------------
 
 
+#: a value a trigger keeps for the templates (stored with the enrollment, so plain)
+TriggerValue = str | int
+
+
+@dataclass(frozen=True)
+class AudienceQuery:
+    """What an audience's selection is built from."""
+
+    shop_id: int
+    event: Event
+    #: the database's dialect name ("sqlite", "postgresql"), for JSON and the like
+    dialect: str
+
+
+#: the key of the enrollment that carries an audience's progress (it has no contact)
+AUDIENCE_KEY_PREFIX = "audience:"
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Many contacts for one event (a new product to those who bought its kind).
+
+    ``select`` builds a SQLAlchemy Core SELECT whose one column is the contact
+    id; the engine runs it in the database ``batch`` contacts at a time, in
+    contact id order, enrolling each one with the trigger's subject.
+    """
+
+    select: Callable[[AudienceQuery], Select[tuple[int]]]
+    batch: int = 500
+
+
 @dataclass(frozen=True)
 class Trigger:
     """Enroll on ``events`` when ``when`` holds; ``subject`` and ``anchor`` come from the event."""
@@ -140,6 +209,11 @@ class Trigger:
     #: later events of these types re-anchor an active enrollment on the same subject
     #: (a checkout updated again pushes its reminders back)
     reanchor: bool = False
+    #: values the templates may use, read from the event when the contact enrolls
+    #: (``{"years": event.years}``); they travel with the enrollment to every send
+    values: Callable[[Event], Mapping[str, TriggerValue]] | None = None
+    #: enroll every contact this selects instead of the contact the event is about
+    audience: Audience | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +227,37 @@ class Exit:
     reason: str
     check: Callable[[FlowContext], bool]
     on: tuple[type[Event], ...] = ()
+
+
+# --- what an email is about -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProductLine:
+    """One product an email shows."""
+
+    title: str
+    url: str
+    product_id: str | None = None
+    image_url: str | None = None
+    price: Money | None = None
+    quantity: int | None = None
+    variant: str | None = None
+
+
+@dataclass(frozen=True)
+class SubjectView:
+    """What the email is about, as found at send time: what a flow's ``link`` may read."""
+
+    kind: SubjectKind
+    subject: str
+    shop_url: str
+    products: tuple[ProductLine, ...] = ()
+    #: the kind's main link (recovery link, order status page, product page, home page)
+    link: str | None = None
+    #: values for the templates (the subject's, then the trigger's)
+    values: Mapping[str, Any] = field(default_factory=dict)
+    locale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +274,10 @@ class Flow:
     steps: tuple[Step, ...]
     exits: tuple[Exit, ...] = ()
     reentry: Reentry = Reentry.PER_SUBJECT
+    #: what the trigger's subject names, so what the email shows
+    subject_kind: SubjectKind = SubjectKind.CHECKOUT
+    #: the email's main link instead of the kind's (e.g. the review page of what was bought)
+    link: Callable[[SubjectView], str | None] | None = None
     #: the platform order whose live state is asked right before a send (the
     #: optional late re-check through the shop's API), from the shop's platform
     #: (what it declares, e.g. ``checkout_is_pending_order``) and the

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from functools import cache
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from jobs.flows.model import Flow
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+@cache
+def built_in() -> Mapping[str, Flow]:
+    """The flows that ship with triggerpost (read-only: ``register`` adds to ``flows``)."""
+    from jobs.flows import cart_recovery
+
+    return MappingProxyType({flow.name: flow for flow in (cart_recovery.FLOW,)})
 
 
 @cache
 def flows() -> dict[str, Flow]:
-    from jobs.flows import cart_recovery
-
-    return {flow.name: flow for flow in (cart_recovery.FLOW,)}
+    return dict(built_in())
 
 
 def get(name: str) -> Flow | None:
@@ -24,6 +35,6 @@ def register(flow: Flow) -> None:
 
 
 def unregister(name: str) -> None:
-    if name in {"cart_recovery"}:
+    if name in built_in():
         raise ValueError(f"{name} is built in")
     flows().pop(name, None)

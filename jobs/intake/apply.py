@@ -522,6 +522,12 @@ def on_product(session: Session, shop: Shop, event: ev.ProductCreated) -> Applie
     return Applied(None, product_id)
 
 
+def on_fact(session: Session, shop: Shop, event: Any) -> Applied:
+    """A fact triggerpost made (a birthday came): about a contact we hold, never a new one."""
+    ref: ev.ContactRef = event.contact
+    return Applied(find_contact(session, shop.id, ref.customer_id, normalise_email(ref.email)))
+
+
 def on_uninstalled(session: Session, shop: Shop, event: ev.AppUninstalled) -> Applied:
     mark_uninstalled(shop, event.occurred_at)
     # the platform deletes an uninstalled app's subscriptions; a reinstall makes new ones
@@ -565,5 +571,6 @@ HANDLERS: dict[type[ev.Event], Handler] = {
     ev.CustomerDataRequested: on_data_request,
     ev.CustomerRedactRequested: on_customer_redact,
     ev.ShopRedactRequested: on_shop_redact,
+    **dict.fromkeys(ev.FACTS, on_fact),
     # CartUpdated and ProductViewed are kept in the event log only: no person yet
 }

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jobs.engine.policy import Policy
+from jobs.flows.model import AUDIENCE_KEY_PREFIX
 from jobs.store.db import plain
 from jobs.store.models import (
     Attribution,
@@ -136,7 +137,11 @@ def lift(session: Session, shop: Shop, flow: str, since: datetime) -> Lift:
     window = Policy.of(shop).attribution_window
     enrollments = session.execute(
         select(Enrollment.holdout, Enrollment.contact_id, Enrollment.entered_at).where(
-            Enrollment.shop_id == shop.id, Enrollment.flow == flow, Enrollment.entered_at >= since
+            Enrollment.shop_id == shop.id,
+            Enrollment.flow == flow,
+            Enrollment.entered_at >= since,
+            # an audience's fan-out carries its progress, nobody who could buy
+            ~Enrollment.key.startswith(AUDIENCE_KEY_PREFIX, autoescape=True),
         )
     ).all()
     contacts = {contact for _, contact, _ in enrollments if contact is not None}

@@ -1,7 +1,8 @@
 """The real courier: a ledger message -> what the email says -> rendered -> delivered.
 
-It gathers what the email needs from the store (the shop's branding, the
-checkout's or order's products, the contact's name and language), wraps every
+It gathers what the email needs from the store (the shop's branding, what
+the email is about by the flow's subject kind (:mod:`jobs.sending.content`),
+the contact's name and language), wraps every
 link for click tracking, adds the unsubscribe and preferences links to
 marketing mail, renders (:mod:`emails.render`), and hands the result to the
 backend ``TRIGGERPOST_EMAIL_URL`` chose. The Message-ID is kept on the ledger
@@ -16,10 +17,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.events import Money
 from adapters.http import RetryPolicy
 from adapters.platform import DiscountRequest, LiveOrderState
 from emails.content import Brand, DiscountBlock, EmailContent, Kind, ProductBlock
@@ -31,12 +30,12 @@ from emails.delivery import (
 )
 from emails.outgoing import OutgoingEmail, make_message_id
 from emails.render import render
+from jobs.flows import registry
 from jobs.platforms import admin
 from jobs.runtime import Runtime
-from jobs.sending import links
+from jobs.sending import content, links
 from jobs.sending.pipeline import Composed, Engine, PermanentSendError, TransientSendError
-from jobs.store import rows
-from jobs.store.models import Contact, Enrollment, Message, Product, Shop
+from jobs.store.models import Contact, Enrollment, Message, Shop
 
 
 class EmailCourier:
@@ -71,7 +70,7 @@ class EmailCourier:
             default_locale=shop.locale or "en",
             reply_to=sender.get("reply_to"),
         )
-        products, action_url, values, locale = _subject_details(session, shop, enrollment)
+        products, action_url, values, locale = _subject_details(session, shop, message, enrollment)
         marketing = message.kind == Kind.MARKETING
 
         def link(url: str) -> str:
@@ -145,48 +144,22 @@ class EmailCourier:
 
 
 def _subject_details(
-    session: Session, shop: Shop, enrollment: Enrollment
+    session: Session, shop: Shop, message: Message, enrollment: Enrollment
 ) -> tuple[tuple[ProductBlock, ...], str | None, dict[str, Any], str | None]:
-    """Products, the main link, extras and a locale from what the enrollment is about."""
-    checkout = rows.checkout(session, shop.id, enrollment.subject)
-    if checkout is not None:
-        items = checkout.data.get("line_items") or []
-        return _products(session, shop, items), checkout.recovery_url, {}, checkout.locale
-    order = rows.order(session, shop.id, enrollment.subject)
-    if order is not None:
-        items = order.data.get("line_items") or []
-        values = {"order_name": order.name}
-        return _products(session, shop, items), order.data.get("status_url"), values, order.locale
-    return (), None, {}, None
-
-
-def _products(
-    session: Session, shop: Shop, items: list[dict[str, Any]]
-) -> tuple[ProductBlock, ...]:
-    ids = [str(item["product_id"]) for item in items if item.get("product_id")]
-    known = {
-        p.product_id: p
-        for p in session.scalars(
-            select(Product).where(Product.shop_id == shop.id, Product.product_id.in_(ids))
+    """Products, the main link, template values and a locale, by the flow's subject kind."""
+    view = content.resolve(session, shop, registry.get(message.flow), enrollment)
+    products = tuple(
+        ProductBlock(
+            title=line.title,
+            url=line.url,
+            image_url=line.image_url,
+            price=line.price,
+            quantity=line.quantity,
+            variant=line.variant,
         )
-    }
-    blocks = []
-    for item in items[:6]:  # a short list reads better, and keeps the email small
-        product = known.get(str(item.get("product_id")))
-        price = item.get("unit_price")
-        blocks.append(
-            ProductBlock(
-                title=item.get("title") or (product.title if product else ""),
-                url=item.get("product_url")
-                or (product.url if product and product.url else "")
-                or shop.base_url,
-                image_url=item.get("image_url") or (product.image_url if product else None),
-                price=Money(Decimal(price["amount"]), price["currency"]) if price else None,
-                quantity=item.get("quantity"),
-                variant=item.get("variant_title"),
-            )
-        )
-    return tuple(blocks)
+        for line in view.products
+    )
+    return products, view.link, dict(view.values), view.locale
 
 
 class PlatformDiscounts:

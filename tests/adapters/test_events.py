@@ -86,6 +86,10 @@ ONE_OF_EACH: list[ev.Event] = [
     ev.CustomerDataRequested(WHEN, "7081234", "åsa@example.se", None, ("450789469",), "9999"),
     ev.CustomerRedactRequested(WHEN, "7081234", "åsa@example.se", None, ("450789469",)),
     ev.ShopRedactRequested(WHEN),
+    ev.BirthdayCame(WHEN, ev.ContactRef("7081234", "åsa@example.se"), date(2026, 2, 28)),
+    ev.OrderAnniversaryCame(WHEN, ev.ContactRef(None, "guest@example.com"), 2, WHEN),
+    ev.CustomerLapsed(WHEN, ev.ContactRef("7081234", None), WHEN, 3, 180),
+    ev.SubscriberWentQuiet(WHEN, ev.ContactRef("7081234", None), 120, WHEN),
 ]
 
 
@@ -148,3 +152,11 @@ def test_events_are_immutable() -> None:
     event = ev.AppUninstalled(WHEN)
     with pytest.raises(AttributeError):
         event.occurred_at = WHEN  # type: ignore[misc]
+
+
+def test_a_fact_names_its_contact_and_refuses_naive_times() -> None:
+    with pytest.raises(ev.EventError, match="customer id or an email"):
+        ev.ContactRef(None, None)
+    with pytest.raises(ev.EventError, match="naive"):
+        ev.CustomerLapsed(WHEN, ev.ContactRef("1", None), datetime(2025, 1, 1), 2, 180)  # noqa: DTZ001
+    assert all(issubclass(fact, ev.Event) for fact in ev.FACTS)

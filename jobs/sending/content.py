@@ -1,0 +1,161 @@
+"""What an email shows, by what it is about: its products, its main link, template values.
+
+One resolver per subject kind (``RESOLVERS``), each reading the store for the
+enrollment's subject at send time:
+
+=========  ==========================================  ==========================
+kind       products                                    main link
+=========  ==========================================  ==========================
+checkout   the checkout's line items                   the checkout's recovery link
+order      the order's line items                      the order status page
+contact    none                                        the shop's home page
+product    that product                                the product's page
+=========  ==========================================  ==========================
+
+Then the values the trigger kept on the enrollment are laid over the
+subject's, and a flow's own ``link`` (over the read-only view) may replace the
+main link. A subject no longer found shows no products and links home.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adapters.events import Money
+from jobs.flows.model import Flow, ProductLine, SubjectKind, SubjectView
+from jobs.store import rows
+from jobs.store.models import Enrollment, Product, Shop
+
+Resolver = Callable[[Session, Shop, Enrollment], SubjectView]
+
+#: a short list reads better, and keeps the email small
+MAX_PRODUCTS = 6
+
+
+def resolve(session: Session, shop: Shop, flow: Flow | None, enrollment: Enrollment) -> SubjectView:
+    """The view of the enrollment's subject, with the trigger's values and the flow's link."""
+    kind = flow.subject_kind if flow is not None else SubjectKind.CHECKOUT
+    view = RESOLVERS[kind](session, shop, enrollment)
+    kept = enrollment.context.get("values")
+    if kept:
+        view = dataclasses.replace(view, values={**view.values, **kept})
+    if flow is not None and flow.link is not None:
+        link = flow.link(view)
+        if link:
+            view = dataclasses.replace(view, link=link)
+    return view
+
+
+def checkout_view(session: Session, shop: Shop, enrollment: Enrollment) -> SubjectView:
+    checkout = rows.checkout(session, shop.id, enrollment.subject)
+    if checkout is None:
+        return _missing(SubjectKind.CHECKOUT, shop, enrollment)
+    return SubjectView(
+        kind=SubjectKind.CHECKOUT,
+        subject=enrollment.subject,
+        shop_url=shop.base_url,
+        products=line_products(session, shop, checkout.data.get("line_items") or []),
+        link=checkout.recovery_url,
+        locale=checkout.locale,
+    )
+
+
+def order_view(session: Session, shop: Shop, enrollment: Enrollment) -> SubjectView:
+    order = rows.order(session, shop.id, enrollment.subject)
+    if order is None:
+        return _missing(SubjectKind.ORDER, shop, enrollment)
+    return SubjectView(
+        kind=SubjectKind.ORDER,
+        subject=enrollment.subject,
+        shop_url=shop.base_url,
+        products=line_products(session, shop, order.data.get("line_items") or []),
+        link=order.data.get("status_url"),
+        values={"order_name": order.name, "order_total": Money(order.total, order.currency)},
+        locale=order.locale,
+    )
+
+
+def contact_view(session: Session, shop: Shop, enrollment: Enrollment) -> SubjectView:
+    # the contact's own name and language reach the email anyway (the courier reads them)
+    return SubjectView(
+        kind=SubjectKind.CONTACT,
+        subject=enrollment.subject,
+        shop_url=shop.base_url,
+        link=shop.base_url,
+    )
+
+
+def product_view(session: Session, shop: Shop, enrollment: Enrollment) -> SubjectView:
+    product = session.scalar(
+        select(Product).where(Product.shop_id == shop.id, Product.product_id == enrollment.subject)
+    )
+    if product is None:
+        return _missing(SubjectKind.PRODUCT, shop, enrollment)
+    line = ProductLine(
+        title=product.title,
+        url=product.url or shop.base_url,
+        product_id=product.product_id,
+        image_url=product.image_url,
+        price=Money(product.price, product.currency)
+        if product.price is not None and product.currency
+        else None,
+    )
+    return SubjectView(
+        kind=SubjectKind.PRODUCT,
+        subject=enrollment.subject,
+        shop_url=shop.base_url,
+        products=(line,),
+        link=line.url,
+        values={"product_title": product.title},
+    )
+
+
+RESOLVERS: dict[SubjectKind, Resolver] = {
+    SubjectKind.CHECKOUT: checkout_view,
+    SubjectKind.ORDER: order_view,
+    SubjectKind.CONTACT: contact_view,
+    SubjectKind.PRODUCT: product_view,
+}
+
+
+def _missing(kind: SubjectKind, shop: Shop, enrollment: Enrollment) -> SubjectView:
+    return SubjectView(kind=kind, subject=enrollment.subject, shop_url=shop.base_url)
+
+
+def line_products(
+    session: Session, shop: Shop, items: list[dict[str, Any]]
+) -> tuple[ProductLine, ...]:
+    """Stored line items as products, filling image and link from the catalogue we hold."""
+    items = items[:MAX_PRODUCTS]
+    ids = [str(item["product_id"]) for item in items if item.get("product_id")]
+    known = {
+        p.product_id: p
+        for p in session.scalars(
+            select(Product).where(Product.shop_id == shop.id, Product.product_id.in_(ids))
+        )
+    }
+    lines = []
+    for item in items:
+        product_id = str(item["product_id"]) if item.get("product_id") else None
+        product = known.get(product_id) if product_id else None
+        price = item.get("unit_price")
+        lines.append(
+            ProductLine(
+                title=item.get("title") or (product.title if product else ""),
+                url=item.get("product_url")
+                or (product.url if product and product.url else "")
+                or shop.base_url,
+                product_id=product_id,
+                image_url=item.get("image_url") or (product.image_url if product else None),
+                price=Money(Decimal(price["amount"]), price["currency"]) if price else None,
+                quantity=item.get("quantity"),
+                variant=item.get("variant_title"),
+            )
+        )
+    return tuple(lines)
