@@ -759,14 +759,14 @@ def notice_message(problems: tuple[Problem, ...] | list[Problem]) -> str:
 # --- writing -------------------------------------------------------------------------------
 
 
-def _merged(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+def merged(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     """``patch`` over ``base``, group by group; a None value removes the key (its default)."""
     result = dict(base)
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
         elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = _merged(result[key], value)
+            result[key] = merged(result[key], value)
         else:
             result[key] = copy.deepcopy(value)
     return result
@@ -774,7 +774,7 @@ def _merged(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]
 
 def update(session: Session, shop: Shop, patch: Mapping[str, Any]) -> ShopSettings:
     """Merge ``patch`` into the stored settings if the result is valid, else raise."""
-    return replace(session, shop, _merged(shop.settings or {}, patch))
+    return replace(session, shop, merged(shop.settings or {}, patch))
 
 
 def replace(session: Session, shop: Shop, raw: Any) -> ShopSettings:
