@@ -306,8 +306,8 @@ def shop_settings(
                 else:
                     effective = schema.load(shop)
             except schema.SettingsError as exc:
-                for problem in exc.problems:
-                    click.echo(f"{shop.key}: {problem}", err=True)
+                for refused in exc.problems:
+                    click.echo(f"{shop.key}: {refused}", err=True)
                 raise click.ClickException(
                     f"nothing saved: {len(exc.problems)} bad setting"
                     f"{'s' * (len(exc.problems) != 1)}"
@@ -315,7 +315,7 @@ def shop_settings(
             key = shop.key
     finally:
         engine.dispose()
-    problems = [str(p) for p in effective.problems]
+    problems = [str(problem) for problem in effective.problems]
     if as_json:
         click.echo(json.dumps({"settings": effective.as_dict(), "problems": problems}, indent=2))
         return

@@ -33,14 +33,12 @@ again, and refreshes the snapshot from settings that validate.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import time
 from enum import StrEnum
-from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -335,7 +333,7 @@ class _Section(Schema):
         """A missing group is an empty one, so that its defaults are filled in."""
         if not isinstance(data, Mapping):
             return data
-        missing = {
+        missing: dict[str, Any] = {
             name: {}
             for name, field in self.fields.items()
             if isinstance(field, fields.Nested) and name not in data
@@ -501,6 +499,7 @@ _SECTION_WORDS = {
 def _copy_field() -> fields.Field:
     return CopyOverrides(
         load_default=dict,
+        error_messages={"null": NOT_A_GROUP},
         metadata=_about(
             "Your own text",
             "Replace an email's subject, heading or body in one language. You may use "
@@ -656,16 +655,12 @@ def _typed(data: Mapping[str, Any], problems: list[Problem]) -> ShopSettings:
     )
 
 
-@lru_cache(maxsize=1024)
-def _effective(stored: str, snapshot: str, token: tuple[int, ...]) -> ShopSettings:
-    """The stored settings (JSON text) with each bad field from the snapshot or its default."""
-    schema = _schemas[token]
-    raw = json.loads(stored)
+def _effective(raw: Any, snapshot: Any, schema: Schema) -> ShopSettings:
+    """The stored settings with each bad field from the snapshot, or its default."""
     data, problems = _check(schema, raw)
     if data is not None:
         return _typed(data, [])
-    last_valid = json.loads(snapshot)
-    last_valid = last_valid if isinstance(last_valid, dict) else {}
+    last_valid = snapshot if isinstance(snapshot, dict) else {}
     fixed: dict[str, Any] = copy.deepcopy(raw) if isinstance(raw, dict) else {}
     for problem in problems:
         if not problem.path:
@@ -688,18 +683,29 @@ def _effective(stored: str, snapshot: str, token: tuple[int, ...]) -> ShopSettin
     return _typed(schema.load({}), problems)
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
+_loaded: dict[tuple[str, str, tuple[int, ...]], ShopSettings] = {}
 _logged: dict[int, str] = {}
+
+
+def _version(shop: Shop) -> str:
+    """The stored settings as text: what a cached load and the notice are keyed on."""
+    return repr(shop.settings)
 
 
 def load(shop: Shop) -> ShopSettings:
     """The shop's effective settings; reading never fails (see the module docstring)."""
-    token, _schema, _flows = _current()
-    stored = _json(shop.settings if shop.settings is not None else {})
-    settings = _effective(stored, _json(shop.settings_valid or {}), token)
+    token, schema, _flows = _current()
+    stored = _version(shop)
+    key = (stored, repr(shop.settings_valid), token)
+    settings = _loaded.get(key)
+    if settings is None:
+        if len(_loaded) > 1024:
+            _loaded.clear()
+        settings = _loaded[key] = _effective(
+            copy.deepcopy(shop.settings if shop.settings is not None else {}),
+            copy.deepcopy(shop.settings_valid),
+            schema,
+        )
     if settings.problems and _logged.get(shop.id) != stored:
         if len(_logged) > 10_000:
             _logged.clear()
@@ -722,7 +728,7 @@ def check(session: Session, shop: Shop) -> ShopSettings:
     (remembered when the transaction commits); otherwise it is :func:`load`.
     """
     settings = load(shop)
-    stored = _json(shop.settings if shop.settings is not None else {})
+    stored = _version(shop)
     if _checked.get(shop.id) == stored:
         return settings
     if settings.problems:

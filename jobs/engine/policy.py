@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import time, timedelta
+from functools import lru_cache
 from typing import Any
 
 from jobs import shop_settings
@@ -53,17 +54,21 @@ class Policy:
 
     @classmethod
     def of(cls, shop: Shop) -> Policy:
-        engine = shop_settings.load(shop).engine
-        return cls(
-            marketing_per_window=engine.marketing_per_window,
-            window_days=engine.window_days,
-            min_gap_hours=engine.min_gap_hours,
-            single_flow_days=engine.single_flow_days,
-            quiet_end=engine.quiet_end,
-            quiet_start=engine.quiet_start,
-            attribution_days=engine.attribution_days,
-            attribute_opens=engine.attribute_opens,
-        )
+        return _policy(shop_settings.load(shop).engine)
+
+
+@lru_cache(maxsize=256)
+def _policy(engine: shop_settings.EngineSettings) -> Policy:
+    return Policy(
+        marketing_per_window=engine.marketing_per_window,
+        window_days=engine.window_days,
+        min_gap_hours=engine.min_gap_hours,
+        single_flow_days=engine.single_flow_days,
+        quiet_end=engine.quiet_end,
+        quiet_start=engine.quiet_start,
+        attribution_days=engine.attribution_days,
+        attribute_opens=engine.attribute_opens,
+    )
 
 
 def flow_options(shop: Shop, flow: Flow) -> dict[str, Any]:
