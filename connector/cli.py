@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy import select
@@ -137,6 +138,103 @@ def shop_list(settings: Settings) -> None:
                 click.echo(f"{s.id}\t{s.platform}\t{s.key}\t{s.status}\t{s.name}")
     finally:
         engine.dispose()
+
+
+@shop.command("settings")
+@click.argument("shop_ref", metavar="SHOP")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Change one setting, e.g. flows.cart_recovery.delay_1_hours=2 or "
+    "engine.quiet_start=08:00 (VALUE is read as JSON when it parses, else as text; "
+    "null returns the setting to its default). Repeatable.",
+)
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Replace the shop's settings with this JSON file (--set applies on top).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Settings and problems as one JSON object.")
+@click.pass_obj
+def shop_settings(
+    settings: Settings,
+    shop_ref: str,
+    assignments: tuple[str, ...],
+    path: Path | None,
+    as_json: bool,
+) -> None:
+    """Print SHOP's effective settings and any problems, or change them (--set, --file).
+
+    A change is validated as a whole: with any bad field nothing is saved, each
+    bad field is printed and the command exits non-zero. SHOP is the shop's
+    id, myshopify domain or store URL.
+    """
+    import json
+
+    from jobs import shop_settings as schema
+    from jobs.reports.decisions import find_shop
+
+    patch: dict[str, Any] = {}
+    for assignment in assignments:
+        key, equals, text = assignment.partition("=")
+        if not equals or not key.strip():
+            raise click.BadParameter(f"{assignment!r} is not PATH=VALUE", param_hint="--set")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        schema.set_path(patch, key.strip(), value)
+    replacement: Any = None
+    if path is not None:
+        try:
+            replacement = json.loads(path.read_text("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise click.ClickException(f"{path} is not JSON: {exc}") from exc
+
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        sessions = make_sessions(engine)
+        with sessions.begin() as session:
+            shop = find_shop(session, shop_ref)
+            if shop is None:
+                raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+            changing = replacement is not None or bool(patch)
+            try:
+                if replacement is not None:
+                    if patch and isinstance(replacement, dict):
+                        replacement = schema.merged(replacement, patch)
+                    effective = schema.replace(session, shop, replacement)
+                elif patch:
+                    effective = schema.update(session, shop, patch)
+                else:
+                    effective = schema.load(shop)
+            except schema.SettingsError as exc:
+                for refused in exc.problems:
+                    click.echo(f"{shop.key}: {refused}", err=True)
+                raise click.ClickException(
+                    f"nothing saved: {len(exc.problems)} bad setting"
+                    f"{'s' * (len(exc.problems) != 1)}"
+                ) from exc
+            key = shop.key
+    finally:
+        engine.dispose()
+    problems = [str(problem) for problem in effective.problems]
+    if as_json:
+        click.echo(json.dumps({"settings": effective.as_dict(), "problems": problems}, indent=2))
+        return
+    if changing:
+        click.echo(f"settings of {key} saved")
+    click.echo(json.dumps(effective.as_dict(), indent=2))
+    if problems:
+        click.echo(f"\n{len(problems)} problem{'s' * (len(problems) != 1)} in the stored settings")
+        click.echo("(the last valid value, or the default, applies instead):")
+        for problem in problems:
+            click.echo(f"  {problem}")
 
 
 @main.command()

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from adapters import events as ev
 from adapters import registry
 from adapters.platform import DiscountRequest
+from jobs import shop_settings
 from jobs.engine import enrolment as engine
 from jobs.intake import apply as processing
 from jobs.platforms.shops import add_shop
@@ -274,7 +275,11 @@ def simulate(scenario: Scenario, *, compose: Any = None) -> Result:
             )
             shop.timezone = raw.get("timezone")
             shop.locale = raw.get("locale")
-            shop.settings = raw.get("settings") or {}
+            try:
+                shop_settings.replace(session, shop, raw.get("settings") or {})
+            except shop_settings.SettingsError as exc:
+                problems = "; ".join(map(str, exc.problems))
+                raise ScenarioError(f"shop.settings: {problems}") from exc
             shop_id = shop.id
         simulator = Simulator(engine_, shop_id, scenario.start)
         simulator.play(scenario)

@@ -1,17 +1,20 @@
 """The rules a shop may tune: frequency caps, quiet hours, attribution, flow options.
 
-Defaults are defined here; a shop's overrides are data in ``Shop.settings``:
-``settings["engine"]`` for the keys of :class:`Policy`, and
-``settings["flows"][<flow name>]`` for a flow's options (see ``Flow.defaults``).
-Unknown keys are ignored, so an old settings blob never breaks sending.
+What each rule means, its range and its default are declared in
+:mod:`jobs.shop_settings` (``settings["engine"]``), and a flow's options by the
+flow (``Flow.options``); both are read here through
+:func:`jobs.shop_settings.load`, so a bad stored value never breaks sending
+(it falls back to its last valid value and is reported).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import time, timedelta
+from functools import lru_cache
 from typing import Any
 
+from jobs import shop_settings
 from jobs.flows.model import Flow
 from jobs.store.models import Shop
 
@@ -19,19 +22,19 @@ from jobs.store.models import Shop
 @dataclass(frozen=True)
 class Policy:
     #: at most this many marketing emails per contact in a rolling window ...
-    marketing_per_window: int = 3
-    window_days: int = 7
+    marketing_per_window: int
+    window_days: int
     #: ... and never two marketing emails closer than this
-    min_gap_hours: int = 16
+    min_gap_hours: int
     #: a flow that sends one email sends it to a contact at most once in this many days
-    single_flow_days: int = 7
+    single_flow_days: int
     #: mail goes out only between these local times of the contact
-    quiet_end: time = time(8, 0)
-    quiet_start: time = time(21, 0)
+    quiet_end: time
+    quiet_start: time
     #: an order this long after a click is credited to the clicked message
-    attribution_days: int = 5
+    attribution_days: int
     #: opens are faked by privacy proxies (Apple Mail), so they do not count by default
-    attribute_opens: bool = False
+    attribute_opens: bool
 
     @property
     def window(self) -> timedelta:
@@ -51,19 +54,23 @@ class Policy:
 
     @classmethod
     def of(cls, shop: Shop) -> Policy:
-        raw = (shop.settings or {}).get("engine") or {}
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in raw:
-                continue
-            value = raw[f.name]
-            if f.name in ("quiet_end", "quiet_start"):
-                value = time.fromisoformat(value) if isinstance(value, str) else value
-            values[f.name] = value
-        return cls(**values)
+        return _policy(shop_settings.load(shop).engine)
+
+
+@lru_cache(maxsize=256)
+def _policy(engine: shop_settings.EngineSettings) -> Policy:
+    return Policy(
+        marketing_per_window=engine.marketing_per_window,
+        window_days=engine.window_days,
+        min_gap_hours=engine.min_gap_hours,
+        single_flow_days=engine.single_flow_days,
+        quiet_end=engine.quiet_end,
+        quiet_start=engine.quiet_start,
+        attribution_days=engine.attribution_days,
+        attribute_opens=engine.attribute_opens,
+    )
 
 
 def flow_options(shop: Shop, flow: Flow) -> dict[str, Any]:
-    """The flow's defaults with the shop's overrides on top."""
-    overrides = ((shop.settings or {}).get("flows") or {}).get(flow.name) or {}
-    return {**flow.defaults, **{k: v for k, v in overrides.items() if k in flow.defaults}}
+    """The flow's options for this shop: its declared defaults, the shop's values on top."""
+    return dict(shop_settings.load(shop).flow(flow))

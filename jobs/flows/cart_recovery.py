@@ -15,16 +15,20 @@ from adapters import events as ev
 from adapters.platform import Platform
 from jobs.flows.context import FlowContext
 from jobs.flows.model import (
-    ConsentPolicy,
     Exit,
     Flow,
+    Hours,
     IssueDiscount,
     MessageKind,
+    Option,
+    Percent,
     Reentry,
     Send,
     SubjectKind,
+    Switch,
     Trigger,
     Wait,
+    common,
 )
 
 CHECKOUT_EVENTS = (ev.CheckoutStarted, ev.CheckoutUpdated)
@@ -100,23 +104,62 @@ FLOW = Flow(
     reentry=Reentry.PER_SUBJECT,
     subject_kind=SubjectKind.CHECKOUT,
     live_order=_pending_order,
-    defaults={
-        "enabled": True,
+    options=(
         # delays count from the checkout's last update, not from the previous email
-        "delay_1_hours": 1,
-        "delay_2_hours": 23,
-        "delay_3_hours": 48,
-        "email_2": True,
-        "email_3": True,
+        Option(
+            "delay_1_hours",
+            Hours(1, min=0, max=24 * 7),
+            label="First reminder after (hours)",
+            help="Hours after the customer last changed their cart. Most carts that "
+            "come back do so within the first hour or two.",
+        ),
+        Option(
+            "delay_2_hours",
+            Hours(23, min=0, max=24 * 7),
+            label="Second reminder after (hours)",
+            help="Hours after the first reminder was due.",
+        ),
+        Option(
+            "delay_3_hours",
+            Hours(48, min=0, max=24 * 7),
+            label="Third reminder after (hours)",
+            help="Hours after the second reminder was due.",
+        ),
+        Option(
+            "email_2",
+            Switch(True),
+            label="Send the second reminder",
+            help="Turn off to send fewer reminders for the same cart.",
+        ),
+        Option(
+            "email_3",
+            Switch(True),
+            label="Send the third reminder",
+            help="The last reminder, the one that can carry a discount code.",
+        ),
         # the personal code in the third email: off unless the shop turns it on
-        "discount": False,
-        "discount_percent": 10,
-        "discount_valid_hours": 48,
-        "consent": ConsentPolicy.SUBSCRIBED,
-        "holdout_percent": 0,
+        Option(
+            "discount",
+            Switch(False),
+            label="Discount code in the third reminder",
+            help="Give each customer a personal code, usable once, in the third "
+            "reminder. Your store creates the code when the email is sent.",
+        ),
+        Option(
+            "discount_percent",
+            Percent(10, min=1, max=90),
+            label="Discount (%)",
+            help="How much the personal code takes off the order.",
+        ),
+        Option(
+            "discount_valid_hours",
+            Hours(48, min=1, max=24 * 30),
+            label="Code valid for (hours)",
+            help="How long the personal code works after the email is sent.",
+        ),
         # a reminder deferred (caps, quiet hours) longer than this is dropped
-        "expires_hours": 24,
-    },
+        *common(expires_hours=24),
+    ),
 )
 
 #: the timeline for readers: 1 h, 24 h and 72 h after the last update

@@ -12,10 +12,12 @@ get; a ``Branch`` or ``WaitForEvent`` stops planning until its time comes,
 when the enrollment wakes and the engine decides with the state of that moment.
 ``Label`` names a place a branch or an awaited event jumps to.
 
-Delays and other tunables name an *option* (``Wait(option="delay_1_hours")``,
-``Wait(option="delay_days", unit=WaitUnit.DAYS)``) whose default lives in
-``Flow.defaults`` and which the shop may override in its settings
-(``Shop.settings["flows"][flow.name]``).
+Delays and other tunables name an *option* (``Wait(option="delay_1_hours")``)
+that the flow declares itself (:class:`Option`: its kind, range, default, and
+the label and help a merchant reads), and which the shop may override in its
+settings (``Shop.settings["flows"][flow.name]``, validated by
+:mod:`jobs.shop_settings`). The options every flow has are declared once, in
+:data:`COMMON_OPTIONS`.
 
 What an email is about is the flow's *subject kind* (a checkout, an order, a
 contact, a product): the sending side finds its products, main link and
@@ -29,7 +31,7 @@ that runs in the database, in batches by contact id.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -164,6 +166,114 @@ class End:
 Step = Wait | WaitUntil | WaitForEvent | Branch | Label | IssueDiscount | Send | End
 
 
+# --- options ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hours:
+    """A whole number of hours from ``min`` to ``max``."""
+
+    default: int
+    min: int = 0
+    max: int = 24 * 7
+
+
+@dataclass(frozen=True)
+class Days:
+    """A whole number of days from ``min`` to ``max`` (a ``Wait`` in days names one)."""
+
+    default: int
+    min: int = 0
+    max: int = 365
+
+
+@dataclass(frozen=True)
+class Percent:
+    """A whole percentage from ``min`` to ``max``."""
+
+    default: int
+    min: int = 0
+    max: int = 100
+
+
+@dataclass(frozen=True)
+class Switch:
+    """On or off."""
+
+    default: bool
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a vocabulary's values."""
+
+    default: StrEnum
+    choices: type[StrEnum]
+
+
+OptionKind = Hours | Days | Percent | Switch | Choice
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting of a flow a shop may tune, with the words a merchant reads about it."""
+
+    name: str
+    kind: OptionKind
+    label: str
+    help: str
+
+    @property
+    def default(self) -> Any:
+        return self.kind.default
+
+    def with_default(self, default: Any) -> Option:
+        return replace(self, kind=replace(self.kind, default=default))
+
+
+#: the options every flow has; a flow may give one another default (see :func:`common`)
+COMMON_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "enabled",
+        Switch(True),
+        label="Turned on",
+        help="When off, no new customer starts this flow. Emails already planned "
+        "are still checked again before they go out.",
+    ),
+    Option(
+        "consent",
+        Choice(ConsentPolicy.SUBSCRIBED, ConsentPolicy),
+        label="Who may receive it",
+        help="Only customers who subscribed to your emails, or also past buyers who "
+        "never unsubscribed (allowed for similar products in some countries, "
+        "e.g. the UK and Sweden). Order emails ignore this.",
+    ),
+    Option(
+        "holdout_percent",
+        Percent(0, max=100),
+        label="Hold-out group (%)",
+        help="This share of customers gets nothing from this flow, so you can see how "
+        "much the emails really earn compared with not sending them.",
+    ),
+    Option(
+        "expires_hours",
+        Hours(24, min=1, max=24 * 14),
+        label="Give up after (hours)",
+        help="An email held back (by sending limits or quiet hours) longer than this "
+        "is not sent at all, because it would arrive too late to be useful.",
+    ),
+)
+
+
+def common(**defaults: Any) -> tuple[Option, ...]:
+    """Common options with this flow's own defaults, e.g. ``common(expires_hours=72)``."""
+    by_name = {option.name: option for option in COMMON_OPTIONS}
+    unknown = set(defaults) - set(by_name)
+    if unknown:
+        raise ValueError(f"not common options: {', '.join(sorted(unknown))}")
+    return tuple(by_name[name].with_default(value) for name, value in defaults.items())
+
+
 # --- trigger and exits ---------------------------------------------------------------
 
 
@@ -284,9 +394,21 @@ class Flow:
     #: enrollment's subject: paid, cancelled or refunded there ends the
     #: enrollment even if its webhook never came
     live_order: Callable[[Platform, str], str | None] | None = None
-    #: options a shop may override; "enabled", "consent", "holdout_percent" and
-    #: "expires_hours" are understood for every flow
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: options a shop may tune, besides the common ones (:data:`COMMON_OPTIONS`);
+    #: an option named like a common one replaces it (another default)
+    options: tuple[Option, ...] = ()
+
+    @property
+    def all_options(self) -> tuple[Option, ...]:
+        """Every option of this flow: the common ones, then its own, by name once."""
+        own = {option.name: option for option in self.options}
+        common_ = tuple(own.pop(option.name, option) for option in COMMON_OPTIONS)
+        return (*common_, *own.values())
+
+    @property
+    def defaults(self) -> Mapping[str, Any]:
+        """Each option's default, by name."""
+        return {option.name: option.default for option in self.all_options}
 
     @property
     def sends(self) -> tuple[Send, ...]:
@@ -303,6 +425,23 @@ class Flow:
         names = [send.name for send in self.sends]
         if len(set(names)) != len(names):
             raise ValueError(f"flow {self.name}: step names must be unique")
+        declared = [option.name for option in self.options]
+        if len(set(declared)) != len(declared):
+            raise ValueError(f"flow {self.name}: option names must be unique")
+        options = {option.name for option in self.all_options}
+        kinds = {option.name: option.kind for option in self.all_options}
+        for step in self.steps:
+            named = getattr(step, "option", None)
+            if named is not None and named not in options:
+                raise ValueError(f"flow {self.name}: step option {named!r} is not declared")
+            if isinstance(step, Wait) and named is not None:
+                kind = kinds[named]
+                wanted = Days if step.unit == WaitUnit.DAYS else Hours
+                if not isinstance(kind, wanted):
+                    raise ValueError(
+                        f"flow {self.name}: Wait in {step.unit} names option {named!r}, "
+                        f"which is not {wanted.__name__}"
+                    )
         labels = self.labels()
         for step in self.steps:
             targets = (

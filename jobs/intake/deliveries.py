@@ -39,8 +39,9 @@ from rq.job import Job
 from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.orm import Session
 
-from adapters.platform import ConsentRule, ShopContext, WebhookHeaders, translate
+from adapters.platform import ShopContext, WebhookHeaders, translate
 from adapters.registry import PLATFORMS
+from jobs import shop_settings
 from jobs.engine import ledger, schedule
 from jobs.intake import apply as processing
 from jobs.intake import privacy
@@ -350,7 +351,7 @@ def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
         currency=shop.currency,
         base_url=shop.base_url,
         received_at=delivery.received_at,
-        consent=ConsentRule.from_settings(shop.settings.get("consent")),
+        consent=shop_settings.check(session, shop).consent,
     )
     events = translate(platform, delivery.topic, payload, context)
     erased = False

@@ -35,6 +35,7 @@ from jobs.platforms import admin
 from jobs.runtime import Runtime
 from jobs.sending import content, links
 from jobs.sending.pipeline import Composed, Engine, PermanentSendError, TransientSendError
+from jobs.shop_settings import load as load_settings
 from jobs.store.models import Contact, Enrollment, Message, Shop
 
 
@@ -58,17 +59,17 @@ class EmailCourier:
         if not contact.email:
             raise PermanentSendError("no_email")
         enrollment = session.get_one(Enrollment, message.enrollment_id)
-        branding = (shop.settings or {}).get("branding") or {}
-        sender = (shop.settings or {}).get("sender") or {}
+        shop_settings = load_settings(shop)
+        branding, sender = shop_settings.branding, shop_settings.sender
         brand = Brand(
             shop_name=shop.name,
             storefront_url=shop.base_url,
-            sender_name=sender.get("name") or shop.name,
-            logo_url=branding.get("logo_url"),
-            colour=branding.get("colour") or "#1f2937",
-            postal_address=branding.get("postal_address"),
+            sender_name=sender.name or shop.name,
+            logo_url=branding.logo_url,
+            colour=branding.colour,
+            postal_address=branding.postal_address,
             default_locale=shop.locale or "en",
-            reply_to=sender.get("reply_to"),
+            reply_to=sender.reply_to,
         )
         products, action_url, values, locale = _subject_details(session, shop, message, enrollment)
         marketing = message.kind == Kind.MARKETING
@@ -97,14 +98,14 @@ class EmailCourier:
             action_url=action_url or shop.base_url,
             discount=discount,
             values=values,
-            copy_overrides=((shop.settings or {}).get("copy") or {}).get(message.template) or {},
+            copy_overrides=shop_settings.copy.get(message.template) or {},
             unsubscribe_url=unsubscribe,
             preferences_url=links.preferences_url(settings, shop.id, message.id)
             if marketing
             else None,
             link=link,
             open_pixel_url=links.open_pixel_url(settings, shop.id, message.id)
-            if (shop.settings or {}).get("engine", {}).get("open_tracking")
+            if shop_settings.engine.open_tracking
             else None,
         )
         rendered = render(content)
@@ -113,7 +114,7 @@ class EmailCourier:
         outgoing = OutgoingEmail(
             message_id=message_id,
             from_name=brand.sender_name,
-            from_address=sender.get("address") or settings.email_from,
+            from_address=sender.address or settings.email_from,
             to=contact.email,
             subject=rendered.subject,
             html=rendered.html,

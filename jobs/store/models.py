@@ -181,8 +181,11 @@ class Shop(Timestamps, Base):
     #: the secret a reconnect replaced: the store's webhooks may still sign with
     #: it until they are confirmed re-pointed to the new one, then it is dropped
     previous_webhook_secret_enc: Mapped[str | None] = mapped_column(Text)
-    #: per-shop settings (flows, delays, caps, branding), validated by the settings page
+    #: per-shop settings (flows, delays, caps, branding), read through jobs.shop_settings
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: the last settings that validated, which a bad stored field falls back to
+    #: (see jobs.shop_settings); None until some settings were checked
+    settings_valid: Mapped[dict[str, Any] | None]
     installed_at: Mapped[datetime] = mapped_column(default=now)
     uninstalled_at: Mapped[datetime | None]
 

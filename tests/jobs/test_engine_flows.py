@@ -20,6 +20,7 @@ from jobs.flows.model import (
     Wait,
     WaitForEvent,
     WaitUntil,
+    common,
 )
 from jobs.reports import attribution
 from jobs.runtime import Runtime
@@ -51,7 +52,7 @@ WIN_BACK = Flow(
         events=(ev.CustomerUpdated,), subject=_customer_subject, anchor=lambda e: e.occurred_at
     ),
     steps=(Wait(duration=timedelta(minutes=30)), Send("email", "win_back")),
-    defaults={"enabled": True, "expires_hours": 72},
+    options=common(expires_hours=72),
 )
 
 WELCOME = Flow(
@@ -72,7 +73,7 @@ WELCOME = Flow(
         Wait(duration=timedelta(days=1)),
         Send("related", "welcome_related"),
     ),
-    defaults={"enabled": True, "expires_hours": 48},
+    options=common(expires_hours=48),
 )
 
 
@@ -212,7 +213,7 @@ BIRTHDAY_MORNING = Flow(
         events=(ev.CustomerCreated,), subject=_customer_subject, anchor=lambda e: e.occurred_at
     ),
     steps=(WaitUntil(time(10, 0)), Send("greeting", "birthday")),
-    defaults={"enabled": True, "expires_hours": 12},
+    options=common(expires_hours=12),
 )
 
 

@@ -21,14 +21,18 @@ from jobs.flows import registry
 from jobs.flows.model import (
     Audience,
     AudienceQuery,
+    Days,
     Flow,
+    Hours,
     MessageKind,
+    Option,
     Send,
     SubjectKind,
     SubjectView,
     Trigger,
     Wait,
     WaitUnit,
+    common,
 )
 from jobs.runtime import Runtime
 from jobs.sending import content, links
@@ -68,7 +72,12 @@ BIRTHDAY = Flow(
     steps=(Wait(option="delay_hours"), Send("greeting", "birthday")),
     subject_kind=SubjectKind.CONTACT,
     link=lambda view: f"{view.shop_url}/collections/gifts",
-    defaults={"enabled": True, "delay_hours": 2, "expires_hours": 24},
+    options=(
+        Option(
+            "delay_hours", Hours(2), label="Greeting after (hours)", help="After the day began."
+        ),
+        *common(expires_hours=24),
+    ),
 )
 
 # --- new products for those who bought their kind: one event, an audience ------------------
@@ -140,7 +149,10 @@ NEW_IN_KIND = Flow(
     ),
     steps=(Wait(option="delay_days", unit=WaitUnit.DAYS), Send("announcement", "new_product")),
     subject_kind=SubjectKind.PRODUCT,
-    defaults={"enabled": True, "delay_days": 1, "expires_hours": 24},
+    options=(
+        Option("delay_days", Days(1), label="Announce after (days)", help="After it was added."),
+        *common(expires_hours=24),
+    ),
 )
 
 # --- a shop whose emails are really composed ---------------------------------------------
