@@ -146,9 +146,9 @@ class DiscountBook:
 class Simulator:
     """Drives one shop through time. Use :func:`scratch_runtime` for a throwaway store."""
 
-    def __init__(self, engine_: send.Engine, shop_id: int, start: datetime) -> None:
-        self.engine = engine_
-        self.runtime = engine_.runtime
+    def __init__(self, sender: send.Sender, shop_id: int, start: datetime) -> None:
+        self.sender = sender
+        self.runtime = sender.runtime
         self.shop_id = shop_id
         self.clock = start
 
@@ -209,7 +209,7 @@ class Simulator:
                 engine.wake(session, enrollment_id, at)
                 engine.take_due_work(session)
         for message_id in messages:
-            send.run(self.engine, message_id, at)
+            send.run(self.sender, message_id, at)
 
 
 @contextmanager
@@ -243,7 +243,7 @@ class Result:
 def simulate(scenario: Scenario, *, compose: Any = None) -> Result:
     with scratch_runtime() as runtime:
         outbox, book = Outbox(), DiscountBook()
-        engine_ = send.Engine(
+        sender = send.Sender(
             runtime,
             SimulatedCourier(outbox, compose),
             discounts=book,
@@ -262,7 +262,7 @@ def simulate(scenario: Scenario, *, compose: Any = None) -> Result:
             shop.locale = raw.get("locale")
             shop.settings = raw.get("settings") or {}
             shop_id = shop.id
-        simulator = Simulator(engine_, shop_id, scenario.start)
+        simulator = Simulator(sender, shop_id, scenario.start)
         for item in scenario.events:
             simulator.apply(item.event, item.at)
         simulator.run_until(scenario.until)

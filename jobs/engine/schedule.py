@@ -44,7 +44,7 @@ from jobs.runtime import Runtime
 from jobs.workers import queues
 
 if TYPE_CHECKING:
-    from jobs.sending.pipeline import Engine
+    from jobs.sending.pipeline import Sender
 from jobs.store.models import Enrollment, EnrollmentState, Message, MessageState, now
 
 log = logging.getLogger(__name__)
@@ -274,7 +274,7 @@ def _queued(runtime: Runtime, id_: str, at: datetime) -> bool:
 
 
 def sweep(
-    runtime: Runtime, at: datetime | None = None, *, engine_: Engine | None = None
+    runtime: Runtime, at: datetime | None = None, *, sender: Sender | None = None
 ) -> dict[str, int]:
     """Re-hand overdue work Redis no longer holds, and resolve claims of dead workers.
 
@@ -283,10 +283,10 @@ def sweep(
     drains that died are lifted first); a wake is handed over again only if
     its job is gone.
     """
-    from jobs.sending.pipeline import engine_for, resolve_stale_claims
+    from jobs.sending.pipeline import resolve_stale_claims, sender_for
 
     at = at or now()
-    engine_ = engine_ or engine_for(runtime)
+    sender = sender or sender_for(runtime)
     with runtime.sessions.begin() as session:
         ledger.lapse_holds(session, at - GRACE, at)
     work = overdue(runtime, at)
@@ -298,7 +298,7 @@ def sweep(
             handed += notify_sends(runtime, shop_id, force=True)
         except RedisError as exc:
             log.warning("sweeper: no send drain for shop %s (%s)", shop_id, exc)
-    claims = resolve_stale_claims(engine_, at)
+    claims = resolve_stale_claims(sender, at)
     if handed or any(claims.values()):
         log.info("sweeper: re-queued %d drains/wakes; stale claims %s", handed, claims)
     return {"requeued": handed, **claims}

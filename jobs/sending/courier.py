@@ -33,7 +33,7 @@ from emails.outgoing import OutgoingEmail, make_message_id
 from emails.render import render
 from jobs.runtime import Runtime
 from jobs.sending import links
-from jobs.sending.pipeline import Composed, Engine, PermanentSendError, TransientSendError
+from jobs.sending.pipeline import Composed, PermanentSendError, Sender, TransientSendError
 from jobs.store import rows
 from jobs.store.models import Contact, Enrollment, Message, Product, Shop
 
@@ -224,13 +224,13 @@ class PlatformLiveOrders:
 _lock = threading.Lock()
 
 
-def build_engine(runtime: Runtime) -> Engine:
-    """The process's engine for this runtime: one backend (and its connections) reused."""
+def build_sender(runtime: Runtime) -> Sender:
+    """The process's sender for this runtime: one backend (and its connections) reused."""
     with _lock:
-        found: Engine | None = runtime.extensions.get("engine")
+        found: Sender | None = runtime.extensions.get("engine")
         if found is None:
             backend = backend_from_url(runtime.settings.email_url, redis=runtime.redis)
-            found = Engine(
+            found = Sender(
                 runtime,
                 EmailCourier(runtime, backend),
                 discounts=PlatformDiscounts(runtime),

@@ -106,7 +106,7 @@ class Composed:
 
 
 class Courier(Protocol):
-    """Rendering and delivery, as the engine sees them (jobs.sending.courier has the real one)."""
+    """Rendering and delivery, as a send sees them (jobs.sending.courier has the real one)."""
 
     @property
     def provider(self) -> str: ...
@@ -139,7 +139,7 @@ class LiveOrders(Protocol):
 
 
 @dataclass
-class Engine:
+class Sender:
     """What a send needs besides the database: delivery, the shops' APIs, and a
     way to queue work it reschedules (RQ normally; the simulator polls instead)."""
 
@@ -194,7 +194,7 @@ _WITH_CONTACT = (
 
 
 def run(
-    engine_: Engine,
+    sender: Sender,
     message_id: int,
     at: datetime,
     asked: Questions | None = None,
@@ -214,9 +214,9 @@ def run(
     that needs a discount code commits its claim first, so the shop's API is
     never called with the database locked.
     """
-    runtime = engine_.runtime
+    runtime = sender.runtime
     sessions = runtime.sessions
-    live = _live_check(engine_, message_id, at, asked)
+    live = _live_check(sender, message_id, at, asked)
     due: list[engine.DueWork] = []
     composed: Composed | None = None
     failure: BaseException | None = None
@@ -268,7 +268,7 @@ def run(
             assert contact is not None  # judge() skipped it otherwise
             try:
                 composed = _compose_and_hand_over(
-                    engine_, session, shop, message, contact, token, at
+                    sender, session, shop, message, contact, token, at
                 )
             except PermanentSendError as exc:
                 ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
@@ -279,17 +279,17 @@ def run(
                 due = engine.take_due_work(session)
                 failure = exc
     if failure is not None:
-        engine_.queue(due)
+        sender.queue(due)
         raise failure
     if ended is not None:
-        engine_.queue(due)
+        sender.queue(due)
         return ended
     if due:
-        engine_.queue(due)
+        sender.queue(due)
         return f"deferred:{verdict.reason}"
     if composed is None:  # a discount code to issue first: outside the transaction
         try:
-            composed, message = _prepare(engine_, message.id, token, at)
+            composed, message = _prepare(sender, message.id, token, at)
         except PermanentSendError as exc:
             with sessions.begin() as session:
                 ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
@@ -298,9 +298,9 @@ def run(
             with sessions.begin() as session:
                 _retry_or_fail(session, message, token, "prepare_error", None, at)
                 due = engine.take_due_work(session)
-            engine_.queue(due)
+            sender.queue(due)
             raise
-    return _deliver(engine_, message, token, composed, at)
+    return _deliver(sender, message, token, composed, at)
 
 
 #: per message that asks the platform before it is sent: its shop and the order to ask about
@@ -308,18 +308,18 @@ Questions = dict[int, tuple[Shop, str]]
 
 
 def _live_check(
-    engine_: Engine, message_id: int, at: datetime, asked: Questions | None
+    sender: Sender, message_id: int, at: datetime, asked: Questions | None
 ) -> str | None:
     """The optional live re-check, before any transaction (it is an HTTP call)."""
-    if engine_.live_orders is None:
+    if sender.live_orders is None:
         return None
     if asked is None:
-        with engine_.runtime.reads() as session:
+        with sender.runtime.reads() as session:
             asked = live_questions(session, [message_id], at)
     question = asked.get(message_id)
     if question is None:
         return None
-    return _live_exit(engine_, *question)
+    return _live_exit(sender, *question)
 
 
 def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questions:
@@ -360,7 +360,7 @@ def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questi
 
 
 def _compose_and_hand_over(
-    engine_: Engine,
+    sender: Sender,
     session: Any,
     shop: Shop,
     message: Message,
@@ -368,13 +368,13 @@ def _compose_and_hand_over(
     token: str,
     at: datetime,
 ) -> Composed:
-    composed = engine_.courier.compose(session, shop, message, contact, at)
-    _hand_over(engine_, session, message, token, composed)
+    composed = sender.courier.compose(session, shop, message, contact, at)
+    _hand_over(sender, session, message, token, composed)
     return composed
 
 
 def _hand_over(
-    engine_: Engine, session: Any, message: Message, token: str, composed: Composed
+    sender: Sender, session: Any, message: Message, token: str, composed: Composed
 ) -> None:
     handed = ledger.hand_over(
         session,
@@ -385,7 +385,7 @@ def _hand_over(
             "subject_line": composed.subject,
             "locale": composed.locale,
             "message_id_header": composed.message_id_header,
-            "provider": engine_.courier.provider,
+            "provider": sender.courier.provider,
             "discount_code": message.discount_code,
             "data": message.data,  # with its discount's terms, when it has one
         },
@@ -394,15 +394,15 @@ def _hand_over(
         raise PermanentSendError("claim_lost")
 
 
-def _live_exit(engine_: Engine, shop: Shop, order_id: str) -> str | None:
+def _live_exit(sender: Sender, shop: Shop, order_id: str) -> str | None:
     """Ask the platform about the flow's order; an exit reason if it has moved on.
 
     Optional and best effort: if the shop's API cannot answer, the local state
     (already re-checked by the guards) decides, and the failure is logged.
     """
-    assert engine_.live_orders is not None
+    assert sender.live_orders is not None
     try:
-        state = engine_.live_orders.order_state(shop, order_id)
+        state = sender.live_orders.order_state(shop, order_id)
     except AdminApiError as exc:
         log.warning("shop %s: live re-check of order %s failed: %s", shop.id, order_id, exc)
         return None
@@ -417,9 +417,7 @@ def _live_exit(engine_: Engine, shop: Shop, order_id: str) -> str | None:
     return None
 
 
-def _prepare(
-    engine_: Engine, message_id: int, token: str, at: datetime
-) -> tuple[Composed, Message]:
+def _prepare(sender: Sender, message_id: int, token: str, at: datetime) -> tuple[Composed, Message]:
     """Issue the message's discount code, render it, then hand it over.
 
     Only the hand-over writes. The shop's API is called outside any
@@ -427,24 +425,24 @@ def _prepare(
     keep a PostgreSQL connection idle in a transaction, while it answers), and
     rendering only reads.
     """
-    runtime = engine_.runtime
+    runtime = sender.runtime
     with runtime.reads() as session:
         message = session.get_one(Message, message_id)
         shop = session.get_one(Shop, message.shop_id)
         contact = session.get_one(Contact, message.contact_id)
     if message.data.get("discount") and not message.discount_code:
         code = discount_code(runtime.settings.secret_key, message)
-        _issue_discount(engine_, shop, message, contact, code, at)
+        _issue_discount(sender, shop, message, contact, code, at)
         message.discount_code = code
     with runtime.reads() as session:
-        composed = engine_.courier.compose(session, shop, message, contact, at)
+        composed = sender.courier.compose(session, shop, message, contact, at)
     with runtime.sessions.begin() as session:
-        _hand_over(engine_, session, message, token, composed)
+        _hand_over(sender, session, message, token, composed)
     return composed, message
 
 
 def _issue_discount(
-    engine_: Engine,
+    sender: Sender,
     shop: Shop,
     message: Message,
     contact: Contact,
@@ -463,9 +461,9 @@ def _issue_discount(
         email=contact.email,
         customer_id=contact.customer_id,
     )
-    if engine_.discounts is None:
+    if sender.discounts is None:
         raise PermanentSendError("discount_unavailable")
-    engine_.discounts.issue(shop, request)
+    sender.discounts.issue(shop, request)
     message.data = {
         **message.data,
         "discount_percent": str(request.percent),
@@ -473,19 +471,17 @@ def _issue_discount(
     }
 
 
-def _deliver(
-    engine_: Engine, message: Message, token: str, composed: Composed, at: datetime
-) -> str:
+def _deliver(sender: Sender, message: Message, token: str, composed: Composed, at: datetime) -> str:
     """Hand over to the provider, then record it: the message is the one claimed,
     already read, so recording needs no read of it (nor of its enrollment)."""
-    runtime = engine_.runtime
+    runtime = sender.runtime
     try:
-        provider_id = engine_.courier.deliver(composed)
+        provider_id = sender.courier.deliver(composed)
     except TransientSendError as exc:
         with runtime.sessions.begin() as session:
             outcome = _retry_or_fail(session, message, token, exc.reason, exc.retry_after, at)
             due = engine.take_due_work(session)
-        engine_.queue(due)
+        sender.queue(due)
         return outcome
     except PermanentSendError as exc:
         with runtime.sessions.begin() as session:
@@ -526,9 +522,9 @@ def _retry_or_fail(
     return f"retrying:{reason}"
 
 
-def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
+def resolve_stale_claims(sender: Sender, at: datetime) -> dict[str, int]:
     """The sweeper's part: claims whose worker died (see the module docstring)."""
-    runtime = engine_.runtime
+    runtime = sender.runtime
     counts = {"released": 0, "resent": 0, "unknown": 0}
     with runtime.sessions.begin() as session:
         stale = session.scalars(
@@ -550,7 +546,7 @@ def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
                 ):
                     counts["unknown"] += 1
                 continue
-            if message.state == MessageState.SENDING or engine_.courier.supports_idempotency:
+            if message.state == MessageState.SENDING or sender.courier.supports_idempotency:
                 # nothing was handed over, or handing over again cannot duplicate it
                 key = "released" if message.state == MessageState.SENDING else "resent"
                 if ledger.release(
@@ -576,12 +572,12 @@ def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
             ):
                 counts["unknown"] += 1
         due = engine.take_due_work(session)
-    engine_.queue(due)
+    sender.queue(due)
     return counts
 
 
 def drain(
-    engine_: Engine,
+    sender: Sender,
     shop_id: int,
     *,
     budget: float = DRAIN_SECONDS,
@@ -607,7 +603,7 @@ def drain(
     """
     from jobs.engine import schedule
 
-    runtime = engine_.runtime
+    runtime = sender.runtime
     started = clock()
     done = raised = 0
     while True:
@@ -615,7 +611,7 @@ def drain(
         with runtime.sessions.begin() as session:
             at = now()
             held = ledger.take_due(session, shop_id, at, SEND_BATCH)
-            if held and engine_.live_orders is not None:
+            if held and sender.live_orders is not None:
                 asked = live_questions(session, list(held), at)
         if not held:
             return done
@@ -629,7 +625,7 @@ def drain(
                 schedule.notify_sends(runtime, shop_id, force=True)
                 return done
             try:
-                run(engine_, message_id, now(), asked, held[message_id])
+                run(sender, message_id, now(), asked, held[message_id])
             except Exception:
                 # still held by this drain, it is not taken again by it
                 log.exception("shop %s: sending message %s raised", shop_id, message_id)
@@ -647,11 +643,11 @@ def send_due(shop_id: int) -> int:
 
     runtime = runtimes.current()
     queues.clear(runtime.redis, schedule.send_flag(shop_id))
-    return drain(engine_for(runtime), shop_id)
+    return drain(sender_for(runtime), shop_id)
 
 
-def engine_for(runtime: Runtime) -> Engine:
-    """The process's engine: the courier and discount issuer its settings choose."""
-    from jobs.sending.courier import build_engine
+def sender_for(runtime: Runtime) -> Sender:
+    """The process's sender: the courier and discount issuer its settings choose."""
+    from jobs.sending.courier import build_sender
 
-    return build_engine(runtime)
+    return build_sender(runtime)
