@@ -93,7 +93,7 @@ def on_event(
         flow = registry.get(enrollment.flow)
         if flow is None:
             continue
-        ctx = _context(session, shop, flow, enrollment, at, event)
+        ctx = context_for(session, shop, flow, enrollment, at, event)
         if _check_exits(session, flow, enrollment, ctx, at, event):
             continue
         _resume_on_event(session, shop, flow, enrollment, event, at)
@@ -153,7 +153,7 @@ def _active_enrollments(
     return list(session.scalars(statement, params))
 
 
-def _context(
+def context_for(
     session: Session,
     shop: Shop,
     flow: Flow,
@@ -164,6 +164,8 @@ def _context(
     contact: Contact | None = None,
     subject: str | None = None,
 ) -> FlowContext:
+    """What the flow's conditions see: the enrollment's contact and subject (or, before
+    there is an enrollment, the ones given), the shop's options for the flow, and the time."""
     if enrollment is not None:
         contact = session.get(Contact, enrollment.contact_id) if enrollment.contact_id else None
         subject = enrollment.subject
@@ -324,7 +326,7 @@ def _trigger(
     subject = flow.trigger.subject(event)
     if subject is None:
         return
-    ctx = _context(session, shop, flow, None, at, event, contact=contact, subject=subject)
+    ctx = context_for(session, shop, flow, None, at, event, contact=contact, subject=subject)
     if flow.trigger.when is not None and not flow.trigger.when(ctx):
         return
     if exit_reason(flow, ctx) is not None:
@@ -598,7 +600,7 @@ def wake(session: Session, enrollment_id: int, at: datetime) -> bool:
             at,
         )
         return True
-    ctx = _context(session, shop, flow, enrollment, at)
+    ctx = context_for(session, shop, flow, enrollment, at)
     if _check_exits(session, flow, enrollment, ctx, at, None):
         return True
     step = flow.steps[enrollment.step_index]

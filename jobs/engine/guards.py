@@ -35,9 +35,10 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from jobs.engine import enrolment as engine
 from jobs.engine import localtime, suppressions
+from jobs.engine.enrolment import exit_reason
 from jobs.engine.policy import Policy, flow_options
+from jobs.flows.context import FlowContext
 from jobs.flows.model import ConsentPolicy, Flow, MessageKind
 from jobs.store.db import plain
 from jobs.store.models import (
@@ -80,6 +81,8 @@ class Verdict:
     outcome: str  # send, skipped, exited, expired, cancelled, deferred
     reason: str | None = None
     until: datetime | None = None
+    #: the flow's exit holds now: the enrollment ends with this reason too
+    ends_enrollment: bool = False
 
     @property
     def sends(self) -> bool:
@@ -96,19 +99,24 @@ def judge(
     enrollment: Enrollment,
     message: Message,
     contact: Contact | None,
+    ctx: FlowContext,
     at: datetime,
 ) -> Verdict:
+    """The first guard that says no, in the order of the table above, or :data:`SEND`.
+
+    Writes nothing: it reads the state of the moment (through ``session``, and
+    through ``ctx`` for the flow's exit conditions) and the caller applies the
+    verdict: ends the enrollment on an exit, defers, skips or sends.
+    """
     if shop.status != "active":
         return Verdict("cancelled", "shop_inactive")
     if enrollment.state == EnrollmentState.EXITED:
         return Verdict("exited", enrollment.reason)
     if enrollment.state == EnrollmentState.CANCELLED:
         return Verdict("cancelled", enrollment.reason)
-    ctx = engine._context(session, shop, flow, enrollment, at)
-    exit_ = engine.exit_reason(flow, ctx)
+    exit_ = exit_reason(flow, ctx)
     if exit_ is not None:
-        engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, exit_, at)
-        return Verdict("exited", exit_)
+        return Verdict("exited", exit_, ends_enrollment=True)
     if at > message.expires_at:
         return Verdict("expired", message.reason or "late")
     if enrollment.holdout:

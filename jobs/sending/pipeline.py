@@ -44,7 +44,7 @@ from sqlalchemy import bindparam, select
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
 from jobs.engine import enrolment as engine
 from jobs.engine import ledger
-from jobs.engine.guards import judge
+from jobs.engine.guards import Verdict, judge
 from jobs.engine.policy import flow_options
 from jobs.flows import registry
 from jobs.runtime import Runtime
@@ -205,102 +205,172 @@ def run(
     ``asked`` and ``refs``: the live re-check's questions and what the message
     belongs to, when a drain has read them for a batch of messages already.
 
-    The contact is locked before the message is claimed: the intake of an
-    event locks its contact before the messages it ends, so the two always
-    take their locks in the same order and cannot deadlock.
-
     Claim, judge, render and hand over share one transaction: if anything in it
     fails, the row is still planned (nothing was handed over). Only a message
     that needs a discount code commits its claim first, so the shop's API is
-    never called with the database locked.
+    never called with the database locked. Each step either hands the next one
+    what it needs or stops the send (a :class:`_Stop`, settled once its
+    transaction has committed).
     """
-    runtime = sender.runtime
-    sessions = runtime.sessions
     live = _live_check(sender, message_id, at, asked)
-    due: list[engine.DueWork] = []
-    composed: Composed | None = None
+    with sender.runtime.sessions.begin() as session:
+        claim = _claim(session, message_id, at, refs)
+        if isinstance(claim, str):
+            return claim  # not planned, not yet due (a deferral moved it), or taken
+        step: Composed | _Stop | None = _judge(session, claim, live, at)
+        if step is None and not _needs_discount(claim.message):
+            step = _prepare_and_hand_over(sender, session, claim, at)
+    if step is None:  # a discount code to issue first: outside the transaction
+        step = _prepare_with_discount(sender, claim, at)
+    if isinstance(step, _Stop):
+        return step.settle(sender)
+    return _deliver(sender, claim, step, at)
+
+
+@dataclass
+class _Claim:
+    """A claimed message, its token, and what it is judged against."""
+
+    message: Message
+    token: str
+    enrollment: Enrollment
+    shop: Shop
+    contact: Contact | None
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """The send ends before the provider: the outcome, the work its transaction made
+    due (queued once that has committed), and a failure to raise after that."""
+
+    outcome: str
+    due: list[engine.DueWork] = field(default_factory=list)
     failure: BaseException | None = None
-    ended: str | None = None
-    with sessions.begin() as session:
-        refs = refs or ledger.refs_of(session, message_id)
-        if refs is None:
-            return "not_planned"
-        params = {"enrollment_id": refs.enrollment_id, "contact_id": refs.contact_id}
-        found = session.execute(_WITH_CONTACT, params).one_or_none() if refs.contact_id else None
-        claimed = ledger.claim(session, message_id, at)
-        if isinstance(claimed, str):
-            return claimed  # not planned, not yet due (a deferral moved it), or taken
-        message, token = claimed
-        if found is not None:
-            enrollment, shop, contact = found
-        else:  # no contact (or no longer): the guards say so
-            (enrollment, shop), contact = session.execute(_ENROLLMENT, params).one(), None
-        flow = registry.get(message.flow)
-        if flow is None:
-            ledger.finish(session, message, MessageState.CANCELLED, "flow_removed", at, token=token)
-            return "cancelled"
-        if live is not None and enrollment.state == EnrollmentState.ACTIVE:
-            engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, live, at)
-        verdict = judge(session, shop, flow, enrollment, message, contact, at)
-        if verdict.outcome == "deferred":
-            assert verdict.until is not None
-            ledger.release(
-                session,
-                message,
-                due_at=verdict.until,
-                reason=verdict.reason or "",
-                at=at,
-                token=token,
-            )
-            engine.due_work(session).append(
-                engine.DueWork("message", message.shop_id, message.id, verdict.until)
-            )
-            due = engine.take_due_work(session)
-        elif not verdict.sends:
-            state = MessageState(verdict.outcome)
-            ledger.finish(session, message, state, verdict.reason, at, token=token)
-            engine.complete_if_done(session, enrollment, at)
-            ended = f"{verdict.outcome}:{verdict.reason}"
-            # an exit found now also ends the enrollment's later messages: their
-            # jobs are withdrawn once this commits
-            due = engine.take_due_work(session)
-        elif not (message.data.get("discount") and not message.discount_code):
-            assert contact is not None  # judge() skipped it otherwise
-            try:
-                composed = _compose_and_hand_over(
-                    sender, session, shop, message, contact, token, at
-                )
-            except PermanentSendError as exc:
-                ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
-                return f"failed:{exc.reason}"
-            except Exception as exc:
-                # nothing reached the provider: give the row back for a later attempt
-                _retry_or_fail(session, message, token, "prepare_error", None, at)
-                due = engine.take_due_work(session)
-                failure = exc
-    if failure is not None:
-        sender.queue(due)
-        raise failure
-    if ended is not None:
-        sender.queue(due)
-        return ended
-    if due:
-        sender.queue(due)
-        return f"deferred:{verdict.reason}"
-    if composed is None:  # a discount code to issue first: outside the transaction
-        try:
-            composed, message = _prepare(sender, message.id, token, at)
-        except PermanentSendError as exc:
-            with sessions.begin() as session:
-                ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
-            return f"failed:{exc.reason}"
-        except Exception:
-            with sessions.begin() as session:
-                _retry_or_fail(session, message, token, "prepare_error", None, at)
-                due = engine.take_due_work(session)
-            sender.queue(due)
-            raise
-    return _deliver(sender, message, token, composed, at)
+
+    def settle(self, sender: Sender) -> str:
+        sender.queue(self.due)
+        if self.failure is not None:
+            raise self.failure
+        return self.outcome
+
+
+def _claim(session: Any, message_id: int, at: datetime, refs: ledger.Refs | None) -> _Claim | str:
+    """Step 1: planned -> sending under a fresh token, or why not (``not_planned``,
+    ``not_due``, ``taken``).
+
+    The contact is locked before the message is claimed: the intake of an
+    event locks its contact before the messages it ends, so the two always
+    take their locks in the same order and cannot deadlock.
+    """
+    refs = refs or ledger.refs_of(session, message_id)
+    if refs is None:
+        return "not_planned"
+    params = {"enrollment_id": refs.enrollment_id, "contact_id": refs.contact_id}
+    found = session.execute(_WITH_CONTACT, params).one_or_none() if refs.contact_id else None
+    claimed = ledger.claim(session, message_id, at)
+    if isinstance(claimed, str):
+        return claimed
+    message, token = claimed
+    if found is not None:
+        enrollment, shop, contact = found
+    else:  # no contact (or no longer): the guards say so
+        (enrollment, shop), contact = session.execute(_ENROLLMENT, params).one(), None
+    return _Claim(message, token, enrollment, shop, contact)
+
+
+def _judge(session: Any, claim: _Claim, live: str | None, at: datetime) -> _Stop | None:
+    """Step 2: the guards against the state of the moment; None if it is to be sent.
+
+    A flow that is gone cancels it; an exit the live re-check found ends the
+    enrollment first, so the guards see it. The verdict is then applied.
+    """
+    message, enrollment = claim.message, claim.enrollment
+    flow = registry.get(message.flow)
+    if flow is None:
+        ledger.finish(
+            session, message, MessageState.CANCELLED, "flow_removed", at, token=claim.token
+        )
+        return _Stop("cancelled")
+    if live is not None and enrollment.state == EnrollmentState.ACTIVE:
+        engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, live, at)
+    ctx = engine.context_for(session, claim.shop, flow, enrollment, at)
+    verdict = judge(session, claim.shop, flow, enrollment, message, claim.contact, ctx, at)
+    return _apply(session, claim, verdict, at)
+
+
+def _apply(session: Any, claim: _Claim, verdict: Verdict, at: datetime) -> _Stop | None:
+    """What the verdict says, done: deferred back to planned with a new due time, or
+    ended with its reason (an exit ends the enrollment too, and its later messages,
+    whose jobs are withdrawn once this commits)."""
+    message, token = claim.message, claim.token
+    if verdict.sends:
+        return None
+    if verdict.outcome == "deferred":
+        assert verdict.until is not None
+        ledger.release(
+            session,
+            message,
+            due_at=verdict.until,
+            reason=verdict.reason or "",
+            at=at,
+            token=token,
+        )
+        engine.due_work(session).append(
+            engine.DueWork("message", message.shop_id, message.id, verdict.until)
+        )
+        return _Stop(f"deferred:{verdict.reason}", engine.take_due_work(session))
+    if verdict.ends_enrollment:
+        assert verdict.reason is not None
+        engine.end_enrollment(session, claim.enrollment, EnrollmentState.EXITED, verdict.reason, at)
+    ledger.finish(session, message, MessageState(verdict.outcome), verdict.reason, at, token=token)
+    engine.complete_if_done(session, claim.enrollment, at)
+    return _Stop(f"{verdict.outcome}:{verdict.reason}", engine.take_due_work(session))
+
+
+def _needs_discount(message: Message) -> bool:
+    return bool(message.data.get("discount")) and not message.discount_code
+
+
+def _prepare_and_hand_over(
+    sender: Sender, session: Any, claim: _Claim, at: datetime
+) -> Composed | _Stop:
+    """Steps 3 and 4 in the claim's transaction (no discount code to issue): render,
+    then sending -> handed."""
+    assert claim.contact is not None  # judge() skipped it otherwise
+    try:
+        composed = sender.courier.compose(session, claim.shop, claim.message, claim.contact, at)
+        _hand_over(sender, session, claim.message, claim.token, composed)
+    except Exception as exc:
+        return _not_handed_over(session, claim, exc, at)
+    return composed
+
+
+def _prepare_with_discount(sender: Sender, claim: _Claim, at: datetime) -> Composed | _Stop:
+    """Steps 3 and 4 for a message that needs a discount code, after the claim committed.
+
+    The claim now holds the message as handed over (with its code and terms).
+    """
+    try:
+        composed, claim.message = _issue_compose_hand_over(
+            sender, claim.message.id, claim.token, at
+        )
+    except Exception as exc:
+        with sender.runtime.sessions.begin() as session:
+            return _not_handed_over(session, claim, exc, at)
+    return composed
+
+
+def _not_handed_over(session: Any, claim: _Claim, exc: Exception, at: datetime) -> _Stop:
+    """Preparing failed and nothing reached the provider: a permanent failure ends the
+    message; any other gives the row back for a later attempt and is raised once that
+    has committed."""
+    if isinstance(exc, PermanentSendError):
+        ledger.finish(
+            session, claim.message, MessageState.FAILED, exc.reason, at, token=claim.token
+        )
+        return _Stop(f"failed:{exc.reason}")
+    outcome = _retry_or_fail(session, claim.message, claim.token, "prepare_error", None, at)
+    return _Stop(outcome, engine.take_due_work(session), failure=exc)
 
 
 #: per message that asks the platform before it is sent: its shop and the order to ask about
@@ -359,23 +429,11 @@ def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questi
     return questions
 
 
-def _compose_and_hand_over(
-    sender: Sender,
-    session: Any,
-    shop: Shop,
-    message: Message,
-    contact: Contact,
-    token: str,
-    at: datetime,
-) -> Composed:
-    composed = sender.courier.compose(session, shop, message, contact, at)
-    _hand_over(sender, session, message, token, composed)
-    return composed
-
-
 def _hand_over(
     sender: Sender, session: Any, message: Message, token: str, composed: Composed
 ) -> None:
+    """Step 4: sending -> handed, with the address and Message-ID that will be used;
+    committed before the provider is called (see the module docstring)."""
     handed = ledger.hand_over(
         session,
         message,
@@ -417,7 +475,9 @@ def _live_exit(sender: Sender, shop: Shop, order_id: str) -> str | None:
     return None
 
 
-def _prepare(sender: Sender, message_id: int, token: str, at: datetime) -> tuple[Composed, Message]:
+def _issue_compose_hand_over(
+    sender: Sender, message_id: int, token: str, at: datetime
+) -> tuple[Composed, Message]:
     """Issue the message's discount code, render it, then hand it over.
 
     Only the hand-over writes. The shop's API is called outside any
@@ -430,7 +490,7 @@ def _prepare(sender: Sender, message_id: int, token: str, at: datetime) -> tuple
         message = session.get_one(Message, message_id)
         shop = session.get_one(Shop, message.shop_id)
         contact = session.get_one(Contact, message.contact_id)
-    if message.data.get("discount") and not message.discount_code:
+    if _needs_discount(message):
         code = discount_code(runtime.settings.secret_key, message)
         _issue_discount(sender, shop, message, contact, code, at)
         message.discount_code = code
@@ -471,26 +531,42 @@ def _issue_discount(
     }
 
 
-def _deliver(sender: Sender, message: Message, token: str, composed: Composed, at: datetime) -> str:
-    """Hand over to the provider, then record it: the message is the one claimed,
-    already read, so recording needs no read of it (nor of its enrollment)."""
-    runtime = sender.runtime
+def _deliver(sender: Sender, claim: _Claim, composed: Composed, at: datetime) -> str:
+    """Step 5: hand the email to the provider, then record what it said."""
     try:
         provider_id = sender.courier.deliver(composed)
-    except TransientSendError as exc:
-        with runtime.sessions.begin() as session:
-            outcome = _retry_or_fail(session, message, token, exc.reason, exc.retry_after, at)
-            due = engine.take_due_work(session)
-        sender.queue(due)
-        return outcome
-    except PermanentSendError as exc:
-        with runtime.sessions.begin() as session:
-            ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
-        return f"failed:{exc.reason}"
-    with runtime.sessions.begin() as session:
-        ledger.sent(session, message, token, at, {"provider_message_id": provider_id})
+    except (TransientSendError, PermanentSendError) as exc:
+        return _record_refusal(sender, claim, exc, at)
+    return _record_sent(sender, claim, provider_id, at)
+
+
+def _record_sent(sender: Sender, claim: _Claim, provider_id: str | None, at: datetime) -> str:
+    """handed -> sent with the provider's id: the message is the one claimed, already
+    read, so recording needs no read of it (nor of its enrollment)."""
+    message = claim.message
+    with sender.runtime.sessions.begin() as session:
+        ledger.sent(session, message, claim.token, at, {"provider_message_id": provider_id})
         engine.complete_if_done_by_id(session, message.enrollment_id, message.flow, at)
     return "sent"
+
+
+def _record_refusal(
+    sender: Sender, claim: _Claim, exc: TransientSendError | PermanentSendError, at: datetime
+) -> str:
+    """The provider said not now (retried after a backoff, or failed when they are
+    spent) or never (failed)."""
+    with sender.runtime.sessions.begin() as session:
+        if isinstance(exc, PermanentSendError):
+            ledger.finish(
+                session, claim.message, MessageState.FAILED, exc.reason, at, token=claim.token
+            )
+            return f"failed:{exc.reason}"
+        outcome = _retry_or_fail(
+            session, claim.message, claim.token, exc.reason, exc.retry_after, at
+        )
+        due = engine.take_due_work(session)
+    sender.queue(due)
+    return outcome
 
 
 def _retry_or_fail(
