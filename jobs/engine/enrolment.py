@@ -24,6 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from adapters import events as ev
 from jobs.engine import ledger, localtime
+from jobs.engine.ledger import DueKind as DueKind
 from jobs.engine.ledger import DueWork as DueWork
 from jobs.engine.ledger import due_work as due_work
 from jobs.engine.ledger import take_due_work as take_due_work
@@ -52,16 +53,17 @@ from jobs.store.models import (
     Message,
     MessageState,
     Shop,
+    ShopStatus,
 )
 
 log = logging.getLogger(__name__)
 
 
-def _note(session: Session, kind: str, shop_id: int, id_: int, due_at: datetime) -> None:
+def _note(session: Session, kind: DueKind, shop_id: int, id_: int, due_at: datetime) -> None:
     due_work(session).append(DueWork(kind, shop_id, id_, due_at))
 
 
-def _withdraw(session: Session, kind: str, shop_id: int, id_: int, due_at: datetime) -> None:
+def _withdraw(session: Session, kind: DueKind, shop_id: int, id_: int, due_at: datetime) -> None:
     due_work(session).append(DueWork(kind, shop_id, id_, due_at, withdraw=True))
 
 
@@ -79,7 +81,7 @@ def on_event(
     at: datetime,
 ) -> None:
     """Exit, resume, re-anchor and enroll, in that order, for one applied event."""
-    if shop.status != "active":
+    if shop.status != ShopStatus.ACTIVE:
         return
     if isinstance(event, ORDER_EVENTS) and subject is not None:
         _attribute(session, shop, event, subject, at)
@@ -211,7 +213,7 @@ def end_enrollment(
 ) -> None:
     """End it and every message it still has planned (exited or cancelled, with the reason)."""
     if enrollment.wake_at is not None:
-        _withdraw(session, "wake", enrollment.shop_id, enrollment.id, enrollment.wake_at)
+        _withdraw(session, DueKind.WAKE, enrollment.shop_id, enrollment.id, enrollment.wake_at)
     enrollment.state = state
     enrollment.reason = reason
     enrollment.ended_at = at
@@ -253,7 +255,7 @@ def _resume_on_event(
         enrollment.step_index = flow.labels()[step.goto]
         enrollment.context = {**enrollment.context, "cursor": at.isoformat()}
         if enrollment.wake_at is not None:  # its timeout's job need not run
-            _withdraw(session, "wake", enrollment.shop_id, enrollment.id, enrollment.wake_at)
+            _withdraw(session, DueKind.WAKE, enrollment.shop_id, enrollment.id, enrollment.wake_at)
         enrollment.wake_at = None
         ledger.record(
             session,
@@ -292,7 +294,7 @@ def reanchor(
         if due is None or due == message.due_at:
             continue
         expires = due + (message.expires_at - message.planned_at)
-        _withdraw(session, "message", message.shop_id, message.id, message.due_at)  # old time
+        _withdraw(session, DueKind.MESSAGE, message.shop_id, message.id, message.due_at)  # old time
         message.due_at = due
         message.enqueued_at = None  # a send drain's hold on it was for its old time
         message.planned_at = due
@@ -307,7 +309,7 @@ def reanchor(
             at=at,
             message=message,
         )
-        _note(session, "message", message.shop_id, message.id, due)
+        _note(session, DueKind.MESSAGE, message.shop_id, message.id, due)
 
 
 def _trigger(
@@ -456,7 +458,7 @@ def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: d
                 "discount": discount,
                 **({"waiting_for": True} if isinstance(step, WaitForEvent) else {}),
             }
-            _note(session, "wake", enrollment.shop_id, enrollment.id, wake)
+            _note(session, DueKind.WAKE, enrollment.shop_id, enrollment.id, wake)
             return
         index += 1
     planned = _plan_messages(session, shop, flow, sends, at)
@@ -515,7 +517,7 @@ def _plan_messages(
             at=at,
             message=message,
         )
-        _note(session, "message", message.shop_id, message.id, row["due_at"])
+        _note(session, DueKind.MESSAGE, message.shop_id, message.id, row["due_at"])
     return len(new)
 
 
@@ -591,7 +593,7 @@ def wake(session: Session, enrollment_id: int, at: datetime) -> bool:
         return False
     flow = registry.get(enrollment.flow)
     shop = session.get_one(Shop, enrollment.shop_id)
-    if flow is None or shop.status != "active":
+    if flow is None or shop.status != ShopStatus.ACTIVE:
         end_enrollment(
             session,
             enrollment,

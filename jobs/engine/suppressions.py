@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from adapters.events import ConsentState
 from jobs.engine import ledger
 from jobs.store.db import plain
 from jobs.store.models import (
@@ -165,7 +166,7 @@ def unsubscribe(
         for contact in session.scalars(
             select(Contact).where(Contact.shop_id == shop_id, Contact.email == normalise(email))
         ):
-            contact.consent_state = "unsubscribed"
+            contact.consent_state = ConsentState.UNSUBSCRIBED
             contact.consent_source = f"triggerpost:{source}"
             contact.consent_at = at
     return created

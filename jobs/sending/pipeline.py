@@ -44,7 +44,7 @@ from sqlalchemy import bindparam, select
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
 from jobs.engine import enrolment as engine
 from jobs.engine import ledger
-from jobs.engine.guards import Verdict, judge
+from jobs.engine.guards import Outcome, Verdict, judge
 from jobs.engine.policy import flow_options
 from jobs.flows import registry
 from jobs.runtime import Runtime
@@ -305,7 +305,7 @@ def _apply(session: Any, claim: _Claim, verdict: Verdict, at: datetime) -> _Stop
     message, token = claim.message, claim.token
     if verdict.sends:
         return None
-    if verdict.outcome == "deferred":
+    if verdict.outcome == Outcome.DEFERRED:
         assert verdict.until is not None
         ledger.release(
             session,
@@ -316,7 +316,7 @@ def _apply(session: Any, claim: _Claim, verdict: Verdict, at: datetime) -> _Stop
             token=token,
         )
         engine.due_work(session).append(
-            engine.DueWork("message", message.shop_id, message.id, verdict.until)
+            engine.DueWork(engine.DueKind.MESSAGE, message.shop_id, message.id, verdict.until)
         )
         return _Stop(f"deferred:{verdict.reason}", engine.take_due_work(session))
     if verdict.ends_enrollment:
@@ -594,7 +594,9 @@ def _retry_or_fail(
         token=token,
         outcome="retrying",
     )
-    engine.due_work(session).append(engine.DueWork("message", message.shop_id, message.id, due))
+    engine.due_work(session).append(
+        engine.DueWork(engine.DueKind.MESSAGE, message.shop_id, message.id, due)
+    )
     return f"retrying:{reason}"
 
 
@@ -635,7 +637,9 @@ def resolve_stale_claims(sender: Sender, at: datetime) -> dict[str, int]:
                     outcome="retrying",
                 ):
                     engine.due_work(session).append(
-                        engine.DueWork("message", message.shop_id, message.id, message.due_at)
+                        engine.DueWork(
+                            engine.DueKind.MESSAGE, message.shop_id, message.id, message.due_at
+                        )
                     )
                     counts[key] += 1
             elif ledger.finish(
