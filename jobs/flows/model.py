@@ -26,17 +26,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from adapters.events import Event
+from emails.content import MessageKind as MessageKind
 
 if TYPE_CHECKING:
     from jobs.flows.context import FlowContext
     from jobs.store.models import Shop
-
-
-class MessageKind(StrEnum):
-    """Transactional mail never needs marketing consent; marketing always does."""
-
-    MARKETING = "marketing"
-    TRANSACTIONAL = "transactional"
 
 
 class Reentry(StrEnum):

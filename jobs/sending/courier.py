@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from adapters.events import Money
 from adapters.http import RetryPolicy
 from adapters.platform import DiscountRequest, LiveOrderState
-from emails.content import Brand, DiscountBlock, EmailContent, Kind, ProductBlock
+from emails.content import Brand, DiscountBlock, EmailContent, MessageKind, ProductBlock
 from emails.delivery import (
     Backend,
     PermanentDeliveryError,
@@ -71,7 +71,7 @@ class EmailCourier:
             reply_to=sender.get("reply_to"),
         )
         products, action_url, values, locale = _subject_details(session, shop, enrollment)
-        marketing = message.kind == Kind.MARKETING
+        marketing = message.kind == MessageKind.MARKETING
 
         def link(url: str) -> str:
             return links.click_url(
@@ -89,7 +89,7 @@ class EmailCourier:
         unsubscribe = links.unsubscribe_url(settings, shop.id, message.id) if marketing else None
         content = EmailContent(
             template=message.template,
-            kind=Kind(message.kind),
+            kind=MessageKind(message.kind),
             brand=brand,
             locale=contact.locale or locale,
             first_name=contact.first_name,
