@@ -148,3 +148,21 @@ def test_events_are_immutable() -> None:
     event = ev.AppUninstalled(WHEN)
     with pytest.raises(AttributeError):
         event.occurred_at = WHEN  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("anna@example.se", "anna@example.se"),
+        ("  Anna.Lind@Example.SE\n", "anna.lind@example.se"),
+        ("\u00a0anna@example.se\u3000", "anna@example.se"),  # unicode spaces too
+        ("ÅSA@EXÄMPLE.SE", "åsa@exämple.se"),  # lower case beyond ASCII
+        ("Straße@Bücher.example", "straße@bücher.example"),  # lower(), not casefold(): ß stays
+        ("anna@xn--exmple-cua.se", "anna@xn--exmple-cua.se"),  # no IDNA either way
+        ("not an address", "not an address"),  # refusing it is the caller's business
+    ],
+)
+def test_an_address_is_stored_and_looked_up_trimmed_and_in_lower_case(
+    given: str, stored: str
+) -> None:
+    assert ev.normalise_email(given) == stored
