@@ -24,6 +24,9 @@ A deferral moves the message to the first moment all guards could pass and
 is asked again then; if that moment is past the expiry, it expires with the
 reason instead. Transactional mail skips consent, caps and priority (a
 receipt is not marketing) but keeps suppression of bounces and complaints.
+
+The guards only read: the send pipeline applies the verdict (an exit there also
+ends the enrollment), so judging can be asked anywhere without side effects.
 """
 
 from __future__ import annotations
