@@ -70,6 +70,7 @@ __all__ = [
     "SubscriberWentQuiet",
     "event_types",
     "from_dict",
+    "normalise_email",
     "to_dict",
     "utc",
 ]
@@ -86,6 +87,17 @@ def utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise EventError(f"naive datetime {value.isoformat()} has no timezone")
     return value.astimezone(UTC)
+
+
+def normalise_email(address: str) -> str:
+    """The form an address is stored and looked up in: no surrounding whitespace,
+    lower case (``str.lower``, unicode included).
+
+    Not ``casefold`` (``ß`` would become ``ss``) and no IDNA for the domain:
+    contacts, suppressions and the hashes kept of erased addresses are stored in
+    this form, and a lookup in any other would miss them.
+    """
+    return address.strip().lower()
 
 
 # --- value objects -----------------------------------------------------------

@@ -18,7 +18,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
-from adapters.events import Event, Money
+from adapters.events import ConsentState, Event, Money
 
 
 class WebhookError(ValueError):
@@ -61,14 +61,14 @@ class ConsentRule:
 
     meta_key: str = DEFAULT_CONSENT_META_KEY
     read_from: str = "both"
-    when_absent: str = "not_subscribed"
+    when_absent: str = ConsentState.NOT_SUBSCRIBED
 
     def __post_init__(self) -> None:
         if not self.meta_key.strip():
             raise ValueError("the consent meta key must not be empty")
         if self.read_from not in ("order", "customer", "both"):
             raise ValueError("consent read_from must be order, customer or both")
-        if self.when_absent not in ("not_subscribed", "subscribed"):
+        if self.when_absent not in (ConsentState.NOT_SUBSCRIBED, ConsentState.SUBSCRIBED):
             raise ValueError("consent when_absent must be not_subscribed or subscribed")
 
     @classmethod

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.events import Money
 from emails import i18n
-from emails.content import Brand, DiscountBlock, EmailContent, Kind, ProductBlock
+from emails.content import Brand, DiscountBlock, EmailContent, MessageKind, ProductBlock
 from emails.render import EMAIL, STRUCTURE, render
 
 BRAND = Brand(
@@ -51,7 +51,7 @@ BRAND = Brand(
 def content(n: int) -> EmailContent:
     return EmailContent(
         template="cart_recovery_3",
-        kind=Kind.MARKETING,
+        kind=MessageKind.MARKETING,
         brand=BRAND,
         locale="sv-SE",
         first_name=f"Åsa {n}",

@@ -26,6 +26,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from adapters.events import ConsentState
 from connector.runtime import runtime_of
 from emails import i18n
 from jobs.engine import schedule, suppressions
@@ -268,6 +269,6 @@ def _restore_consent(session: Any, shop_id: int, email: str, at: Any) -> None:
         select(Contact).where(Contact.shop_id == shop_id, Contact.email == email)
     ):
         if (contact.consent_source or "").startswith("triggerpost:"):
-            contact.consent_state = "subscribed"
+            contact.consent_state = ConsentState.SUBSCRIBED
             contact.consent_source = "triggerpost:preferences"
             contact.consent_at = at

@@ -12,7 +12,9 @@ from typing import Any
 from adapters.events import Money
 
 
-class Kind(StrEnum):
+class MessageKind(StrEnum):
+    """Transactional mail never needs marketing consent; marketing always does."""
+
     MARKETING = "marketing"
     TRANSACTIONAL = "transactional"
 
@@ -54,7 +56,7 @@ def _same(url: str) -> str:
 @dataclass(frozen=True)
 class EmailContent:
     template: str  # a step name, e.g. "cart_recovery_1" (see emails.render.TEMPLATES)
-    kind: Kind
+    kind: MessageKind
     brand: Brand
     locale: str | None = None
     first_name: str | None = None

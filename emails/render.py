@@ -43,7 +43,7 @@ from mjml import mjml2html
 
 from adapters.events import Money
 from emails import i18n
-from emails.content import EmailContent, Kind, Rendered
+from emails.content import EmailContent, MessageKind, Rendered
 
 #: what ``templates/`` holds besides step templates
 _FRAMES = ("layout.mjml", "partials.mjml")
@@ -259,7 +259,7 @@ def render(content: EmailContent) -> Rendered:
     body = [p.strip() for p in _copy(content, language, "body", values).split("\n\n") if p.strip()]
     greeting = i18n.text(language, "greeting_named" if content.first_name else "greeting", values)
     button_label = i18n.text(language, f"{content.template}.button", values)
-    marketing = content.kind == Kind.MARKETING
+    marketing = content.kind == MessageKind.MARKETING
     products = [
         {
             "title": p.title,

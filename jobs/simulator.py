@@ -154,9 +154,9 @@ class DiscountBook:
 class Simulator:
     """Drives one shop through time. Use :func:`scratch_runtime` for a throwaway store."""
 
-    def __init__(self, engine_: send.Engine, shop_id: int, start: datetime) -> None:
-        self.engine = engine_
-        self.runtime = engine_.runtime
+    def __init__(self, sender: send.Sender, shop_id: int, start: datetime) -> None:
+        self.sender = sender
+        self.runtime = sender.runtime
         self.shop_id = shop_id
         self.clock = start
 
@@ -223,7 +223,7 @@ class Simulator:
                 engine.wake(session, enrollment_id, at)
                 engine.take_due_work(session)
         for message_id in messages:
-            send.run(self.engine, message_id, at)
+            send.run(self.sender, message_id, at)
 
 
 @contextmanager
@@ -257,7 +257,7 @@ class Result:
 def simulate(scenario: Scenario, *, compose: Any = None) -> Result:
     with scratch_runtime() as runtime:
         outbox, book = Outbox(), DiscountBook()
-        engine_ = send.Engine(
+        sender = send.Sender(
             runtime,
             SimulatedCourier(outbox, compose),
             discounts=book,
@@ -281,7 +281,7 @@ def simulate(scenario: Scenario, *, compose: Any = None) -> Result:
                 problems = "; ".join(map(str, exc.problems))
                 raise ScenarioError(f"shop.settings: {problems}") from exc
             shop_id = shop.id
-        simulator = Simulator(engine_, shop_id, scenario.start)
+        simulator = Simulator(sender, shop_id, scenario.start)
         simulator.play(scenario)
         with runtime.sessions() as session:
             rows = timeline(session, shop_id)

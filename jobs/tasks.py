@@ -71,7 +71,7 @@ def process_delivery(delivery_id: int) -> bool:
 
 
 def send_due(shop_id: int) -> int:
-    return pipeline.send_due(courier.build_engine(current()), shop_id)
+    return pipeline.send_due(courier.build_sender(current()), shop_id)
 
 
 def wake_enrollment(enrollment_id: int) -> bool:

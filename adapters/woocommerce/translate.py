@@ -104,7 +104,7 @@ def _meta_consent(
         if value in FALSE_VALUES:
             return Consent(ConsentState.NOT_SUBSCRIBED, source, at)
         return None  # a value we cannot read claims nothing
-    if rule.when_absent == "subscribed":
+    if rule.when_absent == ConsentState.SUBSCRIBED:
         return Consent(ConsentState.SUBSCRIBED, "woocommerce:assumed", at, assumed=True)
     return None
 

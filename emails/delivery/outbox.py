@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from email import policy
 from pathlib import Path
 
+from adapters.events import normalise_email
 from emails.delivery import SendResult
 from emails.outgoing import OutgoingEmail, build_mime
 
@@ -47,7 +48,7 @@ class FileOutbox:
         decoded headers and text (a quoted-printable body may break it across
         lines). Reads the whole outbox: it is for development, and erasures are rare.
         """
-        wanted = {a.strip().lower() for a in addresses if a and a.strip()}
+        wanted = {normalise_email(a) for a in addresses if a and a.strip()}
         if not wanted:
             return 0
         erased = 0

@@ -36,6 +36,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from adapters import events as ev
 from jobs.engine import ledger, localtime
+from jobs.engine.ledger import DueKind as DueKind
 from jobs.engine.ledger import DueWork as DueWork
 from jobs.engine.ledger import due_work as due_work
 from jobs.engine.ledger import take_due_work as take_due_work
@@ -66,16 +67,17 @@ from jobs.store.models import (
     Message,
     MessageState,
     Shop,
+    ShopStatus,
 )
 
 log = logging.getLogger(__name__)
 
 
-def _note(session: Session, kind: str, shop_id: int, id_: int, due_at: datetime) -> None:
+def _note(session: Session, kind: DueKind, shop_id: int, id_: int, due_at: datetime) -> None:
     due_work(session).append(DueWork(kind, shop_id, id_, due_at))
 
 
-def _withdraw(session: Session, kind: str, shop_id: int, id_: int, due_at: datetime) -> None:
+def _withdraw(session: Session, kind: DueKind, shop_id: int, id_: int, due_at: datetime) -> None:
     due_work(session).append(DueWork(kind, shop_id, id_, due_at, withdraw=True))
 
 
@@ -93,7 +95,7 @@ def on_event(
     at: datetime,
 ) -> None:
     """Exit, resume, re-anchor and enroll, in that order, for one applied event."""
-    if shop.status != "active":
+    if shop.status != ShopStatus.ACTIVE:
         return
     if isinstance(event, ORDER_EVENTS) and subject is not None:
         _attribute(session, shop, event, subject, at)
@@ -107,7 +109,7 @@ def on_event(
         flow = registry.get(enrollment.flow)
         if flow is None or _fanning_out(enrollment):
             continue
-        ctx = _context(session, shop, flow, enrollment, at, event)
+        ctx = context_for(session, shop, flow, enrollment, at, event)
         if _check_exits(session, flow, enrollment, ctx, at, event):
             continue
         _resume_on_event(session, shop, flow, enrollment, event, at)
@@ -171,7 +173,7 @@ def _active_enrollments(
     return list(session.scalars(statement, params))
 
 
-def _context(
+def context_for(
     session: Session,
     shop: Shop,
     flow: Flow,
@@ -182,6 +184,8 @@ def _context(
     contact: Contact | None = None,
     subject: str | None = None,
 ) -> FlowContext:
+    """What the flow's conditions see: the enrollment's contact and subject (or, before
+    there is an enrollment, the ones given), the shop's options for the flow, and the time."""
     if enrollment is not None:
         contact = session.get(Contact, enrollment.contact_id) if enrollment.contact_id else None
         subject = enrollment.subject
@@ -227,7 +231,7 @@ def end_enrollment(
 ) -> None:
     """End it and every message it still has planned (exited or cancelled, with the reason)."""
     if enrollment.wake_at is not None:
-        _withdraw(session, "wake", enrollment.shop_id, enrollment.id, enrollment.wake_at)
+        _withdraw(session, DueKind.WAKE, enrollment.shop_id, enrollment.id, enrollment.wake_at)
     enrollment.state = state
     enrollment.reason = reason
     enrollment.ended_at = at
@@ -269,7 +273,7 @@ def _resume_on_event(
         enrollment.step_index = flow.labels()[step.goto]
         enrollment.context = {**enrollment.context, "cursor": at.isoformat()}
         if enrollment.wake_at is not None:  # its timeout's job need not run
-            _withdraw(session, "wake", enrollment.shop_id, enrollment.id, enrollment.wake_at)
+            _withdraw(session, DueKind.WAKE, enrollment.shop_id, enrollment.id, enrollment.wake_at)
         enrollment.wake_at = None
         ledger.record(
             session,
@@ -308,7 +312,7 @@ def reanchor(
         if due is None or due == message.due_at:
             continue
         expires = due + (message.expires_at - message.planned_at)
-        _withdraw(session, "message", message.shop_id, message.id, message.due_at)  # old time
+        _withdraw(session, DueKind.MESSAGE, message.shop_id, message.id, message.due_at)  # old time
         message.due_at = due
         message.enqueued_at = None  # a send drain's hold on it was for its old time
         message.planned_at = due
@@ -323,7 +327,7 @@ def reanchor(
             at=at,
             message=message,
         )
-        _note(session, "message", message.shop_id, message.id, due)
+        _note(session, DueKind.MESSAGE, message.shop_id, message.id, due)
 
 
 def _trigger(
@@ -343,7 +347,7 @@ def _trigger(
     subject = trigger.subject(event)
     if subject is None:
         return
-    ctx = _context(session, shop, flow, None, at, event, contact=contact, subject=subject)
+    ctx = context_for(session, shop, flow, None, at, event, contact=contact, subject=subject)
     if flow.trigger.when is not None and not flow.trigger.when(ctx):
         return
     if exit_reason(flow, ctx) is not None:
@@ -491,7 +495,7 @@ def _fan_out_batch(
         )
         return
     fan_out.wake_at = at
-    _note(session, "wake", fan_out.shop_id, fan_out.id, at)
+    _note(session, DueKind.WAKE, fan_out.shop_id, fan_out.id, at)
 
 
 def in_holdout(shop_id: int, flow: str, key: str, percent: float) -> bool:
@@ -576,7 +580,7 @@ def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: d
                 "discount": discount,
                 **({"waiting_for": True} if isinstance(step, WaitForEvent) else {}),
             }
-            _note(session, "wake", enrollment.shop_id, enrollment.id, wake)
+            _note(session, DueKind.WAKE, enrollment.shop_id, enrollment.id, wake)
             return
         index += 1
     planned = _plan_messages(session, shop, flow, sends, at)
@@ -635,7 +639,7 @@ def _plan_messages(
             at=at,
             message=message,
         )
-        _note(session, "message", message.shop_id, message.id, row["due_at"])
+        _note(session, DueKind.MESSAGE, message.shop_id, message.id, row["due_at"])
     return len(new)
 
 
@@ -711,7 +715,7 @@ def wake(session: Session, enrollment_id: int, at: datetime) -> bool:
         return False
     flow = registry.get(enrollment.flow)
     shop = session.get_one(Shop, enrollment.shop_id)
-    if flow is None or shop.status != "active":
+    if flow is None or shop.status != ShopStatus.ACTIVE:
         end_enrollment(
             session,
             enrollment,
@@ -723,7 +727,7 @@ def wake(session: Session, enrollment_id: int, at: datetime) -> bool:
     if _fanning_out(enrollment):
         _fan_out_batch(session, shop, flow, enrollment, at)
         return True
-    ctx = _context(session, shop, flow, enrollment, at)
+    ctx = context_for(session, shop, flow, enrollment, at)
     if _check_exits(session, flow, enrollment, ctx, at, None):
         return True
     step = flow.steps[enrollment.step_index]

@@ -24,20 +24,26 @@ A deferral moves the message to the first moment all guards could pass and
 is asked again then; if that moment is past the expiry, it expires with the
 reason instead. Transactional mail skips consent, caps and priority (a
 receipt is not marketing) but keeps suppression of bounces and complaints.
+
+The guards only read: the send pipeline applies the verdict (an exit there also
+ends the enrollment), so judging can be asked anywhere without side effects.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from jobs.engine import enrolment as engine
+from adapters.events import ConsentState
 from jobs.engine import localtime, suppressions
+from jobs.engine.enrolment import exit_reason
 from jobs.engine.policy import Policy, flow_options
+from jobs.flows.context import FlowContext
 from jobs.flows.model import ConsentPolicy, Flow, MessageKind
 from jobs.store.db import plain
 from jobs.store.models import (
@@ -47,6 +53,7 @@ from jobs.store.models import (
     Message,
     MessageState,
     Shop,
+    ShopStatus,
 )
 
 
@@ -73,20 +80,33 @@ def plausible_address(address: str) -> bool:
 OCCUPYING = (MessageState.SENT, MessageState.HANDED, MessageState.SENDING)
 
 
+class Outcome(StrEnum):
+    """What the guards decide; the final ones are the message states of the same name."""
+
+    SEND = "send"
+    SKIPPED = "skipped"
+    EXITED = "exited"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    DEFERRED = "deferred"
+
+
 @dataclass(frozen=True)
 class Verdict:
     """``send``, or the final/deferring outcome with its reason (and new due time)."""
 
-    outcome: str  # send, skipped, exited, expired, cancelled, deferred
+    outcome: Outcome
     reason: str | None = None
     until: datetime | None = None
+    #: the flow's exit holds now: the enrollment ends with this reason too
+    ends_enrollment: bool = False
 
     @property
     def sends(self) -> bool:
-        return self.outcome == "send"
+        return self.outcome == Outcome.SEND
 
 
-SEND = Verdict("send")
+SEND = Verdict(Outcome.SEND)
 
 
 def judge(
@@ -96,46 +116,51 @@ def judge(
     enrollment: Enrollment,
     message: Message,
     contact: Contact | None,
+    ctx: FlowContext,
     at: datetime,
 ) -> Verdict:
-    if shop.status != "active":
-        return Verdict("cancelled", "shop_inactive")
+    """The first guard that says no, in the order of the table above, or :data:`SEND`.
+
+    Writes nothing: it reads the state of the moment (through ``session``, and
+    through ``ctx`` for the flow's exit conditions) and the caller applies the
+    verdict: ends the enrollment on an exit, defers, skips or sends.
+    """
+    if shop.status != ShopStatus.ACTIVE:
+        return Verdict(Outcome.CANCELLED, "shop_inactive")
     if enrollment.state == EnrollmentState.EXITED:
-        return Verdict("exited", enrollment.reason)
+        return Verdict(Outcome.EXITED, enrollment.reason)
     if enrollment.state == EnrollmentState.CANCELLED:
-        return Verdict("cancelled", enrollment.reason)
-    ctx = engine._context(session, shop, flow, enrollment, at)
-    exit_ = engine.exit_reason(flow, ctx)
+        return Verdict(Outcome.CANCELLED, enrollment.reason)
+    exit_ = exit_reason(flow, ctx)
     if exit_ is not None:
-        engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, exit_, at)
-        return Verdict("exited", exit_)
+        return Verdict(Outcome.EXITED, exit_, ends_enrollment=True)
     if at > message.expires_at:
-        return Verdict("expired", message.reason or "late")
+        return Verdict(Outcome.EXPIRED, message.reason or "late")
     if enrollment.holdout:
-        return Verdict("skipped", "holdout")
+        return Verdict(Outcome.SKIPPED, "holdout")
     if contact is None or contact.redacted_at is not None:
-        return Verdict("skipped", "contact_redacted")
+        return Verdict(Outcome.SKIPPED, "contact_redacted")
     if not contact.email or not plausible_address(contact.email):
-        return Verdict("skipped", "no_email")
+        return Verdict(Outcome.SKIPPED, "no_email")
     marketing = message.kind == MessageKind.MARKETING
     blocked = suppressions.blocking_scope(
         suppressions.scopes_for(session, shop.id, contact.email), message.kind, flow.category
     )
     if blocked is not None:
-        return Verdict("skipped", f"suppressed:{blocked}")
+        return Verdict(Outcome.SKIPPED, f"suppressed:{blocked}")
     if marketing:
         refusal = consent_refusal(contact, flow_options(shop, flow).get("consent"))
         if refusal is not None:
-            return Verdict("skipped", refusal)
+            return Verdict(Outcome.SKIPPED, refusal)
     return _timing(session, shop, flow, message, contact, at, marketing=marketing)
 
 
 def consent_refusal(contact: Contact, policy: object) -> str | None:
     state = contact.consent_state
-    if state == "subscribed":
+    if state == ConsentState.SUBSCRIBED:
         return None
-    if state in ("unsubscribed", "redacted", "invalid"):
-        return "unsubscribed" if state == "unsubscribed" else f"consent_{state}"
+    if state in (ConsentState.UNSUBSCRIBED, ConsentState.REDACTED, ConsentState.INVALID):
+        return "unsubscribed" if state == ConsentState.UNSUBSCRIBED else f"consent_{state}"
     if policy == ConsentPolicy.SUBSCRIBED_OR_CUSTOMER and contact.orders_count > 0:
         return None
     return "no_consent"
@@ -165,7 +190,7 @@ def _timing(
             )
         )
         if repeat is not None:
-            return Verdict("skipped", "cap:flow_repeat")
+            return Verdict(Outcome.SKIPPED, "cap:flow_repeat")
     # Each rule may push the slot later; repeat until one pass moves nothing.
     # The reason given is the first rule that blocked the due time: the cause,
     # even when the slot it leads to then falls into quiet hours.
@@ -184,8 +209,8 @@ def _timing(
     if reason is None:
         return SEND
     if slot > message.expires_at:
-        return Verdict("expired", reason)
-    return Verdict("deferred", reason, slot)
+        return Verdict(Outcome.EXPIRED, reason)
+    return Verdict(Outcome.DEFERRED, reason, slot)
 
 
 def _others(*condition: Any) -> Any:

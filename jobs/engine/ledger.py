@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, select, update
@@ -31,6 +32,13 @@ LEASE = timedelta(minutes=10)
 DECISIONS = "triggerpost.decisions"
 
 
+class DueKind(StrEnum):
+    """What due work is: a message to send, or an enrollment to wake."""
+
+    MESSAGE = "message"
+    WAKE = "wake"
+
+
 @dataclass(frozen=True)
 class DueWork:
     """A message to send or an enrollment to wake, at ``due_at``.
@@ -40,7 +48,7 @@ class DueWork:
     nothing else waits on it (see :mod:`jobs.engine.schedule`).
     """
 
-    kind: str  # "message" or "wake"
+    kind: DueKind
     shop_id: int
     id: int
     due_at: datetime
@@ -404,7 +412,7 @@ def finish(
     if ok and token is None:
         # it ended while its job waited in Redis: that job need not run
         due_work(session).append(
-            DueWork("message", message.shop_id, message.id, message.due_at, withdraw=True)
+            DueWork(DueKind.MESSAGE, message.shop_id, message.id, message.due_at, withdraw=True)
         )
     if ok:
         record(

@@ -44,7 +44,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from jobs.engine import enrolment, ledger
-from jobs.engine.enrolment import DueWork
+from jobs.engine.enrolment import DueKind, DueWork
 from jobs.engine.ledger import LEASE
 from jobs.runtime import Runtime
 from jobs.store.models import Enrollment, EnrollmentState, Message, MessageState, now
@@ -73,7 +73,7 @@ def run_at(work: DueWork) -> datetime:
 def job_id(work: DueWork) -> str:
     """The job that carries this work: the shop's tick for a message, its own for a wake."""
     epoch = int(run_at(work).timestamp())
-    if work.kind == "message":
+    if work.kind == DueKind.MESSAGE:
         return f"sends-{work.shop_id}-{epoch}"
     return f"wake-{work.id}-{epoch}"
 
@@ -146,7 +146,7 @@ def hand_off(runtime: Runtime, work: Iterable[DueWork]) -> int:
     for (kind, _, id_), item in final.items():
         if item.withdraw:
             gone[id_] = item
-        elif kind == "wake":
+        elif kind == DueKind.WAKE:
             wakes[id_] = item
         elif item.due_at <= current:
             shops_due.add(item.shop_id)
@@ -175,10 +175,10 @@ def _schedule(runtime: Runtime, id_: str, item: DueWork, current: datetime) -> i
     gets a tick of its own.
     """
     queue = runtime.queue(queues.MESSAGES)
-    func = SEND_DUE if item.kind == "message" else WAKE_ENROLLMENT
-    arg = item.shop_id if item.kind == "message" else item.id
+    func = SEND_DUE if item.kind == DueKind.MESSAGE else WAKE_ENROLLMENT
+    arg = item.shop_id if item.kind == DueKind.MESSAGE else item.id
     options = {"unique": True, "job_timeout": JOB_TIMEOUT, "failure_ttl": FAILURE_TTL}
-    if item.kind == "message":
+    if item.kind == DueKind.MESSAGE:
         options["result_ttl"] = 0  # a finished tick leaves nothing behind to collide with
     for attempt in (id_, f"{id_}-{item.id}"):
         try:
@@ -188,7 +188,7 @@ def _schedule(runtime: Runtime, id_: str, item: DueWork, current: datetime) -> i
                 queue.enqueue_at(run_at(item), func, arg, job_id=attempt, **options)
             return 1
         except DuplicateJobError:
-            if item.kind != "message" or _waiting(runtime, attempt):
+            if item.kind != DueKind.MESSAGE or _waiting(runtime, attempt):
                 return 0
     return 0
 
@@ -211,7 +211,7 @@ def _unused(runtime: Runtime, items: list[DueWork]) -> list[str]:
 
 
 def _still_needed(session: Session, item: DueWork) -> bool:
-    if item.kind != "message":
+    if item.kind != DueKind.MESSAGE:
         return False
     end = run_at(item)
     other = session.scalar(
@@ -274,8 +274,10 @@ def overdue(runtime: Runtime, at: datetime, *, grace: timedelta = GRACE) -> list
                 Enrollment.state == EnrollmentState.ACTIVE, Enrollment.wake_at <= cutoff
             )
         ).all()
-    work = [DueWork("message", shop_id, id_, due) for shop_id, id_, due in messages]
-    work += [DueWork("wake", shop_id, id_, due) for shop_id, id_, due in wakes if due is not None]
+    work = [DueWork(DueKind.MESSAGE, shop_id, id_, due) for shop_id, id_, due in messages]
+    work += [
+        DueWork(DueKind.WAKE, shop_id, id_, due) for shop_id, id_, due in wakes if due is not None
+    ]
     return work
 
 
@@ -314,8 +316,12 @@ def sweep(runtime: Runtime, at: datetime | None = None) -> int:
     with runtime.sessions.begin() as session:
         ledger.lapse_holds(session, at - GRACE, at)
     work = overdue(runtime, at)
-    shops = sorted({item.shop_id for item in work if item.kind == "message"})
-    lost = [item for item in work if item.kind == "wake" and not _queued(runtime, job_id(item), at)]
+    shops = sorted({item.shop_id for item in work if item.kind == DueKind.MESSAGE})
+    lost = [
+        item
+        for item in work
+        if item.kind == DueKind.WAKE and not _queued(runtime, job_id(item), at)
+    ]
     handed = hand_off(runtime, lost)
     for shop_id in shops:
         try:

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from adapters.events import ConsentState, normalise_email
 from jobs.engine import ledger
 from jobs.flows import registry
 from jobs.store.db import plain
@@ -31,18 +32,15 @@ from jobs.store.models import (
     SuppressionReason,
 )
 
-
-def normalise(email: str) -> str:
-    return email.strip().lower()
-
-
 #: a suppressed address whose owner was erased is kept only as this hash, so a
 #: bounce, complaint or unsubscribe still holds if the address comes back
 ERASED_PREFIX = "sha256:"
 
 
 def erased_form(email: str) -> str:
-    digest = hashlib.sha256(b"triggerpost/suppression\x00" + normalise(email).encode()).hexdigest()
+    digest = hashlib.sha256(
+        b"triggerpost/suppression\x00" + normalise_email(email).encode()
+    ).hexdigest()
     return ERASED_PREFIX + digest
 
 
@@ -58,7 +56,7 @@ def suppress(
     message_id: int | None = None,
 ) -> bool:
     """Record the suppression (idempotent) and cancel what it covers; True if new."""
-    email = normalise(email)
+    email = normalise_email(email)
     exists = session.scalar(
         select(Suppression.id).where(
             Suppression.shop_id == shop_id, Suppression.email == email, Suppression.scope == scope
@@ -94,7 +92,7 @@ _SCOPES = select(Suppression.scope).where(
 
 
 def scopes_for(session: Session, shop_id: int, email: str) -> set[str]:
-    params = {"shop_id": shop_id, "email": normalise(email), "erased": erased_form(email)}
+    params = {"shop_id": shop_id, "email": normalise_email(email), "erased": erased_form(email)}
     return set(plain(session).scalars(_SCOPES, params))
 
 
@@ -162,9 +160,11 @@ def unsubscribe(
     )
     if scope == SCOPE_MARKETING:
         for contact in session.scalars(
-            select(Contact).where(Contact.shop_id == shop_id, Contact.email == normalise(email))
+            select(Contact).where(
+                Contact.shop_id == shop_id, Contact.email == normalise_email(email)
+            )
         ):
-            contact.consent_state = "unsubscribed"
+            contact.consent_state = ConsentState.UNSUBSCRIBED
             contact.consent_source = f"triggerpost:{source}"
             contact.consent_at = at
     return created
@@ -175,7 +175,7 @@ def resubscribe(session: Session, shop_id: int, email: str, scope: str) -> bool:
     row = session.scalar(
         select(Suppression).where(
             Suppression.shop_id == shop_id,
-            Suppression.email == normalise(email),
+            Suppression.email == normalise_email(email),
             Suppression.scope == scope,
             Suppression.reason == SuppressionReason.UNSUBSCRIBED,
         )

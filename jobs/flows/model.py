@@ -37,19 +37,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from adapters.events import Event, Money
+from emails.content import MessageKind as MessageKind
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
 
     from adapters.platform import Platform
     from jobs.flows.context import FlowContext
-
-
-class MessageKind(StrEnum):
-    """Transactional mail never needs marketing consent; marketing always does."""
-
-    MARKETING = "marketing"
-    TRANSACTIONAL = "transactional"
 
 
 class SubjectKind(StrEnum):

@@ -171,11 +171,11 @@ def country_code(value: str | None) -> str | None:
 # --- contacts ------------------------------------------------------------------
 
 
-def normalise_email(email: str | None) -> str | None:
-    """The address in lower case; None for one that cannot be anybody's address."""
+def stored_email(email: str | None) -> str | None:
+    """The address as stored (normalised); None for one that cannot be anybody's address."""
     if email is None:
         return None
-    email = code(email.strip().lower(), Contact.email, "email address")
+    email = code(ev.normalise_email(email), Contact.email, "email address")
     # one that fits but is no address is kept: the send-time guard says why it is not mailed
     return email if email is not None and "@" in email else None
 
@@ -215,7 +215,7 @@ def upsert_contact(
     newer); for checkouts and orders the embedded customer only fills blanks.
     Returns None when the event names nobody we could ever email or match.
     """
-    email = normalise_email(email or (customer.email if customer else None))
+    email = stored_email(email or (customer.email if customer else None))
     customer_id = customer.customer_id if customer else None
     if customer_id is not None:
         customer_id = identity(customer_id, "customer.customer_id")
@@ -383,7 +383,7 @@ def on_checkout(session: Session, shop: Shop, event: ev.CheckoutUpdated) -> Appl
 
     row.contact_id = contact.id if contact else row.contact_id
     row.cart_token = code(data.cart_token, Checkout.cart_token, "cart token")
-    row.email = normalise_email(data.email)
+    row.email = stored_email(data.email)
     row.recovery_url = data.recovery_url
     row.currency = data.total.currency
     row.total = data.total.amount
@@ -440,7 +440,7 @@ def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
     if fresh:
         row.name = data.name
         row.contact_id = contact.id if contact else row.contact_id
-        row.email = normalise_email(data.email)
+        row.email = stored_email(data.email)
         row.checkout_token = checkout_token
         row.cart_token = code(data.cart_token, Order.cart_token, "cart token")
         row.financial_status = code(data.financial_status, Order.financial_status, "status")
@@ -525,7 +525,7 @@ def on_product(session: Session, shop: Shop, event: ev.ProductCreated) -> Applie
 def on_fact(session: Session, shop: Shop, event: Any) -> Applied:
     """A fact triggerpost made (a birthday came): about a contact we hold, never a new one."""
     ref: ev.ContactRef = event.contact
-    return Applied(find_contact(session, shop.id, ref.customer_id, normalise_email(ref.email)))
+    return Applied(find_contact(session, shop.id, ref.customer_id, stored_email(ref.email)))
 
 
 def on_uninstalled(session: Session, shop: Shop, event: ev.AppUninstalled) -> Applied:

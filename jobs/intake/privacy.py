@@ -113,8 +113,9 @@ def scrub_erased(runtime: Runtime, session: Session) -> None:
         log.info("erased %d emails of %d addresses from the outbox", removed, len(erased.emails))
 
 
-def _normalise(email: str | None) -> str | None:
-    return email.strip().lower() if email and "@" in email else None
+def _address(email: str | None) -> str | None:
+    """The address a request names, normalised; None if it names none."""
+    return ev.normalise_email(email) if email and "@" in email else None
 
 
 def _find(
@@ -229,7 +230,7 @@ Outcome = tuple[Contact | None, dict[str, Any]]  # the contact, and what the eve
 
 def data_request(session: Session, shop: Shop, event: ev.CustomerDataRequested) -> Outcome:
     """Store the export for the merchant (the event log keeps only the request id)."""
-    contacts = _find(session, shop.id, event.customer_id, _normalise(event.email))
+    contacts = _find(session, shop.id, event.customer_id, _address(event.email))
     export = {
         "request": event.request_id,
         "found": bool(contacts),
@@ -437,7 +438,7 @@ def erase_contact(
 
 
 def customer_redact(session: Session, shop: Shop, event: ev.CustomerRedactRequested) -> Outcome:
-    email = _normalise(event.email)
+    email = _address(event.email)
     contacts = _find(session, shop.id, event.customer_id, email)
     counts: dict[str, int] = {}
     targets: list[Contact | None] = [*contacts] or [None]

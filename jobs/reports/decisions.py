@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from adapters.events import normalise_email
 from adapters.platform import WebhookError
 from adapters.registry import PLATFORMS
 from jobs.store.models import Contact, Decision, Shop
@@ -37,7 +38,7 @@ def find_shop(session: Session, ref: str) -> Shop | None:
 
 def find_contact(session: Session, shop_id: int, email: str) -> Contact | None:
     return session.scalar(
-        select(Contact).where(Contact.shop_id == shop_id, Contact.email == email.strip().lower())
+        select(Contact).where(Contact.shop_id == shop_id, Contact.email == normalise_email(email))
     )
 
 

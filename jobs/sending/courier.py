@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from adapters.http import RetryPolicy
 from adapters.platform import DiscountRequest, LiveOrderState
-from emails.content import Brand, DiscountBlock, EmailContent, Kind, ProductBlock
+from emails.content import Brand, DiscountBlock, EmailContent, MessageKind, ProductBlock
 from emails.delivery import (
     Backend,
     PermanentDeliveryError,
@@ -34,7 +34,7 @@ from jobs.flows import registry
 from jobs.platforms import admin
 from jobs.runtime import Runtime
 from jobs.sending import content, links
-from jobs.sending.pipeline import Composed, Engine, PermanentSendError, TransientSendError
+from jobs.sending.pipeline import Composed, PermanentSendError, Sender, TransientSendError
 from jobs.shop_settings import load as load_settings
 from jobs.store.models import Contact, Enrollment, Message, Shop
 
@@ -72,7 +72,7 @@ class EmailCourier:
             reply_to=sender.reply_to,
         )
         products, action_url, values, locale = _subject_details(session, shop, message, enrollment)
-        marketing = message.kind == Kind.MARKETING
+        marketing = message.kind == MessageKind.MARKETING
 
         def link(url: str) -> str:
             return links.click_url(
@@ -90,7 +90,7 @@ class EmailCourier:
         unsubscribe = links.unsubscribe_url(settings, shop.id, message.id) if marketing else None
         content = EmailContent(
             template=message.template,
-            kind=Kind(message.kind),
+            kind=MessageKind(message.kind),
             brand=brand,
             locale=contact.locale or locale,
             first_name=contact.first_name,
@@ -195,13 +195,13 @@ class PlatformLiveOrders:
 _lock = threading.Lock()
 
 
-def build_engine(runtime: Runtime) -> Engine:
-    """The process's engine for this runtime: one backend (and its connections) reused."""
+def build_sender(runtime: Runtime) -> Sender:
+    """The process's sender for this runtime: one backend (and its connections) reused."""
     with _lock:
         found = runtime.sender
-        if not isinstance(found, Engine):
+        if not isinstance(found, Sender):
             backend = backend_from_url(runtime.settings.email_url, redis=runtime.redis)
-            found = Engine(
+            found = Sender(
                 runtime,
                 EmailCourier(runtime, backend),
                 discounts=PlatformDiscounts(runtime),

@@ -48,7 +48,7 @@ from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
 from adapters.registry import PLATFORMS
 from jobs.engine import enrolment as engine
 from jobs.engine import ledger, schedule
-from jobs.engine.guards import judge
+from jobs.engine.guards import Outcome, Verdict, judge
 from jobs.engine.ledger import LEASE
 from jobs.engine.policy import flow_options
 from jobs.flows import registry
@@ -109,7 +109,7 @@ class Composed:
 
 
 class Courier(Protocol):
-    """Rendering and delivery, as the engine sees them (jobs.sending.courier has the real one)."""
+    """Rendering and delivery, as a send sees them (jobs.sending.courier has the real one)."""
 
     @property
     def provider(self) -> str: ...
@@ -142,7 +142,7 @@ class LiveOrders(Protocol):
 
 
 @dataclass
-class Engine:
+class Sender:
     """What a send needs besides the database: delivery, the shops' APIs, and a
     way to queue work it reschedules (RQ normally; the simulator polls instead)."""
 
@@ -199,7 +199,7 @@ _WITH_CONTACT = (
 
 
 def run(
-    engine_: Engine,
+    sender: Sender,
     message_id: int,
     at: datetime,
     asked: Questions | None = None,
@@ -210,96 +210,171 @@ def run(
     ``asked`` and ``refs``: the live re-check's questions and what the message
     belongs to, when a drain has read them for a batch of messages already.
 
-    The contact is locked before the message is claimed: the intake of an
-    event locks its contact before the messages it ends, so the two always
-    take their locks in the same order and cannot deadlock.
-
     Claim, judge, render and hand over share one transaction: if anything in it
     fails, the row is still planned (nothing was handed over). Only a message
     that needs a discount code commits its claim first, so the shop's API is
-    never called with the database locked.
+    never called with the database locked. Each step either hands the next one
+    what it needs or stops the send (a :class:`_Stop`, settled once its
+    transaction has committed).
     """
-    runtime = engine_.runtime
-    sessions = runtime.sessions
-    live = _live_check(engine_, message_id, at, asked)
-    composed: Composed | None = None
-    failure: BaseException | None = None
-    ended: str | None = None
-    deferred = False
+    live = _live_check(sender, message_id, at, asked)
     # what the transaction plans or ends is queued once it commits
-    with engine_.unit_of_work() as session:
-        refs = refs or ledger.refs_of(session, message_id)
-        if refs is None:
-            return "not_planned"
-        params = {"enrollment_id": refs.enrollment_id, "contact_id": refs.contact_id}
-        found = session.execute(_WITH_CONTACT, params).one_or_none() if refs.contact_id else None
-        claimed = ledger.claim(session, message_id, at)
-        if isinstance(claimed, str):
-            return claimed  # not planned, not yet due (a deferral moved it), or taken
-        message, token = claimed
-        if found is not None:
-            enrollment, shop, contact = found
-        else:  # no contact (or no longer): the guards say so
-            (enrollment, shop), contact = session.execute(_ENROLLMENT, params).one(), None
-        flow = registry.get(message.flow)
-        if flow is None:
-            ledger.finish(session, message, MessageState.CANCELLED, "flow_removed", at, token=token)
-            return "cancelled"
-        if live is not None and enrollment.state == EnrollmentState.ACTIVE:
-            engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, live, at)
-        verdict = judge(session, shop, flow, enrollment, message, contact, at)
-        if verdict.outcome == "deferred":
-            assert verdict.until is not None
-            ledger.release(
-                session,
-                message,
-                due_at=verdict.until,
-                reason=verdict.reason or "",
-                at=at,
-                token=token,
-            )
-            engine.due_work(session).append(
-                engine.DueWork("message", message.shop_id, message.id, verdict.until)
-            )
-            deferred = True
-        elif not verdict.sends:
-            state = MessageState(verdict.outcome)
-            ledger.finish(session, message, state, verdict.reason, at, token=token)
-            engine.complete_if_done(session, enrollment, at)
-            # an exit found now also ends the enrollment's later messages: their
-            # jobs are withdrawn once this commits
-            ended = f"{verdict.outcome}:{verdict.reason}"
-        elif not (message.data.get("discount") and not message.discount_code):
-            assert contact is not None  # judge() skipped it otherwise
-            try:
-                composed = _compose_and_hand_over(
-                    engine_, session, shop, message, contact, token, at
-                )
-            except PermanentSendError as exc:
-                ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
-                return f"failed:{exc.reason}"
-            except Exception as exc:
-                # nothing reached the provider: give the row back for a later attempt
-                _retry_or_fail(session, message, token, "prepare_error", None, at)
-                failure = exc
-    if failure is not None:
-        raise failure
-    if ended is not None:
-        return ended
-    if deferred:
-        return f"deferred:{verdict.reason}"
-    if composed is None:  # a discount code to issue first: outside the transaction
-        try:
-            composed, message = _prepare(engine_, message.id, token, at)
-        except PermanentSendError as exc:
-            with sessions.begin() as session:
-                ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
-            return f"failed:{exc.reason}"
-        except Exception:
-            with engine_.unit_of_work() as session:
-                _retry_or_fail(session, message, token, "prepare_error", None, at)
-            raise
-    return _deliver(engine_, message, token, composed, at)
+    with sender.unit_of_work() as session:
+        claim = _claim(session, message_id, at, refs)
+        if isinstance(claim, str):
+            return claim  # not planned, not yet due (a deferral moved it), or taken
+        step: Composed | _Stop | None = _judge(session, claim, live, at)
+        if step is None and not _needs_discount(claim.message):
+            step = _prepare_and_hand_over(sender, session, claim, at)
+    if step is None:  # a discount code to issue first: outside the transaction
+        step = _prepare_with_discount(sender, claim, at)
+    if isinstance(step, _Stop):
+        return step.settle()
+    return _deliver(sender, claim, step, at)
+
+
+@dataclass
+class _Claim:
+    """A claimed message, its token, and what it is judged against."""
+
+    message: Message
+    token: str
+    enrollment: Enrollment
+    shop: Shop
+    contact: Contact | None
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """The send ends before the provider: the outcome, and a failure to raise once
+    the transaction has committed (and queued the work it made due)."""
+
+    outcome: str
+    failure: BaseException | None = None
+
+    def settle(self) -> str:
+        if self.failure is not None:
+            raise self.failure
+        return self.outcome
+
+
+def _claim(session: Any, message_id: int, at: datetime, refs: ledger.Refs | None) -> _Claim | str:
+    """Step 1: planned -> sending under a fresh token, or why not (``not_planned``,
+    ``not_due``, ``taken``).
+
+    The contact is locked before the message is claimed: the intake of an
+    event locks its contact before the messages it ends, so the two always
+    take their locks in the same order and cannot deadlock.
+    """
+    refs = refs or ledger.refs_of(session, message_id)
+    if refs is None:
+        return "not_planned"
+    params = {"enrollment_id": refs.enrollment_id, "contact_id": refs.contact_id}
+    found = session.execute(_WITH_CONTACT, params).one_or_none() if refs.contact_id else None
+    claimed = ledger.claim(session, message_id, at)
+    if isinstance(claimed, str):
+        return claimed
+    message, token = claimed
+    if found is not None:
+        enrollment, shop, contact = found
+    else:  # no contact (or no longer): the guards say so
+        (enrollment, shop), contact = session.execute(_ENROLLMENT, params).one(), None
+    return _Claim(message, token, enrollment, shop, contact)
+
+
+def _judge(session: Any, claim: _Claim, live: str | None, at: datetime) -> _Stop | None:
+    """Step 2: the guards against the state of the moment; None if it is to be sent.
+
+    A flow that is gone cancels it; an exit the live re-check found ends the
+    enrollment first, so the guards see it. The verdict is then applied.
+    """
+    message, enrollment = claim.message, claim.enrollment
+    flow = registry.get(message.flow)
+    if flow is None:
+        ledger.finish(
+            session, message, MessageState.CANCELLED, "flow_removed", at, token=claim.token
+        )
+        return _Stop("cancelled")
+    if live is not None and enrollment.state == EnrollmentState.ACTIVE:
+        engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, live, at)
+    ctx = engine.context_for(session, claim.shop, flow, enrollment, at)
+    verdict = judge(session, claim.shop, flow, enrollment, message, claim.contact, ctx, at)
+    return _apply(session, claim, verdict, at)
+
+
+def _apply(session: Any, claim: _Claim, verdict: Verdict, at: datetime) -> _Stop | None:
+    """What the verdict says, done: deferred back to planned with a new due time, or
+    ended with its reason (an exit ends the enrollment too, and its later messages,
+    whose jobs are withdrawn once this commits)."""
+    message, token = claim.message, claim.token
+    if verdict.sends:
+        return None
+    if verdict.outcome == Outcome.DEFERRED:
+        assert verdict.until is not None
+        ledger.release(
+            session,
+            message,
+            due_at=verdict.until,
+            reason=verdict.reason or "",
+            at=at,
+            token=token,
+        )
+        engine.due_work(session).append(
+            engine.DueWork(engine.DueKind.MESSAGE, message.shop_id, message.id, verdict.until)
+        )
+        return _Stop(f"deferred:{verdict.reason}")
+    if verdict.ends_enrollment:
+        assert verdict.reason is not None
+        engine.end_enrollment(session, claim.enrollment, EnrollmentState.EXITED, verdict.reason, at)
+    ledger.finish(session, message, MessageState(verdict.outcome), verdict.reason, at, token=token)
+    engine.complete_if_done(session, claim.enrollment, at)
+    return _Stop(f"{verdict.outcome}:{verdict.reason}")
+
+
+def _needs_discount(message: Message) -> bool:
+    return bool(message.data.get("discount")) and not message.discount_code
+
+
+def _prepare_and_hand_over(
+    sender: Sender, session: Any, claim: _Claim, at: datetime
+) -> Composed | _Stop:
+    """Steps 3 and 4 in the claim's transaction (no discount code to issue): render,
+    then sending -> handed."""
+    assert claim.contact is not None  # judge() skipped it otherwise
+    try:
+        composed = sender.courier.compose(session, claim.shop, claim.message, claim.contact, at)
+        _hand_over(sender, session, claim.message, claim.token, composed)
+    except Exception as exc:
+        return _not_handed_over(session, claim, exc, at)
+    return composed
+
+
+def _prepare_with_discount(sender: Sender, claim: _Claim, at: datetime) -> Composed | _Stop:
+    """Steps 3 and 4 for a message that needs a discount code, after the claim committed.
+
+    The claim now holds the message as handed over (with its code and terms).
+    """
+    try:
+        composed, claim.message = _issue_compose_hand_over(
+            sender, claim.message.id, claim.token, at
+        )
+    except Exception as exc:
+        with sender.unit_of_work() as session:
+            return _not_handed_over(session, claim, exc, at)
+    return composed
+
+
+def _not_handed_over(session: Any, claim: _Claim, exc: Exception, at: datetime) -> _Stop:
+    """Preparing failed and nothing reached the provider: a permanent failure ends the
+    message; any other gives the row back for a later attempt and is raised once that
+    has committed."""
+    if isinstance(exc, PermanentSendError):
+        ledger.finish(
+            session, claim.message, MessageState.FAILED, exc.reason, at, token=claim.token
+        )
+        return _Stop(f"failed:{exc.reason}")
+    outcome = _retry_or_fail(session, claim.message, claim.token, "prepare_error", None, at)
+    return _Stop(outcome, failure=exc)
 
 
 #: per message that asks the platform before it is sent: its shop and the order to ask about
@@ -307,18 +382,18 @@ Questions = dict[int, tuple[Shop, str]]
 
 
 def _live_check(
-    engine_: Engine, message_id: int, at: datetime, asked: Questions | None
+    sender: Sender, message_id: int, at: datetime, asked: Questions | None
 ) -> str | None:
     """The optional live re-check, before any transaction (it is an HTTP call)."""
-    if engine_.live_orders is None:
+    if sender.live_orders is None:
         return None
     if asked is None:
-        with engine_.runtime.reads() as session:
+        with sender.runtime.reads() as session:
             asked = live_questions(session, [message_id], at)
     question = asked.get(message_id)
     if question is None:
         return None
-    return _live_exit(engine_, *question)
+    return _live_exit(sender, *question)
 
 
 def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questions:
@@ -361,23 +436,11 @@ def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questi
     return questions
 
 
-def _compose_and_hand_over(
-    engine_: Engine,
-    session: Any,
-    shop: Shop,
-    message: Message,
-    contact: Contact,
-    token: str,
-    at: datetime,
-) -> Composed:
-    composed = engine_.courier.compose(session, shop, message, contact, at)
-    _hand_over(engine_, session, message, token, composed)
-    return composed
-
-
 def _hand_over(
-    engine_: Engine, session: Any, message: Message, token: str, composed: Composed
+    sender: Sender, session: Any, message: Message, token: str, composed: Composed
 ) -> None:
+    """Step 4: sending -> handed, with the address and Message-ID that will be used;
+    committed before the provider is called (see the module docstring)."""
     handed = ledger.hand_over(
         session,
         message,
@@ -387,7 +450,7 @@ def _hand_over(
             "subject_line": composed.subject,
             "locale": composed.locale,
             "message_id_header": composed.message_id_header,
-            "provider": engine_.courier.provider,
+            "provider": sender.courier.provider,
             "discount_code": message.discount_code,
             "data": message.data,  # with its discount's terms, when it has one
         },
@@ -396,15 +459,15 @@ def _hand_over(
         raise PermanentSendError("claim_lost")
 
 
-def _live_exit(engine_: Engine, shop: Shop, order_id: str) -> str | None:
+def _live_exit(sender: Sender, shop: Shop, order_id: str) -> str | None:
     """Ask the platform about the flow's order; an exit reason if it has moved on.
 
     Optional and best effort: if the shop's API cannot answer, the local state
     (already re-checked by the guards) decides, and the failure is logged.
     """
-    assert engine_.live_orders is not None
+    assert sender.live_orders is not None
     try:
-        state = engine_.live_orders.order_state(shop, order_id)
+        state = sender.live_orders.order_state(shop, order_id)
     except AdminApiError as exc:
         log.warning("shop %s: live re-check of order %s failed: %s", shop.id, order_id, exc)
         return None
@@ -419,8 +482,8 @@ def _live_exit(engine_: Engine, shop: Shop, order_id: str) -> str | None:
     return None
 
 
-def _prepare(
-    engine_: Engine, message_id: int, token: str, at: datetime
+def _issue_compose_hand_over(
+    sender: Sender, message_id: int, token: str, at: datetime
 ) -> tuple[Composed, Message]:
     """Issue the message's discount code, render it, then hand it over.
 
@@ -429,24 +492,24 @@ def _prepare(
     keep a PostgreSQL connection idle in a transaction, while it answers), and
     rendering only reads.
     """
-    runtime = engine_.runtime
+    runtime = sender.runtime
     with runtime.reads() as session:
         message = session.get_one(Message, message_id)
         shop = session.get_one(Shop, message.shop_id)
         contact = session.get_one(Contact, message.contact_id)
-    if message.data.get("discount") and not message.discount_code:
+    if _needs_discount(message):
         code = discount_code(runtime.settings.secret_key, message)
-        _issue_discount(engine_, shop, message, contact, code, at)
+        _issue_discount(sender, shop, message, contact, code, at)
         message.discount_code = code
     with runtime.reads() as session:
-        composed = engine_.courier.compose(session, shop, message, contact, at)
+        composed = sender.courier.compose(session, shop, message, contact, at)
     with runtime.sessions.begin() as session:
-        _hand_over(engine_, session, message, token, composed)
+        _hand_over(sender, session, message, token, composed)
     return composed, message
 
 
 def _issue_discount(
-    engine_: Engine,
+    sender: Sender,
     shop: Shop,
     message: Message,
     contact: Contact,
@@ -465,9 +528,9 @@ def _issue_discount(
         email=contact.email,
         customer_id=contact.customer_id,
     )
-    if engine_.discounts is None:
+    if sender.discounts is None:
         raise PermanentSendError("discount_unavailable")
-    engine_.discounts.issue(shop, request)
+    sender.discounts.issue(shop, request)
     message.data = {
         **message.data,
         "discount_percent": str(request.percent),
@@ -475,25 +538,37 @@ def _issue_discount(
     }
 
 
-def _deliver(
-    engine_: Engine, message: Message, token: str, composed: Composed, at: datetime
-) -> str:
-    """Hand over to the provider, then record it: the message is the one claimed,
-    already read, so recording needs no read of it (nor of its enrollment)."""
-    runtime = engine_.runtime
+def _deliver(sender: Sender, claim: _Claim, composed: Composed, at: datetime) -> str:
+    """Step 5: hand the email to the provider, then record what it said."""
     try:
-        provider_id = engine_.courier.deliver(composed)
-    except TransientSendError as exc:
-        with engine_.unit_of_work() as session:
-            return _retry_or_fail(session, message, token, exc.reason, exc.retry_after, at)
-    except PermanentSendError as exc:
-        with runtime.sessions.begin() as session:
-            ledger.finish(session, message, MessageState.FAILED, exc.reason, at, token=token)
-        return f"failed:{exc.reason}"
-    with runtime.sessions.begin() as session:
-        ledger.sent(session, message, token, at, {"provider_message_id": provider_id})
+        provider_id = sender.courier.deliver(composed)
+    except (TransientSendError, PermanentSendError) as exc:
+        return _record_refusal(sender, claim, exc, at)
+    return _record_sent(sender, claim, provider_id, at)
+
+
+def _record_sent(sender: Sender, claim: _Claim, provider_id: str | None, at: datetime) -> str:
+    """handed -> sent with the provider's id: the message is the one claimed, already
+    read, so recording needs no read of it (nor of its enrollment)."""
+    message = claim.message
+    with sender.runtime.sessions.begin() as session:
+        ledger.sent(session, message, claim.token, at, {"provider_message_id": provider_id})
         engine.complete_if_done_by_id(session, message.enrollment_id, message.flow, at)
     return "sent"
+
+
+def _record_refusal(
+    sender: Sender, claim: _Claim, exc: TransientSendError | PermanentSendError, at: datetime
+) -> str:
+    """The provider said not now (retried after a backoff, or failed when they are
+    spent) or never (failed)."""
+    with sender.unit_of_work() as session:
+        if isinstance(exc, PermanentSendError):
+            ledger.finish(
+                session, claim.message, MessageState.FAILED, exc.reason, at, token=claim.token
+            )
+            return f"failed:{exc.reason}"
+        return _retry_or_fail(session, claim.message, claim.token, exc.reason, exc.retry_after, at)
 
 
 def _retry_or_fail(
@@ -521,14 +596,16 @@ def _retry_or_fail(
         token=token,
         outcome="retrying",
     )
-    engine.due_work(session).append(engine.DueWork("message", message.shop_id, message.id, due))
+    engine.due_work(session).append(
+        engine.DueWork(engine.DueKind.MESSAGE, message.shop_id, message.id, due)
+    )
     return f"retrying:{reason}"
 
 
-def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
+def resolve_stale_claims(sender: Sender, at: datetime) -> dict[str, int]:
     """The sweeper's part: claims whose worker died (see the module docstring)."""
     counts = {"released": 0, "resent": 0, "unknown": 0}
-    with engine_.unit_of_work() as session:
+    with sender.unit_of_work() as session:
         stale = session.scalars(
             select(Message).where(
                 Message.state.in_([MessageState.SENDING, MessageState.HANDED]),
@@ -548,7 +625,7 @@ def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
                 ):
                     counts["unknown"] += 1
                 continue
-            if message.state == MessageState.SENDING or engine_.courier.supports_idempotency:
+            if message.state == MessageState.SENDING or sender.courier.supports_idempotency:
                 # nothing was handed over, or handing over again cannot duplicate it
                 key = "released" if message.state == MessageState.SENDING else "resent"
                 if ledger.release(
@@ -561,7 +638,9 @@ def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
                     outcome="retrying",
                 ):
                     engine.due_work(session).append(
-                        engine.DueWork("message", message.shop_id, message.id, message.due_at)
+                        engine.DueWork(
+                            engine.DueKind.MESSAGE, message.shop_id, message.id, message.due_at
+                        )
                     )
                     counts[key] += 1
             elif ledger.finish(
@@ -577,7 +656,7 @@ def resolve_stale_claims(engine_: Engine, at: datetime) -> dict[str, int]:
 
 
 def drain(
-    engine_: Engine,
+    sender: Sender,
     shop_id: int,
     *,
     budget: float = DRAIN_SECONDS,
@@ -601,7 +680,7 @@ def drain(
     (the database or the provider is failing for everyone) does the drain
     itself fail, and the sweeper asks for a new one later.
     """
-    runtime = engine_.runtime
+    runtime = sender.runtime
     started = clock()
     done = raised = 0
     while True:
@@ -609,7 +688,7 @@ def drain(
         with runtime.sessions.begin() as session:
             at = now()
             held = ledger.take_due(session, shop_id, at, SEND_BATCH)
-            if held and engine_.live_orders is not None:
+            if held and sender.live_orders is not None:
                 asked = live_questions(session, list(held), at)
         if not held:
             return done
@@ -623,7 +702,7 @@ def drain(
                 schedule.notify_sends(runtime, shop_id, force=True)
                 return done
             try:
-                run(engine_, message_id, now(), asked, held[message_id])
+                run(sender, message_id, now(), asked, held[message_id])
             except Exception:
                 # still held by this drain, it is not taken again by it
                 log.exception("shop %s: sending message %s raised", shop_id, message_id)
@@ -633,8 +712,8 @@ def drain(
             done += 1
 
 
-def send_due(engine_: Engine, shop_id: int) -> int:
+def send_due(sender: Sender, shop_id: int) -> int:
     """The ``send_due`` job's work: a drain of the shop's due messages (see
     :mod:`jobs.engine.schedule`), which asks for a new job from here on."""
-    queues.clear(engine_.runtime.redis, schedule.send_flag(shop_id))
-    return drain(engine_, shop_id)
+    queues.clear(sender.runtime.redis, schedule.send_flag(shop_id))
+    return drain(sender, shop_id)

@@ -481,7 +481,7 @@ class Message(Timestamps, Base):
     flow: Mapped[str] = mapped_column(String(64))
     step: Mapped[str] = mapped_column(String(64))
     template: Mapped[str] = mapped_column(String(64))
-    #: "marketing" or "transactional" (emails.content.Kind)
+    #: "marketing" or "transactional" (emails.content.MessageKind)
     kind: Mapped[str] = mapped_column(String(16))
     #: higher wins when a frequency cap lets only one through
     priority: Mapped[int] = mapped_column(default=0)

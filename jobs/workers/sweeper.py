@@ -76,13 +76,13 @@ def sweep_once(runtime: Runtime, *, grace: float = GRACE) -> dict[str, int]:
 
 
 def sweep_sends(
-    runtime: Runtime, at: datetime | None = None, *, engine_: pipeline.Engine | None = None
+    runtime: Runtime, at: datetime | None = None, *, sender: pipeline.Sender | None = None
 ) -> dict[str, int]:
     """Planned messages and wakes whose job Redis lost (:func:`jobs.engine.schedule.sweep`),
     then the sends whose worker died (:func:`jobs.sending.pipeline.resolve_stale_claims`)."""
     at = at or now()
     handed = schedule.sweep(runtime, at)
-    claims = pipeline.resolve_stale_claims(engine_ or courier.build_engine(runtime), at)
+    claims = pipeline.resolve_stale_claims(sender or courier.build_sender(runtime), at)
     if handed or any(claims.values()):
         log.info("sweeper: re-queued %d drains/wakes; stale claims %s", handed, claims)
     return {"requeued": handed, **claims}

@@ -160,3 +160,21 @@ def test_a_fact_names_its_contact_and_refuses_naive_times() -> None:
     with pytest.raises(ev.EventError, match="naive"):
         ev.CustomerLapsed(WHEN, ev.ContactRef("1", None), datetime(2025, 1, 1), 2, 180)  # noqa: DTZ001
     assert all(issubclass(fact, ev.Event) for fact in ev.FACTS)
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("anna@example.se", "anna@example.se"),
+        ("  Anna.Lind@Example.SE\n", "anna.lind@example.se"),
+        ("\u00a0anna@example.se\u3000", "anna@example.se"),  # unicode spaces too
+        ("ÅSA@EXÄMPLE.SE", "åsa@exämple.se"),  # lower case beyond ASCII
+        ("Straße@Bücher.example", "straße@bücher.example"),  # lower(), not casefold(): ß stays
+        ("anna@xn--exmple-cua.se", "anna@xn--exmple-cua.se"),  # no IDNA either way
+        ("not an address", "not an address"),  # refusing it is the caller's business
+    ],
+)
+def test_an_address_is_stored_and_looked_up_trimmed_and_in_lower_case(
+    given: str, stored: str
+) -> None:
+    assert ev.normalise_email(given) == stored

@@ -257,3 +257,10 @@ def test_a_redact_for_someone_we_never_saw_is_recorded_and_harmless(
         [request] = session.scalars(select(PrivacyRequest)).all()
     assert request.detail["contacts"] == 0
     assert "nobody@example.se" not in everything(runtime)
+
+
+def test_an_erased_address_keeps_the_hash_it_was_stored_under() -> None:
+    """Suppressions of erased customers are kept only as this hash: it must not change
+    with the way addresses are normalised, or a bounce would stop holding."""
+    stored = "sha256:5afcaa580f393499308ec69512461d002c55cc4844036eea52cd1cdce5478a72"
+    assert suppressions.erased_form(" Straße@Bücher.EXAMPLE ") == stored

@@ -15,7 +15,7 @@ import pytest
 
 from adapters.events import Money
 from emails import i18n
-from emails.content import Brand, DiscountBlock, EmailContent, Kind, ProductBlock
+from emails.content import Brand, DiscountBlock, EmailContent, MessageKind, ProductBlock
 from emails.render import (
     GMAIL_CLIP_BYTES,
     TEMPLATES,
@@ -54,7 +54,7 @@ PRODUCTS = tuple(
 def full(template: str, locale: str) -> EmailContent:
     return EmailContent(
         template=template,
-        kind=Kind.MARKETING,
+        kind=MessageKind.MARKETING,
         brand=BRAND,
         locale=locale,
         first_name="Åsa <script>",
@@ -71,7 +71,7 @@ def full(template: str, locale: str) -> EmailContent:
 def minimal(template: str, locale: str) -> EmailContent:
     return EmailContent(
         template=template,
-        kind=Kind.TRANSACTIONAL,
+        kind=MessageKind.TRANSACTIONAL,
         brand=Brand(shop_name="Butik", storefront_url="https://butik.example", sender_name="Butik"),
         locale=locale,
         products=(ProductBlock(title="Mössa", url="https://butik.example/m"),),

@@ -15,7 +15,7 @@ from jobs.flows import registry
 from jobs.flows.model import Flow
 from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime
-from jobs.sending.pipeline import Engine
+from jobs.sending.pipeline import Sender
 from jobs.simulator import DiscountBook, Outbox, SimulatedCourier, Simulator, timeline
 from jobs.store.models import Message, Shop
 
@@ -98,13 +98,13 @@ class Harness:
             self.shop_id = shop.id
         self.outbox = Outbox()
         self.discounts = DiscountBook()
-        self.engine = Engine(
+        self.sender = Sender(
             runtime,
             SimulatedCourier(self.outbox),
             discounts=self.discounts,
             hand_off=lambda w: None,
         )
-        self.sim = Simulator(self.engine, self.shop_id, T0)
+        self.sim = Simulator(self.sender, self.shop_id, T0)
 
     def settings(self, **blob: Any) -> None:
         with self.runtime.sessions.begin() as session:

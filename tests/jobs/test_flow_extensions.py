@@ -13,7 +13,7 @@ from sqlalchemy import Select, and_, func, select, true
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
-from emails.content import Brand, EmailContent, Kind
+from emails.content import Brand, EmailContent
 from emails.delivery import Backend
 from emails.outgoing import OutgoingEmail
 from emails.render import TEMPLATES, render
@@ -37,7 +37,7 @@ from jobs.flows.model import (
 from jobs.runtime import Runtime
 from jobs.sending import content, links
 from jobs.sending.courier import EmailCourier
-from jobs.sending.pipeline import Engine
+from jobs.sending.pipeline import Sender
 from jobs.simulator import Scenario, SimulatedCourier, Simulator
 from jobs.store.models import Enrollment, MessageState, Order, Product, Shop
 from tests.jobs.engine_support import SHOP, T0, Harness, customer, extra_flow, sek
@@ -164,13 +164,13 @@ class Rendering(Harness):
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         courier = EmailCourier(runtime, cast(Backend, None))  # composing needs no backend
-        self.engine = Engine(
+        self.sender = Sender(
             runtime,
             SimulatedCourier(self.outbox, courier.compose),
             discounts=self.discounts,
             hand_off=lambda work: None,
         )
-        self.sim = Simulator(self.engine, self.shop_id, T0)
+        self.sim = Simulator(self.sender, self.shop_id, T0)
 
     def emails(self) -> list[OutgoingEmail]:
         return [cast(OutgoingEmail, c.payload) for c in self.outbox.sent]
@@ -439,7 +439,7 @@ def test_each_kind_finds_its_products_link_and_values(shop: Rendering, runtime: 
 def test_any_value_reaches_the_copy_escaped_and_written_for_the_language() -> None:
     email = EmailContent(
         template="new_product",
-        kind=Kind.MARKETING,
+        kind=MessageKind.MARKETING,
         brand=Brand(shop_name="Butik", storefront_url="https://butik.example", sender_name="B"),
         locale="sv",
         values={

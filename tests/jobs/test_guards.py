@@ -1,4 +1,5 @@
-"""The send-time address check: the same verdicts as the pattern it replaced, in linear time."""
+"""The send-time checks: the address check (the same verdicts as the pattern it replaced, in
+linear time), and a judge that only reads."""
 
 from __future__ import annotations
 
@@ -11,9 +12,22 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from jobs.engine.guards import plausible_address
+from jobs.engine import enrolment
+from jobs.engine.guards import judge, plausible_address
+from jobs.flows import registry
 from jobs.runtime import Runtime
+from jobs.store.models import (
+    Checkout,
+    CheckoutStatus,
+    Contact,
+    Enrollment,
+    EnrollmentState,
+    Message,
+    MessageState,
+    Shop,
+)
 from tests.jobs.engine_support import T0, Harness, checkout, customer, hours
 
 #: the check as it was, a regular expression that backtracks quadratically on a
@@ -108,3 +122,38 @@ def test_a_contact_with_a_hostile_address_is_skipped_with_its_reason(runtime: Ru
     shop.run(T0 + hours(2))
     assert shop.sent() == []
     assert "skipped:no_email" in shop.outcomes("email_1")
+
+
+def test_judging_an_exit_changes_nothing_and_the_send_then_ends_the_enrollment(
+    runtime: Runtime,
+) -> None:
+    shop = Harness(runtime)
+    shop.at(T0, checkout("tok-1", T0, customer()))
+    with runtime.sessions.begin() as session:  # bought, and no event has said so yet
+        session.scalars(select(Checkout)).one().status = CheckoutStatus.COMPLETED
+    with runtime.sessions() as session:
+        message = session.scalars(select(Message).order_by(Message.id)).first()
+        assert message is not None
+        enrollment = session.get_one(Enrollment, message.enrollment_id)
+        shop_row = session.get_one(Shop, message.shop_id)
+        contact = session.get(Contact, message.contact_id)
+        flow = registry.get(message.flow)
+        assert flow is not None
+        at = message.due_at
+        ctx = enrolment.context_for(session, shop_row, flow, enrollment, at)
+        verdict = judge(session, shop_row, flow, enrollment, message, contact, ctx, at)
+        assert (verdict.outcome, verdict.reason, verdict.ends_enrollment) == (
+            "exited",
+            "checkout_completed",
+            True,
+        )
+        assert not session.dirty
+        assert not session.new
+        assert not enrolment.due_work(session)
+        assert enrollment.state == EnrollmentState.ACTIVE
+    shop.run(T0 + hours(2))
+    assert shop.sent() == []
+    assert "exited:checkout_completed" in shop.outcomes("email_1")
+    with runtime.sessions() as session:
+        assert session.scalars(select(Enrollment.state)).one() == EnrollmentState.EXITED
+        assert set(session.scalars(select(Message.state))) == {MessageState.EXITED}

@@ -84,7 +84,7 @@ def test_two_drains_side_by_side_send_every_email_once(runtime: Runtime) -> None
 
     def drain() -> None:
         barrier.wait()
-        handled.append(send.drain(h.engine, h.shop_id))
+        handled.append(send.drain(h.sender, h.shop_id))
 
     threads = [threading.Thread(target=drain) for _ in range(2)]
     for thread in threads:
@@ -106,7 +106,7 @@ def test_a_send_that_raises_does_not_hold_up_the_shops_other_emails(
 ) -> None:
     h = shop_with_due_emails(runtime, 2)
     broken = h.messages()[1].id
-    courier = h.engine.courier
+    courier = h.sender.courier
     real = courier.compose
 
     def compose(session, shop, message, contact, at):  # type: ignore[no-untyped-def]
@@ -115,7 +115,7 @@ def test_a_send_that_raises_does_not_hold_up_the_shops_other_emails(
         return real(session, shop, message, contact, at)
 
     courier.compose = compose  # type: ignore[method-assign]
-    assert send.drain(h.engine, h.shop_id) == 6
+    assert send.drain(h.sender, h.shop_id) == 6
     assert states(h) == {MessageState.SENT: 5, MessageState.PLANNED: 1}
     retrying = next(m for m in h.messages() if m.id == broken)
     assert retrying.reason == "retry:prepare_error"
@@ -129,9 +129,9 @@ def test_a_drain_that_keeps_failing_fails_its_job(runtime: Runtime) -> None:
     def compose(*_args, **_kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("provider down")
 
-    h.engine.courier.compose = compose  # type: ignore[method-assign]
+    h.sender.courier.compose = compose  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="provider down"):
-        send.drain(h.engine, h.shop_id)
+        send.drain(h.sender, h.shop_id)
     # it gave up after MAX_RAISED; nothing was sent and nothing is lost
     assert states(h) == {MessageState.PLANNED: 12}
     assert sum(m.attempts for m in h.messages()) == send.MAX_RAISED
@@ -140,14 +140,14 @@ def test_a_drain_that_keeps_failing_fails_its_job(runtime: Runtime) -> None:
 def test_a_drain_past_its_time_leaves_the_rest_to_a_new_job(runtime: Runtime) -> None:
     h = shop_with_due_emails(runtime, 6)  # 18 emails due
     clock = stepping_clock()
-    assert send.drain(h.engine, h.shop_id, budget=5.5, clock=clock) == 5
+    assert send.drain(h.sender, h.shop_id, budget=5.5, clock=clock) == 5
     assert states(h) == {MessageState.SENT: 5, MessageState.PLANNED: 13}
     # the rest is not held: the next drain takes it at once
     assert all(m.enqueued_at is None for m in h.messages() if m.state == MessageState.PLANNED)
     queue = runtime.queue("messages")
     assert [job.func_name for job in queue.jobs] == ["jobs.tasks.send_due"] * 2  # helper, rest
     assert queue.jobs[0].args == (h.shop_id,)
-    assert send.drain(h.engine, h.shop_id) == 13
+    assert send.drain(h.sender, h.shop_id) == 13
     assert states(h) == {MessageState.SENT: 18}
 
 
@@ -314,7 +314,7 @@ def test_a_discount_is_issued_and_rendered_outside_any_write_transaction(
     add_checkouts(h, 1, started, started)
     database = runtime.settings.database_url.split("///", 1)[1]
     writer_free: list[bool] = []
-    book = h.engine.discounts
+    book = h.sender.discounts
     assert book is not None
     issue = book.issue
 
@@ -329,7 +329,7 @@ def test_a_discount_is_issued_and_rendered_outside_any_write_transaction(
         issue(shop, request)
 
     book.issue = probing_issue  # type: ignore[method-assign]
-    assert send.drain(h.engine, h.shop_id) == 3
+    assert send.drain(h.sender, h.shop_id) == 3
     assert writer_free == [True]
     third = next(m for m in h.messages() if m.step == "email_3")
     assert third.state == MessageState.SENT

@@ -40,20 +40,20 @@ def test_a_claim_that_never_reached_the_provider_is_sent_later(
     message_id = _first(shop).id
     _claim(runtime, message_id, MessageState.SENDING)
     # within the lease, nobody touches it
-    assert resolve_stale_claims(shop.engine, T0 + hours(1) + LEASE / 2)["released"] == 0
+    assert resolve_stale_claims(shop.sender, T0 + hours(1) + LEASE / 2)["released"] == 0
     later = T0 + hours(1) + LEASE + timedelta(seconds=1)
-    assert resolve_stale_claims(shop.engine, later)["released"] == 1
-    assert run(shop.engine, message_id, later) == "sent"
+    assert resolve_stale_claims(shop.sender, later)["released"] == 1
+    assert run(shop.sender, message_id, later) == "sent"
     assert len(shop.sent()) == 1
 
 
 def test_handed_over_without_idempotency_is_never_resent(shop: Harness, runtime: Runtime) -> None:
-    shop.engine.courier.supports_idempotency = False  # type: ignore[misc]
+    shop.sender.courier.supports_idempotency = False  # type: ignore[misc]
     message_id = _first(shop).id
     _claim(runtime, message_id, MessageState.HANDED)
     later = T0 + hours(1) + LEASE + timedelta(seconds=1)
-    assert resolve_stale_claims(shop.engine, later)["unknown"] == 1
-    assert run(shop.engine, message_id, later) == "not_planned"
+    assert resolve_stale_claims(shop.sender, later)["unknown"] == 1
+    assert run(shop.sender, message_id, later) == "not_planned"
     assert shop.sent() == []
     message = _first(shop)
     assert (message.state, message.reason) == (MessageState.FAILED, "outcome_unknown")
@@ -67,8 +67,8 @@ def test_handed_over_with_idempotency_is_handed_over_again_with_the_same_key(
     with runtime.sessions.begin() as session:
         session.get_one(Message, message_id).message_id_header = "<kept@triggerpost>"
     later = T0 + hours(1) + LEASE + timedelta(seconds=1)
-    assert resolve_stale_claims(shop.engine, later)["resent"] == 1
-    assert run(shop.engine, message_id, later) == "sent"
+    assert resolve_stale_claims(shop.sender, later)["resent"] == 1
+    assert run(shop.sender, message_id, later) == "sent"
     # the same Message-ID (the provider's idempotency key) goes out again
     assert [c.message_id_header for c in shop.outbox.sent] == ["<kept@triggerpost>"]
 
@@ -76,7 +76,7 @@ def test_handed_over_with_idempotency_is_handed_over_again_with_the_same_key(
 def test_two_workers_racing_for_one_message_send_it_once(shop: Harness) -> None:
     message_id = _first(shop).id
     at = T0 + hours(1)
-    outcomes = sorted(run(shop.engine, message_id, at) for _ in range(2))
+    outcomes = sorted(run(shop.sender, message_id, at) for _ in range(2))
     assert outcomes == ["not_planned", "sent"]
     assert len(shop.sent()) == 1
 
@@ -89,7 +89,7 @@ def test_a_message_that_keeps_killing_its_worker_is_given_up(
     with runtime.sessions.begin() as session:
         session.get_one(Message, message_id).attempts = 6
     later = T0 + hours(1) + LEASE + timedelta(seconds=1)
-    resolve_stale_claims(shop.engine, later)
+    resolve_stale_claims(shop.sender, later)
     message = _first(shop)
     assert (message.state, message.reason) == (MessageState.FAILED, "worker_lost:gave_up")
     assert shop.sent() == []
