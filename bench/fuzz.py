@@ -71,7 +71,7 @@ from adapters import registry  # noqa: E402
 from jobs import runtime as runtimes  # noqa: E402
 from jobs.intake import deliveries as intake  # noqa: E402
 from jobs.intake import privacy  # noqa: E402
-from jobs.platforms.shops import add_shop  # noqa: E402
+from jobs.merchant.shops import add_shop  # noqa: E402
 from jobs.runtime import Runtime  # noqa: E402
 from jobs.store.models import Delivery, DeliveryStatus, Shop  # noqa: E402
 

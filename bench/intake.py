@@ -46,12 +46,12 @@ sys.path.insert(0, str(REPO))
 
 from connector.embedded_redis import EmbeddedRedis  # noqa: E402
 from connector.web import options  # noqa: E402
-from jobs.platforms.shops import add_shop  # noqa: E402
+from jobs.merchant.shops import add_shop  # noqa: E402
+from jobs.queues import INTAKE  # noqa: E402
 from jobs.settings import Settings  # noqa: E402
 from jobs.store.db import make_engine, make_sessions, migrate  # noqa: E402
 from jobs.store.models import Delivery  # noqa: E402
 from jobs.store.secrets import SecretBox  # noqa: E402
-from jobs.workers.queues import INTAKE  # noqa: E402
 from tests.support import shopify_headers  # noqa: E402
 
 SHOP = "bench-shop.myshopify.com"

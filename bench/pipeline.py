@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adapters.shopify import PLATFORM
 from connector.embedded_redis import EmbeddedRedis
 from jobs.intake import deliveries as intake
-from jobs.platforms.shops import add_shop
+from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.db import migrate

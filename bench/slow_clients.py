@@ -55,7 +55,7 @@ from bench.intake import (  # noqa: E402
 )
 from connector.embedded_redis import EmbeddedRedis  # noqa: E402
 from connector.web import DEFAULT_WORKERS, THREADS  # noqa: E402
-from jobs.platforms.shops import add_shop  # noqa: E402
+from jobs.merchant.shops import add_shop  # noqa: E402
 from jobs.settings import Settings  # noqa: E402
 from jobs.store.db import make_engine, make_sessions, migrate  # noqa: E402
 from jobs.store.models import Delivery  # noqa: E402

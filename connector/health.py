@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from connector.runtime import runtime_of
+from jobs.queues import ALL_QUEUES
 from jobs.store.models import Delivery, DeliveryStatus
-from jobs.workers.queues import ALL_QUEUES
 
 blueprint = Blueprint("health", __name__)
 

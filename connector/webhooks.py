@@ -30,7 +30,7 @@ from adapters.platform import Platform, WebhookError
 from adapters.registry import PLATFORMS
 from jobs.intake import deliveries as intake
 from jobs.intake.writer import DeliveryWriter
-from jobs.platforms import shops
+from jobs.merchant import shops
 from jobs.platforms.registry import SERVERS
 from jobs.runtime import Runtime
 

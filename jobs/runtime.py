@@ -19,12 +19,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.http import ApiSession, OutboundPolicy
+from jobs import queues
 from jobs.engine import ledger
 from jobs.settings import Settings
 from jobs.store import rows
 from jobs.store.db import SessionListener, make_engine, make_read_sessions, make_sessions
 from jobs.store.secrets import SecretBox
-from jobs.workers import queues
 
 #: what every session of a process is told: the decisions a transaction records
 #: are written at its commit, the rows it remembered are forgotten at its end

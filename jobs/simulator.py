@@ -46,7 +46,7 @@ from adapters.platform import DiscountRequest
 from jobs import shop_settings
 from jobs.engine import enrolment as engine
 from jobs.intake import apply as processing
-from jobs.platforms.shops import add_shop
+from jobs.merchant.shops import add_shop
 from jobs.reports.decisions import timeline
 from jobs.runtime import Runtime
 from jobs.sending import pipeline as send

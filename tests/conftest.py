@@ -18,7 +18,7 @@ from sqlalchemy import text
 from connector.app import create_app
 from connector.embedded_redis import EmbeddedRedis
 from jobs import runtime as runtimes
-from jobs.platforms.shops import add_shop
+from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.db import make_engine, migrate

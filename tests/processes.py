@@ -20,7 +20,7 @@ from redis import Redis
 from rq.exceptions import SchedulerNotFound
 from rq.scheduler import RQScheduler
 
-from jobs.workers.queues import ALL_QUEUES
+from jobs.queues import ALL_QUEUES
 
 PROC = Path("/proc")
 

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from adapters.events import Event, Money, from_dict, to_dict
 from adapters.platform import ShopContext
 from adapters.registry import PLATFORMS
+from jobs.queues import ALL_QUEUES
 from jobs.runtime import Runtime
-from jobs.workers.queues import ALL_QUEUES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import click
 from flask import Blueprint
 
-from jobs.platforms.shops import ShopError, add_shop
+from jobs.merchant.shops import ShopError, add_shop
 from jobs.settings import Settings
 from jobs.store.db import make_engine, make_sessions, migrate
 from jobs.store.secrets import SecretBox

@@ -43,12 +43,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from jobs import queues
 from jobs.engine import enrolment, ledger
 from jobs.engine.enrolment import DueKind, DueWork
 from jobs.engine.ledger import LEASE
 from jobs.runtime import Runtime
 from jobs.store.models import Enrollment, EnrollmentState, Message, MessageState, now
-from jobs.workers import queues
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from adapters import events as ev
 from adapters.platform import WebhookError
 from jobs.engine import enrolment as engine
 from jobs.intake import privacy
-from jobs.platforms.shops import mark_uninstalled
+from jobs.merchant.shops import mark_uninstalled
 from jobs.store import rows
 from jobs.store.db import plain
 from jobs.store.models import (

@@ -41,15 +41,14 @@ from sqlalchemy.orm import Session
 
 from adapters.platform import ShopContext, WebhookHeaders, translate
 from adapters.registry import PLATFORMS
-from jobs import shop_settings
+from jobs import queues, shop_settings
 from jobs.engine import ledger, schedule
 from jobs.intake import apply as processing
 from jobs.intake import privacy
+from jobs.queues import INTAKE
 from jobs.runtime import Runtime
 from jobs.store.db import dialect_insert, picked
 from jobs.store.models import Delivery, DeliveryStatus, Shop, now
-from jobs.workers import queues
-from jobs.workers.queues import INTAKE
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ decides: a session is live while it is not revoked, younger than
 the SHA-256 of the id is stored, so a copy of the table signs nobody in.
 
 Sessions end at logout (:func:`end`), when the shop is uninstalled
-(``jobs.platforms.shops.mark_uninstalled``) and when it is installed or connected again
+(``jobs.merchant.shops.mark_uninstalled``) and when it is installed or connected again
 (:func:`end_sessions`): whoever held the shop before a new grant signs in
 anew. Rows that can never be live again are purged whenever a session starts.
 

@@ -29,8 +29,9 @@ from adapters.shopify.client import ShopifyAdmin
 from adapters.shopify.translate import TOPIC_HANDLERS
 from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
+from jobs.merchant.shops import add_shop
 from jobs.platforms.server import PlatformServer
-from jobs.platforms.shops import add_shop
+from jobs.queues import DEFAULT
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.models import (
@@ -42,7 +43,6 @@ from jobs.store.models import (
     now,
 )
 from jobs.store.secrets import token_digest
-from jobs.workers.queues import DEFAULT
 
 log = logging.getLogger(__name__)
 

@@ -57,8 +57,9 @@ from adapters.woocommerce.webhooks import normalise_store_url
 from jobs.intake import deliveries as intake
 from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
+from jobs.merchant.shops import ShopError, add_shop, new_webhook_secret
 from jobs.platforms.server import PlatformServer
-from jobs.platforms.shops import ShopError, add_shop, new_webhook_secret
+from jobs.queues import DEFAULT
 from jobs.runtime import Runtime
 from jobs.store.models import (
     Checkout,
@@ -74,7 +75,6 @@ from jobs.store.models import (
     now,
 )
 from jobs.store.secrets import token_digest
-from jobs.workers.queues import DEFAULT
 
 log = logging.getLogger(__name__)
 

@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
 from adapters.registry import PLATFORMS
+from jobs import queues
 from jobs.engine import enrolment as engine
 from jobs.engine import ledger, schedule
 from jobs.engine.guards import Outcome, Verdict, judge
@@ -62,7 +63,6 @@ from jobs.store.models import (
     Shop,
     now,
 )
-from jobs.workers import queues
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from sqlalchemy.orm import configure_mappers
 
 from emails.render import TEMPLATES, compiled
 from jobs import runtime as runtimes
+from jobs.queues import ALL_QUEUES
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.workers import lifeline, sweeper
-from jobs.workers.queues import ALL_QUEUES
 
 log = logging.getLogger(__name__)
 

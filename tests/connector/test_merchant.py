@@ -16,7 +16,7 @@ from connector.app import create_app
 from connector.merchant import pages as merchant
 from jobs.merchant import sessions as merchant_sessions
 from jobs.merchant.notices import clear_notice, raise_notice
-from jobs.platforms.shops import mark_uninstalled
+from jobs.merchant.shops import mark_uninstalled
 from jobs.runtime import Runtime
 from jobs.store.models import MerchantSession, Shop, ShopStatus, now
 from tests.support import SHOPIFY_SHOP

@@ -24,9 +24,9 @@ from adapters.shopify import oauth
 from adapters.shopify.client import topic_enum
 from connector.app import create_app
 from connector.platforms.shopify import NONCE_KEY
+from jobs.merchant.shops import mark_uninstalled
 from jobs.platforms import shopify as shopify_app
 from jobs.platforms.shopify import StoredTokens
-from jobs.platforms.shops import mark_uninstalled
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.models import ConnectNonce, Notice, Shop, ShopStatus, Subscription, now

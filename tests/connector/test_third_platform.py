@@ -30,9 +30,9 @@ from connector.app import create_app
 from connector.platforms import registry as connector_registry
 from connector.platforms.common import ConnectorPlatform
 from jobs.intake import deliveries as intake
+from jobs.merchant.shops import ShopError, add_shop
 from jobs.platforms import registry as jobs_registry
 from jobs.platforms.server import PlatformServer
-from jobs.platforms.shops import ShopError, add_shop
 from jobs.reports.decisions import find_shop
 from jobs.runtime import Runtime
 from jobs.store.models import Checkout, Delivery, Enrollment, Shop

@@ -24,7 +24,7 @@ import requests
 from sqlalchemy import select
 
 from connector.web import READ_DEADLINE, THREADS
-from jobs.platforms.shops import add_shop
+from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.models import Delivery

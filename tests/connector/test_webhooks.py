@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from connector.app import create_app
 from jobs.intake.deliveries import MAX_DEPTH, drain_flag
-from jobs.platforms.shops import add_shop
+from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.store.models import Delivery, DeliveryStatus, Shop
 from tests.support import (

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from adapters import events as ev
 from jobs.flows import registry
 from jobs.flows.model import Flow
-from jobs.platforms.shops import add_shop
+from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.sending.pipeline import Sender
 from jobs.simulator import DiscountBook, Outbox, SimulatedCourier, Simulator, timeline

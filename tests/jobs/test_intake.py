@@ -22,7 +22,7 @@ from jobs import runtime as runtimes
 from jobs.engine import schedule
 from jobs.intake import apply as processing
 from jobs.intake import deliveries as intake
-from jobs.platforms.shops import add_shop
+from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.store.models import Contact, Decision, Delivery, Enrollment, Message, StoredEvent
 from jobs.workers import sweeper

@@ -26,7 +26,7 @@ from connector.app import create_app
 from jobs import runtime as runtimes
 from jobs.intake import deliveries as intake
 from jobs.intake.writer import DeliveryWriter, IntakeWriteError
-from jobs.platforms.shops import add_shop
+from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.store.models import Delivery
 from jobs.workers import sweeper

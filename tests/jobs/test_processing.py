@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from adapters import events as ev
 from jobs.intake import apply as processing
-from jobs.platforms.shops import add_shop
+from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.store.models import (
     Checkout,

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, select, text
 
-from jobs.platforms.shops import add_shop
+from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.store.db import make_engine, make_read_sessions, migrate
 from jobs.store.models import Base, Order, Shop

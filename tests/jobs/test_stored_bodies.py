@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from jobs.intake import deliveries as intake
-from jobs.platforms.shops import add_shop
+from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.store.models import Delivery, DeliveryStatus, Order, now
 from tests.support import FIXTURES, STORE, WOO_SECRET

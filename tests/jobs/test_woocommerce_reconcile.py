@@ -14,8 +14,8 @@ import responses
 from sqlalchemy import select
 
 from adapters.woocommerce.client import WEBHOOK_TOPICS
+from jobs.merchant.shops import add_shop
 from jobs.platforms import woocommerce as woocommerce_app
-from jobs.platforms.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.store.models import (
     Checkout,
@@ -219,7 +219,7 @@ def test_a_failed_pass_over_plain_http_leaves_the_keys_out_of_the_failed_job_and
     import socket
 
     from jobs import runtime as runtimes
-    from jobs.workers.queues import DEFAULT
+    from jobs.queues import DEFAULT
 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))

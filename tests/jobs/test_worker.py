@@ -19,7 +19,7 @@ from rq import Queue, Worker
 from rq.job import JobStatus
 
 from connector.embedded_redis import EmbeddedRedis
-from jobs.workers.queues import DEFAULT
+from jobs.queues import DEFAULT
 from tests.conftest import SECRET_KEY
 from tests.processes import (
     Process,
