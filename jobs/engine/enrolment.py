@@ -57,8 +57,6 @@ from jobs.flows.model import (
     WaitForEvent,
     WaitUntil,
 )
-from jobs.reports import attribution
-from jobs.store import rows
 from jobs.store.db import insert_new, plain
 from jobs.store.models import (
     Contact,
@@ -97,8 +95,6 @@ def on_event(
     """Exit, resume, re-anchor and enroll, in that order, for one applied event."""
     if shop.status != ShopStatus.ACTIVE:
         return
-    if isinstance(event, ORDER_EVENTS) and subject is not None:
-        _attribute(session, shop, event, subject, at)
     subjects = [subject] if subject is not None else []
     order = getattr(event, "order", None)
     if isinstance(order, ev.Order) and order.checkout_token:
@@ -120,19 +116,6 @@ def on_event(
             _start_fan_out(session, shop, flow, event, event_id=event_id, at=at)
         else:
             _trigger(session, shop, flow, event, contact, event_id=event_id, at=at)
-
-
-ORDER_EVENTS = (ev.OrderPlaced, ev.OrderPaid, ev.OrderCancelled, ev.OrderRefunded)
-
-
-def _attribute(session: Session, shop: Shop, event: ev.Event, order_id: str, at: datetime) -> None:
-    order = rows.order(session, shop.id, order_id)
-    if order is None:
-        return
-    if isinstance(event, (ev.OrderCancelled, ev.OrderRefunded)):
-        attribution.withdraw(session, order)
-    else:
-        attribution.credit(session, shop, order, at)
 
 
 def _enrollments_about(contact: bool, subjects: bool) -> Any:

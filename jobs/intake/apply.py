@@ -39,6 +39,7 @@ from adapters.platform import WebhookError
 from jobs.engine import enrolment as engine
 from jobs.intake import privacy
 from jobs.merchant.shops import mark_uninstalled
+from jobs.reports import attribution
 from jobs.store import rows
 from jobs.store.db import plain
 from jobs.store.models import (
@@ -50,6 +51,7 @@ from jobs.store.models import (
     PrivacyRequest,
     Product,
     Shop,
+    ShopStatus,
     StoredEvent,
     Subscription,
     now,
@@ -119,6 +121,12 @@ def apply(
         "data": serialised["data"],
     }
     event_id = plain(session).execute(_LOG_EVENT, logged).scalar_one()
+    if (
+        shop.status == ShopStatus.ACTIVE
+        and isinstance(event, attribution.ORDER_EVENTS)
+        and applied.subject is not None
+    ):
+        attribution.on_order_event(session, shop, event, applied.subject, at or now())
     engine.on_event(
         session,
         shop,

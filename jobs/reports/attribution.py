@@ -21,8 +21,10 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from adapters import events as ev
 from jobs.engine.policy import Policy
 from jobs.flows.model import AUDIENCE_KEY_PREFIX
+from jobs.store import rows
 from jobs.store.db import plain
 from jobs.store.models import (
     Attribution,
@@ -96,6 +98,23 @@ def credit(session: Session, shop: Shop, order: Order, at: datetime) -> Attribut
     except IntegrityError:
         return None  # credited a moment ago by a replay
     return row
+
+
+#: the events that credit an order (placed, paid) or take its credit back
+ORDER_EVENTS = (ev.OrderPlaced, ev.OrderPaid, ev.OrderCancelled, ev.OrderRefunded)
+
+
+def on_order_event(
+    session: Session, shop: Shop, event: ev.Event, order_id: str, at: datetime
+) -> None:
+    """An applied order event: credit the order, or withdraw its credit."""
+    order = rows.order(session, shop.id, order_id)
+    if order is None:
+        return
+    if isinstance(event, (ev.OrderCancelled, ev.OrderRefunded)):
+        withdraw(session, order)
+    else:
+        credit(session, shop, order, at)
 
 
 def withdraw(session: Session, order: Order) -> None:
