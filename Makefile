@@ -35,9 +35,11 @@ run: $(VENV)/.run-installed ## Set up and start everything on embedded defaults 
 
 test: lint typecheck pytest ## Set up, then lint, type-check and run every test
 
-lint: $(VENV)/.dev-installed ## ruff lint and format check
+lint: $(VENV)/.dev-installed ## ruff, the layout's import contracts, declared dependencies
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/deptry .
 
 format: $(VENV)/.dev-installed ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -75,4 +77,4 @@ fuzz: $(VENV)/.run-installed ## Webhook fuzzer, FUZZ_COUNT cases (PostgreSQL too
 	exit $$status
 
 clean: ## Remove the virtualenv and caches (keeps ./var, your data)
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .import_linter_cache
