@@ -22,52 +22,33 @@ survives restarts, unlike a retry loop in a worker. :class:`PermanentDeliveryErr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from redis import Redis
 
-from emails.outgoing import OutgoingEmail
+from emails.delivery.base import (
+    Backend,
+    BackendConfigError,
+    DeliveryError,
+    PermanentDeliveryError,
+    SendResult,
+    TransientDeliveryError,
+)
+from emails.delivery.outbox import FileOutbox, NullBackend
+from emails.delivery.postmark import PostmarkBackend
+from emails.delivery.ratelimit import RateLimited, parse_rate
+from emails.delivery.sendgrid import SendGridBackend
+from emails.delivery.smtp import SmtpBackend
 
-
-class DeliveryError(RuntimeError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class TransientDeliveryError(DeliveryError):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-class PermanentDeliveryError(DeliveryError):
-    pass
-
-
-class BackendConfigError(ValueError):
-    """The email URL cannot be used; the message says why."""
-
-
-@dataclass(frozen=True)
-class SendResult:
-    provider_message_id: str | None
-
-
-class Backend(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def supports_idempotency(self) -> bool:
-        """True when sending again with the same idempotency key cannot make a second email."""
-        ...
-
-    def send(self, email: OutgoingEmail) -> SendResult: ...
-
-    def close(self) -> None: ...
+__all__ = [
+    "Backend",
+    "BackendConfigError",
+    "DeliveryError",
+    "PermanentDeliveryError",
+    "SendResult",
+    "TransientDeliveryError",
+    "backend_from_url",
+]
 
 
 def backend_from_url(url: str, *, redis: Redis | None = None) -> Backend:
@@ -75,24 +56,14 @@ def backend_from_url(url: str, *, redis: Redis | None = None) -> Backend:
     query = parse_qs(parts.query)
     backend: Backend
     if parts.scheme == "file":
-        from emails.delivery.outbox import FileOutbox
-
         backend = FileOutbox(parts.path)
     elif parts.scheme == "null":
-        from emails.delivery.outbox import NullBackend
-
         backend = NullBackend()
     elif parts.scheme in ("smtp", "smtps"):
-        from emails.delivery.smtp import SmtpBackend
-
         backend = SmtpBackend.from_url(parts, query)
     elif parts.scheme == "postmark":
-        from emails.delivery.postmark import PostmarkBackend
-
         backend = PostmarkBackend.from_url(parts)
     elif parts.scheme == "sendgrid":
-        from emails.delivery.sendgrid import SendGridBackend
-
         backend = SendGridBackend.from_url(parts)
     else:
         raise BackendConfigError(
@@ -103,8 +74,6 @@ def backend_from_url(url: str, *, redis: Redis | None = None) -> Backend:
     if rate:
         if redis is None:
             raise BackendConfigError("?rate= needs Redis to share the bucket between workers")
-        from emails.delivery.ratelimit import RateLimited, parse_rate
-
         backend = RateLimited(
             backend, redis, parse_rate(rate), key=f"{parts.scheme}:{parts.hostname}"
         )

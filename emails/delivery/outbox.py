@@ -10,7 +10,7 @@ from email import policy
 from pathlib import Path
 
 from adapters.events import normalise_email
-from emails.delivery import SendResult
+from emails.delivery.base import SendResult
 from emails.outgoing import OutgoingEmail, build_mime
 
 

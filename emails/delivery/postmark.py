@@ -18,7 +18,7 @@ from urllib.parse import SplitResult, parse_qs, unquote
 
 import requests
 
-from emails.delivery import (
+from emails.delivery.base import (
     BackendConfigError,
     PermanentDeliveryError,
     SendResult,

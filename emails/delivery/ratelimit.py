@@ -6,7 +6,7 @@ import time
 
 from redis import Redis
 
-from emails.delivery import Backend, BackendConfigError, SendResult, TransientDeliveryError
+from emails.delivery.base import Backend, BackendConfigError, SendResult, TransientDeliveryError
 from emails.outgoing import OutgoingEmail
 
 # KEYS[1] bucket; ARGV: rate per second, capacity, now (seconds, float)

@@ -13,7 +13,7 @@ from urllib.parse import SplitResult, unquote
 
 import requests
 
-from emails.delivery import (
+from emails.delivery.base import (
     BackendConfigError,
     PermanentDeliveryError,
     SendResult,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote
 
-from emails.delivery import (
+from emails.delivery.base import (
     BackendConfigError,
     PermanentDeliveryError,
     SendResult,
