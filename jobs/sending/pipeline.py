@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
@@ -54,6 +54,7 @@ from jobs.engine.ledger import LEASE
 from jobs.engine.policy import flow_options
 from jobs.flows import registry
 from jobs.runtime import Runtime
+from jobs.store import queries
 from jobs.store.models import (
     Contact,
     Enrollment,
@@ -178,26 +179,6 @@ def discount_code(secret: str, message: Message) -> str:
     return "TP-" + "".join(chars)
 
 
-#: a message's enrollment and shop, and its contact, locked so that two of their
-#: messages cannot both take one slot of the caps (built once). FOR NO KEY UPDATE,
-#: as an UPDATE takes: it excludes the contact's other sends and the intake of
-#: their events, but not rows that only refer to the contact (the decisions
-#: another transaction commits), which would otherwise deadlock with a send
-_ENROLLMENT = (
-    select(Enrollment, Shop)
-    .join(Shop, Shop.id == Enrollment.shop_id)
-    .where(Enrollment.id == bindparam("enrollment_id"))
-)
-_WITH_CONTACT = (
-    select(Enrollment, Shop, Contact)
-    .join(Shop, Shop.id == Enrollment.shop_id)
-    .join(Contact, Contact.id == bindparam("contact_id"))
-    .where(Enrollment.id == bindparam("enrollment_id"))
-    .with_for_update(of=Contact, key_share=True)
-    .execution_options(populate_existing=True)
-)
-
-
 def run(
     sender: Sender,
     message_id: int,
@@ -270,7 +251,11 @@ def _claim(session: Any, message_id: int, at: datetime, refs: ledger.Refs | None
     if refs is None:
         return "not_planned"
     params = {"enrollment_id": refs.enrollment_id, "contact_id": refs.contact_id}
-    found = session.execute(_WITH_CONTACT, params).one_or_none() if refs.contact_id else None
+    found = (
+        session.execute(queries.ENROLLMENT_SHOP_AND_CONTACT_FOR_UPDATE, params).one_or_none()
+        if refs.contact_id
+        else None
+    )
     claimed = ledger.claim(session, message_id, at)
     if isinstance(claimed, str):
         return claimed
@@ -278,7 +263,8 @@ def _claim(session: Any, message_id: int, at: datetime, refs: ledger.Refs | None
     if found is not None:
         enrollment, shop, contact = found
     else:  # no contact (or no longer): the guards say so
-        (enrollment, shop), contact = session.execute(_ENROLLMENT, params).one(), None
+        enrollment, shop = session.execute(queries.ENROLLMENT_AND_SHOP, params).one()
+        contact = None
     return _Claim(message, token, enrollment, shop, contact)
 
 

@@ -22,6 +22,7 @@ from jobs.engine import ledger, schedule
 from jobs.intake import apply as processing
 from jobs.runtime import Runtime
 from jobs.sending import pipeline as send
+from jobs.store import queries
 from jobs.store.models import Enrollment, EnrollmentState, Message, MessageState, Shop
 from tests.jobs.engine_support import Harness, checkout, customer
 from tests.support import INSTANT, stepping_clock
@@ -261,7 +262,8 @@ def test_a_send_locking_its_contact_does_not_deadlock_with_a_decision_about_them
         try:
             with runtime.sessions.begin() as session:
                 params = {"enrollment_id": message.enrollment_id, "contact_id": message.contact_id}
-                enrollment, _shop, _contact = session.execute(send._WITH_CONTACT, params).one()
+                locking = queries.ENROLLMENT_SHOP_AND_CONTACT_FOR_UPDATE
+                enrollment, _shop, _contact = session.execute(locking, params).one()
                 contact_locked.set()
                 assert enrollment_locked.wait(10)
                 engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, "order", at)
