@@ -1,6 +1,6 @@
 """The flow engine: enrollments from events, the plan of messages, exits, wakes.
 
-Runs inside the transaction that applied the event (``processing.apply``), so
+Runs inside the transaction that applied the event (``jobs.intake.apply.apply``), so
 an event, the enrollments it starts and the messages they plan commit
 together or not at all, and a replayed delivery finds them already there
 (every enrollment and message has a unique key). What became due is noted on

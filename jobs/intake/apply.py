@@ -36,7 +36,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from adapters import events as ev
 from adapters.platform import WebhookError
-from jobs.engine import enrolment as engine
+from jobs.engine import enrolment
 from jobs.intake import privacy
 from jobs.merchant.shops import mark_uninstalled
 from jobs.reports import attribution
@@ -123,7 +123,7 @@ def apply(
         and applied.subject is not None
     ):
         attribution.on_order_event(session, shop, event, applied.subject, at or now())
-    engine.on_event(
+    enrolment.on_event(
         session,
         shop,
         event,
@@ -518,7 +518,7 @@ def on_uninstalled(session: Session, shop: Shop, event: ev.AppUninstalled) -> Ap
     mark_uninstalled(shop, event.occurred_at)
     # the platform deletes an uninstalled app's subscriptions; a reinstall makes new ones
     session.execute(delete(Subscription).where(Subscription.shop_id == shop.id))
-    engine.cancel_shop(session, shop.id, "shop_uninstalled", event.occurred_at)
+    enrolment.cancel_shop(session, shop.id, "shop_uninstalled", event.occurred_at)
     return Applied()
 
 

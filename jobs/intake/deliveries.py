@@ -43,8 +43,7 @@ from adapters.platform import ShopContext, WebhookHeaders, translate
 from adapters.registry import PLATFORMS
 from jobs import queues, shop_settings
 from jobs.engine import ledger, schedule
-from jobs.intake import apply as processing
-from jobs.intake import privacy
+from jobs.intake import apply, privacy
 from jobs.queues import INTAKE
 from jobs.runtime import Runtime
 from jobs.store import queries
@@ -336,7 +335,7 @@ def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
     events = translate(platform, delivery.topic, payload, context)
     erased = False
     for event in events:
-        if processing.apply(session, shop, event, delivery_id=delivery.id).shop_erased:
+        if apply.apply(session, shop, event, delivery_id=delivery.id).shop_erased:
             erased = True
             break
     log.info(

@@ -47,8 +47,7 @@ from sqlalchemy.orm import Session
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
 from adapters.registry import PLATFORMS
 from jobs import queues
-from jobs.engine import enrolment as engine
-from jobs.engine import ledger, schedule
+from jobs.engine import enrolment, ledger, schedule
 from jobs.engine.guards import Outcome, Verdict, judge
 from jobs.engine.ledger import LEASE
 from jobs.engine.policy import flow_options
@@ -152,9 +151,9 @@ class Sender:
     discounts: DiscountIssuer | None = None
     #: the optional live re-check before a send (None: local state only)
     live_orders: LiveOrders | None = None
-    hand_off: Callable[[list[engine.DueWork]], object] | None = None
+    hand_off: Callable[[list[enrolment.DueWork]], object] | None = None
 
-    def queue(self, work: list[engine.DueWork]) -> None:
+    def queue(self, work: list[enrolment.DueWork]) -> None:
         if not work:
             return
         if self.hand_off is not None:
@@ -282,8 +281,8 @@ def _judge(session: Any, claim: _Claim, live: str | None, at: datetime) -> _Stop
         )
         return _Stop("cancelled")
     if live is not None and enrollment.state == EnrollmentState.ACTIVE:
-        engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, live, at)
-    ctx = engine.context_for(session, claim.shop, flow, enrollment, at)
+        enrolment.end_enrollment(session, enrollment, EnrollmentState.EXITED, live, at)
+    ctx = enrolment.context_for(session, claim.shop, flow, enrollment, at)
     verdict = judge(session, claim.shop, flow, enrollment, message, claim.contact, ctx, at)
     return _apply(session, claim, verdict, at)
 
@@ -305,15 +304,17 @@ def _apply(session: Any, claim: _Claim, verdict: Verdict, at: datetime) -> _Stop
             at=at,
             token=token,
         )
-        engine.due_work(session).append(
-            engine.DueWork(engine.DueKind.MESSAGE, message.shop_id, message.id, verdict.until)
+        enrolment.due_work(session).append(
+            enrolment.DueWork(enrolment.DueKind.MESSAGE, message.shop_id, message.id, verdict.until)
         )
         return _Stop(f"deferred:{verdict.reason}")
     if verdict.ends_enrollment:
         assert verdict.reason is not None
-        engine.end_enrollment(session, claim.enrollment, EnrollmentState.EXITED, verdict.reason, at)
+        enrolment.end_enrollment(
+            session, claim.enrollment, EnrollmentState.EXITED, verdict.reason, at
+        )
     ledger.finish(session, message, MessageState(verdict.outcome), verdict.reason, at, token=token)
-    engine.complete_if_done(session, claim.enrollment, at)
+    enrolment.complete_if_done(session, claim.enrollment, at)
     return _Stop(f"{verdict.outcome}:{verdict.reason}")
 
 
@@ -539,7 +540,7 @@ def _record_sent(sender: Sender, claim: _Claim, provider_id: str | None, at: dat
     message = claim.message
     with sender.runtime.sessions.begin() as session:
         ledger.sent(session, message, claim.token, at, {"provider_message_id": provider_id})
-        engine.complete_if_done_by_id(session, message.enrollment_id, message.flow, at)
+        enrolment.complete_if_done_by_id(session, message.enrollment_id, message.flow, at)
     return "sent"
 
 
@@ -582,8 +583,8 @@ def _retry_or_fail(
         token=token,
         outcome="retrying",
     )
-    engine.due_work(session).append(
-        engine.DueWork(engine.DueKind.MESSAGE, message.shop_id, message.id, due)
+    enrolment.due_work(session).append(
+        enrolment.DueWork(enrolment.DueKind.MESSAGE, message.shop_id, message.id, due)
     )
     return f"retrying:{reason}"
 
@@ -623,9 +624,9 @@ def resolve_stale_claims(sender: Sender, at: datetime) -> dict[str, int]:
                     token=message.claim_token,
                     outcome="retrying",
                 ):
-                    engine.due_work(session).append(
-                        engine.DueWork(
-                            engine.DueKind.MESSAGE, message.shop_id, message.id, message.due_at
+                    enrolment.due_work(session).append(
+                        enrolment.DueWork(
+                            enrolment.DueKind.MESSAGE, message.shop_id, message.id, message.due_at
                         )
                     )
                     counts[key] += 1
