@@ -69,8 +69,7 @@ from sqlalchemy import select  # noqa: E402
 
 from adapters import registry  # noqa: E402
 from jobs import runtime as runtimes  # noqa: E402
-from jobs.intake import deliveries as intake  # noqa: E402
-from jobs.intake import privacy  # noqa: E402
+from jobs.intake import deliveries, privacy  # noqa: E402
 from jobs.merchant.shops import add_shop  # noqa: E402
 from jobs.runtime import Runtime  # noqa: E402
 from jobs.store.models import Delivery, DeliveryStatus, Shop  # noqa: E402
@@ -1444,7 +1443,7 @@ def _drain(
     while True:
         for shop in shops:
             try:
-                intake.drain(runtime, shop.id)
+                deliveries.drain(runtime, shop.id)
             except Exception as exc:
                 report.note(DRAIN_CRASH, f"the drain of shop {shop.address} raised {exc!r}"[:600])
         if time.monotonic() >= deadline:

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.shopify import PLATFORM
 from connector.embedded_redis import EmbeddedRedis
-from jobs.intake import deliveries as intake
+from jobs.intake import deliveries
 from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -181,11 +181,11 @@ def store(
         body = dumps(payload)
         raw = shopify_headers(topic, body, SHOPIFY_SECRET, SHOP, f"{tag}-{n}")
         headers = PLATFORM.read_headers(raw)
-        rows.append(intake.delivery_row(shop_id=shop_id, platform="shopify", headers=headers,
+        rows.append(deliveries.delivery_row(shop_id=shop_id, platform="shopify", headers=headers,
                                         raw_headers=raw, body=body))  # fmt: skip
     with runtime.engine.begin() as connection:
         for start in range(0, len(rows), 500):
-            intake.insert_deliveries(connection, rows[start : start + 500])
+            deliveries.insert_deliveries(connection, rows[start : start + 500])
 
 
 @contextmanager
@@ -329,7 +329,7 @@ def run(database: str, url: str, redis_url: str, args: argparse.Namespace, workd
 
         with running_workers(settings, runtime.redis, args.workers, args.worker_class) as procs:
             started = time.perf_counter()
-            intake.notify(runtime, shop_id, force=True)
+            deliveries.notify(runtime, shop_id, force=True)
             wait_until(procs, finished)
             seconds = time.perf_counter() - started
         with runtime.sessions() as session:

@@ -36,7 +36,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 from connector import email_events, email_links, health, webhooks
-from connector.merchant import pages as merchant
+from connector.merchant import pages
 from connector.platforms.registry import CONNECTORS
 from connector.runtime import EXTENSION, PAGE_POLICY, csp_nonce
 from jobs.merchant.sessions import LIFETIME
@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     webhooks.init_app(app, runtime)
     app.register_blueprint(health.blueprint)
-    app.register_blueprint(merchant.blueprint)
+    app.register_blueprint(pages.blueprint)
     app.register_blueprint(email_links.blueprint)
     app.register_blueprint(email_events.blueprint)
     for connector in CONNECTORS.values():

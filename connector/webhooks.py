@@ -28,7 +28,7 @@ from werkzeug.wsgi import get_input_stream
 
 from adapters.platform import Platform, WebhookError
 from adapters.registry import PLATFORMS
-from jobs.intake import deliveries as intake
+from jobs.intake import deliveries
 from jobs.intake.writer import DeliveryWriter
 from jobs.merchant import shops
 from jobs.platforms.registry import SERVERS
@@ -148,8 +148,8 @@ def receive(platform_name: str) -> tuple[Response, int]:
         log.warning("%s %s: content type %r", headers.shop_key, headers.topic, request.mimetype)
         return _answer(415, "refused", "webhook bodies must be application/json")
     try:
-        intake.parse_body(body)
-    except intake.PayloadError as exc:
+        deliveries.parse_body(body)
+    except deliveries.PayloadError as exc:
         log.warning(
             "%s %s delivery %s: body %s; first bytes %r",
             headers.shop_key,
@@ -168,7 +168,7 @@ def receive(platform_name: str) -> tuple[Response, int]:
 
     writer: DeliveryWriter = current_app.extensions[WRITER]
     delivery_id = writer.store(
-        intake.delivery_row(
+        deliveries.delivery_row(
             shop_id=shop.id,
             platform=platform.name,
             headers=headers,

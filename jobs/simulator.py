@@ -3,10 +3,10 @@
 A scenario is a shop (platform, currency, timezone, settings; the first
 registered platform and its sample address if left out), contacts to
 start with, and timed events in the common event model. The simulator
-applies each event at its time through ``processing.apply`` (the same code
+applies each event at its time through ``jobs.intake.apply.apply`` (the same code
 webhooks reach), and between events runs whatever the ledger says is due, in
 time order, through the real send path (``jobs.sending.pipeline.run``, the guards,
-``engine.wake``), with the clock jumping from one due time to the next. Weeks
+``jobs.engine.enrolment.wake``), with the clock jumping from one due time to the next. Weeks
 of a shop's life take milliseconds, in a scratch SQLite database.
 
 Nothing leaves the machine: emails go to an in-memory outbox (they are still
@@ -44,12 +44,12 @@ from adapters import events as ev
 from adapters import registry
 from adapters.platform import DiscountRequest
 from jobs import shop_settings
-from jobs.engine import enrolment as engine
-from jobs.intake import apply as processing
+from jobs.engine import enrolment
+from jobs.intake import apply
 from jobs.merchant.shops import add_shop
 from jobs.reports.decisions import timeline
 from jobs.runtime import Runtime
-from jobs.sending import pipeline as send
+from jobs.sending import pipeline
 from jobs.settings import Settings
 from jobs.store.db import migrate
 from jobs.store.models import (
@@ -111,7 +111,7 @@ def _time(value: str) -> datetime:
 class Outbox:
     """Where simulated sends go: what a recipient's inbox would hold."""
 
-    sent: list[send.Composed] = field(default_factory=list)
+    sent: list[pipeline.Composed] = field(default_factory=list)
 
 
 class SimulatedCourier:
@@ -126,11 +126,11 @@ class SimulatedCourier:
 
     def compose(
         self, session: Session, shop: Shop, message: Message, contact: Contact, at: datetime
-    ) -> send.Composed:
+    ) -> pipeline.Composed:
         if self._compose is not None:
-            composed: send.Composed = self._compose(session, shop, message, contact, at)
+            composed: pipeline.Composed = self._compose(session, shop, message, contact, at)
             return composed
-        return send.Composed(
+        return pipeline.Composed(
             email_to=contact.email or "",
             subject=f"{message.flow}/{message.step}",
             locale=contact.locale,
@@ -138,7 +138,7 @@ class SimulatedCourier:
             payload={"discount_code": message.discount_code},
         )
 
-    def deliver(self, composed: send.Composed) -> str | None:
+    def deliver(self, composed: pipeline.Composed) -> str | None:
         self.outbox.sent.append(composed)
         return composed.message_id_header
 
@@ -154,7 +154,7 @@ class DiscountBook:
 class Simulator:
     """Drives one shop through time. Use :func:`scratch_runtime` for a throwaway store."""
 
-    def __init__(self, sender: send.Sender, shop_id: int, start: datetime) -> None:
+    def __init__(self, sender: pipeline.Sender, shop_id: int, start: datetime) -> None:
         self.sender = sender
         self.runtime = sender.runtime
         self.shop_id = shop_id
@@ -165,8 +165,8 @@ class Simulator:
         self.clock = max(self.clock, at)
         with self.runtime.sessions.begin() as session:
             shop = session.get_one(Shop, self.shop_id)
-            processing.apply(session, shop, event, delivery_id=None, at=self.clock)
-            engine.take_due_work(session)  # the simulator reads due work from the ledger
+            apply.apply(session, shop, event, delivery_id=None, at=self.clock)
+            enrolment.take_due_work(session)  # the simulator reads due work from the ledger
 
     def play(self, scenario: Scenario) -> None:
         """Apply the scenario's events at their times, then run until its end."""
@@ -220,10 +220,10 @@ class Simulator:
             ).all()
         for enrollment_id in wakes:
             with self.runtime.sessions.begin() as session:
-                engine.wake(session, enrollment_id, at)
-                engine.take_due_work(session)
+                enrolment.wake(session, enrollment_id, at)
+                enrolment.take_due_work(session)
         for message_id in messages:
-            send.run(self.sender, message_id, at)
+            pipeline.run(self.sender, message_id, at)
 
 
 @contextmanager
@@ -250,14 +250,14 @@ def scratch_runtime(base: Settings | None = None) -> Iterator[Runtime]:
 @dataclass
 class Result:
     timeline: list[dict[str, Any]]
-    sent: list[send.Composed]
+    sent: list[pipeline.Composed]
     discounts: dict[str, DiscountRequest]
 
 
 def simulate(scenario: Scenario, *, compose: Any = None) -> Result:
     with scratch_runtime() as runtime:
         outbox, book = Outbox(), DiscountBook()
-        sender = send.Sender(
+        sender = pipeline.Sender(
             runtime,
             SimulatedCourier(outbox, compose),
             discounts=book,

@@ -30,7 +30,7 @@ from flask import (
 from sqlalchemy import select
 
 from connector.runtime import runtime_of
-from jobs.merchant import sessions as merchant_sessions
+from jobs.merchant import sessions
 from jobs.merchant.notices import open_notices
 from jobs.store.models import PrivacyRequest, PrivacyRequestKind, Shop, now
 
@@ -57,8 +57,8 @@ def login(shop_id: int) -> None:
     at = _now()
     with runtime.sessions.begin() as db:
         if isinstance(earlier, str):
-            merchant_sessions.end(db, earlier, at)
-        token = merchant_sessions.start(db, shop_id, at)
+            sessions.end(db, earlier, at)
+        token = sessions.start(db, shop_id, at)
     session.clear()
     session[SESSION_KEY] = token
     session.permanent = True
@@ -70,7 +70,7 @@ def logout() -> None:
     token = session.get(SESSION_KEY)
     if isinstance(token, str):
         with runtime_of(current_app).sessions.begin() as db:
-            merchant_sessions.end(db, token, _now())
+            sessions.end(db, token, _now())
     session.clear()
     request.environ[RESOLVED] = None
 
@@ -84,7 +84,7 @@ def current_shop_id() -> int | None:
     shop_id = None
     if isinstance(token, str):
         with runtime_of(current_app).sessions.begin() as db:
-            shop_id = merchant_sessions.resolve(db, token, _now())
+            shop_id = sessions.resolve(db, token, _now())
         if shop_id is None:
             session.pop(SESSION_KEY, None)
     request.environ[RESOLVED] = shop_id

@@ -26,10 +26,10 @@ from sqlalchemy import select
 
 from adapters.platform import AdminApiError
 from adapters.shopify import oauth
-from connector.merchant import pages as merchant
+from connector.merchant import pages
 from connector.platforms.common import ConnectorPlatform, add_shop_by_hand
 from connector.runtime import runtime_of
-from jobs.platforms import shopify as shopify_app
+from jobs.platforms import shopify
 from jobs.settings import Settings
 from jobs.store.models import Shop, ShopStatus, Subscription, now
 
@@ -82,18 +82,18 @@ def install() -> Any:
     runtime = runtime_of(current_app)
     settings = runtime.settings
     with runtime.sessions.begin() as db:
-        first_use = shopify_app.spend_install_query(db, _query(), signed.shop, now())
+        first_use = shopify.spend_install_query(db, _query(), signed.shop, now())
     if not first_use:
         log.warning("refused Shopify install for %s: the signed link was used before", signed.shop)
         abort(403, "this install link was used already; open triggerpost from your Shopify admin")
     shop_id = _already_installed(signed.shop)
     if shop_id is not None:
-        merchant.login(shop_id)
+        pages.login(shop_id)
         return redirect(url_for("merchant.settings_page"))
     if not settings.shopify_api_key:
         abort(503, "the Shopify app is not configured (TRIGGERPOST_SHOPIFY_API_KEY)")
     with runtime.sessions.begin() as db:
-        state = shopify_app.issue_state(db, signed.shop, now())
+        state = shopify.issue_state(db, signed.shop, now())
     session[NONCE_KEY] = {"state": state, "shop": signed.shop}
     return redirect(
         oauth.authorize_url(
@@ -120,7 +120,7 @@ def callback() -> Any:
         abort(403, "this install link is not the one we started; start the install again")
     runtime = runtime_of(current_app)
     with runtime.sessions.begin() as db:
-        live = shopify_app.consume_state(db, state, signed.shop, now())
+        live = shopify.consume_state(db, state, signed.shop, now())
     if not live:
         log.warning("refused Shopify callback for %s: state used before or expired", signed.shop)
         abort(403, "this install link was used already or has expired; start the install again")
@@ -128,13 +128,13 @@ def callback() -> Any:
     if not code:
         abort(400, "the callback carries no code")
     try:
-        shop_id = shopify_app.complete_install(runtime, signed.shop, code)
-    except shopify_app.InstallError as exc:
+        shop_id = shopify.complete_install(runtime, signed.shop, code)
+    except shopify.InstallError as exc:
         abort(503, str(exc))
     except AdminApiError as exc:
         log.warning("Shopify install of %s failed: %s", signed.shop, exc)
         abort(502, "Shopify did not complete the install; please try again")
-    merchant.login(shop_id)
+    pages.login(shop_id)
     return redirect(url_for("merchant.settings_page"))
 
 

@@ -40,10 +40,10 @@ from flask import (
 )
 
 from adapters.platform import AdminApiError, WebhookError
-from connector.merchant import pages as merchant
+from connector.merchant import pages
 from connector.platforms.common import ConnectorPlatform, add_shop_by_hand
 from connector.runtime import PAGE_POLICY, csp_nonce, runtime_of
-from jobs.platforms import woocommerce as woocommerce_app
+from jobs.platforms import woocommerce
 from jobs.settings import Settings
 from jobs.store.models import ConnectState
 
@@ -98,16 +98,16 @@ def start() -> Any:
         abort(400, "give your store's address, e.g. https://shop.example.com")
     try:
         with runtime.sessions.begin() as db:
-            nonce, home = woocommerce_app.issue_nonce(
+            nonce, home = woocommerce.issue_nonce(
                 db,
                 address,
                 dev_mode=not runtime.settings.production,
                 client=request.remote_addr or "",
             )
             runtime.outbound.check_url(home)  # before the nonce is committed
-    except woocommerce_app.ConnectLimitError as exc:
+    except woocommerce.ConnectLimitError as exc:
         abort(429, str(exc))
-    except woocommerce_app.ConnectError as exc:
+    except woocommerce.ConnectError as exc:
         abort(400, str(exc))
     except WebhookError as exc:  # the address does not parse as a store URL
         abort(400, exc.message)
@@ -132,8 +132,8 @@ def callback() -> tuple[Response, int]:
     runtime = runtime_of(current_app)
     body = request.get_json(silent=True)
     try:
-        nonce_id = woocommerce_app.accept_keys(runtime, body)
-    except woocommerce_app.ConnectError as exc:
+        nonce_id = woocommerce.accept_keys(runtime, body)
+    except woocommerce.ConnectError as exc:
         log.warning("refused a WooCommerce key POST: %s", exc)
         return jsonify(error="refused", message=str(exc)), 403
     log.info("WooCommerce key POST for connect %s: keys to be verified", nonce_id)
@@ -151,14 +151,14 @@ def connected() -> Any:
         abort(403, "this browser did not start that connection; start again from here")
     runtime = runtime_of(current_app)
     with runtime.sessions() as db:
-        progress = woocommerce_app.connect_progress(db, nonce)
+        progress = woocommerce.connect_progress(db, nonce)
     if progress is None:
         session.pop(NONCE_KEY, None)
         abort(409, "this connection is over or unknown; start the connection again")
     headers = {"Cache-Control": "no-store"}
     if progress.state == ConnectState.CONNECTED and progress.shop_id is not None:
         session.pop(NONCE_KEY, None)
-        merchant.login(progress.shop_id)
+        pages.login(progress.shop_id)
         return redirect(url_for("merchant.settings_page"))
     if progress.state == ConnectState.REFUSED:
         session.pop(NONCE_KEY, None)

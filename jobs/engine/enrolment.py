@@ -1,6 +1,6 @@
 """The flow engine: enrollments from events, the plan of messages, exits, wakes.
 
-Runs inside the transaction that applied the event (``processing.apply``), so
+Runs inside the transaction that applied the event (``jobs.intake.apply.apply``), so
 an event, the enrollments it starts and the messages they plan commit
 together or not at all, and a replayed delivery finds them already there
 (every enrollment and message has a unique key). What became due is noted on
@@ -30,7 +30,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, or_, select, update
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -57,6 +57,7 @@ from jobs.flows.model import (
     WaitForEvent,
     WaitUntil,
 )
+from jobs.store import queries
 from jobs.store.db import insert_new, plain
 from jobs.store.models import (
     Contact,
@@ -118,36 +119,12 @@ def on_event(
             _trigger(session, shop, flow, event, contact, event_id=event_id, at=at)
 
 
-def _enrollments_about(contact: bool, subjects: bool) -> Any:
-    about = []
-    if contact:
-        about.append(Enrollment.contact_id == bindparam("contact_id"))
-    if subjects:
-        about.append(Enrollment.subject.in_(bindparam("subjects", expanding=True)))
-    return (
-        select(Enrollment)
-        .where(
-            Enrollment.shop_id == bindparam("shop_id"),
-            Enrollment.state == EnrollmentState.ACTIVE,
-            or_(*about),
-        )
-        .order_by(Enrollment.id)
-    )
-
-
-#: active enrollments about a contact, some subjects, or either (built once)
-_ACTIVE_ABOUT = {
-    (contact, subjects): _enrollments_about(contact, subjects)
-    for contact, subjects in ((True, False), (False, True), (True, True))
-}
-
-
 def _active_enrollments(
     session: Session, shop_id: int, contact: Contact | None, subjects: list[str]
 ) -> list[Enrollment]:
     if contact is None and not subjects:
         return []
-    statement = _ACTIVE_ABOUT[(contact is not None, bool(subjects))]
+    statement = queries.ACTIVE_ENROLLMENTS_ABOUT[(contact is not None, bool(subjects))]
     params = {
         "shop_id": shop_id,
         "contact_id": contact.id if contact is not None else None,
@@ -651,35 +628,12 @@ def complete_if_done_by_id(
     params = {"enrollment_id": enrollment_id}
     connection = plain(session)
     postgresql = connection.dialect.name == "postgresql"
-    if postgresql and connection.scalar(_LOCK_ACTIVE, params) is None:
+    if postgresql and connection.scalar(queries.ACTIVE_ENROLLMENT_FOR_UPDATE, params) is None:
         return False
-    done = connection.execute(_COMPLETE, {**params, "steps": len(flow.steps), "at": at})
-    return bool(done.rowcount)
-
-
-# FOR NO KEY UPDATE, as an UPDATE takes: rows that only refer to the enrollment
-# (decisions written by other transactions) need not wait for it
-_LOCK_ACTIVE = (
-    select(Enrollment.id)
-    .where(Enrollment.id == bindparam("enrollment_id"), Enrollment.state == EnrollmentState.ACTIVE)
-    .with_for_update(key_share=True)
-)
-_COMPLETE = (
-    update(Enrollment)
-    .where(
-        Enrollment.id == bindparam("enrollment_id"),
-        Enrollment.state == EnrollmentState.ACTIVE,
-        Enrollment.step_index >= bindparam("steps"),
-        ~select(Message.id)
-        .where(
-            Message.enrollment_id == bindparam("enrollment_id"),
-            Message.state.in_([MessageState.PLANNED, MessageState.SENDING, MessageState.HANDED]),
-        )
-        .exists(),
+    done = connection.execute(
+        queries.COMPLETE_ENROLLMENT, {**params, "steps": len(flow.steps), "at": at}
     )
-    .values(state=EnrollmentState.COMPLETED, ended_at=bindparam("at"))
-    .execution_options(synchronize_session=False)
-)
+    return bool(done.rowcount)
 
 
 # --- wakes ---------------------------------------------------------------------------

@@ -34,9 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.events import ConsentState
@@ -45,13 +44,13 @@ from jobs.engine.enrolment import exit_reason
 from jobs.engine.policy import Policy, flow_options
 from jobs.flows.context import FlowContext
 from jobs.flows.model import ConsentPolicy, Flow, MessageKind
+from jobs.store import queries
 from jobs.store.db import plain
 from jobs.store.models import (
     Contact,
     Enrollment,
     EnrollmentState,
     Message,
-    MessageState,
     Shop,
     ShopStatus,
 )
@@ -74,10 +73,6 @@ def plausible_address(address: str) -> bool:
         and "." in domain[1:-1]  # a dot with something before and after it
         and not any(map(str.isspace, address))
     )
-
-
-#: states that hold a slot against the frequency caps
-OCCUPYING = (MessageState.SENT, MessageState.HANDED, MessageState.SENDING)
 
 
 class Outcome(StrEnum):
@@ -185,7 +180,7 @@ def _timing(
                 Message.contact_id == contact.id,
                 Message.flow == flow.name,
                 Message.id != message.id,
-                Message.state.in_(OCCUPYING),
+                Message.state.in_(queries.OCCUPYING),
                 Message.sent_at >= at - policy.single_flow_window,
             )
         )
@@ -213,34 +208,6 @@ def _timing(
     return Verdict(Outcome.DEFERRED, reason, slot)
 
 
-def _others(*condition: Any) -> Any:
-    """The contact's other marketing messages (the one being judged left out)."""
-    return (
-        Message.contact_id == bindparam("contact_id"),
-        Message.kind == MessageKind.MARKETING,
-        Message.id != bindparam("message_id"),
-        *condition,
-    )
-
-
-#: when the contact's other marketing emails went (or are going) out, since a time
-_TAKEN = (
-    select(func.coalesce(Message.sent_at, Message.claimed_at).label("at"))
-    .where(*_others(Message.state.in_(OCCUPYING)))
-    .subquery()
-)
-_OCCUPIED = select(_TAKEN.c.at).where(_TAKEN.c.at >= bindparam("since"))
-#: the latest higher-priority marketing email due near a slot
-_RIVAL = select(func.max(Message.due_at)).where(
-    *_others(
-        Message.state == MessageState.PLANNED,
-        Message.priority > bindparam("priority"),
-        Message.due_at > bindparam("after"),
-        Message.due_at <= bindparam("until"),
-    )
-)
-
-
 def _cap_slots(
     session: Session, policy: Policy, message: Message, contact: Contact, slot: datetime
 ) -> list[tuple[str, datetime]]:
@@ -248,7 +215,8 @@ def _cap_slots(
     params = {"contact_id": contact.id, "message_id": message.id}
     connection = plain(session)
     since = slot - policy.window
-    times = sorted(t for t in connection.scalars(_OCCUPIED, {**params, "since": since}) if t)
+    taken = connection.scalars(queries.OTHER_MARKETING_SENT_SINCE, {**params, "since": since})
+    times = sorted(t for t in taken if t)
     found: list[tuple[str, datetime]] = []
     near = [t for t in times if t > slot - policy.min_gap]
     if near:
@@ -261,7 +229,7 @@ def _cap_slots(
     # A higher-priority message due within the gap either side of the slot would
     # be blocked by this one: it goes first, and this one follows a gap after it.
     rival = connection.scalar(
-        _RIVAL,
+        queries.HIGHER_PRIORITY_DUE_NEAR,
         {
             **params,
             "priority": message.priority,

@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 
+from jobs.store import queries
 from jobs.store.db import SessionListener, picked, plain
 from jobs.store.models import Decision, Enrollment, Message, MessageState
 
@@ -161,27 +162,6 @@ SESSION_LISTENERS: tuple[SessionListener, ...] = (
 )
 
 
-_MOVES: dict[tuple[tuple[str, ...], bool, tuple[str, ...]], Any] = {}
-
-
-def _move_statement(frm: tuple[str, ...], token: bool, names: tuple[str, ...]) -> Any:
-    """The conditional UPDATE for one kind of move, built once and given its values as
-    parameters (building it per call cost more CPU than running it)."""
-    key = (frm, token, names)
-    statement = _MOVES.get(key)
-    if statement is None:
-        condition = [Message.id == bindparam("moving_id"), Message.state.in_(frm)]
-        if token:
-            condition.append(Message.claim_token == bindparam("moving_token"))
-        statement = _MOVES[key] = (
-            update(Message)
-            .where(*condition)
-            .values({name: bindparam(f"new_{name}") for name in names})
-            .execution_options(synchronize_session=False)
-        )
-    return statement
-
-
 def _move(
     session: Session,
     message: Message,
@@ -193,7 +173,7 @@ def _move(
     """Conditional state change; False (and nothing written) if someone else moved it."""
     params = {f"new_{name}": value for name, value in values.items()}
     params.update(moving_id=message.id, moving_token=claim_token)
-    statement = _move_statement(tuple(frm), claim_token is not None, tuple(values))
+    statement = queries.move_message(tuple(frm), claim_token is not None, tuple(values))
     result = plain(session).execute(statement, params)  # not the ORM's bulk UPDATE
     if result.rowcount != 1:
         if message in session:
@@ -205,25 +185,6 @@ def _move(
     return True
 
 
-_CLAIM = (
-    update(Message)
-    .where(
-        Message.id == bindparam("message_id"),
-        Message.state == MessageState.PLANNED,
-        Message.due_at <= bindparam("at"),
-    )
-    .values(
-        state=MessageState.SENDING,
-        claim_token=bindparam("token"),
-        claimed_at=bindparam("at"),
-        attempts=Message.attempts + 1,
-    )
-    .returning(Message)
-    .execution_options(populate_existing=True)
-)
-_WHY_NOT = select(Message.state, Message.due_at).where(Message.id == bindparam("message_id"))
-
-
 def claim(session: Session, message_id: int, at: datetime) -> tuple[Message, str] | str:
     """planned -> sending for exactly one caller, if it is due: the message and its
     claim token; otherwise why not (``not_planned``, ``not_due`` or ``taken``).
@@ -232,10 +193,10 @@ def claim(session: Session, message_id: int, at: datetime) -> tuple[Message, str
     """
     token = secrets.token_hex(16)
     params = {"message_id": message_id, "token": token, "at": at}
-    claimed = session.scalars(_CLAIM, params).one_or_none()
+    claimed = session.scalars(queries.CLAIM_MESSAGE, params).one_or_none()
     if claimed is not None:
         return claimed, token
-    found = session.execute(_WHY_NOT, params).one_or_none()
+    found = session.execute(queries.MESSAGE_STATE_AND_DUE, params).one_or_none()
     if found is None or found.state != MessageState.PLANNED:
         return "not_planned"
     return "not_due" if found.due_at > at else "taken"
@@ -249,13 +210,8 @@ class Refs:
     contact_id: int | None
 
 
-_REFS = select(Message.enrollment_id, Message.contact_id).where(
-    Message.id == bindparam("message_id")
-)
-
-
 def refs_of(session: Session, message_id: int) -> Refs | None:
-    found = plain(session).execute(_REFS, {"message_id": message_id}).one_or_none()
+    found = plain(session).execute(queries.MESSAGE_REFS, {"message_id": message_id}).one_or_none()
     return Refs(*found) if found is not None else None
 
 

@@ -14,13 +14,14 @@ import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters.events import ConsentState, normalise_email
 from jobs.engine import ledger
 from jobs.flows import registry
+from jobs.store import queries
 from jobs.store.db import plain
 from jobs.store.models import (
     SCOPE_ALL,
@@ -85,15 +86,9 @@ def suppress(
     return created
 
 
-_SCOPES = select(Suppression.scope).where(
-    Suppression.shop_id == bindparam("shop_id"),
-    Suppression.email.in_([bindparam("email"), bindparam("erased")]),
-)
-
-
 def scopes_for(session: Session, shop_id: int, email: str) -> set[str]:
     params = {"shop_id": shop_id, "email": normalise_email(email), "erased": erased_form(email)}
-    return set(plain(session).scalars(_SCOPES, params))
+    return set(plain(session).scalars(queries.SUPPRESSION_SCOPES_OF_ADDRESS, params))
 
 
 def blocking_scope(scopes: Iterable[str], kind: str, category: str | None) -> str | None:

@@ -8,11 +8,11 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.events import Event
-from jobs.store import rows
+from jobs.store import queries, rows
 from jobs.store.db import plain
 from jobs.store.models import (
     Checkout,
@@ -20,20 +20,8 @@ from jobs.store.models import (
     Contact,
     Enrollment,
     Order,
-    OrderStatus,
     Product,
     Shop,
-)
-
-#: did the contact place a real order since then (built once, run with parameters)
-_ORDERED_SINCE = select(
-    exists().where(
-        Order.shop_id == bindparam("shop_id"),
-        Order.contact_id == bindparam("contact_id"),
-        Order.test.is_(False),
-        Order.placed_at >= bindparam("since"),
-        Order.status != OrderStatus.CANCELLED,
-    )
 )
 
 
@@ -77,4 +65,4 @@ class FlowContext:
         if self.contact is None:
             return False
         params = {"shop_id": self.shop.id, "contact_id": self.contact.id, "since": since}
-        return bool(plain(self.session).scalar(_ORDERED_SINCE, params))
+        return bool(plain(self.session).scalar(queries.CONTACT_ORDERED_SINCE, params))

@@ -30,17 +30,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from adapters import events as ev
 from adapters.platform import WebhookError
-from jobs.engine import enrolment as engine
+from jobs.engine import enrolment
 from jobs.intake import privacy
 from jobs.merchant.shops import mark_uninstalled
 from jobs.reports import attribution
-from jobs.store import rows
+from jobs.store import queries, rows
 from jobs.store.db import plain
 from jobs.store.models import (
     Checkout,
@@ -87,10 +87,6 @@ class Applied:
         self.shop_erased = shop_erased
 
 
-#: the event log's INSERT, built once and run on the connection (no unit of work)
-_LOG_EVENT = insert(StoredEvent).returning(StoredEvent.id)
-
-
 def apply(
     session: Session,
     shop: Shop,
@@ -120,14 +116,14 @@ def apply(
         "subject": applied.subject,
         "data": serialised["data"],
     }
-    event_id = plain(session).execute(_LOG_EVENT, logged).scalar_one()
+    event_id = plain(session).execute(queries.INSERT_STORED_EVENT, logged).scalar_one()
     if (
         shop.status == ShopStatus.ACTIVE
         and isinstance(event, attribution.ORDER_EVENTS)
         and applied.subject is not None
     ):
         attribution.on_order_event(session, shop, event, applied.subject, at or now())
-    engine.on_event(
+    enrolment.on_event(
         session,
         shop,
         event,
@@ -188,24 +184,17 @@ def stored_email(email: str | None) -> str | None:
     return email if email is not None and "@" in email else None
 
 
-#: a contact by the platform's customer id, or by address (built once)
-_BY_CUSTOMER = select(Contact).where(
-    Contact.shop_id == bindparam("shop_id"), Contact.customer_id == bindparam("key")
-)
-_BY_EMAIL = select(Contact).where(
-    Contact.shop_id == bindparam("shop_id"), Contact.email == bindparam("key")
-)
-
-
 def find_contact(
     session: Session, shop_id: int, customer_id: str | None, email: str | None
 ) -> Contact | None:
     if customer_id:
-        found = session.scalar(_BY_CUSTOMER, {"shop_id": shop_id, "key": customer_id})
+        found = session.scalar(
+            queries.CONTACT_BY_CUSTOMER_ID, {"shop_id": shop_id, "key": customer_id}
+        )
         if found is not None:
             return found
     if email:
-        return session.scalar(_BY_EMAIL, {"shop_id": shop_id, "key": email})
+        return session.scalar(queries.CONTACT_BY_EMAIL, {"shop_id": shop_id, "key": email})
     return None
 
 
@@ -336,21 +325,10 @@ def set_consent(contact: Contact, consent: ev.Consent, fallback_at: datetime | N
     contact.consent_at = at
 
 
-#: what a contact's order statistics are made of (built once)
-_COUNTED_ORDERS = select(Order.shop_total, Order.total, Order.placed_at).where(
-    Order.contact_id == bindparam("contact_id"),
-    Order.test.is_(False),
-    Order.status.not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
-)
-#: an order that completed this checkout, if it came first
-_ORDER_FOR_CHECKOUT = select(Order.placed_at, Order.order_id).where(
-    Order.shop_id == bindparam("shop_id"), Order.checkout_token == bindparam("token")
-)
-
-
 def refresh_order_stats(session: Session, contact: Contact) -> None:
     """Recomputed from the orders table, so replays and reorderings cannot skew it."""
-    orders = plain(session).execute(_COUNTED_ORDERS, {"contact_id": contact.id}).all()
+    params = {"contact_id": contact.id}
+    orders = plain(session).execute(queries.COUNTED_ORDERS_OF_CONTACT, params).all()
     contact.orders_count = len(orders)
     contact.total_spent = sum(
         (o.shop_total if o.shop_total is not None else o.total for o in orders), Decimal(0)
@@ -405,7 +383,7 @@ def on_checkout(session: Session, shop: Shop, event: ev.CheckoutUpdated) -> Appl
     elif row.status != CheckoutStatus.COMPLETED:
         # an order may have arrived before this checkout (delivery order is not guaranteed)
         params = {"shop_id": shop.id, "token": token}
-        order = plain(session).execute(_ORDER_FOR_CHECKOUT, params).first()
+        order = plain(session).execute(queries.ORDER_FOR_CHECKOUT, params).first()
         if order is not None:
             complete_checkout(row, order.placed_at, order.order_id)
     session.flush()
@@ -540,7 +518,7 @@ def on_uninstalled(session: Session, shop: Shop, event: ev.AppUninstalled) -> Ap
     mark_uninstalled(shop, event.occurred_at)
     # the platform deletes an uninstalled app's subscriptions; a reinstall makes new ones
     session.execute(delete(Subscription).where(Subscription.shop_id == shop.id))
-    engine.cancel_shop(session, shop.id, "shop_uninstalled", event.occurred_at)
+    enrolment.cancel_shop(session, shop.id, "shop_uninstalled", event.occurred_at)
     return Applied()
 
 

@@ -36,18 +36,18 @@ from typing import Any
 from redis.exceptions import RedisError
 from rq import Retry
 from rq.job import Job
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from adapters.platform import ShopContext, WebhookHeaders, translate
 from adapters.registry import PLATFORMS
 from jobs import queues, shop_settings
 from jobs.engine import ledger, schedule
-from jobs.intake import apply as processing
-from jobs.intake import privacy
+from jobs.intake import apply, privacy
 from jobs.queues import INTAKE
 from jobs.runtime import Runtime
-from jobs.store.db import dialect_insert, picked
+from jobs.store import queries
+from jobs.store.db import picked
 from jobs.store.models import Delivery, DeliveryStatus, Shop, now
 
 log = logging.getLogger(__name__)
@@ -81,26 +81,6 @@ def delivery_key(headers: WebhookHeaders, body: bytes) -> str:
     return f"sha256:{digest}"
 
 
-def _insert_statement(dialect: str) -> Any:
-    """INSERT .. ON CONFLICT DO NOTHING RETURNING, built once per dialect.
-
-    Built once and executed with plain parameters, SQLAlchemy reuses its
-    compiled form; building it per request (``.values(**row)``) cost more CPU
-    than the database round trip itself. RETURNING names the key as well as
-    the id, so a multi-row insert tells which rows were new.
-    """
-    table = Delivery.__table__
-    assert isinstance(table, Table)
-    return (
-        dialect_insert(dialect)(table)
-        .on_conflict_do_nothing(index_elements=["shop_id", "delivery_key"])
-        .returning(table.c.id, table.c.shop_id, table.c.delivery_key)
-    )
-
-
-_INSERTS = {name: _insert_statement(name) for name in ("postgresql", "sqlite")}
-
-
 def delivery_row(
     *,
     shop_id: int,
@@ -127,7 +107,7 @@ def insert_deliveries(
     connection: Connection, rows: list[dict[str, Any]]
 ) -> dict[tuple[int, str], int]:
     """Insert rows in one statement; returns the ids of those not stored before."""
-    result = connection.execute(_INSERTS[connection.dialect.name], rows)
+    result = connection.execute(queries.INSERT_NEW_DELIVERIES[connection.dialect.name], rows)
     return {(shop_id, key): id_ for id_, shop_id, key in result}
 
 
@@ -355,7 +335,7 @@ def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
     events = translate(platform, delivery.topic, payload, context)
     erased = False
     for event in events:
-        if processing.apply(session, shop, event, delivery_id=delivery.id).shop_erased:
+        if apply.apply(session, shop, event, delivery_id=delivery.id).shop_erased:
             erased = True
             break
     log.info(

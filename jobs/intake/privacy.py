@@ -34,8 +34,7 @@ from sqlalchemy.orm import Session
 
 from adapters import events as ev
 from emails.delivery.outbox import FileOutbox
-from jobs.engine import enrolment as engine
-from jobs.engine import suppressions
+from jobs.engine import enrolment, suppressions
 from jobs.runtime import Runtime
 from jobs.store import db
 from jobs.store.models import (
@@ -276,7 +275,7 @@ def erase_contact(
     if contact is not None:
         if contact.email:
             emails.add(contact.email)
-        counts["enrollments_cancelled"] = engine.cancel_contact(
+        counts["enrollments_cancelled"] = enrolment.cancel_contact(
             session, contact, "customer_redacted", at
         )
     emails = {e for e in emails if e}
@@ -508,7 +507,7 @@ def shop_redact(session: Session, shop: Shop, event: ev.ShopRedactRequested) -> 
             )
         )
         return False
-    engine.cancel_shop(session, shop.id, "shop_redacted", event.occurred_at)
+    enrolment.cancel_shop(session, shop.id, "shop_redacted", event.occurred_at)
     counts = erase_shop(session, shop.id)
     log.info("shop %s erased: %s", shop.id, counts)
     return True

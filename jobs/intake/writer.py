@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from jobs.intake import deliveries as intake
+from jobs.intake import deliveries
 from jobs.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class DeliveryWriter:
 
     def _notify_one(self, shop_id: int) -> bool:
         try:
-            return intake.notify(self.runtime, shop_id)
+            return deliveries.notify(self.runtime, shop_id)
         except Exception:
             log.exception("hand-off of shop %s failed; left to the sweeper", shop_id)
             return False
@@ -211,7 +211,7 @@ class DeliveryWriter:
                 self._connection = self.runtime.engine.connect()
             try:
                 with self._connection.begin():
-                    return intake.insert_deliveries(self._connection, rows)
+                    return deliveries.insert_deliveries(self._connection, rows)
             except DBAPIError as exc:
                 if not (exc.connection_invalidated or self._connection.invalidated):
                     raise

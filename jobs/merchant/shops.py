@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, object_session
 from adapters.platform import WebhookError, WebhookSigner
 from adapters.registry import UnknownPlatformError
 from adapters.registry import platform as platform_named
-from jobs.merchant import sessions as merchant_sessions
+from jobs.merchant import sessions
 from jobs.store.models import Shop, ShopStatus, now
 from jobs.store.secrets import SecretBox
 
@@ -134,4 +134,4 @@ def mark_uninstalled(shop: Shop, at: datetime) -> None:
     session = object_session(shop)
     if session is None:
         raise ShopError("an uninstall needs the shop's database session, to end its sign-ins")
-    merchant_sessions.end_sessions(session, shop.id, at)
+    sessions.end_sessions(session, shop.id, at)

@@ -54,7 +54,7 @@ from adapters.http import ApiSession, RetryPolicy
 from adapters.platform import AdminApiError
 from adapters.woocommerce.client import WEBHOOK_TOPICS, RemoteWebhook, WooCommerceApi
 from adapters.woocommerce.webhooks import normalise_store_url
-from jobs.intake import deliveries as intake
+from jobs.intake import deliveries
 from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import ShopError, add_shop, new_webhook_secret
@@ -615,7 +615,7 @@ def reconcile(runtime: Runtime, shop_id: int) -> dict[str, int]:
         notices.clear_notice(session, shop_id, NOTICE_API)
     if counts["missed"]:
         log.warning("shop %s: reconciliation found %s missed changes", shop_id, counts["missed"])
-        intake.notify(runtime, shop_id, force=True)
+        deliveries.notify(runtime, shop_id, force=True)
     counts["reactivated"] = _revive(runtime, shop, client, hooks)
     return counts
 

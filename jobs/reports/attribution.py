@@ -17,40 +17,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
 from jobs.engine.policy import Policy
 from jobs.flows.model import AUDIENCE_KEY_PREFIX
-from jobs.store import rows
+from jobs.store import queries, rows
 from jobs.store.db import plain
 from jobs.store.models import (
     Attribution,
-    Engagement,
     EngagementKind,
     Enrollment,
-    Message,
     Order,
     OrderStatus,
     Shop,
-)
-
-#: built once, run with parameters
-_CREDITED = select(Attribution.id).where(Attribution.order_row_id == bindparam("order_row_id"))
-_LAST_ENGAGEMENT = (
-    select(Engagement.message_id, Engagement.at, Message.flow)
-    .join(Message, Message.id == Engagement.message_id)
-    .where(
-        Engagement.shop_id == bindparam("shop_id"),
-        Engagement.contact_id == bindparam("contact_id"),
-        Engagement.kind.in_(bindparam("kinds", expanding=True)),
-        Engagement.at <= bindparam("until"),
-        Engagement.at >= bindparam("since"),
-    )
-    .order_by(Engagement.at.desc(), Engagement.id.desc())
-    .limit(1)
 )
 
 
@@ -61,7 +43,7 @@ def credit(session: Session, shop: Shop, order: Order, at: datetime) -> Attribut
     if order.status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
         return None
     connection = plain(session)
-    if connection.scalar(_CREDITED, {"order_row_id": order.id}):
+    if connection.scalar(queries.ATTRIBUTION_OF_ORDER, {"order_row_id": order.id}):
         return None
     policy = Policy.of(shop)
     kinds = [EngagementKind.CLICK] + ([EngagementKind.OPEN] if policy.attribute_opens else [])
@@ -72,7 +54,7 @@ def credit(session: Session, shop: Shop, order: Order, at: datetime) -> Attribut
         "until": order.placed_at,
         "since": order.placed_at - policy.attribution_window,
     }
-    last = connection.execute(_LAST_ENGAGEMENT, params).first()
+    last = connection.execute(queries.LAST_ENGAGEMENT_IN_WINDOW, params).first()
     if last is None:
         return None
     message_id, engaged_at, flow = last

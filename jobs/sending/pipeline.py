@@ -41,19 +41,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
 from adapters.registry import PLATFORMS
 from jobs import queues
-from jobs.engine import enrolment as engine
-from jobs.engine import ledger, schedule
+from jobs.engine import enrolment, ledger, schedule
 from jobs.engine.guards import Outcome, Verdict, judge
 from jobs.engine.ledger import LEASE
 from jobs.engine.policy import flow_options
 from jobs.flows import registry
 from jobs.runtime import Runtime
+from jobs.store import queries
 from jobs.store.models import (
     Contact,
     Enrollment,
@@ -151,9 +151,9 @@ class Sender:
     discounts: DiscountIssuer | None = None
     #: the optional live re-check before a send (None: local state only)
     live_orders: LiveOrders | None = None
-    hand_off: Callable[[list[engine.DueWork]], object] | None = None
+    hand_off: Callable[[list[enrolment.DueWork]], object] | None = None
 
-    def queue(self, work: list[engine.DueWork]) -> None:
+    def queue(self, work: list[enrolment.DueWork]) -> None:
         if not work:
             return
         if self.hand_off is not None:
@@ -176,26 +176,6 @@ def discount_code(secret: str, message: Message) -> str:
         number, index = divmod(number, len(alphabet))
         chars.append(alphabet[index])
     return "TP-" + "".join(chars)
-
-
-#: a message's enrollment and shop, and its contact, locked so that two of their
-#: messages cannot both take one slot of the caps (built once). FOR NO KEY UPDATE,
-#: as an UPDATE takes: it excludes the contact's other sends and the intake of
-#: their events, but not rows that only refer to the contact (the decisions
-#: another transaction commits), which would otherwise deadlock with a send
-_ENROLLMENT = (
-    select(Enrollment, Shop)
-    .join(Shop, Shop.id == Enrollment.shop_id)
-    .where(Enrollment.id == bindparam("enrollment_id"))
-)
-_WITH_CONTACT = (
-    select(Enrollment, Shop, Contact)
-    .join(Shop, Shop.id == Enrollment.shop_id)
-    .join(Contact, Contact.id == bindparam("contact_id"))
-    .where(Enrollment.id == bindparam("enrollment_id"))
-    .with_for_update(of=Contact, key_share=True)
-    .execution_options(populate_existing=True)
-)
 
 
 def run(
@@ -270,7 +250,11 @@ def _claim(session: Any, message_id: int, at: datetime, refs: ledger.Refs | None
     if refs is None:
         return "not_planned"
     params = {"enrollment_id": refs.enrollment_id, "contact_id": refs.contact_id}
-    found = session.execute(_WITH_CONTACT, params).one_or_none() if refs.contact_id else None
+    found = (
+        session.execute(queries.ENROLLMENT_SHOP_AND_CONTACT_FOR_UPDATE, params).one_or_none()
+        if refs.contact_id
+        else None
+    )
     claimed = ledger.claim(session, message_id, at)
     if isinstance(claimed, str):
         return claimed
@@ -278,7 +262,8 @@ def _claim(session: Any, message_id: int, at: datetime, refs: ledger.Refs | None
     if found is not None:
         enrollment, shop, contact = found
     else:  # no contact (or no longer): the guards say so
-        (enrollment, shop), contact = session.execute(_ENROLLMENT, params).one(), None
+        enrollment, shop = session.execute(queries.ENROLLMENT_AND_SHOP, params).one()
+        contact = None
     return _Claim(message, token, enrollment, shop, contact)
 
 
@@ -296,8 +281,8 @@ def _judge(session: Any, claim: _Claim, live: str | None, at: datetime) -> _Stop
         )
         return _Stop("cancelled")
     if live is not None and enrollment.state == EnrollmentState.ACTIVE:
-        engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, live, at)
-    ctx = engine.context_for(session, claim.shop, flow, enrollment, at)
+        enrolment.end_enrollment(session, enrollment, EnrollmentState.EXITED, live, at)
+    ctx = enrolment.context_for(session, claim.shop, flow, enrollment, at)
     verdict = judge(session, claim.shop, flow, enrollment, message, claim.contact, ctx, at)
     return _apply(session, claim, verdict, at)
 
@@ -319,15 +304,17 @@ def _apply(session: Any, claim: _Claim, verdict: Verdict, at: datetime) -> _Stop
             at=at,
             token=token,
         )
-        engine.due_work(session).append(
-            engine.DueWork(engine.DueKind.MESSAGE, message.shop_id, message.id, verdict.until)
+        enrolment.due_work(session).append(
+            enrolment.DueWork(enrolment.DueKind.MESSAGE, message.shop_id, message.id, verdict.until)
         )
         return _Stop(f"deferred:{verdict.reason}")
     if verdict.ends_enrollment:
         assert verdict.reason is not None
-        engine.end_enrollment(session, claim.enrollment, EnrollmentState.EXITED, verdict.reason, at)
+        enrolment.end_enrollment(
+            session, claim.enrollment, EnrollmentState.EXITED, verdict.reason, at
+        )
     ledger.finish(session, message, MessageState(verdict.outcome), verdict.reason, at, token=token)
-    engine.complete_if_done(session, claim.enrollment, at)
+    enrolment.complete_if_done(session, claim.enrollment, at)
     return _Stop(f"{verdict.outcome}:{verdict.reason}")
 
 
@@ -553,7 +540,7 @@ def _record_sent(sender: Sender, claim: _Claim, provider_id: str | None, at: dat
     message = claim.message
     with sender.runtime.sessions.begin() as session:
         ledger.sent(session, message, claim.token, at, {"provider_message_id": provider_id})
-        engine.complete_if_done_by_id(session, message.enrollment_id, message.flow, at)
+        enrolment.complete_if_done_by_id(session, message.enrollment_id, message.flow, at)
     return "sent"
 
 
@@ -596,8 +583,8 @@ def _retry_or_fail(
         token=token,
         outcome="retrying",
     )
-    engine.due_work(session).append(
-        engine.DueWork(engine.DueKind.MESSAGE, message.shop_id, message.id, due)
+    enrolment.due_work(session).append(
+        enrolment.DueWork(enrolment.DueKind.MESSAGE, message.shop_id, message.id, due)
     )
     return f"retrying:{reason}"
 
@@ -637,9 +624,9 @@ def resolve_stale_claims(sender: Sender, at: datetime) -> dict[str, int]:
                     token=message.claim_token,
                     outcome="retrying",
                 ):
-                    engine.due_work(session).append(
-                        engine.DueWork(
-                            engine.DueKind.MESSAGE, message.shop_id, message.id, message.due_at
+                    enrolment.due_work(session).append(
+                        enrolment.DueWork(
+                            enrolment.DueKind.MESSAGE, message.shop_id, message.id, message.due_at
                         )
                     )
                     counts[key] += 1

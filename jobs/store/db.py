@@ -35,9 +35,10 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, Select, create_engine, event, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from jobs.store import queries
 
 log = logging.getLogger(__name__)
 
@@ -322,24 +323,8 @@ def insert_new(
     """
     if not rows:
         return []
-    dialect = session.get_bind().dialect.name
-    key = (dialect, model, tuple(unique))
-    statement = _INSERT_NEW.get(key)
-    if statement is None:
-        statement = _INSERT_NEW[key] = (
-            dialect_insert(dialect)(model)
-            .on_conflict_do_nothing(index_elements=list(unique))
-            .returning(model)
-        )
+    statement = queries.insert_new(session.get_bind().dialect.name, model, tuple(unique))
     return list(session.scalars(statement, list(rows)))
-
-
-_INSERT_NEW: dict[tuple[str, type, tuple[str, ...]], Any] = {}
-
-
-def dialect_insert(dialect: str) -> Any:
-    """The INSERT construct with ``on_conflict_do_nothing`` for the dialect (by name)."""
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def picked(rows: Select[Any], name: str = "picked") -> Select[Any]:

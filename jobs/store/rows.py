@@ -11,19 +11,19 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, SessionTransaction
 
+from jobs.store import queries
 from jobs.store.db import SessionListener
 from jobs.store.models import Checkout, Order
 
 ROWS = "triggerpost.rows"
 Found = TypeVar("Found", Checkout, Order)
 
-#: the lookups, built once (run with their values as parameters)
+#: the lookups by model (jobs.store.queries builds them once)
 _LOOKUPS: dict[type, Any] = {
-    model: select(model).where(model.shop_id == bindparam("shop_id"), column == bindparam("value"))
-    for model, column in ((Checkout, Checkout.token), (Order, Order.order_id))
+    Checkout: queries.CHECKOUT_BY_TOKEN,
+    Order: queries.ORDER_BY_ORDER_ID,
 }
 
 

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs.engine import schedule
-from jobs.intake import deliveries as intake
+from jobs.intake import deliveries
 from jobs.platforms.registry import SERVERS
 from jobs.runtime import Runtime
 from jobs.sending import courier, pipeline
@@ -52,21 +52,21 @@ def sweep_once(runtime: Runtime, *, grace: float = GRACE) -> dict[str, int]:
     """One pass; returns what it handed over. Raises RedisError if Redis is down."""
     cutoff = now() - timedelta(seconds=grace)
     with runtime.sessions() as session:
-        shops = intake.stale_received(session, cutoff)
+        shops = deliveries.stale_received(session, cutoff)
         failed = session.scalars(
             select(Delivery.id).where(
                 Delivery.status == DeliveryStatus.FAILED,
-                Delivery.attempts < intake.MAX_ATTEMPTS,
+                Delivery.attempts < deliveries.MAX_ATTEMPTS,
                 Delivery.received_at < cutoff,
             )
         ).all()
     for shop_id in shops:
-        intake.notify(runtime, shop_id, force=True)
+        deliveries.notify(runtime, shop_id, force=True)
     requeued = 0
     for delivery_id in failed:
-        if intake.retry_job_exists(runtime, delivery_id):
+        if deliveries.retry_job_exists(runtime, delivery_id):
             continue
-        intake.schedule_retry(runtime, delivery_id)
+        deliveries.schedule_retry(runtime, delivery_id)
         requeued += 1
     if shops or requeued:
         log.info(

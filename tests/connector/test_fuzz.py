@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 
 from bench import fuzz
 from connector.app import create_app
-from jobs.intake import apply as processing
+from jobs.intake import apply
 from jobs.runtime import Runtime
 
 SEED = 14
@@ -81,10 +81,10 @@ def test_an_intake_that_accepts_forgeries_and_stores_nothing_is_counted(
 def test_a_drain_that_raises_is_counted_apart_from_a_refusal(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*args: object, **kwargs: object) -> processing.Applied:
+    def broken(*args: object, **kwargs: object) -> apply.Applied:
         raise KeyError("a bug in applying an event")
 
-    monkeypatch.setattr(processing, "apply", broken)
+    monkeypatch.setattr(apply, "apply", broken)
     report = fuzz.run(runtime, in_process(runtime), seed=SEED, count=2 * len(fuzz.KINDS))
 
     crashes = [f for f in report.findings if f.check == fuzz.DRAIN_CRASH]

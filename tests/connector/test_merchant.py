@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from connector.app import create_app
-from connector.merchant import pages as merchant
-from jobs.merchant import sessions as merchant_sessions
+from connector.merchant import pages
+from jobs.merchant import sessions
 from jobs.merchant.notices import clear_notice, raise_notice
 from jobs.merchant.shops import mark_uninstalled
 from jobs.runtime import Runtime
@@ -28,7 +28,7 @@ ORIGIN = "http://127.0.0.1:8000"  # the suite's base URL
 def sign_in(client: FlaskClient, shop_id: int) -> None:
     """Sign this browser in for the shop, the way the install and connect flows do."""
     with client.application.test_request_context():
-        merchant.login(shop_id)
+        pages.login(shop_id)
         granted = dict(flask.session)
     with client.session_transaction() as cookie:
         cookie.clear()
@@ -41,7 +41,7 @@ def signed_in_shop(client: FlaskClient) -> int | None:
         held = dict(cookie)
     with client.application.test_request_context():
         flask.session.update(held)
-        return merchant.current_shop_id()
+        return pages.current_shop_id()
 
 
 def cookie_of(client: FlaskClient) -> str:
@@ -51,7 +51,7 @@ def cookie_of(client: FlaskClient) -> str:
 
 
 def set_clock(app: Flask, at: datetime) -> None:
-    app.extensions[merchant.CLOCK] = lambda: at
+    app.extensions[pages.CLOCK] = lambda: at
 
 
 def _shop_id(runtime: Runtime) -> int:
@@ -90,18 +90,18 @@ def test_the_cookie_holds_a_random_id_the_store_only_its_hash(
     shop_id = _shop_id(runtime)
     sign_in(client, shop_id)
     with client.session_transaction() as cookie:
-        token = cookie[merchant.SESSION_KEY]
+        token = cookie[pages.SESSION_KEY]
         assert "shop_id" not in cookie
     [row] = _sessions(runtime)
     assert row.shop_id == shop_id
     assert token not in row.token_hash
-    assert row.expires_at - row.created_at == merchant_sessions.LIFETIME
+    assert row.expires_at - row.created_at == sessions.LIFETIME
     assert row.revoked_at is None
 
 
 def _set_cookie_header(app: Flask, shop_id: int) -> str:
     with app.test_request_context():
-        merchant.login(shop_id)
+        pages.login(shop_id)
         response = app.make_response("")
         app.session_interface.save_session(app, flask.session, response)
     return response.headers["Set-Cookie"]
@@ -116,7 +116,7 @@ def test_the_session_cookie_is_http_only_lax_bounded_and_secure_over_https(
     assert plain["samesite"] == "Lax"
     assert not plain["secure"]
     lasts = parsedate_to_datetime(plain["expires"]) - now()
-    assert merchant_sessions.LIFETIME - timedelta(minutes=5) < lasts <= merchant_sessions.LIFETIME
+    assert sessions.LIFETIME - timedelta(minutes=5) < lasts <= sessions.LIFETIME
 
     https = dataclasses.replace(
         runtime, settings=dataclasses.replace(runtime.settings, base_url="https://tp.example.com")
@@ -132,7 +132,7 @@ def test_uninstalled_shop_ends_the_session(client: FlaskClient, runtime: Runtime
         session.get_one(Shop, shop_id).status = ShopStatus.UNINSTALLED
     assert client.get("/settings").status_code == 401
     with client.session_transaction() as cookie:
-        assert merchant.SESSION_KEY not in cookie
+        assert pages.SESSION_KEY not in cookie
     [row] = _sessions(runtime)
     assert row.revoked_at is not None
 
@@ -187,11 +187,11 @@ def test_a_session_ends_after_its_idle_bound(client: FlaskClient, runtime: Runti
     start = now()
     set_clock(client.application, start)
     sign_in(client, _shop_id(runtime))
-    set_clock(client.application, start + merchant_sessions.IDLE_TIMEOUT - timedelta(seconds=1))
+    set_clock(client.application, start + sessions.IDLE_TIMEOUT - timedelta(seconds=1))
     assert client.get("/settings").status_code == 200  # used: the idle bound starts again
-    set_clock(client.application, start + 2 * merchant_sessions.IDLE_TIMEOUT - timedelta(seconds=2))
+    set_clock(client.application, start + 2 * sessions.IDLE_TIMEOUT - timedelta(seconds=2))
     assert client.get("/settings").status_code == 200
-    set_clock(client.application, start + 3 * merchant_sessions.IDLE_TIMEOUT)
+    set_clock(client.application, start + 3 * sessions.IDLE_TIMEOUT)
     assert client.get("/settings").status_code == 401
 
 
@@ -202,11 +202,11 @@ def test_a_session_in_constant_use_still_ends_at_its_lifetime(
     set_clock(client.application, start)
     sign_in(client, _shop_id(runtime))
     at = start
-    while at + merchant_sessions.TOUCH_EVERY * 30 < start + merchant_sessions.LIFETIME:
-        at += merchant_sessions.TOUCH_EVERY * 30
+    while at + sessions.TOUCH_EVERY * 30 < start + sessions.LIFETIME:
+        at += sessions.TOUCH_EVERY * 30
         set_clock(client.application, at)
         assert client.get("/settings").status_code == 200, at - start
-    set_clock(client.application, start + merchant_sessions.LIFETIME)
+    set_clock(client.application, start + sessions.LIFETIME)
     assert client.get("/settings").status_code == 401
 
 
@@ -219,17 +219,17 @@ def test_signing_in_again_ends_the_browsers_earlier_session_and_purges_dead_ones
     sign_in(client, shop_id)
     first = cookie_of(client)
     with client.application.test_request_context(headers={"Cookie": f"{COOKIE}={first}"}):
-        merchant.login(shop_id)  # the same browser signs in again
+        pages.login(shop_id)  # the same browser signs in again
     assert client.get("/settings").status_code == 401  # it still holds the first cookie
     assert len(_sessions(runtime)) == 1  # the ended one is gone already
 
     idle = client.application.test_client()
     sign_in(idle, shop_id)
     assert len(_sessions(runtime)) == 2
-    set_clock(client.application, start + merchant_sessions.IDLE_TIMEOUT)
+    set_clock(client.application, start + sessions.IDLE_TIMEOUT)
     sign_in(client, shop_id)
     [row] = _sessions(runtime)
-    assert row.created_at == start + merchant_sessions.IDLE_TIMEOUT
+    assert row.created_at == start + sessions.IDLE_TIMEOUT
 
 
 def test_open_notices_show_until_cleared(client: FlaskClient, runtime: Runtime) -> None:

@@ -29,7 +29,7 @@ from adapters.platform import (
 from connector.app import create_app
 from connector.platforms import registry as connector_registry
 from connector.platforms.common import ConnectorPlatform
-from jobs.intake import deliveries as intake
+from jobs.intake import deliveries
 from jobs.merchant.shops import ShopError, add_shop
 from jobs.platforms import registry as jobs_registry
 from jobs.platforms.server import PlatformServer
@@ -157,7 +157,7 @@ def test_a_third_platforms_signed_checkout_becomes_an_enrolment(
     ignored = acme.post("/webhooks/acme", data=b"{}", headers=_headers(b"{}", topic="store.pinged"))
     assert ignored.json == {"status": "ignored"}
 
-    assert intake.drain(runtime, shop_id) == 1
+    assert deliveries.drain(runtime, shop_id) == 1
     with runtime.sessions() as session:
         [delivery] = session.scalars(select(Delivery)).all()
         assert set(delivery.headers) == {

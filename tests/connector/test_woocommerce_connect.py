@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from adapters.woocommerce.client import WEBHOOK_TOPICS
 from connector.app import create_app
 from jobs import tasks
-from jobs.platforms import woocommerce as woocommerce_app
+from jobs.platforms import woocommerce
 from jobs.runtime import Runtime
 from jobs.store.models import ConnectNonce, Notice, Shop, ShopStatus, Subscription, now
 from tests.conftest import FIXTURES
@@ -332,7 +332,7 @@ def test_a_link_on_another_site_cannot_start_a_connect(
 def test_connect_attempts_are_rate_limited_per_address(
     client: FlaskClient, store: FakeStore
 ) -> None:
-    for _ in range(woocommerce_app.CONNECTS_PER_CLIENT):
+    for _ in range(woocommerce.CONNECTS_PER_CLIENT):
         start(client, REMOTE_ADDR="198.51.100.7")
     too_many = client.post(
         "/woocommerce/connect",
@@ -372,12 +372,9 @@ def test_the_store_address_is_checked(client: FlaskClient) -> None:
             "/woocommerce/connect", data={"store_url": address, "form_token": form_token(client)}
         )
         assert answer.status_code == 400, address
-    with pytest.raises(woocommerce_app.ConnectError, match="https"):
-        woocommerce_app.store_home("http://shop.example.com", dev_mode=False)
-    assert (
-        woocommerce_app.store_home("shop.example.com/", dev_mode=False)
-        == "https://shop.example.com"
-    )
+    with pytest.raises(woocommerce.ConnectError, match="https"):
+        woocommerce.store_home("http://shop.example.com", dev_mode=False)
+    assert woocommerce.store_home("shop.example.com/", dev_mode=False) == "https://shop.example.com"
 
 
 def test_reconnecting_re_points_existing_webhooks_to_the_new_secret(
@@ -455,7 +452,7 @@ def test_connects_long_over_are_forgotten_keys_and_all(
     client.post("/woocommerce/callback", json={**KEY_POST, "user_id": nonce})  # never verified
     with runtime.sessions.begin() as session:
         session.execute(
-            update(ConnectNonce).values(created_at=now() - woocommerce_app.KEEP_CONNECTS * 2)
+            update(ConnectNonce).values(created_at=now() - woocommerce.KEEP_CONNECTS * 2)
         )
     start(client)
     with runtime.sessions() as session:

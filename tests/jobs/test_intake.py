@@ -20,8 +20,7 @@ from connector.app import create_app
 from connector.embedded_redis import EmbeddedRedis
 from jobs import runtime as runtimes
 from jobs.engine import schedule
-from jobs.intake import apply as processing
-from jobs.intake import deliveries as intake
+from jobs.intake import apply, deliveries
 from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.store.models import Contact, Decision, Delivery, Enrollment, Message, StoredEvent
@@ -113,9 +112,9 @@ def test_failing_delivery_is_retried_then_fails_visibly(
     assert "token" in failed.error
 
     # its retry job waits in RQ's schedule
-    job = Job.fetch(intake.retry_job_id(failed.id), connection=runtime.redis)
+    job = Job.fetch(deliveries.retry_job_id(failed.id), connection=runtime.redis)
     assert job.id in ScheduledJobRegistry(queue=runtime.queue("intake")).get_job_ids()
-    assert job.retries_left == len(intake.RETRY_INTERVALS) - 1
+    assert job.retries_left == len(deliveries.RETRY_INTERVALS) - 1
 
     # when the retries are used up it lands in the failed registry
     ScheduledJobRegistry(queue=runtime.queue("intake")).remove(job)
@@ -130,16 +129,16 @@ def test_failing_delivery_is_retried_then_fails_visibly(
 
 def failing_calls(monkeypatch: pytest.MonkeyPatch, failing: set[int]) -> dict[str, int]:
     """Make these calls of processing.apply (counted from 1) raise; returns the count."""
-    real_apply = processing.apply
+    real_apply = apply.apply
     calls = {"n": 0}
 
-    def flaky(*args: object, **kwargs: object) -> processing.Applied:
+    def flaky(*args: object, **kwargs: object) -> apply.Applied:
         calls["n"] += 1
         if calls["n"] in failing:
             raise ConnectionError("database went away")
         return real_apply(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(processing, "apply", flaky)
+    monkeypatch.setattr(apply, "apply", flaky)
     return calls
 
 
@@ -152,7 +151,7 @@ def test_transient_failure_recovers_on_retry(
     assert statuses(runtime) == ["failed"]
     assert emails(runtime) == []  # the failed attempt left nothing behind
 
-    job = Job.fetch(intake.retry_job_id(1), connection=runtime.redis)
+    job = Job.fetch(deliveries.retry_job_id(1), connection=runtime.redis)
     ScheduledJobRegistry(queue=runtime.queue("intake")).remove(job)
     runtime.queue("intake").enqueue_job(job)  # as the scheduler does when it is due
     run_worker(runtime)
@@ -178,7 +177,7 @@ def test_a_failure_inside_a_batch_takes_back_only_its_own_writes(
 ) -> None:
     """Deliveries share a transaction: one that fails half-way (its contact already
     written) is rolled back alone, and its neighbours' work commits."""
-    real_apply = processing.apply
+    real_apply = apply.apply
 
     def fails_for_kund2(session, shop, event, **kwargs):  # type: ignore[no-untyped-def]
         applied = real_apply(session, shop, event, **kwargs)
@@ -187,23 +186,23 @@ def test_a_failure_inside_a_batch_takes_back_only_its_own_writes(
             raise RuntimeError("failed after writing")
         return applied
 
-    monkeypatch.setattr(processing, "apply", fails_for_kund2)
+    monkeypatch.setattr(apply, "apply", fails_for_kund2)
     for n in (1, 2, 3):
         send(client, customer(n), f"wh-{n}")
     with runtime.sessions() as session:
         waiting = session.scalar(select(Delivery.shop_id).limit(1))
     assert waiting is not None
-    assert intake.process_batch(runtime, waiting) == 3  # all three in one transaction
+    assert deliveries.process_batch(runtime, waiting) == 3  # all three in one transaction
     assert statuses(runtime) == ["processed", "failed", "processed"]
     assert emails(runtime) == ["kund1@example.se", "kund3@example.se"]
     with runtime.sessions() as session:
         failed = session.scalars(select(Delivery).where(Delivery.status == "failed")).one()
         assert failed.attempts == 1
         assert failed.error == "RuntimeError: failed after writing"
-    assert Job.exists(intake.retry_job_id(failed.id), connection=runtime.redis)
+    assert Job.exists(deliveries.retry_job_id(failed.id), connection=runtime.redis)
 
-    monkeypatch.setattr(processing, "apply", real_apply)
-    job = Job.fetch(intake.retry_job_id(failed.id), connection=runtime.redis)
+    monkeypatch.setattr(apply, "apply", real_apply)
+    job = Job.fetch(deliveries.retry_job_id(failed.id), connection=runtime.redis)
     ScheduledJobRegistry(queue=runtime.queue("intake")).remove(job)
     runtime.queue("intake").enqueue_job(job)
     run_worker(runtime)
@@ -216,7 +215,7 @@ def test_a_checkout_that_fails_inside_a_batch_leaves_no_decision_or_job(
 ) -> None:
     """Its enrollment, planned emails, their decisions and their jobs go with its
     savepoint; the checkout beside it keeps all of its own."""
-    real_apply = processing.apply
+    real_apply = apply.apply
 
     def fails_for_tok_bad(session, shop, event, **kwargs):  # type: ignore[no-untyped-def]
         applied = real_apply(session, shop, event, **kwargs)
@@ -224,7 +223,7 @@ def test_a_checkout_that_fails_inside_a_batch_leaves_no_decision_or_job(
             raise RuntimeError("failed after enrolling")
         return applied
 
-    monkeypatch.setattr(processing, "apply", fails_for_tok_bad)
+    monkeypatch.setattr(apply, "apply", fails_for_tok_bad)
     template = json.loads((FIXTURES / "shopify" / "checkouts_create__customer.json").read_text())
     for n, token in enumerate(["tok-good", "tok-bad"]):
         payload = json.loads(json.dumps(template))
@@ -237,7 +236,7 @@ def test_a_checkout_that_fails_inside_a_batch_leaves_no_decision_or_job(
     with runtime.sessions() as session:
         shop_id = session.scalar(select(Delivery.shop_id).limit(1))
     assert shop_id is not None
-    assert intake.process_batch(runtime, shop_id) == 2
+    assert deliveries.process_batch(runtime, shop_id) == 2
     with runtime.sessions() as session:
         assert session.scalars(select(Enrollment.subject)).all() == ["tok-good"]
         subjects = {
@@ -262,7 +261,7 @@ def test_racing_workers_apply_a_delivery_once(client: FlaskClient, runtime: Runt
 
     def worker() -> None:
         barrier.wait()
-        results.append(intake.process_one(runtime, 1))
+        results.append(deliveries.process_one(runtime, 1))
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
@@ -288,7 +287,7 @@ def test_sweeper_requeues_lost_retries(client: FlaskClient, runtime: Runtime) ->
     run_worker(runtime)
     runtime.redis.flushdb()
     assert sweeper.sweep_once(runtime, grace=0) == {"shops": 0, "failed": 1}
-    assert Job.exists(intake.retry_job_id(1), connection=runtime.redis)
+    assert Job.exists(deliveries.retry_job_id(1), connection=runtime.redis)
     # a second pass does not pile up duplicates
     assert sweeper.sweep_once(runtime, grace=0) == {"shops": 0, "failed": 0}
 
@@ -352,20 +351,20 @@ def backlog(client: FlaskClient, runtime: Runtime, count: int) -> int:
 def test_a_batch_takes_at_most_its_limit_oldest_first(
     client: FlaskClient, runtime: Runtime
 ) -> None:
-    shop_id = backlog(client, runtime, intake.DRAIN_BATCH + 3)
-    assert intake.process_batch(runtime, shop_id) == intake.DRAIN_BATCH
-    assert statuses(runtime) == ["processed"] * intake.DRAIN_BATCH + ["received"] * 3
-    assert intake.process_batch(runtime, shop_id) == 3
+    shop_id = backlog(client, runtime, deliveries.DRAIN_BATCH + 3)
+    assert deliveries.process_batch(runtime, shop_id) == deliveries.DRAIN_BATCH
+    assert statuses(runtime) == ["processed"] * deliveries.DRAIN_BATCH + ["received"] * 3
+    assert deliveries.process_batch(runtime, shop_id) == 3
 
 
 def test_a_drain_past_its_time_leaves_the_rest_to_a_new_job(
     client: FlaskClient, runtime: Runtime
 ) -> None:
-    shop_id = backlog(client, runtime, intake.DRAIN_BATCH + 3)
+    shop_id = backlog(client, runtime, deliveries.DRAIN_BATCH + 3)
     runtime.queue("intake").empty()  # the web edge's own drain job
     clock = stepping_clock()
-    assert intake.drain(runtime, shop_id, budget=0.5, clock=clock) == intake.DRAIN_BATCH
+    assert deliveries.drain(runtime, shop_id, budget=0.5, clock=clock) == deliveries.DRAIN_BATCH
     assert statuses(runtime).count("received") == 3
     assert [job.func_name for job in runtime.queue("intake").jobs] == ["jobs.tasks.drain_shop"]
     run_worker(runtime)
-    assert statuses(runtime) == ["processed"] * (intake.DRAIN_BATCH + 3)
+    assert statuses(runtime) == ["processed"] * (deliveries.DRAIN_BATCH + 3)

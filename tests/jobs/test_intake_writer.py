@@ -24,7 +24,7 @@ from sqlalchemy import event, select, text
 from adapters.platform import WebhookHeaders
 from connector.app import create_app
 from jobs import runtime as runtimes
-from jobs.intake import deliveries as intake
+from jobs.intake import deliveries
 from jobs.intake.writer import DeliveryWriter, IntakeWriteError
 from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
@@ -46,7 +46,7 @@ def row(shop_id: int, delivery_id: str) -> dict[str, Any]:
         delivery_id=delivery_id,
         signature="x",
     )
-    return intake.delivery_row(
+    return deliveries.delivery_row(
         shop_id=shop_id, platform="shopify", headers=headers, raw_headers={}, body=b"{}"
     )
 

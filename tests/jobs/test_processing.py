@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
-from jobs.intake import apply as processing
+from jobs.intake import apply as intake_apply
 from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.store.models import (
@@ -76,7 +76,7 @@ def shop(session: Session) -> Shop:
 
 def apply(session: Session, *events: ev.Event) -> None:
     for event in events:
-        processing.apply(session, shop(session), event, delivery_id=None)
+        intake_apply.apply(session, shop(session), event, delivery_id=None)
     session.commit()
 
 

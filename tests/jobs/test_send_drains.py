@@ -17,11 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapters.platform import DiscountRequest
-from jobs.engine import enrolment as engine
-from jobs.engine import ledger, schedule
-from jobs.intake import apply as processing
+from jobs.engine import enrolment, ledger, schedule
+from jobs.intake import apply
 from jobs.runtime import Runtime
-from jobs.sending import pipeline as send
+from jobs.sending import pipeline
+from jobs.store import queries
 from jobs.store.models import Enrollment, EnrollmentState, Message, MessageState, Shop
 from tests.jobs.engine_support import Harness, checkout, customer
 from tests.support import INSTANT, stepping_clock
@@ -35,7 +35,7 @@ def add_checkouts(h: Harness, count: int, at: datetime, updated: datetime) -> No
         for n in range(count):
             who = customer(f"kund{n}@example.se", customer_id=f"c{n}", at=updated)
             event = checkout(f"tok-{n}", updated, who)
-            processing.apply(session, shop, event, delivery_id=None, at=at)
+            apply.apply(session, shop, event, delivery_id=None, at=at)
         ledger.take_due_work(session)
 
 
@@ -84,7 +84,7 @@ def test_two_drains_side_by_side_send_every_email_once(runtime: Runtime) -> None
 
     def drain() -> None:
         barrier.wait()
-        handled.append(send.drain(h.sender, h.shop_id))
+        handled.append(pipeline.drain(h.sender, h.shop_id))
 
     threads = [threading.Thread(target=drain) for _ in range(2)]
     for thread in threads:
@@ -115,7 +115,7 @@ def test_a_send_that_raises_does_not_hold_up_the_shops_other_emails(
         return real(session, shop, message, contact, at)
 
     courier.compose = compose  # type: ignore[method-assign]
-    assert send.drain(h.sender, h.shop_id) == 6
+    assert pipeline.drain(h.sender, h.shop_id) == 6
     assert states(h) == {MessageState.SENT: 5, MessageState.PLANNED: 1}
     retrying = next(m for m in h.messages() if m.id == broken)
     assert retrying.reason == "retry:prepare_error"
@@ -131,23 +131,23 @@ def test_a_drain_that_keeps_failing_fails_its_job(runtime: Runtime) -> None:
 
     h.sender.courier.compose = compose  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="provider down"):
-        send.drain(h.sender, h.shop_id)
+        pipeline.drain(h.sender, h.shop_id)
     # it gave up after MAX_RAISED; nothing was sent and nothing is lost
     assert states(h) == {MessageState.PLANNED: 12}
-    assert sum(m.attempts for m in h.messages()) == send.MAX_RAISED
+    assert sum(m.attempts for m in h.messages()) == pipeline.MAX_RAISED
 
 
 def test_a_drain_past_its_time_leaves_the_rest_to_a_new_job(runtime: Runtime) -> None:
     h = shop_with_due_emails(runtime, 6)  # 18 emails due
     clock = stepping_clock()
-    assert send.drain(h.sender, h.shop_id, budget=5.5, clock=clock) == 5
+    assert pipeline.drain(h.sender, h.shop_id, budget=5.5, clock=clock) == 5
     assert states(h) == {MessageState.SENT: 5, MessageState.PLANNED: 13}
     # the rest is not held: the next drain takes it at once
     assert all(m.enqueued_at is None for m in h.messages() if m.state == MessageState.PLANNED)
     queue = runtime.queue("messages")
     assert [job.func_name for job in queue.jobs] == ["jobs.tasks.send_due"] * 2  # helper, rest
     assert queue.jobs[0].args == (h.shop_id,)
-    assert send.drain(h.sender, h.shop_id) == 13
+    assert pipeline.drain(h.sender, h.shop_id) == 13
     assert states(h) == {MessageState.SENT: 18}
 
 
@@ -216,7 +216,7 @@ def test_the_last_two_emails_ending_side_by_side_complete_their_enrollment(
     (first, first_token), (second, second_token), (third, third_token) = claims
     with runtime.sessions.begin() as session:
         assert ledger.sent(session, session.merge(third), third_token, at, {})
-        assert not engine.complete_if_done_by_id(session, third.enrollment_id, third.flow, at)
+        assert not enrolment.complete_if_done_by_id(session, third.enrollment_id, third.flow, at)
 
     checked = threading.Event()
     go = threading.Event()
@@ -224,7 +224,7 @@ def test_the_last_two_emails_ending_side_by_side_complete_their_enrollment(
     def finish(message: Message, token: str, wait: threading.Event | None) -> None:
         with runtime.sessions.begin() as session:
             assert ledger.sent(session, session.merge(message), token, at, {})
-            engine.complete_if_done_by_id(session, message.enrollment_id, message.flow, at)
+            enrolment.complete_if_done_by_id(session, message.enrollment_id, message.flow, at)
             if wait is not None:
                 checked.set()
                 assert wait.wait(10)  # still uncommitted while the other one checks
@@ -261,10 +261,11 @@ def test_a_send_locking_its_contact_does_not_deadlock_with_a_decision_about_them
         try:
             with runtime.sessions.begin() as session:
                 params = {"enrollment_id": message.enrollment_id, "contact_id": message.contact_id}
-                enrollment, _shop, _contact = session.execute(send._WITH_CONTACT, params).one()
+                locking = queries.ENROLLMENT_SHOP_AND_CONTACT_FOR_UPDATE
+                enrollment, _shop, _contact = session.execute(locking, params).one()
                 contact_locked.set()
                 assert enrollment_locked.wait(10)
-                engine.end_enrollment(session, enrollment, EnrollmentState.EXITED, "order", at)
+                enrolment.end_enrollment(session, enrollment, EnrollmentState.EXITED, "order", at)
         except BaseException as exc:
             errors.append(exc)
 
@@ -329,7 +330,7 @@ def test_a_discount_is_issued_and_rendered_outside_any_write_transaction(
         issue(shop, request)
 
     book.issue = probing_issue  # type: ignore[method-assign]
-    assert send.drain(h.sender, h.shop_id) == 3
+    assert pipeline.drain(h.sender, h.shop_id) == 3
     assert writer_free == [True]
     third = next(m for m in h.messages() if m.step == "email_3")
     assert third.state == MessageState.SENT
@@ -344,7 +345,7 @@ def plan_checkouts(session: Session, h: Harness, count: int) -> None:
     shop = session.get_one(Shop, h.shop_id)
     for n in range(count):
         who = customer(f"kund{n}@example.se", customer_id=f"c{n}", at=updated)
-        processing.apply(session, shop, checkout(f"tok-{n}", updated, who), delivery_id=None)
+        apply.apply(session, shop, checkout(f"tok-{n}", updated, who), delivery_id=None)
 
 
 def test_a_unit_of_work_hands_its_due_work_to_rq_only_once_it_has_committed(

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from jobs.engine import schedule
-from jobs.intake import deliveries as intake
+from jobs.intake import deliveries
 from jobs.runtime import Runtime
 from jobs.store.models import Delivery, Message, MessageState, Shop
 from jobs.workers import sweeper
@@ -175,7 +175,7 @@ def test_flushing_redis_loses_no_planned_email(client: FlaskClient, runtime: Run
     deliver(client, checkout_payload(datetime.now(UTC) - timedelta(minutes=5)), "d-1")
     with runtime.sessions() as session:
         (delivery_id,) = session.scalars(select(Delivery.id)).all()
-    assert intake.process_one(runtime, delivery_id)  # email 1 queued now, 2 and 3 scheduled
+    assert deliveries.process_one(runtime, delivery_id)  # email 1 queued now, 2 and 3 scheduled
     assert runtime.queue("messages").count == 1
     runtime.redis.flushdb()  # everything RQ held is gone
     run_worker(runtime)
@@ -201,7 +201,7 @@ def _process_all(runtime: Runtime) -> None:
             select(Delivery.id).where(Delivery.status == "received").order_by(Delivery.id)
         ).all()
     for delivery_id in waiting:
-        assert intake.process_one(runtime, delivery_id)
+        assert deliveries.process_one(runtime, delivery_id)
 
 
 def _waiting_jobs(runtime: Runtime) -> list[str]:

@@ -15,7 +15,7 @@ from jobs import shop_settings
 from jobs.engine.policy import Policy, flow_options
 from jobs.flows import registry
 from jobs.flows.model import ConsentPolicy, Option
-from jobs.intake import deliveries as intake
+from jobs.intake import deliveries
 from jobs.merchant.notices import open_notices
 from jobs.runtime import Runtime
 from jobs.store.models import MessageState, Shop
@@ -311,7 +311,7 @@ def test_the_intake_raises_a_notice_listing_each_bad_field_and_clears_it_when_fi
         )
         headers = shopify_headers("customers/create", body, SHOPIFY_SECRET, SHOPIFY_SHOP, f"w{n}")
         assert post(client, "shopify", body, headers).status_code == 200
-        intake.process_batch(runtime, shop_id)
+        deliveries.process_batch(runtime, shop_id)
 
     deliver(1)
     [notice] = notices(runtime, shop_id)

@@ -12,7 +12,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from jobs.intake import deliveries as intake
+from jobs.intake import deliveries
 from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
 from jobs.store.models import Delivery, DeliveryStatus, Order, now
@@ -45,7 +45,7 @@ def store(runtime: Runtime, shop_id: int, key: str, body: bytes) -> int:
         return delivery.id
 
 
-@pytest.mark.parametrize("depth", [intake.MAX_DEPTH + 1, 990, 100_000])
+@pytest.mark.parametrize("depth", [deliveries.MAX_DEPTH + 1, 990, 100_000])
 def test_a_stored_body_nested_too_deep_fails_alone_with_its_reason(
     runtime: Runtime, depth: int
 ) -> None:
@@ -58,7 +58,7 @@ def test_a_stored_body_nested_too_deep_fails_alone_with_its_reason(
     too_deep = store(runtime, shop_id, "sync:2", order(2, b"[" * arrays + b"]" * arrays))
     after = store(runtime, shop_id, "sync:3", order(3))
 
-    assert intake.drain(runtime, shop_id) == 3
+    assert deliveries.drain(runtime, shop_id) == 3
 
     with runtime.sessions() as session:
         rows = {d.id: d for d in session.scalars(select(Delivery))}
@@ -66,4 +66,4 @@ def test_a_stored_body_nested_too_deep_fails_alone_with_its_reason(
     assert rows[before].status == rows[after].status == DeliveryStatus.PROCESSED
     assert orders == {"1", "3"}
     assert rows[too_deep].status == DeliveryStatus.FAILED
-    assert rows[too_deep].error == f"PayloadError: nested deeper than {intake.MAX_DEPTH} levels"
+    assert rows[too_deep].error == f"PayloadError: nested deeper than {deliveries.MAX_DEPTH} levels"

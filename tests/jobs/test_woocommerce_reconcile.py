@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from adapters.woocommerce.client import WEBHOOK_TOPICS
 from jobs.merchant.shops import add_shop
-from jobs.platforms import woocommerce as woocommerce_app
+from jobs.platforms import woocommerce
 from jobs.runtime import Runtime
 from jobs.store.models import (
     Checkout,
@@ -103,7 +103,7 @@ def test_a_missed_order_is_picked_up_once_and_a_rerun_changes_nothing(
     runtime: Runtime, store: FakeStore, shop_id: int
 ) -> None:
     store.orders = [PENDING]
-    assert woocommerce_app.reconcile(runtime, shop_id)["missed"] == 1
+    assert woocommerce.reconcile(runtime, shop_id)["missed"] == 1
     run_worker(runtime)
     with runtime.sessions() as session:
         checkout = session.scalars(select(Checkout)).one()
@@ -115,7 +115,7 @@ def test_a_missed_order_is_picked_up_once_and_a_rerun_changes_nothing(
     # the cursor starts at the connect, not at the store's beginning of time
     assert "modified_after=" in store.order_queries[0]
 
-    again = woocommerce_app.reconcile(runtime, shop_id)
+    again = woocommerce.reconcile(runtime, shop_id)
     run_worker(runtime)
     assert again == {"orders_seen": 1, "customers_seen": 0, "missed": 0, "reactivated": 0}
     with runtime.sessions() as session:
@@ -136,7 +136,7 @@ def test_what_a_webhook_already_brought_is_not_stored_again(
         assert web.post("/webhooks/woocommerce", data=body, headers=headers).status_code == 200
     run_worker(runtime)
     store.orders = [PENDING]
-    assert woocommerce_app.reconcile(runtime, shop_id)["missed"] == 0
+    assert woocommerce.reconcile(runtime, shop_id)["missed"] == 0
     with runtime.sessions() as session:
         assert count(session, Delivery) == 1
 
@@ -145,7 +145,7 @@ def test_a_newer_version_of_a_known_order_is_stored(
     runtime: Runtime, store: FakeStore, shop_id: int
 ) -> None:
     store.orders = [PENDING]
-    woocommerce_app.reconcile(runtime, shop_id)
+    woocommerce.reconcile(runtime, shop_id)
     run_worker(runtime)
     paid = {
         **PENDING,
@@ -154,7 +154,7 @@ def test_a_newer_version_of_a_known_order_is_stored(
         "date_modified_gmt": "2026-09-14T20:01:00",
     }
     store.orders = [paid]
-    assert woocommerce_app.reconcile(runtime, shop_id)["missed"] == 1
+    assert woocommerce.reconcile(runtime, shop_id)["missed"] == 1
     run_worker(runtime)
     with runtime.sessions() as session:
         assert session.scalars(select(Checkout)).one().status == "completed"
@@ -164,14 +164,14 @@ def test_a_disabled_webhook_is_reactivated_and_the_merchant_told(
     runtime: Runtime, store: FakeStore, shop_id: int
 ) -> None:
     store.hooks["2"]["status"] = "disabled"
-    assert woocommerce_app.reconcile(runtime, shop_id)["reactivated"] == 1
+    assert woocommerce.reconcile(runtime, shop_id)["reactivated"] == 1
     assert store.hooks["2"]["status"] == "active"
     with runtime.sessions() as session:
         notice = session.scalars(select(Notice)).one()
         row = session.scalars(
             select(Subscription).where(Subscription.topic == "order.updated")
         ).one()
-    assert notice.code == woocommerce_app.NOTICE_DISABLED
+    assert notice.code == woocommerce.NOTICE_DISABLED
     assert "order.updated" in notice.message
     assert row.status == "active"
 
@@ -180,18 +180,18 @@ def test_an_unreachable_store_is_a_notice_and_a_failed_job(runtime: Runtime, sho
     with responses.RequestsMock() as mock:
         mock.get(f"{API}/orders", status=401, json={"code": "woocommerce_rest_cannot_view"})
         with pytest.raises(Exception, match="401"):
-            woocommerce_app.reconcile(runtime, shop_id)
+            woocommerce.reconcile(runtime, shop_id)
     with runtime.sessions() as session:
-        assert session.scalars(select(Notice.code)).all() == [woocommerce_app.NOTICE_API]
+        assert session.scalars(select(Notice.code)).all() == [woocommerce.NOTICE_API]
 
 
 def test_due_stores_get_one_job_each(runtime: Runtime, store: FakeStore, shop_id: int) -> None:
-    assert woocommerce_app.schedule_due(runtime) == 1
-    assert woocommerce_app.schedule_due(runtime) == 0  # its job is still waiting
+    assert woocommerce.schedule_due(runtime) == 1
+    assert woocommerce.schedule_due(runtime) == 0  # its job is still waiting
     run_worker(runtime)
-    assert woocommerce_app.schedule_due(runtime) == 0  # reconciled just now
-    later = now() + woocommerce_app.INTERVAL + timedelta(minutes=1)
-    assert woocommerce_app.schedule_due(runtime, later) == 1
+    assert woocommerce.schedule_due(runtime) == 0  # reconciled just now
+    later = now() + woocommerce.INTERVAL + timedelta(minutes=1)
+    assert woocommerce.schedule_due(runtime, later) == 1
 
 
 def test_the_store_is_asked_before_a_reminder_and_a_paid_order_gets_none(
@@ -200,7 +200,7 @@ def test_the_store_is_asked_before_a_reminder_and_a_paid_order_gets_none(
     from jobs.store.models import Message
 
     store.orders = [PENDING]
-    woocommerce_app.reconcile(runtime, shop_id)
+    woocommerce.reconcile(runtime, shop_id)
     # paid at the store, but the webhook saying so never came
     store.orders = [{**PENDING, "status": "processing", "date_paid_gmt": "2026-09-14T20:01:00"}]
     run_worker(runtime)

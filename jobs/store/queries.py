@@ -1,0 +1,323 @@
+"""Named queries: the statements the hot paths run, built once at import.
+
+Each is run with its values as parameters, so SQLAlchemy reuses its compiled
+form; building a statement per call cost more CPU than running it. Where a
+statement's shape depends on its arguments (the columns a move sets, a
+dialect), a builder makes each shape once and caches it.
+
+Grouped by the subsystem that runs them; each says what it is for and who
+runs it. Nothing else of jobs is imported here: the store is its lowest layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from emails.content import MessageKind
+from jobs.store.models import (
+    Attribution,
+    Checkout,
+    Contact,
+    Delivery,
+    Engagement,
+    Enrollment,
+    EnrollmentState,
+    Message,
+    MessageState,
+    Order,
+    OrderStatus,
+    Shop,
+    StoredEvent,
+    Suppression,
+)
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The INSERT construct with ``on_conflict_do_nothing`` for the dialect (by name)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+# --- the store -------------------------------------------------------------------
+
+#: a checkout by its token, for jobs.store.rows (remembered for the transaction)
+CHECKOUT_BY_TOKEN = select(Checkout).where(
+    Checkout.shop_id == bindparam("shop_id"), Checkout.token == bindparam("value")
+)
+#: an order by the platform's order id, for jobs.store.rows (remembered likewise)
+ORDER_BY_ORDER_ID = select(Order).where(
+    Order.shop_id == bindparam("shop_id"), Order.order_id == bindparam("value")
+)
+
+_INSERT_NEW: dict[tuple[str, type, tuple[str, ...]], Any] = {}
+
+
+def insert_new(dialect: str, model: type, unique: tuple[str, ...]) -> Any:
+    """``INSERT .. ON CONFLICT (unique) DO NOTHING RETURNING`` the model's rows, built
+    once per dialect, model and constraint (jobs.store.db.insert_new runs it)."""
+    key = (dialect, model, unique)
+    statement = _INSERT_NEW.get(key)
+    if statement is None:
+        statement = _INSERT_NEW[key] = (
+            dialect_insert(dialect)(model)
+            .on_conflict_do_nothing(index_elements=list(unique))
+            .returning(model)
+        )
+    return statement
+
+
+# --- intake ----------------------------------------------------------------------
+
+
+def _insert_deliveries(dialect: str) -> Any:
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING, built once per dialect.
+
+    Building it per request (``.values(**row)``) cost more CPU than the database
+    round trip itself. RETURNING names the key as well as the id, so a
+    multi-row insert tells which rows were new.
+    """
+    table = Delivery.__table__
+    assert isinstance(table, Table)
+    return (
+        dialect_insert(dialect)(table)
+        .on_conflict_do_nothing(index_elements=["shop_id", "delivery_key"])
+        .returning(table.c.id, table.c.shop_id, table.c.delivery_key)
+    )
+
+
+#: stores the deliveries not stored before, by dialect name (jobs.intake.deliveries)
+INSERT_NEW_DELIVERIES = {name: _insert_deliveries(name) for name in ("postgresql", "sqlite")}
+
+#: appends to the event log, run on the connection with no unit of work
+#: (jobs.intake.apply)
+INSERT_STORED_EVENT = insert(StoredEvent).returning(StoredEvent.id)
+#: a contact by the platform's customer id (jobs.intake.apply finds whom an event is about)
+CONTACT_BY_CUSTOMER_ID = select(Contact).where(
+    Contact.shop_id == bindparam("shop_id"), Contact.customer_id == bindparam("key")
+)
+#: a contact by address, when the customer id found nobody (jobs.intake.apply)
+CONTACT_BY_EMAIL = select(Contact).where(
+    Contact.shop_id == bindparam("shop_id"), Contact.email == bindparam("key")
+)
+#: what a contact's order statistics are made of (jobs.intake.apply recomputes them)
+COUNTED_ORDERS_OF_CONTACT = select(Order.shop_total, Order.total, Order.placed_at).where(
+    Order.contact_id == bindparam("contact_id"),
+    Order.test.is_(False),
+    Order.status.not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
+)
+#: an order that completed a checkout, if it came before the checkout's event
+#: (jobs.intake.apply)
+ORDER_FOR_CHECKOUT = select(Order.placed_at, Order.order_id).where(
+    Order.shop_id == bindparam("shop_id"), Order.checkout_token == bindparam("token")
+)
+
+
+# --- flows -----------------------------------------------------------------------
+
+#: did the contact place a real order since then (jobs.flows.context, for conditions)
+CONTACT_ORDERED_SINCE = select(
+    exists().where(
+        Order.shop_id == bindparam("shop_id"),
+        Order.contact_id == bindparam("contact_id"),
+        Order.test.is_(False),
+        Order.placed_at >= bindparam("since"),
+        Order.status != OrderStatus.CANCELLED,
+    )
+)
+
+
+# --- the engine: enrolment -------------------------------------------------------
+
+
+def _enrollments_about(contact: bool, subjects: bool) -> Any:
+    about = []
+    if contact:
+        about.append(Enrollment.contact_id == bindparam("contact_id"))
+    if subjects:
+        about.append(Enrollment.subject.in_(bindparam("subjects", expanding=True)))
+    return (
+        select(Enrollment)
+        .where(
+            Enrollment.shop_id == bindparam("shop_id"),
+            Enrollment.state == EnrollmentState.ACTIVE,
+            or_(*about),
+        )
+        .order_by(Enrollment.id)
+    )
+
+
+#: active enrollments about a contact, some subjects, or either, keyed by
+#: (contact?, subjects?) (jobs.engine.enrolment checks their exits on each event)
+ACTIVE_ENROLLMENTS_ABOUT = {
+    (contact, subjects): _enrollments_about(contact, subjects)
+    for contact, subjects in ((True, False), (False, True), (True, True))
+}
+#: locks an enrollment while it is active, before jobs.engine.enrolment completes it.
+#: FOR NO KEY UPDATE, as an UPDATE takes: rows that only refer to the enrollment
+#: (decisions written by other transactions) need not wait for it
+ACTIVE_ENROLLMENT_FOR_UPDATE = (
+    select(Enrollment.id)
+    .where(Enrollment.id == bindparam("enrollment_id"), Enrollment.state == EnrollmentState.ACTIVE)
+    .with_for_update(key_share=True)
+)
+#: completes an active enrollment past its last step with no message pending
+#: (jobs.engine.enrolment)
+COMPLETE_ENROLLMENT = (
+    update(Enrollment)
+    .where(
+        Enrollment.id == bindparam("enrollment_id"),
+        Enrollment.state == EnrollmentState.ACTIVE,
+        Enrollment.step_index >= bindparam("steps"),
+        ~select(Message.id)
+        .where(
+            Message.enrollment_id == bindparam("enrollment_id"),
+            Message.state.in_([MessageState.PLANNED, MessageState.SENDING, MessageState.HANDED]),
+        )
+        .exists(),
+    )
+    .values(state=EnrollmentState.COMPLETED, ended_at=bindparam("at"))
+    .execution_options(synchronize_session=False)
+)
+
+
+# --- the engine: the message ledger ----------------------------------------------
+
+_MOVES: dict[tuple[tuple[str, ...], bool, tuple[str, ...]], Any] = {}
+
+
+def move_message(frm: tuple[str, ...], token: bool, names: tuple[str, ...]) -> Any:
+    """The conditional UPDATE for one kind of move of a message's state (from the
+    states ``frm``, under its claim token if ``token``, setting the columns
+    ``names``), built once per kind and given its values as parameters
+    (jobs.engine.ledger moves every message with one)."""
+    key = (frm, token, names)
+    statement = _MOVES.get(key)
+    if statement is None:
+        condition = [Message.id == bindparam("moving_id"), Message.state.in_(frm)]
+        if token:
+            condition.append(Message.claim_token == bindparam("moving_token"))
+        statement = _MOVES[key] = (
+            update(Message)
+            .where(*condition)
+            .values({name: bindparam(f"new_{name}") for name in names})
+            .execution_options(synchronize_session=False)
+        )
+    return statement
+
+
+#: planned -> sending if due, and the row read back (jobs.engine.ledger.claim)
+CLAIM_MESSAGE = (
+    update(Message)
+    .where(
+        Message.id == bindparam("message_id"),
+        Message.state == MessageState.PLANNED,
+        Message.due_at <= bindparam("at"),
+    )
+    .values(
+        state=MessageState.SENDING,
+        claim_token=bindparam("token"),
+        claimed_at=bindparam("at"),
+        attempts=Message.attempts + 1,
+    )
+    .returning(Message)
+    .execution_options(populate_existing=True)
+)
+#: a message's state and due time: why a claim failed (jobs.engine.ledger.claim)
+MESSAGE_STATE_AND_DUE = select(Message.state, Message.due_at).where(
+    Message.id == bindparam("message_id")
+)
+#: a message's enrollment and contact, read before its claim (jobs.engine.ledger.refs_of)
+MESSAGE_REFS = select(Message.enrollment_id, Message.contact_id).where(
+    Message.id == bindparam("message_id")
+)
+
+
+# --- the engine: guards and suppressions -----------------------------------------
+
+#: states that hold a slot against the frequency caps
+OCCUPYING = (MessageState.SENT, MessageState.HANDED, MessageState.SENDING)
+
+
+def _other_marketing(*condition: Any) -> Any:
+    """The contact's other marketing messages (the one being judged left out)."""
+    return (
+        Message.contact_id == bindparam("contact_id"),
+        Message.kind == MessageKind.MARKETING,
+        Message.id != bindparam("message_id"),
+        *condition,
+    )
+
+
+# when the contact's other marketing emails went (or are going) out
+_TAKEN = (
+    select(func.coalesce(Message.sent_at, Message.claimed_at).label("at"))
+    .where(*_other_marketing(Message.state.in_(OCCUPYING)))
+    .subquery()
+)
+#: when the contact's other marketing emails went (or are going) out, since a time
+#: (jobs.engine.guards, for the gap and weekly caps)
+OTHER_MARKETING_SENT_SINCE = select(_TAKEN.c.at).where(_TAKEN.c.at >= bindparam("since"))
+#: the latest higher-priority marketing email due near a slot (jobs.engine.guards,
+#: for the priority cap)
+HIGHER_PRIORITY_DUE_NEAR = select(func.max(Message.due_at)).where(
+    *_other_marketing(
+        Message.state == MessageState.PLANNED,
+        Message.priority > bindparam("priority"),
+        Message.due_at > bindparam("after"),
+        Message.due_at <= bindparam("until"),
+    )
+)
+#: the scopes an address is suppressed for, by its plain or erased form
+#: (jobs.engine.suppressions, asked by the guards)
+SUPPRESSION_SCOPES_OF_ADDRESS = select(Suppression.scope).where(
+    Suppression.shop_id == bindparam("shop_id"),
+    Suppression.email.in_([bindparam("email"), bindparam("erased")]),
+)
+
+
+# --- sending ---------------------------------------------------------------------
+
+#: a message's enrollment and shop, when it has no contact (jobs.sending.pipeline)
+ENROLLMENT_AND_SHOP = (
+    select(Enrollment, Shop)
+    .join(Shop, Shop.id == Enrollment.shop_id)
+    .where(Enrollment.id == bindparam("enrollment_id"))
+)
+#: a message's enrollment and shop, and its contact locked so that two of their
+#: messages cannot both take one slot of the caps (jobs.sending.pipeline). FOR NO
+#: KEY UPDATE, as an UPDATE takes: it excludes the contact's other sends and the
+#: intake of their events, but not rows that only refer to the contact (the
+#: decisions another transaction commits), which would otherwise deadlock with a send
+ENROLLMENT_SHOP_AND_CONTACT_FOR_UPDATE = (
+    select(Enrollment, Shop, Contact)
+    .join(Shop, Shop.id == Enrollment.shop_id)
+    .join(Contact, Contact.id == bindparam("contact_id"))
+    .where(Enrollment.id == bindparam("enrollment_id"))
+    .with_for_update(of=Contact, key_share=True)
+    .execution_options(populate_existing=True)
+)
+
+
+# --- reports ---------------------------------------------------------------------
+
+#: the attribution of an order, if it was credited (jobs.reports.attribution)
+ATTRIBUTION_OF_ORDER = select(Attribution.id).where(
+    Attribution.order_row_id == bindparam("order_row_id")
+)
+#: the contact's last engagement of the given kinds in the attribution window,
+#: with its message's flow (jobs.reports.attribution credits the order to it)
+LAST_ENGAGEMENT_IN_WINDOW = (
+    select(Engagement.message_id, Engagement.at, Message.flow)
+    .join(Message, Message.id == Engagement.message_id)
+    .where(
+        Engagement.shop_id == bindparam("shop_id"),
+        Engagement.contact_id == bindparam("contact_id"),
+        Engagement.kind.in_(bindparam("kinds", expanding=True)),
+        Engagement.at <= bindparam("until"),
+        Engagement.at >= bindparam("since"),
+    )
+    .order_by(Engagement.at.desc(), Engagement.id.desc())
+    .limit(1)
+)
