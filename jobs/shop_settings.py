@@ -103,7 +103,7 @@ class Branding:
 
 
 @dataclass(frozen=True)
-class Sender:
+class SenderSettings:
     name: str | None
     address: str | None
     reply_to: str | None
@@ -130,7 +130,7 @@ class ShopSettings:
     """A shop's effective settings: every field typed, defaults filled in."""
 
     branding: Branding
-    sender: Sender
+    sender: SenderSettings
     engine: EngineSettings
     consent: ConsentRule
     #: template -> language -> "subject" | "heading" | "body" -> the merchant's text
@@ -649,7 +649,7 @@ def _plain(value: Any) -> Any:
 def _typed(data: Mapping[str, Any], problems: list[Problem]) -> ShopSettings:
     return ShopSettings(
         branding=Branding(**data["branding"]),
-        sender=Sender(**data["sender"]),
+        sender=SenderSettings(**data["sender"]),
         engine=EngineSettings(**data["engine"]),
         consent=ConsentRule(**data["consent"]),
         copy=_frozen(data["copy"]),
