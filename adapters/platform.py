@@ -234,6 +234,27 @@ class LiveOrderState:
 
 
 @dataclass(frozen=True)
+class LiveQuestion:
+    """What the re-check right before a send asks a shop's API (a flow's ``live_check``).
+
+    ``order_id``: that order's state, where paid, cancelled or refunded ends the
+    enrollment (a checkout that is a pending order). ``email`` with ``since``:
+    whether that customer placed an order at or after ``since`` (a checkout
+    that becomes a separate order when it completes).
+    """
+
+    order_id: str | None = None
+    email: str | None = None
+    since: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if (self.order_id is None) == (self.email is None):
+            raise ValueError("a live question asks about an order or a customer, one of them")
+        if self.email is not None and (self.since is None or self.since.tzinfo is None):
+            raise ValueError("a customer's orders are asked since an aware time")
+
+
+@dataclass(frozen=True)
 class LiveProduct:
     product_id: str
     title: str
@@ -256,6 +277,11 @@ class AdminClient(Protocol):
 
     def order_state(self, order_id: str) -> LiveOrderState | None:
         """The order's current state, or None if the platform no longer has it."""
+        ...
+
+    def ordered_since(self, email: str, since: datetime) -> LiveOrderState | None:
+        """The customer's first order placed at or after ``since`` that counts (not a
+        test, not cancelled), or None if there is none."""
         ...
 
     def products(self, product_ids: Iterable[str]) -> list[LiveProduct]:

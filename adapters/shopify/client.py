@@ -205,17 +205,18 @@ class ShopifyAdmin:
 
     def order_state(self, order_id: str) -> LiveOrderState | None:
         order = self.graphql(ORDER_STATE, {"id": gid("Order", order_id)}).get("order")
-        if not order:
-            return None
-        financial = order.get("displayFinancialStatus")
-        return LiveOrderState(
-            order_id=legacy_id(order["id"]),
-            paid=financial in PAID_STATUSES,
-            cancelled=order.get("cancelledAt") is not None,
-            refunded=financial == "REFUNDED",
-            financial_status=financial.lower() if financial else None,
-            fulfillment_status=(order.get("displayFulfillmentStatus") or "").lower() or None,
-        )
+        return _order_state(order) if order else None
+
+    def ordered_since(self, email: str, since: datetime) -> LiveOrderState | None:
+        """The customer's first order since ``since``, through the ``orders`` search
+        (``email`` and ``created_at`` filters of Shopify's search syntax; needs
+        read_orders). Test and cancelled orders are passed over, as in our store."""
+        search = f"email:{_quoted(email)} created_at:>={_quoted(since.astimezone(UTC).isoformat())}"
+        found = self.graphql(ORDERED_SINCE, {"query": search}).get("orders") or {}
+        for order in found.get("nodes") or []:
+            if order and order.get("id") and not order.get("test") and not order.get("cancelledAt"):
+                return _order_state(order)
+        return None
 
     def products(self, product_ids: Iterable[str]) -> list[LiveProduct]:
         ids = [gid("Product", p) for p in product_ids]
@@ -288,6 +289,24 @@ class ShopifyAdmin:
 PAID_STATUSES = frozenset({"PAID", "PARTIALLY_REFUNDED", "REFUNDED"})
 
 
+def _order_state(order: Mapping[str, Any]) -> LiveOrderState:
+    financial = order.get("displayFinancialStatus")
+    return LiveOrderState(
+        order_id=legacy_id(str(order["id"])),
+        paid=financial in PAID_STATUSES,
+        cancelled=order.get("cancelledAt") is not None,
+        refunded=financial == "REFUNDED",
+        financial_status=financial.lower() if financial else None,
+        fulfillment_status=(order.get("displayFulfillmentStatus") or "").lower() or None,
+    )
+
+
+def _quoted(value: str) -> str:
+    """A search syntax value in double quotes (dates must be quoted; an email may hold
+    characters the syntax treats as special)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _throttle_wait(body: Mapping[str, Any]) -> float:
     cost = (body.get("extensions") or {}).get("cost") or {}
     status = cost.get("throttleStatus") or {}
@@ -336,6 +355,15 @@ query ShopDetails {
 ORDER_STATE = """
 query OrderState($id: ID!) {
   order(id: $id) { id cancelledAt displayFinancialStatus displayFulfillmentStatus }
+}"""
+
+#: ``orders`` with a search ``query`` (shopify.dev/docs/api/admin-graphql/latest/queries/orders,
+#: filters ``email`` and ``created_at``; syntax: shopify.dev/docs/api/usage/search-syntax)
+ORDERED_SINCE = """
+query OrderedSince($query: String!) {
+  orders(first: 10, sortKey: CREATED_AT, query: $query) {
+    nodes { id createdAt test cancelledAt displayFinancialStatus displayFulfillmentStatus }
+  }
 }"""
 
 PRODUCTS = """

@@ -167,16 +167,26 @@ class WooCommerceApi:
         response = self.call("GET", f"orders/{order_id}", allow=frozenset({404}))
         if response.status_code == 404:
             return None
-        order = _json(response)
-        status = str(order.get("status") or "")
-        return LiveOrderState(
-            order_id=str(order["id"]),
-            paid=status in PAID_STATUSES or bool(order.get("date_paid_gmt")),
-            cancelled=status == "cancelled",
-            refunded=status == "refunded",
-            financial_status=status or None,
-            fulfillment_status="fulfilled" if status == "completed" else None,
-        )
+        return _order_state(_json(response))
+
+    def ordered_since(self, email: str, since: datetime) -> LiveOrderState | None:
+        # ``search`` matches more than the billing email, so the email is compared here;
+        # only orders that went ahead count (not pending, failed, cancelled or drafts)
+        params = {
+            "search": email,
+            "after": gmt(since),
+            "dates_are_gmt": "true",
+            "status": ",".join(sorted(PAID_STATUSES | {"on-hold"})),
+            "orderby": "date",
+            "order": "asc",
+            "per_page": 20,
+        }
+        found = _json(self.call("GET", "orders", params=params))
+        for order in found if isinstance(found, list) else []:
+            billing = order.get("billing") or {}
+            if str(billing.get("email") or "").strip().lower() == email.strip().lower():
+                return _order_state(order)
+        return None
 
     def products(self, product_ids: Iterable[str]) -> list[LiveProduct]:
         ids = [str(p) for p in product_ids]
@@ -239,6 +249,18 @@ class WooCommerceApi:
         return self.pages(
             "customers", {"orderby": "registered_date", "order": "desc", "role": "all"}
         )
+
+
+def _order_state(order: Mapping[str, Any]) -> LiveOrderState:
+    status = str(order.get("status") or "")
+    return LiveOrderState(
+        order_id=str(order["id"]),
+        paid=status in PAID_STATUSES or bool(order.get("date_paid_gmt")),
+        cancelled=status == "cancelled",
+        refunded=status == "refunded",
+        financial_status=status or None,
+        fulfillment_status="fulfilled" if status == "completed" else None,
+    )
 
 
 def _json(response: requests.Response) -> Any:

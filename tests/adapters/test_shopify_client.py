@@ -316,6 +316,55 @@ def test_order_state_reads_payment_cancellation_and_refunds() -> None:
     assert sent(0)["variables"] == {"id": "gid://shopify/Order/6123456789012"}
 
 
+def _order(number: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": f"gid://shopify/Order/{number}",
+        "createdAt": "2026-09-14T17:20:00Z",
+        "test": False,
+        "cancelledAt": None,
+        "displayFinancialStatus": "PAID",
+        "displayFulfillmentStatus": "UNFULFILLED",
+        **fields,
+    }
+
+
+@responses.activate
+def test_a_customers_order_since_a_time_is_searched_by_email_and_creation_time() -> None:
+    responses.post(
+        ENDPOINT,
+        json={
+            "data": {
+                "orders": {
+                    "nodes": [
+                        _order("1", test=True),  # a Bogus-gateway order: not a purchase
+                        _order("2", cancelledAt="2026-09-14T17:25:00Z"),
+                        _order("6123456789012"),
+                    ]
+                }
+            }
+        },
+    )
+    admin, _ = client()
+    since = datetime(2026, 9, 14, 19, 2, 11, tzinfo=UTC)
+    state = admin.ordered_since("astrid@example.se", since)
+    assert state is not None
+    assert (state.order_id, state.paid) == ("6123456789012", True)
+    body = sent(0)
+    assert "orders(first: 10, sortKey: CREATED_AT, query: $query)" in body["query"]
+    assert body["variables"] == {
+        "query": 'email:"astrid@example.se" created_at:>="2026-09-14T19:02:11+00:00"'
+    }
+
+
+@responses.activate
+def test_no_order_since_is_none_and_quotes_in_an_address_stay_inside_the_value() -> None:
+    responses.post(ENDPOINT, json={"data": {"orders": {"nodes": []}}})
+    admin, _ = client()
+    since = datetime(2026, 9, 14, 19, 2, 11, tzinfo=UTC)
+    assert admin.ordered_since('"odd" created_at:<0"@example.se', since) is None
+    assert sent(0)["variables"]["query"].startswith(r'email:"\"odd\" created_at:<0\"@example.se" ')
+
+
 @responses.activate
 def test_products_come_back_with_image_url_price_and_availability() -> None:
     responses.post(

@@ -142,6 +142,31 @@ def test_order_state_by_status(
 
 
 @responses.activate
+def test_a_customers_order_since_a_time_is_found_by_her_billing_email_only() -> None:
+    # ``search`` matches other fields too: an order naming her elsewhere does not count
+    other = {"id": 4815, "status": "processing", "billing": {"email": "olle@example.com"}}
+    hers = {"id": 4816, "status": "on-hold", "billing": {"email": "Elias.Nyberg@example.com"}}
+    responses.get(f"{API}/orders", json=[other, hers])
+    api, _ = client()
+    since = datetime(2026, 9, 14, 17, 2, 11, tzinfo=UTC)
+    state = api.ordered_since("elias.nyberg@example.com", since)
+    assert state is not None
+    assert state.order_id == "4816"
+    asked = query(0)
+    assert asked["search"] == ["elias.nyberg@example.com"]
+    assert asked["after"] == ["2026-09-14T17:02:11"]
+    assert asked["dates_are_gmt"] == ["true"]
+    assert asked["status"] == ["completed,on-hold,processing,refunded"]
+
+
+@responses.activate
+def test_a_customer_without_orders_since_is_none() -> None:
+    responses.get(f"{API}/orders", json=[])
+    since = datetime(2026, 9, 14, 17, 2, 11, tzinfo=UTC)
+    assert client()[0].ordered_since("elias.nyberg@example.com", since) is None
+
+
+@responses.activate
 def test_a_deleted_order_is_none_and_a_server_error_is_transient() -> None:
     responses.get(
         f"{API}/orders/1", status=404, json={"code": "woocommerce_rest_shop_order_invalid_id"}
