@@ -3,8 +3,11 @@
 Emails at 1 h, 24 h and 72 h after the checkout was last updated (a later
 update pushes them back); the third may carry a personal discount code. It
 ends when that checkout completes or the contact places any order after the
-checkout began. Marketing mail: by default only to subscribed contacts; the
-shop may choose the documented softer policy for past customers.
+checkout began (asked of the store itself right before each send, where its
+API can say), or when nothing in the cart is for sale any more; products no
+longer for sale are left out of the emails. Marketing mail: by default only to
+subscribed contacts; the shop may choose the documented softer policy for past
+customers.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from adapters import events as ev
-from adapters.platform import Platform
+from adapters.platform import LiveQuestion, Platform
 from jobs.flows.context import FlowContext
 from jobs.flows.model import (
     Exit,
@@ -54,17 +57,27 @@ def _recoverable(ctx: FlowContext) -> bool:
     )
 
 
-def _ordered(ctx: FlowContext) -> bool:
+def _began(ctx: FlowContext) -> datetime:
     checkout = ctx.checkout
-    since = (checkout.platform_created_at if checkout else None) or (
+    return (checkout.platform_created_at if checkout else None) or (
         ctx.enrollment.entered_at if ctx.enrollment else ctx.now
     )
-    return ctx.ordered_since(since)
 
 
-def _pending_order(platform: Platform, subject: str) -> str | None:
-    """Where an abandoned checkout is a pending order, ask the store if it got paid."""
-    return subject if platform.checkout_is_pending_order else None
+def _ordered(ctx: FlowContext) -> bool:
+    return ctx.ordered_since(_began(ctx))
+
+
+def _live_question(platform: Platform, ctx: FlowContext) -> LiveQuestion | None:
+    """Ask the store whether the checkout went ahead after all: where an abandoned
+    checkout is a pending order, whether that order got paid; elsewhere, whether
+    its customer placed an order since it began."""
+    if platform.checkout_is_pending_order:
+        return LiveQuestion(order_id=ctx.subject)
+    checkout = ctx.checkout
+    if checkout is None or checkout.email is None:
+        return None
+    return LiveQuestion(email=checkout.email, since=_began(ctx))
 
 
 FLOW = Flow(
@@ -100,10 +113,13 @@ FLOW = Flow(
             _ordered,
             on=(ev.OrderPlaced, ev.OrderPaid),
         ),
+        # asked before each send: products are sold out or withdrawn without a word to
+        # the checkout (a reminder for a cart of which nothing can be bought is noise)
+        Exit("items_unavailable", lambda ctx: ctx.checkout_items_gone),
     ),
     reentry=Reentry.PER_SUBJECT,
     subject_kind=SubjectKind.CHECKOUT,
-    live_order=_pending_order,
+    live_check=_live_question,
     options=(
         # delays count from the checkout's last update, not from the previous email
         Option(

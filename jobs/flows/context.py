@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -23,6 +23,32 @@ from jobs.store.models import (
     Product,
     Shop,
 )
+
+#: product statuses meaning the product is off the shop, in the platforms' words
+#: (archived or draft; private, pending review or trashed)
+OFF_SALE_STATUSES = frozenset({"archived", "draft", "private", "pending", "trash"})
+
+
+def unavailable_products(session: Session, shop_id: int, product_ids: Iterable[str]) -> set[str]:
+    """Of these products, the ones the store knows are no longer for sale: none of
+    them left to sell, or taken off the shop.
+
+    A product the store has never heard of (no product webhook came for it) is
+    not among them: we cannot know, so it counts as available.
+    """
+    ids = {str(p) for p in product_ids if p}
+    if not ids:
+        return set()
+    found = session.execute(
+        select(Product.product_id, Product.status, Product.available).where(
+            Product.shop_id == shop_id, Product.product_id.in_(ids)
+        )
+    )
+    return {
+        row.product_id
+        for row in found
+        if row.available is False or (row.status or "").lower() in OFF_SALE_STATUSES
+    }
 
 
 @dataclass
@@ -55,6 +81,20 @@ class FlowContext:
                 Product.shop_id == self.shop.id, Product.product_id == self.subject
             )
         )
+
+    @cached_property
+    def checkout_items_gone(self) -> bool:
+        """Every item of the checkout is a product the store no longer sells.
+
+        An item without a product (a custom item) or of a product we never
+        heard of is still there as far as we know, so then it is False.
+        """
+        checkout = self.checkout
+        items = (checkout.data.get("line_items") or []) if checkout is not None else []
+        ids = [str(item["product_id"]) for item in items if item.get("product_id")]
+        if not items or len(ids) < len(items):
+            return False
+        return set(ids) <= unavailable_products(self.session, self.shop.id, ids)
 
     def checkout_completed(self) -> bool:
         checkout = self.checkout

@@ -42,7 +42,7 @@ from emails.content import MessageKind as MessageKind
 if TYPE_CHECKING:
     from sqlalchemy import Select
 
-    from adapters.platform import Platform
+    from adapters.platform import LiveQuestion, Platform
     from jobs.flows.context import FlowContext
 
 
@@ -382,12 +382,11 @@ class Flow:
     subject_kind: SubjectKind = SubjectKind.CHECKOUT
     #: the email's main link instead of the kind's (e.g. the review page of what was bought)
     link: Callable[[SubjectView], str | None] | None = None
-    #: the platform order whose live state is asked right before a send (the
-    #: optional late re-check through the shop's API), from the shop's platform
-    #: (what it declares, e.g. ``checkout_is_pending_order``) and the
-    #: enrollment's subject: paid, cancelled or refunded there ends the
-    #: enrollment even if its webhook never came
-    live_order: Callable[[Platform, str], str | None] | None = None
+    #: what the optional late re-check asks the shop's API right before a send,
+    #: from the shop's platform (what it declares, e.g. ``checkout_is_pending_order``)
+    #: and the state of the moment: an order paid, cancelled or refunded there, or
+    #: the customer's order since, ends the enrollment even if its webhook never came
+    live_check: Callable[[Platform, FlowContext], LiveQuestion | None] | None = None
     #: options a shop may tune, besides the common ones (:data:`COMMON_OPTIONS`);
     #: an option named like a common one replaces it (another default)
     options: tuple[Option, ...] = ()

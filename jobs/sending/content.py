@@ -6,7 +6,7 @@ enrollment's subject at send time:
 =========  ==========================================  ==========================
 kind       products                                    main link
 =========  ==========================================  ==========================
-checkout   the checkout's line items                   the checkout's recovery link
+checkout   its line items still for sale               the checkout's recovery link
 order      the order's line items                      the order status page
 contact    none                                        the shop's home page
 product    that product                                the product's page
@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.events import Money
+from jobs.flows.context import unavailable_products
 from jobs.flows.model import Flow, ProductLine, SubjectKind, SubjectView
 from jobs.store import rows
 from jobs.store.models import Enrollment, Product, Shop
@@ -60,10 +61,18 @@ def checkout_view(session: Session, shop: Shop, enrollment: Enrollment) -> Subje
         kind=SubjectKind.CHECKOUT,
         subject=enrollment.subject,
         shop_url=shop.base_url,
-        products=line_products(session, shop, checkout.data.get("line_items") or []),
+        products=line_products(session, shop, _still_for_sale(session, shop, checkout.data)),
         link=checkout.recovery_url,
         locale=checkout.locale,
     )
+
+
+def _still_for_sale(session: Session, shop: Shop, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The checkout's line items without those the store no longer sells (an item
+    of a product we never heard of stays: we cannot know it is gone)."""
+    items: list[dict[str, Any]] = data.get("line_items") or []
+    gone = unavailable_products(session, shop.id, (str(i.get("product_id") or "") for i in items))
+    return [item for item in items if str(item.get("product_id") or "") not in gone]
 
 
 def order_view(session: Session, shop: Shop, enrollment: Enrollment) -> SubjectView:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from adapters.http import RetryPolicy
-from adapters.platform import DiscountRequest, LiveOrderState
+from adapters.platform import AdminClient, DiscountRequest, LiveOrderState
 from emails.content import Brand, DiscountBlock, EmailContent, MessageKind, ProductBlock
 from emails.delivery import (
     Backend,
@@ -187,9 +187,16 @@ class PlatformLiveOrders:
         self.runtime = runtime
 
     def order_state(self, shop: Shop, order_id: str) -> LiveOrderState | None:
-        quick = self.runtime.api_session(timeout=(3.0, 8.0), retry=RetryPolicy(attempts=2, cap=2.0))
-        client = admin.client_for(self.runtime, shop, quick)
+        client = self._client(shop)
         return client.order_state(order_id) if client is not None else None
+
+    def ordered_since(self, shop: Shop, email: str, since: datetime) -> LiveOrderState | None:
+        client = self._client(shop)
+        return client.ordered_since(email, since) if client is not None else None
+
+    def _client(self, shop: Shop) -> AdminClient | None:
+        quick = self.runtime.api_session(timeout=(3.0, 8.0), retry=RetryPolicy(attempts=2, cap=2.0))
+        return admin.client_for(self.runtime, shop, quick)
 
 
 _lock = threading.Lock()

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState
+from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState, LiveQuestion
 from adapters.registry import PLATFORMS
 from jobs import queues
 from jobs.engine import enrolment, ledger, schedule
@@ -138,6 +138,11 @@ class DiscountIssuer(Protocol):
 class LiveOrders(Protocol):
     def order_state(self, shop: Shop, order_id: str) -> LiveOrderState | None:
         """The platform's current view of the order; raises AdminApiError."""
+        ...
+
+    def ordered_since(self, shop: Shop, email: str, since: datetime) -> LiveOrderState | None:
+        """The customer's first order since ``since``, as the platform sees it; raises
+        AdminApiError."""
         ...
 
 
@@ -364,8 +369,8 @@ def _not_handed_over(session: Any, claim: _Claim, exc: Exception, at: datetime) 
     return _Stop(outcome, failure=exc)
 
 
-#: per message that asks the platform before it is sent: its shop and the order to ask about
-Questions = dict[int, tuple[Shop, str]]
+#: per message that asks the platform before it is sent: its shop and the question
+Questions = dict[int, tuple[Shop, LiveQuestion]]
 
 
 def _live_check(
@@ -390,15 +395,7 @@ def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questi
     over, or a flow or platform without a live check.
     """
     found = session.execute(
-        select(
-            Message.id,
-            Message.state,
-            Message.flow,
-            Message.due_at,
-            Enrollment.state.label("enrollment_state"),
-            Enrollment.subject,
-            Shop,
-        )
+        select(Message.id, Message.state, Message.flow, Message.due_at, Enrollment, Shop)
         .join(Enrollment, Enrollment.id == Message.enrollment_id)
         .join(Shop, Shop.id == Message.shop_id)
         .where(Message.id.in_(message_ids))
@@ -408,18 +405,19 @@ def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questi
         if (
             row.state != MessageState.PLANNED
             or row.due_at > at
-            or row.enrollment_state != EnrollmentState.ACTIVE
+            or row.Enrollment.state != EnrollmentState.ACTIVE
         ):
             continue
         flow = registry.get(row.flow)
-        if flow is None or flow.live_order is None:
+        if flow is None or flow.live_check is None:
             continue
         platform = PLATFORMS.get(row.Shop.platform)
         if platform is None:
             continue
-        order_id = flow.live_order(platform, row.subject)
-        if order_id is not None:
-            questions[row.id] = (row.Shop, order_id)
+        ctx = enrolment.context_for(session, row.Shop, flow, row.Enrollment, at)
+        question = flow.live_check(platform, ctx)
+        if question is not None:
+            questions[row.id] = (row.Shop, question)
     return questions
 
 
@@ -446,17 +444,25 @@ def _hand_over(
         raise PermanentSendError("claim_lost")
 
 
-def _live_exit(sender: Sender, shop: Shop, order_id: str) -> str | None:
-    """Ask the platform about the flow's order; an exit reason if it has moved on.
+def _live_exit(sender: Sender, shop: Shop, question: LiveQuestion) -> str | None:
+    """Ask the platform the flow's question; an exit reason if the store has moved on:
+    the flow's order paid, cancelled or refunded, or the customer's order since.
 
-    Optional and best effort: if the shop's API cannot answer, the local state
-    (already re-checked by the guards) decides, and the failure is logged.
+    Optional and best effort: if the shop's API cannot answer (down, slow, a
+    rejected token, rate limited past the client's short retries), the local
+    state (re-checked by the guards) decides and the failure is logged; the
+    send is neither held back nor failed for it.
     """
     assert sender.live_orders is not None
     try:
-        state = sender.live_orders.order_state(shop, order_id)
+        if question.order_id is None:
+            assert question.email is not None
+            assert question.since is not None
+            ordered = sender.live_orders.ordered_since(shop, question.email, question.since)
+            return "order_placed" if ordered is not None else None
+        state = sender.live_orders.order_state(shop, question.order_id)
     except AdminApiError as exc:
-        log.warning("shop %s: live re-check of order %s failed: %s", shop.id, order_id, exc)
+        log.warning("shop %s: live re-check failed: %s", shop.id, exc)
         return None
     if state is None:
         return None
