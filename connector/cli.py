@@ -243,13 +243,15 @@ def shop_settings(
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_obj
 def why(settings: Settings, shop_ref: str, email: str, as_json: bool) -> None:
-    """Why did EMAIL get (or not get) each email from SHOP? Prints their timeline.
+    """Why did EMAIL get (or not get) each email from SHOP? Prints their timeline:
+    every decision, the legal basis each email went on, and the flows that did
+    not start for them, with the latest reason.
 
     SHOP is the shop's id, myshopify domain or store URL.
     """
     import json
 
-    from jobs.reports.decisions import find_contact, find_shop, format_timeline, timeline
+    from jobs.reports.decisions import explain, find_contact, find_shop, format_timeline
 
     engine = make_engine(settings.database_url)
     try:
@@ -260,7 +262,7 @@ def why(settings: Settings, shop_ref: str, email: str, as_json: bool) -> None:
             contact = find_contact(session, shop.id, email)
             if contact is None:
                 raise click.ClickException(f"{shop.key} has no contact with the address {email}")
-            rows = timeline(session, shop.id, contact.id)
+            rows = explain(session, shop.id, contact.id)
     finally:
         engine.dispose()
     if as_json:

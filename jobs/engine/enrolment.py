@@ -19,6 +19,15 @@ left over is carried by a *fan-out enrollment* (no contact, key
 makes a replayed event fan out nobody twice, and each contact's own
 enrollment keeps its re-entry rule.
 
+An event that triggers a flow but does not start it for its contact leaves
+the reason (:class:`NotStarted`) in ``non_enrolments``: one row per shop,
+contact and flow, the latest reason kept and counted by one upsert, so
+``triggerpost why`` can answer for an email that never began. An enrollment
+writes nothing there; neither does a flow whose trigger the event does not
+match, nor an event without a contact (no one to explain it to). Consent is
+not asked at enrolment: the guards ask it at every send, where the answer is
+current (an unsubscribed contact enrolls, and her sends are ``skipped``).
+
 Time is passed in (``at``), never read from the wall clock here, so the
 simulator can drive the same code with a virtual clock.
 """
@@ -27,7 +36,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Select, bindparam, select
@@ -290,6 +301,55 @@ def reanchor(
         _note(session, DueKind.MESSAGE, message.shop_id, message.id, due)
 
 
+class NotStarted(StrEnum):
+    """Why an event that triggers a flow did not start it for its contact."""
+
+    #: the shop turned the flow off
+    FLOW_OFF = "flow_off"
+    #: the flow's condition did not hold, and she had no email address
+    NO_CONTACT_ADDRESS = "no_contact_address"
+    #: the flow's own condition (named in the detail) did not hold
+    CONDITION_NOT_MET = "condition_not_met"
+    #: an exit of the flow (named in the detail) held at once: nothing left to send
+    ALREADY_OVER = "already_over"
+    #: the re-entry rule: she is (or was) in it for this subject, or once ever
+    ALREADY_ENROLLED = "already_enrolled"
+
+
+def condition_name(condition: Callable[..., object]) -> str | None:
+    """A flow condition's own name (``_recoverable`` -> ``recoverable``); None for a lambda."""
+    name = getattr(condition, "__name__", "").strip("_")
+    return name if name and name != "<lambda>" else None
+
+
+def _not_started(
+    session: Session,
+    shop: Shop,
+    flow: Flow,
+    event: ev.Event,
+    contact: Contact,
+    reason: NotStarted,
+    at: datetime,
+    detail: str | None = None,
+) -> None:
+    """Keep why (the latest reason per shop, contact and flow): one prebuilt upsert."""
+    connection = plain(session)
+    connection.execute(
+        queries.NOTE_NON_ENROLMENT[connection.dialect.name],
+        {
+            "shop_id": shop.id,
+            "contact_id": contact.id,
+            "flow": flow.name,
+            "reason": reason.value,
+            "detail": detail,
+            "event": type(event).__name__,
+            "first_at": at,
+            "at": at,
+            "count": 1,
+        },
+    )
+
+
 def _trigger(
     session: Session,
     shop: Shop,
@@ -300,18 +360,26 @@ def _trigger(
     event_id: int | None,
     at: datetime,
 ) -> None:
+    if contact is None:
+        return  # no one to enroll, nor to explain it to
     options = flow_options(shop, flow)
-    if not options.get("enabled", True) or contact is None:
+    if not options.get("enabled", True):
+        _not_started(session, shop, flow, event, contact, NotStarted.FLOW_OFF, at)
         return
     trigger = flow.trigger
     subject = trigger.subject(event)
     if subject is None:
-        return
+        return  # the trigger reads no subject from this event: not one of its own
     ctx = context_for(session, shop, flow, None, at, event, contact=contact, subject=subject)
-    if flow.trigger.when is not None and not flow.trigger.when(ctx):
+    if trigger.when is not None and not trigger.when(ctx):
+        # without an address, that is what a merchant needs to hear
+        reason = NotStarted.CONDITION_NOT_MET if contact.email else NotStarted.NO_CONTACT_ADDRESS
+        _not_started(session, shop, flow, event, contact, reason, at, condition_name(trigger.when))
         return
-    if exit_reason(flow, ctx) is not None:
-        return  # already over (e.g. the order arrived before the checkout update)
+    over = exit_reason(flow, ctx)
+    if over is not None:  # e.g. the order arrived before the checkout update
+        _not_started(session, shop, flow, event, contact, NotStarted.ALREADY_OVER, at, over)
+        return
     key = f"{subject}:{contact.id}" if flow.reentry == Reentry.PER_SUBJECT else f"{contact.id}"
     anchor = flow.trigger.anchor(event)
     new = insert_new(
@@ -333,8 +401,9 @@ def _trigger(
             }
         ],
     )
-    if not new:
-        return  # enrolled before: a replay, or the re-entry rule says once
+    if not new:  # enrolled before: a replay, or the re-entry rule says once
+        _not_started(session, shop, flow, event, contact, NotStarted.ALREADY_ENROLLED, at)
+        return
     enrollment = new[0]
     ledger.record(
         session,

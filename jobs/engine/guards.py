@@ -25,13 +25,24 @@ is asked again then; if that moment is past the expiry, it expires with the
 reason instead. Transactional mail skips consent, caps and priority (a
 receipt is not marketing) but keeps suppression of bounces and complaints.
 
+A verdict to send carries its *legal basis*: why this email was allowed,
+which the send pipeline records on the message as it hands it over:
+
+=================  ===========================================================
+``subscribed``     marketing to a contact who subscribed (with the consent's
+                   source and time, as the store last heard them)
+``soft_opt_in``    marketing to a past customer who never opted out, under the
+                   flow's ``subscribed_or_customer`` consent policy
+``transactional``  mail about something she did (a receipt), which needs no consent
+=================  ===========================================================
+
 The guards only read: the send pipeline applies the verdict (an exit there also
 ends the enrollment), so judging can be asked anywhere without side effects.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -86,15 +97,55 @@ class Outcome(StrEnum):
     DEFERRED = "deferred"
 
 
+class Basis(StrEnum):
+    """Why an email was allowed to go (the table in the module docstring)."""
+
+    SUBSCRIBED = "subscribed"
+    SOFT_OPT_IN = "soft_opt_in"
+    TRANSACTIONAL = "transactional"
+
+
+@dataclass(frozen=True)
+class LegalBasis:
+    """The basis of one send, with the facts it stands on at the moment it was judged."""
+
+    basis: Basis
+    #: subscribed: where the store heard of the consent, and when it was given
+    source: str | None = None
+    consented_at: datetime | None = None
+    #: soft opt-in: the orders that make her a customer, and the first one's time
+    orders: int | None = None
+    customer_since: datetime | None = None
+
+    def as_record(self) -> dict[str, str | int]:
+        """Plain JSON for the message's row (only the facts this basis has)."""
+        record: dict[str, str | int] = {"basis": self.basis.value}
+        if self.source is not None:
+            record["source"] = self.source
+        if self.consented_at is not None:
+            record["at"] = self.consented_at.isoformat()
+        if self.orders is not None:
+            record["orders"] = self.orders
+        if self.customer_since is not None:
+            record["customer_since"] = self.customer_since.isoformat()
+        return record
+
+
+TRANSACTIONAL = LegalBasis(Basis.TRANSACTIONAL)
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """``send``, or the final/deferring outcome with its reason (and new due time)."""
+    """``send`` with its legal basis, or the final/deferring outcome with its reason
+    (and new due time)."""
 
     outcome: Outcome
     reason: str | None = None
     until: datetime | None = None
     #: the flow's exit holds now: the enrollment ends with this reason too
     ends_enrollment: bool = False
+    #: a send's legal basis (None on any other outcome)
+    basis: LegalBasis | None = None
 
     @property
     def sends(self) -> bool:
@@ -143,11 +194,14 @@ def judge(
     )
     if blocked is not None:
         return Verdict(Outcome.SKIPPED, f"suppressed:{blocked}")
+    basis = TRANSACTIONAL
     if marketing:
         refusal = consent_refusal(contact, flow_options(shop, flow).get("consent"))
         if refusal is not None:
             return Verdict(Outcome.SKIPPED, refusal)
-    return _timing(session, shop, flow, message, contact, at, marketing=marketing)
+        basis = marketing_basis(contact)
+    verdict = _timing(session, shop, flow, message, contact, at, marketing=marketing)
+    return replace(verdict, basis=basis) if verdict.sends else verdict
 
 
 def consent_refusal(contact: Contact, policy: object) -> str | None:
@@ -159,6 +213,16 @@ def consent_refusal(contact: Contact, policy: object) -> str | None:
     if policy == ConsentPolicy.SUBSCRIBED_OR_CUSTOMER and contact.orders_count > 0:
         return None
     return "no_consent"
+
+
+def marketing_basis(contact: Contact) -> LegalBasis:
+    """The basis of marketing mail :func:`consent_refusal` let through: her
+    subscription, or else (the customer policy let her in) her past orders."""
+    if contact.consent_state == ConsentState.SUBSCRIBED:
+        return LegalBasis(Basis.SUBSCRIBED, contact.consent_source, contact.consent_at)
+    return LegalBasis(
+        Basis.SOFT_OPT_IN, orders=contact.orders_count, customer_since=contact.first_order_at
+    )
 
 
 def _timing(

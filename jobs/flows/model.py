@@ -84,6 +84,27 @@ class ConsentPolicy(StrEnum):
     SUBSCRIBED_OR_CUSTOMER = "subscribed_or_customer"
 
 
+#: The product's order between flows, by flow name: when the frequency caps let
+#: only one marketing email through (``jobs.engine.guards``: ``cap:priority``),
+#: the higher one takes the slot and the lower waits a gap after it, or expires
+#: with that reason. The ones a shopper's intent is freshest in go first (a cart
+#: or a browsed product goes cold in hours), then the first impression after a
+#: sign-up, then what follows an order (a review once it arrived, thanks), and
+#: last what can wait days without losing its point (loyalty, win-back, a new
+#: product). Every built-in flow is listed here with the priority it declares
+#: (a test checks it); a flow not yet built is simply absent.
+PRIORITIES: Mapping[str, int] = {
+    "cart_recovery": 40,
+    "browse_abandonment": 35,
+    "welcome": 33,
+    "review_request": 30,
+    "thank_you": 25,
+    "loyalty": 22,
+    "win_back": 20,
+    "new_product": 10,
+}
+
+
 # --- steps ------------------------------------------------------------------------
 
 
@@ -371,8 +392,8 @@ class Flow:
     #: what a preferences page lets a contact leave ("cart", "reviews", ...)
     category: str
     kind: MessageKind
-    #: higher wins when a frequency cap lets only one through (cart recovery 40,
-    #: review request 30, win-back 20, announcements 10)
+    #: higher wins when a frequency cap lets only one through: the product's
+    #: order is :data:`PRIORITIES` (cart recovery 40 ... new product 10)
     priority: int
     trigger: Trigger
     steps: tuple[Step, ...]

@@ -320,6 +320,10 @@ def set_consent(contact: Contact, consent: ev.Consent, fallback_at: datetime | N
     at = consent.updated_at or fallback_at
     if contact.consent_at is not None and at is not None and at < contact.consent_at:
         return
+    if contact.consent_state == consent.state and contact.consent_at == at:
+        # the same statement told again (every later payload repeats it): keep where
+        # it was first heard, which says how it was given (a checkout, an account)
+        return
     contact.consent_state = consent.state.value
     contact.consent_source = consent.source
     contact.consent_at = at

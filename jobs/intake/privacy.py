@@ -10,7 +10,10 @@ hash of the address, so an unsubscribe or a complaint still holds if the
 same address comes back. Pending messages are cancelled first.
 
 What is kept: ids, times, states, amounts and flow names, which say nothing
-about who the person was and keep the shop's analytics whole.
+about who the person was and keep the shop's analytics whole; so are the
+legal basis each sent email went on (a basis, where consent was heard, when)
+and why a flow did not start for the contact (a reason code), the shop's
+record of having mailed lawfully.
 
 An erasure also leaves no bytes behind in files. While it runs it notes (in
 the session) the tables it wrote to and the addresses it erased; once its
@@ -46,6 +49,7 @@ from jobs.store.models import (
     Engagement,
     Enrollment,
     Message,
+    NonEnrolment,
     Order,
     PrivacyRequest,
     PrivacyRequestKind,
@@ -154,6 +158,9 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
     engagements = session.scalars(
         select(Engagement).where(Engagement.contact_id == contact.id)
     ).all()
+    not_started = session.scalars(
+        select(NonEnrolment).where(NonEnrolment.contact_id == contact.id)
+    ).all()
     blocked = (
         session.scalars(
             select(Suppression).where(
@@ -213,8 +220,19 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
                 "subject": m.subject_line,
                 "sent_at": _when(m.sent_at),
                 "discount_code": m.discount_code,
+                "legal_basis": m.legal_basis,
             }
             for m in messages
+        ],
+        "flows_not_started": [
+            {
+                "flow": n.flow,
+                "reason": n.reason,
+                "detail": n.detail,
+                "at": _when(n.at),
+                "times": n.count,
+            }
+            for n in not_started
         ],
         "engagements": [{"kind": e.kind, "at": _when(e.at), "url": e.url} for e in engagements],
         "suppressions": [

@@ -3,11 +3,17 @@
 Every outcome (enrolled, planned, sent, skipped:<reason>, deferred:<reason>
 until T, failed:<reason>, exited:<exit>, expired, cancelled) is a row in
 ``decisions``; ``triggerpost why <shop> <email>`` and the simulator print it.
+
+``why`` (:func:`explain`) adds what a merchant asks next: the legal basis
+each sent email went on (kept on the message as it was handed over), and the
+flows an event of hers triggered that did not start for her, with the latest
+reason (``non_enrolments``), each in words as well as codes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -16,7 +22,7 @@ from sqlalchemy.orm import Session
 from adapters.events import normalise_email
 from adapters.platform import WebhookError
 from adapters.registry import PLATFORMS
-from jobs.store.models import Contact, Decision, Shop
+from jobs.store.models import Contact, Decision, Message, NonEnrolment, Shop
 
 
 def find_shop(session: Session, ref: str) -> Shop | None:
@@ -67,10 +73,112 @@ def timeline(session: Session, shop_id: int, contact_id: int | None = None) -> l
     ]
 
 
+#: where the store heard of a consent (the part after ``<platform>:``), in words
+_SOURCE_WORDS = (
+    ("checkout", "checkout"),
+    ("order", "order"),
+    ("customer", "customer account"),
+    ("preferences", "the preferences page"),
+    ("assumed", "the shop's default"),
+)
+
+#: a flow that did not start, in words (jobs.engine.enrolment.NotStarted)
+_NOT_STARTED_WORDS = {
+    "flow_off": "the flow was off",
+    "no_contact_address": "no email address was known for her",
+    "condition_not_met": "the flow's condition did not hold",
+    "already_over": "it was already over",
+    "already_enrolled": "she had started it before (it starts once for the same subject)",
+}
+
+
+def _day(text: str | None) -> str | None:
+    return datetime.fromisoformat(text).date().isoformat() if text else None
+
+
+def source_words(source: str | None) -> str | None:
+    """``<platform>:checkouts/create`` -> ``checkout``; unknown text as it is."""
+    if not source:
+        return None
+    what = source.partition(":")[2] or source
+    for key, words in _SOURCE_WORDS:
+        if key in what:
+            return words
+    return what
+
+
+def basis_words(record: Mapping[str, Any] | None) -> str | None:
+    """A send's legal basis as a merchant reads it: ``subscribed via checkout on 2026-03-02``."""
+    if not record:
+        return None
+    basis = record.get("basis")
+    if basis == "subscribed":
+        via = source_words(record.get("source"))
+        day = _day(record.get("at"))
+        return "subscribed" + (f" via {via}" if via else "") + (f" on {day}" if day else "")
+    if basis == "soft_opt_in":
+        since = _day(record.get("customer_since"))
+        orders = record.get("orders")
+        facts = [f"a customer since {since}" if since else "a past customer"]
+        if orders:
+            facts.append(f"{orders} order{'s' * (orders != 1)}")
+        return "soft opt-in: " + ", ".join(facts)
+    return str(basis)
+
+
+def not_started_words(reason: str, detail: str | None) -> str:
+    words = _NOT_STARTED_WORDS.get(reason, reason)
+    return f"{words} ({detail})" if detail else words
+
+
+def explain(session: Session, shop_id: int, contact_id: int) -> list[dict[str, Any]]:
+    """One contact's timeline for ``why``: the decision log, each sent row with its
+    legal basis, and the flows that did not start for her, oldest first; each row
+    says what happened in words (``says``)."""
+    rows = timeline(session, shop_id, contact_id)
+    sent = [row["message"] for row in rows if row["outcome"] == "sent" and row["message"]]
+    bases: dict[int, dict[str, Any] | None] = dict(
+        session.execute(select(Message.id, Message.legal_basis).where(Message.id.in_(sent))).all()
+    )
+    for row in rows:
+        row["legal_basis"] = bases.get(row["message"]) if row["outcome"] == "sent" else None
+        basis = basis_words(row["legal_basis"])
+        row["says"] = f"sent ({basis})" if basis else None
+    email = session.scalar(select(Contact.email).where(Contact.id == contact_id))
+    not_started = session.scalars(
+        select(NonEnrolment).where(
+            NonEnrolment.shop_id == shop_id, NonEnrolment.contact_id == contact_id
+        )
+    )
+    for found in not_started:
+        times = f", {found.count} times since {found.first_at.isoformat()}" * (found.count > 1)
+        rows.append(
+            {
+                "at": found.at.isoformat(),
+                "contact": email,
+                "flow": found.flow,
+                "step": None,
+                "outcome": "not_started",
+                "reason": found.reason,
+                "until": None,
+                "message": None,
+                "detail": found.detail,
+                "event": found.event,
+                "count": found.count,
+                "first_at": found.first_at.isoformat(),
+                "legal_basis": None,
+                "says": f"not started: {not_started_words(found.reason, found.detail)}"
+                f" (on {found.event}{times})",
+            }
+        )
+    rows.sort(key=lambda row: datetime.fromisoformat(row["at"]))
+    return rows
+
+
 def format_timeline(rows: Sequence[dict[str, Any]]) -> str:
     lines = []
     for row in rows:
-        what = row["outcome"] + (f":{row['reason']}" if row["reason"] else "")
+        what = row.get("says") or (row["outcome"] + (f":{row['reason']}" if row["reason"] else ""))
         if row["until"]:
             what += f" until {row['until']}"
         step = f"{row['flow']}/{row['step']}" if row["step"] else row["flow"]

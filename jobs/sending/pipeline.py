@@ -15,7 +15,8 @@ commit:
 3. **prepare**: the discount code (named from the message, so asking the
    platform again can only find the same code), then rendering.
 4. **hand over**: sending -> handed, committed right before the provider is
-   called, with the address and Message-ID that will be used.
+   called, with the address and Message-ID that will be used, and the legal
+   basis the guards found for it (subscribed, soft opt-in, transactional).
 5. **deliver**, then **record**: handed -> sent with the provider's id.
 
 Crash windows: dying before (4) leaves a ``sending`` row, which the sweeper
@@ -227,6 +228,8 @@ class _Claim:
     enrollment: Enrollment
     shop: Shop
     contact: Contact | None
+    #: the legal basis the guards found, recorded with the hand-over (JSON)
+    basis: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,8 @@ def _judge(session: Any, claim: _Claim, live: str | None, at: datetime) -> _Stop
         enrolment.end_enrollment(session, enrollment, EnrollmentState.EXITED, live, at)
     ctx = enrolment.context_for(session, claim.shop, flow, enrollment, at)
     verdict = judge(session, claim.shop, flow, enrollment, message, claim.contact, ctx, at)
+    if verdict.basis is not None:
+        claim.basis = verdict.basis.as_record()
     return _apply(session, claim, verdict, at)
 
 
@@ -335,7 +340,7 @@ def _prepare_and_hand_over(
     assert claim.contact is not None  # judge() skipped it otherwise
     try:
         composed = sender.courier.compose(session, claim.shop, claim.message, claim.contact, at)
-        _hand_over(sender, session, claim.message, claim.token, composed)
+        _hand_over(sender, session, claim.message, claim.token, composed, claim.basis)
     except Exception as exc:
         return _not_handed_over(session, claim, exc, at)
     return composed
@@ -348,7 +353,7 @@ def _prepare_with_discount(sender: Sender, claim: _Claim, at: datetime) -> Compo
     """
     try:
         composed, claim.message = _issue_compose_hand_over(
-            sender, claim.message.id, claim.token, at
+            sender, claim.message.id, claim.token, claim.basis, at
         )
     except Exception as exc:
         with sender.unit_of_work() as session:
@@ -422,10 +427,16 @@ def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questi
 
 
 def _hand_over(
-    sender: Sender, session: Any, message: Message, token: str, composed: Composed
+    sender: Sender,
+    session: Any,
+    message: Message,
+    token: str,
+    composed: Composed,
+    basis: dict[str, Any] | None,
 ) -> None:
-    """Step 4: sending -> handed, with the address and Message-ID that will be used;
-    committed before the provider is called (see the module docstring)."""
+    """Step 4: sending -> handed, with the address and Message-ID that will be used
+    and the legal basis it goes on; committed before the provider is called (see
+    the module docstring)."""
     handed = ledger.hand_over(
         session,
         message,
@@ -438,6 +449,7 @@ def _hand_over(
             "provider": sender.courier.provider,
             "discount_code": message.discount_code,
             "data": message.data,  # with its discount's terms, when it has one
+            "legal_basis": basis,
         },
     )
     if not handed:
@@ -476,7 +488,7 @@ def _live_exit(sender: Sender, shop: Shop, question: LiveQuestion) -> str | None
 
 
 def _issue_compose_hand_over(
-    sender: Sender, message_id: int, token: str, at: datetime
+    sender: Sender, message_id: int, token: str, basis: dict[str, Any] | None, at: datetime
 ) -> tuple[Composed, Message]:
     """Issue the message's discount code, render it, then hand it over.
 
@@ -497,7 +509,7 @@ def _issue_compose_hand_over(
     with runtime.reads() as session:
         composed = sender.courier.compose(session, shop, message, contact, at)
     with runtime.sessions.begin() as session:
-        _hand_over(sender, session, message, token, composed)
+        _hand_over(sender, session, message, token, composed, basis)
     return composed, message
 
 

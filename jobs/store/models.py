@@ -511,6 +511,10 @@ class Message(Timestamps, Base):
     discount_code: Mapped[str | None] = mapped_column(String(64))
     #: whatever the engine worked out for this send (step options, product ids)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: why it was allowed to go, recorded as it was handed over: the basis
+    #: (subscribed, soft_opt_in, transactional) and the facts it stands on
+    #: (jobs.engine.guards.LegalBasis); None for a message never handed over
+    legal_basis: Mapped[dict[str, Any] | None]
 
 
 class Decision(Base):
@@ -539,6 +543,33 @@ class Decision(Base):
     until: Mapped[datetime | None]
     at: Mapped[datetime]
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class NonEnrolment(Base):
+    """Why a contact did not start a flow when an event of hers triggered it
+    (the flow was off, its condition did not hold, she was in it already).
+
+    One row per shop, contact and flow, holding the latest reason: a repeat
+    updates it (and counts it), so the table grows with people and flows, not
+    with events. Only events whose type triggers the flow write here.
+    """
+
+    __tablename__ = "non_enrolments"
+    __table_args__ = (UniqueConstraint("shop_id", "contact_id", "flow"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    flow: Mapped[str] = mapped_column(String(64))
+    #: a jobs.engine.enrolment.NotStarted value
+    reason: Mapped[str] = mapped_column(String(32))
+    #: what the reason names: the flow's condition, or the exit that held
+    detail: Mapped[str | None] = mapped_column(String(128))
+    #: the type of the event that last triggered the flow for her
+    event: Mapped[str] = mapped_column(String(64))
+    first_at: Mapped[datetime]
+    at: Mapped[datetime]
+    count: Mapped[int] = mapped_column(Integer, default=1)
 
 
 # --- suppressions, engagement and attribution ------------------------------------

@@ -27,6 +27,7 @@ from jobs.store.models import (
     EnrollmentState,
     Message,
     MessageState,
+    NonEnrolment,
     Order,
     OrderStatus,
     Shop,
@@ -180,6 +181,26 @@ COMPLETE_ENROLLMENT = (
     .values(state=EnrollmentState.COMPLETED, ended_at=bindparam("at"))
     .execution_options(synchronize_session=False)
 )
+
+
+def _note_non_enrolment(dialect: str) -> Any:
+    """INSERT .. ON CONFLICT (shop, contact, flow) DO UPDATE: the latest reason, counted."""
+    statement = dialect_insert(dialect)(NonEnrolment)
+    return statement.on_conflict_do_update(
+        index_elements=["shop_id", "contact_id", "flow"],
+        set_={
+            "reason": statement.excluded.reason,
+            "detail": statement.excluded.detail,
+            "event": statement.excluded.event,
+            "at": statement.excluded.at,
+            "count": NonEnrolment.count + 1,
+        },
+    )
+
+
+#: why a contact did not start a flow, kept as one row per shop, contact and flow,
+#: by dialect name (jobs.engine.enrolment)
+NOTE_NON_ENROLMENT = {name: _note_non_enrolment(name) for name in ("postgresql", "sqlite")}
 
 
 # --- the engine: the message ledger ----------------------------------------------

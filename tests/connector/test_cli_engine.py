@@ -33,7 +33,11 @@ def test_why_prints_a_contacts_timeline(runtime: Runtime) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("Anna@Example.se at engine-test.myshopify.com: consent subscribed")
-    assert any("cart_recovery/email_1" in line and line.endswith("sent") for line in lines)
+    assert any(
+        "cart_recovery/email_1" in line
+        and line.endswith("sent (subscribed via test on 2026-03-02)")
+        for line in lines
+    )
     assert any(line.endswith("exited:checkout_completed") for line in lines)
 
     as_json = CliRunner().invoke(
