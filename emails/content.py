@@ -61,6 +61,9 @@ class EmailContent:
     locale: str | None = None
     first_name: str | None = None
     products: tuple[ProductBlock, ...] = ()
+    #: other products the email offers, apart from what it is about (a template
+    #: shows them where it has the recommended block)
+    recommended: tuple[ProductBlock, ...] = ()
     action_url: str | None = None
     discount: DiscountBlock | None = None
     #: step-specific extras: order_name, order_total (Money), points, ...

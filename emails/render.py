@@ -10,6 +10,12 @@ of the sources), inlines the CSS Gmail and Outlook need (MRML ignores
 compiled Jinja template with autoescape. Sending an email is then one Jinja
 render: no MJML on the hot path.
 
+Step templates put blocks from ``templates/partials.mjml`` together; a block
+left out of a template costs its output nothing. ``recommended`` (other
+products to offer, apart from the email's own ``products``) shows where a
+template places ``p.recommended_grid()``, and in the plain-text part whenever
+there are any.
+
 Everything a person typed (names, product titles, a merchant's copy) is
 escaped; merchant copy is rendered in Jinja's sandbox with a short list of
 variables and is validated before it is saved.
@@ -43,7 +49,7 @@ from mjml import mjml2html
 
 from adapters.events import Money
 from emails import i18n
-from emails.content import EmailContent, MessageKind, Rendered
+from emails.content import EmailContent, MessageKind, ProductBlock, Rendered
 
 #: what ``templates/`` holds besides step templates
 _FRAMES = ("layout.mjml", "partials.mjml")
@@ -260,17 +266,8 @@ def render(content: EmailContent) -> Rendered:
     greeting = i18n.text(language, "greeting_named" if content.first_name else "greeting", values)
     button_label = i18n.text(language, f"{content.template}.button", values)
     marketing = content.kind == MessageKind.MARKETING
-    products = [
-        {
-            "title": p.title,
-            "url": p.url,
-            "image_url": p.image_url,
-            "price": money(p.price, language),
-            "quantity": p.quantity,
-            "variant": p.variant,
-        }
-        for p in content.products
-    ]
+    products = _products(content.products, language)
+    recommended = _products(content.recommended, language)
     discount = None
     if content.discount is not None:
         label_key = (
@@ -287,7 +284,7 @@ def render(content: EmailContent) -> Rendered:
         }
     labels = {
         key: i18n.text(language, key, values)
-        for key in ("why_marketing", "unsubscribe", "preferences", "quantity")
+        for key in ("why_marketing", "unsubscribe", "preferences", "quantity", "recommended")
     }
     context = {
         "lang": language,
@@ -300,6 +297,7 @@ def render(content: EmailContent) -> Rendered:
         "button_label": button_label,
         "action_url": content.action_url,
         "products": products,
+        "recommended": recommended,
         "values": values,
         "discount": discount,
         "brand": content.brand,
@@ -312,6 +310,20 @@ def render(content: EmailContent) -> Rendered:
     html = compiled(content.template, direction).render(**context)
     text = _text(context)
     return Rendered(subject, preheader, html, text, language, direction)
+
+
+def _products(blocks: tuple[ProductBlock, ...], language: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "title": p.title,
+            "url": p.url,
+            "image_url": p.image_url,
+            "price": money(p.price, language),
+            "quantity": p.quantity,
+            "variant": p.variant,
+        }
+        for p in blocks
+    ]
 
 
 def _date(value: datetime, language: str) -> str:
@@ -339,6 +351,12 @@ def _text(context: Mapping[str, Any]) -> str:
             details.append(product["price"])
         lines += ["- " + " · ".join(details), "  " + link(product["url"])]
     if context["products"]:
+        lines.append("")
+    if context["recommended"]:
+        lines += [context["labels"]["recommended"], ""]
+        for product in context["recommended"]:
+            details = [product["title"]] + ([product["price"]] if product["price"] else [])
+            lines += ["- " + " · ".join(details), "  " + link(product["url"])]
         lines.append("")
     discount = context["discount"]
     if discount:

@@ -25,7 +25,9 @@ template values by kind (:mod:`jobs.sending.content`), and a flow may name its
 own main link (``link``) from a read-only :class:`SubjectView`. A trigger may
 carry values for the templates (``Trigger.values``, kept on the enrollment),
 and may fan one event out to many contacts (``Trigger.audience``): a selection
-that runs in the database, in batches by contact id.
+that runs in the database, in batches by contact id. A flow whose emails offer
+other products declares ``recommend=Recommend(...)``: the view then carries
+them apart from the subject's own (:attr:`SubjectView.recommended`).
 """
 
 from __future__ import annotations
@@ -370,6 +372,30 @@ class ProductLine:
     variant: str | None = None
 
 
+class RecommendBasis(StrEnum):
+    """What recommendations start from (jobs.audience.recommendations ranks them)."""
+
+    #: the products the email is about (the order's, the checkout's, the product)
+    SUBJECT = "subject"
+    #: everything the contact has bought
+    PURCHASES = "purchases"
+    #: nothing in particular: the shop's bestsellers
+    BESTSELLERS = "bestsellers"
+
+
+@dataclass(frozen=True)
+class Recommend:
+    """The flow's emails offer up to ``limit`` other products, never one the
+    contact bought or the email already shows, nor one out of stock."""
+
+    limit: int = 3
+    basis: RecommendBasis = RecommendBasis.SUBJECT
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= 12:
+            raise ValueError(f"recommend between 1 and 12 products, not {self.limit}")
+
+
 @dataclass(frozen=True)
 class SubjectView:
     """What the email is about, as found at send time: what a flow's ``link`` may read."""
@@ -383,6 +409,8 @@ class SubjectView:
     #: values for the templates (the subject's, then the trigger's)
     values: Mapping[str, Any] = field(default_factory=dict)
     locale: str | None = None
+    #: other products to offer (the flow's ``recommend``), never the subject's own
+    recommended: tuple[ProductLine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -408,6 +436,8 @@ class Flow:
     #: and the state of the moment: an order paid, cancelled or refunded there, or
     #: the customer's order since, ends the enrollment even if its webhook never came
     live_check: Callable[[Platform, FlowContext], LiveQuestion | None] | None = None
+    #: the flow's emails also offer other products (shown where a template has the block)
+    recommend: Recommend | None = None
     #: options a shop may tune, besides the common ones (:data:`COMMON_OPTIONS`);
     #: an option named like a common one replaces it (another default)
     options: tuple[Option, ...] = ()

@@ -36,6 +36,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from adapters import events as ev
 from adapters.platform import WebhookError
+from jobs.audience import recommendations
 from jobs.engine import enrolment
 from jobs.intake import privacy
 from jobs.merchant.shops import mark_uninstalled
@@ -452,6 +453,7 @@ def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
     if data.cancelled_at is not None and row.cancelled_at is None:
         row.cancelled_at = data.cancelled_at
     session.flush()
+    recommendations.on_order(session, row)
 
     if checkout_token:
         checkout = rows.checkout(session, shop.id, checkout_token)
@@ -509,6 +511,7 @@ def on_product(session: Session, shop: Shop, event: ev.ProductCreated) -> Applie
     row.data = ev.to_dict(event)["data"]["product"]
     row.platform_updated_at = data.updated_at
     session.flush()
+    recommendations.on_product(session, row)
     return Applied(None, product_id)
 
 

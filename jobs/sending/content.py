@@ -15,6 +15,12 @@ product    that product                                the product's page
 Then the values the trigger kept on the enrollment are laid over the
 subject's, and a flow's own ``link`` (over the read-only view) may replace the
 main link. A subject no longer found shows no products and links home.
+
+A flow that declares ``recommend`` also gets ``recommended``: other products
+(jobs.audience.recommendations), never the subject's own nor one the contact
+bought, and only products on sale and in stock as the store holds them now.
+The subject's own products are shown as they are (a line item of an order is
+what was bought, whatever the product's state today).
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.events import Money
+from jobs.audience import recommendations
 from jobs.flows.context import unavailable_products
-from jobs.flows.model import Flow, ProductLine, SubjectKind, SubjectView
+from jobs.flows.model import Flow, ProductLine, RecommendBasis, SubjectKind, SubjectView
 from jobs.store import rows
 from jobs.store.models import Enrollment, Product, Shop
 
@@ -50,7 +57,32 @@ def resolve(session: Session, shop: Shop, flow: Flow | None, enrollment: Enrollm
         link = flow.link(view)
         if link:
             view = dataclasses.replace(view, link=link)
+    if flow is not None and flow.recommend is not None:
+        view = dataclasses.replace(
+            view, recommended=recommended(session, shop, flow, enrollment, view)
+        )
     return view
+
+
+def recommended(
+    session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, view: SubjectView
+) -> tuple[ProductLine, ...]:
+    """The products the flow's email offers besides the subject's own."""
+    assert flow.recommend is not None
+    shown = [line.product_id for line in view.products if line.product_id]
+    bought = recommendations.bought_by(session, shop.id, enrollment.contact_id)
+    basis = flow.recommend.basis
+    seeds = (
+        shown
+        if basis == RecommendBasis.SUBJECT
+        else sorted(bought)
+        if basis == RecommendBasis.PURCHASES
+        else []
+    )
+    products = recommendations.related(
+        session, shop.id, seeds, exclude=shown, bought=bought, limit=flow.recommend.limit
+    )
+    return tuple(product_line(product, shop) for product in products)
 
 
 def checkout_view(session: Session, shop: Shop, enrollment: Enrollment) -> SubjectView:
@@ -106,15 +138,7 @@ def product_view(session: Session, shop: Shop, enrollment: Enrollment) -> Subjec
     )
     if product is None:
         return _missing(SubjectKind.PRODUCT, shop, enrollment)
-    line = ProductLine(
-        title=product.title,
-        url=product.url or shop.base_url,
-        product_id=product.product_id,
-        image_url=product.image_url,
-        price=Money(product.price, product.currency)
-        if product.price is not None and product.currency
-        else None,
-    )
+    line = product_line(product, shop)
     return SubjectView(
         kind=SubjectKind.PRODUCT,
         subject=enrollment.subject,
@@ -131,6 +155,19 @@ RESOLVERS: dict[SubjectKind, Resolver] = {
     SubjectKind.CONTACT: contact_view,
     SubjectKind.PRODUCT: product_view,
 }
+
+
+def product_line(product: Product, shop: Shop) -> ProductLine:
+    """A product of the catalogue as an email shows it."""
+    return ProductLine(
+        title=product.title,
+        url=product.url or shop.base_url,
+        product_id=product.product_id,
+        image_url=product.image_url,
+        price=Money(product.price, product.currency)
+        if product.price is not None and product.currency
+        else None,
+    )
 
 
 def _missing(kind: SubjectKind, shop: Shop, enrollment: Enrollment) -> SubjectView:

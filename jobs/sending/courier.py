@@ -31,6 +31,7 @@ from emails.delivery import (
 from emails.outgoing import OutgoingEmail, make_message_id
 from emails.render import render
 from jobs.flows import registry
+from jobs.flows.model import ProductLine
 from jobs.platforms import admin
 from jobs.runtime import Runtime
 from jobs.sending import content, links
@@ -71,7 +72,8 @@ class EmailCourier:
             default_locale=shop.locale or "en",
             reply_to=sender.reply_to,
         )
-        products, action_url, values, locale = _subject_details(session, shop, message, enrollment)
+        details = _subject_details(session, shop, message, enrollment)
+        products, recommended, action_url, values, locale = details
         marketing = message.kind == MessageKind.MARKETING
 
         def link(url: str) -> str:
@@ -95,6 +97,7 @@ class EmailCourier:
             locale=contact.locale or locale,
             first_name=contact.first_name,
             products=products,
+            recommended=recommended,
             action_url=action_url or shop.base_url,
             discount=discount,
             values=values,
@@ -146,10 +149,23 @@ class EmailCourier:
 
 def _subject_details(
     session: Session, shop: Shop, message: Message, enrollment: Enrollment
-) -> tuple[tuple[ProductBlock, ...], str | None, dict[str, Any], str | None]:
-    """Products, the main link, template values and a locale, by the flow's subject kind."""
+) -> tuple[
+    tuple[ProductBlock, ...], tuple[ProductBlock, ...], str | None, dict[str, Any], str | None
+]:
+    """Products, recommended products, the main link, template values and a locale,
+    by the flow's subject kind."""
     view = content.resolve(session, shop, registry.get(message.flow), enrollment)
-    products = tuple(
+    return (
+        _blocks(view.products),
+        _blocks(view.recommended),
+        view.link,
+        dict(view.values),
+        view.locale,
+    )
+
+
+def _blocks(lines: tuple[ProductLine, ...]) -> tuple[ProductBlock, ...]:
+    return tuple(
         ProductBlock(
             title=line.title,
             url=line.url,
@@ -158,9 +174,8 @@ def _subject_details(
             quantity=line.quantity,
             variant=line.variant,
         )
-        for line in view.products
+        for line in lines
     )
-    return products, view.link, dict(view.values), view.locale
 
 
 class PlatformDiscounts:

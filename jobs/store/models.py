@@ -1,7 +1,8 @@
 """SQLAlchemy models: the store is the source of truth (Redis only carries work).
 
 Tables: shops, raw webhook deliveries, the event log, contacts, checkouts,
-orders and products. Flows, messages and suppressions arrive with the engine
+orders and products; what sells together, for recommendations (product pairs,
+sales, groups and the orders counted). Flows, messages and suppressions arrive with the engine
 and add their own tables by migration; the shapes here leave room for them
 (contact consent with source and time, order stats, per-shop settings JSON).
 
@@ -360,6 +361,11 @@ class Order(Timestamps, Base):
     platform_updated_at: Mapped[datetime]
 
 
+#: the platforms' statuses of a product on sale ("active" on one, "publish" on another):
+#: any other (a draft, archived, private) is never shown in an email
+SHOWN_PRODUCT_STATUSES = ("active", "publish")
+
+
 class Product(Timestamps, Base):
     __tablename__ = "products"
     __table_args__ = (UniqueConstraint("shop_id", "product_id"),)
@@ -377,6 +383,76 @@ class Product(Timestamps, Base):
     available: Mapped[bool | None] = mapped_column(Boolean)
     data: Mapped[dict[str, Any]]
     platform_updated_at: Mapped[datetime]
+
+
+# --- recommendations: what sells, and what sells together -----------------------
+
+
+class ProductPair(Base):
+    """How many paid orders held both products: "bought together".
+
+    Kept both ways round (a, b) and (b, a), so the products bought with any
+    given ones are one indexed range. Counted as orders are paid and taken back
+    when they are cancelled or refunded (jobs.audience.recommendations).
+    """
+
+    __tablename__ = "product_pairs"
+    __table_args__ = (UniqueConstraint("shop_id", "product_id", "other_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    product_id: Mapped[str] = mapped_column(String(64))
+    other_id: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ProductSale(Base):
+    """How many paid orders held the product: the shop's bestsellers."""
+
+    __tablename__ = "product_sales"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "product_id"),
+        Index("ix_product_sales_shop_id_orders_product_id", "shop_id", "orders", "product_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    product_id: Mapped[str] = mapped_column(String(64))
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ProductGroupKind(StrEnum):
+    COLLECTION = "collection"  # a Shopify collection, a WooCommerce category
+    TAG = "tag"
+
+
+class ProductGroup(Base):
+    """A collection or tag a product is in, so its neighbours are one indexed lookup."""
+
+    __tablename__ = "product_groups"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "product_id", "kind", "name"),
+        Index("ix_product_groups_shop_id_kind_name", "shop_id", "kind", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    product_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(ClippedText(255))
+
+
+class CountedOrder(Base):
+    """A paid order counted in product_pairs and product_sales, with the products
+    counted: a replay counts nothing again, and a cancellation takes back exactly these."""
+
+    __tablename__ = "counted_orders"
+    __table_args__ = (UniqueConstraint("order_row_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    order_row_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    product_ids: Mapped[list[str]] = mapped_column(JSON)
 
 
 # --- the flow engine: enrollments, the message ledger, decisions ---------------

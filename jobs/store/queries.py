@@ -13,14 +13,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
 
 from emails.content import MessageKind
 from jobs.store.models import (
+    SHOWN_PRODUCT_STATUSES,
     Attribution,
     Checkout,
     Contact,
+    CountedOrder,
     Delivery,
     Engagement,
     Enrollment,
@@ -30,6 +45,11 @@ from jobs.store.models import (
     NonEnrolment,
     Order,
     OrderStatus,
+    Product,
+    ProductGroup,
+    ProductGroupKind,
+    ProductPair,
+    ProductSale,
     Shop,
     StoredEvent,
     Suppression,
@@ -126,6 +146,171 @@ CONTACT_ORDERED_SINCE = select(
         Order.placed_at >= bindparam("since"),
         Order.status != OrderStatus.CANCELLED,
     )
+)
+
+
+# --- the audience: recommendations -----------------------------------------------
+
+
+def _counted_order_insert(dialect: str) -> Any:
+    return (
+        dialect_insert(dialect)(CountedOrder)
+        .on_conflict_do_nothing(index_elements=["order_row_id"])
+        .returning(CountedOrder.id)
+    )
+
+
+def _pair_upsert(dialect: str) -> Any:
+    statement = dialect_insert(dialect)(ProductPair)
+    return statement.on_conflict_do_update(
+        index_elements=["shop_id", "product_id", "other_id"],
+        set_={"count": ProductPair.count + statement.excluded.count},
+    )
+
+
+def _sale_upsert(dialect: str) -> Any:
+    statement = dialect_insert(dialect)(ProductSale)
+    return statement.on_conflict_do_update(
+        index_elements=["shop_id", "product_id"],
+        set_={"orders": ProductSale.orders + statement.excluded.orders},
+    )
+
+
+_DIALECTS = ("postgresql", "sqlite")
+#: notes an order as counted, once: a row back means it was not counted before
+#: (jobs.audience.recommendations), by dialect name
+INSERT_COUNTED_ORDER = {name: _counted_order_insert(name) for name in _DIALECTS}
+#: adds to pairs' counts, creating the pairs first seen (jobs.audience.recommendations)
+UPSERT_PRODUCT_PAIRS = {name: _pair_upsert(name) for name in _DIALECTS}
+#: adds to products' paid orders, creating those first sold (jobs.audience.recommendations)
+UPSERT_PRODUCT_SALES = {name: _sale_upsert(name) for name in _DIALECTS}
+#: forgets that an order was counted, and says which products it had counted
+#: (jobs.audience.recommendations takes them back)
+DELETE_COUNTED_ORDER = (
+    delete(CountedOrder)
+    .where(CountedOrder.order_row_id == bindparam("order_row_id"))
+    .returning(CountedOrder.product_ids)
+)
+#: takes a cancelled order's pairs back (jobs.audience.recommendations)
+TAKE_BACK_PRODUCT_PAIRS = (
+    update(ProductPair)
+    .where(
+        ProductPair.shop_id == bindparam("shop"),
+        ProductPair.product_id.in_(bindparam("ids", expanding=True)),
+        ProductPair.other_id.in_(bindparam("ids", expanding=True)),
+        ProductPair.product_id != ProductPair.other_id,
+    )
+    .values(count=ProductPair.count - 1)
+    .execution_options(synchronize_session=False)
+)
+#: takes a cancelled order's sales back (jobs.audience.recommendations)
+TAKE_BACK_PRODUCT_SALES = (
+    update(ProductSale)
+    .where(
+        ProductSale.shop_id == bindparam("shop"),
+        ProductSale.product_id.in_(bindparam("ids", expanding=True)),
+    )
+    .values(orders=ProductSale.orders - 1)
+    .execution_options(synchronize_session=False)
+)
+#: a product's collections and tags, replaced whenever it changes (jobs.audience)
+DELETE_PRODUCT_GROUPS = delete(ProductGroup).where(
+    ProductGroup.shop_id == bindparam("shop_id"),
+    ProductGroup.product_id == bindparam("product_id"),
+)
+INSERT_PRODUCT_GROUPS = insert(ProductGroup)
+#: what a contact's orders held, to leave out of what they are offered (jobs.audience)
+ORDER_DATA_OF_CONTACT = select(Order.data).where(
+    Order.shop_id == bindparam("shop_id"), Order.contact_id == bindparam("contact_id")
+)
+
+#: paid orders not counted yet, by id in batches (jobs.audience backfills the counts)
+UNCOUNTED_PAID_ORDERS = (
+    select(Order)
+    .where(
+        Order.shop_id == bindparam("shop_id"),
+        Order.id > bindparam("after"),
+        Order.status == OrderStatus.PAID,
+        Order.test.is_(False),
+        ~exists().where(CountedOrder.order_row_id == Order.id),
+    )
+    .order_by(Order.id)
+    .limit(bindparam("limit"))
+)
+#: every product of a shop (jobs.audience backfills their collections and tags)
+PRODUCTS_OF_SHOP = select(Product).where(Product.shop_id == bindparam("shop_id"))
+
+#: a product an email may show: on sale, in stock (unknown counts as yes), and
+#: not one of those left out
+_SHOWN = (
+    Product.shop_id == bindparam("shop_id"),
+    Product.available.is_not(False),
+    or_(Product.status.is_(None), Product.status.in_(SHOWN_PRODUCT_STATUSES)),
+    Product.product_id.not_in(bindparam("excluded", expanding=True)),
+)
+
+_together = (
+    select(ProductPair.other_id.label("product_id"), func.sum(ProductPair.count).label("orders"))
+    .where(
+        ProductPair.shop_id == bindparam("shop_id"),
+        ProductPair.product_id.in_(bindparam("seeds", expanding=True)),
+        ProductPair.count > 0,
+    )
+    .group_by(ProductPair.other_id)
+    .subquery()
+)
+#: products bought together with the seeds, most orders first (jobs.audience)
+BOUGHT_TOGETHER = (
+    select(Product)
+    .join(_together, Product.product_id == _together.c.product_id)
+    .where(*_SHOWN)
+    .order_by(_together.c.orders.desc(), Product.product_id)
+    .limit(bindparam("limit"))
+)
+
+_seed_group = aliased(ProductGroup)
+_near = aliased(ProductGroup)
+_neighbours = (
+    select(
+        _near.product_id.label("product_id"),
+        func.sum(case((_near.kind == ProductGroupKind.COLLECTION, 1), else_=0)).label(
+            "collections"
+        ),
+        func.sum(case((_near.kind == ProductGroupKind.TAG, 1), else_=0)).label("tags"),
+    )
+    .join(
+        _seed_group,
+        and_(
+            _seed_group.shop_id == _near.shop_id,
+            _seed_group.kind == _near.kind,
+            _seed_group.name == _near.name,
+        ),
+    )
+    .where(
+        _seed_group.shop_id == bindparam("shop_id"),
+        _seed_group.product_id.in_(bindparam("seeds", expanding=True)),
+    )
+    .group_by(_near.product_id)
+    .subquery()
+)
+#: products sharing collections, then tags, with the seeds, most shared first (jobs.audience)
+SAME_GROUPS = (
+    select(Product)
+    .join(_neighbours, Product.product_id == _neighbours.c.product_id)
+    .where(*_SHOWN)
+    .order_by(_neighbours.c.collections.desc(), _neighbours.c.tags.desc(), Product.product_id)
+    .limit(bindparam("limit"))
+)
+#: the shop's bestsellers, most paid orders first (jobs.audience)
+BESTSELLERS = (
+    select(Product)
+    .join(
+        ProductSale,
+        and_(ProductSale.shop_id == Product.shop_id, ProductSale.product_id == Product.product_id),
+    )
+    .where(*_SHOWN, ProductSale.orders > 0)
+    .order_by(ProductSale.orders.desc(), Product.product_id)
+    .limit(bindparam("limit"))
 )
 
 
