@@ -129,7 +129,7 @@ def test_a_webhook_five_times_and_two_workers_send_each_email_once(
     sent = outbox(runtime)
     assert sorted(m["Subject"] for m in sent) == sorted(
         [
-            "Du har glömt något i varukorgen",
+            "Du har något kvar i varukorgen",
             "Din varukorg hos nordljus-test.myshopify.com väntar",
             "Lite hjälp på vägen",
         ]
@@ -184,7 +184,7 @@ def test_flushing_redis_loses_no_planned_email(client: FlaskClient, runtime: Run
     swept = sweeper.sweep_sends(runtime, datetime.now(UTC) + timedelta(seconds=31))
     assert swept["requeued"] == 1  # only what is due; 2 and 3 wait in the ledger
     run_worker(runtime)
-    assert [m["Subject"] for m in outbox(runtime)] == ["Du har glömt något i varukorgen"]
+    assert [m["Subject"] for m in outbox(runtime)] == ["Du har något kvar i varukorgen"]
     with runtime.sessions() as session:
         later = session.scalars(
             select(Message).where(Message.state == MessageState.PLANNED).order_by(Message.due_at)
@@ -272,7 +272,7 @@ def test_the_worker_command_takes_a_webhook_to_the_inbox(
                "--worker-class", worker_class]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert [m["Subject"] for m in outbox(runtime)] == ["Du har glömt något i varukorgen"]
+    assert [m["Subject"] for m in outbox(runtime)] == ["Du har något kvar i varukorgen"]
     assert states(runtime) == [
         ("email_1", MessageState.SENT),
         ("email_2", MessageState.PLANNED),
