@@ -13,8 +13,10 @@ product    that product                                the product's page
 =========  ==========================================  ==========================
 
 Then the values the trigger kept on the enrollment are laid over the
-subject's, and a flow's own ``link`` (over the read-only view) may replace the
-main link. A subject no longer found shows no products and links home.
+subject's, a flow's own ``product_link`` may give each product another link
+(its review form), and a flow's own ``link`` (over the read-only view, with the
+flow's options) may replace the main link. A subject no longer found shows no
+products and links home.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.events import Money
+from jobs import shop_settings
 from jobs.flows.model import Flow, ProductLine, SubjectKind, SubjectView
 from jobs.store import rows
 from jobs.store.models import Enrollment, Product, Shop
@@ -45,6 +48,12 @@ def resolve(session: Session, shop: Shop, flow: Flow | None, enrollment: Enrollm
     kept = enrollment.context.get("values")
     if kept:
         view = dataclasses.replace(view, values={**view.values, **kept})
+    if flow is not None:
+        view = dataclasses.replace(view, options=shop_settings.load(shop).flow(flow))
+    if flow is not None and flow.product_link is not None:
+        to = flow.product_link
+        lines = tuple(dataclasses.replace(line, url=to(line, view)) for line in view.products)
+        view = dataclasses.replace(view, products=lines)
     if flow is not None and flow.link is not None:
         link = flow.link(view)
         if link:
@@ -101,6 +110,7 @@ def product_view(session: Session, shop: Shop, enrollment: Enrollment) -> Subjec
         title=product.title,
         url=product.url or shop.base_url,
         product_id=product.product_id,
+        handle=product.handle,
         image_url=product.image_url,
         price=Money(product.price, product.currency)
         if product.price is not None and product.currency
@@ -152,6 +162,7 @@ def line_products(
                 or (product.url if product and product.url else "")
                 or shop.base_url,
                 product_id=product_id,
+                handle=product.handle if product else None,
                 image_url=item.get("image_url") or (product.image_url if product else None),
                 price=Money(Decimal(price["amount"]), price["currency"]) if price else None,
                 quantity=item.get("quantity"),
