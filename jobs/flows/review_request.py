@@ -10,6 +10,7 @@ to its review form, built from the shop's pattern. Marketing mail.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from urllib.parse import quote
 
@@ -39,6 +40,7 @@ from jobs.store.models import OrderStatus
 
 #: where a product's review form is, from its page, handle or id
 PLACEHOLDERS = ("url", "handle", "product_id")
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 
 
 def _subject(event: ev.Event) -> str | None:
@@ -51,22 +53,23 @@ def _anchor(event: ev.Event) -> datetime:
 
 def review_link(line: ProductLine, view: SubjectView) -> str:
     """The product's review form from the shop's pattern; its page when the pattern
-    needs what we do not know of it (a custom item, a product we never saw)."""
+    needs what we do not know of it (a custom item, a product we never saw), or
+    does not make a web address."""
     pattern = str(view.options.get("review_url") or "")
     if not pattern or line.product_id is None:
         return line.url
     known = {"url": line.url, "handle": line.handle, "product_id": line.product_id}
-    link = pattern
-    for name, value in known.items():
-        placeholder = "{" + name + "}"
-        if placeholder not in link:
-            continue
-        if not value:
-            return line.url
-        link = link.replace(placeholder, value if name == "url" else quote(value, safe=""))
+    if any(not known[name] for name in _PLACEHOLDER.findall(pattern)):
+        return line.url
+
+    def fill(match: re.Match[str]) -> str:
+        value = known[match.group(1)] or ""
+        return value if match.group(1) == "url" else quote(value, safe="")
+
+    link = _PLACEHOLDER.sub(fill, pattern)  # one pass: a value is never read as a pattern
     if link.startswith("/"):
         link = view.shop_url.rstrip("/") + link
-    return link
+    return link if link.startswith(("https://", "http://")) else line.url
 
 
 def _first_review(view: SubjectView) -> str | None:

@@ -3,6 +3,7 @@ review request, the loyalty reward and the delivered notice."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -15,6 +16,16 @@ from adapters import events as ev
 from emails.outgoing import OutgoingEmail
 from jobs import shop_settings
 from jobs.flows import registry
+from jobs.flows.model import (
+    Hours,
+    Label,
+    Option,
+    ProductLine,
+    SubjectKind,
+    SubjectView,
+    WaitForEvent,
+)
+from jobs.flows.review_request import review_link
 from jobs.runtime import Runtime
 from jobs.sending import links
 from jobs.store.models import MessageState
@@ -397,3 +408,40 @@ def test_a_parcel_of_an_order_refunded_before_the_notice_went_gets_no_notice(
     shop.run(day(4))
     assert shop.emails() == []
     assert outcomes_of(shop, "delivered_notice")[-1] == "exited:order_refunded"
+
+
+# --- the pieces ----------------------------------------------------------------------------
+
+
+def test_an_awaited_events_timeout_may_be_a_shops_option_in_days() -> None:
+    wait = WaitForEvent(events=(ev.ShipmentDelivered,), option="fallback_days", goto="x")
+    assert wait.length({"fallback_days": 14}) == timedelta(days=14)
+    fixed = WaitForEvent((ev.OrderPlaced,), timeout=timedelta(days=3), goto="x")
+    assert fixed.length({}) == timedelta(days=3)
+
+
+def test_a_flow_naming_an_hours_option_for_days_is_refused() -> None:
+    hours = Option("fallback", Hours(14), label="Fallback", help="Hours.")
+    with pytest.raises(ValueError, match="which is not Days"):
+        dataclasses.replace(
+            registry.built_in()["review_request"],
+            steps=(
+                WaitForEvent((ev.ShipmentDelivered,), option="fallback", goto="done"),
+                Label("done"),
+            ),
+            options=(hours,),
+        )
+    with pytest.raises(ValueError, match="spacing 'fallback' is not a Days option"):
+        dataclasses.replace(
+            registry.built_in()["delivered_notice"], options=(hours,), spacing="fallback"
+        )
+
+
+def test_a_review_link_is_the_products_page_when_the_pattern_cannot_be_filled() -> None:
+    view = SubjectView(SubjectKind.ORDER, "1", HOME, options={"review_url": "/r/{handle}"})
+    hat = ProductLine("Ullmössa", f"{HOME}/products/ullmossa", "p-hat", handle="ull mössa")
+    nameless = ProductLine("Okänd", f"{HOME}/products/p-x", "p-x")
+    assert review_link(hat, view) == f"{HOME}/r/ull%20m%C3%B6ssa"
+    assert review_link(nameless, view) == f"{HOME}/products/p-x"  # no handle known
+    odd = dataclasses.replace(view, options={"review_url": "javascript:{product_id}"})
+    assert review_link(hat, odd) == f"{HOME}/products/ullmossa"  # not a web address
