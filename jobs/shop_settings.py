@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import time
 from enum import StrEnum
@@ -51,7 +51,17 @@ from adapters.platform import DEFAULT_CONSENT_META_KEY, ConsentRule
 from emails import i18n
 from emails.render import OVERRIDABLE, TEMPLATES, OverrideError, validate_override
 from jobs.flows import registry
-from jobs.flows.model import Choice, Days, Flow, Hours, Option, Percent, Switch
+from jobs.flows.model import (
+    Choice,
+    Days,
+    Flow,
+    Hours,
+    Numbers,
+    Option,
+    Percent,
+    Switch,
+    Text,
+)
 from jobs.merchant.notices import clear_notice, raise_notice
 from jobs.store.models import Notice, Shop
 
@@ -197,6 +207,34 @@ class OneOf(fields.Field[Any]):
         if not isinstance(value, str) or value not in self.choices:
             raise ValidationError(f"must be one of: {', '.join(self.choices)}")
         return self.enum(value) if self.enum else value
+
+
+class WholeNumbers(fields.Field[tuple[int, ...]]):
+    """A few whole numbers, as a JSON list or written "3, 5, 10"; kept sorted, once each."""
+
+    def __init__(self, low: int, high: int, most: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.low, self.high, self.most = low, high, most
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> tuple[int, ...]:
+        if isinstance(value, str):
+            parts: list[Any] = [part.strip() for part in value.split(",") if part.strip()]
+            value = [int(part) if part.isdigit() else part for part in parts]
+        if not isinstance(value, list | tuple) or not value:
+            raise ValidationError("must be whole numbers, e.g. 3, 5, 10")
+        if any(isinstance(n, bool) or not isinstance(n, int) for n in value):
+            raise ValidationError("must be whole numbers, e.g. 3, 5, 10")
+        if any(not self.low <= n <= self.high for n in value):
+            raise ValidationError(f"each must be between {self.low} and {self.high}")
+        numbers = tuple(sorted(set(value)))
+        if len(numbers) > self.most:
+            raise ValidationError(f"at most {self.most} numbers")
+        return numbers
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else list(value)
 
 
 class CopyOverrides(fields.Field[dict[str, Any]]):
@@ -521,10 +559,37 @@ def _option_field(option: Option) -> fields.Field:
         return _whole(kind.default, kind.min, kind.max, option.label, option.help, "%")
     if isinstance(kind, Switch):
         return _switch(kind.default, option.label, option.help)
+    if isinstance(kind, Text):
+        field = _text(kind.default, option.label, option.help, longest=kind.max_length)
+        field.validators.append(_only_placeholders(kind.placeholders))
+        return field
+    if isinstance(kind, Numbers):
+        return WholeNumbers(
+            kind.min,
+            kind.max,
+            kind.most,
+            load_default=kind.default,
+            error_messages={"null": "must be whole numbers, e.g. 3, 5, 10"},
+            metadata=_about(option.label, option.help, "integers", min=kind.min, max=kind.max),
+        )
     if isinstance(kind, Choice):
         choices = tuple(member.value for member in kind.choices)
         return _choice(kind.default, choices, option.label, option.help, kind.choices)
     raise TypeError(f"option {option.name}: unknown kind {kind!r}")
+
+
+def _only_placeholders(allowed: tuple[str, ...]) -> Callable[[str], None]:
+    """Braces only around the names the option offers (``{handle}``), nothing else."""
+    words = ", ".join("{" + name + "}" for name in allowed) or "none"
+
+    def check(value: str) -> None:
+        rest = value
+        for name in allowed:
+            rest = rest.replace("{" + name + "}", "")
+        if "{" in rest or "}" in rest:
+            raise ValidationError(f"unknown placeholder (you may use: {words})")
+
+    return check
 
 
 def _flow_schema(flow: Flow) -> type[Schema]:
@@ -639,6 +704,8 @@ def _frozen(value: Any) -> Any:
 def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
     if isinstance(value, time):
         return _hhmm(value)
     if isinstance(value, StrEnum):
@@ -852,8 +919,8 @@ def _group(path: str, field: fields.Field) -> dict[str, Any]:
 def describe() -> list[dict[str, Any]]:
     """Every group of settings and its fields as plain data, for a form or an API.
 
-    Each field: path, name, type (integer, boolean, text, email, url, colour,
-    time, choice, copy), label, help, default, optional, and where they apply
+    Each field: path, name, type (integer, integers, boolean, text, email, url,
+    colour, time, choice, copy), label, help, default, optional, and where they apply
     min, max, max_length, unit, choices.
     """
     _token, schema, _flows = _current()

@@ -120,7 +120,7 @@ def on_event(
         ctx = context_for(session, shop, flow, enrollment, at, event)
         if _check_exits(session, flow, enrollment, ctx, at, event):
             continue
-        _resume_on_event(session, shop, flow, enrollment, event, at)
+        _resume_on_event(session, shop, flow, enrollment, event, subject, at)
     for flow in registry.flows().values():
         if not isinstance(event, flow.trigger.events):
             continue
@@ -234,12 +234,18 @@ def _resume_on_event(
     flow: Flow,
     enrollment: Enrollment,
     event: ev.Event,
+    subject: str | None,
     at: datetime,
 ) -> None:
     """A WaitForEvent got its event: continue at its label; or a re-anchor."""
     waiting = enrollment.context.get("waiting_for")
     step = flow.steps[enrollment.step_index] if enrollment.step_index < len(flow.steps) else None
-    if waiting and isinstance(step, WaitForEvent) and isinstance(event, step.events):
+    if (
+        waiting
+        and isinstance(step, WaitForEvent)
+        and isinstance(event, step.events)
+        and (not step.same_subject or subject == enrollment.subject)
+    ):
         enrollment.context = {k: v for k, v in enrollment.context.items() if k != "waiting_for"}
         enrollment.step_index = flow.labels()[step.goto]
         enrollment.context = {**enrollment.context, "cursor": at.isoformat()}
@@ -600,7 +606,7 @@ def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: d
             break
         elif isinstance(step, (Branch, WaitForEvent)):
             _plan_messages(session, shop, flow, sends, at)
-            wake = cursor + step.timeout if isinstance(step, WaitForEvent) else cursor
+            wake = cursor + step.length(options) if isinstance(step, WaitForEvent) else cursor
             enrollment.step_index = index
             enrollment.wake_at = wake
             enrollment.context = {

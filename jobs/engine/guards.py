@@ -14,6 +14,8 @@ the message was planned); the first that says no decides:
 ``skipped:no_consent``       marketing mail to a contact who never subscribed
 ``skipped:unsubscribed``     marketing mail to a contact who unsubscribed
 ``skipped:cap:flow_repeat``  a one-email flow already mailed them this week
+``deferred:cap:flow_repeat`` a flow with ``spacing`` mailed them lately (instead of
+                             the skip: another order's email comes later)
 ``deferred:quiet_hours``     outside 08:00-21:00 in the contact's local time
 ``deferred:cap:gap``         another marketing email within 16 h
 ``deferred:cap:weekly``      3 marketing emails in the rolling 7 days
@@ -43,10 +45,10 @@ ends the enrollment), so judging can be asked anywhere without side effects.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapters.events import ConsentState
@@ -238,7 +240,7 @@ def _timing(
     """Quiet hours for all mail; caps and priority for marketing. Defers to a free slot."""
     policy = Policy.of(shop)
     tz, _source = localtime.zone_for(contact.timezone, contact.country_code, shop.timezone)
-    if marketing and flow.single_email:
+    if marketing and flow.single_email and flow.spacing is None:
         repeat = session.scalar(
             select(Message.id).where(
                 Message.contact_id == contact.id,
@@ -250,6 +252,7 @@ def _timing(
         )
         if repeat is not None:
             return Verdict(Outcome.SKIPPED, "cap:flow_repeat")
+    spaced_until = _spaced_until(session, shop, flow, message, contact) if marketing else None
     # Each rule may push the slot later; repeat until one pass moves nothing.
     # The reason given is the first rule that blocked the due time: the cause,
     # even when the slot it leads to then falls into quiet hours.
@@ -259,6 +262,8 @@ def _timing(
         opens = localtime.quiet_until(slot, tz, policy.quiet_end, policy.quiet_start)
         if opens is not None:
             slot, reason, moved = opens, reason or "quiet_hours", True
+        if spaced_until is not None and spaced_until > slot:
+            slot, reason, moved = spaced_until, reason or "cap:flow_repeat", True
         if marketing:
             for rule, free_at in _cap_slots(session, policy, message, contact, slot):
                 if free_at > slot:
@@ -270,6 +275,28 @@ def _timing(
     if slot > message.expires_at:
         return Verdict(Outcome.EXPIRED, reason)
     return Verdict(Outcome.DEFERRED, reason, slot)
+
+
+def _spaced_until(
+    session: Session, shop: Shop, flow: Flow, message: Message, contact: Contact
+) -> datetime | None:
+    """When a flow with ``spacing`` may mail this contact again: its last email plus the days."""
+    if flow.spacing is None:
+        return None
+    days = float(flow_options(shop, flow).get(flow.spacing) or 0)
+    if not days:
+        return None
+    last = session.scalar(
+        select(func.max(Message.sent_at)).where(
+            Message.contact_id == contact.id,
+            Message.flow == flow.name,
+            Message.id != message.id,
+            Message.state.in_(queries.OCCUPYING),
+        )
+    )
+    if last is None:
+        return None
+    return last + timedelta(days=days)
 
 
 def _cap_slots(

@@ -20,6 +20,7 @@ from jobs.store.models import (
     Contact,
     Enrollment,
     Order,
+    OrderStatus,
     Product,
     Shop,
 )
@@ -96,6 +97,18 @@ class FlowContext:
             return False
         return set(ids) <= unavailable_products(self.session, self.shop.id, ids)
 
+    def order_open(self) -> bool:
+        """The order is known, not a test, and neither cancelled nor refunded."""
+        order = self.order
+        return (
+            order is not None
+            and not order.test
+            and order.status not in (OrderStatus.CANCELLED, OrderStatus.REFUNDED)
+        )
+
+    def order_is(self, status: OrderStatus) -> bool:
+        return self.order is not None and self.order.status == status
+
     def checkout_completed(self) -> bool:
         checkout = self.checkout
         return checkout is not None and checkout.status == CheckoutStatus.COMPLETED
@@ -106,3 +119,17 @@ class FlowContext:
             return False
         params = {"shop_id": self.shop.id, "contact_id": self.contact.id, "since": since}
         return bool(plain(self.session).scalar(queries.CONTACT_ORDERED_SINCE, params))
+
+    def paid_orders(self) -> int:
+        """How many orders the contact paid for (not tests, not cancelled or refunded)."""
+        if self.contact is None:
+            return 0
+        params = {"shop_id": self.shop.id, "contact_id": self.contact.id}
+        return int(plain(self.session).scalar(queries.CONTACT_PAID_ORDERS, params) or 0)
+
+    def enrollments_in(self, flow: str) -> int:
+        """How many times ``flow`` enrolled the contact before (any outcome)."""
+        if self.contact is None:
+            return 0
+        params = {"shop_id": self.shop.id, "contact_id": self.contact.id, "flow": flow}
+        return int(plain(self.session).scalar(queries.CONTACT_ENROLLMENTS_IN_FLOW, params) or 0)

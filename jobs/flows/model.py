@@ -104,6 +104,8 @@ PRIORITIES: Mapping[str, int] = {
     "loyalty": 22,
     "win_back": 20,
     "new_product": 10,
+    # transactional mail is never held back by marketing caps: its priority is moot
+    "delivered_notice": 0,
 }
 
 
@@ -134,14 +136,24 @@ class WaitUntil:
 
 @dataclass(frozen=True)
 class WaitForEvent:
-    """Wait up to ``timeout`` for one of ``events`` about this enrollment.
+    """Wait up to ``timeout`` (or the option's number of days) for one of ``events``.
 
     If it comes, continue at label ``goto``; on timeout, continue after this step.
+    ``same_subject``: only an event about the enrollment's own subject counts (the
+    delivery of this order, not of another order of the same contact).
     """
 
     events: tuple[type[Event], ...]
-    timeout: timedelta
-    goto: str
+    timeout: timedelta = timedelta(0)
+    goto: str = ""
+    #: a ``Days`` option naming the timeout, so a shop may tune it
+    option: str | None = None
+    same_subject: bool = False
+
+    def length(self, options: Mapping[str, Any]) -> timedelta:
+        if self.option is None:
+            return self.timeout
+        return timedelta(days=float(options[self.option]))
 
 
 @dataclass(frozen=True)
@@ -221,6 +233,25 @@ class Switch:
 
 
 @dataclass(frozen=True)
+class Text:
+    """A line of text up to ``max_length``; ``placeholders`` are the only ``{names}`` allowed."""
+
+    default: str
+    max_length: int = 200
+    placeholders: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """A few whole numbers from ``min`` to ``max`` (at most ``most``), kept in ascending order."""
+
+    default: tuple[int, ...]
+    min: int = 1
+    max: int = 1000
+    most: int = 10
+
+
+@dataclass(frozen=True)
 class Choice:
     """One of a vocabulary's values."""
 
@@ -228,7 +259,7 @@ class Choice:
     choices: type[StrEnum]
 
 
-OptionKind = Hours | Days | Percent | Switch | Choice
+OptionKind = Hours | Days | Percent | Switch | Text | Numbers | Choice
 
 
 @dataclass(frozen=True)
@@ -366,6 +397,8 @@ class ProductLine:
     title: str
     url: str
     product_id: str | None = None
+    #: the product's handle in the shop's catalogue (its URL name), when we hold it
+    handle: str | None = None
     image_url: str | None = None
     price: Money | None = None
     quantity: int | None = None
@@ -411,6 +444,8 @@ class SubjectView:
     locale: str | None = None
     #: other products to offer (the flow's ``recommend``), never the subject's own
     recommended: tuple[ProductLine, ...] = ()
+    #: the flow's options for this shop (a flow's ``link`` may build links from them)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -438,6 +473,12 @@ class Flow:
     live_check: Callable[[Platform, FlowContext], LiveQuestion | None] | None = None
     #: the flow's emails also offer other products (shown where a template has the block)
     recommend: Recommend | None = None
+    #: each product's link instead of its page (e.g. its review form)
+    product_link: Callable[[ProductLine, SubjectView], str] | None = None
+    #: a ``Days`` option: after this flow mailed a contact (about any subject), its
+    #: next email to them waits this long (deferred, not skipped as a one-email
+    #: flow's repeat otherwise is: each order's review request still comes, later)
+    spacing: str | None = None
     #: options a shop may tune, besides the common ones (:data:`COMMON_OPTIONS`);
     #: an option named like a common one replaces it (another default)
     options: tuple[Option, ...] = ()
@@ -478,14 +519,17 @@ class Flow:
             named = getattr(step, "option", None)
             if named is not None and named not in options:
                 raise ValueError(f"flow {self.name}: step option {named!r} is not declared")
-            if isinstance(step, Wait) and named is not None:
+            if isinstance(step, (Wait, WaitForEvent)) and named is not None:
                 kind = kinds[named]
-                wanted = Days if step.unit == WaitUnit.DAYS else Hours
+                unit = step.unit if isinstance(step, Wait) else WaitUnit.DAYS
+                wanted = Days if unit == WaitUnit.DAYS else Hours
                 if not isinstance(kind, wanted):
                     raise ValueError(
-                        f"flow {self.name}: Wait in {step.unit} names option {named!r}, "
+                        f"flow {self.name}: a wait in {unit} names option {named!r}, "
                         f"which is not {wanted.__name__}"
                     )
+        if self.spacing is not None and not isinstance(kinds.get(self.spacing), Days):
+            raise ValueError(f"flow {self.name}: spacing {self.spacing!r} is not a Days option")
         labels = self.labels()
         for step in self.steps:
             targets = (

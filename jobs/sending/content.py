@@ -13,14 +13,17 @@ product    that product                                the product's page
 =========  ==========================================  ==========================
 
 Then the values the trigger kept on the enrollment are laid over the
-subject's, and a flow's own ``link`` (over the read-only view) may replace the
-main link. A subject no longer found shows no products and links home.
+subject's, a flow's own ``product_link`` may give each product another link
+(its review form), and a flow's own ``link`` (over the read-only view, with the
+flow's options) may replace the main link. A subject no longer found shows no
+products and links home.
 
 A flow that declares ``recommend`` also gets ``recommended``: other products
 (jobs.audience.recommendations), never the subject's own nor one the contact
 bought, and only products on sale and in stock as the store holds them now.
 The subject's own products are shown as they are (a line item of an order is
-what was bought, whatever the product's state today).
+what was bought, whatever the product's state today), except a checkout's
+items the store no longer sells: a reminder shows only what can still be bought.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.events import Money
+from jobs import shop_settings
 from jobs.audience import recommendations
 from jobs.flows.context import unavailable_products
 from jobs.flows.model import Flow, ProductLine, RecommendBasis, SubjectKind, SubjectView
@@ -53,6 +57,12 @@ def resolve(session: Session, shop: Shop, flow: Flow | None, enrollment: Enrollm
     kept = enrollment.context.get("values")
     if kept:
         view = dataclasses.replace(view, values={**view.values, **kept})
+    if flow is not None:
+        view = dataclasses.replace(view, options=shop_settings.load(shop).flow(flow))
+    if flow is not None and flow.product_link is not None:
+        to = flow.product_link
+        lines = tuple(dataclasses.replace(line, url=to(line, view)) for line in view.products)
+        view = dataclasses.replace(view, products=lines)
     if flow is not None and flow.link is not None:
         link = flow.link(view)
         if link:
@@ -163,6 +173,7 @@ def product_line(product: Product, shop: Shop) -> ProductLine:
         title=product.title,
         url=product.url or shop.base_url,
         product_id=product.product_id,
+        handle=product.handle,
         image_url=product.image_url,
         price=Money(product.price, product.currency)
         if product.price is not None and product.currency
@@ -198,6 +209,7 @@ def line_products(
                 or (product.url if product and product.url else "")
                 or shop.base_url,
                 product_id=product_id,
+                handle=product.handle if product else None,
                 image_url=item.get("image_url") or (product.image_url if product else None),
                 price=Money(Decimal(price["amount"]), price["currency"]) if price else None,
                 quantity=item.get("quantity"),

@@ -148,6 +148,22 @@ CONTACT_ORDERED_SINCE = select(
     )
 )
 
+#: how many orders the contact paid for (not tests, not cancelled or refunded since)
+#: (jobs.flows.context, for loyalty milestones)
+CONTACT_PAID_ORDERS = select(func.count(Order.id)).where(
+    Order.shop_id == bindparam("shop_id"),
+    Order.contact_id == bindparam("contact_id"),
+    Order.test.is_(False),
+    Order.paid_at.is_not(None),
+    Order.status.not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
+)
+#: how many times a flow enrolled the contact, whatever became of it (jobs.flows.context)
+CONTACT_ENROLLMENTS_IN_FLOW = select(func.count(Enrollment.id)).where(
+    Enrollment.shop_id == bindparam("shop_id"),
+    Enrollment.contact_id == bindparam("contact_id"),
+    Enrollment.flow == bindparam("flow"),
+)
+
 
 # --- the audience: recommendations -----------------------------------------------
 

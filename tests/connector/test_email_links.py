@@ -9,6 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from connector import email_links
 from connector.email_events import webhook_url
 from jobs.runtime import Runtime
 from jobs.sending import links
@@ -191,14 +192,15 @@ def test_preferences_leave_one_kind_and_come_back(
     page = client.get(path).get_data(as_text=True)
     assert 'name="marketing"' in page
     assert 'name="cart"' in page
-    # keep marketing in general, leave cart reminders
-    assert client.post(path, data={"marketing": "1"}).status_code == 200
+    # keep marketing in general and every other kind, leave cart reminders
+    others = {kind: "1" for kind in email_links.categories() if kind != "cart"}
+    assert client.post(path, data={"marketing": "1", **others}).status_code == 200
     with runtime.sessions() as session:
         assert [s.scope for s in session.scalars(select(Suppression))] == ["cart"]
         assert session.scalars(select(Contact.consent_state)).one() == "subscribed"
     assert {m.reason for m in shop.messages()} == {"suppressed:unsubscribed"}
     # and back: only their own unsubscribe is lifted
-    client.post(path, data={"marketing": "1", "cart": "1"})
+    client.post(path, data={"marketing": "1", "cart": "1", **others})
     with runtime.sessions() as session:
         assert session.scalars(select(Suppression)).all() == []
 

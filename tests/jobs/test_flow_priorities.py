@@ -29,5 +29,6 @@ def test_the_product_s_order_puts_intent_first_and_what_can_wait_last() -> None:
         "loyalty",
         "win_back",
         "new_product",
+        "delivered_notice",
     ]
     assert len(set(PRIORITIES.values())) == len(PRIORITIES)  # no ties for the caps to break

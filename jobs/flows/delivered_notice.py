@@ -1,0 +1,65 @@
+"""Delivered notice: the parcel arrived, with the order's items and its status page.
+
+Sent when the store reports the shipment delivered (Shopify with carrier
+tracking). Transactional mail: it tells the customer about their own order,
+so it needs no marketing consent, and for that reason carries nothing else (no
+recommendations, no discount). Off unless the shop turns it on. Not for a
+cancelled or refunded order, nor a test order; one per order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from adapters import events as ev
+from jobs.flows.context import FlowContext
+from jobs.flows.model import (
+    Exit,
+    Flow,
+    MessageKind,
+    Reentry,
+    Send,
+    SubjectKind,
+    Trigger,
+    common,
+)
+from jobs.store.models import OrderStatus
+
+
+def _subject(event: ev.Event) -> str | None:
+    return event.order_id if isinstance(event, ev.ShipmentDelivered) else None
+
+
+def _anchor(event: ev.Event) -> datetime:
+    return event.occurred_at
+
+
+FLOW = Flow(
+    name="delivered_notice",
+    title="Delivery notice",
+    category="orders",
+    kind=MessageKind.TRANSACTIONAL,
+    priority=0,  # transactional mail is not held back by marketing caps
+    trigger=Trigger(
+        events=(ev.ShipmentDelivered,),
+        subject=_subject,
+        anchor=_anchor,
+        when=FlowContext.order_open,
+    ),
+    steps=(Send("notice", "delivered_notice"),),
+    exits=(
+        Exit(
+            "order_cancelled",
+            lambda ctx: ctx.order_is(OrderStatus.CANCELLED),
+            on=(ev.OrderCancelled,),
+        ),
+        Exit(
+            "order_refunded",
+            lambda ctx: ctx.order_is(OrderStatus.REFUNDED),
+            on=(ev.OrderRefunded,),
+        ),
+    ),
+    reentry=Reentry.PER_SUBJECT,
+    subject_kind=SubjectKind.ORDER,  # its main link: the order status page
+    options=common(enabled=False, expires_hours=24),
+)

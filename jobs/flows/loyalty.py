@@ -1,0 +1,138 @@
+"""Loyalty: a thank-you with a personal code on the customer's 3rd, 5th and 10th paid order.
+
+Counted over every order the store holds for the contact that was paid, is
+not a test and was not cancelled or refunded (the order that was just paid
+among them). Each milestone is rewarded once: a count that falls (a refund)
+and climbs back to a milestone already rewarded gives nothing. The email
+carries a personal single-use code (15 %, 30 days) and ends if that order is
+cancelled or refunded before it goes; a second milestone within a week is
+rewarded a week after the first. Marketing mail.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from adapters import events as ev
+from jobs.flows.context import FlowContext
+from jobs.flows.model import (
+    Days,
+    Exit,
+    Flow,
+    Hours,
+    IssueDiscount,
+    MessageKind,
+    Numbers,
+    Option,
+    Percent,
+    Reentry,
+    Send,
+    SubjectKind,
+    Switch,
+    Trigger,
+    Wait,
+    common,
+)
+from jobs.store.models import OrderStatus
+
+NAME = "loyalty"
+
+
+def _subject(event: ev.Event) -> str | None:
+    return event.order.order_id if isinstance(event, ev.OrderPaid) else None
+
+
+def _anchor(event: ev.Event) -> datetime:
+    return event.occurred_at
+
+
+def _milestone(ctx: FlowContext) -> bool:
+    """This paid order is a milestone, and not one the contact was rewarded for.
+
+    Milestones are rewarded in ascending order, so the contact's earlier loyalty
+    enrollments say how many are behind them: the n-th milestone is due while
+    fewer than n were.
+    """
+    if not ctx.order_open():
+        return False
+    milestones = sorted(ctx.options.get("milestones") or ())
+    paid = ctx.paid_orders()
+    if paid not in milestones:
+        return False
+    return ctx.enrollments_in(NAME) < milestones.index(paid) + 1
+
+
+FLOW = Flow(
+    name=NAME,
+    title="Loyalty reward",
+    category="loyalty",
+    kind=MessageKind.MARKETING,
+    # below review requests, above win-back and announcements
+    priority=22,
+    trigger=Trigger(events=(ev.OrderPaid,), subject=_subject, anchor=_anchor, when=_milestone),
+    steps=(
+        Wait(option="delay_hours"),
+        IssueDiscount(),
+        Send("reward", "loyalty"),
+    ),
+    exits=(
+        Exit(
+            "order_cancelled",
+            lambda ctx: ctx.order_is(OrderStatus.CANCELLED),
+            on=(ev.OrderCancelled,),
+        ),
+        Exit(
+            "order_refunded",
+            lambda ctx: ctx.order_is(OrderStatus.REFUNDED),
+            on=(ev.OrderRefunded,),
+        ),
+    ),
+    reentry=Reentry.PER_SUBJECT,
+    subject_kind=SubjectKind.ORDER,
+    link=lambda view: view.shop_url,  # the reward is spent on anything in the shop
+    spacing="spacing_days",
+    options=(
+        Option(
+            "milestones",
+            Numbers((3, 5, 10), min=1, max=1000, most=10),
+            label="Reward on these paid orders",
+            help="Which of a customer's paid orders earn a thank-you, e.g. 3, 5, 10 for "
+            "their third, fifth and tenth. Test, cancelled and refunded orders do not count.",
+        ),
+        Option(
+            "delay_hours",
+            Hours(24, min=0, max=24 * 7),
+            label="Send after the payment (hours)",
+            help="Hours after the order was paid, so the thank-you does not arrive beside "
+            "your order confirmation.",
+        ),
+        Option(
+            "discount",
+            Switch(True),
+            label="Personal discount code",
+            help="Give the customer a personal code, usable once. Your store creates the "
+            "code when the email is sent.",
+        ),
+        Option(
+            "discount_percent",
+            Percent(15, min=1, max=90),
+            label="Discount (%)",
+            help="How much the personal code takes off the order.",
+        ),
+        Option(
+            "discount_valid_hours",
+            Hours(24 * 30, min=1, max=24 * 90),
+            label="Code valid for (hours)",
+            help="How long the personal code works after the email is sent (720 hours is 30 days).",
+        ),
+        Option(
+            "spacing_days",
+            Days(7, min=0, max=60),
+            label="At most one reward email every (days)",
+            help="Two milestones reached within this many days: the second reward comes "
+            "when they have passed, not right after the first. 0: no waiting.",
+        ),
+        # a reward held back (spacing) must still go out
+        *common(expires_hours=24 * 10),
+    ),
+)
