@@ -14,7 +14,8 @@ ratio of our work items (events + emails) per second to RQ's bare jobs/s.
 
     .venv/bin/python bench/pipeline.py [--events 2000] [--workers 2]
         [--contacts 10000,1000000] [--databases sqlite,postgresql]
-        [--worker-class simple|fork] [--postgres-url URL] [--redis-url URL]
+        [--worker-class simple|fork] [--mix cart|library] [--postgres-url URL]
+        [--redis-url URL]
 
 Figures only: nothing here asserts on timings.
 """
@@ -69,6 +70,9 @@ CHECKOUT = fixture("checkouts_create__customer.json")
 ORDER = fixture("orders_create__customer.json")
 CUSTOMER = fixture("customers_update__api_2026_07.json")
 PRODUCT = fixture("products_create__active.json")
+NEW_CUSTOMER = fixture("customers_create__api_2024_10_consent.json")
+FULFILLED = fixture("orders_fulfilled__shipped.json")
+DELIVERED = fixture("fulfillments_update__delivered.json")
 
 
 def person(i: int) -> tuple[int, str]:
@@ -133,6 +137,105 @@ def events(count: int, contacts: int, seed: int) -> list[tuple[str, dict[str, An
             body.update(token=f"guest{seed}-{n}", email=None, customer=None, updated_at=stamp)
             out.append(("checkouts/update", body))
     return out  # fmt: skip
+
+
+def library_events(count: int, contacts: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """The whole journey: 30 % checkouts and their updates, 15 % paid orders, 10 %
+    fulfilments of earlier orders, 10 % deliveries of fulfilled ones, 10 % new
+    subscribed customers, 10 % customer updates, 5 % new products, 5 % product
+    updates, 5 % guest checkouts: every flow the library ships has its trigger."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    cart = iter(events(count * 2, contacts, seed))
+    out: list[tuple[str, dict[str, Any]]] = []
+    placed: list[tuple[int, int, str]] = []  # order id, customer id, email
+    fulfilled: list[int] = []
+    for n in range(count):
+        roll = rng.random()
+        stamp = (now + timedelta(milliseconds=n)).isoformat()
+        customer_id, email = person(rng.randrange(contacts))
+        if (
+            roll < 0.30
+            or (0.45 <= roll < 0.55 and not placed)
+            or (0.55 <= roll < 0.65 and not fulfilled)
+        ):
+            topic, body = next(t for t in cart if t[0] == "checkouts/update")
+            out.append((topic, body))
+        elif roll < 0.45:
+            body = json.loads(json.dumps(ORDER))
+            order_id = 8_000_000 + seed * 100_000 + n
+            body.update(
+                id=order_id,
+                name=f"#L{n}",
+                email=email,
+                contact_email=email,
+                checkout_token=None,
+                created_at=stamp,
+                updated_at=stamp,
+                processed_at=stamp,
+            )
+            body["customer"].update(id=customer_id, email=email, updated_at=stamp)
+            placed.append((order_id, customer_id, email))
+            out.append(("orders/create", body))
+        elif roll < 0.55:
+            order_id, customer_id, email = placed.pop(rng.randrange(len(placed)))
+            body = json.loads(json.dumps(FULFILLED))
+            body.update(
+                id=order_id,
+                name=f"#L{order_id}",
+                email=email,
+                contact_email=email,
+                updated_at=stamp,
+            )
+            body["customer"].update(id=customer_id, email=email, updated_at=stamp)
+            fulfilled.append(order_id)
+            out.append(("orders/fulfilled", body))
+        elif roll < 0.65:
+            body = json.loads(json.dumps(DELIVERED))
+            body.update(
+                id=5_000_000 + seed * 100_000 + n, order_id=fulfilled.pop(0), updated_at=stamp
+            )
+            out.append(("fulfillments/update", body))
+        elif roll < 0.75:
+            body = json.loads(json.dumps(NEW_CUSTOMER))
+            new_id, new_email = person(contacts + seed * 100_000 + n)
+            body.update(id=new_id, email=new_email, created_at=stamp, updated_at=stamp)
+            out.append(("customers/create", body))
+        elif roll < 0.85:
+            body = json.loads(json.dumps(CUSTOMER))
+            body.update(id=customer_id, email=email, updated_at=stamp)
+            out.append(("customers/update", body))
+        elif roll < 0.95:
+            body = json.loads(json.dumps(PRODUCT))
+            if roll < 0.90:
+                body.update(id=7_100_000 + seed * 100_000 + n, created_at=stamp)
+                topic = "products/create"
+            else:
+                body.update(id=7_000_000 + rng.randrange(500))
+                topic = "products/update"
+            body.update(updated_at=stamp)
+            out.append((topic, body))
+        else:
+            body = json.loads(json.dumps(CHECKOUT))
+            body.update(token=f"lguest{seed}-{n}", email=None, customer=None, updated_at=stamp)
+            out.append(("checkouts/update", body))
+    return out  # fmt: skip
+
+
+def library_settings() -> dict[str, Any]:
+    """Every built-in flow on, its waits at zero (so its emails come due within the run)."""
+    from jobs.flows import registry
+    from jobs.flows.model import Days, Hours
+
+    flows: dict[str, dict[str, Any]] = {}
+    for name, flow in registry.built_in().items():
+        options: dict[str, Any] = {"enabled": True}
+        for option in getattr(flow, "options", ()):
+            kept = ("expires_hours", "discount_valid_hours", "spacing_days")
+            if isinstance(option.kind, (Hours, Days)) and option.name not in kept:
+                options[option.name] = 0
+        flows[name] = options
+    return {**SETTINGS, "flows": {**flows, **SETTINGS["flows"]}}
 
 
 def seed_contacts(runtime: Runtime, shop_id: int, upto: int) -> None:
@@ -277,7 +380,7 @@ def run(database: str, url: str, redis_url: str, args: argparse.Namespace, workd
     runtime.redis.flushdb()
     with runtime.sessions.begin() as session:
         shop = add_shop(session, runtime.secrets, "shopify", SHOP, currency="SEK")
-        shop.settings = SETTINGS
+        shop.settings = library_settings() if args.mix == "library" else SETTINGS
         shop_id = shop.id
     print(
         f"\n{database}: {args.workers} {args.worker_class} workers, {args.events} events per round"
@@ -286,7 +389,8 @@ def run(database: str, url: str, redis_url: str, args: argparse.Namespace, workd
           f" {'bare jobs/s':>11} {'ratio':>6}")  # fmt: skip
     for round_, contacts in enumerate(int(c) for c in args.contacts.split(",")):
         seed_contacts(runtime, shop_id, contacts)
-        batch = events(args.events, contacts, seed=round_)
+        mix = library_events if args.mix == "library" else events
+        batch = mix(args.events, contacts, seed=round_)
         with runtime.sessions() as session:
             sent_before = (
                 session.scalar(
@@ -371,6 +475,8 @@ def main() -> None:
     parser.add_argument("--contacts", default="10000,1000000")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--worker-class", choices=("simple", "fork"), default="simple")
+    # cart: the engine's original mix; library: every flow's trigger, every flow on
+    parser.add_argument("--mix", choices=("cart", "library"), default="cart")
     parser.add_argument("--postgres-url", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
     args = parser.parse_args()
