@@ -6,7 +6,7 @@ from functools import cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from jobs.flows import cart_recovery, delivered_notice, loyalty, review_request
+from jobs.flows import cart_recovery, delivered_notice, loyalty, review_request, welcome
 from jobs.flows.model import Flow
 
 if TYPE_CHECKING:
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 BUILT_IN: Mapping[str, Flow] = MappingProxyType(
     {
         "cart_recovery": cart_recovery.FLOW,
+        "welcome": welcome.FLOW,
         "review_request": review_request.FLOW,
         "loyalty": loyalty.FLOW,
         "delivered_notice": delivered_notice.FLOW,

@@ -26,8 +26,17 @@ from emails.render import (
 )
 
 LANGUAGES = ("en", "sv", "nb", "ru", "fa")
-#: steps whose email shows no products (a greeting, a code, a question)
-WITHOUT_PRODUCTS = {"welcome_1", "re_engagement", "birthday", "loyalty", "anniversary"}
+#: steps whose email shows no products of its own (a greeting, a code, a question), or
+#: only other products to offer (the welcome's favourites, ideas for a first order)
+WITHOUT_PRODUCTS = {
+    "welcome_1",
+    "welcome_2",
+    "welcome_related",
+    "re_engagement",
+    "birthday",
+    "loyalty",
+    "anniversary",
+}
 GOLDEN = Path(__file__).parent / "compiled_templates.json"
 
 BRAND = Brand(

@@ -107,6 +107,7 @@ def test_deferral_past_expiry_expires_with_the_reason(shop: Harness) -> None:
 
 def test_wait_for_event_takes_the_branch_when_she_buys(shop: Harness) -> None:
     anna = customer()
+    shop.settings(flows={"welcome": {"enabled": False}})  # the built-in one would take the slot
     with extra_flow(WELCOME):
         shop.at(T0, ev.CustomerCreated(occurred_at=T0, customer=anna))
         shop.at(T0 + hours(26), order("7", T0 + hours(26), anna, None))

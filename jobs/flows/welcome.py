@@ -1,0 +1,156 @@
+"""Welcome: a new subscriber's first emails, and ideas for their first order.
+
+Starts for a contact who subscribed and has no orders yet: a customer created
+with marketing consent, or a contact whose consent becomes subscribed. The
+first email goes at once (quiet hours still apply), with a personal code if
+the shop turns it on. Then it waits four days for the contact's first order:
+if it comes, an email one day after it offers products related to what they
+bought (never those themselves) and the series ends; if not, a second email
+on day four shows the shop's favourites. Once per contact, ever; it ends if
+an order from before the welcome turns up (a customer already). Marketing mail.
+
+The subject names the contact, never an order: an order event finds the
+enrollment through its contact, so only the contact's own order resumes the
+wait (an order or checkout id can never equal a ``welcome:`` subject).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from adapters import events as ev
+from jobs.flows.context import FlowContext
+from jobs.flows.model import (
+    Days,
+    End,
+    Exit,
+    Flow,
+    Hours,
+    IssueDiscount,
+    Label,
+    MessageKind,
+    Option,
+    Percent,
+    Recommend,
+    RecommendBasis,
+    Reentry,
+    Send,
+    SubjectKind,
+    Switch,
+    Trigger,
+    Wait,
+    WaitForEvent,
+    WaitUnit,
+    common,
+)
+
+NAME = "welcome"
+ORDER_EVENTS = (ev.OrderPlaced, ev.OrderPaid)
+
+
+def _subject(event: ev.Event) -> str | None:
+    if isinstance(event, ev.CustomerCreated):
+        customer_id = event.customer.customer_id
+    elif isinstance(event, ev.MarketingConsentChanged):
+        if event.consent.state != ev.ConsentState.SUBSCRIBED:
+            return None  # not a sign-up: not this flow's event
+        customer_id = event.customer_id
+    else:
+        return None
+    # a subscriber known only by address has no customer id (nor is the address kept here)
+    return f"welcome:{customer_id or 'subscriber'}"
+
+
+def _anchor(event: ev.Event) -> datetime:
+    return event.occurred_at
+
+
+def _subscribed(ctx: FlowContext) -> bool:
+    """The contact is subscribed now (a customer created without consent is welcomed
+    when they subscribe, not before: the welcome starts once per contact)."""
+    return ctx.contact is not None and ctx.contact.consent_state == ev.ConsentState.SUBSCRIBED
+
+
+def _already_customer(ctx: FlowContext) -> bool:
+    """The contact had ordered before the welcome began (at the start: has any order).
+
+    Counted over the orders the store holds for the contact that are not tests
+    and were not cancelled or refunded (paid or not); the first order after the
+    welcome began is the one it waits for, not a reason to stop.
+    """
+    contact = ctx.contact
+    if contact is None:
+        return False
+    first = contact.first_order_at
+    if ctx.enrollment is None:
+        return first is not None or ctx.paid_orders() > 0
+    return first is not None and first < ctx.enrollment.anchor_at
+
+
+FLOW = Flow(
+    name=NAME,
+    title="Welcome series",
+    category="welcome",
+    kind=MessageKind.MARKETING,
+    priority=33,
+    trigger=Trigger(
+        events=(ev.CustomerCreated, ev.MarketingConsentChanged),
+        subject=_subject,
+        anchor=_anchor,
+        when=_subscribed,
+    ),
+    steps=(
+        IssueDiscount(),
+        Send("welcome_1", "welcome_1"),
+        # the contact's own order: the subject is the contact, so any order event
+        # about them (found through the contact) counts, not only one subject's
+        WaitForEvent(events=ORDER_EVENTS, option="wait_days", goto="ordered"),
+        Send("welcome_2", "welcome_2"),
+        End(),
+        Label("ordered"),
+        Wait(option="related_days", unit=WaitUnit.DAYS),
+        Send("welcome_related", "welcome_related"),
+    ),
+    exits=(Exit("already_customer", _already_customer, on=ORDER_EVENTS),),
+    reentry=Reentry.ONCE,
+    subject_kind=SubjectKind.CONTACT,
+    # what goes with their purchases; with none yet (the second email), the bestsellers
+    recommend=Recommend(limit=4, basis=RecommendBasis.PURCHASES),
+    options=(
+        Option(
+            "wait_days",
+            Days(4, min=1, max=30),
+            label="Second email after (days)",
+            help="Days after the welcome. A new customer who orders before then gets "
+            "ideas to go with their order instead, and no second email.",
+        ),
+        Option(
+            "related_days",
+            Days(1, min=0, max=14),
+            label="Ideas for the first order after (days)",
+            help="Days after their first order, an email with products that go with "
+            "what they bought.",
+        ),
+        Option(
+            "discount",
+            Switch(False),
+            label="Welcome code in the first email",
+            help="Give each new subscriber a personal code, usable once, in the welcome "
+            "email. Your store creates the code when the email is sent.",
+        ),
+        Option(
+            "discount_percent",
+            Percent(10, min=1, max=90),
+            label="Discount (%)",
+            help="How much the personal code takes off the order.",
+        ),
+        Option(
+            "discount_valid_hours",
+            Hours(24 * 14, min=1, max=24 * 90),
+            label="Code valid for (hours)",
+            help="How long the personal code works after the email is sent (336 hours is 14 days).",
+        ),
+        # a welcome held back a day by sending limits is still welcome
+        *common(expires_hours=48),
+    ),
+)
