@@ -133,3 +133,23 @@ class FlowContext:
             return 0
         params = {"shop_id": self.shop.id, "contact_id": self.contact.id, "flow": flow}
         return int(plain(self.session).scalar(queries.CONTACT_ENROLLMENTS_IN_FLOW, params) or 0)
+
+    def step_planned_since_order(self, flow: str, step: str) -> bool:
+        """Did ``flow``'s ``step`` plan the contact an email due after this order was
+        placed, or send one since (any state but cancelled)?
+
+        Read from the email's first due time and its sending time (the engine's
+        clock), not from when its row was written: a step planned due after the
+        order is one the order woke, or a later one's.
+        """
+        order = self.order
+        if self.contact is None or order is None:
+            return False
+        params = {
+            "shop_id": self.shop.id,
+            "contact_id": self.contact.id,
+            "flow": flow,
+            "step": step,
+            "since": order.placed_at,
+        }
+        return bool(plain(self.session).scalar(queries.CONTACT_STEP_PLANNED_SINCE, params))

@@ -6,7 +6,14 @@ from functools import cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from jobs.flows import cart_recovery, delivered_notice, loyalty, review_request, welcome
+from jobs.flows import (
+    cart_recovery,
+    delivered_notice,
+    loyalty,
+    review_request,
+    thank_you,
+    welcome,
+)
 from jobs.flows.model import Flow
 
 if TYPE_CHECKING:
@@ -18,6 +25,7 @@ BUILT_IN: Mapping[str, Flow] = MappingProxyType(
         "cart_recovery": cart_recovery.FLOW,
         "welcome": welcome.FLOW,
         "review_request": review_request.FLOW,
+        "thank_you": thank_you.FLOW,
         "loyalty": loyalty.FLOW,
         "delivered_notice": delivered_notice.FLOW,
     }

@@ -157,6 +157,18 @@ CONTACT_PAID_ORDERS = select(func.count(Order.id)).where(
     Order.paid_at.is_not(None),
     Order.status.not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
 )
+#: did a flow's step plan (or send) the contact an email due at or after a moment, in
+#: any state but cancelled (jobs.flows.context: a welcome's thanks for this order)
+CONTACT_STEP_PLANNED_SINCE = select(
+    exists().where(
+        Message.shop_id == bindparam("shop_id"),
+        Message.contact_id == bindparam("contact_id"),
+        Message.flow == bindparam("flow"),
+        Message.step == bindparam("step"),
+        Message.state != MessageState.CANCELLED,
+        or_(Message.planned_at >= bindparam("since"), Message.sent_at >= bindparam("since")),
+    )
+)
 #: how many times a flow enrolled the contact, whatever became of it (jobs.flows.context)
 CONTACT_ENROLLMENTS_IN_FLOW = select(func.count(Enrollment.id)).where(
     Enrollment.shop_id == bindparam("shop_id"),

@@ -149,7 +149,9 @@ def test_a_contact_who_already_ordered_is_not_welcomed(shop: Rendering) -> None:
     buy(shop, "a1", customer("anna@example.se", customer_id=None), day(0), "hat")  # as a guest
     signed_up(shop, anna(), day(1))
     shop.run(day(10))
-    assert mine(shop) == []
+    # her order is thanked for (the thank-you flow); no welcome comes
+    assert mine(shop) == ["Thank you for your order"]
+    assert welcome_steps(shop) == []
     assert not_started(shop) == [("already_over", "already_customer")]
 
 

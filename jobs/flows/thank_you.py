@@ -1,0 +1,96 @@
+"""Thank you: a day after an order was paid, thanks, with a few products that go with it.
+
+One per order, for real orders only (not a test, not cancelled or refunded
+when paid), and it ends if the order is cancelled or refunded before it goes.
+It shows the order's items, then other products bought together with them
+(never one the customer has bought). An order that woke the welcome series'
+own thanks for a first order (its ``welcome_related`` email, planned or sent
+since the order was placed) gets no second thank-you. A second order within
+the week gets none either: a one-email flow mails a contact once a week
+(``cap:flow_repeat``). Marketing mail.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from adapters import events as ev
+from jobs.flows.context import FlowContext
+from jobs.flows.model import (
+    Exit,
+    Flow,
+    Hours,
+    MessageKind,
+    Option,
+    Recommend,
+    RecommendBasis,
+    Reentry,
+    Send,
+    SubjectKind,
+    Trigger,
+    Wait,
+    common,
+)
+from jobs.store.models import OrderStatus
+
+NAME = "thank_you"
+#: the welcome series' step that thanks a subscriber for the order she placed during it
+WELCOME_THANKS = ("welcome", "welcome_related")
+
+
+def _subject(event: ev.Event) -> str | None:
+    return event.order.order_id if isinstance(event, ev.OrderPaid) else None
+
+
+def _anchor(event: ev.Event) -> datetime:
+    return event.occurred_at
+
+
+def _welcomed(ctx: FlowContext) -> bool:
+    return ctx.step_planned_since_order(*WELCOME_THANKS)
+
+
+FLOW = Flow(
+    name=NAME,
+    title="Thank you",
+    category="thanks",
+    kind=MessageKind.MARKETING,
+    # after a review request, before loyalty rewards and announcements
+    priority=25,
+    trigger=Trigger(
+        events=(ev.OrderPaid,), subject=_subject, anchor=_anchor, when=FlowContext.order_open
+    ),
+    steps=(
+        Wait(option="delay_hours"),
+        Send("thanks", "thank_you"),
+    ),
+    exits=(
+        Exit(
+            "order_cancelled",
+            lambda ctx: ctx.order_is(OrderStatus.CANCELLED),
+            on=(ev.OrderCancelled,),
+        ),
+        Exit(
+            "order_refunded",
+            lambda ctx: ctx.order_is(OrderStatus.REFUNDED),
+            on=(ev.OrderRefunded,),
+        ),
+        # the welcome series thanked her for this order already
+        Exit("welcomed", _welcomed),
+    ),
+    reentry=Reentry.PER_SUBJECT,
+    subject_kind=SubjectKind.ORDER,
+    link=lambda view: view.shop_url,  # "Visit the shop": the suggestions are there
+    recommend=Recommend(limit=4, basis=RecommendBasis.SUBJECT),
+    options=(
+        Option(
+            "delay_hours",
+            Hours(24, min=1, max=24 * 14),
+            label="Send after the payment (hours)",
+            help="Hours after the order was paid, so the thank-you does not arrive beside "
+            "your order confirmation. Sent in the customer's daytime.",
+        ),
+        # held back more than a day (quiet hours, caps), thanks would come too late
+        *common(expires_hours=24),
+    ),
+)
