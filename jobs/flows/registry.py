@@ -6,7 +6,7 @@ from functools import cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from jobs.flows import cart_recovery, delivered_notice, loyalty, review_request
+from jobs.flows import cart_recovery, delivered_notice, loyalty, new_product, review_request
 from jobs.flows.model import Flow
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ BUILT_IN: Mapping[str, Flow] = MappingProxyType(
         "cart_recovery": cart_recovery.FLOW,
         "review_request": review_request.FLOW,
         "loyalty": loyalty.FLOW,
+        "new_product": new_product.FLOW,
         "delivered_notice": delivered_notice.FLOW,
     }
 )
