@@ -100,7 +100,10 @@ def buyers_of_its_kind(query: AudienceQuery) -> Select[tuple[int]]:
     assert isinstance(event, (ev.ProductCreated, ev.ProductUpdated))
     product = event.product
     kinds = [
-        and_(ProductGroup.kind == kind, ProductGroup.name.in_(names))
+        # kept as product_groups keeps them (jobs.audience.recommendations.on_product)
+        and_(
+            ProductGroup.kind == kind, ProductGroup.name.in_(sorted({name[:255] for name in names}))
+        )
         for kind, names in (
             (ProductGroupKind.COLLECTION, product.collections),
             (ProductGroupKind.TAG, product.tags),
