@@ -53,6 +53,7 @@ from emails.render import OVERRIDABLE, TEMPLATES, OverrideError, validate_overri
 from jobs.flows import registry
 from jobs.flows.model import (
     Choice,
+    Count,
     Days,
     Flow,
     Hours,
@@ -557,6 +558,8 @@ def _option_field(option: Option) -> fields.Field:
         return _whole(kind.default, kind.min, kind.max, option.label, option.help, "days")
     if isinstance(kind, Percent):
         return _whole(kind.default, kind.min, kind.max, option.label, option.help, "%")
+    if isinstance(kind, Count):
+        return _whole(kind.default, kind.min, kind.max, option.label, option.help, kind.unit)
     if isinstance(kind, Switch):
         return _switch(kind.default, option.label, option.help)
     if isinstance(kind, Text):

@@ -32,7 +32,7 @@ them apart from the subject's own (:attr:`SubjectView.recommended`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from enum import StrEnum
@@ -43,9 +43,11 @@ from emails.content import MessageKind as MessageKind
 
 if TYPE_CHECKING:
     from sqlalchemy import Select
+    from sqlalchemy.orm import Session
 
     from adapters.platform import LiveQuestion, Platform
     from jobs.flows.context import FlowContext
+    from jobs.store.models import Enrollment
 
 
 class SubjectKind(StrEnum):
@@ -226,6 +228,16 @@ class Percent:
 
 
 @dataclass(frozen=True)
+class Count:
+    """A whole number of ``unit`` (products, emails) from ``min`` to ``max``."""
+
+    default: int
+    min: int = 1
+    max: int = 100
+    unit: str = "items"
+
+
+@dataclass(frozen=True)
 class Switch:
     """On or off."""
 
@@ -259,7 +271,7 @@ class Choice:
     choices: type[StrEnum]
 
 
-OptionKind = Hours | Days | Percent | Switch | Text | Numbers | Choice
+OptionKind = Hours | Days | Percent | Count | Switch | Text | Numbers | Choice
 
 
 @dataclass(frozen=True)
@@ -473,6 +485,11 @@ class Flow:
     live_check: Callable[[Platform, FlowContext], LiveQuestion | None] | None = None
     #: the flow's emails also offer other products (shown where a template has the block)
     recommend: Recommend | None = None
+    #: other products the email shows besides its subject's, as product ids in order,
+    #: from the enrollment and the flow's options (a new product's email also lists
+    #: the contact's other new products of the moment); the sending side keeps only
+    #: those still for sale
+    also_show: Callable[[Session, Enrollment, Mapping[str, Any]], Sequence[str]] | None = None
     #: each product's link instead of its page (e.g. its review form)
     product_link: Callable[[ProductLine, SubjectView], str] | None = None
     #: a ``Days`` option: after this flow mailed a contact (about any subject), its

@@ -10,6 +10,7 @@ from jobs.flows import (
     cart_recovery,
     delivered_notice,
     loyalty,
+    new_product,
     review_request,
     thank_you,
     welcome,
@@ -27,6 +28,7 @@ BUILT_IN: Mapping[str, Flow] = MappingProxyType(
         "review_request": review_request.FLOW,
         "thank_you": thank_you.FLOW,
         "loyalty": loyalty.FLOW,
+        "new_product": new_product.FLOW,
         "delivered_notice": delivered_notice.FLOW,
     }
 )

@@ -13,10 +13,12 @@ product    that product                                the product's page
 =========  ==========================================  ==========================
 
 Then the values the trigger kept on the enrollment are laid over the
-subject's, a flow's own ``product_link`` may give each product another link
-(its review form), and a flow's own ``link`` (over the read-only view, with the
-flow's options) may replace the main link. A subject no longer found shows no
-products and links home.
+subject's, a flow's ``also_show`` adds the other products it names (only those
+still for sale, after the subject's own, up to ``MAX_PRODUCTS``), a flow's own
+``product_link`` may give each product another link (its review form), and a
+flow's own ``link`` (over the read-only view, with the flow's options) may
+replace the main link. A subject no longer found shows no products and links
+home.
 
 A flow that declares ``recommend`` also gets ``recommended``: other products
 (jobs.audience.recommendations), never the subject's own nor one the contact
@@ -29,7 +31,7 @@ items the store no longer sells: a reminder shows only what can still be bought.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -59,6 +61,9 @@ def resolve(session: Session, shop: Shop, flow: Flow | None, enrollment: Enrollm
         view = dataclasses.replace(view, values={**view.values, **kept})
     if flow is not None:
         view = dataclasses.replace(view, options=shop_settings.load(shop).flow(flow))
+    if flow is not None and flow.also_show is not None and view.products:
+        more = also_shown(session, shop, flow.also_show(session, enrollment, view.options), view)
+        view = dataclasses.replace(view, products=(*view.products, *more))
     if flow is not None and flow.product_link is not None:
         to = flow.product_link
         lines = tuple(dataclasses.replace(line, url=to(line, view)) for line in view.products)
@@ -72,6 +77,27 @@ def resolve(session: Session, shop: Shop, flow: Flow | None, enrollment: Enrollm
             view, recommended=recommended(session, shop, flow, enrollment, view)
         )
     return view
+
+
+def also_shown(
+    session: Session, shop: Shop, product_ids: Sequence[str], view: SubjectView
+) -> tuple[ProductLine, ...]:
+    """The catalogue's products of these ids, in their order, except those the view
+    shows already and those no longer for sale (or never heard of: nothing to show)."""
+    shown = {line.product_id for line in view.products}
+    room = MAX_PRODUCTS - len(view.products)
+    ids = [p for p in dict.fromkeys(product_ids) if p not in shown]
+    if not ids or room <= 0:
+        return ()
+    gone = unavailable_products(session, shop.id, ids)
+    known = {
+        product.product_id: product
+        for product in session.scalars(
+            select(Product).where(Product.shop_id == shop.id, Product.product_id.in_(ids))
+        )
+    }
+    kept = [known[p] for p in ids if p in known and p not in gone]
+    return tuple(product_line(product, shop) for product in kept[:room])
 
 
 def recommended(
