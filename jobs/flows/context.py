@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.events import Event
+from adapters.events import Event, OrderCancelled, OrderRefunded
+from jobs.flows.model import Exit
 from jobs.store import queries, rows
 from jobs.store.db import plain
 from jobs.store.models import (
@@ -153,3 +154,18 @@ class FlowContext:
             "since": order.placed_at,
         }
         return bool(plain(self.session).scalar(queries.CONTACT_STEP_PLANNED_SINCE, params))
+
+
+#: an order's flow ends when its order is cancelled or refunded before the email goes
+ORDER_ENDED: tuple[Exit, ...] = (
+    Exit(
+        "order_cancelled",
+        lambda ctx: ctx.order_is(OrderStatus.CANCELLED),
+        on=(OrderCancelled,),
+    ),
+    Exit(
+        "order_refunded",
+        lambda ctx: ctx.order_is(OrderStatus.REFUNDED),
+        on=(OrderRefunded,),
+    ),
+)

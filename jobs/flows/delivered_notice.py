@@ -12,9 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from adapters import events as ev
-from jobs.flows.context import FlowContext
+from jobs.flows.context import ORDER_ENDED, FlowContext
 from jobs.flows.model import (
-    Exit,
     Flow,
     MessageKind,
     Reentry,
@@ -23,7 +22,6 @@ from jobs.flows.model import (
     Trigger,
     common,
 )
-from jobs.store.models import OrderStatus
 
 
 def _subject(event: ev.Event) -> str | None:
@@ -47,18 +45,7 @@ FLOW = Flow(
         when=FlowContext.order_open,
     ),
     steps=(Send("notice", "delivered_notice"),),
-    exits=(
-        Exit(
-            "order_cancelled",
-            lambda ctx: ctx.order_is(OrderStatus.CANCELLED),
-            on=(ev.OrderCancelled,),
-        ),
-        Exit(
-            "order_refunded",
-            lambda ctx: ctx.order_is(OrderStatus.REFUNDED),
-            on=(ev.OrderRefunded,),
-        ),
-    ),
+    exits=ORDER_ENDED,
     reentry=Reentry.PER_SUBJECT,
     subject_kind=SubjectKind.ORDER,  # its main link: the order status page
     options=common(enabled=False, expires_hours=24),

@@ -14,10 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from adapters import events as ev
-from jobs.flows.context import FlowContext
+from jobs.flows.context import ORDER_ENDED, FlowContext
 from jobs.flows.model import (
     Days,
-    Exit,
     Flow,
     Hours,
     IssueDiscount,
@@ -33,7 +32,6 @@ from jobs.flows.model import (
     Wait,
     common,
 )
-from jobs.store.models import OrderStatus
 
 NAME = "loyalty"
 
@@ -75,18 +73,7 @@ FLOW = Flow(
         IssueDiscount(),
         Send("reward", "loyalty"),
     ),
-    exits=(
-        Exit(
-            "order_cancelled",
-            lambda ctx: ctx.order_is(OrderStatus.CANCELLED),
-            on=(ev.OrderCancelled,),
-        ),
-        Exit(
-            "order_refunded",
-            lambda ctx: ctx.order_is(OrderStatus.REFUNDED),
-            on=(ev.OrderRefunded,),
-        ),
-    ),
+    exits=ORDER_ENDED,
     reentry=Reentry.PER_SUBJECT,
     subject_kind=SubjectKind.ORDER,
     link=lambda view: view.shop_url,  # the reward is spent on anything in the shop

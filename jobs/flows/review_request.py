@@ -15,11 +15,10 @@ from datetime import datetime
 from urllib.parse import quote
 
 from adapters import events as ev
-from jobs.flows.context import FlowContext
+from jobs.flows.context import ORDER_ENDED, FlowContext
 from jobs.flows.model import (
     Days,
     End,
-    Exit,
     Flow,
     Label,
     MessageKind,
@@ -36,7 +35,6 @@ from jobs.flows.model import (
     WaitUnit,
     common,
 )
-from jobs.store.models import OrderStatus
 
 #: where a product's review form is, from its page, handle or id
 PLACEHOLDERS = ("url", "handle", "product_id")
@@ -99,18 +97,7 @@ FLOW = Flow(
         Wait(option="delay_days", unit=WaitUnit.DAYS),
         Send("after_delivery", "review_request"),
     ),
-    exits=(
-        Exit(
-            "order_cancelled",
-            lambda ctx: ctx.order_is(OrderStatus.CANCELLED),
-            on=(ev.OrderCancelled,),
-        ),
-        Exit(
-            "order_refunded",
-            lambda ctx: ctx.order_is(OrderStatus.REFUNDED),
-            on=(ev.OrderRefunded,),
-        ),
-    ),
+    exits=ORDER_ENDED,
     reentry=Reentry.PER_SUBJECT,
     subject_kind=SubjectKind.ORDER,
     link=_first_review,

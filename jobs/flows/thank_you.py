@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from adapters import events as ev
-from jobs.flows.context import FlowContext
+from jobs.flows.context import ORDER_ENDED, FlowContext
 from jobs.flows.model import (
     Exit,
     Flow,
@@ -31,7 +31,6 @@ from jobs.flows.model import (
     Wait,
     common,
 )
-from jobs.store.models import OrderStatus
 
 NAME = "thank_you"
 #: the welcome series' step that thanks a subscriber for the order she placed during it
@@ -65,16 +64,7 @@ FLOW = Flow(
         Send("thanks", "thank_you"),
     ),
     exits=(
-        Exit(
-            "order_cancelled",
-            lambda ctx: ctx.order_is(OrderStatus.CANCELLED),
-            on=(ev.OrderCancelled,),
-        ),
-        Exit(
-            "order_refunded",
-            lambda ctx: ctx.order_is(OrderStatus.REFUNDED),
-            on=(ev.OrderRefunded,),
-        ),
+        *ORDER_ENDED,
         # the welcome series thanked her for this order already
         Exit("welcomed", _welcomed),
     ),
