@@ -15,16 +15,12 @@ from sqlalchemy import delete, select
 from adapters import events as ev
 from emails import render as rendering
 from emails.content import Brand, EmailContent, MessageKind, ProductBlock
-from emails.delivery import Backend
-from emails.outgoing import OutgoingEmail
 from jobs.audience import recommendations
 from jobs.flows.model import Flow, Recommend, RecommendBasis, Send, SubjectKind, Trigger
 from jobs.runtime import Runtime
-from jobs.sending.courier import EmailCourier
-from jobs.sending.pipeline import Sender
-from jobs.simulator import SimulatedCourier, Simulator
 from jobs.store.models import CountedOrder, Product, ProductGroup, ProductPair, ProductSale
 from tests.jobs.engine_support import SHOP, T0, Harness, customer, extra_flow, sek
+from tests.jobs.test_flow_extensions import Rendering as ComposingShop
 
 HOME = f"https://{SHOP}"
 
@@ -270,22 +266,8 @@ THANKS_WITH_MORE = Flow(
 )
 
 
-class Rendering(Shop):
-    """The harness with the real courier's composing: the outbox holds real emails."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        super().__init__(runtime)
-        courier = EmailCourier(runtime, cast(Backend, None))  # composing needs no backend
-        self.sender = Sender(
-            runtime,
-            SimulatedCourier(self.outbox, courier.compose),
-            discounts=self.discounts,
-            hand_off=lambda work: None,
-        )
-        self.sim = Simulator(self.sender, self.shop_id, T0)
-
-    def emails(self) -> list[OutgoingEmail]:
-        return [cast(OutgoingEmail, c.payload) for c in self.outbox.sent]
+class Rendering(Shop, ComposingShop):
+    """The recommendations' shop whose emails are really composed."""
 
 
 def test_a_flow_that_recommends_shows_other_products_and_never_the_bought_one(
