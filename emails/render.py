@@ -12,9 +12,10 @@ render: no MJML on the hot path.
 
 Step templates put blocks from ``templates/partials.mjml`` together; a block
 left out of a template costs its output nothing. ``recommended`` (other
-products to offer, apart from the email's own ``products``) shows where a
-template places ``p.recommended_grid()``, and in the plain-text part whenever
-there are any.
+products to offer, apart from the email's own ``products``) is a block every
+marketing template places (``p.recommended_grid()``, shown when there are
+any, so a flow that declares recommendations gets them in any of its emails)
+and the plain-text part lists; a transactional email never shows it.
 
 Everything a person typed (names, product titles, a merchant's copy) is
 escaped; merchant copy is rendered in Jinja's sandbox with a short list of
@@ -267,7 +268,9 @@ def render(content: EmailContent) -> Rendered:
     button_label = i18n.text(language, f"{content.template}.button", values)
     marketing = content.kind == MessageKind.MARKETING
     products = _products(content.products, language)
-    recommended = _products(content.recommended, language)
+    # offers are marketing: an email the customer gets about her own order only
+    # (transactional) never carries them, whatever it was given
+    recommended = _products(content.recommended, language) if marketing else []
     discount = None
     if content.discount is not None:
         label_key = (

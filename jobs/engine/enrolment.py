@@ -120,7 +120,7 @@ def on_event(
         ctx = context_for(session, shop, flow, enrollment, at, event)
         if _check_exits(session, flow, enrollment, ctx, at, event):
             continue
-        _resume_on_event(session, shop, flow, enrollment, event, subject, at)
+        _resume_on_event(session, shop, flow, enrollment, ctx, subject, at)
     for flow in registry.flows().values():
         if not isinstance(event, flow.trigger.events):
             continue
@@ -233,11 +233,13 @@ def _resume_on_event(
     shop: Shop,
     flow: Flow,
     enrollment: Enrollment,
-    event: ev.Event,
+    ctx: FlowContext,
     subject: str | None,
     at: datetime,
 ) -> None:
     """A WaitForEvent got its event: continue at its label; or a re-anchor."""
+    event = ctx.event
+    assert event is not None
     waiting = enrollment.context.get("waiting_for")
     step = flow.steps[enrollment.step_index] if enrollment.step_index < len(flow.steps) else None
     if (
@@ -245,10 +247,15 @@ def _resume_on_event(
         and isinstance(step, WaitForEvent)
         and isinstance(event, step.events)
         and (not step.same_subject or subject == enrollment.subject)
+        and (step.when is None or step.when(ctx))
     ):
-        enrollment.context = {k: v for k, v in enrollment.context.items() if k != "waiting_for"}
+        kept = {k: v for k, v in enrollment.context.items() if k != "waiting_for"}
         enrollment.step_index = flow.labels()[step.goto]
-        enrollment.context = {**enrollment.context, "cursor": at.isoformat()}
+        enrollment.context = {
+            **kept,
+            "cursor": at.isoformat(),
+            **({"resumed_by": subject} if subject is not None else {}),
+        }
         if enrollment.wake_at is not None:  # its timeout's job need not run
             _withdraw(session, DueKind.WAKE, enrollment.shop_id, enrollment.id, enrollment.wake_at)
         enrollment.wake_at = None

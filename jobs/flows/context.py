@@ -135,6 +135,29 @@ class FlowContext:
         params = {"shop_id": self.shop.id, "contact_id": self.contact.id, "flow": flow}
         return int(plain(self.session).scalar(queries.CONTACT_ENROLLMENTS_IN_FLOW, params) or 0)
 
+    def email_live_for_subject(self, flow: str) -> bool:
+        """Has ``flow``'s enrollment about this same subject (this order) an email
+        planned, on its way or sent? (False once it was skipped, expired or ended.)"""
+        params = {"shop_id": self.shop.id, "flow": flow, "subject": self.subject}
+        return bool(plain(self.session).scalar(queries.SUBJECT_FLOW_EMAIL_LIVE, params))
+
+    @property
+    def resumed_by(self) -> str | None:
+        """The subject of the event that ended the enrollment's ``WaitForEvent`` (the
+        order a welcome series waited for), once one has."""
+        if self.enrollment is None:
+            return None
+        value = self.enrollment.context.get("resumed_by")
+        return str(value) if value is not None else None
+
+    def resumed_by_order_is(self, status: OrderStatus) -> bool:
+        """The order that ended the wait has this status now."""
+        subject = self.resumed_by
+        if subject is None:
+            return False
+        order = rows.order(self.session, self.shop.id, subject)
+        return order is not None and order.status == status
+
     def step_planned_since_order(self, flow: str, step: str) -> bool:
         """Did ``flow``'s ``step`` plan the contact an email due after this order was
         placed, or send one since (any state but cancelled)?

@@ -4,9 +4,11 @@ Counted over every order the store holds for the contact that was paid, is
 not a test and was not cancelled or refunded (the order that was just paid
 among them). Each milestone is rewarded once: a count that falls (a refund)
 and climbs back to a milestone already rewarded gives nothing. The email
-carries a personal single-use code (15 %, 30 days) and ends if that order is
-cancelled or refunded before it goes; a second milestone within a week is
-rewarded a week after the first. Marketing mail.
+carries a personal single-use code (15 %, 30 days) and a few products bought
+together with what she ordered, and ends if that order is cancelled or
+refunded before it goes; a second milestone within a week is rewarded a week
+after the first. It is her thank-you for that order: the thank-you flow sends
+none beside it. Marketing mail.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from jobs.flows.model import (
     Numbers,
     Option,
     Percent,
+    Recommend,
+    RecommendBasis,
     Reentry,
     Send,
     SubjectKind,
@@ -78,6 +82,8 @@ FLOW = Flow(
     subject_kind=SubjectKind.ORDER,
     link=lambda view: view.shop_url,  # the reward is spent on anything in the shop
     spacing="spacing_days",
+    # somewhere to spend the code: what goes with this order, never what is in it
+    recommend=Recommend(limit=4, basis=RecommendBasis.SUBJECT),
     options=(
         Option(
             "milestones",

@@ -142,7 +142,10 @@ class WaitForEvent:
 
     If it comes, continue at label ``goto``; on timeout, continue after this step.
     ``same_subject``: only an event about the enrollment's own subject counts (the
-    delivery of this order, not of another order of the same contact).
+    delivery of this order, not of another order of the same contact). ``when``:
+    only an event it holds for counts (it reads the event as ``ctx.event``: a test
+    order is not the order awaited). The subject of the event that came is kept
+    on the enrollment (``FlowContext.resumed_by``), so later exits can ask about it.
     """
 
     events: tuple[type[Event], ...]
@@ -151,6 +154,7 @@ class WaitForEvent:
     #: a ``Days`` option naming the timeout, so a shop may tune it
     option: str | None = None
     same_subject: bool = False
+    when: Callable[[FlowContext], bool] | None = None
 
     def length(self, options: Mapping[str, Any]) -> timedelta:
         if self.option is None:

@@ -5,7 +5,9 @@ when paid), and it ends if the order is cancelled or refunded before it goes.
 It shows the order's items, then other products bought together with them
 (never one the customer has bought). An order that woke the welcome series'
 own thanks for a first order (its ``welcome_related`` email, planned or sent
-since the order was placed) gets no second thank-you. A second order within
+since the order was placed) gets no second thank-you, nor does an order the
+loyalty flow rewards (its email thanks her, with a code and ideas of its own:
+``rewarded``). A second order within
 the week gets none either: a one-email flow mails a contact once a week
 (``cap:flow_repeat``). Marketing mail.
 """
@@ -35,6 +37,8 @@ from jobs.flows.model import (
 NAME = "thank_you"
 #: the welcome series' step that thanks a subscriber for the order she placed during it
 WELCOME_THANKS = ("welcome", "welcome_related")
+#: the flow whose reward email thanks her for this same order (its subject is the order too)
+REWARD_FLOW = "loyalty"
 
 
 def _subject(event: ev.Event) -> str | None:
@@ -47,6 +51,14 @@ def _anchor(event: ev.Event) -> datetime:
 
 def _welcomed(ctx: FlowContext) -> bool:
     return ctx.step_planned_since_order(*WELCOME_THANKS)
+
+
+def _rewarded(ctx: FlowContext) -> bool:
+    """A loyalty reward for this order is planned, on its way or sent: that is her
+    thank-you. A reward that was skipped, cancelled or expired leaves the thank-you
+    to go, so it is asked when the thank-you comes due, never at its start (a reward
+    only planned then may still be called off)."""
+    return ctx.enrollment is not None and ctx.email_live_for_subject(REWARD_FLOW)
 
 
 FLOW = Flow(
@@ -67,6 +79,8 @@ FLOW = Flow(
         *ORDER_ENDED,
         # the welcome series thanked her for this order already
         Exit("welcomed", _welcomed),
+        # the loyalty reward for this order thanks her instead
+        Exit("rewarded", _rewarded),
     ),
     reentry=Reentry.PER_SUBJECT,
     subject_kind=SubjectKind.ORDER,

@@ -6,8 +6,11 @@ first email goes at once (quiet hours still apply), with a personal code if
 the shop turns it on. Then it waits four days for the contact's first order:
 if it comes, an email one day after it offers products related to what they
 bought (never those themselves) and the series ends; if not, a second email
-on day four shows the shop's favourites. Once per contact, ever; it ends if
-an order from before the welcome turns up (a customer already). Marketing mail.
+on day four shows the shop's favourites. A test order is not the order it
+waits for; the order it got, cancelled or refunded before the ideas go, ends
+the series (no ideas for an order that is not coming). Once per contact, ever;
+it ends if an order from before the welcome turns up (a customer already).
+Marketing mail.
 
 The subject names the contact, never an order: an order event finds the
 enrollment through its contact, so only the contact's own order resumes the
@@ -43,6 +46,7 @@ from jobs.flows.model import (
     WaitUnit,
     common,
 )
+from jobs.store.models import OrderStatus
 
 NAME = "welcome"
 ORDER_EVENTS = (ev.OrderPlaced, ev.OrderPaid)
@@ -69,6 +73,12 @@ def _subscribed(ctx: FlowContext) -> bool:
     """The contact is subscribed now (a customer created without consent is welcomed
     when they subscribe, not before: the welcome starts once per contact)."""
     return ctx.contact is not None and ctx.contact.consent_state == ev.ConsentState.SUBSCRIBED
+
+
+def _real_order(ctx: FlowContext) -> bool:
+    """The order that came is a real one: a store's test order is not awaited."""
+    event = ctx.event
+    return isinstance(event, ORDER_EVENTS) and not event.order.test
 
 
 def _already_customer(ctx: FlowContext) -> bool:
@@ -104,14 +114,27 @@ FLOW = Flow(
         Send("welcome_1", "welcome_1"),
         # the contact's own order: the subject is the contact, so any order event
         # about them (found through the contact) counts, not only one subject's
-        WaitForEvent(events=ORDER_EVENTS, option="wait_days", goto="ordered"),
+        WaitForEvent(events=ORDER_EVENTS, option="wait_days", goto="ordered", when=_real_order),
         Send("welcome_2", "welcome_2"),
         End(),
         Label("ordered"),
         Wait(option="related_days", unit=WaitUnit.DAYS),
         Send("welcome_related", "welcome_related"),
     ),
-    exits=(Exit("already_customer", _already_customer, on=ORDER_EVENTS),),
+    exits=(
+        Exit("already_customer", _already_customer, on=ORDER_EVENTS),
+        # the first order it waited for, called off before the ideas for it go
+        Exit(
+            "order_cancelled",
+            lambda ctx: ctx.resumed_by_order_is(OrderStatus.CANCELLED),
+            on=(ev.OrderCancelled,),
+        ),
+        Exit(
+            "order_refunded",
+            lambda ctx: ctx.resumed_by_order_is(OrderStatus.REFUNDED),
+            on=(ev.OrderRefunded,),
+        ),
+    ),
     reentry=Reentry.ONCE,
     subject_kind=SubjectKind.CONTACT,
     # what goes with their purchases; with none yet (the second email), the bestsellers

@@ -169,6 +169,19 @@ CONTACT_STEP_PLANNED_SINCE = select(
         or_(Message.planned_at >= bindparam("since"), Message.sent_at >= bindparam("since")),
     )
 )
+#: does a flow's enrollment about this subject have an email planned, on its way or
+#: sent (one not skipped, exited, expired, failed or cancelled)? (jobs.flows.context)
+SUBJECT_FLOW_EMAIL_LIVE = select(
+    exists().where(
+        Enrollment.shop_id == bindparam("shop_id"),
+        Enrollment.flow == bindparam("flow"),
+        Enrollment.subject == bindparam("subject"),
+        Message.enrollment_id == Enrollment.id,
+        Message.state.in_(
+            (MessageState.PLANNED, MessageState.SENDING, MessageState.HANDED, MessageState.SENT)
+        ),
+    )
+)
 #: how many times a flow enrolled the contact, whatever became of it (jobs.flows.context)
 CONTACT_ENROLLMENTS_IN_FLOW = select(func.count(Enrollment.id)).where(
     Enrollment.shop_id == bindparam("shop_id"),

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -85,6 +86,44 @@ def minimal(template: str, locale: str) -> EmailContent:
         locale=locale,
         products=(ProductBlock(title="Mössa", url="https://butik.example/m"),),
     )
+
+
+OFFERED = (
+    ProductBlock(
+        title="Halsduk i ull",
+        url="https://nordljus.example/products/halsduk",
+        image_url="https://cdn.example/halsduk.jpg",
+        price=Money(Decimal("349.00"), "SEK"),
+    ),
+)
+
+
+#: the one template only ever sent about her own order (transactional mail)
+TRANSACTIONAL_TEMPLATES = ("delivered_notice",)
+
+
+@pytest.mark.parametrize("template", [t for t in TEMPLATES if t not in TRANSACTIONAL_TEMPLATES])
+def test_every_marketing_email_shows_the_recommendations_it_is_given_and_none_without(
+    template: str,
+) -> None:
+    """The block is in every template, so a flow that recommends gets it in any email;
+    an email without recommendations has no empty heading."""
+    offered = render(replace(full(template, "en"), recommended=OFFERED))
+    plain = render(full(template, "en"))
+    assert "Halsduk i ull" in offered.html
+    assert "https://cdn.example/halsduk.jpg" in offered.html
+    assert "You may also like" in offered.html
+    assert "You may also like" not in plain.html
+    assert "Halsduk i ull" in offered.text
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_an_email_about_her_own_order_never_carries_offers(template: str) -> None:
+    transactional = replace(full(template, "en"), kind=MessageKind.TRANSACTIONAL)
+    rendered = render(replace(transactional, recommended=OFFERED))
+    assert "Halsduk i ull" not in rendered.html
+    assert "Halsduk i ull" not in rendered.text
+    assert "You may also like" not in rendered.text
 
 
 class Images(HTMLParser):

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from adapters import events as ev
 from emails.outgoing import OutgoingEmail
+from jobs.engine import suppressions
 from jobs.flows import registry
 from jobs.flows.model import (
     End,
@@ -332,11 +333,11 @@ def test_a_thank_you_planned_before_the_welcome_series_thanked_her_ends_before_i
     assert decisions(shop)[-1] == "exited:welcomed"
 
 
-def test_on_a_loyalty_milestone_the_thank_you_goes_first_and_the_reward_the_next_morning(
+def test_on_a_loyalty_milestone_the_reward_is_her_thank_you_with_ideas_and_no_second_one(
     shop: Rendering,
 ) -> None:
-    """Both are due a day after her third payment: the thank-you has the higher
-    priority, the reward waits the caps' gap (16 h), then the night."""
+    """Both would be due a day after her third payment: the reward thanks her, with
+    its code and what goes with her order; a second "thank you" beside it is one too many."""
     anna = customer("anna@example.se", customer_id="anna")
     for n, at in enumerate((day(1), day(10), day(20)), start=1):
         bought(shop, str(n), anna, at, HAT)
@@ -345,8 +346,50 @@ def test_on_a_loyalty_milestone_the_thank_you_goes_first_and_the_reward_the_next
     assert mine == [
         (SUBJECT, day(2)),
         (SUBJECT, day(11)),
-        (SUBJECT, day(21)),
-        ("Thank you for coming back to us", day(22, MORNING)),
+        ("Thank you for coming back to us", day(21)),
     ]
-    reward = [r for r in shop.log() if r["flow"] == "loyalty" and r["outcome"] == "deferred"]
-    assert [r["reason"] for r in reward] == ["cap:gap"]
+    reward = shop.emails()[-1]
+    assert "Use my reward" in reward.text
+    # bought with the hat by others: mittens first, then socks; never the hat
+    assert "Vantar" in recommended_part(reward)
+    assert "Ullsockor" in recommended_part(reward)
+    assert "Ullmössa" not in recommended_part(reward)
+    # it stood aside when it came due, whichever flow the payment enrolled first
+    assert by_order(shop)["3"] == (MessageState.EXITED, "rewarded")
+    assert decisions(shop)[-1] == "exited:rewarded"
+
+
+def test_with_loyalty_rewards_switched_off_the_milestone_order_is_thanked_as_usual(
+    shop: Rendering,
+) -> None:
+    shop.settings(flows={"loyalty": {"enabled": False}})
+    anna = customer("anna@example.se", customer_id="anna")
+    for n, at in enumerate((day(1), day(10), day(20)), start=1):
+        bought(shop, str(n), anna, at, HAT)
+    shop.run(day(25))
+    mine = [(e.subject, e.date) for e in shop.emails() if e.to == "anna@example.se"]
+    assert mine == [(SUBJECT, day(2)), (SUBJECT, day(11)), (SUBJECT, day(21))]
+
+
+def test_a_reward_called_off_before_its_time_leaves_the_thank_you_to_thank_her(
+    shop: Rendering,
+) -> None:
+    """She unsubscribes from rewards only (their category) an hour after paying: the
+    reward is cancelled, so the thank-you, another category, thanks her."""
+    anna = customer("anna@example.se", customer_id="anna")
+    for n, at in enumerate((day(1), day(10), day(20)), start=1):
+        bought(shop, str(n), anna, at, HAT)
+    with shop.runtime.sessions.begin() as session:
+        suppressions.suppress(
+            session,
+            shop.shop_id,
+            "anna@example.se",
+            scope="loyalty",
+            reason="unsubscribed",
+            source="preferences",
+            at=day(20, timedelta(hours=1)),
+        )
+    shop.run(day(25))
+    mine = [(e.subject, e.date) for e in shop.emails() if e.to == "anna@example.se"]
+    assert mine == [(SUBJECT, day(2)), (SUBJECT, day(11)), (SUBJECT, day(21))]
+    assert by_order(shop)["3"] == (MessageState.SENT, None)

@@ -129,6 +129,61 @@ def test_a_first_order_on_day_two_brings_related_products_a_day_later_and_no_sec
     assert "resumed:event:OrderPlaced" in outcomes_of(shop, "welcome")
 
 
+def test_a_test_order_she_places_does_not_count_as_her_first_order(shop: Rendering) -> None:
+    """The merchant tries the checkout with her address: still no real order, so
+    day four brings the favourites, not ideas for an order that is not one."""
+    signed_up(shop, anna(), day(0))
+    lines = (ev.LineItem("Product hat", 1, sek("199.00"), product_id="hat"),)
+    test_order = ev.Order(
+        order_id="t1",
+        name="#t1",
+        customer=anna(),
+        email="anna@example.se",
+        total=sek("199.00"),
+        line_items=lines,
+        placed_at=day(2),
+        updated_at=day(2),
+        test=True,
+    )
+    shop.at(day(2), ev.OrderPlaced(day(2), test_order))
+    shop.at(day(2), ev.OrderPaid(day(2), test_order))
+    shop.run(day(10))
+    assert [step for step, _ in welcome_steps(shop)] == ["welcome_1", "welcome_2"]
+    assert "timed_out" in outcomes_of(shop, "welcome")
+    assert not any(o.startswith("resumed") for o in outcomes_of(shop, "welcome"))
+
+
+@pytest.mark.parametrize(
+    ("ended", "reason"),
+    [(ev.OrderCancelled, "order_cancelled"), (ev.OrderRefunded, "order_refunded")],
+)
+def test_her_first_order_called_off_before_the_ideas_go_ends_the_series(
+    shop: Rendering, ended: type[ev.OrderCancelled] | type[ev.OrderRefunded], reason: str
+) -> None:
+    signed_up(shop, anna(), day(0))
+    buy(shop, "a1", anna(), day(2), "hat")
+    at = day(2, timedelta(hours=5))
+    lines = (ev.LineItem("Product hat", 1, sek("199.00"), product_id="hat"),)
+    called_off = ev.Order(
+        order_id="a1",
+        name="#a1",
+        customer=anna(),
+        email="anna@example.se",
+        total=sek("199.00"),
+        line_items=lines,
+        placed_at=day(2),
+        updated_at=at,
+    )
+    shop.at(at, ended(at, called_off))
+    shop.run(day(10))
+    assert mine(shop) == [mine(shop)[0]]  # the welcome only
+    assert welcome_steps(shop) == [
+        ("welcome_1", MessageState.SENT),
+        ("welcome_related", MessageState.EXITED),
+    ]
+    assert f"exited:{reason}" in outcomes_of(shop, "welcome")
+
+
 def test_another_customers_order_does_not_count_as_hers(shop: Rendering) -> None:
     signed_up(shop, anna(), day(0))
     # his order's id is her customer id: still not hers
