@@ -24,7 +24,6 @@ from jobs.flows.model import (
     IssueDiscount,
     MessageKind,
     Option,
-    Percent,
     Reentry,
     Send,
     SubjectKind,
@@ -32,6 +31,7 @@ from jobs.flows.model import (
     Trigger,
     Wait,
     common,
+    discount_options,
 )
 
 CHECKOUT_EVENTS = (ev.CheckoutStarted, ev.CheckoutUpdated)
@@ -154,24 +154,13 @@ FLOW = Flow(
             help="The last reminder, the one that can carry a discount code.",
         ),
         # the personal code in the third email: off unless the shop turns it on
-        Option(
-            "discount",
-            Switch(False),
+        *discount_options(
+            on=False,
             label="Discount code in the third reminder",
-            help="Give each customer a personal code, usable once, in the third "
-            "reminder. Your store creates the code when the email is sent.",
-        ),
-        Option(
-            "discount_percent",
-            Percent(10, min=1, max=90),
-            label="Discount (%)",
-            help="How much the personal code takes off the order.",
-        ),
-        Option(
-            "discount_valid_hours",
-            Hours(48, min=1, max=24 * 30),
-            label="Code valid for (hours)",
-            help="How long the personal code works after the email is sent.",
+            where="in the third reminder",
+            percent=10,
+            valid_hours=48,
+            max_valid_hours=24 * 30,
         ),
         # a reminder deferred (caps, quiet hours) longer than this is dropped
         *common(expires_hours=24),

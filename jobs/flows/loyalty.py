@@ -25,16 +25,15 @@ from jobs.flows.model import (
     MessageKind,
     Numbers,
     Option,
-    Percent,
     Recommend,
     RecommendBasis,
     Reentry,
     Send,
     SubjectKind,
-    Switch,
     Trigger,
     Wait,
     common,
+    discount_options,
 )
 
 NAME = "loyalty"
@@ -99,24 +98,13 @@ FLOW = Flow(
             help="Hours after the order was paid, so the thank-you does not arrive beside "
             "your order confirmation.",
         ),
-        Option(
-            "discount",
-            Switch(True),
+        *discount_options(
+            on=True,
             label="Personal discount code",
-            help="Give the customer a personal code, usable once. Your store creates the "
-            "code when the email is sent.",
-        ),
-        Option(
-            "discount_percent",
-            Percent(15, min=1, max=90),
-            label="Discount (%)",
-            help="How much the personal code takes off the order.",
-        ),
-        Option(
-            "discount_valid_hours",
-            Hours(24 * 30, min=1, max=24 * 90),
-            label="Code valid for (hours)",
-            help="How long the personal code works after the email is sent (720 hours is 30 days).",
+            where="with the thank-you",
+            percent=15,
+            valid_hours=24 * 30,
+            max_valid_hours=24 * 90,
         ),
         Option(
             "spacing_days",

@@ -338,6 +338,37 @@ def common(**defaults: Any) -> tuple[Option, ...]:
     return tuple(by_name[name].with_default(value) for name, value in defaults.items())
 
 
+def discount_options(
+    *, on: bool, label: str, where: str, percent: int, valid_hours: int, max_valid_hours: int
+) -> tuple[Option, Option, Option]:
+    """The three options an ``IssueDiscount`` step reads (``discount``,
+    ``discount_percent``, ``discount_valid_hours``), with this flow's defaults and
+    words: ``where`` completes "Give each customer a personal code, usable once, ..."."""
+    days = valid_hours / 24
+    in_days = f" ({valid_hours} hours is {days:g} days)" if valid_hours % 24 == 0 else ""
+    return (
+        Option(
+            "discount",
+            Switch(on),
+            label=label,
+            help=f"Give each customer a personal code, usable once, {where}. Your store "
+            "creates the code when the email is sent.",
+        ),
+        Option(
+            "discount_percent",
+            Percent(percent, min=1, max=90),
+            label="Discount (%)",
+            help="How much the personal code takes off the order.",
+        ),
+        Option(
+            "discount_valid_hours",
+            Hours(valid_hours, min=1, max=max_valid_hours),
+            label="Code valid for (hours)",
+            help=f"How long the personal code works after the email is sent{in_days}.",
+        ),
+    )
+
+
 # --- trigger and exits ---------------------------------------------------------------
 
 

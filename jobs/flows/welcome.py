@@ -28,23 +28,21 @@ from jobs.flows.model import (
     End,
     Exit,
     Flow,
-    Hours,
     IssueDiscount,
     Label,
     MessageKind,
     Option,
-    Percent,
     Recommend,
     RecommendBasis,
     Reentry,
     Send,
     SubjectKind,
-    Switch,
     Trigger,
     Wait,
     WaitForEvent,
     WaitUnit,
     common,
+    discount_options,
 )
 from jobs.store.models import OrderStatus
 
@@ -154,24 +152,13 @@ FLOW = Flow(
             help="Days after their first order, an email with products that go with "
             "what they bought.",
         ),
-        Option(
-            "discount",
-            Switch(False),
+        *discount_options(
+            on=False,
             label="Welcome code in the first email",
-            help="Give each new subscriber a personal code, usable once, in the welcome "
-            "email. Your store creates the code when the email is sent.",
-        ),
-        Option(
-            "discount_percent",
-            Percent(10, min=1, max=90),
-            label="Discount (%)",
-            help="How much the personal code takes off the order.",
-        ),
-        Option(
-            "discount_valid_hours",
-            Hours(24 * 14, min=1, max=24 * 90),
-            label="Code valid for (hours)",
-            help="How long the personal code works after the email is sent (336 hours is 14 days).",
+            where="in the welcome email",
+            percent=10,
+            valid_hours=24 * 14,
+            max_valid_hours=24 * 90,
         ),
         # a welcome held back a day by sending limits is still welcome
         *common(expires_hours=48),
