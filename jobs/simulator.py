@@ -1,10 +1,10 @@
 """The simulator: a scenario through the real engine on a virtual clock.
 
-A scenario is a shop (platform, currency, timezone, settings; the first
-registered platform and its sample address if left out), contacts to
-start with, and timed events in the common event model. The simulator
-applies each event at its time through ``jobs.intake.apply.apply`` (the same code
-webhooks reach), and between events runs whatever the ledger says is due, in
+A scenario is a shop (platform, address, name, currency, timezone, language,
+settings; the first registered platform and its sample address if left out) and timed
+events in the common event model; the people are whoever the events name. The
+simulator applies each event at its time through ``jobs.intake.apply.apply``
+(the same code webhooks reach), and between events runs whatever the ledger says is due, in
 time order, through the real send path (``jobs.sending.pipeline.run``, the guards,
 ``jobs.engine.enrolment.wake``), with the clock jumping from one due time to the next. Weeks
 of a shop's life take milliseconds, in a scratch SQLite database.
@@ -14,8 +14,9 @@ rendered when a renderer is given), discount codes to an in-memory book.
 
 Scenario JSON::
 
-    {"shop": {"platform": "shopify", "domain": "x.myshopify.com", "currency": "SEK",
-              "timezone": "Europe/Stockholm", "settings": {"flows": {...}, "engine": {...}}},
+    {"shop": {"platform": "shopify", "domain": "x.myshopify.com", "name": "X",
+              "currency": "SEK", "timezone": "Europe/Stockholm", "locale": "sv",
+              "settings": {"flows": {...}, "engine": {...}}},
      "start": "2026-03-01T09:00:00Z", "until": "2026-03-08T00:00:00Z",
      "events": [{"at": "2026-03-01T10:00:00Z",
                  "event": {"type": "CheckoutUpdated", "version": 1, "data": {...}}}]}
@@ -24,6 +25,15 @@ Any event of the model may appear, the facts triggerpost makes from dates
 included (a daily scan's ``{"type": "BirthdayCame", "version": 1, "data":
 {"occurred_at": ..., "contact": {"customer_id": "7", "email": null}, "on":
 "2026-03-05"}}``): they take the same path as a webhook's events.
+
+A timed item may instead change the shop's settings, as the merchant does with
+``triggerpost shop settings --set`` (``{"at": ..., "settings": {"flows":
+{"delivered_notice": {"enabled": true}}}}``: merged into what is stored, and
+refused with the merchant's words if the result is not valid). Any item, and
+the scenario itself, may carry a ``"note"`` for the reader; the simulator
+ignores it. Every other key must be one the event model or the scenario
+knows: a misspelt field (``"accepts_marketing"`` in a customer) is refused
+with its place named, rather than read as absent.
 """
 
 from __future__ import annotations
@@ -68,8 +78,18 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class TimedEvent:
+    """An event at its time, or (``settings``) the merchant changing the shop's settings."""
+
     at: datetime
-    event: ev.Event
+    event: ev.Event | None
+    settings: dict[str, Any] | None = None
+
+
+#: what a scenario and each of its timed items may hold ("note" is for the reader)
+SCENARIO_KEYS = frozenset({"shop", "start", "until", "events", "note"})
+SHOP_KEYS = frozenset({"platform", "domain", "name", "currency", "timezone", "locale", "settings"})
+ITEM_KEYS = frozenset({"at", "event", "settings", "note"})
+EVENT_KEYS = frozenset({"type", "version", "data"})
 
 
 @dataclass
@@ -82,15 +102,15 @@ class Scenario:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Scenario:
         try:
-            events = [
-                TimedEvent(_time(item["at"]), ev.from_dict(item["event"]))
-                for item in raw.get("events", [])
-            ]
+            _only(raw, SCENARIO_KEYS, "scenario")
+            events = [_timed(item, f"events[{i}]") for i, item in enumerate(raw.get("events", []))]
             start = _time(raw["start"]) if "start" in raw else min(e.at for e in events)
             until = _time(raw["until"])
             shop = dict(raw.get("shop") or {})
+            _only(shop, SHOP_KEYS, "shop")
         except (KeyError, TypeError, ValueError) as exc:
             raise ScenarioError(f"scenario: {exc}") from exc
+        # sorted by time only: items of the same moment keep the file's order
         return cls(shop, start, until, sorted(events, key=lambda e: e.at))
 
     @classmethod
@@ -105,6 +125,46 @@ class Scenario:
 def _time(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return ev.utc(parsed)
+
+
+def _only(raw: Any, allowed: frozenset[str], where: str) -> None:
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where} must be a JSON object")
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ScenarioError(
+            f"{where}: unknown key {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(sorted(allowed))})"
+        )
+
+
+def _timed(item: Any, where: str) -> TimedEvent:
+    _only(item, ITEM_KEYS, where)
+    if ("event" in item) == ("settings" in item):
+        raise ScenarioError(f"{where}: give either an event or settings")
+    at = _time(item["at"])
+    if "settings" in item:
+        if not isinstance(item["settings"], dict):
+            raise ScenarioError(f"{where}.settings must be a JSON object")
+        return TimedEvent(at, None, item["settings"])
+    _only(item["event"], EVENT_KEYS, f"{where}.event")
+    event = ev.from_dict(item["event"])
+    _no_unknown_fields(item["event"].get("data"), ev.to_dict(event)["data"], f"{where}.event.data")
+    return TimedEvent(at, event)
+
+
+def _no_unknown_fields(raw: Any, read: Any, where: str) -> None:
+    """Every key of ``raw`` is one the event model read back (``read`` is the event
+    as the model writes it, every field present): nothing was dropped unseen."""
+    if isinstance(raw, dict) and isinstance(read, dict):
+        unknown = sorted(set(raw) - set(read))
+        if unknown:
+            raise ScenarioError(f"{where}: no field {', '.join(map(repr, unknown))} in the model")
+        for key, value in raw.items():
+            _no_unknown_fields(value, read[key], f"{where}.{key}")
+    elif isinstance(raw, list) and isinstance(read, list):
+        for i, (value, back) in enumerate(zip(raw, read, strict=False)):
+            _no_unknown_fields(value, back, f"{where}[{i}]")
 
 
 @dataclass
@@ -168,10 +228,26 @@ class Simulator:
             apply.apply(session, shop, event, delivery_id=None, at=self.clock)
             enrolment.take_due_work(session)  # the simulator reads due work from the ledger
 
+    def change_settings(self, patch: dict[str, Any], at: datetime) -> None:
+        """The merchant changes the shop's settings (merged, as ``shop settings --set``)."""
+        self.run_until(at)
+        self.clock = max(self.clock, at)
+        with self.runtime.sessions.begin() as session:
+            shop = session.get_one(Shop, self.shop_id)
+            try:
+                shop_settings.update(session, shop, patch)
+            except shop_settings.SettingsError as exc:
+                problems = "; ".join(map(str, exc.problems))
+                raise ScenarioError(f"settings at {at.isoformat()}: {problems}") from exc
+
     def play(self, scenario: Scenario) -> None:
-        """Apply the scenario's events at their times, then run until its end."""
+        """Apply the scenario's events and settings changes at their times, then run
+        until its end."""
         for item in scenario.events:
-            self.apply(item.event, item.at)
+            if item.settings is not None:
+                self.change_settings(item.settings, item.at)
+            elif item.event is not None:
+                self.apply(item.event, item.at)
         self.run_until(scenario.until)
 
     def next_due(self) -> datetime | None:
@@ -252,37 +328,47 @@ class Result:
     timeline: list[dict[str, Any]]
     sent: list[pipeline.Composed]
     discounts: dict[str, DiscountRequest]
+    #: the scenario's shop in the store it ran in (for reading more of that store)
+    shop_id: int | None = None
 
 
-def simulate(scenario: Scenario, *, compose: Any = None) -> Result:
-    with scratch_runtime() as runtime:
-        outbox, book = Outbox(), DiscountBook()
-        sender = pipeline.Sender(
-            runtime,
-            SimulatedCourier(outbox, compose),
-            discounts=book,
-            hand_off=lambda work: None,
+def simulate(scenario: Scenario, *, compose: Any = None, runtime: Runtime | None = None) -> Result:
+    """Run the scenario in a scratch store, or in ``runtime``'s (a test's database)."""
+    if runtime is None:
+        with scratch_runtime() as scratch:
+            return _simulate(scenario, scratch, compose)
+    return _simulate(scenario, runtime, compose)
+
+
+def _simulate(scenario: Scenario, runtime: Runtime, compose: Any) -> Result:
+    outbox, book = Outbox(), DiscountBook()
+    sender = pipeline.Sender(
+        runtime,
+        SimulatedCourier(outbox, compose),
+        discounts=book,
+        hand_off=lambda work: None,
+    )
+    raw = scenario.shop
+    platform = registry.platform(raw["platform"]) if "platform" in raw else registry.default()
+    with runtime.sessions.begin() as session:
+        shop = add_shop(
+            session,
+            runtime.secrets,
+            platform.name,
+            raw.get("domain", platform.sample_address),
+            name=raw.get("name"),
+            currency=raw.get("currency", "USD"),
         )
-        raw = scenario.shop
-        platform = registry.platform(raw["platform"]) if "platform" in raw else registry.default()
-        with runtime.sessions.begin() as session:
-            shop = add_shop(
-                session,
-                runtime.secrets,
-                platform.name,
-                raw.get("domain", platform.sample_address),
-                currency=raw.get("currency", "USD"),
-            )
-            shop.timezone = raw.get("timezone")
-            shop.locale = raw.get("locale")
-            try:
-                shop_settings.replace(session, shop, raw.get("settings") or {})
-            except shop_settings.SettingsError as exc:
-                problems = "; ".join(map(str, exc.problems))
-                raise ScenarioError(f"shop.settings: {problems}") from exc
-            shop_id = shop.id
-        simulator = Simulator(sender, shop_id, scenario.start)
-        simulator.play(scenario)
-        with runtime.sessions() as session:
-            rows = timeline(session, shop_id)
-        return Result(rows, outbox.sent, book.issued)
+        shop.timezone = raw.get("timezone")
+        shop.locale = raw.get("locale")
+        try:
+            shop_settings.replace(session, shop, raw.get("settings") or {})
+        except shop_settings.SettingsError as exc:
+            problems = "; ".join(map(str, exc.problems))
+            raise ScenarioError(f"shop.settings: {problems}") from exc
+        shop_id = shop.id
+    simulator = Simulator(sender, shop_id, scenario.start)
+    simulator.play(scenario)
+    with runtime.sessions() as session:
+        rows = timeline(session, shop_id)
+    return Result(rows, outbox.sent, book.issued, shop_id)

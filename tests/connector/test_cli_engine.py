@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from connector.cli import main
 from jobs.runtime import Runtime
 from tests.jobs.engine_support import SHOP, T0, Harness, checkout, customer, hours, order
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "cart_recovery.json"
+REPO = Path(__file__).parents[2]
+EXAMPLE = REPO / "examples" / "cart_recovery.json"
 
 
 def _env(runtime: Runtime) -> dict[str, str]:
@@ -80,3 +84,17 @@ def test_simulate_refuses_a_broken_scenario(tmp_path: Path) -> None:
     )
     assert result.exit_code != 0
     assert "scenario" in result.output
+
+
+def test_the_readme_s_simulate_examples_run_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (REPO / "README.md").read_text("utf-8")
+    commands = re.findall(r"^\s*triggerpost (simulate [^#\n]*?)\s*(?:#.*)?$", readme, re.M)
+    assert len(commands) >= 2
+    monkeypatch.chdir(REPO)  # the paths are the repository's
+    for command in commands:
+        args = shlex.split(command)
+        result = CliRunner().invoke(main, args, env={"TRIGGERPOST_DATA_DIR": str(tmp_path)})
+        assert result.exit_code == 0, (command, result.output)
+        assert re.search(r"\d+ emails? sent", result.output), command

@@ -3,7 +3,8 @@
 That the caps give the slot to the higher priority, deferring the lower one
 with ``cap:priority`` or expiring it with that reason, is shown end to end in
 ``tests/jobs/test_engine_flows.py`` (``test_higher_priority_flow_takes_the_slot``,
-``test_deferral_past_expiry_expires_with_the_reason``).
+``test_deferral_past_expiry_expires_with_the_reason``); the built-in flows competing
+for one contact's week, in ``tests/jobs/test_across_flows.py``.
 """
 
 from __future__ import annotations
