@@ -19,7 +19,8 @@ the message was planned); the first that says no decides:
 ``deferred:quiet_hours``     outside 08:00-21:00 in the contact's local time
 ``deferred:cap:gap``         another marketing email within 16 h
 ``deferred:cap:weekly``      3 marketing emails in the rolling 7 days
-``deferred:cap:priority``    a higher-priority marketing email is due first
+``deferred:cap:priority``    a higher-priority marketing email is due first (within
+                             the gap, or before the week frees the last slot)
 ==========================  ==================================================
 
 A deferral moves the message to the first moment all guards could pass and
@@ -313,19 +314,25 @@ def _cap_slots(
     if near:
         found.append(("cap:gap", max(near) + policy.min_gap))
     in_window = [t for t in times if t > slot - policy.window]
+    # A higher-priority message due within the gap either side of the slot would
+    # be blocked by this one: it goes first, and this one follows a gap after it.
+    until = slot + policy.min_gap
     if len(in_window) >= policy.marketing_per_window:
         # the slot frees when enough of them have left the window
         oldest = in_window[len(in_window) - policy.marketing_per_window]
         found.append(("cap:weekly", oldest + policy.window))
-    # A higher-priority message due within the gap either side of the slot would
-    # be blocked by this one: it goes first, and this one follows a gap after it.
+    elif len(in_window) + 1 == policy.marketing_per_window:
+        # this one would take the window's last slot: a higher-priority message
+        # due before a slot frees again (the oldest leaves the window) would find
+        # none, so that one has the slot, and this one waits a gap after it
+        until = max(until, min([*in_window, slot]) + policy.window)
     rival = connection.scalar(
         queries.HIGHER_PRIORITY_DUE_NEAR,
         {
             **params,
             "priority": message.priority,
             "after": slot - policy.min_gap,
-            "until": slot + policy.min_gap,
+            "until": until,
         },
     )
     if rival is not None:

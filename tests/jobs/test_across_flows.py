@@ -167,3 +167,19 @@ def test_what_her_full_week_has_no_room_for_expires_or_waits_for_the_next(shop: 
         (MONDAY + timedelta(days=7, hours=1), "new_product", "announcement"),
         (DELIVERED + timedelta(days=7), "review_request", "after_delivery"),
     ]
+
+
+def test_if_she_never_orders_the_last_slot_of_her_week_is_kept_for_the_third_reminder(
+    shop: Harness,
+) -> None:
+    """Two reminders went on Monday and Tuesday; the welcome, due Wednesday morning,
+    would take the week's third slot from the last reminder (higher priority, with its
+    code) due Thursday: it waits behind it instead, with the reason."""
+    maja_s_week(shop, orders=False)
+    assert outcome(shop, "cart_recovery", "email_3") == ["sent"]
+    assert [(flow, step) for _, flow, step in marketing_sent(shop)[:3]] == [
+        ("cart_recovery", "email_1"),
+        ("cart_recovery", "email_2"),
+        ("cart_recovery", "email_3"),
+    ]
+    assert "deferred:cap:priority" in outcome(shop, "welcome", "welcome_1")

@@ -79,6 +79,8 @@ WELCOME = Flow(
 
 def test_higher_priority_flow_takes_the_slot(shop: Harness) -> None:
     anna = customer()
+    # room in the week for all four: only the gap between two emails is at stake
+    shop.settings(engine={"marketing_per_window": 5})
     with extra_flow(WIN_BACK):
         # the win-back is due at +0.5 h, the cart reminder (higher priority) at +1 h
         shop.at(T0, checkout("tok-1", T0, anna))
@@ -92,6 +94,27 @@ def test_higher_priority_flow_takes_the_slot(shop: Harness) -> None:
     assert win_back.sent_at >= cart.sent_at + hours(16)
     reasons = [r["reason"] for r in shop.log() if r["message"] == win_back.id]
     assert "cap:priority" in reasons
+
+
+def test_a_lower_priority_email_leaves_the_last_slot_of_the_week_to_a_higher_one(
+    shop: Harness,
+) -> None:
+    """Three marketing emails a week: the cart's reminders at 1 h and 24 h took two; the
+    win-back, due between them and the third reminder (72 h), would take the last
+    slot and leave the reminder none, so it waits behind it, and expires."""
+    anna = customer()
+    with extra_flow(WIN_BACK):
+        shop.at(T0, checkout("tok-1", T0, anna))
+        shop.at(T0, ev.CustomerUpdated(occurred_at=T0, customer=anna))
+        shop.run(T0 + hours(24 * 5))
+    sent = sorted((m.sent_at, m.flow, m.step) for m in shop.messages() if m.sent_at)
+    assert [(flow, step) for _, flow, step in sent] == [
+        ("cart_recovery", "email_1"),
+        ("cart_recovery", "email_2"),
+        ("cart_recovery", "email_3"),
+    ]
+    win_back = next(m for m in shop.messages() if m.flow == "test_win_back")
+    assert (win_back.state, win_back.reason) == (MessageState.EXPIRED, "cap:priority")
 
 
 def test_deferral_past_expiry_expires_with_the_reason(shop: Harness) -> None:
