@@ -314,6 +314,15 @@ def _update_fields(contact: Contact, customer: ev.Customer, *, authoritative: bo
         set_consent(contact, customer.consent, customer.updated_at)
 
 
+def learn_language(contact: Contact | None, locale: str | None) -> None:
+    """The language she last shopped in (a checkout's or an order's) is hers: emails
+    about her or a product (a welcome, an announcement) go in it, as emails about
+    that checkout or order do. Platforms' customer records seldom carry one; when
+    one does, a later checkout or order still speaks for her."""
+    if contact is not None and locale:
+        contact.locale = locale
+
+
 def set_consent(contact: Contact, consent: ev.Consent, fallback_at: datetime | None) -> None:
     """Record consent unless we already hold a newer statement of it."""
     if consent.assumed and contact.consent_state is not None:
@@ -380,6 +389,7 @@ def on_checkout(session: Session, shop: Shop, event: ev.CheckoutUpdated) -> Appl
     row.total = data.total.amount
     row.data = ev.to_dict(event)["data"]["checkout"]
     row.locale = code(data.locale, Checkout.locale, "locale")
+    learn_language(contact, row.locale)
     row.not_mailable_reason = data.not_mailable_reason
     row.platform_created_at = data.created_at
     row.platform_updated_at = data.updated_at
@@ -443,6 +453,7 @@ def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
         row.test = data.test
         row.data = ev.to_dict(event)["data"]["order"]
         row.locale = code(data.locale, Order.locale, "locale")
+        learn_language(contact, row.locale)
         row.platform_updated_at = data.updated_at
 
     status, stamp = _order_transition(event)

@@ -94,7 +94,8 @@ class EmailCourier:
             template=message.template,
             kind=MessageKind(message.kind),
             brand=brand,
-            locale=contact.locale or locale,
+            # an email about a checkout or an order in its language, else in hers
+            locale=locale or contact.locale,
             first_name=contact.first_name,
             products=products,
             recommended=recommended,

@@ -607,3 +607,23 @@ def test_simulate_prints_the_life_as_json_for_machines(tmp_path: Path) -> None:
     assert all(row["flow"] == "thank_you" for row in cancelled)
     # the real store was never touched
     assert not (tmp_path / "triggerpost.db").exists()
+
+
+# --- the language she shops in --------------------------------------------------------
+
+
+def test_leila_who_shops_in_persian_gets_the_new_product_in_persian(life: Life) -> None:
+    (mail,) = [m for m in life.inbox(LEILA) if m.flow == "new_product"]
+    assert mail.locale == "fa"
+
+
+def test_tom_who_ordered_in_english_gets_the_new_product_in_english(life: Life) -> None:
+    (mail,) = [m for m in life.inbox(TOM) if m.flow == "new_product"]
+    assert mail.locale == "en"
+
+
+def test_ingrid_s_ideas_for_the_order_she_placed_in_norwegian_are_in_norwegian(
+    life: Life,
+) -> None:
+    (mail,) = [m for m in life.inbox(INGRID) if m.step == "welcome_related"]
+    assert mail.locale == "nb"
