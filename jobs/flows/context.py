@@ -160,7 +160,8 @@ class FlowContext:
 
     def step_planned_since_order(self, flow: str, step: str) -> bool:
         """Did ``flow``'s ``step`` plan the contact an email due after this order was
-        placed, or send one since (any state but cancelled)?
+        placed, or send one since, that is still planned, on its way or sent (not
+        one skipped, expired or ended)?
 
         Read from the email's first due time and its sending time (the engine's
         clock), not from when its row was written: a step planned due after the

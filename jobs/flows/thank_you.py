@@ -5,7 +5,8 @@ when paid), and it ends if the order is cancelled or refunded before it goes.
 It shows the order's items, then other products bought together with them
 (never one the customer has bought). An order that woke the welcome series'
 own thanks for a first order (its ``welcome_related`` email, planned or sent
-since the order was placed) gets no second thank-you, nor does an order the
+since the order was placed, and neither expired nor skipped when the
+thank-you comes due) gets no second thank-you, nor does an order the
 loyalty flow rewards (its email thanks her, with a code and ideas of its own:
 ``rewarded``). A second order within
 the week gets none either: a one-email flow mails a contact once a week
@@ -50,7 +51,10 @@ def _anchor(event: ev.Event) -> datetime:
 
 
 def _welcomed(ctx: FlowContext) -> bool:
-    return ctx.step_planned_since_order(*WELCOME_THANKS)
+    """The welcome's ideas for this order are planned, on their way or sent: they thank
+    her. Asked when the thank-you comes due, never at its start: ideas only planned
+    then may still expire (a full week), and she would get no thanks at all."""
+    return ctx.enrollment is not None and ctx.step_planned_since_order(*WELCOME_THANKS)
 
 
 def _rewarded(ctx: FlowContext) -> bool:

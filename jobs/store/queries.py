@@ -157,15 +157,22 @@ CONTACT_PAID_ORDERS = select(func.count(Order.id)).where(
     Order.paid_at.is_not(None),
     Order.status.not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
 )
-#: did a flow's step plan (or send) the contact an email due at or after a moment, in
-#: any state but cancelled (jobs.flows.context: a welcome's thanks for this order)
+#: an email planned, on its way or sent: not skipped, exited, expired, failed or cancelled
+LIVE_MESSAGE_STATES = (
+    MessageState.PLANNED,
+    MessageState.SENDING,
+    MessageState.HANDED,
+    MessageState.SENT,
+)
+#: did a flow's step plan the contact an email due at or after a moment, or send one
+#: since, that is still live (jobs.flows.context: a welcome's thanks for this order)
 CONTACT_STEP_PLANNED_SINCE = select(
     exists().where(
         Message.shop_id == bindparam("shop_id"),
         Message.contact_id == bindparam("contact_id"),
         Message.flow == bindparam("flow"),
         Message.step == bindparam("step"),
-        Message.state != MessageState.CANCELLED,
+        Message.state.in_(LIVE_MESSAGE_STATES),
         or_(Message.planned_at >= bindparam("since"), Message.sent_at >= bindparam("since")),
     )
 )
@@ -177,9 +184,7 @@ SUBJECT_FLOW_EMAIL_LIVE = select(
         Enrollment.flow == bindparam("flow"),
         Enrollment.subject == bindparam("subject"),
         Message.enrollment_id == Enrollment.id,
-        Message.state.in_(
-            (MessageState.PLANNED, MessageState.SENDING, MessageState.HANDED, MessageState.SENT)
-        ),
+        Message.state.in_(LIVE_MESSAGE_STATES),
     )
 )
 #: how many times a flow enrolled the contact, whatever became of it (jobs.flows.context)

@@ -120,7 +120,7 @@ def test_maja_never_gets_more_marketing_emails_than_the_caps_allow(shop: Harness
     )
     planned = [m for m in shop.messages() if m.kind == MessageKind.MARKETING]
     times = [at for at, _, _ in marketing_sent(shop)]
-    assert (len(planned), len(times)) == (7, 5)  # of the seven her week planned, five went
+    assert (len(planned), len(times)) == (8, 5)  # of the eight her week planned, five went
     for at in times:  # every rolling window, as the cap counts it: (at - 7 days, at]
         assert len([t for t in times if at - policy.window < t <= at]) <= 3
     assert all(later - earlier >= policy.min_gap for earlier, later in pairwise(times))
@@ -160,6 +160,9 @@ def test_what_her_full_week_has_no_room_for_expires_or_waits_for_the_next(shop: 
     # the ideas for her first order were due Wednesday 15:00: too close to the welcome,
     # and then the week was full until Monday, past their two days
     assert outcome(shop, "welcome", "welcome_related") == ["expired:cap:gap"]
+    # so the thank-you for that order, due beside them, did not stand aside for them;
+    # the week had no room for it either
+    assert outcome(shop, "thank_you", "thanks") == ["expired:cap:gap"]
     # the announcement can wait: it goes when Monday's reminder leaves the window
     assert outcome(shop, "new_product", "announcement") == ["deferred:cap:weekly", "sent"]
     # and the review request on its day, a week after the parcel came

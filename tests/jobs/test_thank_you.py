@@ -310,9 +310,9 @@ def test_the_order_the_welcome_series_thanked_her_for_gets_no_second_thank_you(
     (email,) = thanks(shop)
     assert "order #2" in email.text
     assert email.date == day(13)
-    # the series' thanks was planned when the order was placed, before its payment came
-    assert not_started(shop) == [("already_over", "welcomed")]
-    assert "1" not in by_order(shop)
+    # the series' ideas were planned when the order was placed, and went: when the
+    # thank-you came due, it stood aside
+    assert by_order(shop)["1"] == (MessageState.EXITED, "welcomed")
 
 
 def test_a_thank_you_planned_before_the_welcome_series_thanked_her_ends_before_it_goes(
