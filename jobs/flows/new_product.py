@@ -37,7 +37,7 @@ from sqlalchemy import Select, and_, exists, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
-from jobs.flows.context import OFF_SALE_STATUSES, FlowContext, unavailable_products
+from jobs.flows.context import FlowContext, unavailable_products
 from jobs.flows.model import (
     Audience,
     AudienceQuery,
@@ -64,14 +64,13 @@ from jobs.store.models import (
     ProductGroup,
     ProductGroupKind,
     StoredEvent,
+    for_sale,
 )
 
 
 def available(product: ev.Product) -> bool:
-    """On sale and not out of stock, as the event tells it (unknown stock counts as in)."""
-    return (
-        product.status or ""
-    ).lower() not in OFF_SALE_STATUSES and product.available is not False
+    """For sale as the event tells it (the store's one rule: jobs.store.models.for_sale)."""
+    return for_sale(product.status, product.available)
 
 
 def _subject(event: ev.Event) -> str | None:
