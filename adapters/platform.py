@@ -144,6 +144,13 @@ class Platform(Protocol):
         ...
 
     @property
+    def restores_deleted_products(self) -> bool:
+        """A product the platform said it deleted can come back under the same id (a
+        trash it is restored from). False: a deletion is final, and any later word of
+        that product (a late or reordered update) is stale."""
+        ...
+
+    @property
     def topic_handlers(self) -> Mapping[str, Translator]:
         """topic -> translator; any other topic is either ignored or unsupported."""
         ...

@@ -39,6 +39,8 @@ WEBHOOK_TOPICS = (
     "customer.updated",
     "product.created",
     "product.updated",
+    "product.deleted",
+    "product.restored",
 )
 
 

@@ -43,10 +43,11 @@ from adapters.events import (
     OrderRefunded,
     Product,
     ProductCreated,
+    ProductDeleted,
     ProductUpdated,
 )
 from adapters.payload import Fields, storefront_url
-from adapters.platform import ShopContext, Translator
+from adapters.platform import ShopContext, Translator, WebhookError
 
 __all__ = ["IGNORED_TOPICS", "TOPIC_HANDLERS"]
 
@@ -334,6 +335,17 @@ def product_updated(payload: Mapping[str, Any], shop: ShopContext) -> list[Event
     return [ProductUpdated(occurred_at=product.updated_at, product=product)]
 
 
+def product_deleted(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
+    """product.deleted: sent when a product is moved to the trash (WordPress's
+    ``wp_trash_post``), with a body of only ``{"id": N}``; product.restored brings it
+    back. Emptying the trash sends nothing."""
+    f = Fields.root(payload, "product")
+    product_id = f.require(_id(f, "id"), "id")
+    if shop.received_at is None:
+        raise WebhookError(400, "product.deleted states no time and no received_at was given")
+    return [ProductDeleted(occurred_at=shop.received_at, product_id=product_id)]
+
+
 TOPIC_HANDLERS: dict[str, Translator] = {
     "order.created": order_created,
     "order.updated": order_updated,
@@ -343,6 +355,8 @@ TOPIC_HANDLERS: dict[str, Translator] = {
     "customer.updated": customer_updated,
     "product.created": product_created,
     "product.updated": product_updated,
+    "product.deleted": product_deleted,
+    # untrashing: the product as it is now, modified at the restore
     "product.restored": product_updated,
 }
 
@@ -351,7 +365,6 @@ IGNORED_TOPICS: frozenset[str] = frozenset(
         # a deletion payload is only {"id": N}; planned emails re-check the store at send time
         "order.deleted",
         "customer.deleted",
-        "product.deleted",
         # carries only a cart item key: no email, no products, nothing to link
         "action.woocommerce_add_to_cart",
         "coupon.created",
