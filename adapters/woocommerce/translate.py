@@ -49,7 +49,7 @@ from adapters.events import (
 from adapters.payload import Fields, storefront_url
 from adapters.platform import ShopContext, Translator, WebhookError
 
-__all__ = ["IGNORED_TOPICS", "TOPIC_HANDLERS"]
+__all__ = ["IGNORED_TOPICS", "TOPIC_HANDLERS", "read_product"]
 
 CHECKOUT_STATUSES = frozenset({"pending", "failed", "checkout-draft"})
 # order-pay links only work for these; a draft must be recovered from the cart
@@ -323,6 +323,11 @@ def _product(f: Fields, shop: ShopContext) -> Product:
         tags=_term_names(f, "tags"),
         collections=_term_names(f, "categories"),
     )
+
+
+def read_product(payload: Mapping[str, Any], shop: ShopContext) -> Product:
+    """A product as the REST API answers it: the same shape as the webhooks' bodies."""
+    return _product(Fields.root(payload, "product"), shop)
 
 
 def product_created(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
