@@ -26,6 +26,8 @@ bought, and only products on sale and in stock as the store holds them now.
 The subject's own products are shown as they are (a line item of an order is
 what was bought, whatever the product's state today), except a checkout's
 items the store no longer sells: a reminder shows only what can still be bought.
+Products no webhook told us of were asked of the platform right before the
+send (jobs.sending.catalogue, from :func:`subject_product_ids`), where it could.
 """
 
 from __future__ import annotations

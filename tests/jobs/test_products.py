@@ -432,3 +432,22 @@ def test_a_buyer_of_a_deleted_product_no_longer_hears_of_new_ones_of_its_kind(
     shop.at(LAUNCH, ev.ProductCreated(LAUNCH, catalogue_product("p-new", "active", True, LAUNCH)))
     shop.run(LAUNCH + timedelta(days=3))
     assert shop.emails() == []
+
+
+def test_a_publication_heard_after_the_products_deletion_announces_nothing(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(registry.flows(), "thank_you")
+    shop = Rendering(runtime)
+    shop.at(T0, ev.ProductCreated(T0, catalogue_product("p-hat", "active", True, T0)))
+    paid_order(shop, "1", new_product_person("anna"), "p-hat")
+    shop.at(LAUNCH, ev.ProductCreated(LAUNCH, catalogue_product("p-new", "draft", True, LAUNCH)))
+    published, deleted = LAUNCH + timedelta(minutes=30), LAUNCH + timedelta(hours=1)
+    shop.at(deleted, ev.ProductDeleted(deleted, "p-new"))
+    # the publication's webhook comes late, after the deletion's
+    late = ev.ProductUpdated(published, catalogue_product("p-new", "active", True, published))
+    shop.at(deleted + timedelta(minutes=5), late)
+    shop.run(LAUNCH + timedelta(days=12))
+    assert shop.emails() == []
+    assert new_product_outcomes(shop, "anna@example.se") == []  # not even enrolled
+    assert not on_sale(runtime, "p-new")
