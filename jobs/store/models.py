@@ -369,7 +369,7 @@ class Order(Timestamps, Base):
 SHOWN_PRODUCT_STATUSES = ("active", "publish")
 #: the status of a product its platform deleted, or said it does not have. The row
 #: stays, so a late or reordered update cannot bring it back as new and no email asks
-#: the platform about it again (jobs.intake.products)
+#: the platform about it again (jobs.intake.apply.delete_product)
 DELETED_PRODUCT_STATUS = "deleted"
 
 
