@@ -63,6 +63,7 @@ __all__ = [
     "OrderRefunded",
     "Product",
     "ProductCreated",
+    "ProductDeleted",
     "ProductUpdated",
     "ProductViewed",
     "ShipmentDelivered",
@@ -339,6 +340,15 @@ class ProductCreated(Event):
 @dataclass(frozen=True)
 class ProductUpdated(Event):
     product: Product
+
+
+@dataclass(frozen=True)
+class ProductDeleted(Event):
+    """The shop deleted the product (on WooCommerce: moved it to the trash, from where
+    it may be restored). The platforms tell only its id; ``occurred_at`` is when we
+    received the news."""
+
+    product_id: str
 
 
 @dataclass(frozen=True)

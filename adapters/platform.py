@@ -18,7 +18,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
-from adapters.events import ConsentState, Event, Money
+from adapters.events import ConsentState, Event, Money, Product
 
 
 class WebhookError(ValueError):
@@ -144,6 +144,13 @@ class Platform(Protocol):
         ...
 
     @property
+    def restores_deleted_products(self) -> bool:
+        """A product the platform said it deleted can come back under the same id (a
+        trash it is restored from). False: a deletion is final, and any later word of
+        that product (a late or reordered update) is stale."""
+        ...
+
+    @property
     def topic_handlers(self) -> Mapping[str, Translator]:
         """topic -> translator; any other topic is either ignored or unsupported."""
         ...
@@ -254,16 +261,6 @@ class LiveQuestion:
             raise ValueError("a customer's orders are asked since an aware time")
 
 
-@dataclass(frozen=True)
-class LiveProduct:
-    product_id: str
-    title: str
-    url: str | None
-    image_url: str | None
-    price: Money | None
-    available: bool | None
-
-
 class AdminClient(Protocol):
     """The outbound calls the engine makes to one shop (one per platform).
 
@@ -284,8 +281,10 @@ class AdminClient(Protocol):
         test, not cancelled), or None if there is none."""
         ...
 
-    def products(self, product_ids: Iterable[str]) -> list[LiveProduct]:
-        """Current title, URL, image, price and availability of these products."""
+    def products(self, product_ids: Iterable[str]) -> list[Product]:
+        """The products the platform has of these ids, as they are now (title, handle,
+        URL, image, price, status, availability). One it leaves out does not exist
+        there: deleted (or, where deleted products can come back, in the trash)."""
         ...
 
 

@@ -4,7 +4,9 @@ Rate limits come two ways. An HTTP 429 (or 5xx) is retried by
 :class:`adapters.http.ApiSession`, honouring ``Retry-After``. The GraphQL cost
 throttle answers 200 with a ``THROTTLED`` error and the bucket's state in
 ``extensions.cost.throttleStatus``; we wait exactly as long as the bucket
-needs to refill for the query's requested cost, then ask again.
+needs to refill for the query's requested cost, then ask again, within the
+session's retry policy as for a ``Retry-After``: no longer than its cap, no
+more often than its attempts (a send's best-effort questions use a quick one).
 
 A 401 means the access token expired or was revoked: the token source is
 asked once for a fresh token (an expiring offline token is refreshed), and if
@@ -20,12 +22,19 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from adapters.events import Money
+from adapters.events import Product
 from adapters.http import ApiSession, excerpt
-from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState, LiveProduct
+from adapters.payload import Fields, clean_text
+from adapters.platform import (
+    AdminApiError,
+    DiscountRequest,
+    LiveOrderState,
+    WebhookError,
+)
 
-#: GraphQL ``nodes`` takes up to 250 ids; smaller pages keep each query's cost low
-PRODUCTS_PER_QUERY = 50
+#: ids per ``nodes`` query (it takes up to 250): a product of PRODUCTS costs about 28
+#: points (its first 20 variants count), and no query may cost more than 1,000
+PRODUCTS_PER_QUERY = 25
 #: cost-throttle waits longer than this fail as transient (the job retries later)
 MAX_THROTTLE_WAIT = 20.0
 THROTTLE_ATTEMPTS = 4
@@ -92,7 +101,9 @@ class ShopifyAdmin:
 
     def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The query's ``data``; AdminApiError (transient or not) on any failure."""
-        for attempt in range(THROTTLE_ATTEMPTS):
+        attempts = min(THROTTLE_ATTEMPTS, self.http.retry.attempts)
+        longest = min(MAX_THROTTLE_WAIT, self.http.retry.cap)
+        for attempt in range(attempts):
             body = self._post({"query": query, "variables": dict(variables or {})})
             errors = body.get("errors")
             if not errors:
@@ -105,7 +116,7 @@ class ShopifyAdmin:
             codes = {(e.get("extensions") or {}).get("code") for e in errors}
             if "THROTTLED" in codes:
                 wait = _throttle_wait(body)
-                if wait > MAX_THROTTLE_WAIT or attempt == THROTTLE_ATTEMPTS - 1:
+                if wait > longest or attempt == attempts - 1:
                     raise GraphQLError(
                         f"Shopify's cost throttle: {wait:.1f} s to refill", transient=True
                     )
@@ -218,12 +229,17 @@ class ShopifyAdmin:
                 return _order_state(order)
         return None
 
-    def products(self, product_ids: Iterable[str]) -> list[LiveProduct]:
+    def products(self, product_ids: Iterable[str]) -> list[Product]:
+        """The products Shopify has of these ids: ``nodes`` answers null for an id that
+        names no product (a deleted one: Shopify keeps nothing of it)."""
         ids = [gid("Product", p) for p in product_ids]
-        found: list[LiveProduct] = []
+        found: list[Product] = []
         for start in range(0, len(ids), PRODUCTS_PER_QUERY):
-            nodes = self.graphql(PRODUCTS, {"ids": ids[start : start + PRODUCTS_PER_QUERY]})
-            found += [_product(node) for node in nodes.get("nodes") or [] if node]
+            data = self.graphql(PRODUCTS, {"ids": ids[start : start + PRODUCTS_PER_QUERY]})
+            nodes = data.get("nodes")
+            if not isinstance(nodes, list):
+                raise GraphQLError("Shopify answered without the products' nodes", transient=False)
+            found += [_product(node) for node in nodes if node]
         return found
 
     def shop_details(self) -> ShopDetails:
@@ -318,20 +334,40 @@ def _throttle_wait(body: Mapping[str, Any]) -> float:
     return max(0.5, needed / rate) if rate > 0 else 1.0
 
 
-def _product(node: Mapping[str, Any]) -> LiveProduct:
-    price = ((node.get("priceRangeV2") or {}).get("minVariantPrice")) or None
-    media = node.get("featuredMedia") or {}
-    image = ((media.get("preview") or {}).get("image") or {}).get("url")
-    variants = (node.get("variants") or {}).get("nodes") or []
-    sellable = [v.get("availableForSale") for v in variants if "availableForSale" in v]
-    return LiveProduct(
-        product_id=legacy_id(str(node["id"])),
-        title=str(node.get("title") or ""),
-        url=node.get("onlineStoreUrl"),
-        image_url=image,
-        price=Money(Decimal(str(price["amount"])), str(price["currencyCode"])) if price else None,
-        available=(node.get("status") == "ACTIVE" and any(sellable)) if sellable else None,
-    )
+def _product(node: Any) -> Product:
+    """A ``Product`` node in the common model, its status in the webhooks' lower case;
+    available when a variant (of its first 20) can be sold, unknown when none says."""
+    try:
+        f = Fields.root(node, "product")
+        media = f.child("featuredMedia")
+        preview = media.child("preview") if media else None
+        image = preview.child("image") if preview else None
+        prices = f.child("priceRangeV2")
+        lowest = prices.child("minVariantPrice") if prices else None
+        variants = f.child("variants")
+        sellable = [
+            flag
+            for variant in (variants.children("nodes") if variants else [])
+            if (flag := variant.flag("availableForSale")) is not None
+        ]
+        status = f.text("status")
+        tags = f.data.get("tags") or []
+        if not isinstance(tags, list):
+            raise f.error("tags", "must be a JSON array")
+        return Product(
+            product_id=legacy_id(f.require(f.text("id"), "id")),
+            title=f.require(f.text("title"), "title"),
+            updated_at=f.require(f.time("updatedAt"), "updatedAt"),
+            handle=f.text("handle"),
+            url=f.text("onlineStoreUrl"),
+            image_url=image.text("url") if image else None,
+            price=lowest.money("amount", lowest.text("currencyCode")) if lowest else None,
+            status=status.lower() if status else None,
+            available=any(sellable) if sellable else None,
+            tags=tuple(tag for tag in map(clean_text, tags) if tag),
+        )
+    except WebhookError as exc:
+        raise GraphQLError(f"Shopify's product answer: {exc.message}", transient=False) from None
 
 
 DISCOUNT_CREATE = """
@@ -366,11 +402,13 @@ query OrderedSince($query: String!) {
   }
 }"""
 
+#: ``nodes`` with the Product fields an email shows
+#: (shopify.dev/docs/api/admin-graphql/latest/queries/nodes, objects/Product)
 PRODUCTS = """
 query Products($ids: [ID!]!) {
   nodes(ids: $ids) {
     ... on Product {
-      id title handle status onlineStoreUrl
+      id title handle status onlineStoreUrl updatedAt tags
       featuredMedia { preview { image { url } } }
       priceRangeV2 { minVariantPrice { amount currencyCode } }
       variants(first: 20) { nodes { availableForSale } }

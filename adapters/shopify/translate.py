@@ -40,6 +40,7 @@ from adapters.events import (
     OrderRefunded,
     Product,
     ProductCreated,
+    ProductDeleted,
     ProductUpdated,
     ShipmentDelivered,
     ShopRedactRequested,
@@ -399,6 +400,13 @@ def product_updated(payload: Mapping[str, Any], shop: ShopContext) -> list[Event
     return [ProductUpdated(occurred_at=product.updated_at, product=product)]
 
 
+def product_deleted(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
+    """products/delete: the body is the deleted product's id and nothing else."""
+    f = Fields.root(payload, "product")
+    product_id = f.require(f.text("id"), "id")
+    return [ProductDeleted(occurred_at=_time_of_receipt(f, shop), product_id=product_id)]
+
+
 # --- app lifecycle and privacy (compliance) topics -----------------------------
 
 
@@ -493,6 +501,7 @@ TOPIC_HANDLERS: dict[str, Translator] = {
     "customers_email_marketing_consent/update": marketing_consent_changed,
     "products/create": product_created,
     "products/update": product_updated,
+    "products/delete": product_deleted,
     "app/uninstalled": app_uninstalled,
     "customers/data_request": customer_data_requested,
     "customers/redact": customer_redact_requested,
@@ -516,6 +525,5 @@ IGNORED_TOPICS: frozenset[str] = frozenset(
         "customers/disable",
         # SMS consent: we only send email
         "customers_marketing_consent/update",
-        "products/delete",
     }
 )

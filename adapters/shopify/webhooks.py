@@ -54,6 +54,8 @@ class Shopify:
     webhook_signer: WebhookSigner = WebhookSigner.APP
     #: a checkout is not an order until it is paid: nothing to ask the store about
     checkout_is_pending_order: bool = False
+    #: a deleted product is gone for good: its id never names a product again
+    restores_deleted_products: bool = False
     topic_handlers: Mapping[str, Translator] = field(default_factory=lambda: TOPIC_HANDLERS)
     ignored_topics: frozenset[str] = IGNORED_TOPICS
 

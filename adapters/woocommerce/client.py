@@ -17,12 +17,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
-from adapters.events import Money
+from adapters.events import Product
 from adapters.http import ApiSession, describe
-from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState, LiveProduct
+from adapters.platform import (
+    AdminApiError,
+    DiscountRequest,
+    LiveOrderState,
+    ShopContext,
+    WebhookError,
+)
+from adapters.woocommerce.translate import read_product
 
 PER_PAGE = 100
 #: what a WooCommerce error code looks like (the one part of an error body we repeat)
@@ -39,6 +47,8 @@ WEBHOOK_TOPICS = (
     "customer.updated",
     "product.created",
     "product.updated",
+    "product.deleted",
+    "product.restored",
 )
 
 
@@ -188,15 +198,24 @@ class WooCommerceApi:
                 return _order_state(order)
         return None
 
-    def products(self, product_ids: Iterable[str]) -> list[LiveProduct]:
+    def products(self, product_ids: Iterable[str]) -> list[Product]:
+        """The store's products of these ids, read as their webhooks are. The list's
+        default ``status`` is ``any``, which leaves out the trash: a trashed product
+        is answered as one the store does not have."""
         ids = [str(p) for p in product_ids]
-        found: list[LiveProduct] = []
+        shop = ShopContext(
+            domain=urlsplit(self.base_url).netloc, currency=self.currency, base_url=self.base_url
+        )
+        found: list[Product] = []
         for start in range(0, len(ids), PER_PAGE):
             chunk = ids[start : start + PER_PAGE]
-            found += [
-                _product(item, self.currency)
-                for item in self.pages("products", {"include": ",".join(chunk)})
-            ]
+            for item in self.pages("products", {"include": ",".join(chunk)}):
+                try:
+                    found.append(read_product(item, shop))
+                except WebhookError as exc:
+                    raise AdminApiError(
+                        f"the store's product answer: {exc.message}", transient=False
+                    ) from None
         return found
 
     # --- webhooks ----------------------------------------------------------------
@@ -278,19 +297,3 @@ def _json(response: requests.Response) -> Any:
 
 def _amount(value: Decimal) -> str:
     return format(value.normalize(), "f")
-
-
-def _product(item: Mapping[str, Any], currency: str | None) -> LiveProduct:
-    images = item.get("images") or []
-    price = item.get("price")
-    return LiveProduct(
-        product_id=str(item["id"]),
-        title=str(item.get("name") or ""),
-        url=item.get("permalink"),
-        image_url=images[0].get("src") if images else None,
-        price=Money(Decimal(str(price)), currency)
-        if price not in (None, "") and currency
-        else None,
-        available=(item.get("stock_status") in ("instock", "onbackorder"))
-        and item.get("status") == "publish",
-    )

@@ -43,12 +43,13 @@ from adapters.events import (
     OrderRefunded,
     Product,
     ProductCreated,
+    ProductDeleted,
     ProductUpdated,
 )
 from adapters.payload import Fields, storefront_url
-from adapters.platform import ShopContext, Translator
+from adapters.platform import ShopContext, Translator, WebhookError
 
-__all__ = ["IGNORED_TOPICS", "TOPIC_HANDLERS"]
+__all__ = ["IGNORED_TOPICS", "TOPIC_HANDLERS", "read_product"]
 
 CHECKOUT_STATUSES = frozenset({"pending", "failed", "checkout-draft"})
 # order-pay links only work for these; a draft must be recovered from the cart
@@ -324,6 +325,11 @@ def _product(f: Fields, shop: ShopContext) -> Product:
     )
 
 
+def read_product(payload: Mapping[str, Any], shop: ShopContext) -> Product:
+    """A product as the REST API answers it: the same shape as the webhooks' bodies."""
+    return _product(Fields.root(payload, "product"), shop)
+
+
 def product_created(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
     f = Fields.root(payload, "product")
     return [ProductCreated(occurred_at=_placed_at(f), product=_product(f, shop))]
@@ -332,6 +338,17 @@ def product_created(payload: Mapping[str, Any], shop: ShopContext) -> list[Event
 def product_updated(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
     product = _product(Fields.root(payload, "product"), shop)
     return [ProductUpdated(occurred_at=product.updated_at, product=product)]
+
+
+def product_deleted(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
+    """product.deleted: sent when a product is moved to the trash (WordPress's
+    ``wp_trash_post``), with a body of only ``{"id": N}``; product.restored brings it
+    back. Emptying the trash sends nothing."""
+    f = Fields.root(payload, "product")
+    product_id = f.require(_id(f, "id"), "id")
+    if shop.received_at is None:
+        raise WebhookError(400, "product.deleted states no time and no received_at was given")
+    return [ProductDeleted(occurred_at=shop.received_at, product_id=product_id)]
 
 
 TOPIC_HANDLERS: dict[str, Translator] = {
@@ -343,6 +360,8 @@ TOPIC_HANDLERS: dict[str, Translator] = {
     "customer.updated": customer_updated,
     "product.created": product_created,
     "product.updated": product_updated,
+    "product.deleted": product_deleted,
+    # untrashing: the product as it is now, modified at the restore
     "product.restored": product_updated,
 }
 
@@ -351,7 +370,6 @@ IGNORED_TOPICS: frozenset[str] = frozenset(
         # a deletion payload is only {"id": N}; planned emails re-check the store at send time
         "order.deleted",
         "customer.deleted",
-        "product.deleted",
         # carries only a cart item key: no email, no products, nothing to link
         "action.woocommerce_add_to_cart",
         "coupon.created",

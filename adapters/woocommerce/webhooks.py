@@ -62,6 +62,8 @@ class WooCommerce:
     webhook_signer: WebhookSigner = WebhookSigner.SHOP
     #: an abandoned checkout is a pending order, whose payment the REST API reports
     checkout_is_pending_order: bool = True
+    #: product.deleted is a move to the trash; product.restored brings it back
+    restores_deleted_products: bool = True
     topic_handlers: Mapping[str, Translator] = field(default_factory=lambda: TOPIC_HANDLERS)
     ignored_topics: frozenset[str] = IGNORED_TOPICS
 

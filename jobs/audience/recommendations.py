@@ -30,7 +30,13 @@ from sqlalchemy.orm import Session
 
 from jobs.store import queries
 from jobs.store.db import plain
-from jobs.store.models import Order, OrderStatus, Product, ProductGroupKind
+from jobs.store.models import (
+    DELETED_PRODUCT_STATUS,
+    Order,
+    OrderStatus,
+    Product,
+    ProductGroupKind,
+)
 
 #: an order with more distinct products counts only its first ones in pairs and
 #: sales: the pairs grow as the square of the products, and an order of hundreds
@@ -104,10 +110,13 @@ def take_back_order(session: Session, order: Order) -> bool:
 
 
 def on_product(session: Session, product: Product) -> None:
-    """Replace the product's collections and tags with those it now has."""
+    """Replace the product's collections and tags with those it now has; a deleted
+    product is in none (so it makes nobody a buyer of a new product's kind)."""
     connection = plain(session)
     key = {"shop_id": product.shop_id, "product_id": product.product_id}
     connection.execute(queries.DELETE_PRODUCT_GROUPS, key)
+    if product.status == DELETED_PRODUCT_STATUS:
+        return
     groups = {
         (kind, name[:255])
         for kind, field in (

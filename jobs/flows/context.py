@@ -16,6 +16,7 @@ from jobs.flows.model import Exit
 from jobs.store import queries, rows
 from jobs.store.db import plain
 from jobs.store.models import (
+    PRODUCT_FOR_SALE,
     Checkout,
     CheckoutStatus,
     Contact,
@@ -26,31 +27,25 @@ from jobs.store.models import (
     Shop,
 )
 
-#: product statuses meaning the product is off the shop, in the platforms' words
-#: (archived or draft; private, pending review or trashed)
-OFF_SALE_STATUSES = frozenset({"archived", "draft", "private", "pending", "trash"})
-
 
 def unavailable_products(session: Session, shop_id: int, product_ids: Iterable[str]) -> set[str]:
-    """Of these products, the ones the store knows are no longer for sale: none of
-    them left to sell, or taken off the shop.
+    """Of these products, the ones the store holds that are no longer for sale
+    (:func:`jobs.store.models.for_sale`: sold out, taken off the shop, deleted).
 
-    A product the store has never heard of (no product webhook came for it) is
-    not among them: we cannot know, so it counts as available.
+    A product the store has never heard of (no product webhook came for it, and
+    its platform was not asked or could not answer) is not among them: we cannot
+    know, so it counts as available.
     """
     ids = {str(p) for p in product_ids if p}
     if not ids:
         return set()
-    found = session.execute(
-        select(Product.product_id, Product.status, Product.available).where(
-            Product.shop_id == shop_id, Product.product_id.in_(ids)
+    return set(
+        session.scalars(
+            select(Product.product_id).where(
+                Product.shop_id == shop_id, Product.product_id.in_(ids), ~PRODUCT_FOR_SALE
+            )
         )
     )
-    return {
-        row.product_id
-        for row in found
-        if row.available is False or (row.status or "").lower() in OFF_SALE_STATUSES
-    }
 
 
 @dataclass

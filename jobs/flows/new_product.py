@@ -1,7 +1,8 @@
 """New product: a product that became available goes to those who bought its kind.
 
-A product *becomes available* when it is on sale (not a draft, archived,
-private...) and not out of stock: at once if it was created that way, or at
+A product *becomes available* when it is for sale (the store's one rule,
+jobs.store.models.for_sale: not a draft, archived, private..., not sold out,
+not deleted): at once if it was created that way, or at
 the first update that publishes or stocks a product created while the shop had
 triggerpost (a draft, then published). A product we first hear of through an
 update is part of the catalogue from before, and is never announced. One
@@ -23,8 +24,9 @@ available later the same week, waits until the week since the last
 announcement has passed (the flow's spacing), then goes with whatever else
 came meanwhile, or expires if that is past its expiry (ten days: so fifty
 products at once make two emails of four, not a season of weekly mail).
-A product no longer available at send time is not announced
-(``product_unavailable``). Marketing mail.
+A product no longer available at send time (deleted included) is not
+announced (``product_unavailable``), and a deleted product makes nobody a
+buyer of its kind. Marketing mail.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from sqlalchemy import Select, and_, exists, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
-from jobs.flows.context import OFF_SALE_STATUSES, FlowContext, unavailable_products
+from jobs.flows.context import FlowContext, unavailable_products
 from jobs.flows.model import (
     Audience,
     AudienceQuery,
@@ -64,14 +66,13 @@ from jobs.store.models import (
     ProductGroup,
     ProductGroupKind,
     StoredEvent,
+    for_sale,
 )
 
 
 def available(product: ev.Product) -> bool:
-    """On sale and not out of stock, as the event tells it (unknown stock counts as in)."""
-    return (
-        product.status or ""
-    ).lower() not in OFF_SALE_STATUSES and product.available is not False
+    """For sale as the event tells it (the store's one rule: jobs.store.models.for_sale)."""
+    return for_sale(product.status, product.available)
 
 
 def _subject(event: ev.Event) -> str | None:

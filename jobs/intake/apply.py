@@ -36,6 +36,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from adapters import events as ev
 from adapters.platform import WebhookError
+from adapters.registry import PLATFORMS
 from jobs.audience import recommendations
 from jobs.engine import enrolment
 from jobs.intake import privacy
@@ -44,6 +45,7 @@ from jobs.reports import attribution
 from jobs.store import queries, rows
 from jobs.store.db import plain
 from jobs.store.models import (
+    DELETED_PRODUCT_STATUS,
     Checkout,
     CheckoutStatus,
     Contact,
@@ -501,16 +503,46 @@ def on_delivered(session: Session, shop: Shop, event: ev.ShipmentDelivered) -> A
 
 
 def on_product(session: Session, shop: Shop, event: ev.ProductCreated) -> Applied:
-    data = event.product
+    return Applied(None, store_product(session, shop, event.product).product_id)
+
+
+def on_product_deleted(session: Session, shop: Shop, event: ev.ProductDeleted) -> Applied:
+    return Applied(None, delete_product(session, shop, event.product_id, event.occurred_at))
+
+
+# --- products ----------------------------------------------------------------------
+#
+# A product's row changes only for news newer than it holds (``platform_updated_at``).
+# A deleted product keeps its row, marked DELETED_PRODUCT_STATUS and not available (so
+# never for sale), dated when we heard of it (a deletion states no time of its own),
+# and leaves its collections and tags (jobs.audience.recommendations.on_product):
+#
+# - where deletions are final (the platform's ``restores_deleted_products`` is false),
+#   nothing brings it back: any later word of it is stale;
+# - where a product comes back from the trash, only news newer than the deletion
+#   does (a restore is dated when it happened); an older update arriving after the
+#   deletion does not. A restore so quick that its date precedes our receipt of the
+#   trashing leaves the product deleted until its next change: the safe side.
+#
+# A deletion of a product we never held leaves a row all the same, so a create
+# arriving after it is not taken for a new product and no email asks about it.
+# Besides webhooks, jobs.sending.catalogue stores here what a platform's API said of
+# products an email was about to show.
+
+
+def store_product(session: Session, shop: Shop, data: ev.Product) -> Product:
+    """The product's row with what ``data`` says, unless the row holds newer news."""
     product_id = identity(data.product_id, "product.product_id")
-    row = session.scalar(
-        select(Product).where(Product.shop_id == shop.id, Product.product_id == product_id)
-    )
+    row = _product_row(session, shop.id, product_id)
     if row is None:
         row = Product(shop_id=shop.id, product_id=product_id)
         session.add(row)
+    elif row.status == DELETED_PRODUCT_STATUS:
+        if not _restorable(shop) or data.updated_at <= row.platform_updated_at:
+            log.info("shop %s: product %s was deleted: update ignored", shop.id, product_id)
+            return row
     elif data.updated_at < row.platform_updated_at:
-        return Applied(None, product_id)
+        return row
     row.title = data.title
     row.handle = code(data.handle, Product.handle, "handle")
     row.url = data.url
@@ -519,11 +551,44 @@ def on_product(session: Session, shop: Shop, event: ev.ProductCreated) -> Applie
     row.currency = data.price.currency if data.price else None
     row.status = code(data.status, Product.status, "status")
     row.available = data.available
-    row.data = ev.to_dict(event)["data"]["product"]
+    # kept in its serialised form, as an event carries it
+    row.data = ev.to_dict(ev.ProductUpdated(data.updated_at, data))["data"]["product"]
     row.platform_updated_at = data.updated_at
     session.flush()
     recommendations.on_product(session, row)
-    return Applied(None, product_id)
+    return row
+
+
+def delete_product(session: Session, shop: Shop, product_id: str, at: datetime) -> str:
+    """Mark the product deleted as of ``at``; its id. A replay changes nothing."""
+    product_id = identity(product_id, "product.product_id")
+    row = _product_row(session, shop.id, product_id)
+    if row is None:
+        row = Product(shop_id=shop.id, product_id=product_id, title="", data={})
+        session.add(row)
+    elif row.status == DELETED_PRODUCT_STATUS:
+        return product_id  # deleted already: it stays dated by the first word of it
+    elif at < row.platform_updated_at and _restorable(shop):
+        # we hold news of it from after the deletion: it came back from the trash
+        log.info("shop %s: product %s changed after its deletion: kept", shop.id, product_id)
+        return product_id
+    row.status = DELETED_PRODUCT_STATUS
+    row.available = False
+    row.platform_updated_at = max(at, row.platform_updated_at or at)
+    session.flush()
+    recommendations.on_product(session, row)
+    return product_id
+
+
+def _product_row(session: Session, shop_id: int, product_id: str) -> Product | None:
+    return session.scalar(
+        select(Product).where(Product.shop_id == shop_id, Product.product_id == product_id)
+    )
+
+
+def _restorable(shop: Shop) -> bool:
+    platform = PLATFORMS.get(shop.platform)
+    return platform is not None and platform.restores_deleted_products
 
 
 def on_fact(session: Session, shop: Shop, event: Any) -> Applied:
@@ -571,6 +636,7 @@ HANDLERS: dict[type[ev.Event], Handler] = {
     ev.ShipmentDelivered: on_delivered,
     ev.ProductCreated: on_product,
     ev.ProductUpdated: on_product,
+    ev.ProductDeleted: on_product_deleted,
     ev.AppUninstalled: on_uninstalled,
     ev.CustomerDataRequested: on_data_request,
     ev.CustomerRedactRequested: on_customer_redact,

@@ -26,6 +26,8 @@ bought, and only products on sale and in stock as the store holds them now.
 The subject's own products are shown as they are (a line item of an order is
 what was bought, whatever the product's state today), except a checkout's
 items the store no longer sells: a reminder shows only what can still be bought.
+Products no webhook told us of were asked of the platform right before the
+send (jobs.sending.catalogue, from :func:`subject_product_ids`), where it could.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from jobs.audience import recommendations
 from jobs.flows.context import unavailable_products
 from jobs.flows.model import Flow, ProductLine, RecommendBasis, SubjectKind, SubjectView
 from jobs.store import rows
-from jobs.store.models import Enrollment, Product, Shop
+from jobs.store.models import Checkout, Enrollment, Order, Product, Shop
 
 Resolver = Callable[[Session, Shop, Enrollment], SubjectView]
 
@@ -119,6 +121,23 @@ def recommended(
         session, shop.id, seeds, exclude=shown, bought=bought, limit=flow.recommend.limit
     )
     return tuple(product_line(product, shop) for product in products)
+
+
+def subject_product_ids(
+    session: Session, shop: Shop, flow: Flow | None, enrollment: Enrollment
+) -> list[str]:
+    """The products an email about the enrollment's subject would show, in its order,
+    before any is left out: a checkout's or an order's line items, a product subject.
+    (What ``also_show`` and ``recommended`` add comes from products the store holds.)"""
+    kind = flow.subject_kind if flow is not None else SubjectKind.CHECKOUT
+    if kind == SubjectKind.PRODUCT:
+        return [enrollment.subject]
+    found: Checkout | Order | None = None
+    if kind == SubjectKind.CHECKOUT:
+        found = rows.checkout(session, shop.id, enrollment.subject)
+    elif kind == SubjectKind.ORDER:
+        found = rows.order(session, shop.id, enrollment.subject)
+    return recommendations.order_products(found.data) if found is not None else []
 
 
 def checkout_view(session: Session, shop: Shop, enrollment: Enrollment) -> SubjectView:

@@ -35,6 +35,7 @@ from jobs.flows.model import ProductLine
 from jobs.platforms import admin
 from jobs.runtime import Runtime
 from jobs.sending import content, links
+from jobs.sending.catalogue import PlatformCatalogue
 from jobs.sending.pipeline import Composed, PermanentSendError, Sender, TransientSendError
 from jobs.shop_settings import load as load_settings
 from jobs.store.models import Contact, Enrollment, Message, Shop
@@ -229,6 +230,7 @@ def build_sender(runtime: Runtime) -> Sender:
                 EmailCourier(runtime, backend),
                 discounts=PlatformDiscounts(runtime),
                 live_orders=PlatformLiveOrders(runtime),
+                catalogue=PlatformCatalogue(runtime),
             )
             runtime.sender = found
         return found

@@ -147,6 +147,14 @@ class LiveOrders(Protocol):
         ...
 
 
+class Catalogue(Protocol):
+    def complete(self, message_id: int, at: datetime) -> None:
+        """Ask the shop's platform for the products the message's email would show that
+        the store holds nothing of, and store what it says (jobs.sending.catalogue).
+        Best effort: it never raises for the platform."""
+        ...
+
+
 @dataclass
 class Sender:
     """What a send needs besides the database: delivery, the shops' APIs, and a
@@ -157,6 +165,8 @@ class Sender:
     discounts: DiscountIssuer | None = None
     #: the optional live re-check before a send (None: local state only)
     live_orders: LiveOrders | None = None
+    #: the optional question for products the store has no word of (None: not asked)
+    catalogue: Catalogue | None = None
     hand_off: Callable[[list[enrolment.DueWork]], object] | None = None
 
     def queue(self, work: list[enrolment.DueWork]) -> None:
@@ -204,6 +214,8 @@ def run(
     transaction has committed).
     """
     live = _live_check(sender, message_id, at, asked)
+    if live is None and sender.catalogue is not None:
+        sender.catalogue.complete(message_id, at)  # an HTTP call too: before the transaction
     # what the transaction plans or ends is queued once it commits
     with sender.unit_of_work() as session:
         claim = _claim(session, message_id, at, refs)

@@ -42,6 +42,9 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
+    func,
+    or_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
@@ -362,11 +365,36 @@ class Order(Timestamps, Base):
 
 
 #: the platforms' statuses of a product on sale ("active" on one, "publish" on another):
-#: any other (a draft, archived, private) is never shown in an email
+#: any other (a draft, archived, private, pending review, trashed, scheduled) is not
 SHOWN_PRODUCT_STATUSES = ("active", "publish")
+#: the status of a product its platform deleted, or said it does not have. The row
+#: stays, so a late or reordered update cannot bring it back as new and no email asks
+#: the platform about it again (jobs.intake.apply.delete_product)
+DELETED_PRODUCT_STATUS = "deleted"
+
+
+def for_sale(status: str | None, available: bool | None) -> bool:
+    """Whether an email may offer a product we hold: the one rule, wherever products
+    are shown (a cart's items, recommendations, new product announcements).
+
+    For sale when its stock does not say otherwise (``available`` true, or not
+    stated) and its status is one of :data:`SHOWN_PRODUCT_STATUSES` or not
+    stated (a payload without one). Never a deleted one
+    (:data:`DELETED_PRODUCT_STATUS`, and not available). :data:`PRODUCT_FOR_SALE`
+    is the same rule in SQL, for the queries.
+
+    A product the store has no row for is not judged here: a cart's item of a
+    product no webhook told us of still counts as for sale (we cannot know
+    otherwise), while what the store picks to offer (recommendations, other new
+    products) comes only from products it holds.
+    """
+    return available is not False and (status is None or status.lower() in SHOWN_PRODUCT_STATUSES)
 
 
 class Product(Timestamps, Base):
+    """A product as its platform last told us: by its webhooks, or by its API when an
+    email was about to show a product no webhook had told us of."""
+
     __tablename__ = "products"
     __table_args__ = (UniqueConstraint("shop_id", "product_id"),)
 
@@ -383,6 +411,13 @@ class Product(Timestamps, Base):
     available: Mapped[bool | None] = mapped_column(Boolean)
     data: Mapped[dict[str, Any]]
     platform_updated_at: Mapped[datetime]
+
+
+#: :func:`for_sale` as a condition on the products table
+PRODUCT_FOR_SALE = and_(
+    Product.available.is_not(False),
+    or_(Product.status.is_(None), func.lower(Product.status).in_(SHOWN_PRODUCT_STATUSES)),
+)
 
 
 # --- recommendations: what sells, and what sells together -----------------------

@@ -31,7 +31,7 @@ from sqlalchemy.orm import aliased
 
 from emails.content import MessageKind
 from jobs.store.models import (
-    SHOWN_PRODUCT_STATUSES,
+    PRODUCT_FOR_SALE,
     Attribution,
     Checkout,
     Contact,
@@ -286,12 +286,11 @@ UNCOUNTED_PAID_ORDERS = (
 #: every product of a shop (jobs.audience backfills their collections and tags)
 PRODUCTS_OF_SHOP = select(Product).where(Product.shop_id == bindparam("shop_id"))
 
-#: a product an email may show: on sale, in stock (unknown counts as yes), and
-#: not one of those left out
+#: a product an email may offer: for sale (jobs.store.models.for_sale), and not one
+#: of those left out
 _SHOWN = (
     Product.shop_id == bindparam("shop_id"),
-    Product.available.is_not(False),
-    or_(Product.status.is_(None), Product.status.in_(SHOWN_PRODUCT_STATUSES)),
+    PRODUCT_FOR_SALE,
     Product.product_id.not_in(bindparam("excluded", expanding=True)),
 )
 

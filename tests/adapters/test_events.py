@@ -81,6 +81,7 @@ ONE_OF_EACH: list[ev.Event] = [
     ev.ShipmentDelivered(WHEN, "450789469", "255858046", email="guest@example.com"),
     ev.ProductCreated(WHEN, PRODUCT),
     ev.ProductUpdated(WHEN, PRODUCT),
+    ev.ProductDeleted(WHEN, "632910392"),
     ev.ProductViewed(WHEN, "632910392", CUSTOMER, "https://shop.example/products/socks"),
     ev.AppUninstalled(WHEN),
     ev.CustomerDataRequested(WHEN, "7081234", "åsa@example.se", None, ("450789469",), "9999"),

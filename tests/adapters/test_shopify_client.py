@@ -11,7 +11,7 @@ import pytest
 import responses
 from responses import matchers
 
-from adapters.events import Money
+from adapters.events import Money, Product
 from adapters.http import ApiSession, RetryPolicy
 from adapters.platform import AdminApiError, DiscountRequest, verify_base64_hmac
 from adapters.shopify import oauth
@@ -258,6 +258,24 @@ def test_the_cost_throttle_waits_for_the_bucket_to_refill() -> None:
 
 
 @responses.activate
+def test_a_quick_session_waits_for_the_throttle_no_longer_nor_oftener_than_its_policy() -> None:
+    slow = {**THROTTLED, "extensions": {"cost": {**THROTTLED["extensions"]["cost"]}}}
+    slow["extensions"]["cost"]["requestedQueryCost"] = 500  # 5 s to refill
+    waits: list[float] = []
+    quick = ApiSession(retry=RetryPolicy(attempts=2, cap=2.0, sleep=waits.append))
+    admin = ShopifyAdmin(SHOP, Tokens(), "2026-07", http=quick, sleep=waits.append)
+    responses.post(ENDPOINT, json=slow)
+    with pytest.raises(AdminApiError, match="cost throttle") as caught:
+        admin.order_state("1")
+    assert caught.value.transient
+    assert (waits, len(responses.calls)) == ([], 1)  # longer than its cap: not waited for
+    responses.replace(responses.POST, ENDPOINT, json=THROTTLED)
+    with pytest.raises(AdminApiError, match="cost throttle"):
+        admin.order_state("1")
+    assert (waits, len(responses.calls)) == ([pytest.approx(0.5)], 3)  # once, then no more
+
+
+@responses.activate
 def test_a_rejected_token_is_refreshed_once_then_the_call_repeats() -> None:
     responses.post(
         ENDPOINT,
@@ -365,45 +383,99 @@ def test_no_order_since_is_none_and_quotes_in_an_address_stay_inside_the_value()
     assert sent(0)["variables"]["query"].startswith(r'email:"\"odd\" created_at:<0\"@example.se" ')
 
 
+def product_node(legacy: str, **fields: Any) -> dict[str, Any]:
+    """A ``Product`` as ``nodes`` answers it for the PRODUCTS query."""
+    return {
+        "id": f"gid://shopify/Product/{legacy}",
+        "title": "Ullmössa Fjäll",
+        "handle": "ullmossa-fjall",
+        "status": "ACTIVE",
+        "onlineStoreUrl": "https://nordljus.se/products/ullmossa-fjall",
+        "updatedAt": "2026-09-01T08:05:01Z",
+        "tags": ["merino", "vinter"],
+        "featuredMedia": {"preview": {"image": {"url": "https://cdn.shopify.com/m.jpg"}}},
+        "priceRangeV2": {"minVariantPrice": {"amount": "349.0", "currencyCode": "SEK"}},
+        "variants": {"nodes": [{"availableForSale": False}, {"availableForSale": True}]},
+        **fields,
+    }
+
+
 @responses.activate
-def test_products_come_back_with_image_url_price_and_availability() -> None:
+def test_products_come_back_in_the_common_model_and_a_deleted_one_not_at_all() -> None:
+    # null: the id names no product (deleted); a node of another type is empty
+    responses.post(ENDPOINT, json={"data": {"nodes": [product_node("8123"), None, {}]}})
+    admin, _ = client()
+    [product] = admin.products(["8123", "999", "77"])
+    assert product == Product(
+        product_id="8123",
+        title="Ullmössa Fjäll",
+        updated_at=datetime(2026, 9, 1, 8, 5, 1, tzinfo=UTC),
+        handle="ullmossa-fjall",
+        url="https://nordljus.se/products/ullmossa-fjall",
+        image_url="https://cdn.shopify.com/m.jpg",
+        price=Money(Decimal("349.0"), "SEK"),
+        status="active",
+        available=True,
+        tags=("merino", "vinter"),
+    )
+    assert sent(0)["variables"]["ids"] == [
+        "gid://shopify/Product/8123",
+        "gid://shopify/Product/999",
+        "gid://shopify/Product/77",
+    ]
+    assert "updatedAt" in sent(0)["query"]
+
+
+@responses.activate
+def test_a_product_whose_variants_cannot_be_sold_is_not_available_and_a_draft_says_so() -> None:
+    sold_out = {"nodes": [{"availableForSale": False}, {"availableForSale": False}]}
+    bare = {"featuredMedia": None, "priceRangeV2": None, "onlineStoreUrl": None}
     responses.post(
         ENDPOINT,
         json={
             "data": {
                 "nodes": [
-                    {
-                        "id": "gid://shopify/Product/8123",
-                        "title": "Ullmössa Fjäll",
-                        "handle": "ullmossa-fjall",
-                        "status": "ACTIVE",
-                        "onlineStoreUrl": "https://nordljus.se/products/ullmossa-fjall",
-                        "featuredMedia": {
-                            "preview": {"image": {"url": "https://cdn.shopify.com/m.jpg"}}
-                        },
-                        "priceRangeV2": {
-                            "minVariantPrice": {"amount": "349.0", "currencyCode": "SEK"}
-                        },
-                        "variants": {
-                            "nodes": [{"availableForSale": False}, {"availableForSale": True}]
-                        },
-                    },
-                    None,
+                    product_node("1", variants=sold_out),
+                    product_node("2", status="DRAFT", variants={"nodes": []}, **bare),
                 ]
             }
         },
     )
-    admin, _ = client()
-    [product] = admin.products(["8123", "999"])
-    assert product.product_id == "8123"
-    assert product.url == "https://nordljus.se/products/ullmossa-fjall"
-    assert product.image_url == "https://cdn.shopify.com/m.jpg"
-    assert product.price == Money(Decimal("349.0"), "SEK")
-    assert product.available is True
-    assert sent(0)["variables"]["ids"] == [
-        "gid://shopify/Product/8123",
-        "gid://shopify/Product/999",
-    ]
+    first, second = client()[0].products(["1", "2"])
+    assert (first.status, first.available) == ("active", False)
+    assert (second.status, second.available, second.url, second.price) == (
+        "draft",
+        None,
+        None,
+        None,
+    )
+
+
+@responses.activate
+def test_many_products_are_asked_in_pages_a_query_can_afford() -> None:
+    ids = [str(n) for n in range(60)]
+    responses.post(ENDPOINT, json={"data": {"nodes": []}})
+    assert client()[0].products(ids) == []
+    assert [len(sent(n)["variables"]["ids"]) for n in range(3)] == [25, 25, 10]
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"data": {"orders": {"nodes": []}}},
+        {"data": {"nodes": [product_node("8123", updatedAt=None)]}},
+        {"data": {"nodes": [product_node("8123", variants={"nodes": "many"})]}},
+        {"data": {"nodes": [product_node("8123", tags="merino")]}},
+    ],
+    ids=["no-nodes", "no-updatedAt", "variants-not-a-list", "tags-not-a-list"],
+)
+def test_an_answer_not_shaped_like_products_is_an_error_never_products_gone(
+    answer: dict[str, Any],
+) -> None:
+    responses.post(ENDPOINT, json=answer)
+    with pytest.raises(AdminApiError, match="Shopify"):
+        client()[0].products(["8123"])
 
 
 # --- subscriptions -----------------------------------------------------------------

@@ -33,6 +33,7 @@ from adapters.events import (
     OrderPlaced,
     OrderRefunded,
     ProductCreated,
+    ProductDeleted,
     ProductUpdated,
     ShipmentDelivered,
     ShopRedactRequested,
@@ -409,6 +410,19 @@ def test_products_update__draft_sold_out() -> None:
     assert product.title == "Julkalender 🎄 2026"
     assert (product.status, product.available, product.image_url) == ("draft", False, None)
     assert event.occurred_at == utc(2026, 9, 15, 9, 45, 19)
+
+
+def test_products_delete__product() -> None:
+    # the body is the id alone: the deletion is dated by its receipt
+    assert translate("products_delete__product") == [
+        ProductDeleted(occurred_at=RECEIVED, product_id="8123456789055")
+    ]
+
+
+@pytest.mark.parametrize("body", [{}, {"id": None}, {"admin_graphql_api_id": "gid://x/1"}])
+def test_a_delete_without_the_products_id_names_the_field(body: dict[str, Any]) -> None:
+    with pytest.raises(WebhookError, match=r"product\.id"):
+        translate("products_delete__product", body=body)
 
 
 def test_product_without_known_shop_currency_or_storefront() -> None:

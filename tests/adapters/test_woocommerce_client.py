@@ -11,10 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from adapters.events import Money
+from adapters.events import Money, Product
 from adapters.http import ApiSession, OutboundPolicy, RetryPolicy
 from adapters.platform import AdminApiError, DiscountRequest, verify_base64_hmac
 from adapters.woocommerce.client import WooCommerceApi
+from tests.support import FixtureSet
 
 STORE = "https://butik.example.se"
 API = f"{STORE}/wp-json/wc/v3"
@@ -193,28 +194,40 @@ def test_lists_are_read_page_by_page() -> None:
     assert (query(0)["page"], query(1)["page"], query(1)["per_page"]) == (["1"], ["2"], ["100"])
 
 
+def store_product(**fields: Any) -> dict[str, Any]:
+    """A product as GET /wp-json/wc/v3/products answers it (the webhook fixture's shape)."""
+    return {**FixtureSet("woocommerce").payload("product_created__simple"), **fields}
+
+
 @responses.activate
-def test_products_with_image_permalink_price_and_stock() -> None:
-    responses.get(
-        f"{API}/products",
-        json=[
-            {
-                "id": 1186,
-                "name": "Raggsockor",
-                "permalink": "https://butik.example.se/produkt/raggsockor/",
-                "price": "149",
-                "status": "publish",
-                "stock_status": "outofstock",
-                "images": [{"src": "https://butik.example.se/raggsockor.jpg"}],
-            }
-        ],
-        headers={"X-WP-TotalPages": "1"},
-    )
+def test_products_are_asked_at_once_and_read_as_their_webhooks_are() -> None:
+    # 1190 is in the trash: the list (status "any") leaves it out
+    sold_out = store_product(stock_status="outofstock", date_modified_gmt="2026-09-15T14:08:31")
+    responses.get(f"{API}/products", json=[sold_out], headers={"X-WP-TotalPages": "1"})
     [product] = client()[0].products(["1186", "1190"])
     assert query(0)["include"] == ["1186,1190"]
-    assert product.price == Money(Decimal("149"), "SEK")
-    assert product.available is False
-    assert product.image_url == "https://butik.example.se/raggsockor.jpg"
+    assert len(responses.calls) == 1
+    assert product == Product(
+        product_id="1186",
+        title="Raggsockor 🧦",
+        updated_at=datetime(2026, 9, 15, 14, 8, 31, tzinfo=UTC),
+        handle="raggsockor",
+        url="https://ullboden.se/produkt/raggsockor/",
+        image_url="https://ullboden.se/wp-content/uploads/2026/08/raggsockor.jpg",
+        price=Money(Decimal("166.29"), "SEK"),
+        status="publish",
+        available=False,
+        tags=("ull", "vinter"),
+        collections=("Strumpor", "Ull & lin"),
+    )
+
+
+@responses.activate
+def test_a_product_answer_the_store_garbled_is_an_error_never_products_gone() -> None:
+    garbled = store_product(name=None)
+    responses.get(f"{API}/products", json=[garbled], headers={"X-WP-TotalPages": "1"})
+    with pytest.raises(AdminApiError, match=r"product\.name is missing"):
+        client()[0].products(["1186"])
 
 
 @responses.activate

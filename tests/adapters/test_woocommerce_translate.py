@@ -30,18 +30,20 @@ from adapters.events import (
     OrderPlaced,
     OrderRefunded,
     ProductCreated,
+    ProductDeleted,
     ProductUpdated,
 )
 from adapters.platform import ConsentRule, ShopContext, WebhookError
-from adapters.woocommerce.translate import IGNORED_TOPICS
+from adapters.woocommerce.translate import IGNORED_TOPICS, TOPIC_HANDLERS
 from tests.support import FixtureSet, sek, utc
 
 FIXTURES = FixtureSet("woocommerce")
+RECEIVED = datetime(2026, 9, 20, 7, 0, 5, tzinfo=UTC)
 SHOP = ShopContext(
     domain="ullboden.se",
     currency="SEK",
     base_url="https://ullboden.se",
-    received_at=datetime(2026, 9, 20, 7, 0, 5, tzinfo=UTC),
+    received_at=RECEIVED,
 )
 SOCKS = LineItem(
     title="Raggsockor",
@@ -360,6 +362,20 @@ def test_product_created__simple() -> None:
     assert product.tags == ("ull", "vinter")
     assert product.collections == ("Strumpor", "Ull & lin")
     assert event.occurred_at == utc(2026, 8, 30, 10, 2, 11)
+
+
+def test_product_deleted__trashed() -> None:
+    # moved to the trash: the body is the id alone, dated by its receipt
+    assert translate("product_deleted__trashed") == [
+        ProductDeleted(occurred_at=RECEIVED, product_id="1186")
+    ]
+    assert "product.restored" in TOPIC_HANDLERS  # and back from the trash
+
+
+@pytest.mark.parametrize("body", [{}, {"id": 0}, {"id": None}])
+def test_a_delete_without_the_products_id_names_the_field(body: dict[str, Any]) -> None:
+    with pytest.raises(WebhookError, match=r"product\.id"):
+        translate("product_deleted__trashed", body=body)
 
 
 def test_product_updated__out_of_stock_variable() -> None:

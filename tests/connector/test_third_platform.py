@@ -64,6 +64,7 @@ class Acme:
     header_prefixes: tuple[str, ...] = ("x-acme-",)
     webhook_signer: WebhookSigner = WebhookSigner.SHOP
     checkout_is_pending_order: bool = False
+    restores_deleted_products: bool = False
     topic_handlers: Mapping[str, Translator] = field(
         default_factory=lambda: {"checkout.updated": _checkout}
     )
