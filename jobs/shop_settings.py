@@ -4,7 +4,7 @@
 default). Its sections:
 
 ============  ================================================================
-branding      logo, colour and postal address in every email
+branding      logo, colour, postal address and language of every email
 sender        the From name and address, Reply-To
 engine        the shop's policy: caps, quiet hours, attribution, open tracking
 consent       where a platform without a consent field finds it (WooCommerce)
@@ -106,11 +106,18 @@ class SettingsError(ValueError):
 # --- the typed settings ----------------------------------------------------------------
 
 
+#: the ``branding.language`` choice that means "the store's own language"
+STORE_LANGUAGE = "store"
+
+
 @dataclass(frozen=True)
 class Branding:
     logo_url: str | None
     colour: str
     postal_address: str | None
+    #: the language of an email to a customer whose own we do not know, or
+    #: :data:`STORE_LANGUAGE`: the store's (``Shop.locale``), else English
+    language: str = STORE_LANGUAGE
 
 
 @dataclass(frozen=True)
@@ -403,6 +410,15 @@ class BrandingSchema(_Section):
         "requires one in marketing emails in many countries).",
         longest=500,
     )
+    language = _choice(
+        STORE_LANGUAGE,
+        (STORE_LANGUAGE, *i18n.languages()),
+        "Language for new customers",
+        "The language of emails to a customer whose own we do not know yet (she has not "
+        "shopped with you, and your store does not say): en, sv, nb, ru or fa. "
+        "'store': your store's language, else English. A customer who has shopped with "
+        "you gets hers.",
+    )
 
 
 class SenderSchema(_Section):
@@ -524,7 +540,7 @@ class ConsentSchema(_Section):
 
 
 _SECTION_WORDS = {
-    "branding": ("Branding", "How your emails look."),
+    "branding": ("Branding", "How your emails look, and the language they speak."),
     "sender": ("Sender", "Who your emails come from."),
     "engine": (
         "Sending rules",

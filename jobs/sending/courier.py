@@ -37,6 +37,7 @@ from jobs.runtime import Runtime
 from jobs.sending import content, links
 from jobs.sending.catalogue import PlatformCatalogue
 from jobs.sending.pipeline import Composed, PermanentSendError, Sender, TransientSendError
+from jobs.shop_settings import STORE_LANGUAGE
 from jobs.shop_settings import load as load_settings
 from jobs.store.models import Contact, Enrollment, Message, Shop
 
@@ -70,7 +71,10 @@ class EmailCourier:
             logo_url=branding.logo_url,
             colour=branding.colour,
             postal_address=branding.postal_address,
-            default_locale=shop.locale or "en",
+            default_locale=(
+                branding.language if branding.language != STORE_LANGUAGE else shop.locale
+            )
+            or "en",
             reply_to=sender.reply_to,
         )
         details = _subject_details(session, shop, message, enrollment)

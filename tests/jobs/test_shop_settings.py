@@ -56,12 +56,13 @@ def test_each_bad_field_is_named_with_what_is_wrong() -> None:
             },
             "engine": {"quiet_start": "9pm", "min_gap_hours": "4"},
             "sender": {"address": "not-an-address"},
-            "branding": {"colour": "red"},
+            "branding": {"colour": "red", "language": "de"},
             "consent": {"read_from": "somewhere"},
         }
     )
     assert messages(problems) == [
         "branding.colour: not a colour (#rrggbb)",
+        "branding.language: must be one of: store, en, fa, nb, ru, sv",
         "consent.read_from: must be one of: order, customer, both",
         "engine.min_gap_hours: must be a whole number",
         "engine.quiet_start: not a time (HH:MM)",

@@ -99,6 +99,17 @@ def test_a_new_subscribed_customer_is_welcomed_at_once_and_shown_favourites_on_d
     assert "timed_out" in outcomes_of(shop, "welcome")
 
 
+def test_a_subscriber_whose_language_nobody_knows_is_welcomed_in_the_one_the_shop_chose(
+    shop: Rendering,
+) -> None:
+    shop.settings(branding={"language": "sv"})
+    signed_up(shop, anna(), day(0))
+    shop.run(day(1))
+    (email,) = [e for e in shop.emails() if e.to == "anna@example.se"]
+    assert email.subject.startswith("Välkommen till ")
+    assert "Välkommen!" in email.text
+
+
 def test_a_customer_created_at_night_is_welcomed_at_eight_in_the_morning(shop: Rendering) -> None:
     signed_up(shop, anna(), day(0, EVENING))
     shop.run(day(2))
