@@ -6,7 +6,7 @@ the message was planned); the first that says no decides:
 ==========================  ==================================================
 ``cancelled:shop_inactive``  the shop uninstalled triggerpost
 ``exited:<exit>``            the flow's exit holds now (the late re-check)
-``expired:<last reason>``    deferred past the message's expiry
+``expired:<rule>``           deferred past the message's expiry (by that rule)
 ``skipped:holdout``          the enrollment is in the flow's holdout group
 ``skipped:contact_redacted`` the contact was erased at the shop's request
 ``skipped:no_email``         no address, or one that cannot be valid
@@ -256,25 +256,37 @@ def _timing(
     spaced_until = _spaced_until(session, shop, flow, message, contact) if marketing else None
     # Each rule may push the slot later; repeat until one pass moves nothing.
     # The reason given is the first rule that blocked the due time: the cause,
-    # even when the slot it leads to then falls into quiet hours.
-    slot, reason = at, None
+    # even when the slot it leads to then falls into quiet hours. An email that
+    # expires says the rule that pushed it past its expiry (a full week, not
+    # the gap that first held it back).
+    slot, reason, too_late = at, None, None
+
+    def push(to: datetime, rule: str) -> None:
+        nonlocal slot, reason, too_late
+        if too_late is None and to > message.expires_at:
+            too_late = rule
+        slot, reason = to, reason or rule
+
     for _ in range(10):
         moved = False
         opens = localtime.quiet_until(slot, tz, policy.quiet_end, policy.quiet_start)
         if opens is not None:
-            slot, reason, moved = opens, reason or "quiet_hours", True
+            push(opens, "quiet_hours")
+            moved = True
         if spaced_until is not None and spaced_until > slot:
-            slot, reason, moved = spaced_until, reason or "cap:flow_repeat", True
+            push(spaced_until, "cap:flow_repeat")
+            moved = True
         if marketing:
             for rule, free_at in _cap_slots(session, policy, message, contact, slot):
                 if free_at > slot:
-                    slot, reason, moved = free_at, reason or rule, True
+                    push(free_at, rule)
+                    moved = True
         if not moved:
             break
     if reason is None:
         return SEND
     if slot > message.expires_at:
-        return Verdict(Outcome.EXPIRED, reason)
+        return Verdict(Outcome.EXPIRED, too_late or reason)
     return Verdict(Outcome.DEFERRED, reason, slot)
 
 

@@ -158,11 +158,12 @@ def test_once_she_ordered_no_reminder_for_that_cart_goes(shop: Harness) -> None:
 def test_what_her_full_week_has_no_room_for_expires_or_waits_for_the_next(shop: Harness) -> None:
     maja_s_week(shop)
     # the ideas for her first order were due Wednesday 15:00: too close to the welcome,
-    # and then the week was full until Monday, past their two days
-    assert outcome(shop, "welcome", "welcome_related") == ["expired:cap:gap"]
+    # and then the week was full until Monday, past their two days: the full week is
+    # what they expired of
+    assert outcome(shop, "welcome", "welcome_related") == ["expired:cap:weekly"]
     # so the thank-you for that order, due beside them, did not stand aside for them;
     # the week had no room for it either
-    assert outcome(shop, "thank_you", "thanks") == ["expired:cap:gap"]
+    assert outcome(shop, "thank_you", "thanks") == ["expired:cap:weekly"]
     # the announcement can wait: it goes when Monday's reminder leaves the window
     assert outcome(shop, "new_product", "announcement") == ["deferred:cap:weekly", "sent"]
     # and the review request on its day, a week after the parcel came
