@@ -68,6 +68,7 @@ def fixture(name: str) -> dict[str, Any]:
 
 CHECKOUT = fixture("checkouts_create__customer.json")
 ORDER = fixture("orders_create__customer.json")
+PAID = fixture("orders_paid__customer.json")
 CUSTOMER = fixture("customers_update__api_2026_07.json")
 PRODUCT = fixture("products_create__active.json")
 NEW_CUSTOMER = fixture("customers_create__api_2024_10_consent.json")
@@ -140,17 +141,21 @@ def events(count: int, contacts: int, seed: int) -> list[tuple[str, dict[str, An
 
 
 def library_events(count: int, contacts: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
-    """The whole journey: 30 % checkouts and their updates, 15 % paid orders, 10 %
-    fulfilments of earlier orders, 10 % deliveries of fulfilled ones, 10 % new
-    subscribed customers, 10 % customer updates, 5 % new products, 5 % product
-    updates, 5 % guest checkouts: every flow the library ships has its trigger."""
+    """The whole journey, in shares of its steps: 30 % checkouts and their updates,
+    15 % paid orders (each two deliveries, orders/create and orders/paid, as
+    Shopify sends them), 10 % fulfilments of earlier orders, 10 % deliveries of
+    fulfilled ones, 10 % new subscribed customers, 10 % customer updates, 5 % new
+    products, 5 % product updates, 5 % guest checkouts: every flow the library
+    ships has its trigger. ``count`` deliveries in all."""
     rng = random.Random(seed)
     now = datetime.now(UTC) - timedelta(minutes=1)
     cart = iter(events(count * 2, contacts, seed))
     out: list[tuple[str, dict[str, Any]]] = []
     placed: list[tuple[int, int, str]] = []  # order id, customer id, email
     fulfilled: list[int] = []
-    for n in range(count):
+    n = -1
+    while len(out) < count:
+        n += 1
         roll = rng.random()
         stamp = (now + timedelta(milliseconds=n)).isoformat()
         customer_id, email = person(rng.randrange(contacts))
@@ -177,6 +182,13 @@ def library_events(count: int, contacts: int, seed: int) -> list[tuple[str, dict
             body["customer"].update(id=customer_id, email=email, updated_at=stamp)
             placed.append((order_id, customer_id, email))
             out.append(("orders/create", body))
+            paid = json.loads(json.dumps(PAID))
+            paid.update({key: body[key] for key in
+                         ("id", "name", "email", "contact_email", "checkout_token", "created_at",
+                          "processed_at", "line_items")})  # fmt: skip
+            paid["updated_at"] = (now + timedelta(milliseconds=n, microseconds=500)).isoformat()
+            paid["customer"] = body["customer"]
+            out.append(("orders/paid", paid))
         elif roll < 0.55:
             order_id, customer_id, email = placed.pop(rng.randrange(len(placed)))
             body = json.loads(json.dumps(FULFILLED))
@@ -219,11 +231,12 @@ def library_events(count: int, contacts: int, seed: int) -> list[tuple[str, dict
             body = json.loads(json.dumps(CHECKOUT))
             body.update(token=f"lguest{seed}-{n}", email=None, customer=None, updated_at=stamp)
             out.append(("checkouts/update", body))
-    return out  # fmt: skip
+    return out[:count]  # fmt: skip
 
 
 def library_settings() -> dict[str, Any]:
-    """Every built-in flow on, its waits at zero (so its emails come due within the run)."""
+    """Every built-in flow on, its waits as short as they may be: zero where allowed (so
+    its emails come due within the run), else the option's least valid value."""
     from jobs.flows import registry
     from jobs.flows.model import Days, Hours
 
@@ -233,7 +246,7 @@ def library_settings() -> dict[str, Any]:
         for option in getattr(flow, "options", ()):
             kept = ("expires_hours", "discount_valid_hours", "spacing_days")
             if isinstance(option.kind, (Hours, Days)) and option.name not in kept:
-                options[option.name] = 0
+                options[option.name] = option.kind.min
         flows[name] = options
     return {**SETTINGS, "flows": {**flows, **SETTINGS["flows"]}}
 
