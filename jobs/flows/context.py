@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -31,6 +32,10 @@ from jobs.store.models import (
 OFF_SALE_STATUSES = frozenset({"archived", "draft", "private", "pending", "trash"})
 
 
+#: where a session keeps what :func:`products_read_once` remembers
+_SALE_STATE = "triggerpost.sale_state"
+
+
 def unavailable_products(session: Session, shop_id: int, product_ids: Iterable[str]) -> set[str]:
     """Of these products, the ones the store knows are no longer for sale: none of
     them left to sell, or taken off the shop.
@@ -41,16 +46,37 @@ def unavailable_products(session: Session, shop_id: int, product_ids: Iterable[s
     ids = {str(p) for p in product_ids if p}
     if not ids:
         return set()
-    found = session.execute(
-        select(Product.product_id, Product.status, Product.available).where(
-            Product.shop_id == shop_id, Product.product_id.in_(ids)
-        )
-    )
-    return {
-        row.product_id
-        for row in found
-        if row.available is False or (row.status or "").lower() in OFF_SALE_STATUSES
-    }
+    known: dict[tuple[int, str], bool] | None = session.info.get(_SALE_STATE)
+    asked = ids if known is None else {p for p in ids if (shop_id, p) not in known}
+    gone: set[str] = set()
+    if asked:
+        params = {"shop_id": shop_id, "ids": sorted(asked)}
+        found = plain(session).execute(queries.PRODUCTS_SALE_STATE, params)
+        gone = {
+            row.product_id
+            for row in found
+            if row.available is False or (row.status or "").lower() in OFF_SALE_STATUSES
+        }
+    if known is None:
+        return gone
+    known.update(((shop_id, p), p in gone) for p in asked)
+    return {p for p in ids if known[(shop_id, p)]}
+
+
+@contextmanager
+def products_read_once(session: Session) -> Iterator[None]:
+    """Within the block, :func:`unavailable_products` asks the store about each product
+    once. Only for a stretch of a transaction that writes no products: a send judges
+    its checkout's items (the flow's exit) and then leaves the same ones out of its
+    email. What it remembered is forgotten when the block ends."""
+    if _SALE_STATE in session.info:  # an enclosing block remembers already
+        yield
+        return
+    session.info[_SALE_STATE] = {}
+    try:
+        yield
+    finally:
+        session.info.pop(_SALE_STATE, None)
 
 
 @dataclass

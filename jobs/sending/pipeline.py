@@ -53,6 +53,7 @@ from jobs.engine.guards import Outcome, Verdict, judge
 from jobs.engine.ledger import LEASE
 from jobs.engine.policy import flow_options
 from jobs.flows import registry
+from jobs.flows.context import products_read_once
 from jobs.runtime import Runtime
 from jobs.store import queries
 from jobs.store.models import (
@@ -204,8 +205,9 @@ def run(
     transaction has committed).
     """
     live = _live_check(sender, message_id, at, asked)
-    # what the transaction plans or ends is queued once it commits
-    with sender.unit_of_work() as session:
+    # what the transaction plans or ends is queued once it commits; it writes no
+    # products, so the guards and the email ask about each product once
+    with sender.unit_of_work() as session, products_read_once(session):
         claim = _claim(session, message_id, at, refs)
         if isinstance(claim, str):
             return claim  # not planned, not yet due (a deferral moved it), or taken

@@ -169,6 +169,12 @@ CONTACT_STEP_PLANNED_SINCE = select(
         or_(Message.planned_at >= bindparam("since"), Message.sent_at >= bindparam("since")),
     )
 )
+#: of these products, what says whether each is still for sale (jobs.flows.context:
+#: exits, and the products an email leaves out)
+PRODUCTS_SALE_STATE = select(Product.product_id, Product.status, Product.available).where(
+    Product.shop_id == bindparam("shop_id"),
+    Product.product_id.in_(bindparam("ids", expanding=True)),
+)
 #: how many times a flow enrolled the contact, whatever became of it (jobs.flows.context)
 CONTACT_ENROLLMENTS_IN_FLOW = select(func.count(Enrollment.id)).where(
     Enrollment.shop_id == bindparam("shop_id"),
