@@ -478,7 +478,7 @@ def _start_fan_out(
         enrollment=fan_out,
         detail={"subject": subject},
     )
-    _fan_out_batch(session, shop, flow, fan_out, at)
+    _fan_out_batch(session, shop, flow, fan_out, at, event)
 
 
 def _audience_batch(session: Session, shop: Shop, flow: Flow, event: ev.Event) -> Select[Any]:
@@ -498,21 +498,31 @@ def _audience_batch(session: Session, shop: Shop, flow: Flow, event: ev.Event) -
 
 
 def _fan_out_batch(
-    session: Session, shop: Shop, flow: Flow, fan_out: Enrollment, at: datetime
+    session: Session,
+    shop: Shop,
+    flow: Flow,
+    fan_out: Enrollment,
+    at: datetime,
+    event: ev.Event | None = None,
 ) -> None:
-    """Enroll one batch of the audience; wake again at once if it may have more."""
+    """Enroll one batch of the audience; wake again at once if it may have more.
+
+    ``event``: the one its row carries, when the caller has it at hand (the first batch).
+    """
     audience = flow.trigger.audience
     state = fan_out.context["audience"]
-    event = ev.from_dict(state["event"])
     if audience is None:  # the flow no longer fans out
         end_enrollment(session, fan_out, EnrollmentState.CANCELLED, "flow_changed", at)
         return
+    if event is None:
+        event = ev.from_dict(state["event"])
     ids = list(
         session.scalars(_audience_batch(session, shop, flow, event), {"after": state["after"]})
     )
-    contacts = session.scalars(select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id))
-    for contact in contacts:
-        _trigger(session, shop, flow, event, contact, event_id=fan_out.trigger_event_id, at=at)
+    if ids:  # most new products find nobody who bought their kind
+        chosen = select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id)
+        for contact in session.scalars(chosen):
+            _trigger(session, shop, flow, event, contact, event_id=fan_out.trigger_event_id, at=at)
     after = ids[-1] if ids else state["after"]
     fan_out.context = {**fan_out.context, "audience": {**state, "after": after}}
     if len(ids) < audience.batch:
