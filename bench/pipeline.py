@@ -17,6 +17,9 @@ ratio of our work items (events + emails) per second to RQ's bare jobs/s.
         [--worker-class simple|fork] [--mix cart|library] [--postgres-url URL]
         [--redis-url URL]
 
+``--postgres-url`` (default ``TEST_DATABASE_URL``) names a database the bench
+empties and uses: everything in it is dropped first.
+
 Figures only: nothing here asserts on timings.
 """
 
@@ -511,14 +514,11 @@ def main() -> None:
                     if not args.postgres_url:
                         print("\npostgresql: skipped (no --postgres-url or TEST_DATABASE_URL)")
                         continue
-                    base = args.postgres_url.rsplit("/", 1)[0]
-                    admin = psycopg.connect(f"{base}/postgres", autocommit=True)
-                    admin.execute("DROP DATABASE IF EXISTS triggerpost_bench_pipeline")
-                    admin.execute("CREATE DATABASE triggerpost_bench_pipeline")
-                    admin.close()
-                    run(
-                        "postgresql", f"{base}/triggerpost_bench_pipeline", redis_url, args, workdir
-                    )
+                    # the database named is the bench's own: emptied, then migrated afresh
+                    with psycopg.connect(args.postgres_url, autocommit=True) as emptied:
+                        emptied.execute("DROP SCHEMA public CASCADE")
+                        emptied.execute("CREATE SCHEMA public")
+                    run("postgresql", args.postgres_url, redis_url, args, workdir)
         finally:
             if embedded is not None:
                 embedded.stop()
