@@ -9,8 +9,9 @@ The same N workers also drain K trivial RQ jobs, right before and right after:
 RQ's bare rate on the same machine, same worker class, same run (the mean of
 the two, since a shared machine's speed drifts within a run).
 
-Prints events/s, emails/s, ms per event at each contact count, and the
-ratio of our work items (events + emails) per second to RQ's bare jobs/s.
+Prints events/s, emails/s, ms per event at each contact count, the ratio
+of our work items (events + emails) per second to RQ's bare jobs/s, and the
+workers' CPU milliseconds per item (steadier than the rates on a busy machine).
 
     .venv/bin/python bench/pipeline.py [--events 2000] [--workers 2]
         [--contacts 10000,1000000] [--databases sqlite,postgresql]
@@ -358,6 +359,22 @@ def _check_alive(processes: list[subprocess.Popen[bytes]]) -> None:
         raise SystemExit(f"a worker died:\n{err[-2000:]}")
 
 
+def cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:
+    """The processes' CPU time so far, user and system (Linux; 0 elsewhere).
+
+    Other work on a shared machine stretches the wall clock, much less the CPU
+    a worker spends on each item (a PostgreSQL server's own CPU is not counted).
+    """
+    total = 0.0
+    for process in processes:
+        try:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def wait_until(processes: list[subprocess.Popen[bytes]], done: Callable[[], bool]) -> None:
     while not done():
         _check_alive(processes)
@@ -402,7 +419,7 @@ def run(database: str, url: str, redis_url: str, args: argparse.Namespace, workd
         f"\n{database}: {args.workers} {args.worker_class} workers, {args.events} events per round"
     )
     print(f"  {'contacts':>10} {'events/s':>9} {'emails/s':>9} {'ms/event':>9} {'items/s':>9}"
-          f" {'bare jobs/s':>11} {'ratio':>6}")  # fmt: skip
+          f" {'bare jobs/s':>11} {'ratio':>6} {'cpu ms/item':>11}")  # fmt: skip
     for round_, contacts in enumerate(int(c) for c in args.contacts.split(",")):
         seed_contacts(runtime, shop_id, contacts)
         mix = library_events if args.mix == "library" else events
@@ -448,10 +465,11 @@ def run(database: str, url: str, redis_url: str, args: argparse.Namespace, workd
             return waiting == 0 and due == 0  # fmt: skip
 
         with running_workers(settings, runtime.redis, args.workers, args.worker_class) as procs:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), cpu_seconds(procs)
             deliveries.notify(runtime, shop_id, force=True)
             wait_until(procs, finished)
             seconds = time.perf_counter() - started
+            cpu = cpu_seconds(procs) - cpu
         with runtime.sessions() as session:
             left = (
                 session.scalar(
@@ -470,15 +488,21 @@ def run(database: str, url: str, redis_url: str, args: argparse.Namespace, workd
                 or 0
             ) - sent_before
             planned = session.scalar(select(func.count()).select_from(Message).where(
+                Message.state == MessageState.PLANNED,
+                Message.due_at <= datetime.now(UTC))) or 0  # fmt: skip
+            later = session.scalar(select(func.count()).select_from(Message).where(
                 Message.state == MessageState.PLANNED)) or 0  # fmt: skip
         if left or planned:
             print(f"    (unfinished: {left} deliveries, {planned} planned emails)")
+        if later > planned:
+            print(f"    ({later - planned} emails planned for later: not sent, not counted)")
         after = bare_rate(settings, runtime.redis, args.events, args.workers, args.worker_class)
         bare = (before + after) / 2
         items = (len(batch) + sent) / seconds
         print(f"  {contacts:>10,} {len(batch) / seconds:>9.0f} {sent / seconds:>9.0f}"
               f" {seconds / len(batch) * 1000 * args.workers:>9.2f} {items:>9.0f}"
               f" {bare:>11.0f} {items / bare:>6.0%}"
+              f" {cpu / (len(batch) + sent) * 1000:>11.2f}"
               f"   (bare {before:.0f} before, {after:.0f} after)")  # fmt: skip
     runtime.redis.flushdb()
     runtime.close()
