@@ -76,15 +76,17 @@ _INSERT_NEW: dict[tuple[str, type, tuple[str, ...]], Any] = {}
 
 
 def insert_new(dialect: str, model: type, unique: tuple[str, ...]) -> Any:
-    """``INSERT .. ON CONFLICT (unique) DO NOTHING RETURNING`` the model's rows, built
-    once per dialect, model and constraint (jobs.store.db.insert_new runs it)."""
+    """``INSERT .. ON CONFLICT (unique) DO NOTHING RETURNING`` every column of the
+    model's table, built once per dialect, model and constraint (jobs.store.db.insert_new
+    runs it and makes the rows the session's own)."""
     key = (dialect, model, unique)
     statement = _INSERT_NEW.get(key)
     if statement is None:
+        table: Table = model.__table__  # type: ignore[attr-defined]
         statement = _INSERT_NEW[key] = (
-            dialect_insert(dialect)(model)
+            dialect_insert(dialect)(table)
             .on_conflict_do_nothing(index_elements=list(unique))
-            .returning(model)
+            .returning(*table.c)
         )
     return statement
 
