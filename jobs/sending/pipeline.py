@@ -425,12 +425,12 @@ def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questi
         platform = PLATFORMS.get(row.Shop.platform)
         if platform is None:
             continue
-        asking.append((row, flow, platform))
-    _held = _read_ahead(session, [(row.Enrollment, flow) for row, flow, _ in asking])
+        asking.append((row, flow, flow.live_check, platform))
+    _held = _read_ahead(session, [(row.Enrollment, flow) for row, flow, _, _ in asking])
     questions: Questions = {}
-    for row, flow, platform in asking:
+    for row, flow, live_check, platform in asking:
         ctx = enrolment.context_for(session, row.Shop, flow, row.Enrollment, at)
-        question = flow.live_check(platform, ctx)
+        question = live_check(platform, ctx)
         if question is not None:
             questions[row.id] = (row.Shop, question)
     return questions
