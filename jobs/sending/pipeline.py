@@ -449,12 +449,12 @@ def _read_ahead(session: Any, asking: list[tuple[Enrollment, Flow]]) -> list[obj
     }
     held: list[object] = []
     if contact_ids:
-        held += session.scalars(select(Contact).where(Contact.id.in_(contact_ids))).all()
-    for shop_id in {shop_id for shop_id, _ in tokens}:
+        held += session.scalars(select(Contact).where(Contact.id.in_(sorted(contact_ids)))).all()
+    for shop_id in sorted({shop_id for shop_id, _ in tokens}):
         checkouts = session.scalars(
             select(Checkout).where(
                 Checkout.shop_id == shop_id,
-                Checkout.token.in_([token for shop, token in tokens if shop == shop_id]),
+                Checkout.token.in_(sorted(token for shop, token in tokens if shop == shop_id)),
             )
         ).all()
         for checkout in checkouts:
