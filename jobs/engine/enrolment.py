@@ -37,7 +37,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -395,6 +396,11 @@ def _trigger(
         return
     key = f"{subject}:{contact.id}" if flow.reentry == Reentry.PER_SUBJECT else f"{contact.id}"
     anchor = flow.trigger.anchor(event)
+    # walked before the row is written, so it is written as it will be (no UPDATE after)
+    walked = _walk(flow, options, shop, contact, 0, anchor.astimezone(UTC), False)
+    step_index, wake_at, context = walked.state(
+        {"values": dict(trigger.values(event))} if trigger.values else {}
+    )
     new = insert_new(
         session,
         Enrollment,
@@ -410,7 +416,9 @@ def _trigger(
                 "trigger_event_id": event_id,
                 "anchor_at": anchor,
                 "entered_at": at,
-                "context": {"values": dict(trigger.values(event))} if trigger.values else {},
+                "step_index": step_index,
+                "wake_at": wake_at,
+                "context": context,
             }
         ],
     )
@@ -428,7 +436,7 @@ def _trigger(
         enrollment=enrollment,
         detail={"subject": subject, "anchor": anchor.isoformat()},
     )
-    plan(session, shop, flow, enrollment, at)
+    _plan_walked(session, shop, flow, enrollment, walked, options, at)
 
 
 # --- audiences: one event, many contacts -----------------------------------------------
@@ -485,7 +493,7 @@ def _start_fan_out(
         enrollment=fan_out,
         detail={"subject": subject},
     )
-    _fan_out_batch(session, shop, flow, fan_out, at)
+    _fan_out_batch(session, shop, flow, fan_out, at, event)
 
 
 def _audience_batch(session: Session, shop: Shop, flow: Flow, event: ev.Event) -> Select[Any]:
@@ -505,21 +513,31 @@ def _audience_batch(session: Session, shop: Shop, flow: Flow, event: ev.Event) -
 
 
 def _fan_out_batch(
-    session: Session, shop: Shop, flow: Flow, fan_out: Enrollment, at: datetime
+    session: Session,
+    shop: Shop,
+    flow: Flow,
+    fan_out: Enrollment,
+    at: datetime,
+    event: ev.Event | None = None,
 ) -> None:
-    """Enroll one batch of the audience; wake again at once if it may have more."""
+    """Enroll one batch of the audience; wake again at once if it may have more.
+
+    ``event``: the one its row carries, when the caller has it at hand (the first batch).
+    """
     audience = flow.trigger.audience
     state = fan_out.context["audience"]
-    event = ev.from_dict(state["event"])
     if audience is None:  # the flow no longer fans out
         end_enrollment(session, fan_out, EnrollmentState.CANCELLED, "flow_changed", at)
         return
+    if event is None:
+        event = ev.from_dict(state["event"])
     ids = list(
         session.scalars(_audience_batch(session, shop, flow, event), {"after": state["after"]})
     )
-    contacts = session.scalars(select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id))
-    for contact in contacts:
-        _trigger(session, shop, flow, event, contact, event_id=fan_out.trigger_event_id, at=at)
+    if ids:  # most new products find nobody who bought their kind
+        chosen = select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id)
+        for contact in session.scalars(chosen):
+            _trigger(session, shop, flow, event, contact, event_id=fan_out.trigger_event_id, at=at)
     after = ids[-1] if ids else state["after"]
     fan_out.context = {**fan_out.context, "audience": {**state, "after": after}}
     if len(ids) < audience.batch:
@@ -587,16 +605,47 @@ def _linear_times(
     return times
 
 
-def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: datetime) -> None:
-    """Walk the steps from where the enrollment is, planning sends until a decision point."""
-    options = flow_options(shop, flow)
-    contact = session.get(Contact, enrollment.contact_id) if enrollment.contact_id else None
-    cursor_text = enrollment.context.get("cursor")
-    cursor = datetime.fromisoformat(cursor_text) if cursor_text else enrollment.anchor_at
-    discount = bool(enrollment.context.get("discount"))
-    index = enrollment.step_index
+@dataclass(frozen=True)
+class _Walk:
+    """A walk of a flow's steps: the sends it passed (each with its due time and
+    whether it carries a discount), and where it stopped: at a decision point
+    (``waiting``, woken at ``wake``) or past the last step."""
+
+    sends: tuple[tuple[Send, datetime, bool], ...]
+    index: int
+    cursor: datetime
+    discount: bool
+    waiting: Branch | WaitForEvent | None = None
+    wake: datetime | None = None
+
+    def state(self, context: dict[str, Any]) -> tuple[int, datetime | None, dict[str, Any]]:
+        """The enrollment's step, wake time and context once it has walked."""
+        if self.waiting is None:
+            return self.index, None, {**context, "cursor": self.cursor.isoformat()}
+        return (
+            self.index,
+            self.wake,
+            {
+                **context,
+                "cursor": self.cursor.isoformat(),
+                "discount": self.discount,
+                **({"waiting_for": True} if isinstance(self.waiting, WaitForEvent) else {}),
+            },
+        )
+
+
+def _walk(
+    flow: Flow,
+    options: dict[str, object],
+    shop: Shop,
+    contact: Contact | None,
+    index: int,
+    cursor: datetime,
+    discount: bool,
+) -> _Walk:
+    """Walk the steps from ``index`` until a decision point or the end (reads nothing)."""
     steps = flow.steps
-    sends: list[dict[str, Any]] = []
+    sends: list[tuple[Send, datetime, bool]] = []
     while index < len(steps):
         step = steps[index]
         cursor = _advance(cursor, step, options, shop, contact)
@@ -604,32 +653,51 @@ def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: d
             discount = bool(options.get(step.option))
         elif isinstance(step, Send):
             if step.option is None or options.get(step.option, True):
-                sends.append(_message_row(shop, flow, enrollment, step, cursor, discount, options))
+                sends.append((step, cursor, discount))
             discount = False
         elif isinstance(step, Label):
             pass
         elif isinstance(step, End):
-            index = len(steps)
             break
         elif isinstance(step, (Branch, WaitForEvent)):
-            _plan_messages(session, shop, flow, sends, at)
             wake = cursor + step.length(options) if isinstance(step, WaitForEvent) else cursor
-            enrollment.step_index = index
-            enrollment.wake_at = wake
-            enrollment.context = {
-                **enrollment.context,
-                "cursor": cursor.isoformat(),
-                "discount": discount,
-                **({"waiting_for": True} if isinstance(step, WaitForEvent) else {}),
-            }
-            _note(session, DueKind.WAKE, enrollment.shop_id, enrollment.id, wake)
-            return
+            return _Walk(tuple(sends), index, cursor, discount, step, wake)
         index += 1
+    return _Walk(tuple(sends), len(steps), cursor, discount)
+
+
+def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: datetime) -> None:
+    """Walk the steps from where the enrollment is, planning sends until a decision point."""
+    options = flow_options(shop, flow)
+    contact = session.get(Contact, enrollment.contact_id) if enrollment.contact_id else None
+    cursor_text = enrollment.context.get("cursor")
+    cursor = datetime.fromisoformat(cursor_text) if cursor_text else enrollment.anchor_at
+    discount = bool(enrollment.context.get("discount"))
+    walked = _walk(flow, options, shop, contact, enrollment.step_index, cursor, discount)
+    enrollment.step_index, enrollment.wake_at, enrollment.context = walked.state(enrollment.context)
+    _plan_walked(session, shop, flow, enrollment, walked, options, at)
+
+
+def _plan_walked(
+    session: Session,
+    shop: Shop,
+    flow: Flow,
+    enrollment: Enrollment,
+    walked: _Walk,
+    options: dict[str, object],
+    at: datetime,
+) -> None:
+    """The walk's sends into the ledger and its wake noted; an enrollment past its
+    last step with nothing pending completes."""
+    sends = [
+        _message_row(shop, flow, enrollment, step, due, discount, options)
+        for step, due, discount in walked.sends
+    ]
     planned = _plan_messages(session, shop, flow, sends, at)
-    enrollment.step_index = len(steps)
-    enrollment.wake_at = None
-    enrollment.context = {**enrollment.context, "cursor": cursor.isoformat()}
-    if not planned:  # a message planned just now is pending: it cannot be done yet
+    if walked.waiting is not None:
+        assert walked.wake is not None
+        _note(session, DueKind.WAKE, enrollment.shop_id, enrollment.id, walked.wake)
+    elif not planned:  # a message planned just now is pending: it cannot be done yet
         complete_if_done(session, enrollment, at)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -16,7 +17,6 @@ from jobs.flows.model import Exit
 from jobs.store import queries, rows
 from jobs.store.db import plain
 from jobs.store.models import (
-    PRODUCT_FOR_SALE,
     Checkout,
     CheckoutStatus,
     Contact,
@@ -26,6 +26,9 @@ from jobs.store.models import (
     Product,
     Shop,
 )
+
+#: where a session keeps what :func:`products_read_once` remembers
+_SALE_STATE = "triggerpost.sale_state"
 
 
 def unavailable_products(session: Session, shop_id: int, product_ids: Iterable[str]) -> set[str]:
@@ -39,13 +42,33 @@ def unavailable_products(session: Session, shop_id: int, product_ids: Iterable[s
     ids = {str(p) for p in product_ids if p}
     if not ids:
         return set()
-    return set(
-        session.scalars(
-            select(Product.product_id).where(
-                Product.shop_id == shop_id, Product.product_id.in_(ids), ~PRODUCT_FOR_SALE
-            )
-        )
-    )
+    known: dict[tuple[int, str], bool] | None = session.info.get(_SALE_STATE)
+    asked = ids if known is None else {p for p in ids if (shop_id, p) not in known}
+    gone: set[str] = set()
+    if asked:
+        params = {"shop_id": shop_id, "ids": sorted(asked)}
+        found = plain(session).execute(queries.PRODUCTS_OFF_SALE, params)
+        gone = set(found.scalars())
+    if known is None:
+        return gone
+    known.update(((shop_id, p), p in gone) for p in asked)
+    return {p for p in ids if known[(shop_id, p)]}
+
+
+@contextmanager
+def products_read_once(session: Session) -> Iterator[None]:
+    """Within the block, :func:`unavailable_products` asks the store about each product
+    once. Only for a stretch of a transaction that writes no products: a send judges
+    its checkout's items (the flow's exit) and then leaves the same ones out of its
+    email. What it remembered is forgotten when the block ends."""
+    if _SALE_STATE in session.info:  # an enclosing block remembers already
+        yield
+        return
+    session.info[_SALE_STATE] = {}
+    try:
+        yield
+    finally:
+        session.info.pop(_SALE_STATE, None)
 
 
 @dataclass

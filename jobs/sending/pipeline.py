@@ -53,9 +53,12 @@ from jobs.engine.guards import Outcome, Verdict, judge
 from jobs.engine.ledger import LEASE
 from jobs.engine.policy import flow_options
 from jobs.flows import registry
+from jobs.flows.context import products_read_once
+from jobs.flows.model import Flow, SubjectKind
 from jobs.runtime import Runtime
-from jobs.store import queries
+from jobs.store import queries, rows
 from jobs.store.models import (
+    Checkout,
     Contact,
     Enrollment,
     EnrollmentState,
@@ -216,8 +219,10 @@ def run(
     live = _live_check(sender, message_id, at, asked)
     if live is None and sender.catalogue is not None:
         sender.catalogue.complete(message_id, at)  # an HTTP call too: before the transaction
-    # what the transaction plans or ends is queued once it commits
-    with sender.unit_of_work() as session:
+    # what the transaction plans or ends is queued once it commits; it writes no
+    # products (the catalogue wrote its own before), so the guards and the email ask
+    # about each product once
+    with sender.unit_of_work() as session, products_read_once(session):
         claim = _claim(session, message_id, at, refs)
         if isinstance(claim, str):
             return claim  # not planned, not yet due (a deferral moved it), or taken
@@ -406,7 +411,9 @@ def _live_check(
 
 
 def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questions:
-    """What the live re-check would ask for these messages, read in one statement.
+    """What the live re-check would ask for these messages, read in a few statements
+    for the whole batch: the messages, then the contacts and checkouts the flows'
+    questions read (not a statement each per message).
 
     Most messages ask nothing: already ended, not yet due, their enrollment
     over, or a flow or platform without a live check.
@@ -417,7 +424,7 @@ def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questi
         .join(Shop, Shop.id == Message.shop_id)
         .where(Message.id.in_(message_ids))
     ).all()
-    questions: Questions = {}
+    asking = []
     for row in found:
         if (
             row.state != MessageState.PLANNED
@@ -431,11 +438,42 @@ def live_questions(session: Any, message_ids: list[int], at: datetime) -> Questi
         platform = PLATFORMS.get(row.Shop.platform)
         if platform is None:
             continue
+        asking.append((row, flow, flow.live_check, platform))
+    _held = _read_ahead(session, [(row.Enrollment, flow) for row, flow, _, _ in asking])
+    questions: Questions = {}
+    for row, flow, live_check, platform in asking:
         ctx = enrolment.context_for(session, row.Shop, flow, row.Enrollment, at)
-        question = flow.live_check(platform, ctx)
+        question = live_check(platform, ctx)
         if question is not None:
             questions[row.id] = (row.Shop, question)
     return questions
+
+
+def _read_ahead(session: Any, asking: list[tuple[Enrollment, Flow]]) -> list[object]:
+    """The contacts and checkouts these enrollments' contexts read, in a statement each.
+
+    The session's identity map (contacts) and :mod:`jobs.store.rows` (checkouts)
+    then answer the contexts without asking the database; the rows are returned
+    to be held while they do (the identity map keeps only what is referenced).
+    """
+    contact_ids = {e.contact_id for e, _ in asking if e.contact_id is not None}
+    tokens = {
+        (e.shop_id, e.subject) for e, flow in asking if flow.subject_kind == SubjectKind.CHECKOUT
+    }
+    held: list[object] = []
+    if contact_ids:
+        held += session.scalars(select(Contact).where(Contact.id.in_(sorted(contact_ids)))).all()
+    for shop_id in sorted({shop_id for shop_id, _ in tokens}):
+        checkouts = session.scalars(
+            select(Checkout).where(
+                Checkout.shop_id == shop_id,
+                Checkout.token.in_(sorted(token for shop, token in tokens if shop == shop_id)),
+            )
+        ).all()
+        for checkout in checkouts:
+            rows.remember(session, checkout)
+        held += checkouts
+    return held
 
 
 def _hand_over(

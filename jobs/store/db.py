@@ -34,9 +34,9 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Select, create_engine, event, select
+from sqlalchemy import Connection, Engine, Select, create_engine, event, inspect, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Mapper, Session, make_transient_to_detached, sessionmaker
 
 from jobs.store import queries
 
@@ -319,12 +319,43 @@ def insert_new(
     savepoint and the error a plain INSERT would need. Any other constraint
     still fails loudly. The rows come back in no particular order. The
     statement is built once and given the rows as parameters (SQLAlchemy
-    sends them as one multi-row statement and reuses its compiled form).
+    sends them as one multi-row statement and reuses its compiled form). It
+    runs on the session's connection, and each returned row becomes the
+    session's own object as if it had been loaded: the ORM's bulk insert would
+    do the same for twice the CPU of the statement itself.
     """
     if not rows:
         return []
-    statement = queries.insert_new(session.get_bind().dialect.name, model, tuple(unique))
-    return list(session.scalars(statement, list(rows)))
+    connection = plain(session)
+    statement = queries.insert_new(connection.dialect.name, model, tuple(unique))
+    mapper: Mapper[Any] = inspect(model)
+    names, key = _attributes(mapper)
+    new = []
+    for values in connection.execute(statement, list(rows)):
+        # SQLite may give a row deleted earlier in this transaction its id again
+        gone = session.identity_map.get(mapper.identity_key_from_primary_key(key(values)))
+        if gone is not None:
+            session.expunge(gone)
+        row = model(**dict(zip(names, values, strict=True)))
+        make_transient_to_detached(row)  # as if loaded: nothing of it left to write
+        session.add(row)
+        new.append(row)
+    return new
+
+
+_ATTRIBUTES: dict[Mapper[Any], tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
+
+
+def _attributes(mapper: Mapper[Any]) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    """The model's attribute for each column of its table (in the table's order), and
+    how to read its primary key from such a row."""
+    found = _ATTRIBUTES.get(mapper)
+    if found is None:
+        columns = list(mapper.local_table.c)
+        names = tuple(mapper.get_property_by_column(column).key for column in columns)
+        at = [next(i for i, c in enumerate(columns) if c is key) for key in mapper.primary_key]
+        found = _ATTRIBUTES[mapper] = (names, lambda values: tuple(values[i] for i in at))
+    return found
 
 
 def picked(rows: Select[Any], name: str = "picked") -> Select[Any]:

@@ -76,15 +76,17 @@ _INSERT_NEW: dict[tuple[str, type, tuple[str, ...]], Any] = {}
 
 
 def insert_new(dialect: str, model: type, unique: tuple[str, ...]) -> Any:
-    """``INSERT .. ON CONFLICT (unique) DO NOTHING RETURNING`` the model's rows, built
-    once per dialect, model and constraint (jobs.store.db.insert_new runs it)."""
+    """``INSERT .. ON CONFLICT (unique) DO NOTHING RETURNING`` every column of the
+    model's table, built once per dialect, model and constraint (jobs.store.db.insert_new
+    runs it and makes the rows the session's own)."""
     key = (dialect, model, unique)
     statement = _INSERT_NEW.get(key)
     if statement is None:
+        table: Table = model.__table__  # type: ignore[attr-defined]
         statement = _INSERT_NEW[key] = (
-            dialect_insert(dialect)(model)
+            dialect_insert(dialect)(table)
             .on_conflict_do_nothing(index_elements=list(unique))
-            .returning(model)
+            .returning(*table.c)
         )
     return statement
 
@@ -186,6 +188,13 @@ SUBJECT_FLOW_EMAIL_LIVE = select(
         Message.enrollment_id == Enrollment.id,
         Message.state.in_(LIVE_MESSAGE_STATES),
     )
+)
+#: of these products, the ones no longer for sale (jobs.store.models.PRODUCT_FOR_SALE;
+#: jobs.flows.context: exits, and the products an email leaves out)
+PRODUCTS_OFF_SALE = select(Product.product_id).where(
+    Product.shop_id == bindparam("shop_id"),
+    Product.product_id.in_(bindparam("ids", expanding=True)),
+    ~PRODUCT_FOR_SALE,
 )
 #: how many times a flow enrolled the contact, whatever became of it (jobs.flows.context)
 CONTACT_ENROLLMENTS_IN_FLOW = select(func.count(Enrollment.id)).where(

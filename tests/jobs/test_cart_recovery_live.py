@@ -264,3 +264,31 @@ def test_a_cart_whose_products_are_all_gone_gets_no_reminder(
     assert outbox(runtime) == []
     assert messages(runtime)[0] == ("email_1", MessageState.EXITED, "items_unavailable")
     assert all(state != MessageState.SENT for _, state, _ in messages(runtime))
+
+
+def test_a_product_taken_off_sale_after_one_cart_reminder_is_left_out_of_the_next(
+    client: FlaskClient, runtime: Runtime, shop: Shop, started: datetime
+) -> None:
+    # each send asks about its cart's products once; what it heard ends with that send
+    abandon(client, started)
+    run_worker(runtime)
+    before = outbox(runtime)
+    assert before
+    assert all("Ullmössa" in text_of(sent) for sent in before)
+    withdraw(client, HAT)
+    payload = json.loads((FIXTURES / "shopify" / "checkouts_create__customer.json").read_text())
+    stamp = started.isoformat()
+    payload.update(token="second-cart-token", email="britt@example.se")
+    payload["created_at"] = payload["updated_at"] = stamp
+    payload["customer"].update(id=8012345678902, email="britt@example.se", updated_at=stamp)
+    payload["customer"]["email_marketing_consent"] = {
+        "state": "subscribed",
+        "opt_in_level": "single_opt_in",
+        "consent_updated_at": "2026-01-10T12:00:00+00:00",
+    }
+    deliver(client, "checkouts/update", payload, "checkout-2")
+    run_worker(runtime)
+    after = [sent for sent in outbox(runtime) if sent["To"] == "britt@example.se"]
+    assert after
+    assert all("Ullmössa" not in text_of(sent) for sent in after)
+    assert all("Yllesockor" in text_of(sent) for sent in after)
