@@ -151,9 +151,9 @@ class LiveOrders(Protocol):
 
 
 class Catalogue(Protocol):
-    def complete(self, message_id: int, at: datetime) -> None:
-        """Ask the shop's platform for the products the message's email would show that
-        the store holds nothing of, and store what it says (jobs.sending.catalogue).
+    def complete(self, message_ids: list[int], at: datetime) -> None:
+        """Ask the shops' platforms for the products these messages' emails would show
+        that the store holds nothing of, and store what they say (jobs.sending.catalogue).
         Best effort: it never raises for the platform."""
         ...
 
@@ -203,11 +203,14 @@ def run(
     at: datetime,
     asked: Questions | None = None,
     refs: ledger.Refs | None = None,
+    *,
+    catalogued: bool = False,
 ) -> str:
     """Send (or decide not to send) one message; returns the outcome recorded.
 
     ``asked`` and ``refs``: the live re-check's questions and what the message
-    belongs to, when a drain has read them for a batch of messages already.
+    belongs to, when a drain has read them for a batch of messages already;
+    ``catalogued``: the drain asked the catalogue for the batch's products too.
 
     Claim, judge, render and hand over share one transaction: if anything in it
     fails, the row is still planned (nothing was handed over). Only a message
@@ -217,8 +220,8 @@ def run(
     transaction has committed).
     """
     live = _live_check(sender, message_id, at, asked)
-    if live is None and sender.catalogue is not None:
-        sender.catalogue.complete(message_id, at)  # an HTTP call too: before the transaction
+    if live is None and sender.catalogue is not None and not catalogued:
+        sender.catalogue.complete([message_id], at)  # an HTTP call too: before the transaction
     # what the transaction plans or ends is queued once it commits; it writes no
     # products (the catalogue wrote its own before), so the guards and the email ask
     # about each product once
@@ -747,6 +750,10 @@ def drain(
                 asked = live_questions(session, list(held), at)
         if not held:
             return done
+        if sender.catalogue is not None:
+            # products no webhook told us of, asked for the batch at once (an HTTP call:
+            # outside any transaction)
+            sender.catalogue.complete(list(held), at)
         if len(held) == SEND_BATCH:
             schedule.notify_sends(runtime, shop_id)  # a helper, if none waits yet
         ids = list(held)
@@ -757,7 +764,7 @@ def drain(
                 schedule.notify_sends(runtime, shop_id, force=True)
                 return done
             try:
-                run(sender, message_id, now(), asked, held[message_id])
+                run(sender, message_id, now(), asked, held[message_id], catalogued=True)
             except Exception:
                 # still held by this drain, it is not taken again by it
                 log.exception("shop %s: sending message %s raised", shop_id, message_id)

@@ -129,9 +129,19 @@ def admin(api: responses.RequestsMock, runtime: Runtime) -> FakeShopify:
     return FakeShopify(api, runtime)
 
 
-def abandon(client: FlaskClient, started: datetime) -> None:
-    """A subscribed customer leaves a checkout with a hat and socks no webhook told us of."""
+def abandon(client: FlaskClient, started: datetime, other: str | None = None) -> None:
+    """A subscribed customer leaves a checkout with a hat and socks no webhook told us of;
+    ``other``: another customer, another checkout, of the product of that id."""
     payload = json.loads((FIXTURES / "shopify" / "checkouts_create__customer.json").read_text())
+    if other is not None:
+        payload["token"] = payload["cart_token"] = "other-checkout"
+        payload["email"] = payload["customer"]["email"] = "bo@example.se"
+        payload["customer"]["id"] += 1
+        payload["customer"]["admin_graphql_api_id"] = (
+            f"gid://shopify/Customer/{payload['customer']['id']}"
+        )
+        payload["line_items"] = payload["line_items"][:1]
+        payload["line_items"][0]["product_id"] = int(other)
     stamp = started.isoformat()
     payload["created_at"] = payload["updated_at"] = payload["customer"]["updated_at"] = stamp
     payload["customer"]["email_marketing_consent"] = {
@@ -140,7 +150,8 @@ def abandon(client: FlaskClient, started: datetime) -> None:
         "consent_updated_at": "2026-01-10T12:00:00+00:00",
     }
     body = dumps(payload)
-    headers = shopify_headers("checkouts/update", body, SHOPIFY_SECRET, SHOPIFY_SHOP, "c-1")
+    delivery = "c-1" if other is None else "c-2"
+    headers = shopify_headers("checkouts/update", body, SHOPIFY_SECRET, SHOPIFY_SHOP, delivery)
     assert post(client, "shopify", body, headers).status_code == 200
 
 
@@ -207,6 +218,21 @@ def test_products_never_heard_of_are_asked_once_and_shown_as_the_shop_has_them_n
         "SEK",
     )
     assert (socks.status, socks.available) == (DELETED_PRODUCT_STATUS, False)
+
+
+def test_the_products_of_emails_sent_together_are_asked_in_one_call(
+    client: FlaskClient, runtime: Runtime, shopify: Shop, admin: FakeShopify, started: datetime
+) -> None:
+    """Two customers' reminders come due in the same moment: one question for both."""
+    scarf = "8123456789099"
+    admin.nodes = {HAT: product_node(HAT), scarf: product_node(scarf, title="Halsduk")}
+    abandon(client, started)
+    abandon(client, started, other=scarf)
+    run_worker(runtime)
+    assert admin.asked == [[HAT, SOCKS, scarf]]
+    assert {m["To"] for m in outbox(runtime)} == {"astrid.lindqvist@example.se", "bo@example.se"}
+    assert all(state == MessageState.SENT for _, state, _ in messages(runtime))
+    assert products(runtime)[scarf].title == "Halsduk"  # stored: no later email asks
 
 
 def test_a_product_the_shop_has_taken_off_sale_or_sold_out_is_left_out(
