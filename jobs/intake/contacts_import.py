@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -239,18 +240,20 @@ def _records(raw: IO[bytes]) -> tuple[list[str], Iterator[tuple[int, list[str]]]
 # --- one row -----------------------------------------------------------------------
 
 
+#: the date forms a row may use (``date.fromisoformat`` alone also takes week dates)
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_NO_YEAR = re.compile(r"--[0-9]{2}-[0-9]{2}")
+
+
 class RowError(Exception):
     """What is wrong with one row, in words for the merchant."""
 
 
 def _birthday(text: str, today: date) -> date:
     try:
-        if text.startswith("--"):
-            day = date.fromisoformat(f"{YEAR_UNKNOWN}-{text[2:]}")
-            if len(text) != 7:
-                raise ValueError(text)
-            return day
-        if len(text) != 10:
+        if _NO_YEAR.fullmatch(text):
+            return date.fromisoformat(f"{YEAR_UNKNOWN}-{text[2:]}")
+        if not _DATE.fullmatch(text):
             raise ValueError(text)
         day = date.fromisoformat(text)
     except ValueError:
@@ -269,7 +272,7 @@ def _birthday(text: str, today: date) -> date:
 
 def _consent_at(text: str, at: datetime) -> datetime:
     try:
-        if len(text) == 10:
+        if _DATE.fullmatch(text):
             when = datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
         else:
             when = datetime.fromisoformat(text)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from connector.cli import main
 from jobs.engine import suppressions
-from jobs.intake import privacy
+from jobs.intake import contacts_import, privacy
 from jobs.intake.contacts_import import MAX_LINE, YEAR_UNKNOWN
 from jobs.store.db import make_engine, make_sessions
 from jobs.store.models import (
@@ -169,12 +169,14 @@ def test_each_bad_row_is_reported_with_its_spreadsheet_row_and_the_rest_applied(
         "h@example.se,,subscribed,web,yesterday\n"               # row 11
         ",1990-01-01,,,\n"                                       # row 12
         "i@example.se,,,,,,surplus\n"                            # row 13
+        "j@example.se,2026-W01-1,,,\n"                           # row 14
+        "k@example.se,--02-30,,,\n"                              # row 15
     )  # fmt: skip
     code, shown = report(env, write(tmp_path, text))
     assert code == 1
-    assert shown["rows"] == 12
+    assert shown["rows"] == 14
     assert shown["created"] == 1
-    assert shown["errors"] == 11
+    assert shown["errors"] == 13
     assert shown["error_lines"] == [
         'row 3: email "not-an-address" is not an email address',
         'row 4: birthday "2025-02-30" is not a date (YYYY-MM-DD, or --MM-DD without the year)',
@@ -193,13 +195,15 @@ def test_each_bad_row_is_reported_with_its_spreadsheet_row_and_the_rest_applied(
         'row 11: consent_at "yesterday" is not a date or time (YYYY-MM-DD HH:MM)',
         "row 12: email is empty",
         "row 13: 7 cells, but the header names 5 columns",
+        'row 14: birthday "2026-W01-1" is not a date (YYYY-MM-DD, or --MM-DD without the year)',
+        'row 15: birthday "--02-30" is not a date (YYYY-MM-DD, or --MM-DD without the year)',
     ]
     assert set(contacts(database_url)) == {"good@example.se"}
     assert contacts(database_url)["good@example.se"].birthday == date(1990, 1, 1)
     text_report = run(env, write(tmp_path, text))
     assert text_report.exit_code == 1
     assert 'row 5: birthday "1990-13-01" is not a date' in text_report.output
-    assert "11 rows with errors (left out)" in text_report.output
+    assert "13 rows with errors (left out)" in text_report.output
 
 
 def test_a_dry_run_reports_the_same_and_changes_nothing(
@@ -346,3 +350,28 @@ def test_an_unknown_shop_or_missing_file_is_a_clear_message(
     unknown = run(env, write(tmp_path, HAPPY), shop="nowhere.myshopify.com")
     assert unknown.exit_code != 0
     assert "no shop 'nowhere.myshopify.com'" in unknown.output
+
+
+def test_a_file_longer_than_a_chunk_counts_the_same_dry_or_applied(
+    env: dict[str, str], database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(contacts_import, "CHUNK", 3)
+    lines = [f"p{i}@example.se,19{50 + i}-01-0{1 + i % 9}" for i in range(10)]
+    lines.insert(7, "P2@example.se,1999-09-09")  # row 9 repeats row 4, in another chunk
+    path = write(tmp_path, "email,birthday\n" + "\n".join(lines) + "\n")
+    code, dry = report(env, path, "--dry-run")
+    assert (code, dry["created"], dry["errors"]) == (1, 10, 1)
+    assert dry["error_lines"] == ["row 9: p2@example.se is already in row 4 (applied from there)"]
+    assert contacts(database_url) == {}
+    code, real = report(env, path)
+    assert {k: real[k] for k in ("created", "errors", "error_lines")} == {
+        k: dry[k] for k in ("created", "errors", "error_lines")
+    }
+    assert contacts(database_url)["p2@example.se"].birthday == date(1952, 1, 3)
+
+
+def test_help_says_what_happens_to_bad_rows(env: dict[str, str]) -> None:
+    shown = CliRunner().invoke(main, ["contacts", "import", "--help"], env=env)
+    assert shown.exit_code == 0
+    assert "--dry-run" in shown.output
+    assert "the good rows are applied all the same" in shown.output
