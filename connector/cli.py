@@ -348,6 +348,11 @@ def contacts_import(
             f"skipped {report.skipped}; {report.errors} rows with errors"
             + (" (left out)" if report.errors else "")
         )
+        if report.consent_refused:
+            click.echo(
+                f"{report.consent_refused} of them kept their unsubscribe (made through "
+                "the shop's emails): a file never subscribes them again"
+            )
         if dry_run:
             click.echo("dry run: nothing was changed")
     if report.errors:

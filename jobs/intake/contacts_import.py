@@ -64,6 +64,7 @@ from adapters import events as ev
 from jobs.engine.guards import plausible_address
 from jobs.engine.suppressions import erased_form
 from jobs.intake.apply import set_consent
+from jobs.store.db import insert_new
 from jobs.store.models import (
     SCOPE_MARKETING,
     Contact,
@@ -126,6 +127,8 @@ class Report:
     updated: int = 0
     unchanged: int = 0
     skipped: int = 0
+    #: rows applied without their "subscribed": the address unsubscribed through our links
+    consent_refused: int = 0
     errors: int = 0
     ignored_columns: list[str] = field(default_factory=list)
     error_lines: list[str] = field(default_factory=list)
@@ -149,6 +152,7 @@ class Report:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "skipped": self.skipped,
+            "consent_refused": self.consent_refused,
             "errors": self.errors,
             "ignored_columns": self.ignored_columns,
             "error_lines": self.error_lines,
@@ -349,6 +353,7 @@ def _apply_chunk(session: Session, shop_id: int, chunk: list[Row], report: Repor
             erased_found.add(address)
         if s.scope == SCOPE_MARKETING and s.reason == SuppressionReason.UNSUBSCRIBED:
             blocked[address] = s
+    new: list[dict[str, Any]] = []
     for row in chunk:
         contact = contacts.get(row.email)
         if contact is None and row.email in erased_found:
@@ -367,26 +372,48 @@ def _apply_chunk(session: Session, shop_id: int, chunk: list[Row], report: Repor
                     f"{row.email} unsubscribed through the shop's emails ({unsubscribe.source}, "
                     f"{unsubscribe.created_at:%Y-%m-%d}): consent not changed",
                 )
+                report.consent_refused += 1
                 consent = None
-        created = contact is None
         if contact is None:
+            # filled in as a loose object, then written with the chunk's other new ones
             contact = Contact(shop_id=shop_id, email=row.email)
-            session.add(contact)
-            contacts[row.email] = contact
-        before = _state(contact)
-        if row.birthday is not None:
-            contact.birthday = row.birthday
-        if row.first_name is not None:
-            contact.first_name = row.first_name
-        if consent is not None:
-            set_consent(contact, consent, None)
-        if created:
+            _fill(contact, row, consent)
+            new.append({name: getattr(contact, name) for name in _NEW_FIELDS})
             report.created += 1
-        elif _state(contact) != before:
+            continue
+        before = _state(contact)
+        _fill(contact, row, consent)
+        if _state(contact) != before:
             report.updated += 1
         else:
             report.unchanged += 1
+    if len(insert_new(session, Contact, ("shop_id", "email"), new)) != len(new):
+        raise _RacedError("a contact of the chunk was created meanwhile")
     session.flush()
+
+
+def _fill(contact: Contact, row: Row, consent: ev.Consent | None) -> None:
+    if row.birthday is not None:
+        contact.birthday = row.birthday
+    if row.first_name is not None:
+        contact.first_name = row.first_name
+    if consent is not None:
+        set_consent(contact, consent, None)
+
+
+_NEW_FIELDS = (
+    "shop_id",
+    "email",
+    "birthday",
+    "first_name",
+    "consent_state",
+    "consent_source",
+    "consent_at",
+)
+
+
+class _RacedError(Exception):
+    """A webhook created one of the chunk's contacts while it was written: write it again."""
 
 
 def _write(sessions: sessionmaker[Session], shop_id: int, chunk: list[Row], report: Report) -> None:
@@ -401,7 +428,7 @@ def _write(sessions: sessionmaker[Session], shop_id: int, chunk: list[Row], repo
                 session.rollback()
             else:
                 session.commit()
-        except IntegrityError:
+        except (IntegrityError, _RacedError):
             session.rollback()
             if attempt == 2:
                 raise
@@ -409,7 +436,7 @@ def _write(sessions: sessionmaker[Session], shop_id: int, chunk: list[Row], repo
         finally:
             session.close()
         break
-    for name in ("created", "updated", "unchanged", "skipped"):
+    for name in ("created", "updated", "unchanged", "skipped", "consent_refused"):
         setattr(report, name, getattr(report, name) + getattr(counted, name))
     report.skip_lines.extend(counted.skip_lines[: KEPT_ERRORS - len(report.skip_lines)])
 

@@ -310,6 +310,7 @@ def test_an_unsubscribe_through_our_link_is_never_undone_by_a_file(
         "row 2: anna@example.se unsubscribed through the shop's emails (unsubscribe_link, "
         "2026-01-01): consent not changed" in result.output
     )
+    assert "1 of them kept their unsubscribe" in result.output
     anna = contacts(database_url)["anna@example.se"]
     assert anna.consent_state == "unsubscribed"
     assert anna.birthday == date(1990, 4, 12)  # the rest of the row is applied
