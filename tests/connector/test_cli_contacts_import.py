@@ -376,3 +376,25 @@ def test_help_says_what_happens_to_bad_rows(env: dict[str, str]) -> None:
     assert shown.exit_code == 0
     assert "--dry-run" in shown.output
     assert "the good rows are applied all the same" in shown.output
+
+
+def test_a_chunk_one_of_whose_contacts_appeared_meanwhile_is_written_again(
+    env: dict[str, str], database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = contacts_import.insert_new
+    calls: list[int] = []
+
+    def racing(session: Any, model: Any, unique: Any, rows: Any) -> Any:
+        calls.append(len(rows))
+        if len(calls) == 1:  # a webhook's contact lands just before the chunk's insert
+            real(
+                session, model, unique, [{"shop_id": rows[0]["shop_id"], "email": "bo@example.se"}]
+            )
+        return real(session, model, unique, rows)
+
+    monkeypatch.setattr(contacts_import, "insert_new", racing)
+    code, shown = report(env, write(tmp_path, HAPPY))
+    assert code == 0, shown
+    assert calls == [3, 3]  # the chunk started over once
+    assert (shown["created"], shown["errors"]) == (3, 0)
+    assert contacts(database_url)["bo@example.se"].birthday == date(YEAR_UNKNOWN, 2, 29)
