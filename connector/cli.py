@@ -274,6 +274,91 @@ def why(settings: Settings, shop_ref: str, email: str, as_json: bool) -> None:
     click.echo(format_timeline(rows) if rows else "no flow has considered this contact yet")
 
 
+@main.group()
+def contacts() -> None:
+    """A shop's contacts: import birthdays and consent from a file."""
+
+
+@contacts.command("import")
+@click.argument("shop_ref", metavar="SHOP")
+@click.argument("path", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check and count everything; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@click.pass_obj
+def contacts_import(
+    settings: Settings, shop_ref: str, path: Path, dry_run: bool, as_json: bool
+) -> None:
+    """Add or update SHOP's contacts from FILE.csv: birthdays, consent, first names.
+
+    \b
+    Columns (a header row names them; comma or semicolon; UTF-8):
+      email           required
+      birthday        YYYY-MM-DD, or --MM-DD when the year is unknown
+      consent         subscribed, unsubscribed, or empty to keep what the shop holds
+      consent_source  required with consent: where it was given ("in-store sign-up")
+      consent_at      when (YYYY-MM-DD or an ISO time, UTC); empty: now
+      first_name
+
+    A bad row is reported with its row number (the header is row 1) and left
+    out; the good rows are applied all the same, and the command exits
+    non-zero. An address twice in the file is applied from its first row.
+    A file that is no contacts file applies nothing. An import starts no
+    flow (no welcome emails), never re-creates a contact the shop erased,
+    never re-subscribes someone who unsubscribed through the shop's emails.
+    SHOP is the shop's id, myshopify domain or store URL.
+    """
+    import json
+
+    from jobs.intake.contacts_import import ImportFileError
+    from jobs.intake.contacts_import import run as import_contacts
+    from jobs.reports.decisions import find_shop
+
+    if not path.is_file():
+        raise click.ClickException(f"{path}: no such file")
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        sessions = make_sessions(engine)
+        with sessions() as session:
+            shop = find_shop(session, shop_ref)
+            if shop is None:
+                raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+            session.expunge(shop)
+        try:
+            report = import_contacts(sessions, shop, lambda: path.open("rb"), dry_run=dry_run)
+        except ImportFileError as exc:
+            raise click.ClickException(f"{path.name}: {exc}; nothing imported") from exc
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps({"shop": shop.key, **report.as_dict()}, indent=2))
+    else:
+        for name in report.ignored_columns:
+            click.echo(f"column {name!r} ignored (not one of the columns an import reads)")
+        for line in report.error_lines:
+            click.echo(line)
+        if report.errors > len(report.error_lines):
+            click.echo(f"... and {report.errors - len(report.error_lines)} more rows with errors")
+        for line in report.skip_lines:
+            click.echo(line)
+        verb = "would be" if dry_run else "were"
+        click.echo(
+            f"{shop.key}: {report.rows} rows read; contacts {verb} created {report.created}, "
+            f"updated {report.updated}, unchanged {report.unchanged}, "
+            f"skipped {report.skipped}; {report.errors} rows with errors"
+            + (" (left out)" if report.errors else "")
+        )
+        if report.consent_refused:
+            click.echo(
+                f"{report.consent_refused} of them kept their unsubscribe (made through "
+                "the shop's emails): a file never subscribes them again"
+            )
+        if dry_run:
+            click.echo("dry run: nothing was changed")
+    if report.errors:
+        sys.exit(1)
+
+
 @main.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="The timeline and outbox as JSON.")
