@@ -13,8 +13,9 @@ Sweden writes ``;``), UTF-8 with or without a byte order mark:
 - ``consent``: ``subscribed`` or ``unsubscribed`` (empty: left as it is), with
   ``consent_source`` (required with it: where it was given, "in-store sign-up")
   and ``consent_at`` (a date or an ISO time, UTC unless it says otherwise; now
-  when empty). It goes through the intake's rule (``apply.set_consent``): a
-  newer statement we hold is not replaced by an older one;
+  when empty, and then nothing new for a contact whose consent is that already,
+  so a file imported again changes nothing). It goes through the intake's rule
+  (``apply.set_consent``): a newer statement we hold is not replaced by an older one;
 - ``first_name``. Other columns are ignored, with a warning.
 
 Rows are numbered as a spreadsheet shows them (the header is row 1). A bad
@@ -115,6 +116,8 @@ class Row:
     birthday: date | None
     consent: ev.Consent | None
     first_name: str | None
+    #: the file gave the consent's time (``consent_at``); without one it is stated now
+    consent_dated: bool = True
 
 
 @dataclass
@@ -316,7 +319,14 @@ def read_row(values: dict[str, str], number: int, at: datetime) -> Row:
     elif source or values.get("consent_at"):
         raise RowError("consent_source or consent_at without consent (subscribed, unsubscribed)")
     first_name = values.get("first_name") or None
-    return Row(number, email, birthday, consent, first_name[:255] if first_name else None)
+    return Row(
+        number,
+        email,
+        birthday,
+        consent,
+        first_name[:255] if first_name else None,
+        consent_dated=bool(values.get("consent_at")),
+    )
 
 
 # --- applying ----------------------------------------------------------------------
@@ -397,7 +407,11 @@ def _fill(contact: Contact, row: Row, consent: ev.Consent | None) -> None:
         contact.birthday = row.birthday
     if row.first_name is not None:
         contact.first_name = row.first_name
-    if consent is not None:
+    if consent is not None and (
+        row.consent_dated or contact.consent_state != consent.state.value
+    ):
+        # an undated statement of the consent she has already is nothing new (a file
+        # imported again): it would only move the consent's time to now
         set_consent(contact, consent, None)
 
 

@@ -236,6 +236,18 @@ def test_importing_the_same_file_again_changes_nothing(
     assert after == before
 
 
+def test_a_file_without_consent_times_imported_again_changes_nothing(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    """Undated, "subscribed" means as of the import: again, it is nothing new."""
+    path = write(tmp_path, "email,consent,consent_source\nanna@example.se,subscribed,form\n")
+    assert run(env, path).exit_code == 0
+    first = contacts(database_url)["anna@example.se"].consent_at
+    code, again = report(env, path)
+    assert (code, again["updated"], again["unchanged"]) == (0, 0, 1)
+    assert contacts(database_url)["anna@example.se"].consent_at == first
+
+
 def test_an_older_consent_in_the_file_does_not_replace_a_newer_one(
     env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
