@@ -338,14 +338,15 @@ def contacts_import(
         for line in report.error_lines:
             click.echo(line)
         if report.errors > len(report.error_lines):
-            click.echo(f"... and {report.errors - len(report.error_lines)} more rows with errors")
+            more = report.errors - len(report.error_lines)
+            click.echo(f"... and {_rows(more)} more with errors")
         for line in report.skip_lines:
             click.echo(line)
         verb = "would be" if dry_run else "were"
         click.echo(
-            f"{shop.key}: {report.rows} rows read; contacts {verb} created {report.created}, "
+            f"{shop.key}: {_rows(report.rows)} read; contacts {verb} created {report.created}, "
             f"updated {report.updated}, unchanged {report.unchanged}, "
-            f"skipped {report.skipped}; {report.errors} rows with errors"
+            f"skipped {report.skipped}; {_rows(report.errors)} with errors"
             + (" (left out)" if report.errors else "")
         )
         if report.consent_refused:
@@ -395,6 +396,10 @@ def simulate(scenario: Path, as_json: bool) -> None:
     click.echo(
         f"\n{sent} email{'s' * (sent != 1)} sent, {codes} discount code{'s' * (codes != 1)} issued"
     )
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
 
 
 @main.command("email-webhook-url")

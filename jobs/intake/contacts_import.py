@@ -407,9 +407,7 @@ def _fill(contact: Contact, row: Row, consent: ev.Consent | None) -> None:
         contact.birthday = row.birthday
     if row.first_name is not None:
         contact.first_name = row.first_name
-    if consent is not None and (
-        row.consent_dated or contact.consent_state != consent.state.value
-    ):
+    if consent is not None and (row.consent_dated or contact.consent_state != consent.state.value):
         # an undated statement of the consent she has already is nothing new (a file
         # imported again): it would only move the consent's time to now
         set_consent(contact, consent, None)

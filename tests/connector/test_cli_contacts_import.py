@@ -245,6 +245,7 @@ def test_a_file_without_consent_times_imported_again_changes_nothing(
     first = contacts(database_url)["anna@example.se"].consent_at
     code, again = report(env, path)
     assert (code, again["updated"], again["unchanged"]) == (0, 0, 1)
+    assert "1 row read; contacts were created 0, updated 0, unchanged 1" in run(env, path).output
     assert contacts(database_url)["anna@example.se"].consent_at == first
 
 
