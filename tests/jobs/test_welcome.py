@@ -35,10 +35,17 @@ def shop(runtime: Runtime) -> Rendering:
     return shop
 
 
-def buy(shop: Rendering, order_id: str, who: ev.Customer, at: datetime, *products: str) -> None:
-    """Placed and paid at ``at``."""
+def an_order(
+    order_id: str,
+    who: ev.Customer,
+    at: datetime,
+    *products: str,
+    updated: datetime | None = None,
+    test: bool = False,
+) -> ev.Order:
+    """Placed at ``at`` (last changed at ``updated``), of these products."""
     lines = tuple(ev.LineItem(f"Product {p}", 1, sek("199.00"), product_id=p) for p in products)
-    data = ev.Order(
+    return ev.Order(
         order_id=order_id,
         name=f"#{order_id}",
         customer=who,
@@ -46,9 +53,15 @@ def buy(shop: Rendering, order_id: str, who: ev.Customer, at: datetime, *product
         total=sek("199.00"),
         line_items=lines,
         placed_at=at,
-        updated_at=at,
+        updated_at=updated or at,
         status_url=f"{HOME}/orders/{order_id}/status",
+        test=test,
     )
+
+
+def buy(shop: Rendering, order_id: str, who: ev.Customer, at: datetime, *products: str) -> None:
+    """Placed and paid at ``at``."""
+    data = an_order(order_id, who, at, *products)
     shop.at(at, ev.OrderPlaced(at, data))
     shop.at(at, ev.OrderPaid(at, data))
 
@@ -144,18 +157,7 @@ def test_a_test_order_she_places_does_not_count_as_her_first_order(shop: Renderi
     """The merchant tries the checkout with her address: still no real order, so
     day four brings the favourites, not ideas for an order that is not one."""
     signed_up(shop, anna(), day(0))
-    lines = (ev.LineItem("Product hat", 1, sek("199.00"), product_id="hat"),)
-    test_order = ev.Order(
-        order_id="t1",
-        name="#t1",
-        customer=anna(),
-        email="anna@example.se",
-        total=sek("199.00"),
-        line_items=lines,
-        placed_at=day(2),
-        updated_at=day(2),
-        test=True,
-    )
+    test_order = an_order("t1", anna(), day(2), "hat", test=True)
     shop.at(day(2), ev.OrderPlaced(day(2), test_order))
     shop.at(day(2), ev.OrderPaid(day(2), test_order))
     shop.run(day(10))
@@ -174,17 +176,7 @@ def test_her_first_order_called_off_before_the_ideas_go_ends_the_series(
     signed_up(shop, anna(), day(0))
     buy(shop, "a1", anna(), day(2), "hat")
     at = day(2, timedelta(hours=5))
-    lines = (ev.LineItem("Product hat", 1, sek("199.00"), product_id="hat"),)
-    called_off = ev.Order(
-        order_id="a1",
-        name="#a1",
-        customer=anna(),
-        email="anna@example.se",
-        total=sek("199.00"),
-        line_items=lines,
-        placed_at=day(2),
-        updated_at=at,
-    )
+    called_off = an_order("a1", anna(), day(2), "hat", updated=at)
     shop.at(at, ended(at, called_off))
     shop.run(day(10))
     assert mine(shop) == [mine(shop)[0]]  # the welcome only
