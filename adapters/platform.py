@@ -92,8 +92,8 @@ DEFAULT_BIRTHDAY_METAFIELD = "facts.birth_date"
 _METAFIELD = re.compile(r"[A-Za-z0-9_-]{2,255}\.[A-Za-z0-9_-]{2,64}")
 _ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _DMY_DATE = re.compile(r"(\d{2})/(\d{2})/(\d{4})")
-#: earlier birthdays are refused: 1904 is the year a contact import stores for
-#: "year unknown" (jobs/intake/contacts_import.py), and no customer was born before
+#: earlier birthdays are refused, as a contact import refuses them: the year 1904
+#: stands for "year unknown" on a stored birthday (jobs/intake/contacts_import.py)
 _EARLIEST_BIRTH_YEAR = 1905
 
 
