@@ -11,14 +11,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
 from adapters.events import ConsentState, Event, Money, Product
+
+log = logging.getLogger(__name__)
 
 
 class WebhookError(ValueError):
@@ -82,6 +86,71 @@ class ConsentRule:
         return cls(**known)
 
 
+#: the standard metafield definition of a customer's birth date (type ``date``)
+DEFAULT_BIRTHDAY_METAFIELD = "facts.birth_date"
+
+_METAFIELD = re.compile(r"[A-Za-z0-9_-]{2,255}\.[A-Za-z0-9_-]{2,64}")
+_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_DMY_DATE = re.compile(r"(\d{2})/(\d{2})/(\d{4})")
+#: earlier birthdays are refused, as a contact import refuses them: the year 1904
+#: stands for "year unknown" on a stored birthday (jobs/intake/contacts_import.py)
+_EARLIEST_BIRTH_YEAR = 1905
+
+
+@dataclass(frozen=True)
+class BirthdayRule:
+    """Where a customer's birthday is in a platform's payload.
+
+    ``metafield``: for platforms with customer metafields, one as
+    ``namespace.key`` (the standard ``facts.birth_date`` by default).
+    ``meta_key``: for platforms with meta keys, a customer or order meta key;
+    None when the store keeps no birthday (there is no standard one to assume).
+    """
+
+    metafield: str = DEFAULT_BIRTHDAY_METAFIELD
+    meta_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _METAFIELD.fullmatch(self.metafield):
+            raise ValueError("the birthday metafield must be namespace.key")
+
+    @property
+    def metafield_namespace(self) -> str:
+        return self.metafield.split(".", 1)[0]
+
+    @property
+    def metafield_key(self) -> str:
+        return self.metafield.split(".", 1)[1]
+
+
+def birth_date(value: Any, today: date, where: str) -> date | None:
+    """A birthday as stores write it: ``YYYY-MM-DD`` (a metafield's ``date`` type) or
+    ``DD/MM/YYYY``. Anything else, an impossible date, one before 1905 or one after
+    ``today`` is left out and logged: a bad birthday never fails a delivery."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = (value.strip() if isinstance(value, str) else repr(value))[:80]
+    iso, dmy = _ISO_DATE.fullmatch(text), _DMY_DATE.fullmatch(text)
+    if iso:
+        year, month, day = (int(part) for part in iso.groups())
+    elif dmy:
+        day, month, year = (int(part) for part in dmy.groups())
+    else:
+        log.warning(
+            "%s: birthday %r is not a date (YYYY-MM-DD or DD/MM/YYYY), left out", where, text
+        )
+        return None
+    try:
+        born = date(year, month, day)
+    except ValueError:
+        log.warning("%s: birthday %r is not a day of the calendar, left out", where, text)
+        return None
+    if born.year < _EARLIEST_BIRTH_YEAR or born > today:
+        log.warning("%s: birthday %r is not a birthday anyone has today, left out", where, text)
+        return None
+    return born
+
+
 @dataclass(frozen=True)
 class ShopContext:
     """What translation may need to know about the shop a payload came from."""
@@ -93,6 +162,13 @@ class ShopContext:
     received_at: datetime | None = None
     #: for platforms without a consent field (WooCommerce)
     consent: ConsentRule = ConsentRule()
+    #: where customers' birthdays are in the payloads
+    birthday: BirthdayRule = BirthdayRule()
+
+    @property
+    def today(self) -> date:
+        """The day the delivery came (today when unknown): a birthday after it is no birthday."""
+        return (self.received_at or datetime.now(UTC)).date()
 
 
 Translator = Callable[[Mapping[str, Any], ShopContext], list[Event]]

@@ -8,6 +8,7 @@ branding      logo, colour, postal address and language of every email
 sender        the From name and address, Reply-To
 engine        the shop's policy: caps, quiet hours, attribution, open tracking
 consent       where a platform without a consent field finds it (WooCommerce)
+birthday      where customers' birthdays are: a customer metafield, or a meta key
 copy          a merchant's own subject, heading and body per email and language
 flows         each flow's options, declared by the flow (``Flow.options``) plus
               the common ones (:data:`jobs.flows.model.COMMON_OPTIONS`)
@@ -47,7 +48,12 @@ from marshmallow import validate as rules
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from adapters.platform import DEFAULT_CONSENT_META_KEY, ConsentRule
+from adapters.platform import (
+    DEFAULT_BIRTHDAY_METAFIELD,
+    DEFAULT_CONSENT_META_KEY,
+    BirthdayRule,
+    ConsentRule,
+)
 from emails import i18n
 from emails.render import OVERRIDABLE, TEMPLATES, OverrideError, validate_override
 from jobs.flows import registry
@@ -71,7 +77,7 @@ log = logging.getLogger(__name__)
 #: the merchant notice that lists what is wrong with the stored settings
 NOTICE = "settings_invalid"
 
-SECTIONS = ("branding", "sender", "engine", "consent", "copy", "flows")
+SECTIONS = ("branding", "sender", "engine", "consent", "birthday", "copy", "flows")
 
 UNKNOWN_SETTING = "unknown setting"
 UNKNOWN_FLOW = "unknown flow"
@@ -155,6 +161,8 @@ class ShopSettings:
     copy: Copy
     #: flow name -> option name -> value, for every registered flow
     flows: Mapping[str, Mapping[str, Any]]
+    #: where customers' birthdays are in the platforms' payloads
+    birthday: BirthdayRule
     #: what was wrong with the stored settings; those fields fell back (module docstring)
     problems: tuple[Problem, ...] = ()
 
@@ -171,6 +179,7 @@ class ShopSettings:
             "consent": asdict(self.consent),
             "copy": _plain(self.copy),
             "flows": _plain(self.flows),
+            "birthday": asdict(self.birthday),
         }
 
 
@@ -321,11 +330,20 @@ def _switch(default: bool, label: str, help: str) -> fields.Field:
 
 
 def _text(
-    default: str | None, label: str, help: str, *, longest: int, kind: str = "text"
+    default: str | None,
+    label: str,
+    help: str,
+    *,
+    longest: int,
+    kind: str = "text",
+    shape: tuple[str, str] | None = None,
 ) -> fields.Field:
+    """``shape``: a regular expression the whole text must match, and what to say if not."""
     checks: list[rules.Validator] = [
         rules.Length(max=longest, error="must be at most {max} characters")
     ]
+    if shape is not None:
+        checks.append(rules.Regexp(rf"\A(?:{shape[0]})\Z", error=shape[1]))
     if kind == "email":
         checks.append(rules.Email(error="not an email address"))
     elif kind == "url":
@@ -539,6 +557,28 @@ class ConsentSchema(_Section):
     )
 
 
+class BirthdaySchema(_Section):
+    metafield = _text(
+        DEFAULT_BIRTHDAY_METAFIELD,
+        "Birthday metafield",
+        "For stores with customer metafields: the one that holds the birthday, as "
+        "namespace.key. The default is the standard Birth date definition "
+        "(facts.birth_date). Read when a customer is created or updated.",
+        longest=320,
+        shape=(r"[A-Za-z0-9_-]{2,255}\.[A-Za-z0-9_-]{2,64}", "not a metafield (namespace.key)"),
+    )
+    meta_key = _text(
+        None,
+        "Birthday field",
+        "For stores whose platform has no birthday field: the customer or order meta "
+        "key your birthday field writes, for example billing_birth_date or birthday "
+        "(it depends on the plugin; a customer's custom fields show it). Empty: "
+        "birthdays are not read. Dates as YYYY-MM-DD or DD/MM/YYYY.",
+        longest=255,
+        shape=(r"[A-Za-z0-9_:.-]*", "not a meta key (letters, digits, _ - . :)"),
+    )
+
+
 _SECTION_WORDS = {
     "branding": ("Branding", "How your emails look, and the language they speak."),
     "sender": ("Sender", "Who your emails come from."),
@@ -547,6 +587,7 @@ _SECTION_WORDS = {
         "How often and when customers get emails, and what counts as earned.",
     ),
     "consent": ("Marketing consent", "Where your store records who agreed to marketing emails."),
+    "birthday": ("Birthdays", "Where your store keeps customers' birthdays."),
     "copy": ("Email text", "Your own words for an email, per language."),
     "flows": ("Flows", "Each automatic email series and its options."),
 }
@@ -642,6 +683,7 @@ def _build(flows: tuple[Flow, ...]) -> Schema:
         "sender": SenderSchema,
         "engine": EngineSchema,
         "consent": ConsentSchema,
+        "birthday": BirthdaySchema,
         "flows": flows_schema,
     }
     top = {name: _nested(schema, *_SECTION_WORDS[name]) for name, schema in sections.items()}
@@ -740,6 +782,7 @@ def _typed(data: Mapping[str, Any], problems: list[Problem]) -> ShopSettings:
         consent=ConsentRule(**data["consent"]),
         copy=_frozen(data["copy"]),
         flows=_frozen(data["flows"]),
+        birthday=BirthdayRule(**data["birthday"]),
         problems=tuple(problems),
     )
 

@@ -16,7 +16,7 @@ it has none the call fails as permanent.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -259,46 +259,81 @@ class ShopifyAdmin:
         # ``uri`` replaced ``callbackUrl`` in 2025-10
         return version_at_least(self.api_version, "2025-10")
 
-    def webhook_subscriptions(self) -> dict[str, tuple[str, str]]:
-        """Our existing subscriptions: topic enum name -> (GID, address)."""
+    def webhook_subscriptions(self) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+        """Our existing subscriptions: topic enum name -> (GID, address, metafield namespaces)."""
         query = LIST_SUBSCRIPTIONS_URI if self._uses_uri else LIST_SUBSCRIPTIONS_CALLBACK
-        found: dict[str, tuple[str, str]] = {}
+        found: dict[str, tuple[str, str, tuple[str, ...]]] = {}
         after: str | None = None
         while True:
             page = self.graphql(query, {"after": after})["webhookSubscriptions"]
             for node in page.get("nodes") or []:
                 address = node.get("uri") or (node.get("endpoint") or {}).get("callbackUrl") or ""
-                found[str(node["topic"])] = (str(node["id"]), address)
+                namespaces = tuple(str(n) for n in node.get("metafieldNamespaces") or ())
+                found[str(node["topic"])] = (str(node["id"]), address, namespaces)
             info = page.get("pageInfo") or {}
             if not info.get("hasNextPage"):
                 return found
             after = info.get("endCursor")
 
-    def subscribe(self, topic: str, address: str) -> str:
-        """Create the subscription for ``topic`` (as ``checkouts/update``); returns its GID."""
+    def subscribe(self, topic: str, address: str, namespaces: Sequence[str] = ()) -> str:
+        """Create the subscription for ``topic`` (as ``checkouts/update``); returns its GID.
+        ``namespaces``: the metafield namespaces its payloads are to carry."""
         target = {"uri": address} if self._uses_uri else {"callbackUrl": address}
+        extra = {"metafieldNamespaces": list(namespaces)} if namespaces else {}
         data = self.graphql(
             SUBSCRIBE,
-            {"topic": topic_enum(topic), "webhookSubscription": {**target, "format": "JSON"}},
+            {
+                "topic": topic_enum(topic),
+                "webhookSubscription": {**target, "format": "JSON", **extra},
+            },
         )["webhookSubscriptionCreate"]
         errors = data.get("userErrors") or []
         if errors or not data.get("webhookSubscription"):
             raise GraphQLError(f"subscribing to {topic}: {_messages(errors)}", transient=False)
         return str(data["webhookSubscription"]["id"])
 
-    def ensure_subscriptions(self, topics: Iterable[str], address: str) -> dict[str, str]:
+    def _ask_for_namespaces(self, topic: str, sid: str, namespaces: Sequence[str]) -> None:
+        """An existing subscription's payloads carry these metafield namespaces from now on."""
+        data = self.graphql(
+            UPDATE_SUBSCRIPTION,
+            {"id": sid, "webhookSubscription": {"metafieldNamespaces": list(namespaces)}},
+        )["webhookSubscriptionUpdate"]
+        errors = data.get("userErrors") or []
+        if errors or not data.get("webhookSubscription"):
+            raise GraphQLError(f"updating {topic}: {_messages(errors)}", transient=False)
+
+    def ensure_subscriptions(
+        self,
+        topics: Iterable[str],
+        address: str,
+        namespaces: Mapping[str, Sequence[str]] | None = None,
+    ) -> dict[str, str]:
         """Every topic subscribed at ``address`` (existing ones kept): topic -> GID.
+
+        ``namespaces``: topic -> the metafield namespaces its payloads must carry
+        (the birthday's, for customer topics); an existing subscription without
+        one of them is updated to ask for it.
 
         A subscription to the same topic at another address (an old deployment
         URL) is left alone: Shopify delivers to each, and intake deduplicates.
         """
+        wanted = namespaces or {}
         existing = {
-            enum: sid for enum, (sid, at) in self.webhook_subscriptions().items() if at == address
+            enum: (sid, has)
+            for enum, (sid, at, has) in self.webhook_subscriptions().items()
+            if at == address
         }
         made: dict[str, str] = {}
         for topic in topics:
+            asked = tuple(wanted.get(topic, ()))
             known = existing.get(topic_enum(topic))
-            made[topic] = known if known is not None else self.subscribe(topic, address)
+            if known is None:
+                made[topic] = self.subscribe(topic, address, asked)
+                continue
+            sid, has = known
+            if not set(asked) <= set(has):
+                self._ask_for_namespaces(topic, sid, sorted(set(has) | set(asked)))
+            made[topic] = sid
         return made
 
 
@@ -426,10 +461,18 @@ mutation Subscribe(
   }
 }"""
 
+UPDATE_SUBSCRIPTION = """
+mutation UpdateSubscription($id: ID!, $webhookSubscription: WebhookSubscriptionInput!) {
+  webhookSubscriptionUpdate(id: $id, webhookSubscription: $webhookSubscription) {
+    webhookSubscription { id metafieldNamespaces }
+    userErrors { field message }
+  }
+}"""
+
 LIST_SUBSCRIPTIONS_URI = """
 query Subscriptions($after: String) {
   webhookSubscriptions(first: 100, after: $after) {
-    nodes { id topic uri }
+    nodes { id topic uri metafieldNamespaces }
     pageInfo { hasNextPage endCursor }
   }
 }"""
@@ -437,7 +480,7 @@ query Subscriptions($after: String) {
 LIST_SUBSCRIPTIONS_CALLBACK = """
 query Subscriptions($after: String) {
   webhookSubscriptions(first: 100, after: $after) {
-    nodes { id topic endpoint { ... on WebhookHttpEndpoint { callbackUrl } } }
+    nodes { id topic metafieldNamespaces endpoint { ... on WebhookHttpEndpoint { callbackUrl } } }
     pageInfo { hasNextPage endCursor }
   }
 }"""

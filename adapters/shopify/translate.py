@@ -12,8 +12,9 @@ checkouts' plain amounts are already in the buyer's (``presentment_currency``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypedDict
 
 from adapters.events import (
@@ -46,7 +47,7 @@ from adapters.events import (
     ShopRedactRequested,
 )
 from adapters.payload import Fields, storefront_url
-from adapters.platform import ShopContext, Translator, WebhookError
+from adapters.platform import ShopContext, Translator, WebhookError, birth_date
 
 __all__ = ["IGNORED_TOPICS", "TOPIC_HANDLERS"]
 
@@ -307,6 +308,20 @@ def shipment_delivered(payload: Mapping[str, Any], shop: ShopContext) -> list[Ev
 # --- customers and consent -----------------------------------------------------
 
 
+def _birthday(f: Fields, shop: ShopContext) -> date | None:
+    """The shop's birthday metafield among the ``metafields`` the subscription asked
+    for (its namespace, see ``metafield_namespaces``). A payload without it says
+    nothing about the birthday, so one we hold is kept."""
+    rule = shop.birthday
+    for metafield in f.children("metafields"):
+        if (metafield.text("namespace"), metafield.text("key")) == (
+            rule.metafield_namespace,
+            rule.metafield_key,
+        ):
+            return birth_date(metafield.data.get("value"), shop.today, metafield.path)
+    return None
+
+
 def _customer_event(
     event_type: type[CustomerCreated | CustomerUpdated], topic: str, *time_keys: str
 ) -> Translator:
@@ -318,6 +333,9 @@ def _customer_event(
         times = (f.time(key) for key in time_keys)
         occurred_at = f.require(next((t for t in times if t is not None), None), time_keys[0])
         customer = _customer(f, topic, legacy_flag=True)
+        born = _birthday(f, shop)
+        if born is not None:
+            customer = dataclasses.replace(customer, birthday=born)
         return [event_type(occurred_at=occurred_at, customer=customer)]
 
     translate.__name__ = f"translate_{topic.replace('/', '_')}"

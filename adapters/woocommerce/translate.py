@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import html
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -47,7 +47,7 @@ from adapters.events import (
     ProductUpdated,
 )
 from adapters.payload import Fields, storefront_url
-from adapters.platform import ShopContext, Translator, WebhookError
+from adapters.platform import ShopContext, Translator, WebhookError, birth_date
 
 __all__ = ["IGNORED_TOPICS", "TOPIC_HANDLERS", "read_product"]
 
@@ -110,6 +110,17 @@ def _meta_consent(
     return None
 
 
+def _meta_birthday(f: Fields, shop: ShopContext) -> date | None:
+    """The birthday under the shop's meta key (a birthday plugin's), when it set one."""
+    key = shop.birthday.meta_key
+    if not key:
+        return None
+    for meta in f.children("meta_data"):
+        if meta.text("key") == key:
+            return birth_date(meta.data.get("value"), shop.today, meta.path)
+    return None
+
+
 def _order_customer(f: Fields, shop: ShopContext) -> Customer | None:
     """The buyer from ``billing``: guests (``customer_id`` 0) get no customer id."""
     customer_id = _id(f, "customer_id")
@@ -127,7 +138,7 @@ def _order_customer(f: Fields, shop: ShopContext) -> Customer | None:
     if customer == Customer(customer_id=None, email=None):
         return None
     consent = _meta_consent(f, shop, "order", _gmt(f, "date_created"))
-    return dataclasses.replace(customer, consent=consent) if consent else customer
+    return dataclasses.replace(customer, consent=consent, birthday=_meta_birthday(f, shop))
 
 
 def _variant_title(item: Fields) -> str | None:
@@ -284,6 +295,7 @@ def _customer(f: Fields, shop: ShopContext) -> Customer:
         created_at=_gmt(f, "date_created"),
         updated_at=_gmt(f, "date_modified"),
         consent=_meta_consent(f, shop, "customer", changed),
+        birthday=_meta_birthday(f, shop),
     )
 
 

@@ -325,12 +325,14 @@ def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
     """Apply the delivery's events; True if one of them erased the shop."""
     platform = PLATFORMS[delivery.platform]
     payload = parse_body(delivery.body)
+    settings = shop_settings.check(session, shop)
     context = ShopContext(
         domain=shop.key,
         currency=shop.currency,
         base_url=shop.base_url,
         received_at=delivery.received_at,
-        consent=shop_settings.check(session, shop).consent,
+        consent=settings.consent,
+        birthday=settings.birthday,
     )
     events = translate(platform, delivery.topic, payload, context)
     erased = False

@@ -34,6 +34,7 @@ from jobs.platforms.server import PlatformServer
 from jobs.queues import DEFAULT
 from jobs.runtime import Runtime
 from jobs.settings import Settings
+from jobs.shop_settings import load as load_settings
 from jobs.store.models import (
     ConnectNonce,
     Shop,
@@ -52,6 +53,8 @@ REFRESH_AHEAD = timedelta(minutes=5)
 COMPLIANCE_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
 #: everything we translate, subscribed through the Admin API at install
 WEBHOOK_TOPICS = tuple(sorted(set(TOPIC_HANDLERS) - COMPLIANCE_TOPICS))
+#: the topics whose payloads carry the birthday metafield's namespace (a shop setting)
+CUSTOMER_TOPICS = ("customers/create", "customers/update")
 #: the merchant waits on the install-time attempt: fail fast, the job retries
 INSTALL_RETRY = RetryPolicy(attempts=2, cap=2.0)
 #: retries of webhook registration after a failed install-time attempt (seconds)
@@ -343,14 +346,20 @@ def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
 def register_webhooks_now(
     runtime: Runtime, shop_id: int, http: ApiSession | None = None
 ) -> dict[str, str]:
-    """Subscribe to every topic we translate (idempotent); records them. topic -> GID."""
+    """Subscribe to every topic we translate (idempotent); records them. topic -> GID.
+
+    Customer topics ask for the namespace of the shop's birthday metafield, so
+    that their payloads carry it (run again after that setting changes)."""
     with runtime.sessions() as session:
         shop = session.get_one(Shop, shop_id)
         client = admin_client(runtime, shop, http)
+        namespace = load_settings(shop).birthday.metafield_namespace
     if client is None:
         raise AdminApiError(f"shop {shop_id} is not installed", transient=False)
     address = webhook_address(runtime)
-    made = client.ensure_subscriptions(WEBHOOK_TOPICS, address)
+    made = client.ensure_subscriptions(
+        WEBHOOK_TOPICS, address, dict.fromkeys(CUSTOMER_TOPICS, (namespace,))
+    )
     details = client.shop_details()
     with runtime.sessions.begin() as session:
         shop = session.get_one(Shop, shop_id)

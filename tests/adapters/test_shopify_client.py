@@ -530,3 +530,104 @@ def test_subscriptions_are_created_once_with_the_versions_address_field(
         "topic": "CHECKOUTS_UPDATE",
         "webhookSubscription": {field: address, "format": "JSON"},
     }
+
+
+@responses.activate
+def test_customer_subscriptions_ask_for_the_birthday_namespace() -> None:
+    """A new subscription asks for it; one made before (without it) is updated to."""
+    endpoint = f"https://{SHOP}/admin/api/2026-07/graphql.json"
+    address = "https://app.triggerpost.test/webhooks/shopify"
+    responses.post(
+        endpoint,
+        json={
+            "data": {
+                "webhookSubscriptions": {
+                    "nodes": [
+                        {
+                            "id": "gid://shopify/WebhookSubscription/1",
+                            "topic": "CUSTOMERS_CREATE",
+                            "uri": address,
+                            "metafieldNamespaces": ["loyalty"],
+                        },
+                        {
+                            "id": "gid://shopify/WebhookSubscription/3",
+                            "topic": "ORDERS_CREATE",
+                            "uri": address,
+                            "metafieldNamespaces": [],
+                        },
+                    ],
+                    "pageInfo": {"hasNextPage": False, "endCursor": None},
+                }
+            }
+        },
+    )
+    responses.post(
+        endpoint,
+        json={
+            "data": {
+                "webhookSubscriptionUpdate": {
+                    "webhookSubscription": {
+                        "id": "gid://shopify/WebhookSubscription/1",
+                        "metafieldNamespaces": ["facts", "loyalty"],
+                    },
+                    "userErrors": [],
+                }
+            }
+        },
+    )
+    responses.post(
+        endpoint,
+        json={
+            "data": {
+                "webhookSubscriptionCreate": {
+                    "webhookSubscription": {"id": "gid://shopify/WebhookSubscription/2"},
+                    "userErrors": [],
+                }
+            }
+        },
+    )
+    admin, _ = client("2026-07")
+    wanted = {"customers/create": ("facts",), "customers/update": ("facts",)}
+    made = admin.ensure_subscriptions(
+        ["customers/create", "customers/update", "orders/create"], address, wanted
+    )
+    assert made == {
+        "customers/create": "gid://shopify/WebhookSubscription/1",
+        "customers/update": "gid://shopify/WebhookSubscription/2",
+        "orders/create": "gid://shopify/WebhookSubscription/3",
+    }
+    assert len(responses.calls) == 3
+    assert "webhookSubscriptionUpdate" in sent(1)["query"]
+    assert sent(1)["variables"] == {
+        "id": "gid://shopify/WebhookSubscription/1",
+        "webhookSubscription": {"metafieldNamespaces": ["facts", "loyalty"]},
+    }
+    assert sent(2)["variables"] == {
+        "topic": "CUSTOMERS_UPDATE",
+        "webhookSubscription": {"uri": address, "format": "JSON", "metafieldNamespaces": ["facts"]},
+    }
+
+    responses.calls.reset()
+    responses.replace(
+        responses.POST,
+        endpoint,
+        json={
+            "data": {
+                "webhookSubscriptions": {
+                    "nodes": [
+                        {
+                            "id": "gid://shopify/WebhookSubscription/1",
+                            "topic": "CUSTOMERS_CREATE",
+                            "uri": address,
+                            "metafieldNamespaces": ["facts", "loyalty"],
+                        }
+                    ],
+                    "pageInfo": {"hasNextPage": False, "endCursor": None},
+                }
+            }
+        },
+    )
+    assert admin.ensure_subscriptions(["customers/create"], address, wanted) == {
+        "customers/create": "gid://shopify/WebhookSubscription/1"
+    }
+    assert len(responses.calls) == 1  # it already asks: nothing to change

@@ -4,7 +4,8 @@ Fixtures are the raw bytes Shopify sends (compact JSON, ``\\/``, ``\\u003c``,
 raw UTF-8); the shop is a Swedish store (SEK, Europe/Stockholm offsets).
 """
 
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from adapters.events import (
     ShipmentDelivered,
     ShopRedactRequested,
 )
-from adapters.platform import ShopContext, WebhookError
+from adapters.platform import BirthdayRule, ShopContext, WebhookError
 from adapters.shopify.translate import TOPIC_HANDLERS
 from tests.support import FixtureSet, sek, utc
 
@@ -347,6 +348,50 @@ def test_customers_create__legacy_accepts_marketing() -> None:
         opt_in_level="single_opt_in",
     )
     assert event.customer.address is None
+
+
+# --- birthdays from a customer metafield ------------------------------------------
+
+
+def test_customers_create__birth_date_metafield() -> None:
+    """Shopify's standard Birth date definition (facts.birth_date, a date) is read
+    by default; the customer's other metafields are not birthdays."""
+    [event] = translate("customers_create__birth_date_metafield")
+    assert isinstance(event, CustomerCreated)
+    assert event.customer.birthday == date(1988, 4, 17)
+
+
+def test_the_birthday_metafield_is_the_shops_setting() -> None:
+    body = payload("customers_create__birth_date_metafield")
+    body["metafields"][0].update(namespace="custom", key="fodelsedag", value="2001-12-24")
+    [standard] = translate("customers_create__birth_date_metafield", body=body)
+    assert standard.customer.birthday is None  # no facts.birth_date in this one
+    custom = dataclasses.replace(SHOP, birthday=BirthdayRule(metafield="custom.fodelsedag"))
+    [event] = translate("customers_create__birth_date_metafield", shop=custom, body=body)
+    assert event.customer.birthday == date(2001, 12, 24)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["17 april 1988", "1988-02-30", "1988-13-01", "2027-01-01", "1904-04-17", "", None, 19880417],
+    ids=["words", "feb-30", "month-13", "future", "before-1905", "empty", "null", "number"],
+)
+def test_a_birthday_that_is_no_date_is_left_out_and_the_customer_kept(
+    value: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = payload("customers_create__birth_date_metafield")
+    body["metafields"][0]["value"] = value
+    [event] = translate("customers_create__birth_date_metafield", body=body)
+    assert isinstance(event, CustomerCreated)
+    assert event.customer.birthday is None
+    assert event.customer.email == "maryam.rezaei@example.se"
+    if value not in ("", None):
+        assert "left out" in caplog.text
+
+
+def test_a_customer_without_metafields_says_nothing_about_the_birthday() -> None:
+    [event] = translate("customers_update__api_2026_07")
+    assert event.customer.birthday is None
 
 
 def test_unknown_consent_state_is_a_400() -> None:

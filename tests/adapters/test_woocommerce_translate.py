@@ -5,7 +5,7 @@ every non-ASCII character as ``\\uXXXX``); the store is Swedish (SEK).
 """
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from adapters.events import (
     ProductDeleted,
     ProductUpdated,
 )
-from adapters.platform import ConsentRule, ShopContext, WebhookError
+from adapters.platform import BirthdayRule, ConsentRule, ShopContext, WebhookError
 from adapters.woocommerce.translate import IGNORED_TOPICS, TOPIC_HANDLERS
 from tests.support import FixtureSet, sek, utc
 
@@ -274,6 +274,53 @@ def test_customer_updated__russian_name() -> None:
     )
     assert customer.consent is None
     assert event.occurred_at == utc(2026, 9, 15, 12, 30, 5)
+
+
+# --- birthdays from the shop's meta key -------------------------------------------
+
+BIRTHDAY_KEY = dataclasses.replace(SHOP, birthday=BirthdayRule(meta_key="billing_birth_date"))
+
+
+def test_customer_updated__birthday_meta() -> None:
+    [event] = translate("customer_updated__birthday_meta", shop=BIRTHDAY_KEY)
+    assert isinstance(event, CustomerUpdated)
+    assert event.customer.birthday == date(1979, 11, 3)
+
+
+def test_without_a_birthday_key_setting_no_birthday_is_read() -> None:
+    """WooCommerce has no birthday field: nothing is guessed until the shop names its key."""
+    [event] = translate("customer_updated__birthday_meta")
+    assert event.customer.birthday is None
+
+
+@pytest.mark.parametrize(
+    ("value", "born"),
+    [
+        ("03/11/1979", date(1979, 11, 3)),
+        (" 1979-11-03 ", date(1979, 11, 3)),
+        ("11/31/1979", None),
+        ("1979-11-3", None),
+        ("2026-09-21", None),  # the day after the delivery came
+        ("", None),
+        (["1979-11-03"], None),
+    ],
+    ids=["dd-mm-yyyy", "spaces", "mm-dd-yyyy", "one-digit-day", "future", "empty", "list"],
+)
+def test_birthday_meta_values(value: Any, born: date | None) -> None:
+    body = payload("customer_updated__birthday_meta")
+    body["meta_data"][-1]["value"] = value
+    [event] = translate("customer_updated__birthday_meta", shop=BIRTHDAY_KEY, body=body)
+    assert event.customer.birthday == born
+    assert event.customer.email == "olga.ivanova@example.com"
+
+
+def test_a_guest_orders_birthday_meta_is_hers() -> None:
+    body = payload("order_created__pending_guest")
+    body["meta_data"].append({"id": 9001, "key": "billing_birth_date", "value": "24/12/1995"})
+    [event] = translate("order_created__pending_guest", shop=BIRTHDAY_KEY, body=body)
+    assert isinstance(event, CheckoutStarted)
+    assert event.checkout.customer is not None
+    assert event.checkout.customer.birthday == date(1995, 12, 24)
 
 
 # --- consent from the shop's meta key --------------------------------------------

@@ -155,11 +155,12 @@ def test_full_install_stores_encrypted_tokens_subscribes_and_signs_in(
     assert topics == {topic_enum(t) for t in shopify_app.WEBHOOK_TOPICS}
     assert "ORDERS_UPDATED" in topics
     assert "CUSTOMERS_REDACT" not in topics  # compliance topics live in shopify.app.toml
-    assert all(
-        s["webhookSubscription"]
-        == {"uri": "http://127.0.0.1:8000/webhooks/shopify", "format": "JSON"}
-        for s in shopify.subscribed
-    )
+    plain = {"uri": "http://127.0.0.1:8000/webhooks/shopify", "format": "JSON"}
+    # customer payloads carry the birthday metafield's namespace (the standard one by default)
+    for s in shopify.subscribed:
+        customers = s["topic"] in ("CUSTOMERS_CREATE", "CUSTOMERS_UPDATE")
+        extra = {"metafieldNamespaces": ["facts"]} if customers else {}
+        assert s["webhookSubscription"] == {**plain, **extra}, s["topic"]
     assert all(
         c.request.headers["X-Shopify-Access-Token"] == "shpat_first"
         for c in shopify.calls_to(GRAPHQL)
@@ -434,6 +435,24 @@ def test_a_refused_refresh_tells_the_merchant_to_reconnect(
         shop_id = session.scalars(select(Shop.id).where(Shop.key == SHOP)).one()
     assert StoredTokens(runtime, shop_id).after_rejection("shpat_first") is None
     assert "reconnect" in web.get("/settings").get_data(as_text=True)
+
+
+def test_registering_again_asks_for_the_shops_birthday_namespace(
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify
+) -> None:
+    state = start_install(web)
+    web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
+    with runtime.sessions.begin() as session:
+        shop = session.scalars(select(Shop).where(Shop.key == SHOP)).one()
+        shop.settings = {"birthday": {"metafield": "custom.fodelsedag"}}
+        shop_id = shop.id
+    shopify.subscribed.clear()
+    shopify_app.register_webhooks_now(runtime, shop_id)
+    asked = {
+        s["topic"]: s["webhookSubscription"].get("metafieldNamespaces") for s in shopify.subscribed
+    }
+    assert asked["CUSTOMERS_CREATE"] == asked["CUSTOMERS_UPDATE"] == ["custom"]
+    assert asked["ORDERS_CREATE"] is None
 
 
 def test_the_app_toml_lists_the_topics_scopes_and_routes_we_serve() -> None:

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,15 @@ from jobs.engine import schedule
 from jobs.intake import apply, deliveries
 from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
-from jobs.store.models import Contact, Decision, Delivery, Enrollment, Message, StoredEvent
+from jobs.store.models import (
+    Contact,
+    Decision,
+    Delivery,
+    Enrollment,
+    Message,
+    Shop,
+    StoredEvent,
+)
 from jobs.workers import sweeper
 from tests.support import (
     FIXTURES,
@@ -368,3 +376,48 @@ def test_a_drain_past_its_time_leaves_the_rest_to_a_new_job(
     assert [job.func_name for job in runtime.queue("intake").jobs] == ["jobs.tasks.drain_shop"]
     run_worker(runtime)
     assert statuses(runtime) == ["processed"] * (deliveries.DRAIN_BATCH + 3)
+
+
+# --- birthdays from the platforms' payloads ---------------------------------------------
+
+
+def birthday_of(runtime: Runtime, email: str) -> object:
+    with runtime.sessions() as session:
+        return session.scalars(select(Contact.birthday).where(Contact.email == email)).one()
+
+
+def test_a_birthday_metafield_is_stored_and_a_later_payload_without_it_keeps_it(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    raw = (FIXTURES / "shopify" / "customers_create__birth_date_metafield.json").read_bytes()
+    send(client, raw, "wh-born")
+    run_worker(runtime)
+    email = "maryam.rezaei@example.se"
+    assert birthday_of(runtime, email) == date(1988, 4, 17)
+
+    later = json.loads(raw)
+    later["updated_at"] = "2026-09-14T19:12:40+02:00"
+    del later["metafields"]  # a subscription made before it asked for the namespace
+    send(client, dumps(later), "wh-later", "customers/update")
+    bad = {**later, "updated_at": "2026-09-15T08:00:00+02:00"}
+    bad["metafields"] = [
+        {"namespace": "facts", "key": "birth_date", "value": "1988-02-30", "type": "date"}
+    ]
+    send(client, dumps(bad), "wh-bad", "customers/update")
+    run_worker(runtime)
+    assert statuses(runtime) == ["processed"] * 3  # a bad birthday fails no delivery
+    assert birthday_of(runtime, email) == date(1988, 4, 17)
+
+
+def test_the_birthday_metafield_is_the_shops_setting(client: FlaskClient, runtime: Runtime) -> None:
+    with runtime.sessions.begin() as session:
+        shop = session.scalars(select(Shop).where(Shop.key == SHOP)).one()
+        shop.settings = {"birthday": {"metafield": "custom.fodelsedag"}}
+    body = json.loads(customer(4))
+    body["metafields"] = [
+        {"namespace": "facts", "key": "birth_date", "value": "1970-01-01", "type": "date"},
+        {"namespace": "custom", "key": "fodelsedag", "value": "24/12/1995", "type": "date"},
+    ]
+    send(client, dumps(body), "wh-custom")
+    run_worker(runtime)
+    assert birthday_of(runtime, "kund4@example.se") == date(1995, 12, 24)

@@ -351,7 +351,14 @@ def test_a_valid_write_clears_the_notice(harness: Harness, runtime: Runtime) -> 
 
 def test_every_field_has_a_label_help_type_and_default() -> None:
     groups = shop_settings.describe()
-    assert [g["path"] for g in groups][:5] == ["branding", "sender", "engine", "consent", "copy"]
+    assert [g["path"] for g in groups][:6] == [
+        "branding",
+        "sender",
+        "engine",
+        "consent",
+        "birthday",
+        "copy",
+    ]
     assert "flows.cart_recovery" in [g["path"] for g in groups]
     for group in groups:
         assert group["label"], group["path"]
@@ -375,7 +382,7 @@ def test_the_description_covers_every_typed_field() -> None:
     loaded = shop_settings.load(Shop(id=6, settings={})).as_dict()
     typed = {
         f"{section}.{name}"
-        for section in ("branding", "sender", "engine", "consent")
+        for section in ("branding", "sender", "engine", "consent", "birthday")
         for name in loaded[section]
     } | {f"flows.{flow}.{name}" for flow, options in loaded["flows"].items() for name in options}
     assert typed | {"copy"} == described
@@ -404,4 +411,26 @@ def test_a_flow_registered_at_run_time_joins_the_schema() -> None:
         registry.unregister("test_settings_flow")
     assert messages(shop_settings.validate({"flows": {"test_settings_flow": {}}})) == [
         "flows.test_settings_flow: unknown flow"
+    ]
+
+
+def test_birthday_settings_default_to_the_standard_metafield_and_no_meta_key() -> None:
+    birthday = shop_settings.load(Shop(id=6, settings={})).birthday
+    assert (birthday.metafield, birthday.meta_key) == ("facts.birth_date", None)
+    assert (birthday.metafield_namespace, birthday.metafield_key) == ("facts", "birth_date")
+    mine = {"birthday": {"metafield": "custom.fodelsedag", "meta_key": "billing_birth_date"}}
+    assert shop_settings.validate(mine) == []
+    assert shop_settings.load(Shop(id=6, settings=mine)).birthday.meta_key == "billing_birth_date"
+
+
+def test_birthday_settings_are_checked() -> None:
+    problems = shop_settings.validate(
+        {"birthday": {"metafield": "birth_date", "meta_key": "birth date"}}
+    )
+    assert messages(problems) == [
+        "birthday.meta_key: not a meta key (letters, digits, _ - . :)",
+        "birthday.metafield: not a metafield (namespace.key)",
+    ]
+    assert messages(shop_settings.validate({"birthday": {"metafield": "a.b.c"}})) == [
+        "birthday.metafield: not a metafield (namespace.key)"
     ]
