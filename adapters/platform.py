@@ -136,17 +136,16 @@ def birth_date(value: Any, today: date, where: str) -> date | None:
     elif dmy:
         day, month, year = (int(part) for part in dmy.groups())
     else:
-        log.warning(
-            "%s: birthday %r is not a date (YYYY-MM-DD or DD/MM/YYYY), left out", where, text
-        )
+        # the value itself is personal data: never in the log
+        log.warning("%s: a birthday that is not a date (YYYY-MM-DD or DD/MM/YYYY), left out", where)
         return None
     try:
         born = date(year, month, day)
     except ValueError:
-        log.warning("%s: birthday %r is not a day of the calendar, left out", where, text)
+        log.warning("%s: a birthday that is not a day of the calendar, left out", where)
         return None
     if born.year < _EARLIEST_BIRTH_YEAR or born > today:
-        log.warning("%s: birthday %r is not a birthday anyone has today, left out", where, text)
+        log.warning("%s: a birthday before 1905 or in the future, left out", where)
         return None
     return born
 
