@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.events import Event, OrderCancelled, OrderRefunded
+from adapters.events import Event, OrderCancelled, OrderPaid, OrderRefunded
 from jobs.flows.model import Exit
 from jobs.store import queries, rows
 from jobs.store.db import plain
@@ -196,6 +196,11 @@ class FlowContext:
             "since": order.placed_at,
         }
         return bool(plain(self.session).scalar(queries.CONTACT_STEP_PLANNED_SINCE, params))
+
+
+def paid_order_id(event: Event) -> str | None:
+    """The subject of a flow about an order that was paid: that order."""
+    return event.order.order_id if isinstance(event, OrderPaid) else None
 
 
 #: an order's flow ends when its order is cancelled or refunded before the email goes

@@ -9,8 +9,6 @@ cancelled or refunded order, nor a test order; one per order.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from adapters import events as ev
 from jobs.flows.context import ORDER_ENDED, FlowContext
 from jobs.flows.model import (
@@ -28,10 +26,6 @@ def _subject(event: ev.Event) -> str | None:
     return event.order_id if isinstance(event, ev.ShipmentDelivered) else None
 
 
-def _anchor(event: ev.Event) -> datetime:
-    return event.occurred_at
-
-
 FLOW = Flow(
     name="delivered_notice",
     title="Delivery notice",
@@ -41,7 +35,6 @@ FLOW = Flow(
     trigger=Trigger(
         events=(ev.ShipmentDelivered,),
         subject=_subject,
-        anchor=_anchor,
         when=FlowContext.order_open,
     ),
     steps=(Send("notice", "delivered_notice"),),

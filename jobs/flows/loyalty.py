@@ -13,10 +13,8 @@ none beside it. Marketing mail.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from adapters import events as ev
-from jobs.flows.context import ORDER_ENDED, FlowContext
+from jobs.flows.context import ORDER_ENDED, FlowContext, paid_order_id
 from jobs.flows.model import (
     Days,
     Flow,
@@ -37,14 +35,6 @@ from jobs.flows.model import (
 )
 
 NAME = "loyalty"
-
-
-def _subject(event: ev.Event) -> str | None:
-    return event.order.order_id if isinstance(event, ev.OrderPaid) else None
-
-
-def _anchor(event: ev.Event) -> datetime:
-    return event.occurred_at
 
 
 def _milestone(ctx: FlowContext) -> bool:
@@ -70,7 +60,7 @@ FLOW = Flow(
     kind=MessageKind.MARKETING,
     # below review requests, above win-back and announcements
     priority=22,
-    trigger=Trigger(events=(ev.OrderPaid,), subject=_subject, anchor=_anchor, when=_milestone),
+    trigger=Trigger(events=(ev.OrderPaid,), subject=paid_order_id, when=_milestone),
     steps=(
         Wait(option="delay_hours"),
         IssueDiscount(),

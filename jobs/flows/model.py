@@ -403,13 +403,19 @@ class Audience:
     batch: int = 500
 
 
+def occurred_at(event: Event) -> datetime:
+    """When the event happened: the anchor of most flows."""
+    return event.occurred_at
+
+
 @dataclass(frozen=True)
 class Trigger:
-    """Enroll on ``events`` when ``when`` holds; ``subject`` and ``anchor`` come from the event."""
+    """Enroll on ``events`` when ``when`` holds; ``subject`` and ``anchor`` come from the
+    event (the anchor is when it happened, unless the flow says otherwise)."""
 
     events: tuple[type[Event], ...]
     subject: Callable[[Event], str | None]
-    anchor: Callable[[Event], datetime]
+    anchor: Callable[[Event], datetime] = occurred_at
     when: Callable[[FlowContext], bool] | None = None
     #: later events of these types re-anchor an active enrollment on the same subject
     #: (a checkout updated again pushes its reminders back)

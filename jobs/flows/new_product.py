@@ -32,7 +32,6 @@ buyer of its kind. Marketing mail.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Select, and_, exists, false, func, or_, select, true
@@ -80,10 +79,6 @@ def _subject(event: ev.Event) -> str | None:
     if isinstance(event, (ev.ProductCreated, ev.ProductUpdated)) and available(event.product):
         return event.product.product_id
     return None
-
-
-def _anchor(event: ev.Event) -> datetime:
-    return event.occurred_at
 
 
 def _bought_ids(dialect: str) -> Any:
@@ -224,7 +219,6 @@ FLOW = Flow(
     trigger=Trigger(
         events=(ev.ProductCreated, ev.ProductUpdated),
         subject=_subject,
-        anchor=_anchor,
         audience=Audience(buyers_of_its_kind, batch=500),
     ),
     steps=(Wait(option="window_hours"), Send("announcement", "new_product")),

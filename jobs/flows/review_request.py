@@ -11,7 +11,6 @@ to its review form, built from the shop's pattern. Marketing mail.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from urllib.parse import quote
 
 from adapters import events as ev
@@ -45,10 +44,6 @@ def _subject(event: ev.Event) -> str | None:
     return event.order.order_id if isinstance(event, ev.OrderFulfilled) else None
 
 
-def _anchor(event: ev.Event) -> datetime:
-    return event.occurred_at
-
-
 def review_link(line: ProductLine, view: SubjectView) -> str:
     """The product's review form from the shop's pattern; its page when the pattern
     needs what we do not know of it (a custom item, a product we never saw), or
@@ -80,9 +75,7 @@ FLOW = Flow(
     category="reviews",
     kind=MessageKind.MARKETING,
     priority=30,
-    trigger=Trigger(
-        events=(ev.OrderFulfilled,), subject=_subject, anchor=_anchor, when=FlowContext.order_open
-    ),
+    trigger=Trigger(events=(ev.OrderFulfilled,), subject=_subject, when=FlowContext.order_open),
     steps=(
         WaitForEvent(
             events=(ev.ShipmentDelivered,),

@@ -15,10 +15,8 @@ the week gets none either: a one-email flow mails a contact once a week
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from adapters import events as ev
-from jobs.flows.context import ORDER_ENDED, FlowContext
+from jobs.flows.context import ORDER_ENDED, FlowContext, paid_order_id
 from jobs.flows.model import (
     Exit,
     Flow,
@@ -40,14 +38,6 @@ NAME = "thank_you"
 WELCOME_THANKS = ("welcome", "welcome_related")
 #: the flow whose reward email thanks her for this same order (its subject is the order too)
 REWARD_FLOW = "loyalty"
-
-
-def _subject(event: ev.Event) -> str | None:
-    return event.order.order_id if isinstance(event, ev.OrderPaid) else None
-
-
-def _anchor(event: ev.Event) -> datetime:
-    return event.occurred_at
 
 
 def _welcomed(ctx: FlowContext) -> bool:
@@ -72,9 +62,7 @@ FLOW = Flow(
     kind=MessageKind.MARKETING,
     # after a review request, before loyalty rewards and announcements
     priority=25,
-    trigger=Trigger(
-        events=(ev.OrderPaid,), subject=_subject, anchor=_anchor, when=FlowContext.order_open
-    ),
+    trigger=Trigger(events=(ev.OrderPaid,), subject=paid_order_id, when=FlowContext.order_open),
     steps=(
         Wait(option="delay_hours"),
         Send("thanks", "thank_you"),

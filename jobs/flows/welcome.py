@@ -19,8 +19,6 @@ wait (an order or checkout id can never equal a ``welcome:`` subject).
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from adapters import events as ev
 from jobs.flows.context import FlowContext
 from jobs.flows.model import (
@@ -63,10 +61,6 @@ def _subject(event: ev.Event) -> str | None:
     return f"welcome:{customer_id or 'subscriber'}"
 
 
-def _anchor(event: ev.Event) -> datetime:
-    return event.occurred_at
-
-
 def _subscribed(ctx: FlowContext) -> bool:
     """The contact is subscribed now (a customer created without consent is welcomed
     when they subscribe, not before: the welcome starts once per contact)."""
@@ -104,7 +98,6 @@ FLOW = Flow(
     trigger=Trigger(
         events=(ev.CustomerCreated, ev.MarketingConsentChanged),
         subject=_subject,
-        anchor=_anchor,
         when=_subscribed,
     ),
     steps=(
