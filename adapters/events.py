@@ -410,11 +410,13 @@ class BirthdayCame(Event):
 
 @dataclass(frozen=True)
 class OrderAnniversaryCame(Event):
-    """Whole ``years`` have passed since the contact's first order."""
+    """Whole ``years`` have passed since the contact's first order; ``on`` is the
+    anniversary's date in the shop's calendar (None: the day the fact was made)."""
 
     contact: ContactRef
     years: int
     first_order_at: datetime
+    on: date | None = None
 
 
 @dataclass(frozen=True)

@@ -97,10 +97,14 @@ def apply(
     *,
     delivery_id: int | None,
     at: datetime | None = None,
+    historical: bool = False,
 ) -> Applied:
     """Apply the event to the store, log it, and let the flow engine act on it.
 
     ``at`` is the engine's "now" (the simulator passes its virtual clock).
+    ``historical``: the event is the shop's past (a history import): it updates
+    contacts, orders and products and is logged, but no flow acts on it and no
+    email is credited with it.
     """
     handler = HANDLERS.get(type(event))
     applied = handler(session, shop, event) if handler else Applied()
@@ -120,6 +124,8 @@ def apply(
         "data": serialised["data"],
     }
     event_id = plain(session).execute(queries.INSERT_STORED_EVENT, logged).scalar_one()
+    if historical:
+        return applied
     if (
         shop.status == ShopStatus.ACTIVE
         and isinstance(event, attribution.ORDER_EVENTS)
