@@ -296,6 +296,8 @@ def catch_up(runtime: Runtime, shop_id: int) -> dict[str, int]:
                     f"triggerpost cannot read your shop's orders and customers ({exc}); "
                     "emails that depend on changes it missed may not go out.",
                 )
+                # tried: the next try waits for the next interval, not the next sweep
+                _advance(session, shop_id, CATCH_UP_RESOURCE, since["orders"], started)
             raise
         # throttled or unreachable: what was committed stays, the next pass goes on
         log.warning("shop %s: catch-up interrupted, the next pass continues: %s", shop_id, exc)

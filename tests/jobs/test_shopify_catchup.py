@@ -15,6 +15,7 @@ import responses
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from adapters.platform import AdminApiError
 from adapters.shopify.client import topic_enum
 from jobs.platforms import shopify, shopify_catchup
 from jobs.runtime import Runtime
@@ -394,3 +395,23 @@ def test_the_sweeper_schedule_asks_for_each_installed_shop_once_per_interval(
     with runtime.sessions() as session:
         assert shopify.due_shops(session, now()) == []
         assert shopify.due_shops(session, now() + shopify.CATCH_UP_INTERVAL) == [shop.id]
+
+
+def test_a_shop_that_refuses_our_token_is_told_and_not_asked_again_before_the_interval(
+    client: FlaskClient, runtime: Runtime, shop: Shop
+) -> None:
+    endpoint = (
+        f"https://{SHOPIFY_SHOP}/admin/api/{runtime.settings.shopify_api_version}/graphql.json"
+    )
+    with responses.RequestsMock() as mock:
+        mock.post(endpoint, status=401, json={"errors": "[API] Invalid API key or access token"})
+        with pytest.raises(AdminApiError) as caught:
+            shopify_catchup.catch_up(runtime, shop.id)
+    assert not caught.value.transient
+    with runtime.sessions() as session:
+        notice = session.scalars(
+            select(Notice).where(Notice.code == shopify_catchup.NOTICE_API)
+        ).one()
+        assert notice.cleared_at is None
+        assert shopify.due_shops(session, now()) == []
+        assert count(session, Delivery) == 0
