@@ -128,3 +128,11 @@ def test_a_webhook_topic_is_never_subscribed_for_a_node_topic() -> None:
         Decimal("542.2")
         == graphql.order_node_events(node("order__paid"), SHOP)[0].order.total.amount
     )  # type: ignore[attr-defined]
+
+
+def test_a_consent_state_added_after_this_code_leaves_consent_unsaid_not_the_customer() -> None:
+    customer = node("customer__birthday")
+    customer["defaultEmailAddress"]["marketingState"] = "SUBSCRIBED_TWICE"
+    (event,) = graphql.customer_updated_node(customer, SHOP)
+    assert event.customer.consent is None  # type: ignore[attr-defined]
+    assert event.customer.email == "astrid.lindqvist@example.se"  # type: ignore[attr-defined]
