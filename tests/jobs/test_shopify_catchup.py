@@ -20,6 +20,7 @@ from adapters.shopify.client import topic_enum
 from jobs.platforms import shopify, shopify_catchup
 from jobs.runtime import Runtime
 from jobs.store.models import (
+    Contact,
     Delivery,
     Message,
     MessageState,
@@ -415,3 +416,32 @@ def test_a_shop_that_refuses_our_token_is_told_and_not_asked_again_before_the_in
         assert notice.cleared_at is None
         assert shopify.due_shops(session, now()) == []
         assert count(session, Delivery) == 0
+
+
+def test_a_missed_new_customer_arrives_as_created_with_consent_and_birthday(
+    client: FlaskClient, runtime: Runtime, shop: Shop, store: FakeShopify
+) -> None:
+    customer = json.loads((FIXTURES / "shopify_graphql" / "customer__birthday.json").read_text())
+    joined = now().replace(microsecond=0) - timedelta(minutes=30)
+    customer["createdAt"] = stamp(joined)
+    customer["updatedAt"] = stamp(joined + timedelta(seconds=1))
+    store.customers = [customer]
+    assert shopify_catchup.catch_up(runtime, shop.id)["missed"] == 1
+    run_worker(runtime)
+    with runtime.sessions() as session:
+        delivery = session.scalars(select(Delivery)).one()
+        assert (delivery.topic, delivery.status) == ("graphql/customers/create", "processed")
+        contact = session.scalars(select(Contact)).one()
+        assert contact.customer_id == "8012345678901"
+        assert contact.consent_state == "subscribed"
+        assert str(contact.birthday) == "1991-03-09"
+    # changed later: read again as an update, once
+    customer["updatedAt"] = stamp(now().replace(microsecond=0))
+    customer["firstName"] = "Astri"
+    assert shopify_catchup.catch_up(runtime, shop.id)["missed"] == 1
+    assert shopify_catchup.catch_up(runtime, shop.id)["missed"] == 0
+    run_worker(runtime)
+    with runtime.sessions() as session:
+        topics = [d.topic for d in session.scalars(select(Delivery).order_by(Delivery.id))]
+        assert topics == ["graphql/customers/create", "graphql/customers/update"]
+        assert session.scalars(select(Contact)).one().first_name == "Astri"
