@@ -79,7 +79,7 @@ def main() -> None:
         started = time.perf_counter()
         orders = events = pages = 0
         with path.open("rb") as f:
-            at = Cursor(Phase.ORDERS, "gid://shopify/BulkOperation/1", 0, 0)
+            at = Cursor(Phase.ORDERS, "gid://shopify/BulkOperation/1", 0, 0, 0)
             for page in read_pages(f, at, "gid://shopify/BulkOperation/1", context, None):
                 pages += 1
                 events += len(page.events)

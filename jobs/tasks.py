@@ -12,7 +12,7 @@ Queue ``intake``
     Applies the shop's stored deliveries, oldest first, a batch per transaction.
     Enqueued by the intake writer's notifier after a commit (flag
     ``triggerpost:drain:<shop>``), by a drain out of time, by WooCommerce
-    reconciliation and by the sweeper.
+    reconciliation, by Shopify's catch-up and by the sweeper.
 ``process_delivery(delivery_id)``
     One delivery whose processing raised, with RQ's retries (id
     ``process_delivery-<delivery>``). Enqueued by a drain for each delivery that

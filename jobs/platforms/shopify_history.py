@@ -85,21 +85,22 @@ class Cursor:
     phase: Phase
     operation: str | None  # the bulk operation's GID; None: not started
     line: int  # the first line not yet handed out
-    read: int
+    read: int  # items read in the whole import
+    before: int  # items read before this phase began (a phase read again counts from here)
 
     def text(self) -> str:
-        return f"v1|{self.phase}|{self.operation or ''}|{self.line}|{self.read}"
+        return f"v1|{self.phase}|{self.operation or ''}|{self.line}|{self.read}|{self.before}"
 
     @classmethod
     def parse(cls, text: str | None) -> Cursor:
         if text is None:
-            return cls(Phase.CUSTOMERS, None, 0, 0)
+            return cls(Phase.CUSTOMERS, None, 0, 0, 0)
         parts = text.split("|")
         try:
-            version, phase, operation, line, read = parts
+            version, phase, operation, line, read, before = parts
             if version != "v1":
                 raise ValueError(version)
-            return cls(Phase(phase), operation or None, int(line), int(read))
+            return cls(Phase(phase), operation or None, int(line), int(read), int(before))
         except ValueError:
             raise HistoryCursorError(f"{text[:80]!r} is not a Shopify history cursor") from None
 
@@ -300,7 +301,7 @@ def read_pages(
             in_page += 1
             if in_page >= page_items:
                 yield HistoryPage(
-                    page, Cursor(at.phase, operation, number, read).text(), read, total
+                    page, Cursor(at.phase, operation, number, read, at.before).text(), read, total
                 )
                 page, in_page = [], 0
         root, root_line, children = item, number, []
@@ -308,7 +309,7 @@ def read_pages(
         page += _translate(at.phase, root, children, context, root_line)
         read += 1
     after = PHASES.index(at.phase) + 1
-    end = Cursor(PHASES[after], None, 0, read).text() if after < len(PHASES) else None
+    end = Cursor(PHASES[after], None, 0, read, read).text() if after < len(PHASES) else None
     yield HistoryPage(page, end, read, total)
 
 
@@ -339,7 +340,7 @@ def history_pages(
     total = _total(reader.client, since)
     for phase in PHASES[PHASES.index(at.phase) :]:
         if phase != at.phase:
-            at = Cursor(phase, None, 0, at.read)
+            at = Cursor(phase, None, 0, at.read, at.read)
         query = bulk_query(phase, since, context)
         restarted = False
         while True:
@@ -367,10 +368,10 @@ def history_pages(
                 operation,
                 phase,
             )
-            at = Cursor(phase, None, 0, at.read)
+            at = Cursor(phase, None, 0, at.before, at.before)
             restarted = True
         last: HistoryPage | None = None
-        start = Cursor(phase, operation, at.line, at.read)
+        start = Cursor(phase, operation, at.line, at.read, at.before)
         for page in read_pages(lines, start, operation, context, total, page_items):
             last = page
             yield page

@@ -251,7 +251,7 @@ def test_a_restarted_import_resumes_mid_file_without_a_new_operation(
 def test_a_cursor_after_the_customers_goes_straight_to_the_orders(
     runtime: Runtime, shop: Shop, bulk: FakeBulk
 ) -> None:
-    rest = pages(runtime, shop, Cursor(shopify_history.Phase.ORDERS, None, 0, 3).text())
+    rest = pages(runtime, shop, Cursor(shopify_history.Phase.ORDERS, None, 0, 3, 3).text())
     assert bulk.runs == ["orders"]
     assert rest[-1].read == 5
 
@@ -268,13 +268,14 @@ def test_an_expired_file_url_is_asked_for_again(
 def test_an_operation_that_is_gone_is_run_again_from_its_start(
     runtime: Runtime, shop: Shop, bulk: FakeBulk
 ) -> None:
-    stale = Cursor(shopify_history.Phase.ORDERS, "gid://shopify/BulkOperation/77", 3, 4).text()
+    stale = Cursor(shopify_history.Phase.ORDERS, "gid://shopify/BulkOperation/77", 3, 4, 3).text()
     rest = pages(runtime, shop, stale)
     assert bulk.runs == ["orders"]
     assert [o.order.order_id for p in rest for o in p.events if isinstance(o, ev.OrderPlaced)] == [
         "101",
         "102",
     ]
+    assert rest[-1].read == 5  # counted from the phase's start, not twice
 
 
 def test_a_running_operation_is_waited_for(runtime: Runtime, shop: Shop, bulk: FakeBulk) -> None:
