@@ -12,7 +12,7 @@ Queue ``intake``
     Applies the shop's stored deliveries, oldest first, a batch per transaction.
     Enqueued by the intake writer's notifier after a commit (flag
     ``triggerpost:drain:<shop>``), by a drain out of time, by WooCommerce
-    reconciliation and by the sweeper.
+    reconciliation, by Shopify's catch-up and by the sweeper.
 ``process_delivery(delivery_id)``
     One delivery whose processing raised, with RQ's retries (id
     ``process_delivery-<delivery>``). Enqueued by a drain for each delivery that
@@ -44,6 +44,10 @@ Queue ``default``
 ``reconcile_shop(shop_id)``
     WooCommerce: recovers what webhooks missed and revives disabled webhooks (id
     ``reconcile-<shop>``). Enqueued by the sweeper for each store due.
+``catch_up_shop(shop_id)``
+    Shopify: stores the orders and customers whose webhooks never came, as
+    deliveries, and repairs missing subscriptions (id ``shopify-catch-up-<shop>``).
+    Enqueued by the sweeper for each shop due.
 
 Job ids, retries and timeouts are set where each job is enqueued (named above).
 """
@@ -52,7 +56,7 @@ from __future__ import annotations
 
 from jobs.engine import schedule
 from jobs.intake import deliveries
-from jobs.platforms import shopify, woocommerce
+from jobs.platforms import shopify, shopify_catchup, woocommerce
 from jobs.runtime import current
 from jobs.sending import courier, pipeline
 
@@ -95,3 +99,7 @@ def setup_webhooks(shop_id: int) -> int:
 
 def reconcile_shop(shop_id: int) -> dict[str, int]:
     return woocommerce.reconcile(current(), shop_id)
+
+
+def catch_up_shop(shop_id: int) -> dict[str, int]:
+    return shopify_catchup.catch_up(current(), shop_id)

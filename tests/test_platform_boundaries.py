@@ -26,6 +26,8 @@ OWN = (
     "adapters/shopify/",
     "adapters/woocommerce/",
     "jobs/platforms/shopify.py",
+    "jobs/platforms/shopify_catchup.py",  # its catch-up and history source, beside it
+    "jobs/platforms/shopify_history.py",
     "jobs/platforms/woocommerce.py",
     "connector/platforms/shopify.py",
     "connector/platforms/woocommerce.py",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from adapters.events import Product
 from adapters.http import ApiSession, excerpt
@@ -75,6 +75,15 @@ class ShopDetails:
     timezone: str | None
     #: the primary domain customers shop on (links in emails go there)
     storefront_url: str | None
+
+
+class RemoteSubscription(NamedTuple):
+    """A webhook subscription as the shop lists it."""
+
+    topic: str  # the GraphQL enum name, ORDERS_CREATE
+    remote_id: str
+    address: str
+    namespaces: tuple[str, ...]
 
 
 class GraphQLError(AdminApiError):
@@ -259,21 +268,28 @@ class ShopifyAdmin:
         # ``uri`` replaced ``callbackUrl`` in 2025-10
         return version_at_least(self.api_version, "2025-10")
 
-    def webhook_subscriptions(self) -> dict[str, tuple[str, str, tuple[str, ...]]]:
-        """Our existing subscriptions: topic enum name -> (GID, address, metafield namespaces)."""
+    def subscription_list(self) -> list[RemoteSubscription]:
+        """Every webhook subscription of the app in the shop, at any address."""
         query = LIST_SUBSCRIPTIONS_URI if self._uses_uri else LIST_SUBSCRIPTIONS_CALLBACK
-        found: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+        found: list[RemoteSubscription] = []
         after: str | None = None
         while True:
             page = self.graphql(query, {"after": after})["webhookSubscriptions"]
             for node in page.get("nodes") or []:
                 address = node.get("uri") or (node.get("endpoint") or {}).get("callbackUrl") or ""
                 namespaces = tuple(str(n) for n in node.get("metafieldNamespaces") or ())
-                found[str(node["topic"])] = (str(node["id"]), address, namespaces)
+                found.append(
+                    RemoteSubscription(str(node["topic"]), str(node["id"]), address, namespaces)
+                )
             info = page.get("pageInfo") or {}
             if not info.get("hasNextPage"):
                 return found
             after = info.get("endCursor")
+
+    def webhook_subscriptions(self) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+        """Our existing subscriptions: topic enum name -> (GID, address, metafield namespaces)
+        (of several to one topic, the last listed)."""
+        return {s.topic: (s.remote_id, s.address, s.namespaces) for s in self.subscription_list()}
 
     def subscribe(self, topic: str, address: str, namespaces: Sequence[str] = ()) -> str:
         """Create the subscription for ``topic`` (as ``checkouts/update``); returns its GID.
@@ -319,9 +335,9 @@ class ShopifyAdmin:
         """
         wanted = namespaces or {}
         existing = {
-            enum: (sid, has)
-            for enum, (sid, at, has) in self.webhook_subscriptions().items()
-            if at == address
+            s.topic: (s.remote_id, s.namespaces)
+            for s in self.subscription_list()
+            if s.address == address
         }
         made: dict[str, str] = {}
         for topic in topics:

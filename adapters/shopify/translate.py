@@ -269,7 +269,13 @@ def order_updated(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
     and ignore stale payloads, so a replay or an edit changes nothing.
     """
     f = Fields.root(payload, "order")
-    order = _order(f, "orders/updated")
+    return order_state_events(_order(f, "orders/updated"), f.text("cancel_reason"))
+
+
+def order_state_events(order: Order, cancel_reason: str | None) -> list[Event]:
+    """The events that describe an order's present state: placed, and paid, fulfilled,
+    cancelled or refunded as it now is. Shared by orders/updated and the orders read
+    through the Admin API (:mod:`adapters.shopify.graphql`)."""
     events: list[Event] = [OrderPlaced(occurred_at=order.placed_at, order=order)]
     if order.financial_status in PAID_FINANCIAL:
         events.append(OrderPaid(occurred_at=order.updated_at, order=order))
@@ -277,9 +283,7 @@ def order_updated(payload: Mapping[str, Any], shop: ShopContext) -> list[Event]:
         events.append(OrderFulfilled(occurred_at=order.updated_at, order=order))
     if order.cancelled_at is not None:
         events.append(
-            OrderCancelled(
-                occurred_at=order.cancelled_at, order=order, reason=f.text("cancel_reason")
-            )
+            OrderCancelled(occurred_at=order.cancelled_at, order=order, reason=cancel_reason)
         )
     if order.financial_status == "refunded":
         events.append(OrderRefunded(occurred_at=order.updated_at, order=order))

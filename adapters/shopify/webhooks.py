@@ -20,6 +20,7 @@ from adapters.platform import (
     WebhookSigner,
     verify_base64_hmac,
 )
+from adapters.shopify.graphql import NODE_TOPICS
 from adapters.shopify.translate import IGNORED_TOPICS, TOPIC_HANDLERS
 
 SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9\-]*\.myshopify\.com$")
@@ -56,7 +57,10 @@ class Shopify:
     checkout_is_pending_order: bool = False
     #: a deleted product is gone for good: its id never names a product again
     restores_deleted_products: bool = False
-    topic_handlers: Mapping[str, Translator] = field(default_factory=lambda: TOPIC_HANDLERS)
+    #: the webhook topics, and the ``graphql/`` topics of nodes the catch-up read itself
+    topic_handlers: Mapping[str, Translator] = field(
+        default_factory=lambda: {**TOPIC_HANDLERS, **NODE_TOPICS}
+    )
     ignored_topics: frozenset[str] = IGNORED_TOPICS
 
     def read_headers(self, headers: Mapping[str, str]) -> WebhookHeaders:

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from redis.exceptions import RedisError
 from rq import Retry
+from rq.job import Job
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -41,6 +42,7 @@ from jobs.store.models import (
     ShopStatus,
     SpentInstallLink,
     Subscription,
+    SyncCursor,
     now,
 )
 from jobs.store.secrets import token_digest
@@ -65,8 +67,15 @@ STATE_TTL = timedelta(minutes=15)
 #: so at most twice the tolerance after we first see it (it may come from the future)
 SPENT_LINK_KEPT = 2 * oauth.TIMESTAMP_TOLERANCE
 
+#: how often each shop's missed webhooks are looked for (the sweeper enqueues it when due)
+CATCH_UP_INTERVAL = timedelta(minutes=15)
+#: the sync cursor whose ``ran_at`` says when the shop's last catch-up pass ran
+CATCH_UP_RESOURCE = "orders"
+
 #: the job that retries the registration (see jobs.tasks)
 REGISTER_WEBHOOKS = "jobs.tasks.register_webhooks"
+#: the catch-up pass of one shop (see jobs.tasks)
+CATCH_UP_SHOP = "jobs.tasks.catch_up_shop"
 
 NOTICE_SCOPES = "shopify_scopes"
 NOTICE_TOKEN = "shopify_token"  # noqa: S105 (a notice code, not a secret)
@@ -210,8 +219,57 @@ def app_webhook_secrets(settings: Settings) -> tuple[str, ...]:
     )
 
 
+# --- the catch-up's schedule (the pass itself: jobs.platforms.shopify_catchup) ----------
+
+
+def due_shops(session: Session, at: datetime) -> list[int]:
+    """Installed shops whose last catch-up is older than CATCH_UP_INTERVAL."""
+    shops = session.scalars(
+        select(Shop.id).where(
+            Shop.platform == "shopify",
+            Shop.status == ShopStatus.ACTIVE,
+            Shop.access_token_enc.is_not(None),
+        )
+    ).all()
+    recent = set(
+        session.scalars(
+            select(SyncCursor.shop_id).where(
+                SyncCursor.resource == CATCH_UP_RESOURCE,
+                SyncCursor.ran_at > at - CATCH_UP_INTERVAL,
+            )
+        )
+    )
+    return [s for s in shops if s not in recent]
+
+
+def catch_up_job_id(shop_id: int) -> str:
+    return f"shopify-catch-up-{shop_id}"
+
+
+def schedule_due(runtime: Runtime, at: datetime | None = None) -> int:
+    """Enqueue a catch-up for every due shop (one job per shop at a time)."""
+    with runtime.sessions() as session:
+        due = due_shops(session, at or now())
+    queued = 0
+    for shop_id in due:
+        job_id = catch_up_job_id(shop_id)
+        if Job.exists(job_id, connection=runtime.redis):
+            job = Job.fetch(job_id, connection=runtime.redis)
+            if not job.is_finished and not job.is_failed:
+                continue
+            job.delete()
+        runtime.queue(DEFAULT).enqueue(
+            CATCH_UP_SHOP, shop_id, job_id=job_id, result_ttl=0, failure_ttl=86400
+        )
+        queued += 1
+    return queued
+
+
 SERVER = PlatformServer(
-    name="shopify", admin_client=admin_client, app_webhook_secrets=app_webhook_secrets
+    name="shopify",
+    admin_client=admin_client,
+    app_webhook_secrets=app_webhook_secrets,
+    reconcile_due=schedule_due,
 )
 
 
