@@ -369,17 +369,16 @@ def _not_started(
 
 
 def _entered_lately(
-    session: Session, shop: Shop, flow: Flow, contact: Contact, key: str, at: datetime
+    session: Session, shop: Shop, flow: Flow, contact: Contact, key: str, since: datetime
 ) -> bool:
-    """Did the contact enter this flow, about another subject than ``key``'s, less than
-    its ``reentry_days`` ago? (The same subject again is a replay: its own rule.)"""
-    days = float(flow_options(shop, flow).get(flow.reentry_days or "", 0) or 0)
+    """Did the contact enter this flow, about another subject than ``key``'s, at or after
+    ``since``? (The same subject again is a replay: the unique key answers for it.)"""
     params = {
         "shop_id": shop.id,
         "contact_id": contact.id,
         "flow": flow.name,
         "key": key,
-        "since": at - timedelta(days=days),
+        "since": since,
     }
     return bool(plain(session).scalar(queries.CONTACT_ENTERED_FLOW_SINCE, params))
 
@@ -415,12 +414,12 @@ def _trigger(
         _not_started(session, shop, flow, event, contact, NotStarted.ALREADY_OVER, at, over)
         return
     key = f"{contact.id}" if flow.reentry == Reentry.ONCE else f"{subject}:{contact.id}"
-    if flow.reentry == Reentry.AFTER_DAYS and _entered_lately(
-        session, shop, flow, contact, key, at
-    ):
-        days = options.get(flow.reentry_days or "")
-        _not_started(session, shop, flow, event, contact, NotStarted.TOO_SOON, at, f"{days} days")
-        return
+    if flow.reentry == Reentry.AFTER_DAYS:
+        days = int(options.get(flow.reentry_days or "") or 0)
+        if _entered_lately(session, shop, flow, contact, key, at - timedelta(days=days)):
+            detail = f"{days} days"
+            _not_started(session, shop, flow, event, contact, NotStarted.TOO_SOON, at, detail)
+            return
     anchor = flow.trigger.anchor(event)
     values = dict(trigger.values(event)) if trigger.values else {}
     # walked before the row is written, so it is written as it will be (no UPDATE after)

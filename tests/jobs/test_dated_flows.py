@@ -340,3 +340,28 @@ def test_a_shop_that_turns_it_on_sends_the_years_on_the_day(shop: Rendering) -> 
     assert "It's 2 years today since your first order" in anna.text
     assert bo.subject == "1 year with engine-test.myshopify.com"
     assert shop.discounts.issued == {}
+
+
+def test_an_anniversary_fact_without_its_date_goes_at_the_next_send_hour(shop: Rendering) -> None:
+    shop.settings(flows={"welcome": {"enabled": False}, "anniversary": {"enabled": True}})
+    joined(shop, person("anna", STOCKHOLM))
+    fact = ev.OrderAnniversaryCame(
+        occurred_at=SCAN,
+        contact=ev.ContactRef("anna", None),
+        years=3,
+        first_order_at=datetime(2023, 3, 9, 12, tzinfo=UTC),
+    )
+    shop.at(SCAN, fact)
+    shop.run(SCAN + timedelta(days=3))
+    (email,) = emails_of(shop, "anniversary")
+    assert email.date == local(date(2026, 3, 9), 9, STOCKHOLM)  # the scan's own day
+    assert email.subject == "3 years with engine-test.myshopify.com"
+
+
+def test_a_shop_may_move_the_birthday_hour(shop: Rendering) -> None:
+    shop.settings(flows={"welcome": {"enabled": False}, "birthday": {"send_hour": 11}})
+    joined(shop, person("anna", TEHRAN))
+    shop.at(SCAN, birthday_came("anna", BIRTHDAY, SCAN))
+    shop.run(SCAN + timedelta(days=3))
+    (email,) = emails_of(shop, "birthday")
+    assert email.date == local(BIRTHDAY, 11, TEHRAN)
