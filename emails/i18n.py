@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
+from babel.numbers import format_decimal
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -36,6 +37,11 @@ COPY_VARIABLES = (
     "points",
     "years",
 )
+
+#: values the copy names with their number in the language's plural form ("2 years",
+#: "2 года", "۲ سال"): each written from the catalog's ``count.<name>.<form>``
+#: strings (Babel's plural forms: ``one``, ``few``, ``many``, ``other``, ...)
+COUNTED = ("years",)
 
 # plain text out: the HTML template escapes it where it is placed
 SANDBOX = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -136,3 +142,19 @@ def text(language: str, key: str, values: Mapping[str, Any]) -> str:
         return fill(raw(language, key), values)
     except TemplateError as exc:
         raise CatalogError(f"{language} {key}: {exc}") from exc
+
+
+def counted(language: str, name: str, number: int) -> str:
+    """``number`` of ``name`` as the language writes it ("1 year", "2 years", "5 лет").
+
+    The language's own string for the number's plural form, else its ``other``
+    form; a language without either falls back to English, like any string.
+    """
+    for lang in (language, FALLBACK):
+        own = catalogs().get(lang, {})
+        form = babel_locale(lang).plural_form(number)
+        for key in (f"count.{name}.{form}", f"count.{name}.other"):
+            if own.get(key):
+                shown = format_decimal(number, locale=babel_locale(lang))
+                return text(lang, key, {"count": shown})
+    raise CatalogError(f"no English text for count.{name}")

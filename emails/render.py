@@ -208,7 +208,7 @@ def copy_values(content: EmailContent, language: str) -> dict[str, Any]:
     Values are data, possibly a person's: they fill catalog text as plain text,
     and that text is escaped where the HTML template places it.
     """
-    values = {name: _shown(value, language) for name, value in content.values.items()}
+    values = {name: _shown(value, language, name) for name, value in content.values.items()}
     return {
         **dict.fromkeys(_USUAL_VALUES, ""),
         **values,
@@ -219,8 +219,11 @@ def copy_values(content: EmailContent, language: str) -> dict[str, Any]:
     }
 
 
-def _shown(value: Any, language: str) -> Any:
-    """Money and dates as the language writes them; anything else as it is."""
+def _shown(value: Any, language: str, name: str = "") -> Any:
+    """Money, dates and counted numbers ("2 years") as the language writes them;
+    anything else as it is."""
+    if name in i18n.COUNTED and isinstance(value, int) and not isinstance(value, bool):
+        return i18n.counted(language, name, value)
     if isinstance(value, Money):
         return money(value, language)
     if isinstance(value, datetime):

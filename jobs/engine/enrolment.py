@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -170,6 +170,7 @@ def context_for(
         options=flow_options(shop, flow),
         event=event,
         enrollment=enrollment,
+        zone=_zone(shop, contact),
     )
 
 
@@ -286,7 +287,7 @@ def reanchor(
     """Move the anchor; messages not yet sent move with it (e.g. the cart changed again)."""
     enrollment.anchor_at = anchor
     contact = session.get(Contact, enrollment.contact_id) if enrollment.contact_id else None
-    times = dict(_linear_times(flow, shop, contact, anchor))
+    times = dict(_linear_times(flow, shop, contact, anchor, _values(enrollment)))
     planned = session.scalars(
         select(Message).where(
             Message.enrollment_id == enrollment.id, Message.state == MessageState.PLANNED
@@ -328,6 +329,9 @@ class NotStarted(StrEnum):
     ALREADY_OVER = "already_over"
     #: the re-entry rule: she is (or was) in it for this subject, or once ever
     ALREADY_ENROLLED = "already_enrolled"
+    #: the re-entry rule: she entered it (about another subject) more lately than the
+    #: flow's ``reentry_days`` allow (the days named in the detail)
+    TOO_SOON = "too_soon"
 
 
 def condition_name(condition: Callable[..., object]) -> str | None:
@@ -364,6 +368,21 @@ def _not_started(
     )
 
 
+def _entered_lately(
+    session: Session, shop: Shop, flow: Flow, contact: Contact, key: str, since: datetime
+) -> bool:
+    """Did the contact enter this flow, about another subject than ``key``'s, at or after
+    ``since``? (The same subject again is a replay: the unique key answers for it.)"""
+    params = {
+        "shop_id": shop.id,
+        "contact_id": contact.id,
+        "flow": flow.name,
+        "key": key,
+        "since": since,
+    }
+    return bool(plain(session).scalar(queries.CONTACT_ENTERED_FLOW_SINCE, params))
+
+
 def _trigger(
     session: Session,
     shop: Shop,
@@ -394,13 +413,18 @@ def _trigger(
     if over is not None:  # e.g. the order arrived before the checkout update
         _not_started(session, shop, flow, event, contact, NotStarted.ALREADY_OVER, at, over)
         return
-    key = f"{subject}:{contact.id}" if flow.reentry == Reentry.PER_SUBJECT else f"{contact.id}"
+    key = f"{contact.id}" if flow.reentry == Reentry.ONCE else f"{subject}:{contact.id}"
+    if flow.reentry == Reentry.AFTER_DAYS:
+        days = int(options.get(flow.reentry_days or "") or 0)
+        if _entered_lately(session, shop, flow, contact, key, at - timedelta(days=days)):
+            detail = f"{days} days"
+            _not_started(session, shop, flow, event, contact, NotStarted.TOO_SOON, at, detail)
+            return
     anchor = flow.trigger.anchor(event)
+    values = dict(trigger.values(event)) if trigger.values else {}
     # walked before the row is written, so it is written as it will be (no UPDATE after)
-    walked = _walk(flow, options, shop, contact, 0, anchor.astimezone(UTC), False)
-    step_index, wake_at, context = walked.state(
-        {"values": dict(trigger.values(event))} if trigger.values else {}
-    )
+    walked = _walk(flow, options, shop, contact, 0, anchor.astimezone(UTC), False, values)
+    step_index, wake_at, context = walked.state({"values": values} if trigger.values else {})
     new = insert_new(
         session,
         Enrollment,
@@ -579,25 +603,47 @@ def _zone(shop: Shop, contact: Contact | None) -> localtime.ZoneInfo:
 
 
 def _advance(
-    cursor: datetime, step: object, options: dict[str, object], shop: Shop, contact: Contact | None
+    cursor: datetime,
+    step: object,
+    options: dict[str, object],
+    shop: Shop,
+    contact: Contact | None,
+    values: Mapping[str, Any],
 ) -> datetime:
-    """Where the cursor is after a waiting step (any other step leaves it where it is)."""
+    """Where the cursor is after a waiting step (any other step leaves it where it is).
+
+    ``values``: the enrollment's trigger values, where a ``WaitUntil`` with a ``day``
+    finds its date (the hour on that date in the contact's zone, unless that moment
+    is already behind the cursor: then the next such hour, as without a day)."""
     if isinstance(step, Wait):
         return cursor + step.length(options)
     if isinstance(step, WaitUntil):
-        return localtime.next_local_time(cursor, step.local_time, _zone(shop, contact))
+        tz = _zone(shop, contact)
+        at = step.time_of_day(options)
+        day = step.date_of(values)
+        if day is not None:
+            moment = localtime.on_day(day, at, tz)
+            if moment >= cursor:
+                return moment
+        return localtime.next_local_time(cursor, at, tz)
     return cursor
 
 
+def _values(enrollment: Enrollment) -> Mapping[str, Any]:
+    """The values its trigger kept for it (a date a ``WaitUntil`` aims at, ...)."""
+    kept = (enrollment.context or {}).get("values")
+    return kept if isinstance(kept, dict) else {}
+
+
 def _linear_times(
-    flow: Flow, shop: Shop, contact: Contact | None, anchor: datetime
+    flow: Flow, shop: Shop, contact: Contact | None, anchor: datetime, values: Mapping[str, Any]
 ) -> list[tuple[str, datetime]]:
     """Due times of the sends in the linear stretch from the start, for a given anchor."""
     options = flow_options(shop, flow)
     cursor = anchor
     times = []
     for step in flow.steps:
-        cursor = _advance(cursor, step, options, shop, contact)
+        cursor = _advance(cursor, step, options, shop, contact, values)
         if isinstance(step, Send):
             times.append((step.name, cursor))
         elif isinstance(step, (Branch, WaitForEvent, End)):
@@ -642,13 +688,14 @@ def _walk(
     index: int,
     cursor: datetime,
     discount: bool,
+    values: Mapping[str, Any],
 ) -> _Walk:
     """Walk the steps from ``index`` until a decision point or the end (reads nothing)."""
     steps = flow.steps
     sends: list[tuple[Send, datetime, bool]] = []
     while index < len(steps):
         step = steps[index]
-        cursor = _advance(cursor, step, options, shop, contact)
+        cursor = _advance(cursor, step, options, shop, contact, values)
         if isinstance(step, IssueDiscount):
             discount = bool(options.get(step.option))
         elif isinstance(step, Send):
@@ -673,7 +720,9 @@ def plan(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment, at: d
     cursor_text = enrollment.context.get("cursor")
     cursor = datetime.fromisoformat(cursor_text) if cursor_text else enrollment.anchor_at
     discount = bool(enrollment.context.get("discount"))
-    walked = _walk(flow, options, shop, contact, enrollment.step_index, cursor, discount)
+    walked = _walk(
+        flow, options, shop, contact, enrollment.step_index, cursor, discount, _values(enrollment)
+    )
     enrollment.step_index, enrollment.wake_at, enrollment.context = walked.state(enrollment.context)
     _plan_walked(session, shop, flow, enrollment, walked, options, at)
 

@@ -9,7 +9,7 @@ days (a 23- or 25-hour day, a skipped or repeated hour) come out right.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from importlib import resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -86,6 +86,12 @@ def next_local_time(after: datetime, at: time, tz: ZoneInfo) -> datetime:
     if candidate.astimezone(UTC) < after.astimezone(UTC):
         candidate = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=tz)
     return _normalise(candidate).astimezone(UTC)
+
+
+def on_day(day: date, at: time, tz: ZoneInfo) -> datetime:
+    """The moment the wall clock in ``tz`` shows ``at`` on ``day`` (in UTC); a wall time
+    skipped by a DST switch resolves forward, as in :func:`next_local_time`."""
+    return _normalise(datetime.combine(day, at, tzinfo=tz)).astimezone(UTC)
 
 
 def _normalise(value: datetime) -> datetime:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, tzinfo
 from functools import cached_property
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -82,6 +83,41 @@ class FlowContext:
     #: the event being handled, when there is one (trigger and exit checks)
     event: Event | None = None
     enrollment: Enrollment | None = None
+    #: the contact's timezone as the engine's local time finds it (her own, her
+    #: country's, else the shop's): where her "today" is
+    zone: tzinfo = UTC
+
+    def contact_today(self) -> date:
+        """The date it is now where the contact lives."""
+        return self.now.astimezone(self.zone).date()
+
+    @cached_property
+    def shop_zone(self) -> tzinfo:
+        """The shop's timezone (UTC if it has none we can read): its calendar."""
+        try:
+            return ZoneInfo(self.shop.timezone) if self.shop.timezone else UTC
+        except (ZoneInfoNotFoundError, ValueError):
+            return UTC
+
+    def days_ago_in_shop_calendar(self, moment: datetime) -> int:
+        """How many of the shop's calendar days lie between ``moment`` and now (0: today)."""
+        zone = self.shop_zone
+        return (self.now.astimezone(zone).date() - moment.astimezone(zone).date()).days
+
+    def in_flow(self, flow: str) -> bool:
+        """Is the contact in ``flow`` now (an active enrollment, e.g. a welcome series)?"""
+        if self.contact is None:
+            return False
+        params = {"shop_id": self.shop.id, "contact_id": self.contact.id, "flow": flow}
+        return bool(plain(self.session).scalar(queries.CONTACT_ACTIVE_IN_FLOW, params))
+
+    @property
+    def trigger_values(self) -> Mapping[str, Any]:
+        """The values the trigger kept on the enrollment (or, before there is one, none)."""
+        if self.enrollment is None:
+            return {}
+        kept = (self.enrollment.context or {}).get("values")
+        return kept if isinstance(kept, dict) else {}
 
     @cached_property
     def checkout(self) -> Checkout | None:

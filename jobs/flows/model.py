@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,10 @@ class Reentry(StrEnum):
     PER_SUBJECT = "per_subject"
     #: one enrollment per contact, ever
     ONCE = "once"
+    #: one per subject, and only once the flow's ``reentry_days`` option has passed
+    #: since the contact last entered it (about any subject): a win-back at most
+    #: every 180 days, however often she lapses
+    AFTER_DAYS = "after_days"
 
 
 class ConsentPolicy(StrEnum):
@@ -101,10 +105,19 @@ PRIORITIES: Mapping[str, int] = {
     "cart_recovery": 40,
     "browse_abandonment": 35,
     "welcome": 33,
+    # a greeting is for one day only: held back a day it is belated, so it goes
+    # before a review request, which loses nothing by waiting a day
+    "birthday": 31,
     "review_request": 30,
     "thank_you": 25,
+    # dated too (the day of her first order), but no loss if it is a day late:
+    # after the thanks for a fresh order, before a reward that can wait its week
+    "anniversary": 24,
     "loyalty": 22,
     "win_back": 20,
+    # a subscriber who never bought: after the win-back of a real customer,
+    # before an announcement to everyone who bought a kind
+    "re_engagement": 15,
     "new_product": 10,
     # transactional mail is never held back by marketing caps: its priority is moot
     "delivered_notice": 0,
@@ -131,9 +144,35 @@ class Wait:
 
 @dataclass(frozen=True)
 class WaitUntil:
-    """Move the cursor to the next ``local_time`` in the contact's timezone."""
+    """Move the cursor to the next ``local_time`` in the contact's timezone.
 
-    local_time: time
+    ``day``: the name of a trigger value holding a date (``Trigger(values=lambda e:
+    {"on": e.on.isoformat()})``): the cursor goes to ``local_time`` on that date in
+    the contact's zone instead (her birthday morning where she lives, whenever the
+    fact came); if that moment is already behind the cursor, or the enrollment has
+    no such value, the next ``local_time`` after the cursor as without ``day``.
+    ``option``: an ``Hours`` option giving the hour of the day instead of ``local_time``.
+    """
+
+    local_time: time = time(9)
+    day: str | None = None
+    option: str | None = None
+
+    def time_of_day(self, options: Mapping[str, Any]) -> time:
+        if self.option is None:
+            return self.local_time
+        return time(int(options[self.option]) % 24)
+
+    def date_of(self, values: Mapping[str, Any]) -> date | None:
+        """The date this wait aims at, from the enrollment's trigger values; None if
+        it names none (or the value is not a date)."""
+        if self.day is None:
+            return None
+        raw = values.get(self.day)
+        try:
+            return date.fromisoformat(raw) if isinstance(raw, str) else None
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -540,6 +579,9 @@ class Flow:
     #: options a shop may tune, besides the common ones (:data:`COMMON_OPTIONS`);
     #: an option named like a common one replaces it (another default)
     options: tuple[Option, ...] = ()
+    #: a ``Days`` option: with ``Reentry.AFTER_DAYS``, how long after the contact
+    #: last entered this flow she may enter it again
+    reentry_days: str | None = None
 
     @property
     def all_options(self) -> tuple[Option, ...]:
@@ -577,6 +619,15 @@ class Flow:
             named = getattr(step, "option", None)
             if named is not None and named not in options:
                 raise ValueError(f"flow {self.name}: step option {named!r} is not declared")
+            if (
+                isinstance(step, WaitUntil)
+                and named is not None
+                and not isinstance(kinds[named], Hours)
+            ):
+                raise ValueError(
+                    f"flow {self.name}: a wait until an hour names option {named!r}, "
+                    "which is not Hours"
+                )
             if isinstance(step, (Wait, WaitForEvent)) and named is not None:
                 kind = kinds[named]
                 unit = step.unit if isinstance(step, Wait) else WaitUnit.DAYS
@@ -588,6 +639,12 @@ class Flow:
                     )
         if self.spacing is not None and not isinstance(kinds.get(self.spacing), Days):
             raise ValueError(f"flow {self.name}: spacing {self.spacing!r} is not a Days option")
+        if (self.reentry == Reentry.AFTER_DAYS) != (self.reentry_days is not None):
+            raise ValueError(f"flow {self.name}: reentry after days needs reentry_days, only it")
+        if self.reentry_days is not None and not isinstance(kinds.get(self.reentry_days), Days):
+            raise ValueError(
+                f"flow {self.name}: reentry_days {self.reentry_days!r} is not a Days option"
+            )
         labels = self.labels()
         for step in self.steps:
             targets = (

@@ -7,13 +7,17 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from jobs.flows import (
+    anniversary,
+    birthday,
     cart_recovery,
     delivered_notice,
     loyalty,
     new_product,
+    re_engagement,
     review_request,
     thank_you,
     welcome,
+    win_back,
 )
 from jobs.flows.model import Flow
 
@@ -30,6 +34,10 @@ BUILT_IN: Mapping[str, Flow] = MappingProxyType(
         "loyalty": loyalty.FLOW,
         "new_product": new_product.FLOW,
         "delivered_notice": delivered_notice.FLOW,
+        "birthday": birthday.FLOW,
+        "anniversary": anniversary.FLOW,
+        "win_back": win_back.FLOW,
+        "re_engagement": re_engagement.FLOW,
     }
 )
 for _name, _flow in BUILT_IN.items():

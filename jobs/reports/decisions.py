@@ -89,6 +89,18 @@ _NOT_STARTED_WORDS = {
     "condition_not_met": "the flow's condition did not hold",
     "already_over": "it was already over",
     "already_enrolled": "she had started it before (it starts once for the same subject)",
+    "too_soon": "she had started it lately, about another time (it starts again only after",
+}
+
+#: a flow's own condition or exit, named in a non-start's detail or an exit's reason, in
+#: words (the dated flows, the win-back, the re-engagement); others are shown as named
+_REASON_WORDS = {
+    "birthday_passed": "her day had passed where she lives",
+    "anniversary_passed": "her day had passed where she lives",
+    "lapsed_customer": "she had fewer paid orders than it asks, or has ordered since",
+    "still_subscribed": "she was not subscribed",
+    "ordered": "she had ordered",
+    "in_welcome_series": "her welcome series was still under way",
 }
 
 
@@ -126,9 +138,16 @@ def basis_words(record: Mapping[str, Any] | None) -> str | None:
     return str(basis)
 
 
+def reason_words(reason: str) -> str:
+    """A flow's condition or exit (``birthday_passed``) in words; unknown ones as named."""
+    return _REASON_WORDS.get(reason, reason)
+
+
 def not_started_words(reason: str, detail: str | None) -> str:
     words = _NOT_STARTED_WORDS.get(reason, reason)
-    return f"{words} ({detail})" if detail else words
+    if reason == "too_soon":  # the detail is the flow's days: the sentence ends with them
+        return f"{words} {detail or 'a while'})"
+    return f"{words} ({reason_words(detail)})" if detail else words
 
 
 def explain(session: Session, shop_id: int, contact_id: int) -> list[dict[str, Any]]:
@@ -144,6 +163,8 @@ def explain(session: Session, shop_id: int, contact_id: int) -> list[dict[str, A
         row["legal_basis"] = bases.get(row["message"]) if row["outcome"] == "sent" else None
         basis = basis_words(row["legal_basis"])
         row["says"] = f"sent ({basis})" if basis else None
+        if row["outcome"] == "exited" and row["reason"] in _REASON_WORDS:
+            row["says"] = f"exited: {reason_words(row['reason'])}"
     email = session.scalar(select(Contact.email).where(Contact.id == contact_id))
     not_started = session.scalars(
         select(NonEnrolment).where(

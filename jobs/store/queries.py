@@ -202,6 +202,27 @@ CONTACT_ENROLLMENTS_IN_FLOW = select(func.count(Enrollment.id)).where(
     Enrollment.contact_id == bindparam("contact_id"),
     Enrollment.flow == bindparam("flow"),
 )
+#: did the contact enter a flow, about another subject (enrollment key), at or after a
+#: moment (jobs.engine.enrolment: the re-entry rule of a flow such as the win-back)
+CONTACT_ENTERED_FLOW_SINCE = select(
+    exists().where(
+        Enrollment.shop_id == bindparam("shop_id"),
+        Enrollment.contact_id == bindparam("contact_id"),
+        Enrollment.flow == bindparam("flow"),
+        Enrollment.key != bindparam("key"),
+        Enrollment.entered_at >= bindparam("since"),
+    )
+)
+#: is the contact in a flow now (an active enrollment): a welcome series under way
+#: (jobs.flows.context, for the re-engagement)
+CONTACT_ACTIVE_IN_FLOW = select(
+    exists().where(
+        Enrollment.shop_id == bindparam("shop_id"),
+        Enrollment.contact_id == bindparam("contact_id"),
+        Enrollment.flow == bindparam("flow"),
+        Enrollment.state == EnrollmentState.ACTIVE,
+    )
+)
 
 
 # --- the audience: recommendations -----------------------------------------------

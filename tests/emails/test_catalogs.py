@@ -137,3 +137,29 @@ def test_every_email_says_it_briefly(language: str) -> None:
             if len(text) > longest:
                 too_long[f"{template}.{field}"] = len(text)
     assert not too_long, too_long
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_counted_value_is_written_in_the_language_s_own_plural_forms(language: str) -> None:
+    """ "2 years", "5 лет": every language has its own words for every form a number takes."""
+    own = catalog(language)
+    for number in (1, 2, 3, 5, 11, 12, 21, 22, 25, 101, 111):
+        form = i18n.babel_locale(language).plural_form(number)
+        assert own.get(f"count.years.{form}") or own.get("count.years.other"), (language, form)
+        assert str(number) in i18n.counted(language, "years", number)
+
+
+def test_counted_years_read_as_each_language_says_them() -> None:
+    said = {n: i18n.counted("en", "years", n) for n in (1, 2)}
+    assert said == {1: "1 year", 2: "2 years"}
+    russian = {n: i18n.counted("ru", "years", n) for n in (1, 2, 5, 11, 21, 22)}
+    assert russian == {
+        1: "1 год",
+        2: "2 года",
+        5: "5 лет",
+        11: "11 лет",
+        21: "21 год",
+        22: "22 года",
+    }
+    content = replace(full("anniversary", "en"), values={"years": 2})
+    assert render(content).subject == "2 years with Nordljus & Co"

@@ -25,10 +25,13 @@ def test_the_product_s_order_puts_intent_first_and_what_can_wait_last() -> None:
         "cart_recovery",
         "browse_abandonment",
         "welcome",
+        "birthday",
         "review_request",
         "thank_you",
+        "anniversary",
         "loyalty",
         "win_back",
+        "re_engagement",
         "new_product",
         "delivered_notice",
     ]
