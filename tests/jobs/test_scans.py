@@ -3,6 +3,7 @@ start birthday, anniversary, win-back and re-engagement flows (made-up flows her
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime, time, timedelta
@@ -27,13 +28,14 @@ from jobs.flows.model import (
     WaitUntil,
     common,
 )
-from jobs.intake import apply, scans
+from jobs.intake import apply, contacts_import, scans
 from jobs.runtime import Runtime
-from jobs.simulator import Simulator
+from jobs.simulator import Scenario, Simulator, simulate
 from jobs.store.db import alembic_config, make_engine, migrate
 from jobs.store.models import (
     SCAN_DAY,
     Contact,
+    Engagement,
     Message,
     ScanState,
     Shop,
@@ -587,3 +589,111 @@ def test_the_migration_gives_birthdays_already_held_their_month_and_day(database
     finally:
         engine.dispose()
     assert [tuple(row) for row in rows] == [("a@x.se", 229), ("b@x.se", 1231)]
+
+
+# --- the date keys stay true, and a year of a shop's life -----------------------------------
+
+
+def test_every_way_a_birthday_arrives_or_goes_keeps_its_month_and_day(
+    runtime: Runtime, shop: Shop_
+) -> None:
+    anna = ev.Customer(
+        customer_id="c1", email="anna@example.se", birthday=date(1990, 12, 24), updated_at=T0
+    )
+    shop.at(T0, ev.CustomerCreated(occurred_at=T0, customer=anna))
+    csv = b"email,birthday\nbo@example.se,--02-29\nanna@example.se,1990-07-04\n"
+    with runtime.sessions() as session:
+        stored = session.get_one(Shop, shop.shop_id)
+    contacts_import.run(runtime.sessions, stored, lambda: io.BytesIO(csv), dry_run=False, at=T0)
+    with runtime.sessions() as session:
+        rows = session.execute(
+            select(Contact.email, Contact.birthday, Contact.birthday_md).order_by(Contact.email)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("anna@example.se", date(1990, 7, 4), 704),
+        ("bo@example.se", date(1904, 2, 29), 229),
+    ]
+    redact = ev.CustomerRedactRequested(
+        occurred_at=T0 + timedelta(hours=1), customer_id="c1", email="anna@example.se"
+    )
+    shop.at(T0 + timedelta(hours=1), redact)
+    with runtime.sessions() as session:
+        erased = session.execute(
+            select(Contact.birthday, Contact.birthday_md).where(Contact.customer_id.is_(None))
+        ).all()
+    assert (None, None) in [tuple(r) for r in erased]
+
+
+def test_a_year_of_a_shops_life_greets_birthdays_and_wins_back_from_its_data_alone() -> None:
+    start = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+    def created(n: int, birthday: str) -> dict[str, Any]:
+        who = customer(f"p{n}@example.se", customer_id=f"c{n}", at=start)
+        who = ev.Customer(**{**who.__dict__, "birthday": date.fromisoformat(birthday)})
+        return {"at": start.isoformat(), "event": ev.to_dict(ev.CustomerCreated(start, who))}
+
+    def ordered(n: int, at: datetime) -> dict[str, Any]:
+        who = customer(f"p{n}@example.se", customer_id=f"c{n}", at=start)
+        return {"at": at.isoformat(), "event": ev.to_dict(order(f"{n}-{at:%j}", at, who, None))}
+
+    scenario = Scenario.from_dict(
+        {
+            "shop": {"timezone": STOCKHOLM, "settings": {"flows": {"welcome": {"enabled": False}}}},
+            "start": start.isoformat(),
+            "until": datetime(2027, 1, 5, tzinfo=UTC).isoformat(),
+            "events": [
+                created(1, "1988-04-17"),
+                created(2, "1904-10-02"),
+                created(3, "1976-02-29"),  # 2026 has none: the 28th
+                ordered(1, datetime(2026, 2, 1, 12, tzinfo=UTC)),
+                ordered(2, datetime(2026, 3, 1, 12, tzinfo=UTC)),
+                ordered(2, datetime(2026, 9, 1, 12, tzinfo=UTC)),  # won back
+            ],
+        }
+    )
+    with flows(BIRTHDAY, LAPSED):
+        result = simulate(scenario)
+    sent = sorted((c.email_to, c.subject) for c in result.sent)
+    assert sent == [
+        ("p1@example.se", "test_scan_birthday/greeting"),
+        ("p1@example.se", "test_scan_win_back/come_back"),  # 90 days after 1 February
+        ("p2@example.se", "test_scan_birthday/greeting"),
+        ("p2@example.se", "test_scan_win_back/come_back"),  # 90 days after 1 March
+        ("p2@example.se", "test_scan_win_back/come_back"),  # and after 1 September
+        ("p3@example.se", "test_scan_birthday/greeting"),
+    ]
+    greeted = sorted(
+        (row["at"], row["contact"])
+        for row in result.timeline
+        if row["outcome"] == "sent" and row["flow"] == "test_scan_birthday"
+    )
+    assert [at[:10] for at, _ in greeted] == ["2026-02-28", "2026-04-17", "2026-10-02"]
+    won_back = sorted(
+        row["at"][:10]
+        for row in result.timeline
+        if row["outcome"] == "sent" and row["flow"] == "test_scan_win_back"
+    )
+    assert won_back == ["2026-05-02", "2026-05-30", "2026-11-30"]
+
+
+def test_a_quiet_subscriber_is_told_with_their_last_click(shop: Shop_) -> None:
+    cleo = customer("cleo@example.se", customer_id="c3")
+    shop.settings(flows={})  # the welcome series on: an email to click in
+    with flows(QUIET):
+        shop.at(T0, ev.CustomerCreated(occurred_at=T0, customer=cleo))
+        shop.run(T0 + timedelta(days=2))
+        (first, *_) = shop.messages()
+        clicked = T0 + timedelta(days=1, hours=3)
+        with shop.runtime.sessions.begin() as session:
+            session.add(
+                Engagement(
+                    shop_id=shop.shop_id,
+                    message_id=first.id,
+                    contact_id=first.contact_id,
+                    kind="click",
+                    at=clicked,
+                )
+            )
+        shop.run(local(date(2026, 4, 2)))
+    (fact,) = shop.facts(ev.SubscriberWentQuiet)
+    assert fact["last_engaged_at"] == clicked.isoformat()
