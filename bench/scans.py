@@ -215,7 +215,7 @@ def scan(runtime: Runtime, shop_id: int) -> Scan:
 
 def plans(runtime: Runtime, ran: list[tuple[str, Any]]) -> list[str]:
     """The plans of the scan's lookups of contacts, as the database runs them."""
-    lookups = [(sql, p) for sql, p in ran if "ORDER BY contacts.id" in sql]
+    lookups = [(sql, p) for sql, p in ran if "ORDER BY contacts.id +" in sql]
     seen: set[str] = set()
     shown = []
     with runtime.engine.connect() as connection:
