@@ -26,6 +26,12 @@ included (a daily scan's ``{"type": "BirthdayCame", "version": 1, "data":
 {"occurred_at": ..., "contact": {"customer_id": "7", "email": null}, "on":
 "2026-03-05"}}``): they take the same path as a webhook's events.
 
+The shop's daily scans (:mod:`jobs.intake.scans`) run on the virtual clock too,
+each shop-local day at ``SCAN_TIME`` from the first one after ``start``, in time
+order with the due sends: birthdays, anniversaries, lapses and quiet subscribers
+come from the contacts' own data, as in production. With no enabled flow
+triggered by a fact there is nothing to scan, and nothing changes in the timeline.
+
 A timed item may instead change the shop's settings, as the merchant does with
 ``triggerpost shop settings --set`` (``{"at": ..., "settings": {"flows":
 {"delivered_notice": {"enabled": true}}}}``: merged into what is stored, and
@@ -55,7 +61,7 @@ from adapters import registry
 from adapters.platform import DiscountRequest
 from jobs import shop_settings
 from jobs.engine import enrolment
-from jobs.intake import apply
+from jobs.intake import apply, scans
 from jobs.merchant.shops import add_shop
 from jobs.reports.decisions import timeline
 from jobs.runtime import Runtime
@@ -219,6 +225,8 @@ class Simulator:
         self.runtime = sender.runtime
         self.shop_id = shop_id
         self.clock = start
+        #: when the shop's next daily scan runs (known once the clock first moves)
+        self.next_scan: datetime | None = None
 
     def apply(self, event: ev.Event, at: datetime) -> None:
         self.run_until(at)
@@ -267,14 +275,37 @@ class Simulator:
         return min(times) if times else None
 
     def run_until(self, until: datetime) -> None:
-        """Run everything due up to ``until``, in time order."""
-        for _ in range(100_000):
+        """Run everything due up to ``until``, in time order: the shop's daily scans
+        (each shop-local day at ``jobs.intake.scans.SCAN_TIME``) and its due work."""
+        for _ in range(1_000_000):
             due = self.next_due()
+            scan = self._scan_at()
+            if scan <= until and (due is None or scan <= due):
+                self.clock = max(self.clock, scan)
+                self.scan(self.clock)
+                continue
             if due is None or due > until:
                 break
             self.clock = max(self.clock, due)
             self._run_due(self.clock)
         self.clock = max(self.clock, until)
+
+    def _scan_at(self) -> datetime:
+        if self.next_scan is None:
+            # the first day's scan is the one after the scenario began
+            self.next_scan = scans.next_scan_at(self.clock, self._timezone())
+        return self.next_scan
+
+    def _timezone(self) -> str | None:
+        with self.runtime.sessions() as session:
+            return session.get_one(Shop, self.shop_id).timezone
+
+    def scan(self, at: datetime) -> dict[str, int]:
+        """The shop's daily scan at ``at``, as the sweeper's job runs it; the facts go
+        through the same path as events, and what they plan is run by the clock."""
+        emitted = scans.scan_shop(self.runtime, self.shop_id, at, via=lambda work: None)
+        self.next_scan = scans.next_scan_at(at, self._timezone())
+        return emitted
 
     def _run_due(self, at: datetime) -> None:
         with self.runtime.sessions() as session:

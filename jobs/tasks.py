@@ -41,6 +41,11 @@ Queue ``default``
 ``setup_webhooks(shop_id)``
     WooCommerce: creates a connected store's webhooks (RQ retries). Enqueued by
     ``verify_connect`` once the store is connected.
+``scan_shop(shop_id)``
+    The shop's daily scan: birthdays, anniversaries, lapsed customers and quiet
+    subscribers become facts applied like webhooks' events (id
+    ``scan-<shop>-<shop-local date>``: one a day). Enqueued by the sweeper for
+    each shop whose day changed since its last scan.
 ``reconcile_shop(shop_id)``
     WooCommerce: recovers what webhooks missed and revives disabled webhooks (id
     ``reconcile-<shop>``). Enqueued by the sweeper for each store due.
@@ -55,7 +60,7 @@ Job ids, retries and timeouts are set where each job is enqueued (named above).
 from __future__ import annotations
 
 from jobs.engine import schedule
-from jobs.intake import deliveries
+from jobs.intake import deliveries, scans
 from jobs.platforms import shopify, shopify_catchup, woocommerce
 from jobs.runtime import current
 from jobs.sending import courier, pipeline
@@ -80,6 +85,13 @@ def send_due(shop_id: int) -> int:
 
 def wake_enrollment(enrollment_id: int) -> bool:
     return schedule.wake_enrollment(current(), enrollment_id)
+
+
+# --- daily scans -----------------------------------------------------------------
+
+
+def scan_shop(shop_id: int) -> dict[str, int]:
+    return scans.scan_shop(current(), shop_id)
 
 
 # --- platforms -------------------------------------------------------------------

@@ -417,6 +417,7 @@ _NEW_FIELDS = (
     "shop_id",
     "email",
     "birthday",
+    "birthday_md",
     "first_name",
     "consent_state",
     "consent_source",

@@ -38,6 +38,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     Numeric,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -46,7 +47,7 @@ from sqlalchemy import (
     func,
     or_,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeEngine
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,13 @@ class Contact(Timestamps, Base):
     __table_args__ = (
         UniqueConstraint("shop_id", "email"),
         UniqueConstraint("shop_id", "customer_id"),
+        # the daily scans find a day's matches through these (jobs.intake.scans)
+        Index("ix_contacts_shop_id_birthday_md", "shop_id", "birthday_md"),
+        Index("ix_contacts_shop_id_first_order_at", "shop_id", "first_order_at"),
+        Index("ix_contacts_shop_id_last_order_at", "shop_id", "last_order_at"),
+        Index(
+            "ix_contacts_shop_id_consent_state_consent_at", "shop_id", "consent_state", "consent_at"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -278,6 +286,9 @@ class Contact(Timestamps, Base):
     country_code: Mapped[str | None] = mapped_column(String(2))
     timezone: Mapped[str | None] = mapped_column(String(64))
     birthday: Mapped[date | None] = mapped_column(Date)
+    #: the birthday's month * 100 + day (0229 for 29 February), kept with it (see
+    #: :meth:`_keep_birthday_md`): a day's birthdays are one indexed lookup, whatever the year
+    birthday_md: Mapped[int | None] = mapped_column(SmallInteger)
     #: a ConsentState value; None until any source has told us
     consent_state: Mapped[str | None] = mapped_column(String(16))
     consent_source: Mapped[str | None] = mapped_column(String(128))
@@ -291,6 +302,18 @@ class Contact(Timestamps, Base):
     #: the newest platform ``updated_at`` applied: older payloads do not overwrite
     source_updated_at: Mapped[datetime | None]
     redacted_at: Mapped[datetime | None]
+
+    @validates("birthday")
+    def _keep_birthday_md(self, _key: str, value: date | None) -> date | None:
+        """Every write of the birthday through the model (intake, the contact import, an
+        erasure) writes its month and day as well, so the two never disagree."""
+        self.birthday_md = birthday_md(value)
+        return value
+
+
+def birthday_md(value: date | None) -> int | None:
+    """``month * 100 + day`` of a birthday (1231 for 31 December); None for none."""
+    return None if value is None else value.month * 100 + value.day
 
 
 class CheckoutStatus(StrEnum):
@@ -835,6 +858,32 @@ class SyncCursor(Base):
     #: everything modified up to here has been seen (platform time, UTC)
     synced_until: Mapped[datetime]
     ran_at: Mapped[datetime]
+
+
+#: the ``fact`` of a shop's row that says how far its daily scan as a whole ran
+SCAN_DAY = "day"
+
+
+class ScanState(Base):
+    """How far a shop's daily scan has emitted one kind of fact (jobs.intake.scans).
+
+    ``fact`` is a fact's type name (``BirthdayCame``), or :data:`SCAN_DAY` for the
+    scan as a whole (what the sweeper reads to find the shops due). ``through`` is
+    the last shop-local day fully scanned. A pass interrupted midway leaves the day it
+    was scanning through in ``pass_until`` and its last contact done in ``after_id``,
+    so a re-run finishes it for the contacts after that one instead of starting over.
+    """
+
+    __tablename__ = "scan_states"
+    __table_args__ = (UniqueConstraint("shop_id", "fact"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    fact: Mapped[str] = mapped_column(String(64))
+    through: Mapped[date]
+    pass_until: Mapped[date | None]
+    after_id: Mapped[int | None] = mapped_column(Id)
+    scanned_at: Mapped[datetime]
 
 
 class Notice(Base):

@@ -13,7 +13,11 @@ deployment (a Redis lock elects it) looks for:
   gone, and sends whose worker died mid-way (see :mod:`jobs.engine.schedule` and
   :mod:`jobs.sending.pipeline`);
 - shops due for reconciliation, on platforms that need it (see
-  :attr:`jobs.platforms.server.PlatformServer.reconcile_due`).
+  :attr:`jobs.platforms.server.PlatformServer.reconcile_due`);
+- active shops whose local day changed since their daily scan: each gets one
+  ``scan_shop`` job for that day (see :mod:`jobs.intake.scans`). One sweeper in the
+  deployment asks, and the job's id is the shop's and the day's, so a shop is
+  scanned once a day.
 
 Each ``triggerpost worker`` runs a sweeper process beside it (:func:`run_beside`),
 so any number of worker machines give the deployment a sweeper as long as
@@ -33,7 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs.engine import schedule
-from jobs.intake import deliveries
+from jobs.intake import deliveries, scans
 from jobs.platforms.registry import SERVERS
 from jobs.runtime import Runtime
 from jobs.sending import courier, pipeline
@@ -88,6 +92,15 @@ def sweep_sends(
     return {"requeued": handed, **claims}
 
 
+def sweep_scans(runtime: Runtime, at: datetime | None = None) -> int:
+    """Enqueue the daily scans of the shops whose local day changed since their last
+    (:func:`jobs.intake.scans.schedule_due`); returns how many."""
+    queued = scans.schedule_due(runtime, at)
+    if queued:
+        log.info("sweeper: %d shops' daily scans enqueued", queued)
+    return queued
+
+
 def run_forever(settings: Settings, stop: threading.Event | None = None) -> None:
     """Sweep every ``settings.sweep_interval`` seconds until stopped (SIGTERM/SIGINT)."""
     stop = stop or threading.Event()
@@ -111,6 +124,7 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
                     for server in SERVERS.values():
                         if server.reconcile_due is not None:
                             server.reconcile_due(runtime)
+                    sweep_scans(runtime)
             except (RedisError, SQLAlchemyError) as exc:
                 log.warning("sweeper: %s; trying again in %.0f s", exc, interval)
             stop.wait(interval)
