@@ -66,6 +66,8 @@ def anniversary_came(name: str, on: date, at: datetime, years: int) -> ev.OrderA
 def shop(runtime: Runtime) -> Rendering:
     shop = Rendering(runtime)
     shop.settings(flows={"welcome": {"enabled": False}})  # only the dated flows here
+    # the facts are played as the daily scans make them (the scans: tests/jobs/test_scans.py)
+    shop.sim.scans = False
     return shop
 
 

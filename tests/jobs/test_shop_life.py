@@ -269,7 +269,10 @@ def test_anna_s_third_paid_order_is_thanked_by_a_reward_with_a_code_at_eight_in_
 def test_anna_s_fourth_order_cancelled_the_same_day_is_not_thanked_nor_rewarded(
     life: Life,
 ) -> None:
-    assert not [m for m in life.inbox(ANNA) if m.local.month >= 5]
+    # from May on, only the win-back 90 days after her last kept order (#1008, 16 April)
+    assert sent([m for m in life.inbox(ANNA) if m.local.month >= 5]) == [
+        ("win_back", "win_back", "Wed 15 Jul 10:00")
+    ]
     assert life.outcomes(ANNA, "thank_you") == [
         "enrolled",  # #1001: the welcome's ideas thanked her
         "exited:welcomed",
@@ -524,11 +527,26 @@ def test_the_new_wool_socks_reach_the_subscribed_wool_buyers_once_and_anna_s_wai
 # --- the shop as a whole --------------------------------------------------------------
 
 
+def test_the_daily_scans_ask_back_a_subscriber_who_never_bought_and_two_lapsed_customers(
+    life: Life,
+) -> None:
+    """No fact in the scenario: the scans on the simulator's clock make them from the data."""
+    assert sent([m for m in life.inbox(ERIK) if m.flow == "re_engagement"]) == [
+        ("re_engagement", "re_engagement", "Wed 22 Apr 10:00")  # 30 days after he subscribed
+    ]
+    assert sent([m for m in life.inbox(TOM) if m.flow == "win_back"]) == [
+        ("win_back", "win_back", "Thu 9 Jul 10:00")  # 90 days after #1006, London time
+    ]
+    assert [m.flow for m in life.inbox(ANNA)].count("win_back") == 1
+    for who in (LEILA, INGRID, OLGA):  # one order, unsubscribed, never subscribed
+        assert not [m for m in life.inbox(who) if m.flow in ("win_back", "re_engagement")]
+
+
 def test_every_email_goes_inside_the_shop_s_sending_hours_in_the_customer_s_own_time(
     life: Life,
 ) -> None:
     everyone = [m for email in (ANNA, LEILA, ERIK, INGRID, TOM, OLGA) for m in life.inbox(email)]
-    assert len(everyone) == len(life.result.sent) == 34
+    assert len(everyone) == len(life.result.sent) == 37
     outside = [m for m in everyone if not time(8) <= m.local.time() < time(21)]
     assert outside == []
 
@@ -604,7 +622,7 @@ def test_simulate_prints_the_life_as_json_for_machines(tmp_path: Path) -> None:
         {"at", "contact", "flow", "step", "outcome", "reason"} <= set(row)
         for row in payload["timeline"]
     )
-    assert len(payload["sent"]) == 34
+    assert len(payload["sent"]) == 37
     assert {s["to"] for s in payload["sent"]} == {ANNA, LEILA, ERIK, INGRID, TOM, OLGA}
     assert payload["sent"][0]["subject"] == "welcome/welcome_1"  # the simulator's stand-in
     assert len(payload["discount_codes"]) == 6
