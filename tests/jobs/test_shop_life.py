@@ -153,12 +153,11 @@ def sent(mails: list[Mail]) -> list[tuple[str, str, str]]:
     return [(m.flow, m.step, m.when) for m in mails]
 
 
-@pytest.fixture(scope="module", params=DATABASES)
-def life(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+def lived(
+    example: Path, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Life]:
-    """The example's 200 days, once per database, with every email really composed."""
-    tmp = tmp_path_factory.mktemp("shop-life")
+    """An example scenario lived once in the requested database, every email composed."""
+    tmp = tmp_path_factory.mktemp(example.stem)
     if request.param == "sqlite":
         shutil.copy(request.getfixturevalue("sqlite_template"), tmp / "triggerpost.db")
         url = f"sqlite:///{tmp / 'triggerpost.db'}"
@@ -181,10 +180,18 @@ def life(
     runtime = Runtime.create(settings)
     courier = EmailCourier(runtime, cast(Backend, None))  # composing needs no backend
     try:
-        result = simulate(Scenario.load(EXAMPLE), compose=courier.compose, runtime=runtime)
+        result = simulate(Scenario.load(example), compose=courier.compose, runtime=runtime)
         yield Life(runtime, result)
     finally:
         runtime.close()
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def life(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Life]:
+    """The example's 200 days, once per database, with every email really composed."""
+    yield from lived(EXAMPLE, request, tmp_path_factory)
 
 
 # --- Anna: welcomed, orders during the welcome, comes back twice, a reward ---------------
