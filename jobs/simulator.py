@@ -340,7 +340,12 @@ def simulate(scenario: Scenario, *, compose: Any = None, runtime: Runtime | None
     return _simulate(scenario, runtime, compose)
 
 
-def _simulate(scenario: Scenario, runtime: Runtime, compose: Any) -> Result:
+def scratch_sender(
+    runtime: Runtime, compose: Any = None
+) -> tuple[pipeline.Sender, Outbox, DiscountBook]:
+    """A sender that delivers into an in-memory outbox, issues codes into an
+    in-memory book and asks no platform anything (no live re-check, no catalogue);
+    due work is left in the ledger, where :class:`Simulator` finds it."""
     outbox, book = Outbox(), DiscountBook()
     sender = pipeline.Sender(
         runtime,
@@ -348,6 +353,11 @@ def _simulate(scenario: Scenario, runtime: Runtime, compose: Any) -> Result:
         discounts=book,
         hand_off=lambda work: None,
     )
+    return sender, outbox, book
+
+
+def _simulate(scenario: Scenario, runtime: Runtime, compose: Any) -> Result:
+    sender, outbox, book = scratch_sender(runtime, compose)
     raw = scenario.shop
     platform = registry.platform(raw["platform"]) if "platform" in raw else registry.default()
     with runtime.sessions.begin() as session:
