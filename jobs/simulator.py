@@ -47,6 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -317,10 +318,16 @@ def scratch_runtime(base: Settings | None = None) -> Iterator[Runtime]:
             }
         )
         runtime = Runtime.create(settings)
+        # a store thrown away after the run needs no commit to survive a power cut
+        sa_event.listen(runtime.engine, "connect", _no_sync)
         try:
             yield runtime
         finally:
             runtime.close()
+
+
+def _no_sync(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA synchronous=OFF")
 
 
 @dataclass
