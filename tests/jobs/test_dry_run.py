@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from adapters import events as ev
 from connector.cli import main
 from jobs.dry_run import DryRun, LeftOut, dry_run
-from jobs.intake import contacts_import, deliveries
+from jobs.intake import apply, contacts_import, deliveries
 from jobs.runtime import Runtime
 from jobs.shop_settings import SettingsError
 from jobs.store.models import (
@@ -330,6 +331,25 @@ def test_an_erased_customer_is_left_out_of_the_replay(shop: LoggedShop) -> None:
     assert result.left_out[LeftOut.ERASED] >= 1
     assert result.left_out[LeftOut.PRIVACY] == 1
     assert result.contacts_reached == 1
+    assert result.sent_by_flow() == {"cart_recovery": 3}
+
+
+def test_time_based_facts_in_the_log_are_left_to_the_daily_scans(
+    shop: LoggedShop, runtime: Runtime
+) -> None:
+    shop.checkout(1, days_before(10))
+    shop.drain()
+    with runtime.sessions.begin() as session:
+        real = session.get_one(Shop, shop.id)
+        came = ev.BirthdayCame(
+            occurred_at=days_before(3),
+            contact=ev.ContactRef(customer_id="8001", email=None),
+            on=days_before(3).date(),
+        )
+        apply.apply(session, real, came, delivery_id=None, at=days_before(3))
+    result = shop.dry_run()
+    assert result.left_out == {LeftOut.FACT: 1}
+    assert result.events_in_window == 1
     assert result.sent_by_flow() == {"cart_recovery": 3}
 
 
