@@ -49,7 +49,7 @@ def sek(amount: str) -> ev.Money:
 
 def story(n: int, start: datetime) -> Iterator[ev.Event]:
     """One customer's events from ``start``: sign-up, two carts, and every other
-    customer an order of the second cart, paid an hour later (about 5 events)."""
+    customer an order of the second cart, paid an hour later (4 events on average)."""
     who = ev.Customer(
         customer_id=str(100_000 + n),
         email=f"bench{n}@example.se",
@@ -95,7 +95,7 @@ def story(n: int, start: datetime) -> Iterator[ev.Event]:
 
 def log_events(total: int) -> list[ev.Event]:
     """About ``total`` events, the customers' starts spread evenly over the span."""
-    customers = max(1, total // 5)
+    customers = max(1, total // 4)
     first = UNTIL - timedelta(days=SPAN_DAYS)
     step = timedelta(days=SPAN_DAYS - 4) / customers
     events = [e for n in range(customers) for e in story(n, first + n * step)]
