@@ -517,6 +517,10 @@ def _dump(value: Any) -> Any:
     return value
 
 
+#: each dataclass's resolved type hints (resolving them is most of a read's cost)
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _load(hint: Any, raw: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):
@@ -530,7 +534,9 @@ def _load(hint: Any, raw: Any) -> Any:
         (item_hint, _ellipsis) = typing.get_args(hint)
         return tuple(_load(item_hint, item) for item in raw)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        hints = typing.get_type_hints(hint)
+        hints = _HINTS.get(hint)
+        if hints is None:
+            hints = _HINTS[hint] = typing.get_type_hints(hint)
         kwargs = {}
         for f in dataclasses.fields(hint):
             if f.name in raw:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy import select
@@ -14,6 +15,9 @@ from connector.platforms.registry import CONNECTORS
 from jobs.settings import Settings, SettingsError
 from jobs.store.db import make_engine, make_sessions, migrate
 from jobs.store.models import Shop
+
+if TYPE_CHECKING:
+    from jobs.dry_run import DryRun
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -361,13 +365,58 @@ def contacts_import(
 
 
 @main.command()
-@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "scenario", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--shop",
+    "shop_ref",
+    metavar="SHOP",
+    default=None,
+    help="Instead of a scenario: a dry run on SHOP's own event log (id, domain or store URL).",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 366),
+    default=None,
+    help="With --shop: how many days back to replay [30].",
+)
+@click.option(
+    "--settings",
+    "settings_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="With --shop: proposed settings (JSON), merged onto the shop's as "
+    "`shop settings --set` does; nothing is saved.",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    default=None,
+    help="With --shop: the window's end, in UTC [now].",
+)
 @click.option("--json", "as_json", is_flag=True, help="The timeline and outbox as JSON.")
-def simulate(scenario: Path, as_json: bool) -> None:
+@click.pass_context
+def simulate(
+    ctx: click.Context,
+    scenario: Path | None,
+    shop_ref: str | None,
+    days: int | None,
+    settings_path: Path | None,
+    until: datetime | None,
+    as_json: bool,
+) -> None:
     """Run SCENARIO.json through the real engine on a virtual clock; print the decisions.
 
+    Or, with --shop, a dry run on the shop's own history: its event log of the
+    last --days replayed through the real engine with its stored settings or
+    the proposed --settings; prints the emails each flow would have sent, the
+    deferrals and the emails not sent by reason, and the most any one contact
+    would have got (counts only, never an address).
+
     Nothing is sent and nothing touches the real store: the run uses a scratch
-    database. See jobs/simulator.py for the scenario format.
+    database. See jobs/simulator.py for the scenario format, jobs/dry_run.py
+    for the dry run.
     """
     import json
 
@@ -375,7 +424,15 @@ def simulate(scenario: Path, as_json: bool) -> None:
     from jobs.simulator import Scenario, ScenarioError
     from jobs.simulator import simulate as run_scenario
 
+    if (scenario is None) == (shop_ref is None):
+        raise click.UsageError("give either SCENARIO.json or --shop SHOP, not both or neither")
+    if shop_ref is None and (days is not None or settings_path is not None or until is not None):
+        raise click.UsageError("--days, --settings and --until go with --shop")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the scratch store's migration
+    if shop_ref is not None:
+        _dry_run(ctx.obj, shop_ref, days or 30, settings_path, until, as_json)
+        return
+    assert scenario is not None
     try:
         result = run_scenario(Scenario.load(scenario))
     except ScenarioError as exc:
@@ -396,6 +453,119 @@ def simulate(scenario: Path, as_json: bool) -> None:
     click.echo(
         f"\n{sent} email{'s' * (sent != 1)} sent, {codes} discount code{'s' * (codes != 1)} issued"
     )
+
+
+def _dry_run(
+    settings: Settings,
+    shop_ref: str,
+    days: int,
+    settings_path: Path | None,
+    until: datetime | None,
+    as_json: bool,
+) -> None:
+    """``simulate --shop``: parse, run ``jobs.dry_run.dry_run``, print."""
+    import json
+
+    from jobs.dry_run import DryRunError, dry_run
+    from jobs.reports.decisions import find_shop
+    from jobs.shop_settings import SettingsError
+    from jobs.store.db import make_read_sessions
+
+    proposed: Any = None
+    if settings_path is not None:
+        try:
+            proposed = json.loads(settings_path.read_text("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            click.echo(f"Error: {settings_path} is not JSON: {exc}", err=True)
+            sys.exit(2)
+    engine = make_engine(settings.database_url)
+    try:
+        sessions = make_read_sessions(engine)
+        with sessions() as session:
+            shop = find_shop(session, shop_ref)
+            if shop is None:
+                raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+            shop_id, key = shop.id, shop.key
+        try:
+            result = dry_run(
+                sessions,
+                shop_id,
+                days=days,
+                settings=proposed,
+                until=until.replace(tzinfo=UTC) if until is not None else None,
+            )
+        except SettingsError as exc:
+            for refused in exc.problems:
+                click.echo(f"{key}: {refused}", err=True)
+            bad = len(exc.problems)
+            click.echo(
+                f"Error: nothing simulated: {bad} bad setting{'s' * (bad != 1)} in {settings_path}",
+                err=True,
+            )
+            sys.exit(2)
+        except DryRunError as exc:
+            raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    click.echo(_format_dry_run(result))
+
+
+def _format_dry_run(result: DryRun) -> str:
+    """The dry run as a merchant reads it: counts, flow names and reasons, no address."""
+    from jobs.dry_run import LEFT_OUT_WORDS
+
+    lines = [
+        f"dry run of {result.shop}: {result.start:%Y-%m-%d %H:%M} to "
+        f"{result.until:%Y-%m-%d %H:%M} UTC, "
+        + ("proposed settings (nothing saved)" if result.proposed else "stored settings"),
+        (
+            f"replayed {result.events_in_window} events of the window, after "
+            f"{result.events_before} before it as the shop's past"
+        ),
+    ]
+    for reason, count in result.left_out.items():
+        lines.append(f"  left out: {count} {LEFT_OUT_WORDS.get(reason, reason)}")
+    after = {(s.flow, s.step): s.count for s in result.after}
+    rows: list[tuple[str, int, int]] = []
+    sent_by_flow, after_by_flow = result.sent_by_flow(), result.after_by_flow()
+    flows = sorted(set(sent_by_flow) | set(after_by_flow))
+    for flow in flows:
+        rows.append((flow, sent_by_flow.get(flow, 0), after_by_flow.get(flow, 0)))
+        steps = sorted(
+            {s.step for s in result.sent if s.flow == flow}
+            | {s.step for s in result.after if s.flow == flow}
+        )
+        sent = {s.step: s.count for s in result.sent if s.flow == flow}
+        for step in steps:
+            rows.append((f"  {step}", sent.get(step, 0), after.get((flow, step), 0)))
+    total_sent = sum(sent_by_flow.values())
+    total_after = sum(after_by_flow.values())
+    width = max([len("flow / step"), *(len(name) for name, _, _ in rows)])
+    lines.append("")
+    lines.append(f"{'flow / step':<{width}}  {'would send':>10}  {'after the window':>16}")
+    for name, sent_count, after_count in rows:
+        lines.append(f"{name:<{width}}  {sent_count:>10}  {after_count:>16}")
+    lines.append(f"{'total':<{width}}  {total_sent:>10}  {total_after:>16}")
+    lines.append("")
+    if result.deferred:
+        held = ", ".join(f"{reason} {n}" for reason, n in result.deferred.items())
+        lines.append(f"held back at least once (emails): {held}")
+    else:
+        lines.append("held back: none (no quiet hours or caps met)")
+    for state, reasons in result.not_sent.items():
+        listed = ", ".join(f"{reason} {n}" for reason, n in reasons.items())
+        lines.append(f"not sent, {state}: {listed}")
+    lines.append(
+        f"contacts who would get an email: {result.contacts_reached}; "
+        f"the most any one would get: {result.most_to_one_contact}"
+    )
+    if result.copied:
+        copied = ", ".join(f"{what} {n}" for what, n in result.copied.items())
+        lines.append(f"copied from the store (no event carries them): {copied}")
+    return "\n".join(lines)
 
 
 def _rows(count: int) -> str:
