@@ -41,6 +41,11 @@ Queue ``default``
 ``setup_webhooks(shop_id)``
     WooCommerce: creates a connected store's webhooks (RQ retries). Enqueued by
     ``verify_connect`` once the store is connected.
+``import_history(shop_id, days)``
+    Imports the shop's customers and orders of the last ``days`` from its
+    platform's history source, resuming where a cut-short run stopped (id
+    ``history-<shop>``, RQ retries). Enqueued when a WooCommerce store connects
+    and when a shop installs on a platform that declares a history source.
 ``reconcile_shop(shop_id)``
     WooCommerce: recovers what webhooks missed and revives disabled webhooks (id
     ``reconcile-<shop>``). Enqueued by the sweeper for each store due.
@@ -51,8 +56,8 @@ Job ids, retries and timeouts are set where each job is enqueued (named above).
 from __future__ import annotations
 
 from jobs.engine import schedule
-from jobs.intake import deliveries
-from jobs.platforms import shopify, woocommerce
+from jobs.intake import deliveries, history
+from jobs.platforms import registry, shopify, woocommerce
 from jobs.runtime import current
 from jobs.sending import courier, pipeline
 
@@ -91,6 +96,13 @@ def verify_connect(nonce_id: int) -> str:
 
 def setup_webhooks(shop_id: int) -> int:
     return woocommerce.setup_webhooks(current(), shop_id)
+
+
+def import_history(shop_id: int, days: int = history.DAYS) -> dict[str, object]:
+    try:
+        return history.run(current(), shop_id, registry.history_source, days=days).as_dict()
+    except history.HistoryBusyError:
+        return {"status": "busy"}  # another run (the command) is importing it
 
 
 def reconcile_shop(shop_id: int) -> dict[str, int]:
