@@ -99,10 +99,8 @@ def setup_webhooks(shop_id: int) -> int:
 
 
 def import_history(shop_id: int, days: int = history.DAYS) -> dict[str, object]:
-    try:
-        return history.run(current(), shop_id, registry.history_source, days=days).as_dict()
-    except history.HistoryBusyError:
-        return {"status": "busy"}  # another run (the command) is importing it
+    # while another run holds the import it raises: RQ retries it later
+    return history.run(current(), shop_id, registry.history_source, days=days).as_dict()
 
 
 def reconcile_shop(shop_id: int) -> dict[str, int]:
