@@ -683,14 +683,13 @@ class HistoryCursor:
         if text is None:
             return cls()
         try:
-            data = json.loads(text)
-            found = cls(**data)
+            found = cls(**json.loads(text))
+            if found.resource not in HISTORY_RESOURCES or found.page < 1:
+                raise ValueError(found.resource)
         except (ValueError, TypeError) as exc:
             raise AdminApiError(
                 f"history cursor {text[:80]!r} unreadable", transient=False
             ) from exc
-        if found.resource not in HISTORY_RESOURCES or found.page < 1:
-            raise AdminApiError(f"history cursor {text[:80]!r} unreadable", transient=False)
         return found
 
     def text(self) -> str:

@@ -441,3 +441,9 @@ def test_the_merchant_reads_how_far_the_import_is() -> None:
 def test_woocommerce_declares_its_history_source() -> None:
     assert registry.history_source("woocommerce") is woocommerce.history
     assert re.fullmatch(r"history-\d+", history.job_id(5))
+
+
+@pytest.mark.parametrize("cursor", ["not json", "[1]", '{"resource": "coupons"}', '{"page": "x"}'])
+def test_a_cursor_that_cannot_be_read_is_a_clear_error(cursor: str) -> None:
+    with pytest.raises(woocommerce.AdminApiError, match=r"history cursor .* unreadable"):
+        woocommerce.HistoryCursor.parse(cursor)
