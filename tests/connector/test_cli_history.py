@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -82,7 +82,7 @@ def test_json_and_days_choose_what_is_imported_and_how_it_is_told(
     assert (report["shop"], report["status"], report["orders"]) == ("ullboden.se", "done", 150)
     orders = [q for r, q in store.requests if r == "orders" and q["per_page"] == "100"]
     after = datetime.fromisoformat(orders[0]["after"] + "+00:00")
-    assert abs(NOW - timedelta(days=30) - after) < timedelta(minutes=5)
+    assert abs(datetime.now(UTC) - timedelta(days=30) - after) < timedelta(minutes=5)
 
 
 def test_a_failing_store_is_told_and_a_second_run_continues(

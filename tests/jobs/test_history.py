@@ -208,8 +208,8 @@ def test_a_full_import_knows_every_customer_and_order_and_starts_no_flow(
     # customers first, then the orders of the last two years in id order
     orders = [q for r, q in store.requests if r == "orders" and q["per_page"] == "100"]
     assert (orders[0]["orderby"], orders[0]["order"]) == ("id", "asc")
-    after = datetime.fromisoformat(orders[0]["after"] + "+00:00")
-    assert abs((NOW - after) - timedelta(days=730)) < timedelta(minutes=5)
+    assert orders[0]["after"] == gmt(done.since)
+    assert abs(datetime.now(UTC) - done.since - timedelta(days=730)) < timedelta(minutes=5)
     assert store.pages_read("orders") == [1, 2, 3]
 
 
