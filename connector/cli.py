@@ -364,6 +364,115 @@ def contacts_import(
         sys.exit(1)
 
 
+@main.group()
+def history() -> None:
+    """A shop's past customers and orders: import them, see how far it got."""
+
+
+@history.command("import")
+@click.argument("shop_ref", metavar="SHOP")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=730,
+    show_default=True,
+    help="Import the orders of this many days back (customers: all of them).",
+)
+@click.option("--json", "as_json", is_flag=True, help="The final state as one JSON object.")
+@click.pass_obj
+def history_import(settings: Settings, shop_ref: str, days: int, as_json: bool) -> None:
+    """Import SHOP's customers and orders from its platform, in the foreground.
+
+    Progress goes to stderr. An import cut short (a crash, a failing store)
+    continues where it stopped; a finished one is read again from the start
+    (nothing is counted twice). No flow starts and no email is sent for what
+    is imported. SHOP is the shop's id, myshopify domain or store URL.
+    """
+    import json
+    import time
+
+    from jobs.intake import history as histories
+    from jobs.platforms.registry import history_source
+    from jobs.reports.decisions import find_shop
+    from jobs.runtime import Runtime
+
+    migrate(settings.database_url)
+    runtime = Runtime.create(settings)
+    started = time.monotonic()
+
+    def show(state: histories.HistoryState) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        of = f"{state.read:,}" + (f" of {state.total:,}" if state.total else "")
+        click.echo(
+            f"\r{of} customers and orders read, {state.customers:,} customers and "
+            f"{state.orders:,} orders imported ({state.read / elapsed:,.0f}/s)   ",
+            err=True,
+            nl=False,
+        )
+
+    try:
+        with runtime.sessions() as session:
+            shop = find_shop(session, shop_ref)
+            if shop is None:
+                raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+            shop_id, key = shop.id, shop.key
+        try:
+            final = histories.run(
+                runtime, shop_id, history_source, days=days, again=True, progress=show
+            )
+        except histories.HistoryError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            click.echo("", err=True)
+            raise click.ClickException(
+                f"{key}: the import stopped ({exc}); run it again to continue where it stopped"
+            ) from exc
+    finally:
+        runtime.close()
+    click.echo("", err=True)
+    if as_json:
+        click.echo(json.dumps({"shop": key, **final.as_dict()}, indent=2))
+        return
+    click.echo(f"{key}: {histories.progress_line(final)}")
+    if final.skipped:
+        click.echo(f"{final.skipped:,} items could not be read and were left out (see the log)")
+
+
+@history.command("status")
+@click.argument("shop_ref", metavar="SHOP")
+@click.option("--json", "as_json", is_flag=True, help="The state as one JSON object.")
+@click.pass_obj
+def history_status(settings: Settings, shop_ref: str, as_json: bool) -> None:
+    """How far SHOP's history import got. SHOP is its id, domain or store URL."""
+    import json
+
+    from jobs.intake import history as histories
+    from jobs.reports.decisions import find_shop
+
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine)() as session:
+            shop = find_shop(session, shop_ref)
+            if shop is None:
+                raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+            key = shop.key
+            found = histories.state(session, shop.id)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps({"shop": key, **(found.as_dict() if found else {"status": None})}))
+        return
+    if found is None:
+        click.echo(f"{key}: no history import yet (`triggerpost history import {shop_ref}`)")
+        return
+    click.echo(f"{key}: {histories.progress_line(found)}")
+    if found.skipped:
+        click.echo(f"{found.skipped:,} items could not be read and were left out")
+    if found.last_error:
+        click.echo(f"last error: {found.last_error}")
+
+
 @main.command()
 @click.argument(
     "scenario", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)

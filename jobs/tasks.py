@@ -46,6 +46,11 @@ Queue ``default``
     subscribers become facts applied like webhooks' events (id
     ``scan-<shop>-<shop-local date>``: one a day). Enqueued by the sweeper for
     each shop whose day changed since its last scan.
+``import_history(shop_id, days)``
+    Imports the shop's customers and orders of the last ``days`` from its
+    platform's history source, resuming where a cut-short run stopped (id
+    ``history-<shop>``, RQ retries). Enqueued when a WooCommerce store connects
+    and when a shop installs on a platform that declares a history source.
 ``reconcile_shop(shop_id)``
     WooCommerce: recovers what webhooks missed and revives disabled webhooks (id
     ``reconcile-<shop>``). Enqueued by the sweeper for each store due.
@@ -60,8 +65,8 @@ Job ids, retries and timeouts are set where each job is enqueued (named above).
 from __future__ import annotations
 
 from jobs.engine import schedule
-from jobs.intake import deliveries, scans
-from jobs.platforms import shopify, shopify_catchup, woocommerce
+from jobs.intake import deliveries, history, scans
+from jobs.platforms import registry, shopify, shopify_catchup, woocommerce
 from jobs.runtime import current
 from jobs.sending import courier, pipeline
 
@@ -107,6 +112,11 @@ def verify_connect(nonce_id: int) -> str:
 
 def setup_webhooks(shop_id: int) -> int:
     return woocommerce.setup_webhooks(current(), shop_id)
+
+
+def import_history(shop_id: int, days: int = history.DAYS) -> dict[str, object]:
+    # while another run holds the import it raises: RQ retries it later
+    return history.run(current(), shop_id, registry.history_source, days=days).as_dict()
 
 
 def reconcile_shop(shop_id: int) -> dict[str, int]:

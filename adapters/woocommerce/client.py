@@ -65,6 +65,23 @@ class RemoteWebhook:
     status: str
 
 
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a REST list: its items (as answered: not yet checked), its
+    number, and the store's count of all items and pages when it sent them."""
+
+    items: list[Any]
+    number: int
+    total: int | None
+    pages: int | None
+
+
+def _count(header: str | None) -> int | None:
+    if header is None or not header.strip().isdigit():
+        return None
+    return int(header.strip())
+
+
 @dataclass
 class WooCommerceApi:
     base_url: str  # the store's home, e.g. https://butik.example.se
@@ -102,6 +119,22 @@ class WooCommerceApi:
             params=query,
             json=json,
             expect=lambda r: r.ok or r.status_code in allow,
+        )
+
+    def page(self, path: str, number: int, params: Mapping[str, Any] | None = None) -> ListPage:
+        """One page of a list endpoint, with the store's counts (``X-WP-Total``,
+        ``X-WP-TotalPages``; None when absent or not numbers)."""
+        response = self.call(
+            "GET", path, params={"per_page": PER_PAGE, **(params or {}), "page": number}
+        )
+        items = _json(response)
+        if not isinstance(items, list):
+            raise AdminApiError(f"{path}: expected a list", transient=False)
+        return ListPage(
+            items=items,
+            number=number,
+            total=_count(response.headers.get("X-WP-Total")),
+            pages=_count(response.headers.get("X-WP-TotalPages")),
         )
 
     def pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
@@ -262,6 +295,25 @@ class WooCommerceApi:
 
     def orders_modified_after(self, since: datetime) -> Iterator[dict[str, Any]]:
         return self.pages("orders", {"modified_after": gmt(since), "dates_are_gmt": "true"})
+
+    def history_customers(self, number: int) -> ListPage:
+        """A page of every customer, oldest account first: paging in id order stays
+        stable while new customers register (they come last). Older stores' customer
+        listing has no date filter, so all of them are read."""
+        params = {"orderby": "id", "order": "asc", "role": "all"}
+        return self.page("customers", number, params)
+
+    def history_orders(self, since: datetime, number: int, per_page: int = PER_PAGE) -> ListPage:
+        """A page of the orders created since ``since``, in id order (new ones come
+        last); ``per_page=1`` asks only for their count."""
+        params = {
+            "after": gmt(since),
+            "dates_are_gmt": "true",
+            "orderby": "id",
+            "order": "asc",
+            "per_page": per_page,
+        }
+        return self.page("orders", number, params)
 
     def customers_newest_first(self) -> Iterator[dict[str, Any]]:
         # the customers endpoint has no modified_after: newest registrations first

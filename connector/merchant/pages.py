@@ -30,6 +30,7 @@ from flask import (
 from sqlalchemy import select
 
 from connector.runtime import runtime_of
+from jobs.intake import history
 from jobs.merchant import sessions
 from jobs.merchant.notices import open_notices
 from jobs.store.models import PrivacyRequest, PrivacyRequestKind, Shop, now
@@ -137,6 +138,7 @@ def settings_page() -> Any:
             "settings.html",
             shop=shop,
             notices=open_notices(db, shop.id),
+            history=history.progress_line(history.state(db, shop.id)),
             privacy_requests=requests,
         )
 

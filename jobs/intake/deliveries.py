@@ -321,19 +321,25 @@ def _deeper_than(document: Any, limit: int) -> bool:
     return False
 
 
+def shop_context(session: Session, shop: Shop, received_at: datetime) -> ShopContext:
+    """What translation knows of the shop (its consent and birthday rules), the same
+    for a webhook's delivery and for what a platform's API answered (a history import)."""
+    settings = shop_settings.check(session, shop)
+    return ShopContext(
+        domain=shop.key,
+        currency=shop.currency,
+        base_url=shop.base_url,
+        received_at=received_at,
+        consent=settings.consent,
+        birthday=settings.birthday,
+    )
+
+
 def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
     """Apply the delivery's events; True if one of them erased the shop."""
     platform = PLATFORMS[delivery.platform]
     payload = parse_body(delivery.body)
-    settings = shop_settings.check(session, shop)
-    context = ShopContext(
-        domain=shop.key,
-        currency=shop.currency,
-        base_url=shop.base_url,
-        received_at=delivery.received_at,
-        consent=settings.consent,
-        birthday=settings.birthday,
-    )
+    context = shop_context(session, shop, delivery.received_at)
     events = translate(platform, delivery.topic, payload, context)
     erased = False
     for event in events:

@@ -6,9 +6,11 @@ server side only through these members, found in :mod:`jobs.platforms.registry`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+from adapters import events as ev
 from adapters.http import ApiSession
 from adapters.platform import AdminClient
 from jobs.runtime import Runtime
@@ -18,6 +20,22 @@ from jobs.store.models import Shop
 #: (runtime, shop, http) -> client, None when the shop has none (not installed,
 #: no keys); ``http`` None means the client's default policy
 AdminClientFactory = Callable[[Runtime, Shop, ApiSession | None], AdminClient | None]
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of a shop's past, as a history source reads it (jobs.intake.history)."""
+
+    events: Sequence[ev.Event]  # in the order to apply (customers before their orders)
+    cursor: str | None  # where to resume AFTER this page; None: the last page
+    read: int  # items read so far in the whole import
+    total: int | None  # the platform's estimate of all items, if it gives one
+    #: items of this page left out because they could not be read (logged by the source)
+    skipped: int = 0
+
+
+#: (runtime, shop, since, cursor) -> pages from the cursor on (None: from the start)
+HistorySource = Callable[[Runtime, Shop, datetime, str | None], Iterator[HistoryPage]]
 
 
 def _no_app_secrets(settings: Settings) -> tuple[str, ...]:
@@ -34,3 +52,6 @@ class PlatformServer:
     #: enqueue the reconciliation of every shop that is due; the number enqueued
     #: (None: the platform's webhooks need no reconciling)
     reconcile_due: Callable[[Runtime], int] | None = None
+    #: the shop's past customers and orders, page by page (None: the platform
+    #: offers no history import)
+    history: HistorySource | None = None

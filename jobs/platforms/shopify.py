@@ -28,6 +28,7 @@ from adapters.platform import AdminApiError
 from adapters.shopify import oauth
 from adapters.shopify.client import ShopifyAdmin
 from adapters.shopify.translate import TOPIC_HANDLERS
+from jobs.intake import history
 from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import add_shop
@@ -398,6 +399,9 @@ def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
             retry=Retry(max=len(REGISTER_RETRIES), interval=list(REGISTER_RETRIES)),
             failure_ttl=30 * 86400,
         )
+    if SERVER.history is not None:
+        # the shop's past customers and orders (once: a reinstall resumes or skips it)
+        history.enqueue(runtime, shop_id)
     return shop_id
 
 

@@ -33,11 +33,12 @@ the merchant.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,16 +50,19 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from adapters import events as ev
 from adapters.events import utc
 from adapters.http import ApiSession, RetryPolicy
-from adapters.platform import AdminApiError
-from adapters.woocommerce.client import WEBHOOK_TOPICS, RemoteWebhook, WooCommerceApi
+from adapters.platform import AdminApiError, Platform, ShopContext, WebhookError, translate
+from adapters.registry import PLATFORMS
+from adapters.woocommerce.client import PER_PAGE, WEBHOOK_TOPICS, RemoteWebhook, WooCommerceApi
 from adapters.woocommerce.webhooks import normalise_store_url
 from jobs.intake import deliveries
+from jobs.intake import history as history_import
 from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import ShopError, add_shop, new_webhook_secret
-from jobs.platforms.server import PlatformServer
+from jobs.platforms.server import HistoryPage, PlatformServer
 from jobs.queues import DEFAULT
 from jobs.runtime import Runtime
 from jobs.store.models import (
@@ -294,6 +298,8 @@ def verify_connect(runtime: Runtime, nonce_id: int) -> str:
         retry=Retry(max=len(SETUP_RETRIES), interval=list(SETUP_RETRIES)),
         failure_ttl=30 * 86400,
     )
+    # the store's past customers and orders (once: a reconnect resumes or skips it)
+    history_import.enqueue(runtime, shop_id)
     return ConnectState.CONNECTED
 
 
@@ -648,6 +654,125 @@ def _revive(
     return len(revived) + len(missing)
 
 
+# --- the history import ------------------------------------------------------------
+#
+# The store's customers (all of them: older stores cannot filter them by date, and a
+# customer's birthday and consent are only on their account), then its orders created
+# since ``since``, both in id order, 100 a page. Each item becomes the events its
+# webhook would have made (customer.updated, order.updated), read with the same
+# ShopContext as a delivery; an unpaid order (a checkout to WooCommerce) is no part
+# of the shop's past purchases and is left out. The cursor is JSON text: the resource
+# and page to read next, the last id applied (an item seen again because the pages
+# shifted is not applied twice) and the counts so far.
+
+HISTORY_RESOURCES = ("customers", "orders")
+HISTORY_TOPICS = {"customers": "customer.updated", "orders": "order.updated"}
+
+
+@dataclass(frozen=True)
+class HistoryCursor:
+    resource: str = "customers"
+    page: int = 1
+    last_id: int = 0
+    read: int = 0
+    customers_total: int | None = None
+    orders_total: int | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> HistoryCursor:
+        if text is None:
+            return cls()
+        try:
+            found = cls(**json.loads(text))
+            if found.resource not in HISTORY_RESOURCES or found.page < 1:
+                raise ValueError(found.resource)
+        except (ValueError, TypeError) as exc:
+            raise AdminApiError(
+                f"history cursor {text[:80]!r} unreadable", transient=False
+            ) from exc
+        return found
+
+    def text(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @property
+    def total(self) -> int | None:
+        if self.customers_total is None or self.orders_total is None:
+            return None
+        return self.customers_total + self.orders_total
+
+
+def history(
+    runtime: Runtime, shop: Shop, since: datetime, cursor: str | None
+) -> Iterator[HistoryPage]:
+    """The store's customers, then its orders since ``since``, a page at a time
+    (the shop's ``HistorySource``)."""
+    client = api(runtime, shop)
+    if client is None:
+        raise AdminApiError(f"shop {shop.id} has no REST keys: no history to read", transient=False)
+    with runtime.sessions.begin() as session:
+        context = deliveries.shop_context(session, session.get_one(Shop, shop.id), now())
+    platform = PLATFORMS[PLATFORM]
+    at = HistoryCursor.parse(cursor)
+    if at.orders_total is None:
+        at = dataclasses.replace(at, orders_total=client.history_orders(since, 1, per_page=1).total)
+    while True:
+        if at.resource == "customers":
+            listed = client.history_customers(at.page)
+            at = dataclasses.replace(at, customers_total=listed.total or at.customers_total)
+        else:
+            listed = client.history_orders(since, at.page)
+            at = dataclasses.replace(at, orders_total=listed.total or at.orders_total)
+        events, last_id, skipped = _history_events(
+            platform, HISTORY_TOPICS[at.resource], listed.items, at.last_id, context
+        )
+        read = at.read + len(listed.items)
+        last_page = (
+            not listed.items
+            or (listed.pages is not None and listed.number >= listed.pages)
+            or (listed.pages is None and len(listed.items) < PER_PAGE)
+        )
+        if not last_page:
+            at = dataclasses.replace(at, page=at.page + 1, last_id=last_id, read=read)
+        elif at.resource == "customers":
+            at = dataclasses.replace(at, resource="orders", page=1, last_id=0, read=read)
+        else:
+            yield HistoryPage(events, None, read, _total(at, read), skipped)
+            return
+        yield HistoryPage(events, at.text(), read, _total(at, read), skipped)
+
+
+def _total(at: HistoryCursor, read: int) -> int | None:
+    total = at.total
+    return max(total, read) if total is not None else None
+
+
+def _history_events(
+    platform: Platform,
+    topic: str,
+    items: list[Any],
+    after_id: int,
+    context: ShopContext,
+) -> tuple[list[ev.Event], int, int]:
+    """The events of a page's items in id order; the last id and how many were skipped."""
+    events: list[ev.Event] = []
+    last_id, skipped = after_id, 0
+    for item in items:
+        ident = item.get("id") if isinstance(item, dict) else None
+        if isinstance(ident, int) and not isinstance(ident, bool):
+            if ident <= after_id:
+                continue  # seen on the page before (the pages shifted)
+            last_id = max(last_id, ident)
+        try:
+            made = translate(platform, topic, item, context)
+        except WebhookError as exc:
+            log.warning("history: a %s listed by the store skipped: %s", topic, exc.message)
+            skipped += 1
+            continue
+        events.extend(e for e in made if not isinstance(e, ev.CheckoutStarted | ev.CheckoutUpdated))
+    return events, last_id, skipped
+
+
 def reconcile_job_id(shop_id: int) -> str:
     return f"reconcile-{shop_id}"
 
@@ -690,4 +815,6 @@ def schedule_due(runtime: Runtime, at: datetime | None = None) -> int:
     return queued
 
 
-SERVER = PlatformServer(name=PLATFORM, admin_client=api, reconcile_due=schedule_due)
+SERVER = PlatformServer(
+    name=PLATFORM, admin_client=api, reconcile_due=schedule_due, history=history
+)

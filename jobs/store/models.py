@@ -886,6 +886,40 @@ class ScanState(Base):
     scanned_at: Mapped[datetime]
 
 
+class HistoryStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class HistoryImport(Base):
+    """The import of a shop's past customers and orders (jobs.intake.history): one
+    row per shop, saved with each page applied, so a crash resumes at ``cursor``
+    and nothing is counted twice."""
+
+    __tablename__ = "history_imports"
+    __table_args__ = (UniqueConstraint("shop_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default=HistoryStatus.RUNNING)
+    #: orders placed from here on are imported
+    since: Mapped[datetime]
+    #: the platform's own mark of where to go on (opaque); None: from the start
+    cursor: Mapped[str | None] = mapped_column(Text)
+    #: customers and orders applied; items the platform listed (read) and its
+    #: estimate of all of them; malformed items left out
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+    read: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int | None] = mapped_column(Integer)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(default=now)
+    updated_at: Mapped[datetime] = mapped_column(default=now)
+    finished_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class Notice(Base):
     """Something the merchant should know about their shop's connection
     (a disabled webhook, a failing API); shown on the settings page until cleared.

@@ -18,7 +18,7 @@ from jobs.merchant import sessions
 from jobs.merchant.notices import clear_notice, raise_notice
 from jobs.merchant.shops import mark_uninstalled
 from jobs.runtime import Runtime
-from jobs.store.models import MerchantSession, Shop, ShopStatus, now
+from jobs.store.models import HistoryImport, MerchantSession, Shop, ShopStatus, now
 from tests.support import SHOPIFY_SHOP
 
 COOKIE = "session"  # Flask's session cookie
@@ -74,6 +74,22 @@ def test_settings_page_shows_the_sessions_shop(client: FlaskClient, runtime: Run
     response = client.get("/settings")
     assert response.status_code == 200
     assert SHOPIFY_SHOP in response.get_data(as_text=True)
+    assert "history" not in response.get_data(as_text=True).lower()  # none imported
+
+
+def test_settings_page_says_how_far_the_history_import_is(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    shop_id = _shop_id(runtime)
+    with runtime.sessions.begin() as session:
+        session.add(
+            HistoryImport(
+                shop_id=shop_id, since=now() - timedelta(days=730), read=41200, total=100000
+            )
+        )
+    sign_in(client, shop_id)
+    page = client.get("/settings").get_data(as_text=True)
+    assert "Importing your history: 41,200 of 100,000 customers and orders (41 %)" in page
 
 
 def test_a_signed_cookie_that_only_names_a_shop_signs_nobody_in(

@@ -465,3 +465,24 @@ def test_the_app_toml_lists_the_topics_scopes_and_routes_we_serve() -> None:
     assert config["access_scopes"]["scopes"] == Settings.shopify_scopes
     assert config["application_url"].endswith("/shopify/install")
     assert config["auth"]["redirect_urls"][0].endswith("/shopify/callback")
+
+
+@pytest.mark.parametrize("declares", [False, True])
+def test_an_install_imports_the_shops_history_when_the_platform_offers_one(
+    web: FlaskClient,
+    runtime: Runtime,
+    shopify: FakeShopify,
+    monkeypatch: pytest.MonkeyPatch,
+    declares: bool,
+) -> None:
+    if declares:
+        source = lambda *args: iter(())  # noqa: E731 (a platform's history, empty)
+        monkeypatch.setattr(
+            shopify_app, "SERVER", dataclasses.replace(shopify_app.SERVER, history=source)
+        )
+    state = start_install(web)
+    web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
+    with runtime.sessions() as session:
+        shop_id = session.scalars(select(Shop.id).where(Shop.key == SHOP)).one()
+    queued = runtime.queue("default").job_ids
+    assert (f"history-{shop_id}" in queued) is declares

@@ -14,14 +14,24 @@ import pytest
 import requests
 import responses
 from flask.testing import FlaskClient
+from rq.job import Job
 from sqlalchemy import select, update
 
 from adapters.woocommerce.client import WEBHOOK_TOPICS
 from connector.app import create_app
 from jobs import tasks
+from jobs.intake import history
 from jobs.platforms import woocommerce
 from jobs.runtime import Runtime
-from jobs.store.models import ConnectNonce, Notice, Shop, ShopStatus, Subscription, now
+from jobs.store.models import (
+    ConnectNonce,
+    Contact,
+    Notice,
+    Shop,
+    ShopStatus,
+    Subscription,
+    now,
+)
 from tests.conftest import FIXTURES
 from tests.connector.test_merchant import signed_in_shop
 from tests.support import run_worker, woocommerce_headers
@@ -58,6 +68,12 @@ class FakeStore:
         mock.add_callback(responses.GET, f"{API}/webhooks", callback=self.list)
         mock.add_callback(responses.POST, f"{API}/webhooks", callback=self.create)
         mock.add_callback(responses.PUT, re.compile(rf"{API}/webhooks/\d+"), callback=self.change)
+        # the history import a connect starts: a new store with one customer, no orders
+        self.customers = [
+            {"id": 1, "email": "forsta@example.se", "date_created_gmt": "2026-01-02T03:04:05"}
+        ]
+        mock.add_callback(responses.GET, f"{API}/customers", callback=self.listing)
+        mock.add_callback(responses.GET, f"{API}/orders", callback=self.listing)
 
     def issue(self, key: str, secret: str) -> None:
         self.issued.add(_basic(key, secret))
@@ -77,6 +93,11 @@ class FakeStore:
             {"X-WP-TotalPages": "1"},
             json.dumps(list(self.hooks.values())),
         )
+
+    def listing(self, request: requests.PreparedRequest) -> Answer:
+        items = self.customers if "/customers" in str(request.url) else []
+        headers = {"X-WP-Total": str(len(items)), "X-WP-TotalPages": "1"}
+        return self.refused(request) or (200, headers, json.dumps(items))
 
     def create(self, request: requests.PreparedRequest) -> Answer:
         if refused := self.refused(request):
@@ -425,6 +446,28 @@ def test_the_old_secret_holds_until_the_webhooks_are_re_pointed(
     assert webhook(fresh, new, "after-1") == 200
     assert webhook(fresh, old, "after-2") == 401
     assert the_shop(runtime).previous_webhook_secret_enc is None
+
+
+def test_a_connected_store_has_its_history_imported_once(
+    client: FlaskClient, runtime: Runtime, store: FakeStore
+) -> None:
+    connect(client, runtime)
+    shop_id = the_shop(runtime).id
+    with runtime.sessions() as session:
+        imported = history.state(session, shop_id)
+        contact = session.scalars(select(Contact)).one()
+    assert imported is not None
+    assert (imported.status, imported.customers, imported.orders) == ("done", 1, 0)
+    assert contact.email == "forsta@example.se"
+    assert history.progress_line(imported) == (
+        "History imported: 1 customer, 0 orders from the last 2 years"
+    )
+    connect(client, runtime)  # a reconnect does not import it again
+    assert (
+        not Job.exists(history.job_id(shop_id), connection=runtime.redis)
+        or Job.fetch(history.job_id(shop_id), connection=runtime.redis).is_finished
+    )
+    assert sum("/customers" in str(c.request.url) for c in store.mock.calls) == 1
 
 
 def test_webhook_set_up_failure_is_shown_and_retried(
