@@ -175,6 +175,14 @@ class FlowContext:
         params = {"shop_id": self.shop.id, "contact_id": self.contact.id, "since": since}
         return bool(plain(self.session).scalar(queries.CONTACT_ORDERED_SINCE, params))
 
+    def ever_ordered(self) -> bool:
+        """Did the contact ever place a real order (not a test), even one since cancelled
+        or refunded?"""
+        if self.contact is None:
+            return False
+        params = {"shop_id": self.shop.id, "contact_id": self.contact.id}
+        return bool(plain(self.session).scalar(queries.CONTACT_EVER_ORDERED, params))
+
     def paid_orders(self) -> int:
         """How many orders the contact paid for (not tests, not cancelled or refunded)."""
         if self.contact is None:

@@ -48,11 +48,13 @@ def _still_subscribed(ctx: FlowContext) -> bool:
 
 
 def _ordered(ctx: FlowContext) -> bool:
-    """She has ordered (any real order the store holds, paid or not)."""
+    """She has ordered: any real order the store holds, paid or not, even one cancelled
+    or refunded since (she is a customer who had a bad time, not a subscriber who
+    never started)."""
     contact = ctx.contact
     if contact is None:
         return False
-    return contact.first_order_at is not None or ctx.paid_orders() > 0
+    return contact.first_order_at is not None or ctx.ever_ordered()
 
 
 def _in_welcome_series(ctx: FlowContext) -> bool:

@@ -150,6 +150,15 @@ CONTACT_ORDERED_SINCE = select(
     )
 )
 
+#: did the contact ever place a real order, whatever became of it (jobs.flows.context)
+CONTACT_EVER_ORDERED = select(
+    exists().where(
+        Order.shop_id == bindparam("shop_id"),
+        Order.contact_id == bindparam("contact_id"),
+        Order.test.is_(False),
+    )
+)
+
 #: how many orders the contact paid for (not tests, not cancelled or refunded since)
 #: (jobs.flows.context, for loyalty milestones)
 CONTACT_PAID_ORDERS = select(func.count(Order.id)).where(

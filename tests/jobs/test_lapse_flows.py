@@ -221,6 +221,22 @@ def test_a_subscriber_who_ordered_gets_no_re_engagement(shop: Rendering) -> None
     ]
 
 
+def test_a_subscriber_whose_only_order_was_cancelled_gets_no_re_engagement(
+    shop: Rendering,
+) -> None:
+    shop.at(day(0), ev.CustomerCreated(day(0), anna()))
+    paid(shop, "o1", day(5))
+    shop.at(
+        day(6), ev.OrderCancelled(day(6), an_order("o1", anna(), day(5), "hat", updated=day(6)))
+    )
+    went_quiet(shop, 30)  # she counts no order now, but she did order
+    shop.run(day(33))
+    assert emails_of(shop, "re_engagement") == []
+    assert not_started(shop, "anna@example.se", "re_engagement") == [
+        "not started: it was already over (she had ordered) (on SubscriberWentQuiet)"
+    ]
+
+
 def test_a_contact_who_unsubscribed_gets_no_re_engagement(shop: Rendering) -> None:
     shop.at(day(0), ev.CustomerCreated(day(0), anna()))
     went_quiet(shop, 30)  # she enrolled; before 10:00 she unsubscribes
