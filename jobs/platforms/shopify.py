@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -28,11 +29,13 @@ from adapters.platform import AdminApiError
 from adapters.shopify import oauth
 from adapters.shopify.client import ShopifyAdmin
 from adapters.shopify.translate import TOPIC_HANDLERS
-from jobs.intake import history
+from jobs.intake import deliveries
+from jobs.intake import history as history_import
 from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import add_shop
-from jobs.platforms.server import PlatformServer
+from jobs.platforms import shopify_history
+from jobs.platforms.server import HistoryPage, PlatformServer
 from jobs.queues import DEFAULT
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -266,11 +269,33 @@ def schedule_due(runtime: Runtime, at: datetime | None = None) -> int:
     return queued
 
 
+# --- the history source (reading the bulk files: jobs.platforms.shopify_history) ---------
+
+
+def history(
+    runtime: Runtime, shop: Shop, since: datetime, cursor: str | None
+) -> Iterator[HistoryPage]:
+    """The shop's customers, then its orders, updated since ``since``, as pages of events
+    to apply as the shop's past, from ``cursor`` on (None: from the start).
+
+    Without the ``read_all_orders`` scope Shopify shows an app only the last 60
+    days of orders: the import then holds those, and every customer since ``since``.
+    """
+    client = admin_client(runtime, shop)
+    if client is None:
+        raise AdminApiError(f"{shop.key} is not installed: no history to read", transient=False)
+    with runtime.sessions() as session:
+        context = deliveries.shop_context(session, shop, now())
+    reader = shopify_history.BulkReader(client, runtime.api_session())
+    return shopify_history.history_pages(reader, context, since, cursor)
+
+
 SERVER = PlatformServer(
     name="shopify",
     admin_client=admin_client,
     app_webhook_secrets=app_webhook_secrets,
     reconcile_due=schedule_due,
+    history=history,
 )
 
 
@@ -401,7 +426,7 @@ def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
         )
     if SERVER.history is not None:
         # the shop's past customers and orders (once: a reinstall resumes or skips it)
-        history.enqueue(runtime, shop_id)
+        history_import.enqueue(runtime, shop_id)
     return shop_id
 
 

@@ -19,8 +19,9 @@ beginning, which applying events again tolerates). A line that is not JSON
 or an item that cannot be translated is skipped and logged by its line number,
 never by its content.
 
-The two types and the signature are the history import's contract (they move
-to :mod:`jobs.platforms.server` when it lands).
+The pages are the history import's :class:`jobs.platforms.server.HistoryPage`;
+:func:`jobs.platforms.shopify.history` is Shopify's history source, reading
+through :func:`history_pages`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -39,10 +40,7 @@ from adapters.http import ApiSession
 from adapters.platform import AdminApiError, ShopContext, WebhookError
 from adapters.shopify import graphql
 from adapters.shopify.client import GraphQLError, ShopifyAdmin, version_at_least
-from jobs.platforms.shopify import admin_client
-from jobs.runtime import Runtime
-from jobs.shop_settings import load as load_settings
-from jobs.store.models import Shop
+from jobs.platforms.server import HistoryPage
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +56,6 @@ GONE = frozenset({"CANCELED", "CANCELING", "EXPIRED"})
 RUNNING = frozenset({"CREATED", "RUNNING"})
 #: what a download of an expired (signed) URL answers
 EXPIRED_URL = frozenset({400, 401, 403, 404, 410})
-
-
-@dataclass(frozen=True)
-class HistoryPage:
-    events: Sequence[ev.Event]  # in the order to apply (customers before their orders)
-    cursor: str | None  # where to resume AFTER this page; None: the last page
-    read: int  # items read so far in the whole import
-    total: int | None  # the platform's estimate of all items, if it gives one
 
 
 class Phase(StrEnum):
@@ -380,25 +370,4 @@ def history_pages(
             return
 
 
-def history(
-    runtime: Runtime, shop: Shop, since: datetime, cursor: str | None
-) -> Iterator[HistoryPage]:
-    """The shop's customers, then its orders, updated since ``since``, as pages of events
-    to apply as the shop's past, from ``cursor`` on (None: from the start)."""
-    client = admin_client(runtime, shop)
-    if client is None:
-        raise AdminApiError(f"{shop.key} is not installed: no history to read", transient=False)
-    settings = load_settings(shop)
-    context = ShopContext(
-        domain=shop.key,
-        currency=shop.currency,
-        base_url=shop.base_url,
-        received_at=datetime.now(UTC),
-        consent=settings.consent,
-        birthday=settings.birthday,
-    )
-    reader = BulkReader(client, runtime.api_session())
-    return history_pages(reader, context, since, cursor)
-
-
-__all__ = ["HistoryPage", "history"]
+__all__ = ["BulkReader", "history_pages"]

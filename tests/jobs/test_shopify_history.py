@@ -20,8 +20,9 @@ from sqlalchemy import select
 from adapters import events as ev
 from adapters.platform import AdminApiError, ShopContext
 from jobs.platforms import shopify_history
-from jobs.platforms.shopify import admin_client
-from jobs.platforms.shopify_history import BulkReader, Cursor, HistoryPage, history, history_pages
+from jobs.platforms.server import HistoryPage
+from jobs.platforms.shopify import admin_client, history
+from jobs.platforms.shopify_history import BulkReader, Cursor, history_pages
 from jobs.runtime import Runtime
 from jobs.store.models import Shop, now
 from tests.support import FIXTURES, SHOPIFY_SHOP
