@@ -223,6 +223,47 @@ def enqueue(runtime: Runtime, shop_id: int, *, days: int = DAYS, again: bool = F
     return True
 
 
+#: a failed import (its job's retries spent: the platform down for hours) is tried
+#: again this long after its last attempt, by the sweeper
+RESUME_FAILED_AFTER = timedelta(hours=6)
+
+
+def resume_stalled(runtime: Runtime, at: datetime | None = None) -> int:
+    """Enqueue again the imports nothing is carrying on (the sweeper's duty); how many.
+
+    An import stalls when its run was killed and RQ does not retry it (a worker
+    lost with the job, Redis flushed): still ``running`` in the store, its lease
+    long expired. One that failed after all its retries is tried again every
+    :data:`RESUME_FAILED_AFTER`. Each resumes at its cursor; an import whose lease
+    is held or whose job is queued is left alone (``enqueue`` checks the job).
+    """
+    at = at or now()
+    with runtime.sessions() as session:
+        found = session.execute(
+            select(HistoryImport.shop_id, HistoryImport.status)
+            .join(Shop, Shop.id == HistoryImport.shop_id)
+            .where(
+                Shop.status == ShopStatus.ACTIVE,
+                (
+                    (HistoryImport.status == HistoryStatus.RUNNING)
+                    & (HistoryImport.updated_at < at - timedelta(seconds=LEASE_SECONDS))
+                )
+                | (
+                    (HistoryImport.status == HistoryStatus.FAILED)
+                    & (HistoryImport.updated_at < at - RESUME_FAILED_AFTER)
+                ),
+            )
+        ).all()
+    resumed = 0
+    for shop_id, status in found:
+        if _Lease(runtime, shop_id).held():
+            continue
+        if enqueue(runtime, shop_id):
+            log.info("shop %s: history import %s, resumed at its cursor", shop_id, status)
+            resumed += 1
+    return resumed
+
+
 # --- running it -------------------------------------------------------------------
 
 Progress = Callable[[HistoryState], None]
@@ -431,6 +472,10 @@ class _Lease:
 
     def take(self) -> bool:
         return bool(self.redis.set(self.key, self.token, nx=True, ex=LEASE_SECONDS))
+
+    def held(self) -> bool:
+        """Is a run (any) holding the import now?"""
+        return bool(self.redis.exists(self.key))
 
     def renew(self) -> None:
         held = self.redis.get(self.key)

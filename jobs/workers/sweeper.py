@@ -17,7 +17,10 @@ deployment (a Redis lock elects it) looks for:
 - active shops whose local day changed since their daily scan: each gets one
   ``scan_shop`` job for that day (see :mod:`jobs.intake.scans`). One sweeper in the
   deployment asks, and the job's id is the shop's and the day's, so a shop is
-  scanned once a day.
+  scanned once a day;
+- history imports nothing carries on (a run killed with its job, or one whose
+  retries were spent hours ago): enqueued again, to resume at their cursor
+  (see :func:`jobs.intake.history.resume_stalled`).
 
 Each ``triggerpost worker`` runs a sweeper process beside it (:func:`run_beside`),
 so any number of worker machines give the deployment a sweeper as long as
@@ -37,7 +40,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs.engine import schedule
-from jobs.intake import deliveries, scans
+from jobs.intake import deliveries, history, scans
 from jobs.platforms.registry import SERVERS
 from jobs.runtime import Runtime
 from jobs.sending import courier, pipeline
@@ -101,6 +104,15 @@ def sweep_scans(runtime: Runtime, at: datetime | None = None) -> int:
     return queued
 
 
+def sweep_history(runtime: Runtime, at: datetime | None = None) -> int:
+    """Enqueue again the history imports nothing carries on
+    (:func:`jobs.intake.history.resume_stalled`); returns how many."""
+    resumed = history.resume_stalled(runtime, at)
+    if resumed:
+        log.info("sweeper: %d shops' history imports resumed", resumed)
+    return resumed
+
+
 def run_forever(settings: Settings, stop: threading.Event | None = None) -> None:
     """Sweep every ``settings.sweep_interval`` seconds until stopped (SIGTERM/SIGINT)."""
     stop = stop or threading.Event()
@@ -125,6 +137,7 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
                         if server.reconcile_due is not None:
                             server.reconcile_due(runtime)
                     sweep_scans(runtime)
+                    sweep_history(runtime)
             except (RedisError, SQLAlchemyError) as exc:
                 log.warning("sweeper: %s; trying again in %.0f s", exc, interval)
             stop.wait(interval)

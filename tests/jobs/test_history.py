@@ -447,3 +447,47 @@ def test_woocommerce_declares_its_history_source() -> None:
 def test_a_cursor_that_cannot_be_read_is_a_clear_error(cursor: str) -> None:
     with pytest.raises(woocommerce.AdminApiError, match=r"history cursor .* unreadable"):
         woocommerce.HistoryCursor.parse(cursor)
+
+
+def test_the_sweeper_resumes_an_import_whose_run_was_killed_and_retries_a_failed_one_later(
+    runtime: Runtime, shop_id: int
+) -> None:
+    """A run killed with its job (no RQ retry comes) is picked up once its lease expired;
+    one that failed after all its retries, hours later; a running one is left alone."""
+    pages: list[str | None] = []
+
+    def source(
+        runtime: Runtime, shop: Shop, since: datetime, cursor: str | None
+    ) -> Iterator[HistoryPage]:
+        pages.append(cursor)
+        order = made_up_order("1", NOW)
+        yield HistoryPage([ev.OrderPaid(NOW, order)], "1", read=1, total=2)
+        raise SystemExit("the worker is killed")  # not an Exception: no failure recorded
+
+    with pytest.raises(SystemExit):
+        history.run(runtime, shop_id, lambda platform: source)
+    queue = runtime.queue("default")
+    with runtime.sessions() as session:
+        found = history.state(session, shop_id)
+        assert found is not None
+        assert (found.status, found.read) == ("running", 1)
+        stalled_at = found.updated_at
+    # the lease of the killed run is gone (released or expired); within the lease's
+    # time nothing is resumed, after it the import is enqueued once
+    assert history.resume_stalled(runtime, stalled_at + timedelta(seconds=60)) == 0
+    later = stalled_at + timedelta(seconds=history.LEASE_SECONDS + 1)
+    assert history.resume_stalled(runtime, later) == 1
+    assert queue.job_ids == [f"history-{shop_id}"]
+    assert history.resume_stalled(runtime, later) == 0  # its job is waiting
+    queue.empty()
+    # a run under way (its lease held) is never doubled
+    runtime.redis.set(f"triggerpost:history:{shop_id}", "a live run")
+    assert history.resume_stalled(runtime, later) == 0
+    runtime.redis.delete(f"triggerpost:history:{shop_id}")
+    # failed after its retries: tried again only RESUME_FAILED_AFTER after the last try
+    with runtime.sessions.begin() as session:
+        row = session.scalars(select(HistoryImport).where(HistoryImport.shop_id == shop_id)).one()
+        row.status = HistoryStatus.FAILED
+    assert history.resume_stalled(runtime, later) == 0
+    assert history.resume_stalled(runtime, stalled_at + history.RESUME_FAILED_AFTER * 2) == 1
+    assert queue.job_ids == [f"history-{shop_id}"]
