@@ -603,6 +603,10 @@ def reconcile(runtime: Runtime, shop_id: int) -> dict[str, int]:
                 f"triggerpost cannot read your store's orders ({exc}). Check that the "
                 "REST API keys still exist and that the store is reachable.",
             )
+            # a pass ran, cut short: the store is asked again at the next interval, not
+            # at every sweep; the cursors stay where they were
+            _advance(session, shop_id, "orders", since_orders, started)
+            _advance(session, shop_id, "customers", since_customers, started)
         raise
     with runtime.sessions.begin() as session:
         shop_row = session.get_one(Shop, shop_id)

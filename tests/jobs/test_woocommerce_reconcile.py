@@ -21,6 +21,7 @@ from jobs.store.models import (
     Checkout,
     Delivery,
     Notice,
+    Shop,
     StoredEvent,
     Subscription,
     SyncCursor,
@@ -183,6 +184,13 @@ def test_an_unreachable_store_is_a_notice_and_a_failed_job(runtime: Runtime, sho
             woocommerce.reconcile(runtime, shop_id)
     with runtime.sessions() as session:
         assert session.scalars(select(Notice.code)).all() == [woocommerce.NOTICE_API]
+        cursors = session.scalars(select(SyncCursor).where(SyncCursor.shop_id == shop_id)).all()
+        installed = session.get_one(Shop, shop_id).installed_at
+    # asked again at the next interval, not at every sweep; nothing counted as read
+    assert {c.synced_until for c in cursors} == {installed}
+    assert woocommerce.schedule_due(runtime) == 0
+    later = now() + woocommerce.INTERVAL + timedelta(minutes=1)
+    assert woocommerce.schedule_due(runtime, later) == 1
 
 
 def test_due_stores_get_one_job_each(runtime: Runtime, store: FakeStore, shop_id: int) -> None:
