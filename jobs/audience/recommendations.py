@@ -57,14 +57,17 @@ def order_products(order_data: dict[str, Any]) -> list[str]:
     return list(seen)
 
 
-def on_order(session: Session, order: Order) -> None:
+def on_order(session: Session, order: Order, status: OrderStatus | None = None) -> None:
     """Count a paid order once; take it back once it is cancelled or refunded.
 
-    Run after the order's row holds its new status. A test order is never counted.
+    Run after the order's row holds its new status (or with ``status``, one it
+    reached on the way there: the history import writes an order's row once and
+    then counts it for each status it went through). A test order is never counted.
     """
-    if order.status == OrderStatus.PAID and not order.test:
+    status = OrderStatus(order.status) if status is None else status
+    if status == OrderStatus.PAID and not order.test:
         count_order(session, order)
-    elif order.status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
+    elif status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
         take_back_order(session, order)
 
 

@@ -116,6 +116,8 @@ INSERT_NEW_DELIVERIES = {name: _insert_deliveries(name) for name in ("postgresql
 #: appends to the event log, run on the connection with no unit of work
 #: (jobs.intake.apply)
 INSERT_STORED_EVENT = insert(StoredEvent).returning(StoredEvent.id)
+#: a history page's log rows, all in one statement (jobs.intake.apply.apply_history)
+INSERT_STORED_EVENTS = insert(StoredEvent)
 #: a contact by the platform's customer id (jobs.intake.apply finds whom an event is about)
 CONTACT_BY_CUSTOMER_ID = select(Contact).where(
     Contact.shop_id == bindparam("shop_id"), Contact.customer_id == bindparam("key")
