@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -165,13 +165,18 @@ PENDING = "triggerpost.history_pending"
 
 
 class _Pending:
-    """A page's log rows not yet written and the contacts whose figures are due."""
+    """What a history page has not written yet: its log rows, the contacts whose
+    figures are due, the paid orders whose products are to be counted (row id:
+    the products as they were when paid); and the contacts it found by customer id."""
 
-    __slots__ = ("contacts", "logged")
+    __slots__ = ("contacts", "counts", "known", "logged", "shop_id")
 
-    def __init__(self) -> None:
+    def __init__(self, shop_id: int) -> None:
+        self.shop_id = shop_id
         self.logged: list[dict[str, Any]] = []
         self.contacts: dict[int, Contact] = {}
+        self.counts: dict[int, list[str]] = {}
+        self.known: dict[str, Contact] = {}
 
 
 def apply_history(session: Session, shop: Shop, events: Sequence[ev.Event]) -> list[Applied]:
@@ -195,7 +200,8 @@ def apply_history(session: Session, shop: Shop, events: Sequence[ev.Event]) -> l
     No flow acts on any of it and no email is credited with it, as with
     ``historical=True``. The caller commits (or rolls back) the page.
     """
-    pending = _Pending()
+    pending = _Pending(shop.id)
+    _find_customers(session, shop, events, pending)
     session.info[PENDING] = pending
     try:
         done: list[Applied] = []
@@ -230,12 +236,50 @@ def write_pending(session: Session) -> None:
     if pending.logged:
         plain(session).execute(queries.INSERT_STORED_EVENTS, pending.logged)
         pending.logged = []
+    _write_counts(session, pending)
     if pending.contacts:
-        contacts, pending.contacts = pending.contacts, {}
         session.flush()
-        for contact in contacts.values():
-            if inspect(contact).persistent:  # not merged into another meanwhile
-                refresh_order_stats(session, contact)
+        # not those merged into another meanwhile (gone from the store)
+        contacts = [c for c in pending.contacts.values() if inspect(c).persistent]
+        pending.contacts = {}
+        orders: dict[int, list[Any]] = {c.id: [] for c in contacts}
+        if orders:
+            found = plain(session).execute(
+                queries.COUNTED_ORDERS_OF_CONTACTS, {"ids": list(orders)}
+            )
+            for row in found:
+                orders[row.contact_id].append(row)
+        for contact in contacts:
+            _set_order_stats(contact, orders[contact.id])
+
+
+def _write_counts(session: Session, pending: _Pending) -> None:
+    """Count the page's paid orders in the products' sales and pairs (before anything
+    takes one back, so that it is taken back as it would have been)."""
+    if pending.counts:
+        counts, pending.counts = pending.counts, {}
+        recommendations.count_orders(session, pending.shop_id, counts)
+
+
+def _find_customers(
+    session: Session, shop: Shop, events: Sequence[ev.Event], pending: _Pending
+) -> None:
+    """The contacts of the customers the page names, in one query (each is looked up
+    by customer id otherwise, one at a time)."""
+    ids: set[str] = set()
+    for event in events:
+        order = _order_of(event)
+        customer = order.customer if order is not None else None
+        if isinstance(event, ev.CustomerCreated | ev.CustomerUpdated):
+            customer = event.customer
+        if customer is not None and customer.customer_id:
+            ids.add(customer.customer_id)
+    ids = {i for i in ids if len(i) <= IDENTITY_LENGTH}
+    if ids:
+        params = {"shop_id": shop.id, "ids": sorted(ids)}
+        for contact in session.scalars(queries.CONTACTS_BY_CUSTOMER_IDS, params):
+            if contact.customer_id is not None:
+                pending.known[contact.customer_id] = contact
 
 
 def _order_runs(events: Sequence[ev.Event]) -> list[list[ev.Event]]:
@@ -302,7 +346,12 @@ def _on_order_history(
             reached.append(OrderStatus(row.status))
     session.flush()
     for status in reached:
-        recommendations.on_order(session, row, status)
+        if status == OrderStatus.PAID and not row.test:
+            # counted with the page's others (recommendations.on_order would count it now)
+            pending.counts.setdefault(row.id, recommendations.counted_products(row))
+        elif status != OrderStatus.PLACED:
+            _write_counts(session, pending)
+            recommendations.on_order(session, row, status)
 
     if checkout_token:
         checkout = rows.checkout(session, shop.id, checkout_token)
@@ -366,9 +415,12 @@ def find_contact(
     session: Session, shop_id: int, customer_id: str | None, email: str | None
 ) -> Contact | None:
     if customer_id:
-        found = session.scalar(
-            queries.CONTACT_BY_CUSTOMER_ID, {"shop_id": shop_id, "key": customer_id}
-        )
+        pending: _Pending | None = session.info.get(PENDING)
+        found = pending.known.get(customer_id) if pending is not None else None
+        if found is None or found.customer_id != customer_id or not inspect(found).persistent:
+            found = session.scalar(
+                queries.CONTACT_BY_CUSTOMER_ID, {"shop_id": shop_id, "key": customer_id}
+            )
         if found is not None:
             return found
     if email:
@@ -520,7 +572,12 @@ def set_consent(contact: Contact, consent: ev.Consent, fallback_at: datetime | N
 def refresh_order_stats(session: Session, contact: Contact) -> None:
     """Recomputed from the orders table, so replays and reorderings cannot skew it."""
     params = {"contact_id": contact.id}
-    orders = plain(session).execute(queries.COUNTED_ORDERS_OF_CONTACT, params).all()
+    _set_order_stats(contact, plain(session).execute(queries.COUNTED_ORDERS_OF_CONTACT, params))
+
+
+def _set_order_stats(contact: Contact, counted: Iterable[Any]) -> None:
+    """The contact's figures from her counted orders (``COUNTED_ORDERS_OF_CONTACT`` rows)."""
+    orders = list(counted)
     contact.orders_count = len(orders)
     contact.total_spent = sum(
         (o.shop_total if o.shop_total is not None else o.total for o in orders), Decimal(0)
