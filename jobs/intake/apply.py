@@ -201,7 +201,7 @@ def apply_history(session: Session, shop: Shop, events: Sequence[ev.Event]) -> l
     ``historical=True``. The caller commits (or rolls back) the page.
     """
     pending = _Pending(shop.id)
-    _find_customers(session, shop, events, pending)
+    _prefetch(session, shop, events, pending)
     session.info[PENDING] = pending
     try:
         done: list[Applied] = []
@@ -261,19 +261,26 @@ def _write_counts(session: Session, pending: _Pending) -> None:
         recommendations.count_orders(session, pending.shop_id, counts)
 
 
-def _find_customers(
-    session: Session, shop: Shop, events: Sequence[ev.Event], pending: _Pending
-) -> None:
-    """The contacts of the customers the page names, in one query (each is looked up
-    by customer id otherwise, one at a time)."""
+def _prefetch(session: Session, shop: Shop, events: Sequence[ev.Event], pending: _Pending) -> None:
+    """The contacts of the customers the page names, its orders and their checkouts,
+    each in one query (each is looked up on its own otherwise, one at a time)."""
     ids: set[str] = set()
+    order_ids: set[str] = set()
+    tokens: set[str] = set()
     for event in events:
         order = _order_of(event)
+        if order is not None:
+            order_ids.add(order.order_id)
+            if order.checkout_token:
+                tokens.add(order.checkout_token)
         customer = order.customer if order is not None else None
         if isinstance(event, ev.CustomerCreated | ev.CustomerUpdated):
             customer = event.customer
         if customer is not None and customer.customer_id:
             ids.add(customer.customer_id)
+    # one that is no platform's id is refused by the handler before any lookup
+    rows.prefetch(session, Order, shop.id, (i for i in order_ids if len(i) <= IDENTITY_LENGTH))
+    rows.prefetch(session, Checkout, shop.id, tokens)
     ids = {i for i in ids if len(i) <= IDENTITY_LENGTH}
     if ids:
         params = {"shop_id": shop.id, "ids": sorted(ids)}

@@ -71,6 +71,16 @@ CHECKOUT_BY_TOKEN = select(Checkout).where(
 ORDER_BY_ORDER_ID = select(Order).where(
     Order.shop_id == bindparam("shop_id"), Order.order_id == bindparam("value")
 )
+#: many checkouts by token, for jobs.store.rows.prefetch (a history page's)
+CHECKOUTS_BY_TOKENS = select(Checkout).where(
+    Checkout.shop_id == bindparam("shop_id"),
+    Checkout.token.in_(bindparam("values", expanding=True)),
+)
+#: many orders by order id, for jobs.store.rows.prefetch (a history page's)
+ORDERS_BY_ORDER_IDS = select(Order).where(
+    Order.shop_id == bindparam("shop_id"),
+    Order.order_id.in_(bindparam("values", expanding=True)),
+)
 
 _INSERT_NEW: dict[tuple[str, type, tuple[str, ...]], Any] = {}
 

@@ -90,8 +90,9 @@ def snapshot(session: Session, shop_id: int) -> dict[str, list[str]]:
     return found
 
 
-def story() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Customers, their past orders, and a webhook that came first for one of them."""
+def story() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Customers, their past orders, and webhooks that came first: a newer version
+    of one order, the checkout of another."""
     placed = NOW - timedelta(days=40)
     customers = [customer(n) for n in (1, 2, 3, 4)]
     guest = order(106, 0, placed)
@@ -114,11 +115,13 @@ def story() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]
         # the same order again further on, refunded since: the newer version wins
         order(107, 3, placed + timedelta(days=5), status="refunded", modified=NOW),
         order(110, 1, placed + timedelta(days=9), total="10.00"),
+        order(111, 2, placed + timedelta(days=9)),
     ]
     newer = order(
         102, 1, placed + timedelta(days=1), total="300.00", modified=NOW - timedelta(hours=1)
     )
-    return customers, orders, newer
+    checkout = order(111, 2, placed + timedelta(days=9), status="pending")
+    return customers, orders, [newer, checkout]
 
 
 @pytest.mark.parametrize("pages", [1, 3])
@@ -127,10 +130,11 @@ def test_a_page_applied_at_once_leaves_the_rows_of_its_events_applied_one_by_one
 ) -> None:
     one_by_one = a_shop(runtime, "https://ullboden.se")
     at_once = a_shop(runtime, "https://ullgarden.se")
-    customers, orders, newer = story()
+    customers, orders, webhooks = story()
     for shop_id in (one_by_one, at_once):
         with runtime.sessions.begin() as session:
-            webhook(session, session.get_one(Shop, shop_id), newer)
+            for payload in webhooks:
+                webhook(session, session.get_one(Shop, shop_id), payload)
     for n in range(pages):
         with runtime.sessions.begin() as session:
             shop = session.get_one(Shop, one_by_one)
@@ -149,6 +153,7 @@ def test_a_page_applied_at_once_leaves_the_rows_of_its_events_applied_one_by_one
         assert together[table] == alone[table], table
     # the story did what it tells: a merge, a refund after payment, the webhook's total
     assert len(alone["contacts"]) == 5  # four customers and the guest
+    assert "'completed'" in alone["checkouts"][0]
     assert len(alone["events"]) > len(orders)
 
 
