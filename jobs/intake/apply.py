@@ -133,10 +133,15 @@ def apply(
 
 
 def _log_row(
-    shop: Shop, event: ev.Event, applied: Applied, delivery_id: int | None
+    shop: Shop,
+    event: ev.Event,
+    applied: Applied,
+    delivery_id: int | None,
+    serialised: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The event log's row for the event (``events`` table)."""
-    serialised = ev.to_dict(event)
+    """The event log's row for the event (``events`` table); ``serialised``: its
+    ``to_dict`` form when made already."""
+    serialised = ev.to_dict(event) if serialised is None else serialised
     if applied.logged is not None:
         serialised["data"] = applied.logged
     return {
@@ -166,8 +171,8 @@ PENDING = "triggerpost.history_pending"
 
 class _Pending:
     """What a history page has not written yet: its log rows, the contacts whose
-    figures are due, the paid orders whose products are to be counted (row id:
-    the products as they were when paid); and the contacts it found by customer id."""
+    figures are due, the paid orders whose products are to be counted (with the
+    products as they were when paid); and the contacts it found by customer id."""
 
     __slots__ = ("contacts", "counts", "known", "logged", "shop_id")
 
@@ -175,7 +180,7 @@ class _Pending:
         self.shop_id = shop_id
         self.logged: list[dict[str, Any]] = []
         self.contacts: dict[int, Contact] = {}
-        self.counts: dict[int, list[str]] = {}
+        self.counts: dict[int, tuple[Order, list[str]]] = {}
         self.known: dict[str, Contact] = {}
 
 
@@ -210,7 +215,10 @@ def apply_history(session: Session, shop: Shop, events: Sequence[ev.Event]) -> l
             handler = HANDLERS.get(type(first))
             if handler is on_order:
                 applied = _on_order_history(session, shop, group, pending)
-                pending.logged.extend(_log_row(shop, e, applied, None) for e in group)
+                pending.logged.extend(
+                    _log_row(shop, e, applied, None, serialised)
+                    for e, serialised in zip(group, ev.to_dicts(group), strict=True)
+                )
                 done.extend(applied for _ in group)
                 continue
             if handler is not None and handler not in _DEFERRABLE:
@@ -258,7 +266,9 @@ def _write_counts(session: Session, pending: _Pending) -> None:
     takes one back, so that it is taken back as it would have been)."""
     if pending.counts:
         counts, pending.counts = pending.counts, {}
-        recommendations.count_orders(session, pending.shop_id, counts)
+        session.flush()  # the orders' row ids
+        paid = {row.id: products for row, products in counts.values()}
+        recommendations.count_orders(session, pending.shop_id, paid)
 
 
 def _prefetch(session: Session, shop: Shop, events: Sequence[ev.Event], pending: _Pending) -> None:
@@ -321,7 +331,10 @@ def _on_order_history(
     data = first.order
     order_id = identity(data.order_id, "order.order_id")
     checkout_token = code(data.checkout_token, Order.checkout_token, "checkout token")
-    contact = upsert_contact(session, shop, data.customer, data.email, authoritative=False)
+    # written with the page's others (write_pending flushes, as any query does)
+    contact = upsert_contact(
+        session, shop, data.customer, data.email, authoritative=False, flush=False
+    )
     row = rows.order(session, shop.id, order_id)
     if row is None:
         row = Order(
@@ -351,11 +364,10 @@ def _on_order_history(
             row.cancelled_at = data.cancelled_at
         if not reached or reached[-1] != row.status:
             reached.append(OrderStatus(row.status))
-    session.flush()
     for status in reached:
         if status == OrderStatus.PAID and not row.test:
             # counted with the page's others (recommendations.on_order would count it now)
-            pending.counts.setdefault(row.id, recommendations.counted_products(row))
+            pending.counts.setdefault(id(row), (row, recommendations.counted_products(row)))
         elif status != OrderStatus.PLACED:
             _write_counts(session, pending)
             recommendations.on_order(session, row, status)
@@ -442,12 +454,15 @@ def upsert_contact(
     email: str | None,
     *,
     authoritative: bool,
+    flush: bool = True,
 ) -> Contact | None:
     """Find or create the contact an event is about and update what it tells us.
 
     ``authoritative`` is true for customer events (their fields replace ours when
     newer); for checkouts and orders the embedded customer only fills blanks.
     Returns None when the event names nobody we could ever email or match.
+    ``flush``: write the changes now (the history import leaves them to the
+    next query or its page's end, to write many at once).
     """
     email = stored_email(email or (customer.email if customer else None))
     customer_id = customer.customer_id if customer else None
@@ -466,7 +481,8 @@ def upsert_contact(
             _take_email(session, contact, email)
     if customer is not None:
         _update_fields(contact, customer, authoritative=authoritative)
-    session.flush()
+    if flush:
+        session.flush()
     return contact
 
 
