@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -73,6 +74,7 @@ __all__ = [
     "from_dict",
     "normalise_email",
     "to_dict",
+    "to_dicts",
     "utc",
 ]
 
@@ -472,6 +474,17 @@ def to_dict(event: Event) -> dict[str, Any]:
     }
 
 
+def to_dicts(events: Iterable[Event]) -> list[dict[str, Any]]:
+    """``to_dict`` of each event; a value several of them hold (the one order of
+    an order's placed, paid and fulfilled events) is made JSON-ready once and
+    shared by their forms: read them, never change them."""
+    shared: dict[int, Any] = {}
+    return [
+        {"type": type(event).__name__, "version": type(event).VERSION, "data": _dump(event, shared)}
+        for event in events
+    ]
+
+
 def from_dict(payload: dict[str, Any]) -> Event:
     """Read back what ``to_dict`` wrote; unknown types and versions are errors."""
     try:
@@ -495,7 +508,9 @@ _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 _AS_IS = (str, int, float, bool, type(None))
 
 
-def _dump(value: Any) -> Any:
+def _dump(value: Any, shared: dict[int, Any] | None = None) -> Any:
+    """``value`` JSON-ready; with ``shared``, a dataclass value dumped before (by
+    identity: frozen, and alive as long as the events holding it) is not again."""
     kind = type(value)
     if kind in _AS_IS:  # the exact types: a StrEnum member is a str, but not this
         return value
@@ -503,7 +518,14 @@ def _dump(value: Any) -> Any:
     if names is None and dataclasses.is_dataclass(kind):
         names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(kind))
     if names is not None:
-        return {name: _dump(getattr(value, name)) for name in names}
+        if shared is None:
+            return {name: _dump(getattr(value, name)) for name in names}
+        dumped = shared.get(id(value))
+        if dumped is None:
+            dumped = shared[id(value)] = {
+                name: _dump(getattr(value, name), shared) for name in names
+            }
+        return dumped
     if isinstance(value, StrEnum):
         return value.value
     if isinstance(value, datetime):
@@ -513,7 +535,7 @@ def _dump(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, tuple):
-        return [_dump(item) for item in value]
+        return [_dump(item, shared) for item in value]
     return value
 
 

@@ -9,7 +9,9 @@ pages are also read without applying them, right before (the fake API, JSON,
 translation: the source's own cost), so the ratio says what applying costs
 on top of reading.
 
-Prints orders/s and items/s of the import, the source alone, and their ratio.
+Prints orders/s and items/s of the import, the source alone, and their ratio,
+and the SQL statements the import sent per order (each call to the database
+driver counts once, so a batch of rows sent in one call is one statement).
 
     .venv/bin/python bench/history.py [--orders 100000] [--customers 10000]
         [--databases sqlite,postgresql] [--postgres-url URL] [--redis-url URL]
@@ -37,7 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import requests
 import responses
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -149,9 +151,16 @@ def run(database: str, url: str, redis_url: str, args: argparse.Namespace, workd
         for page in woocommerce.history(runtime, detached, NOW - timedelta(days=730), None):
             events += len(page.events)
         source = time.perf_counter() - started
+        statements = [0]
+
+        def count(*_: object) -> None:
+            statements[0] += 1
+
+        event.listen(runtime.engine, "before_cursor_execute", count)
         started = time.perf_counter()
         done = history.run(runtime, shop_id, registry.history_source)
         imported = time.perf_counter() - started
+        event.remove(runtime.engine, "before_cursor_execute", count)
     with runtime.sessions() as session:
         orders = session.scalar(select(func.count()).select_from(Order))
         contacts = session.scalar(select(func.count()).select_from(Contact))
@@ -161,6 +170,8 @@ def run(database: str, url: str, redis_url: str, args: argparse.Namespace, workd
           f"  {items / imported:8,.0f} items/s  ({done.orders:,} orders, {done.customers:,}"
           f" customers applied; {orders:,} order rows, {contacts:,} contacts)")  # fmt: skip
     print(f"  import / source alone: {source / imported:.2f} of the reading rate")
+    print(f"  statements    {statements[0]:,} in all, {statements[0] / args.orders:.1f} per order"
+          f" ({statements[0] / items:.1f} per item)")  # fmt: skip
     runtime.redis.flushdb()
     runtime.close()
 

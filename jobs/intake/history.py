@@ -9,10 +9,12 @@ demand: ``triggerpost history import``).
 The platform side is a history source (``jobs.platforms.server.HistorySource``):
 it yields pages of the events its webhooks would have produced, each with an
 opaque cursor saying where to go on after it. This module applies each page in
-ONE transaction through :func:`jobs.intake.apply.apply` with ``historical=True``
-(contacts, orders and products are updated and the events logged; no flow acts
-on them, no email is credited with them), and saves the cursor and the counts in
-that same transaction (one ``history_imports`` row per shop). So:
+ONE transaction through :func:`jobs.intake.apply.apply_history` (the rows of
+:func:`jobs.intake.apply.apply` with ``historical=True`` for each event in turn,
+in about a third of the statements: contacts, orders and products are updated
+and the events logged; no flow acts on them, no email is credited with them),
+and saves the cursor and the counts in that same transaction (one
+``history_imports`` row per shop). So:
 
 - a crash (a killed worker, an API failure) loses at most the page in hand: the
   next run starts at the saved cursor and nothing is counted twice;
@@ -407,13 +409,7 @@ def _apply_page(
         for item in _items(page.events) if careful else [list(page.events)]:
             try:
                 with session.begin_nested() if careful else nullcontext():
-                    done = [
-                        (
-                            event,
-                            apply.apply(session, shop, event, delivery_id=None, historical=True),
-                        )
-                        for event in item
-                    ]
+                    done = zip(item, apply.apply_history(session, shop, item), strict=True)
             except WebhookError as exc:
                 if not careful:
                     raise  # the page again, item by item

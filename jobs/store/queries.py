@@ -71,6 +71,16 @@ CHECKOUT_BY_TOKEN = select(Checkout).where(
 ORDER_BY_ORDER_ID = select(Order).where(
     Order.shop_id == bindparam("shop_id"), Order.order_id == bindparam("value")
 )
+#: many checkouts by token, for jobs.store.rows.prefetch (a history page's)
+CHECKOUTS_BY_TOKENS = select(Checkout).where(
+    Checkout.shop_id == bindparam("shop_id"),
+    Checkout.token.in_(bindparam("values", expanding=True)),
+)
+#: many orders by order id, for jobs.store.rows.prefetch (a history page's)
+ORDERS_BY_ORDER_IDS = select(Order).where(
+    Order.shop_id == bindparam("shop_id"),
+    Order.order_id.in_(bindparam("values", expanding=True)),
+)
 
 _INSERT_NEW: dict[tuple[str, type, tuple[str, ...]], Any] = {}
 
@@ -116,9 +126,16 @@ INSERT_NEW_DELIVERIES = {name: _insert_deliveries(name) for name in ("postgresql
 #: appends to the event log, run on the connection with no unit of work
 #: (jobs.intake.apply)
 INSERT_STORED_EVENT = insert(StoredEvent).returning(StoredEvent.id)
+#: a history page's log rows, all in one statement (jobs.intake.apply.apply_history)
+INSERT_STORED_EVENTS = insert(StoredEvent)
 #: a contact by the platform's customer id (jobs.intake.apply finds whom an event is about)
 CONTACT_BY_CUSTOMER_ID = select(Contact).where(
     Contact.shop_id == bindparam("shop_id"), Contact.customer_id == bindparam("key")
+)
+#: the contacts of these customer ids (a history page's: jobs.intake.apply)
+CONTACTS_BY_CUSTOMER_IDS = select(Contact).where(
+    Contact.shop_id == bindparam("shop_id"),
+    Contact.customer_id.in_(bindparam("ids", expanding=True)),
 )
 #: a contact by address, when the customer id found nobody (jobs.intake.apply)
 CONTACT_BY_EMAIL = select(Contact).where(
@@ -127,6 +144,14 @@ CONTACT_BY_EMAIL = select(Contact).where(
 #: what a contact's order statistics are made of (jobs.intake.apply recomputes them)
 COUNTED_ORDERS_OF_CONTACT = select(Order.shop_total, Order.total, Order.placed_at).where(
     Order.contact_id == bindparam("contact_id"),
+    Order.test.is_(False),
+    Order.status.not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
+)
+#: the counted orders of many contacts (a history page's: jobs.intake.apply)
+COUNTED_ORDERS_OF_CONTACTS = select(
+    Order.contact_id, Order.shop_total, Order.total, Order.placed_at
+).where(
+    Order.contact_id.in_(bindparam("ids", expanding=True)),
     Order.test.is_(False),
     Order.status.not_in([OrderStatus.CANCELLED, OrderStatus.REFUNDED]),
 )
@@ -261,10 +286,20 @@ def _sale_upsert(dialect: str) -> Any:
     )
 
 
+def _counted_orders_insert(dialect: str) -> Any:
+    return (
+        dialect_insert(dialect)(CountedOrder)
+        .on_conflict_do_nothing(index_elements=["order_row_id"])
+        .returning(CountedOrder.order_row_id)
+    )
+
+
 _DIALECTS = ("postgresql", "sqlite")
 #: notes an order as counted, once: a row back means it was not counted before
 #: (jobs.audience.recommendations), by dialect name
 INSERT_COUNTED_ORDER = {name: _counted_order_insert(name) for name in _DIALECTS}
+#: notes many orders as counted (a history page): the row ids of those not counted before
+COUNT_ORDERS = {name: _counted_orders_insert(name) for name in _DIALECTS}
 #: adds to pairs' counts, creating the pairs first seen (jobs.audience.recommendations)
 UPSERT_PRODUCT_PAIRS = {name: _pair_upsert(name) for name in _DIALECTS}
 #: adds to products' paid orders, creating those first sold (jobs.audience.recommendations)

@@ -4,11 +4,13 @@ One event or one send asks for the same checkout several times (the handler,
 each enrollment's exit check, the trigger, the email's products). The ORM's
 identity map hands back the same object each time but still asks the
 database; this asks it once per transaction. Only rows that exist are
-remembered, and the memory ends with the transaction.
+remembered (but for ``prefetch``, which also remembers which are absent), and
+the memory ends with the transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, SessionTransaction
@@ -24,6 +26,11 @@ Found = TypeVar("Found", Checkout, Order)
 _LOOKUPS: dict[type, Any] = {
     Checkout: queries.CHECKOUT_BY_TOKEN,
     Order: queries.ORDER_BY_ORDER_ID,
+}
+#: many at once, and the column they are found by (``prefetch``)
+_MANY: dict[type, tuple[Any, str]] = {
+    Checkout: (queries.CHECKOUTS_BY_TOKENS, "token"),
+    Order: (queries.ORDERS_BY_ORDER_IDS, "order_id"),
 }
 
 
@@ -42,12 +49,33 @@ def order(session: Session, shop_id: int, order_id: str) -> Order | None:
 
 def _find(session: Session, model: type[Found], shop_id: int, value: str) -> Found | None:
     key = (model, shop_id, value)
-    row: Found | None = _remembered(session).get(key)
-    if row is None:
-        row = session.scalar(_LOOKUPS[model], {"shop_id": shop_id, "value": value})
-        if row is not None:
-            _remembered(session)[key] = row
+    remembered = _remembered(session)
+    if key in remembered:
+        found: Found | None = remembered[key]  # None: absent when prefetched
+        return found
+    row: Found | None = session.scalar(_LOOKUPS[model], {"shop_id": shop_id, "value": value})
+    if row is not None:
+        remembered[key] = row
     return row
+
+
+def prefetch(session: Session, model: type[Found], shop_id: int, values: Iterable[str]) -> None:
+    """Find these rows in one query, and remember them, and that the others are
+    absent, for the rest of the transaction (the history import: its page's orders
+    and checkouts, instead of a query for each).
+
+    A row another transaction adds meanwhile is taken as absent: an order's then
+    fails this transaction on its unique key (as it would between a lookup and
+    the insert), a checkout's stays open (as a checkout arriving after its order
+    does until its own event looks for the order)."""
+    wanted = {v for v in values if (model, shop_id, v) not in _remembered(session)}
+    if not wanted:
+        return
+    lookup, column = _MANY[model]
+    remembered = _remembered(session)
+    remembered.update({(model, shop_id, v): None for v in wanted})
+    for row in session.scalars(lookup, {"shop_id": shop_id, "values": sorted(wanted)}):
+        remembered[(model, shop_id, getattr(row, column))] = row
 
 
 def remember(session: Session, row: Checkout | Order) -> None:

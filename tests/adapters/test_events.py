@@ -106,6 +106,16 @@ def test_round_trip(event: ev.Event) -> None:
     assert ev.from_dict(data) == event
 
 
+def test_many_events_serialised_at_once_read_as_each_alone() -> None:
+    # an order's story: one order in three events, made JSON-ready once for them all
+    order = next(e for e in ONE_OF_EACH if isinstance(e, ev.OrderPaid)).order
+    story = [ev.OrderPlaced(WHEN, order), ev.OrderPaid(WHEN, order), ev.OrderFulfilled(WHEN, order)]
+    events = ONE_OF_EACH + story
+    together = ev.to_dicts(events)
+    assert together == [ev.to_dict(e) for e in events]
+    assert [ev.from_dict(d) for d in together] == events
+
+
 def test_serialised_form_is_plain_and_utc() -> None:
     data = ev.to_dict(ev.CheckoutUpdated(WHEN, CHECKOUT))["data"]
     assert data["occurred_at"] == "2026-09-14T17:12:40+00:00"
