@@ -242,9 +242,8 @@ def dry_run(
                 replay.past(event)
             else:
                 replay.flush_past()
-                simulator.apply(event, item.occurred_at)
+                simulator.apply(event, item.occurred_at, then=replay.copy_new_contacts_in)
                 replay.events_in_window += 1
-                replay.copy_new_contacts(item.occurred_at)
         replay.flush_past()
         simulator.run_until(until)
         with scratch.sessions() as session:
@@ -388,37 +387,41 @@ class _Replay:
         knows of them and no event carries: birthday, and consent the log has not
         given them (if it was given by ``at``)."""
         with self.scratch_sessions.begin() as session:
-            fresh = list(
-                session.scalars(
-                    select(Contact)
-                    .where(Contact.shop_id == self.scratch_id, Contact.id > self._contact_mark)
-                    .order_by(Contact.id)
-                )
+            self.copy_new_contacts_in(session, at)
+
+    def copy_new_contacts_in(self, session: Session, at: datetime) -> None:
+        """:meth:`copy_new_contacts` in the transaction that made them."""
+        fresh = list(
+            session.scalars(
+                select(Contact)
+                .where(Contact.shop_id == self.scratch_id, Contact.id > self._contact_mark)
+                .order_by(Contact.id)
             )
-            if not fresh:
-                return
-            self._contact_mark = fresh[-1].id
-            wanted = [c for c in fresh if c.birthday is None or c.consent_state is None]
-            for chunk in _chunks(wanted, 500):
-                known = self._real_contacts(chunk)
-                for contact in chunk:
-                    found = known.get(("id", contact.customer_id)) or known.get(
-                        ("email", contact.email)
-                    )
-                    if found is None:
-                        continue
-                    if contact.birthday is None and found.birthday is not None:
-                        contact.birthday = found.birthday
-                        self.copied["birthday"] += 1
-                    if (
-                        contact.consent_state is None
-                        and found.consent_state is not None
-                        and (found.consent_at is None or ev.utc(found.consent_at) <= at)
-                    ):
-                        contact.consent_state = found.consent_state
-                        contact.consent_source = found.consent_source
-                        contact.consent_at = found.consent_at
-                        self.copied["consent"] += 1
+        )
+        if not fresh:
+            return
+        self._contact_mark = fresh[-1].id
+        wanted = [c for c in fresh if c.birthday is None or c.consent_state is None]
+        for chunk in _chunks(wanted, 500):
+            known = self._real_contacts(chunk)
+            for contact in chunk:
+                found = known.get(("id", contact.customer_id)) or known.get(
+                    ("email", contact.email)
+                )
+                if found is None:
+                    continue
+                if contact.birthday is None and found.birthday is not None:
+                    contact.birthday = found.birthday
+                    self.copied["birthday"] += 1
+                if (
+                    contact.consent_state is None
+                    and found.consent_state is not None
+                    and (found.consent_at is None or ev.utc(found.consent_at) <= at)
+                ):
+                    contact.consent_state = found.consent_state
+                    contact.consent_source = found.consent_source
+                    contact.consent_at = found.consent_at
+                    self.copied["consent"] += 1
 
     def _real_contacts(self, contacts: list[Contact]) -> dict[tuple[str, str | None], Contact]:
         ids = [c.customer_id for c in contacts if c.customer_id]

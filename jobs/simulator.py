@@ -46,22 +46,22 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Row, func, select
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
 from adapters import registry
 from adapters.platform import DiscountRequest
 from jobs import shop_settings
-from jobs.engine import enrolment
+from jobs.engine import enrolment, ledger
 from jobs.intake import apply, scans
 from jobs.merchant.shops import add_shop
 from jobs.reports.decisions import timeline
@@ -77,6 +77,9 @@ from jobs.store.models import (
     MessageState,
     Shop,
 )
+
+#: the scratch store's page cache per connection, in KiB
+SCRATCH_CACHE_KIB = 65536
 
 
 class ScenarioError(ValueError):
@@ -232,14 +235,26 @@ class Simulator:
         self.scans = scans
         #: when the shop's next daily scan runs (known once the clock first moves)
         self.next_scan: datetime | None = None
+        self._next_due: Any = None
+        #: the earliest planned message and enrollment wake :meth:`next_due` last read
+        self._due: tuple[datetime | None, datetime | None] = (None, None)
 
-    def apply(self, event: ev.Event, at: datetime) -> None:
+    def apply(
+        self,
+        event: ev.Event,
+        at: datetime,
+        then: Callable[[Session, datetime], object] | None = None,
+    ) -> None:
+        """Run what is due until ``at``, then apply the event at ``at``; ``then`` (a dry
+        run's bookkeeping) is called in the event's transaction after it, with the time."""
         self.run_until(at)
         self.clock = max(self.clock, at)
         with self.runtime.sessions.begin() as session:
             shop = session.get_one(Shop, self.shop_id)
             apply.apply(session, shop, event, delivery_id=None, at=self.clock)
             enrolment.take_due_work(session)  # the simulator reads due work from the ledger
+            if then is not None:
+                then(session, at)
 
     def change_settings(self, patch: dict[str, Any], at: datetime) -> None:
         """The merchant changes the shop's settings (merged, as ``shop settings --set``)."""
@@ -264,20 +279,29 @@ class Simulator:
         self.run_until(scenario.until)
 
     def next_due(self) -> datetime | None:
+        """The earliest due time in the ledger (a planned message or a waiting enrollment)."""
         with self.runtime.sessions() as session:
-            message = session.scalar(
-                select(func.min(Message.due_at)).where(
-                    Message.shop_id == self.shop_id, Message.state == MessageState.PLANNED
-                )
-            )
-            wake = session.scalar(
-                select(func.min(Enrollment.wake_at)).where(
+            message, wake = session.execute(self._next_due_query).one()
+        self._due = (message, wake)
+        times = [t for t in (message, wake) if t is not None]
+        return min(times) if times else None
+
+    @property
+    def _next_due_query(self) -> Any:
+        if self._next_due is None:
+            # one statement for both: the loop asks after every step
+            self._next_due = select(
+                select(func.min(Message.due_at))
+                .where(Message.shop_id == self.shop_id, Message.state == MessageState.PLANNED)
+                .scalar_subquery(),
+                select(func.min(Enrollment.wake_at))
+                .where(
                     Enrollment.shop_id == self.shop_id,
                     Enrollment.state == EnrollmentState.ACTIVE,
                 )
+                .scalar_subquery(),
             )
-        times = [t for t in (message, wake) if t is not None]
-        return min(times) if times else None
+        return self._next_due
 
     def run_until(self, until: datetime) -> None:
         """Run everything due up to ``until``, in time order: the shop's daily scans
@@ -292,7 +316,7 @@ class Simulator:
             if due is None or due > until:
                 break
             self.clock = max(self.clock, due)
-            self._run_due(self.clock)
+            self._run_due(self.clock, *self._due)
         self.clock = max(self.clock, until)
 
     def _scan_at(self) -> datetime:
@@ -307,35 +331,55 @@ class Simulator:
 
     def scan(self, at: datetime) -> dict[str, int]:
         """The shop's daily scan at ``at``, as the sweeper's job runs it; the facts go
-        through the same path as events, and what they plan is run by the clock."""
-        emitted = scans.scan_shop(self.runtime, self.shop_id, at, via=lambda work: None)
-        self.next_scan = scans.next_scan_at(at, self._timezone())
+        through the same path as events, and what they plan is run by the clock.
+
+        One transaction (:func:`jobs.intake.scans.scan_shop_at_once`): the same facts
+        and scan states as the job's batches, which a scratch store need not resume."""
+        with self.runtime.sessions.begin() as session:
+            shop = session.get(Shop, self.shop_id)
+            if shop is None:
+                raise scans.ScanError(f"shop {self.shop_id} does not exist")
+            emitted = scans.scan_shop_at_once(session, shop, at)
+            timezone = shop.timezone
+            enrolment.take_due_work(session)  # the simulator reads due work from the ledger
+        self.next_scan = scans.next_scan_at(at, timezone)
         return emitted
 
-    def _run_due(self, at: datetime) -> None:
+    def _run_due(
+        self, at: datetime, message_due: datetime | None, wake_due: datetime | None
+    ) -> None:
+        """Wake the enrollments due by ``at``, then run the messages due by then, in send
+        order. ``message_due``, ``wake_due``: the earliest of each, as :meth:`next_due`
+        read them just before (none of that kind is due when it is None or later)."""
+        messages: Sequence[Row[int, int, int | None]] = ()
+        wakes: Sequence[int] = ()
         with self.runtime.sessions() as session:
-            messages = session.scalars(
-                select(Message.id)
-                .where(
-                    Message.shop_id == self.shop_id,
-                    Message.state == MessageState.PLANNED,
-                    Message.due_at <= at,
-                )
-                .order_by(Message.due_at, Message.priority.desc(), Message.id)
-            ).all()
-            wakes = session.scalars(
-                select(Enrollment.id).where(
-                    Enrollment.shop_id == self.shop_id,
-                    Enrollment.state == EnrollmentState.ACTIVE,
-                    Enrollment.wake_at <= at,
-                )
-            ).all()
+            if message_due is not None and message_due <= at:
+                messages = session.execute(
+                    select(Message.id, Message.enrollment_id, Message.contact_id)
+                    .where(
+                        Message.shop_id == self.shop_id,
+                        Message.state == MessageState.PLANNED,
+                        Message.due_at <= at,
+                    )
+                    .order_by(Message.due_at, Message.priority.desc(), Message.id)
+                ).all()
+            if wake_due is not None and wake_due <= at:
+                wakes = session.scalars(
+                    select(Enrollment.id).where(
+                        Enrollment.shop_id == self.shop_id,
+                        Enrollment.state == EnrollmentState.ACTIVE,
+                        Enrollment.wake_at <= at,
+                    )
+                ).all()
         for enrollment_id in wakes:
             with self.runtime.sessions.begin() as session:
                 enrolment.wake(session, enrollment_id, at)
                 enrolment.take_due_work(session)
-        for message_id in messages:
-            pipeline.run(self.sender, message_id, at)
+        for message_id, enrollment_id, contact_id in messages:
+            # what each message belongs to read with the list, as a drain reads it
+            refs = ledger.Refs(enrollment_id, contact_id)
+            pipeline.run(self.sender, message_id, at, refs=refs)
 
 
 @contextmanager
@@ -363,6 +407,10 @@ def scratch_runtime(base: Settings | None = None) -> Iterator[Runtime]:
 
 def _no_sync(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA synchronous=OFF")
+    # nor do its deleted rows need overwriting; and its pages are kept in memory (a
+    # dry run's store grows to the shop's whole log)
+    dbapi_connection.execute("PRAGMA secure_delete=OFF")
+    dbapi_connection.execute(f"PRAGMA cache_size=-{SCRATCH_CACHE_KIB}")
 
 
 @dataclass

@@ -50,7 +50,8 @@ a million (``bench/scans.py`` measures it).
 **Who runs it.** The sweeper asks :func:`schedule_due` for the shops whose day
 changed since their last scan and enqueues ``jobs.tasks.scan_shop`` for each
 (job id ``scan-<shop>-<local date>``: one job per shop and day however often it
-asks); the simulator runs :func:`scan_shop` on its virtual clock.
+asks); the simulator runs :func:`scan_shop_at_once` on its virtual clock (the same
+passes in one transaction).
 """
 
 from __future__ import annotations
@@ -528,34 +529,52 @@ def _scan_fact(
             if shop is None or shop.status != ShopStatus.ACTIVE:
                 return emitted
             state = _state(session, shop_id, fact.__name__)
-            days = next_days(state, today)
-            if days is None:
+            done = _pass(session, shop, state, fact, params, at, today)
+            if done is None:
                 return emitted
-            if state is None:
-                state = ScanState(
-                    shop_id=shop_id,
-                    fact=fact.__name__,
-                    through=days.first - timedelta(days=1),
-                    scanned_at=at,
-                )
-                session.add(state)
-            zone = shop_zone(shop.timezone)
-            matches, more = (
-                find(session, shop_id, zone, fact, days, params, at)
-                if days.first <= days.last
-                else ([], False)
-            )
-            for match in matches:
-                apply.apply(session, shop, match.event, delivery_id=None, at=at)
-            emitted += len(matches)
-            if more:
-                state.pass_until = days.last
-                state.after_id = max(m.contact_id for m in matches)
-            else:
-                state.through = days.last
-                state.pass_until = None
-                state.after_id = None
-            state.scanned_at = at
+            emitted += done[0]
+
+
+def _pass(
+    session: Session,
+    shop: Shop,
+    state: ScanState | None,
+    fact: type[ev.Event],
+    params: frozenset[Params],
+    at: datetime,
+    today: date,
+) -> tuple[int, ScanState] | None:
+    """One batch of the fact type's next pass, applied and noted in ``state`` (made if
+    None): how many facts it emitted and the state, or None when the scan is through
+    today."""
+    days = next_days(state, today)
+    if days is None:
+        return None
+    if state is None:
+        state = ScanState(
+            shop_id=shop.id,
+            fact=fact.__name__,
+            through=days.first - timedelta(days=1),
+            scanned_at=at,
+        )
+        session.add(state)
+    zone = shop_zone(shop.timezone)
+    matches, more = (
+        find(session, shop.id, zone, fact, days, params, at)
+        if days.first <= days.last
+        else ([], False)
+    )
+    for match in matches:
+        apply.apply(session, shop, match.event, delivery_id=None, at=at)
+    if more:
+        state.pass_until = days.last
+        state.after_id = max(m.contact_id for m in matches)
+    else:
+        state.through = days.last
+        state.pass_until = None
+        state.after_id = None
+    state.scanned_at = at
+    return len(matches), state
 
 
 def scan_shop(
@@ -585,14 +604,61 @@ def scan_shop(
         if fact in due
     }
     with runtime.sessions.begin() as session:
-        day = _state(session, shop_id, SCAN_DAY)
-        if day is None:
-            session.add(ScanState(shop_id=shop_id, fact=SCAN_DAY, through=today, scanned_at=at))
-        elif day.through < today:
-            day.through = today
-            day.scanned_at = at
+        _mark_day(session, _state(session, shop_id, SCAN_DAY), shop_id, today, at)
     if any(emitted.values()):
         log.info("shop %s: daily scan of %s emitted %s", shop_id, today, emitted)
+    return emitted
+
+
+def _mark_day(
+    session: Session, day: ScanState | None, shop_id: int, today: date, at: datetime
+) -> None:
+    """The shop's scan of ``today`` is done (what the sweeper asks of :func:`due_shops`)."""
+    if day is None:
+        session.add(ScanState(shop_id=shop_id, fact=SCAN_DAY, through=today, scanned_at=at))
+    elif day.through < today:
+        day.through = today
+        day.scanned_at = at
+
+
+def scan_shop_at_once(session: Session, shop: Shop, at: datetime) -> dict[str, int]:
+    """The shop's daily scan in the caller's one transaction (the simulator's: no
+    crash to resume from, no other worker to share the shop with).
+
+    It emits what :func:`scan_shop` emits, in the same order, and leaves the same
+    scan states: the passes are the same, without a transaction and a re-read of
+    the shop and its state per batch. With no enabled flow triggered by a fact,
+    only the day is marked.
+    """
+    if shop.status != ShopStatus.ACTIVE:
+        return {}
+    due = wanted(shop)
+    today = local_day(at, shop_zone(shop.timezone))
+    states = {
+        state.fact: state
+        for state in session.scalars(
+            select(ScanState).where(ScanState.shop_id == shop.id).with_for_update()
+        )
+    }
+    emitted: dict[str, int] = {}
+    for fact in SCANNED:
+        if fact not in due:
+            continue
+        emitted[fact.__name__] = 0
+        while True:
+            done = _pass(session, shop, states.get(fact.__name__), fact, due[fact], at, today)
+            if done is None:
+                break
+            found, states[fact.__name__] = done
+            if found:
+                # what the facts changed through statements of their own is read afresh,
+                # as the next batch's transaction would
+                session.flush()
+                session.expire_all()
+            emitted[fact.__name__] += found
+    _mark_day(session, states.get(SCAN_DAY), shop.id, today, at)
+    if any(emitted.values()):
+        log.info("shop %s: daily scan of %s emitted %s", shop.id, today, emitted)
     return emitted
 
 
