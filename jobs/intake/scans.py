@@ -57,6 +57,7 @@ passes in one transaction).
 from __future__ import annotations
 
 import logging
+from calendar import isleap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -298,10 +299,6 @@ def _dated(days: Days, today: date) -> list[date]:
     return [first + timedelta(days=n + 1) for n in range((days.last - first).days + 1)]
 
 
-def _is_leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-
-
 def _birthdays(
     session: Session,
     shop_id: int,
@@ -314,7 +311,7 @@ def _birthdays(
     targets: dict[int, date] = {}
     for on in _dated(days, local_day(at, zone)):
         targets[on.month * 100 + on.day] = on
-        if (on.month, on.day) == (2, 28) and not _is_leap(on.year):
+        if (on.month, on.day) == (2, 28) and not isleap(on.year):
             targets[229] = on
     if not targets:
         return []
@@ -356,9 +353,9 @@ def _first_orders(
     wanted_days: dict[date, date] = {}
     for on in dates:
         for year in range(first_year, on.year):
-            if (on.month, on.day) != (2, 29) or _is_leap(year):
+            if (on.month, on.day) != (2, 29) or isleap(year):
                 wanted_days[date(year, on.month, on.day)] = on
-            if (on.month, on.day) == (2, 28) and _is_leap(year) and not _is_leap(on.year):
+            if (on.month, on.day) == (2, 28) and isleap(year) and not isleap(on.year):
                 wanted_days[date(year, 2, 29)] = on  # 29 February's, in a year without it
     if not wanted_days:
         return []
