@@ -29,21 +29,19 @@ import copy
 import json
 import os
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import psycopg
 import requests
 import responses
 from sqlalchemy import event, func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connector.embedded_redis import EmbeddedRedis
+from bench.databases import each_database
 from jobs.intake import history
 from jobs.merchant.shops import add_shop
 from jobs.platforms import registry, woocommerce
@@ -184,32 +182,7 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="triggerpost-bench-") as tmp:
-        workdir = Path(tmp)
-        embedded = None
-        redis_url = args.redis_url
-        if redis_url:
-            redis_url = redis_url.rsplit("/", 1)[0] + "/14"
-        else:
-            embedded = EmbeddedRedis(workdir / "redis")
-            embedded.start()
-            redis_url = embedded.url
-        try:
-            for database in args.databases.split(","):
-                if database == "sqlite":
-                    run("sqlite", f"sqlite:///{workdir / 'bench.db'}", redis_url, args, workdir)
-                elif database == "postgresql":
-                    if not args.postgres_url:
-                        print("\npostgresql: skipped (no --postgres-url or TEST_DATABASE_URL)")
-                        continue
-                    # the database named is the bench's own: emptied, then migrated afresh
-                    with psycopg.connect(args.postgres_url, autocommit=True) as emptied:
-                        emptied.execute("DROP SCHEMA public CASCADE")
-                        emptied.execute("CREATE SCHEMA public")
-                    run("postgresql", args.postgres_url, redis_url, args, workdir)
-        finally:
-            if embedded is not None:
-                embedded.stop()
+    each_database(args, run)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,7 +48,7 @@ from sqlalchemy import func, insert, select, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters.shopify import PLATFORM
-from connector.embedded_redis import EmbeddedRedis
+from bench.databases import each_database
 from jobs.intake import deliveries
 from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
@@ -520,32 +519,7 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="triggerpost-bench-") as tmp:
-        workdir = Path(tmp)
-        embedded = None
-        redis_url = args.redis_url
-        if redis_url:
-            redis_url = redis_url.rsplit("/", 1)[0] + "/14"
-        else:
-            embedded = EmbeddedRedis(workdir / "redis")
-            embedded.start()
-            redis_url = embedded.url
-        try:
-            for database in args.databases.split(","):
-                if database == "sqlite":
-                    run("sqlite", f"sqlite:///{workdir / 'bench.db'}", redis_url, args, workdir)
-                elif database == "postgresql":
-                    if not args.postgres_url:
-                        print("\npostgresql: skipped (no --postgres-url or TEST_DATABASE_URL)")
-                        continue
-                    # the database named is the bench's own: emptied, then migrated afresh
-                    with psycopg.connect(args.postgres_url, autocommit=True) as emptied:
-                        emptied.execute("DROP SCHEMA public CASCADE")
-                        emptied.execute("CREATE SCHEMA public")
-                    run("postgresql", args.postgres_url, redis_url, args, workdir)
-        finally:
-            if embedded is not None:
-                embedded.stop()
+    each_database(args, run)
 
 
 if __name__ == "__main__":
