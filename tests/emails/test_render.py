@@ -130,10 +130,35 @@ class Images(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.images: list[dict[str, str | None]] = []
+        #: every attribute of every tag, as (tag, name, value)
+        self.attributes: list[tuple[str, str, str | None]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.attributes.extend((tag, name, value) for name, value in attrs)
         if tag == "img":
             self.images.append(dict(attrs))
+
+
+PIXEL = "https://tp.example/t/o/1/tok"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_no_attribute_renders_none_and_the_open_pixel_only_when_opens_are_tracked(
+    template: str, language: str
+) -> None:
+    tracked = replace(full(template, language), open_pixel_url=PIXEL)
+    for content in (full(template, language), minimal(template, language), tracked):
+        parser = Images()
+        parser.feed(render(content).html)
+        wrong = [
+            (tag, name, value)
+            for tag, name, value in parser.attributes
+            if value == "None" or (name in ("src", "href") and not value)
+        ]
+        assert wrong == [], content.template
+        pixels = [img for img in parser.images if img.get("src") == PIXEL]
+        assert len(pixels) == (1 if content is tracked else 0)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
