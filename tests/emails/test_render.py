@@ -142,6 +142,23 @@ class Images(HTMLParser):
 PIXEL = "https://tp.example/t/o/1/tok"
 
 
+#: the templates that list products in rows, image beside words
+PRODUCT_ROWS = ("cart_recovery_1", "cart_recovery_2", "cart_recovery_3", "delivered_notice")
+IMAGE_COLUMN = 'class="mj-outlook-group-fix mj-column-per-30'
+
+
+@pytest.mark.parametrize("template", [*PRODUCT_ROWS, "review_request"])
+def test_a_product_without_an_image_takes_the_whole_row(template: str) -> None:
+    content = full(template, "sv")
+    with_image, *_ = content.products
+    without = replace(content.products[1], image_url=None)
+    html = render(replace(content, products=(with_image, without))).html
+    assert html.count(IMAGE_COLUMN) == 1  # the image's column, for the product that has one
+    assert without.title.replace("<", "&lt;").replace(">", "&gt;") in html
+    none = render(replace(content, products=(without,))).html
+    assert IMAGE_COLUMN not in none
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_no_attribute_renders_none_and_the_open_pixel_only_when_opens_are_tracked(
