@@ -7,10 +7,13 @@ Workers listen on all three in that order.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from redis import Redis
 from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from jobs.settings import Settings
 
@@ -53,6 +56,37 @@ def enqueue_once(queue: Queue, flag: str, func: str, *args: Any, force: bool = F
         queue.enqueue(func, *args, result_ttl=0, failure_ttl=86400)
         return True
     return False
+
+
+#: a job of these states is over: a job of its id may be enqueued again
+DONE_OR_FAILED = frozenset({JobStatus.FINISHED, JobStatus.FAILED})
+
+
+def enqueue_as(
+    queue: Queue,
+    job_id: str,
+    func: str,
+    *args: Any,
+    replace: Collection[JobStatus] = DONE_OR_FAILED,
+    **options: Any,
+) -> bool:
+    """Enqueue the job ``func`` (its path in jobs.tasks) as ``job_id`` unless a job of
+    that id is there in a state not in ``replace`` (waiting, scheduled, running);
+    one in ``replace`` is deleted and enqueued afresh. True if it enqueued.
+
+    One job per id at a time (a shop's reconciliation, its scan of a day), however
+    often the sweeper asks. ``options`` go to ``Queue.enqueue`` (retries, timeouts).
+    """
+    try:
+        job = Job.fetch(job_id, connection=queue.connection)
+    except NoSuchJobError:
+        job = None
+    if job is not None:
+        if job.get_status() not in replace:
+            return False
+        job.delete()
+    queue.enqueue(func, *args, job_id=job_id, **options)
+    return True
 
 
 def clear(connection: Redis, flag: str) -> None:

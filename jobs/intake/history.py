@@ -42,14 +42,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from rq import Retry
-from rq.job import Job
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
 from adapters.platform import WebhookError
 from jobs.intake import apply
-from jobs.queues import DEFAULT
+from jobs.queues import DEFAULT, enqueue_as
 from jobs.runtime import Runtime
 from jobs.store.models import HistoryImport, HistoryStatus, Shop, ShopStatus, now
 
@@ -206,23 +205,17 @@ def enqueue(runtime: Runtime, shop_id: int, *, days: int = DAYS, again: bool = F
             found = state(session, shop_id)
         if found is not None and found.status == HistoryStatus.DONE:
             return False
-    name = job_id(shop_id)
-    if Job.exists(name, connection=runtime.redis):
-        job = Job.fetch(name, connection=runtime.redis)
-        if not job.is_finished and not job.is_failed:
-            return False
-        job.delete()
-    runtime.queue(DEFAULT).enqueue(
+    return enqueue_as(
+        runtime.queue(DEFAULT),
+        job_id(shop_id),
         IMPORT_HISTORY,
         shop_id,
         days,
-        job_id=name,
         retry=Retry(max=len(RETRIES), interval=list(RETRIES)),
         job_timeout=JOB_TIMEOUT,
         result_ttl=86400,
         failure_ttl=30 * 86400,
     )
-    return True
 
 
 #: a failed import (its job's retries spent: the platform down for hours) is tried

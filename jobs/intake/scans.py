@@ -65,8 +65,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -687,24 +686,17 @@ def schedule_due(runtime: Runtime, at: datetime | None = None) -> int:
     asked); a failed one is enqueued again. Returns how many it enqueued."""
     with runtime.sessions() as session:
         due = due_shops(session, at or now())
-    queued = 0
-    for shop_id, day in due:
-        id_ = job_id(shop_id, day)
-        try:
-            job = Job.fetch(id_, connection=runtime.redis)
-        except NoSuchJobError:
-            job = None
-        if job is not None:
-            if job.get_status(refresh=False) not in (JobStatus.FAILED, JobStatus.STOPPED):
-                continue  # waiting, running, or done (the day is marked as it ends)
-            job.delete()
-        runtime.queue(queues.DEFAULT).enqueue(
+    return sum(
+        queues.enqueue_as(
+            runtime.queue(queues.DEFAULT),
+            job_id(shop_id, day),
             SCAN_SHOP,
             shop_id,
-            job_id=id_,
+            # a waiting, running or finished one is left (the day is marked as it ends)
+            replace=(JobStatus.FAILED, JobStatus.STOPPED),
             job_timeout=JOB_TIMEOUT,
             result_ttl=86400,
             failure_ttl=86400,
         )
-        queued += 1
-    return queued
+        for shop_id, day in due
+    )

@@ -19,7 +19,6 @@ from typing import NamedTuple
 
 from redis.exceptions import RedisError
 from rq import Retry
-from rq.job import Job
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -36,7 +35,7 @@ from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import add_shop
 from jobs.platforms import shopify_history
 from jobs.platforms.server import HistoryPage, PlatformServer
-from jobs.queues import DEFAULT
+from jobs.queues import DEFAULT, enqueue_as
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.shop_settings import load as load_settings
@@ -254,19 +253,17 @@ def schedule_due(runtime: Runtime, at: datetime | None = None) -> int:
     """Enqueue a catch-up for every due shop (one job per shop at a time)."""
     with runtime.sessions() as session:
         due = due_shops(session, at or now())
-    queued = 0
-    for shop_id in due:
-        job_id = catch_up_job_id(shop_id)
-        if Job.exists(job_id, connection=runtime.redis):
-            job = Job.fetch(job_id, connection=runtime.redis)
-            if not job.is_finished and not job.is_failed:
-                continue
-            job.delete()
-        runtime.queue(DEFAULT).enqueue(
-            CATCH_UP_SHOP, shop_id, job_id=job_id, result_ttl=0, failure_ttl=86400
+    return sum(
+        enqueue_as(
+            runtime.queue(DEFAULT),
+            catch_up_job_id(shop_id),
+            CATCH_UP_SHOP,
+            shop_id,
+            result_ttl=0,
+            failure_ttl=86400,
         )
-        queued += 1
-    return queued
+        for shop_id in due
+    )
 
 
 # --- the history source (reading the bulk files: jobs.platforms.shopify_history) ---------

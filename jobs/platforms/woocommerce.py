@@ -45,7 +45,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rq import Retry
-from rq.job import Job
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -63,7 +62,7 @@ from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import ShopError, add_shop, new_webhook_secret
 from jobs.platforms.server import HistoryPage, PlatformServer
-from jobs.queues import DEFAULT
+from jobs.queues import DEFAULT, enqueue_as
 from jobs.runtime import Runtime
 from jobs.store.models import (
     Checkout,
@@ -804,19 +803,17 @@ def schedule_due(runtime: Runtime, at: datetime | None = None) -> int:
     """Enqueue a reconciliation for every due store (one job per store at a time)."""
     with runtime.sessions() as session:
         due = due_shops(session, at or now())
-    queued = 0
-    for shop_id in due:
-        job_id = reconcile_job_id(shop_id)
-        if Job.exists(job_id, connection=runtime.redis):
-            job = Job.fetch(job_id, connection=runtime.redis)
-            if not job.is_finished and not job.is_failed:
-                continue
-            job.delete()
-        runtime.queue(DEFAULT).enqueue(
-            RECONCILE_SHOP, shop_id, job_id=job_id, result_ttl=0, failure_ttl=86400
+    return sum(
+        enqueue_as(
+            runtime.queue(DEFAULT),
+            reconcile_job_id(shop_id),
+            RECONCILE_SHOP,
+            shop_id,
+            result_ttl=0,
+            failure_ttl=86400,
         )
-        queued += 1
-    return queued
+        for shop_id in due
+    )
 
 
 SERVER = PlatformServer(
