@@ -18,10 +18,8 @@ from jobs.flows.dated import DAY, before_the_day, day_of, day_passed, day_values
 from jobs.flows.model import (
     Exit,
     Flow,
-    Hours,
     IssueDiscount,
     MessageKind,
-    Option,
     Recommend,
     RecommendBasis,
     Reentry,
@@ -32,6 +30,7 @@ from jobs.flows.model import (
     WaitUntil,
     common,
     discount_options,
+    send_hour_option,
 )
 
 NAME = "anniversary"
@@ -73,13 +72,7 @@ FLOW = Flow(
     subject_kind=SubjectKind.CONTACT,
     recommend=Recommend(limit=4, basis=RecommendBasis.PURCHASES),
     options=(
-        Option(
-            "send_hour",
-            Hours(9, min=6, max=20),
-            label="Send at (hour, the customer's time)",
-            help="The hour on the anniversary the email goes, in the customer's own "
-            "timezone (or your shop's when we do not know it).",
-        ),
+        send_hour_option(9, when="on the anniversary"),
         *discount_options(
             on=False,
             label="Anniversary code",

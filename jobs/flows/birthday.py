@@ -25,10 +25,8 @@ from jobs.flows.dated import DAY, before_the_day, day_passed, day_values
 from jobs.flows.model import (
     Exit,
     Flow,
-    Hours,
     IssueDiscount,
     MessageKind,
-    Option,
     Recommend,
     RecommendBasis,
     Reentry,
@@ -38,6 +36,7 @@ from jobs.flows.model import (
     WaitUntil,
     common,
     discount_options,
+    send_hour_option,
 )
 
 NAME = "birthday"
@@ -71,13 +70,7 @@ FLOW = Flow(
     subject_kind=SubjectKind.CONTACT,
     recommend=Recommend(limit=4, basis=RecommendBasis.PURCHASES),
     options=(
-        Option(
-            "send_hour",
-            Hours(9, min=6, max=20),
-            label="Send at (hour, the customer's time)",
-            help="The hour on the birthday the greeting goes, in the customer's own "
-            "timezone (or your shop's when we do not know it).",
-        ),
+        send_hour_option(9, when="on the birthday", what="the greeting"),
         *discount_options(
             on=False,
             label="Birthday code",

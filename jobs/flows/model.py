@@ -377,6 +377,19 @@ def common(**defaults: Any) -> tuple[Option, ...]:
     return tuple(by_name[name].with_default(value) for name, value in defaults.items())
 
 
+def send_hour_option(default: int, *, when: str, what: str = "the email") -> Option:
+    """The ``send_hour`` option a ``WaitUntil(option="send_hour")`` reads: the hour of
+    the customer's own day the email goes. ``when`` completes "The hour ...", ``what``
+    names the email ("the greeting")."""
+    return Option(
+        "send_hour",
+        Hours(default, min=6, max=20),
+        label="Send at (hour, the customer's time)",
+        help=f"The hour {when} {what} goes, in the customer's own timezone "
+        "(or your shop's when we do not know it).",
+    )
+
+
 def discount_options(
     *, on: bool, label: str, where: str, percent: int, valid_hours: int, max_valid_hours: int
 ) -> tuple[Option, Option, Option]:

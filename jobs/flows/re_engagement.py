@@ -19,7 +19,6 @@ from jobs.flows.model import (
     Days,
     Exit,
     Flow,
-    Hours,
     MessageKind,
     Option,
     Recommend,
@@ -30,6 +29,7 @@ from jobs.flows.model import (
     Trigger,
     WaitUntil,
     common,
+    send_hour_option,
 )
 
 NAME = "re_engagement"
@@ -89,13 +89,7 @@ FLOW = Flow(
             help="Sent this many days after a customer subscribed, if they have not "
             "ordered yet and no welcome series is still under way for them.",
         ),
-        Option(
-            "send_hour",
-            Hours(10, min=6, max=20),
-            label="Send at (hour, the customer's time)",
-            help="The hour of the day the email goes, in the customer's own timezone "
-            "(or your shop's when we do not know it).",
-        ),
+        send_hour_option(10, when="of the day"),
         *common(expires_hours=48),
     ),
 )

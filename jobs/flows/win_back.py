@@ -27,7 +27,6 @@ from jobs.flows.model import (
     Days,
     Exit,
     Flow,
-    Hours,
     IssueDiscount,
     MessageKind,
     Option,
@@ -40,6 +39,7 @@ from jobs.flows.model import (
     WaitUntil,
     common,
     discount_options,
+    send_hour_option,
 )
 
 NAME = "win_back"
@@ -110,13 +110,7 @@ FLOW = Flow(
             help="A customer who comes back and lapses again gets the next win-back only "
             "once this many days have passed since the last one.",
         ),
-        Option(
-            "send_hour",
-            Hours(10, min=6, max=20),
-            label="Send at (hour, the customer's time)",
-            help="The hour of the day the email goes, in the customer's own timezone "
-            "(or your shop's when we do not know it).",
-        ),
+        send_hour_option(10, when="of the day"),
         *discount_options(
             on=False,
             label="Welcome-back code",
