@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from adapters import events as ev
 from adapters.http import ApiSession
 from adapters.platform import AdminClient
 from jobs.runtime import Runtime
 from jobs.settings import Settings
-from jobs.store.models import Shop
+from jobs.store.models import Shop, ShopStatus, SyncCursor
 
 #: (runtime, shop, http) -> client, None when the shop has none (not installed,
 #: no keys); ``http`` None means the client's default policy
@@ -55,3 +59,31 @@ class PlatformServer:
     #: the shop's past customers and orders, page by page (None: the platform
     #: offers no history import)
     history: HistorySource | None = None
+
+
+def passes_due(
+    session: Session,
+    platform: str,
+    credential: InstrumentedAttribute[Any],
+    resource: str,
+    every: timedelta,
+    at: datetime,
+) -> list[int]:
+    """The platform's installed shops (``credential``: the column of what we reach them
+    with, set) whose last periodic pass over ``resource`` (its sync cursor's
+    ``ran_at``) is ``every`` or longer ago, or that never had one."""
+    shops = session.scalars(
+        select(Shop.id).where(
+            Shop.platform == platform,
+            Shop.status == ShopStatus.ACTIVE,
+            credential.is_not(None),
+        )
+    ).all()
+    recent = set(
+        session.scalars(
+            select(SyncCursor.shop_id).where(
+                SyncCursor.resource == resource, SyncCursor.ran_at > at - every
+            )
+        )
+    )
+    return [s for s in shops if s not in recent]

@@ -34,7 +34,7 @@ from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import add_shop
 from jobs.platforms import shopify_history
-from jobs.platforms.server import HistoryPage, PlatformServer
+from jobs.platforms.server import HistoryPage, PlatformServer, passes_due
 from jobs.queues import DEFAULT, enqueue_as
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -45,7 +45,6 @@ from jobs.store.models import (
     ShopStatus,
     SpentInstallLink,
     Subscription,
-    SyncCursor,
     now,
 )
 from jobs.store.secrets import token_digest
@@ -227,22 +226,9 @@ def app_webhook_secrets(settings: Settings) -> tuple[str, ...]:
 
 def due_shops(session: Session, at: datetime) -> list[int]:
     """Installed shops whose last catch-up is older than CATCH_UP_INTERVAL."""
-    shops = session.scalars(
-        select(Shop.id).where(
-            Shop.platform == "shopify",
-            Shop.status == ShopStatus.ACTIVE,
-            Shop.access_token_enc.is_not(None),
-        )
-    ).all()
-    recent = set(
-        session.scalars(
-            select(SyncCursor.shop_id).where(
-                SyncCursor.resource == CATCH_UP_RESOURCE,
-                SyncCursor.ran_at > at - CATCH_UP_INTERVAL,
-            )
-        )
+    return passes_due(
+        session, "shopify", Shop.access_token_enc, CATCH_UP_RESOURCE, CATCH_UP_INTERVAL, at
     )
-    return [s for s in shops if s not in recent]
 
 
 def catch_up_job_id(shop_id: int) -> str:

@@ -61,7 +61,7 @@ from jobs.intake import history as history_import
 from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import ShopError, add_shop, new_webhook_secret
-from jobs.platforms.server import HistoryPage, PlatformServer
+from jobs.platforms.server import HistoryPage, PlatformServer, passes_due
 from jobs.queues import DEFAULT, enqueue_as
 from jobs.runtime import Runtime
 from jobs.store.models import (
@@ -782,21 +782,7 @@ def reconcile_job_id(shop_id: int) -> str:
 
 def due_shops(session: Session, at: datetime) -> list[int]:
     """Connected stores whose last reconciliation is older than INTERVAL."""
-    shops = session.scalars(
-        select(Shop.id).where(
-            Shop.platform == PLATFORM,
-            Shop.status == ShopStatus.ACTIVE,
-            Shop.consumer_key_enc.is_not(None),
-        )
-    ).all()
-    recent = set(
-        session.scalars(
-            select(SyncCursor.shop_id).where(
-                SyncCursor.resource == "orders", SyncCursor.ran_at > at - INTERVAL
-            )
-        )
-    )
-    return [s for s in shops if s not in recent]
+    return passes_due(session, PLATFORM, Shop.consumer_key_enc, "orders", INTERVAL, at)
 
 
 def schedule_due(runtime: Runtime, at: datetime | None = None) -> int:
