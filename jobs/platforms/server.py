@@ -87,3 +87,23 @@ def passes_due(
         )
     )
     return [s for s in shops if s not in recent]
+
+
+def sync_cursor(session: Session, shop_id: int, resource: str) -> SyncCursor | None:
+    """How far the periodic pass over the shop's ``resource`` has read (None: never)."""
+    return session.scalars(
+        select(SyncCursor).where(SyncCursor.shop_id == shop_id, SyncCursor.resource == resource)
+    ).one_or_none()
+
+
+def advance_cursor(
+    session: Session, shop_id: int, resource: str, until: datetime, at: datetime
+) -> None:
+    """A pass over ``resource`` ran at ``at`` and read up to ``until``: the cursor never
+    goes back; ``ran_at`` says a pass ran (what :func:`passes_due` reads)."""
+    row = sync_cursor(session, shop_id, resource)
+    if row is None:
+        session.add(SyncCursor(shop_id=shop_id, resource=resource, synced_until=until, ran_at=at))
+    else:
+        row.synced_until = max(row.synced_until, until)
+        row.ran_at = at

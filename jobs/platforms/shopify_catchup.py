@@ -43,6 +43,7 @@ from adapters.shopify import graphql
 from adapters.shopify.client import ShopifyAdmin, topic_enum
 from jobs.intake import deliveries
 from jobs.merchant import notices
+from jobs.platforms.server import advance_cursor, sync_cursor
 from jobs.platforms.shopify import (
     CATCH_UP_RESOURCE,
     CUSTOMER_TOPICS,
@@ -53,7 +54,7 @@ from jobs.platforms.shopify import (
 )
 from jobs.runtime import Runtime
 from jobs.shop_settings import load as load_settings
-from jobs.store.models import Contact, Delivery, Order, Shop, SyncCursor, now
+from jobs.store.models import Contact, Delivery, Order, Shop, now
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +68,6 @@ SOURCE_HEADERS = {"X-Triggerpost-Source": "reconciliation", "X-Triggerpost-Shape
 
 NOTICE_API = "shopify_api"
 NOTICE_REPAIRED = "shopify_webhooks_repaired"
-
-
-def _cursor_row(session: Session, shop_id: int, resource: str) -> SyncCursor | None:
-    return session.scalars(
-        select(SyncCursor).where(SyncCursor.shop_id == shop_id, SyncCursor.resource == resource)
-    ).one_or_none()
-
-
-def _advance(session: Session, shop_id: int, resource: str, until: datetime, at: datetime) -> None:
-    """The cursor never goes back; ``ran_at`` says a pass ran."""
-    row = _cursor_row(session, shop_id, resource)
-    if row is None:
-        session.add(SyncCursor(shop_id=shop_id, resource=resource, synced_until=until, ran_at=at))
-    else:
-        row.synced_until = max(row.synced_until, until)
-        row.ran_at = at
 
 
 def _stamp(node: Mapping[str, Any], key: str) -> datetime | None:
@@ -217,7 +202,7 @@ def _pass(
                     counts["missed"] += 1
             # all changed up to the newest listed is seen; done: all up to the pass's start
             until = started if not more else max(times, default=since)
-            _advance(session, shop_id, resource, until, started)
+            advance_cursor(session, shop_id, resource, until, started)
         if not more:
             return
         after = str(info["endCursor"])
@@ -261,7 +246,7 @@ def catch_up(runtime: Runtime, shop_id: int) -> dict[str, int]:
         # missed since, the history import brings what came before
         since = {}
         for resource in ("customers", "orders"):
-            row = _cursor_row(session, shop_id, resource)
+            row = sync_cursor(session, shop_id, resource)
             since[resource] = row.synced_until if row is not None else first_since
     started = now()
     counts = {
@@ -297,14 +282,14 @@ def catch_up(runtime: Runtime, shop_id: int) -> dict[str, int]:
                     "emails that depend on changes it missed may not go out.",
                 )
                 # tried: the next try waits for the next interval, not the next sweep
-                _advance(session, shop_id, CATCH_UP_RESOURCE, since["orders"], started)
+                advance_cursor(session, shop_id, CATCH_UP_RESOURCE, since["orders"], started)
             raise
         # throttled or unreachable: what was committed stays, the next pass goes on
         log.warning("shop %s: catch-up interrupted, the next pass continues: %s", shop_id, exc)
         counts["interrupted"] = 1
     with runtime.sessions.begin() as session:
         # the schedule reads ran_at: a pass ran, even one cut short
-        _advance(session, shop_id, CATCH_UP_RESOURCE, since["orders"], started)
+        advance_cursor(session, shop_id, CATCH_UP_RESOURCE, since["orders"], started)
         if not counts["interrupted"]:
             notices.clear_notice(session, shop_id, NOTICE_API)
     if counts["missed"]:

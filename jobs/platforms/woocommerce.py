@@ -61,7 +61,13 @@ from jobs.intake import history as history_import
 from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import ShopError, add_shop, new_webhook_secret
-from jobs.platforms.server import HistoryPage, PlatformServer, passes_due
+from jobs.platforms.server import (
+    HistoryPage,
+    PlatformServer,
+    advance_cursor,
+    passes_due,
+    sync_cursor,
+)
 from jobs.queues import DEFAULT, enqueue_as
 from jobs.runtime import Runtime
 from jobs.store.models import (
@@ -74,7 +80,6 @@ from jobs.store.models import (
     Shop,
     ShopStatus,
     Subscription,
-    SyncCursor,
     now,
 )
 from jobs.store.secrets import token_digest
@@ -489,24 +494,9 @@ def setup_webhooks(runtime: Runtime, shop_id: int) -> int:
 # --- reconciliation ----------------------------------------------------------------
 
 
-def _cursor_row(session: Session, shop_id: int, resource: str) -> SyncCursor | None:
-    return session.scalars(
-        select(SyncCursor).where(SyncCursor.shop_id == shop_id, SyncCursor.resource == resource)
-    ).one_or_none()
-
-
 def _cursor(session: Session, shop_id: int, resource: str, default: datetime) -> datetime:
-    row = _cursor_row(session, shop_id, resource)
+    row = sync_cursor(session, shop_id, resource)
     return row.synced_until if row is not None else default
-
-
-def _advance(session: Session, shop_id: int, resource: str, until: datetime, at: datetime) -> None:
-    row = _cursor_row(session, shop_id, resource)
-    if row is None:
-        session.add(SyncCursor(shop_id=shop_id, resource=resource, synced_until=until, ran_at=at))
-    else:
-        row.synced_until = max(row.synced_until, until)
-        row.ran_at = at
 
 
 def _modified(item: dict[str, Any]) -> datetime | None:
@@ -604,8 +594,8 @@ def reconcile(runtime: Runtime, shop_id: int) -> dict[str, int]:
             )
             # a pass ran, cut short: the store is asked again at the next interval, not
             # at every sweep; the cursors stay where they were
-            _advance(session, shop_id, "orders", since_orders, started)
-            _advance(session, shop_id, "customers", since_customers, started)
+            advance_cursor(session, shop_id, "orders", since_orders, started)
+            advance_cursor(session, shop_id, "customers", since_customers, started)
         raise
     with runtime.sessions.begin() as session:
         shop_row = session.get_one(Shop, shop_id)
@@ -619,8 +609,8 @@ def reconcile(runtime: Runtime, shop_id: int) -> dict[str, int]:
                     session, shop_row, topic, item
                 ):
                     counts["missed"] += 1
-        _advance(session, shop_id, "orders", started, started)
-        _advance(session, shop_id, "customers", started, started)
+        advance_cursor(session, shop_id, "orders", started, started)
+        advance_cursor(session, shop_id, "customers", started, started)
         notices.clear_notice(session, shop_id, NOTICE_API)
     if counts["missed"]:
         log.warning("shop %s: reconciliation found %s missed changes", shop_id, counts["missed"])
