@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from connector.platforms.registry import CONNECTORS
 from jobs.settings import Settings, SettingsError
@@ -37,6 +38,16 @@ def main(ctx: click.Context) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     ctx.obj = settings
+
+
+def known_shop(session: Session, shop_ref: str) -> Shop:
+    """The shop ``shop_ref`` names (id, domain or store URL); a clear error if none."""
+    from jobs.reports.decisions import find_shop
+
+    shop = find_shop(session, shop_ref)
+    if shop is None:
+        raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+    return shop
 
 
 @main.command()
@@ -180,7 +191,6 @@ def shop_settings(
     import json
 
     from jobs import shop_settings as schema
-    from jobs.reports.decisions import find_shop
 
     patch: dict[str, Any] = {}
     for assignment in assignments:
@@ -204,9 +214,7 @@ def shop_settings(
     try:
         sessions = make_sessions(engine)
         with sessions.begin() as session:
-            shop = find_shop(session, shop_ref)
-            if shop is None:
-                raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+            shop = known_shop(session, shop_ref)
             changing = replacement is not None or bool(patch)
             try:
                 if replacement is not None:
@@ -255,14 +263,12 @@ def why(settings: Settings, shop_ref: str, email: str, as_json: bool) -> None:
     """
     import json
 
-    from jobs.reports.decisions import explain, find_contact, find_shop, format_timeline
+    from jobs.reports.decisions import explain, find_contact, format_timeline
 
     engine = make_engine(settings.database_url)
     try:
         with make_sessions(engine)() as session:
-            shop = find_shop(session, shop_ref)
-            if shop is None:
-                raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+            shop = known_shop(session, shop_ref)
             contact = find_contact(session, shop.id, email)
             if contact is None:
                 raise click.ClickException(f"{shop.key} has no contact with the address {email}")
@@ -315,7 +321,6 @@ def contacts_import(
 
     from jobs.intake.contacts_import import ImportFileError
     from jobs.intake.contacts_import import run as import_contacts
-    from jobs.reports.decisions import find_shop
 
     if not path.is_file():
         raise click.ClickException(f"{path}: no such file")
@@ -324,9 +329,7 @@ def contacts_import(
     try:
         sessions = make_sessions(engine)
         with sessions() as session:
-            shop = find_shop(session, shop_ref)
-            if shop is None:
-                raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+            shop = known_shop(session, shop_ref)
             session.expunge(shop)
         try:
             report = import_contacts(sessions, shop, lambda: path.open("rb"), dry_run=dry_run)
@@ -393,7 +396,6 @@ def history_import(settings: Settings, shop_ref: str, days: int, as_json: bool) 
 
     from jobs.intake import history as histories
     from jobs.platforms.registry import history_source
-    from jobs.reports.decisions import find_shop
     from jobs.runtime import Runtime
 
     migrate(settings.database_url)
@@ -412,9 +414,7 @@ def history_import(settings: Settings, shop_ref: str, days: int, as_json: bool) 
 
     try:
         with runtime.sessions() as session:
-            shop = find_shop(session, shop_ref)
-            if shop is None:
-                raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+            shop = known_shop(session, shop_ref)
             shop_id, key = shop.id, shop.key
         try:
             final = histories.run(
@@ -447,15 +447,12 @@ def history_status(settings: Settings, shop_ref: str, as_json: bool) -> None:
     import json
 
     from jobs.intake import history as histories
-    from jobs.reports.decisions import find_shop
 
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
         with make_sessions(engine)() as session:
-            shop = find_shop(session, shop_ref)
-            if shop is None:
-                raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+            shop = known_shop(session, shop_ref)
             key = shop.key
             found = histories.state(session, shop.id)
     finally:
@@ -576,7 +573,6 @@ def _dry_run(
     import json
 
     from jobs.dry_run import DryRunError, dry_run
-    from jobs.reports.decisions import find_shop
     from jobs.shop_settings import SettingsError
     from jobs.store.db import make_read_sessions
 
@@ -591,9 +587,7 @@ def _dry_run(
     try:
         sessions = make_read_sessions(engine)
         with sessions() as session:
-            shop = find_shop(session, shop_ref)
-            if shop is None:
-                raise click.ClickException(f"no shop {shop_ref!r} (see `triggerpost shop list`)")
+            shop = known_shop(session, shop_ref)
             shop_id, key = shop.id, shop.key
         try:
             result = dry_run(
