@@ -335,20 +335,7 @@ def _on_order_history(
     contact = upsert_contact(
         session, shop, data.customer, data.email, authoritative=False, flush=False
     )
-    row = rows.order(session, shop.id, order_id)
-    if row is None:
-        row = Order(
-            shop_id=shop.id,
-            order_id=order_id,
-            placed_at=data.placed_at,
-            platform_updated_at=data.updated_at,
-            status=OrderStatus.PLACED,
-        )
-        session.add(row)
-        rows.remember(session, row)
-        fresh = True
-    else:
-        fresh = data.updated_at >= row.platform_updated_at
+    row, fresh = _order_row(session, shop, order_id, data)
     if fresh:  # the later events carry the same order: they write the same again
         _write_order(row, first, contact, checkout_token)
     # the statuses the order reached, in turn: its products are counted or taken
@@ -677,11 +664,9 @@ ORDER_STATUS_RANK = {
 }
 
 
-def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
-    data = event.order
-    order_id = identity(data.order_id, "order.order_id")
-    checkout_token = code(data.checkout_token, Order.checkout_token, "checkout token")
-    contact = upsert_contact(session, shop, data.customer, data.email, authoritative=False)
+def _order_row(session: Session, shop: Shop, order_id: str, data: ev.Order) -> tuple[Order, bool]:
+    """The shop's row of the order (a new one, placed, if none), and whether ``data`` is
+    as new as what it holds (an older version of the order writes nothing)."""
     row = rows.order(session, shop.id, order_id)
     if row is None:
         row = Order(
@@ -693,9 +678,16 @@ def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
         )
         session.add(row)
         rows.remember(session, row)
-        fresh = True
-    else:
-        fresh = data.updated_at >= row.platform_updated_at
+        return row, True
+    return row, data.updated_at >= row.platform_updated_at
+
+
+def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
+    data = event.order
+    order_id = identity(data.order_id, "order.order_id")
+    checkout_token = code(data.checkout_token, Order.checkout_token, "checkout token")
+    contact = upsert_contact(session, shop, data.customer, data.email, authoritative=False)
+    row, fresh = _order_row(session, shop, order_id, data)
     if fresh:
         _write_order(row, event, contact, checkout_token)
 
