@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from adapters.platform import AdminApiError
 from adapters.shopify import oauth
-from connector.merchant import pages
+from connector.merchant import auth
 from connector.platforms.common import ConnectorPlatform, add_shop_by_hand
 from connector.runtime import runtime_of
 from jobs.platforms import shopify
@@ -88,7 +88,7 @@ def install() -> Any:
         abort(403, "this install link was used already; open triggerpost from your Shopify admin")
     shop_id = _already_installed(signed.shop)
     if shop_id is not None:
-        pages.login(shop_id)
+        auth.login(shop_id)
         return redirect(url_for("merchant.settings_page"))
     if not settings.shopify_api_key:
         abort(503, "the Shopify app is not configured (TRIGGERPOST_SHOPIFY_API_KEY)")
@@ -134,7 +134,7 @@ def callback() -> Any:
     except AdminApiError as exc:
         log.warning("Shopify install of %s failed: %s", signed.shop, exc)
         abort(502, "Shopify did not complete the install; please try again")
-    pages.login(shop_id)
+    auth.login(shop_id)
     return redirect(url_for("merchant.settings_page"))
 
 

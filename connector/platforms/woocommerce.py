@@ -40,7 +40,7 @@ from flask import (
 )
 
 from adapters.platform import AdminApiError, WebhookError
-from connector.merchant import pages
+from connector.merchant import auth
 from connector.platforms.common import ConnectorPlatform, add_shop_by_hand
 from connector.runtime import PAGE_POLICY, csp_nonce, runtime_of
 from jobs.platforms import woocommerce
@@ -158,7 +158,7 @@ def connected() -> Any:
     headers = {"Cache-Control": "no-store"}
     if progress.state == ConnectState.CONNECTED and progress.shop_id is not None:
         session.pop(NONCE_KEY, None)
-        pages.login(progress.shop_id)
+        auth.login(progress.shop_id)
         return redirect(url_for("merchant.settings_page"))
     if progress.state == ConnectState.REFUSED:
         session.pop(NONCE_KEY, None)

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from connector.app import create_app
-from connector.merchant import pages
+from connector.merchant import auth
 from jobs.merchant import sessions
 from jobs.merchant.notices import clear_notice, raise_notice
 from jobs.merchant.shops import mark_uninstalled
@@ -28,7 +28,7 @@ ORIGIN = "http://127.0.0.1:8000"  # the suite's base URL
 def sign_in(client: FlaskClient, shop_id: int) -> None:
     """Sign this browser in for the shop, the way the install and connect flows do."""
     with client.application.test_request_context():
-        pages.login(shop_id)
+        auth.login(shop_id)
         granted = dict(flask.session)
     with client.session_transaction() as cookie:
         cookie.clear()
@@ -41,7 +41,7 @@ def signed_in_shop(client: FlaskClient) -> int | None:
         held = dict(cookie)
     with client.application.test_request_context():
         flask.session.update(held)
-        return pages.current_shop_id()
+        return auth.current_shop_id()
 
 
 def cookie_of(client: FlaskClient) -> str:
@@ -51,7 +51,7 @@ def cookie_of(client: FlaskClient) -> str:
 
 
 def set_clock(app: Flask, at: datetime) -> None:
-    app.extensions[pages.CLOCK] = lambda: at
+    app.extensions[auth.CLOCK] = lambda: at
 
 
 def _shop_id(runtime: Runtime) -> int:
@@ -106,7 +106,7 @@ def test_the_cookie_holds_a_random_id_the_store_only_its_hash(
     shop_id = _shop_id(runtime)
     sign_in(client, shop_id)
     with client.session_transaction() as cookie:
-        token = cookie[pages.SESSION_KEY]
+        token = cookie[auth.SESSION_KEY]
         assert "shop_id" not in cookie
     [row] = _sessions(runtime)
     assert row.shop_id == shop_id
@@ -117,7 +117,7 @@ def test_the_cookie_holds_a_random_id_the_store_only_its_hash(
 
 def _set_cookie_header(app: Flask, shop_id: int) -> str:
     with app.test_request_context():
-        pages.login(shop_id)
+        auth.login(shop_id)
         response = app.make_response("")
         app.session_interface.save_session(app, flask.session, response)
     return response.headers["Set-Cookie"]
@@ -148,7 +148,7 @@ def test_uninstalled_shop_ends_the_session(client: FlaskClient, runtime: Runtime
         session.get_one(Shop, shop_id).status = ShopStatus.UNINSTALLED
     assert client.get("/settings").status_code == 401
     with client.session_transaction() as cookie:
-        assert pages.SESSION_KEY not in cookie
+        assert auth.SESSION_KEY not in cookie
     [row] = _sessions(runtime)
     assert row.revoked_at is not None
 
@@ -235,7 +235,7 @@ def test_signing_in_again_ends_the_browsers_earlier_session_and_purges_dead_ones
     sign_in(client, shop_id)
     first = cookie_of(client)
     with client.application.test_request_context(headers={"Cookie": f"{COOKIE}={first}"}):
-        pages.login(shop_id)  # the same browser signs in again
+        auth.login(shop_id)  # the same browser signs in again
     assert client.get("/settings").status_code == 401  # it still holds the first cookie
     assert len(_sessions(runtime)) == 1  # the ended one is gone already
 

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from connector.app import create_app
-from connector.merchant import pages as merchant_pages
+from connector.merchant import auth as merchant_auth
 from jobs.runtime import Runtime
 from jobs.sending import links
 from jobs.settings import Mode
@@ -482,7 +482,7 @@ def test_the_settings_page_works_under_its_policy_in_a_browser(
         )
     cookie = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
     with app.test_request_context():  # signed in the way the install and connect flows do
-        merchant_pages.login(shop_id)
+        merchant_auth.login(shop_id)
         granted = dict(flask.session)
     page = tab(browser, 1024, 768)
     page.browser.call(
