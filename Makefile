@@ -11,6 +11,10 @@ FUZZ_COUNT ?= 2300
 FUZZ_SEED ?= 1
 # headless Chromium for the browser tests (Debian's package; no browser downloads)
 CHROMIUM := /usr/bin/chromium
+# Playwright drives that Chromium: never a browser build of its own
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+# axe-core for the browser tests' accessibility checks (a test tool: the app never serves it)
+AXE := var/npm/node_modules/axe-core/axe.min.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help run test lint format typecheck pytest bench bench-render bench-pipeline fuzz clean
@@ -52,7 +56,12 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium \
 		|| ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium)
 
-pytest: $(VENV)/.dev-installed $(CHROMIUM) ## The test suite (PostgreSQL too when TEST_DATABASE_URL is set)
+$(AXE):
+	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm \
+		|| ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm)
+	npm install --silent --no-save --no-audit --no-fund --prefix var/npm axe-core@4
+
+pytest: $(VENV)/.dev-installed $(CHROMIUM) $(AXE) ## The test suite (PostgreSQL too when TEST_DATABASE_URL is set)
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev-installed ## Intake benchmark against gunicorn on loopback
