@@ -40,6 +40,7 @@ from connector.app import create_app
 from jobs import runtime as runtimes
 from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
+from tests.browser.shop_data import API_KEY
 from tests.emails.test_delivery import Inbox, free_port
 from tests.emails.test_screenshots import ARTIFACTS, CHROMIUM
 from tests.support import SHOPIFY_SHOP, STORE, WOO_SECRET
@@ -84,7 +85,10 @@ def live(runtime: Runtime, smtp: tuple[Inbox, int]) -> Iterator[Live]:
     server = make_server("127.0.0.1", 0, app=None, threaded=True)  # type: ignore[arg-type]
     url = f"http://127.0.0.1:{server.server_port}"
     settings = dataclasses.replace(
-        runtime.settings, base_url=url, email_url=f"smtp://127.0.0.1:{smtp_port}"
+        runtime.settings,
+        base_url=url,
+        email_url=f"smtp://127.0.0.1:{smtp_port}",
+        shopify_api_key=API_KEY,
     )
     served = dataclasses.replace(runtime, settings=settings)
     runtimes.install(served)  # the jobs a test's worker runs send through it too
