@@ -19,10 +19,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import flask
 import pytest
 from aiosmtpd.controller import Controller
 from playwright.sync_api import (
@@ -37,6 +39,7 @@ from playwright.sync_api import (
 from werkzeug.serving import make_server
 
 from connector.app import create_app
+from connector.merchant import auth
 from jobs import runtime as runtimes
 from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
@@ -150,14 +153,22 @@ def _offline(url: str) -> Any:
     return route
 
 
-@pytest.fixture
-def context(browser: Browser, live: Live) -> Iterator[BrowserContext]:
-    """A fresh browser profile (no cookies) that reaches only the app."""
+def open_context(browser: Browser, live: Live, **options: Any) -> BrowserContext:
+    """A fresh browser profile (no cookies) at laptop width that reaches only the app."""
     context = browser.new_context(
-        viewport={"width": WIDTHS[0], "height": HEIGHT}, base_url=live.url, locale="en-GB"
+        viewport={"width": WIDTHS[0], "height": HEIGHT},
+        base_url=live.url,
+        locale="en-GB",
+        **options,
     )
     context.set_default_timeout(WAIT_MS)
     context.route("**/*", _offline(live.url))
+    return context
+
+
+@pytest.fixture
+def context(browser: Browser, live: Live) -> Iterator[BrowserContext]:
+    context = open_context(browser, live)
     yield context
     context.close()
 
@@ -259,16 +270,32 @@ def overflowing(page: Page) -> list[str]:
     return found
 
 
-def look(page: Page, name: str) -> None:
+def look(page: Page, name: str, *, scripts: bool = True) -> None:
     """The page at every width: a screenshot, the accessibility check, nothing wider than
-    a phone, no script error and nothing the content policy blocked."""
+    a phone, no script error and nothing the content policy blocked.
+
+    ``scripts=False``: a page in a browser with scripts off, where axe-core cannot run
+    (its checks wait on timers, which never fire there).
+    """
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": HEIGHT})
         screenshot(page, name)
-        axe(page)
+        if scripts:
+            axe(page)
         assert overflowing(page) == [], f"{name} at {width} px"
     page.set_viewport_size({"width": WIDTHS[0], "height": HEIGHT})
     seen = watched(page)
     assert seen.errors == [], name
     blocked = [line for line in seen.console if "Content Security Policy" in line]
     assert blocked == [], name
+
+
+def sign_in(live: Live, context: BrowserContext, shop_id: int) -> None:
+    """This browser signed in for the shop, the way an install or a connect ends."""
+    app = create_app(runtime=live.runtime)
+    with app.test_request_context():
+        auth.login(shop_id)
+        response = app.make_response("")
+        app.session_interface.save_session(app, flask.session, response)
+    cookie = SimpleCookie(response.headers["Set-Cookie"])["session"]
+    context.add_cookies([{"name": "session", "value": cookie.value, "url": live.url}])

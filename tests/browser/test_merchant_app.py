@@ -1,0 +1,70 @@
+"""A merchant in a real browser: signs in, switches flows, and sees each page whole at
+laptop and phone width, with no serious accessibility problem (see conftest.look)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from jobs import shop_settings
+from jobs.flows import registry
+from jobs.store.models import Shop
+from tests.browser.conftest import Live, look, open_context, open_page, sign_in
+
+
+def saved_switch(live: Live, shop_id: int, flow: str) -> bool:
+    """The flow's switch as the store holds it (what the engine will read)."""
+    with live.runtime.sessions() as session:
+        settings = shop_settings.load(session.get_one(Shop, shop_id))
+    return bool(settings.flow(registry.flows()[flow]).get("enabled", True))
+
+
+def test_a_merchant_switches_a_flow_off_and_on_again(
+    live: Live, context: BrowserContext, page: Page
+) -> None:
+    sign_in(live, context, live.shopify_id)
+    page.goto("/app/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overview")
+    look(page, "overview")
+
+    switch = page.get_by_role("switch", name="Cart recovery")
+    form = page.locator('[data-flow="cart_recovery"]')
+    expect(switch).to_have_attribute("aria-checked", "true")
+    switch.click()
+    expect(form.get_by_role("status")).to_have_text("Saved")
+    expect(switch).to_have_attribute("aria-checked", "false")
+    expect(switch).to_have_text("Off")
+    assert saved_switch(live, live.shopify_id, "cart_recovery") is False
+    assert saved_switch(live, live.shopify_id, "welcome") is True  # only the one switched
+
+    page.reload()  # what the page shows is what was saved
+    expect(switch).to_have_attribute("aria-checked", "false")
+    switch.click()
+    expect(form.get_by_role("status")).to_have_text("Saved")
+    expect(switch).to_have_attribute("aria-checked", "true")
+    assert saved_switch(live, live.shopify_id, "cart_recovery") is True
+    answer = page.request.get("/api/v1/flows")
+    flows = {flow["name"]: flow["enabled"] for flow in answer.json()["flows"]}
+    assert flows["cart_recovery"] is True
+
+
+def test_the_switch_works_without_javascript(live: Live, browser_without_js: Page) -> None:
+    page = browser_without_js
+    page.goto("/app/")
+    switch = page.get_by_role("switch", name="Welcome series")
+    switch.click()  # a plain form post, then back to the overview with a message
+    expect(page.get_by_role("status").filter(has_text="Welcome series is off.")).to_be_visible()
+    expect(switch).to_have_attribute("aria-checked", "false")
+    assert saved_switch(live, live.woocommerce_id, "welcome") is False
+    look(page, "overview-no-script", scripts=False)
+
+
+@pytest.fixture
+def browser_without_js(browser: Browser, live: Live) -> Iterator[Page]:
+    """A WooCommerce merchant's browser with scripts off (forms post to the pages)."""
+    plain = open_context(browser, live, java_script_enabled=False)
+    sign_in(live, plain, live.woocommerce_id)
+    yield open_page(plain)
+    plain.close()
