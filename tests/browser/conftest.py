@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import flask
 import pytest
 from aiosmtpd.controller import Controller
+from click.testing import CliRunner
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -39,10 +40,14 @@ from playwright.sync_api import (
 from werkzeug.serving import make_server
 
 from connector.app import create_app
+from connector.cli import main
 from connector.merchant import auth
 from jobs import runtime as runtimes
+from jobs import shop_settings
+from jobs.flows import registry
 from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
+from jobs.store.models import Shop
 from tests.browser.shop_data import API_KEY
 from tests.emails.test_delivery import Inbox, free_port
 from tests.emails.test_screenshots import ARTIFACTS, CHROMIUM
@@ -93,7 +98,9 @@ def live(runtime: Runtime, smtp: tuple[Inbox, int]) -> Iterator[Live]:
         email_url=f"smtp://127.0.0.1:{smtp_port}",
         shopify_api_key=API_KEY,
     )
-    served = dataclasses.replace(runtime, settings=settings)
+    # a runtime of its own: its email backend's connection closes with it, before the
+    # SMTP server stops
+    served = Runtime.create(settings)
     runtimes.install(served)  # the jobs a test's worker runs send through it too
     with served.sessions.begin() as session:
         shopify = add_shop(session, served.secrets, "shopify", SHOPIFY_SHOP, currency="SEK")
@@ -110,6 +117,7 @@ def live(runtime: Runtime, smtp: tuple[Inbox, int]) -> Iterator[Live]:
     thread.join()
     server.server_close()
     runtimes.install(runtime)
+    served.close()
 
 
 @pytest.fixture(scope="session")
@@ -299,3 +307,30 @@ def sign_in(live: Live, context: BrowserContext, shop_id: int) -> None:
         app.session_interface.save_session(app, flask.session, response)
     cookie = SimpleCookie(response.headers["Set-Cookie"])["session"]
     context.add_cookies([{"name": "session", "value": cookie.value, "url": live.url}])
+
+
+def saved_switch(live: Live, shop_id: int, flow: str) -> bool:
+    """The flow's switch as the store holds it (what the engine will read)."""
+    with live.runtime.sessions() as session:
+        settings = shop_settings.load(session.get_one(Shop, shop_id))
+    return bool(settings.flow(registry.flows()[flow]).get("enabled", True))
+
+
+def login_link(live: Live, shop: str) -> str:
+    """``triggerpost shop login-link SHOP``, as a merchant's developer runs it."""
+    settings = live.runtime.settings
+    printed = CliRunner().invoke(
+        main,
+        ["shop", "login-link", shop],
+        env={
+            "TRIGGERPOST_DATA_DIR": str(settings.data_dir),
+            "TRIGGERPOST_DATABASE_URL": settings.database_url,
+            "TRIGGERPOST_REDIS_URL": settings.redis_url,
+            "TRIGGERPOST_SECRET_KEY": settings.secret_key,
+            "TRIGGERPOST_BASE_URL": live.url,
+        },
+    )
+    assert printed.exit_code == 0, printed.output
+    link = printed.output.strip()
+    assert link.startswith(f"{live.url}/login/")
+    return link

@@ -8,17 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from jobs import shop_settings
-from jobs.flows import registry
-from jobs.store.models import Shop
-from tests.browser.conftest import Live, look, open_context, open_page, sign_in
-
-
-def saved_switch(live: Live, shop_id: int, flow: str) -> bool:
-    """The flow's switch as the store holds it (what the engine will read)."""
-    with live.runtime.sessions() as session:
-        settings = shop_settings.load(session.get_one(Shop, shop_id))
-    return bool(settings.flow(registry.flows()[flow]).get("enabled", True))
+from tests.browser.conftest import Live, look, open_context, open_page, saved_switch, sign_in
 
 
 def test_a_merchant_switches_a_flow_off_and_on_again(
