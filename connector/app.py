@@ -7,7 +7,11 @@ Security headers on every response (a view may set its own first):
                                run as a script or shown as a page
 ``X-Frame-Options``            ``DENY``, with CSP ``frame-ancestors 'none'``: no
                                page of ours inside another site's frame (a
-                               hidden unsubscribe button, a framed settings page)
+                               hidden unsubscribe button, a framed settings page);
+                               except a merchant page a platform's admin embeds,
+                               signed in by that shop's token: no
+                               ``X-Frame-Options``, and ``frame-ancestors`` that
+                               shop's admin and the platform's only
 ``Content-Security-Policy``    a page rendered from ``connector/templates`` (the
                                email link pages and the settings page): its own
                                ``<style nonce>`` and forms posting back to us,
@@ -36,9 +40,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 from connector import email_events, email_links, health, webhooks
-from connector.merchant import pages
+from connector.merchant import auth, pages
 from connector.platforms.registry import CONNECTORS
-from connector.runtime import EXTENSION, PAGE_POLICY, csp_nonce
+from connector.runtime import EXTENSION, PAGE_POLICY, csp_nonce, framed_policy
 from jobs.merchant.sessions import LIFETIME
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -105,18 +109,25 @@ def security_headers(settings: Settings) -> Any:
         for referrer in ("no-referrer", "same-origin")
     }
 
+    framable = [header for header in always if header[0] != "X-Frame-Options"]
+
     def secure(response: Response) -> Response:
         referrer = "no-referrer" if request.blueprint == EMAIL_LINKS else "same-origin"
         nonce = g.get("csp_nonce")
-        wanted = (
-            plain[referrer]
-            if nonce is None
-            else [
-                *always,
-                ("Content-Security-Policy", PAGE_POLICY.format(nonce=nonce)),
+        policy = None if nonce is None else PAGE_POLICY.format(nonce=nonce)
+        if g.get("frame_ancestors") or g.get("frame_scripts"):
+            # a page a platform's admin embeds (connector.merchant.auth): framed by
+            # that shop's admin only, with the platform's script
+            policy, framed = framed_policy(policy or NOTHING_POLICY)
+            wanted = [
+                *(framable if framed else always),
+                ("Content-Security-Policy", policy),
                 ("Referrer-Policy", referrer),
             ]
-        )
+        elif policy is None:
+            wanted = plain[referrer]
+        else:
+            wanted = [*always, ("Content-Security-Policy", policy), ("Referrer-Policy", referrer)]
         headers = response.headers
         present = {name.lower() for name, _ in headers}  # a view's own choice stands
         headers.extend([(name, value) for name, value in wanted if name.lower() not in present])
@@ -154,6 +165,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     webhooks.init_app(app, runtime)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(pages.blueprint)
+    auth.init_app(
+        app, {name: c.embedded for name, c in CONNECTORS.items() if c.embedded is not None}
+    )
     app.register_blueprint(email_links.blueprint)
     app.register_blueprint(email_events.blueprint)
     for connector in CONNECTORS.values():
