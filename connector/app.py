@@ -34,12 +34,12 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, Request, Response, g, jsonify, request
+from flask import Flask, Request, Response, g, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
-from connector import email_events, email_links, health, webhooks
+from connector import email_events, email_links, errors, health, webhooks
 from connector.merchant import auth, pages
 from connector.platforms.registry import CONNECTORS
 from connector.runtime import EXTENSION, PAGE_POLICY, csp_nonce, framed_policy
@@ -173,8 +173,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for connector in CONNECTORS.values():
         app.register_blueprint(connector.blueprint)
 
+    machine_paths = tuple(path for c in CONNECTORS.values() for path in c.sessionless)
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
-        return jsonify(error=exc.name, message=exc.description), exc.code or 500
+        return errors.answer(exc, machine_paths)
 
     return app

@@ -310,7 +310,7 @@ def login_link(token: str) -> Any:
     if shop_id is None:
         log.warning("refused a login link: unknown, used, expired or its shop uninstalled")
         page = render_template(
-            "merchant/message.html",
+            "merchant/error.html",
             title="This link has expired",
             message="This sign-in link has expired or was used already. Ask for a new one.",
         )

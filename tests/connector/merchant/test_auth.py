@@ -525,3 +525,71 @@ def test_shopify_shop_in_the_suite_is_not_signed_in_by_anything_here(
     assert signed_in_shop(client) is None
     sign_in(client, shop_id)
     assert signed_in_shop(client) == shop_id
+
+
+# --- errors: a page for a browser, JSON for machines ---------------------------------------
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_a_browser_without_a_session_reads_a_sign_in_page(web: FlaskClient) -> None:
+    answer = web.get(PAGE, headers=BROWSER)
+    assert answer.status_code == 401
+    assert answer.mimetype == "text/html"
+    page = answer.get_data(as_text=True)
+    assert "<h1>Please sign in</h1>" in page
+    assert "Sign in through your shop&#39;s admin" in page
+    assert answer.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "code", "title"),
+    [
+        ("GET", "/no-such-page", 404, "Page not found"),
+        ("GET", "/logout", 405, "Not possible this way"),
+        ("GET", "/settings/privacy/999999.json", 401, "Please sign in"),
+    ],
+)
+def test_every_error_is_a_page_for_a_browser_and_json_otherwise(
+    web: FlaskClient, method: str, path: str, code: int, title: str
+) -> None:
+    page = web.open(path, method=method, headers=BROWSER)
+    assert page.status_code == code
+    assert f"<h1>{title}</h1>" in page.get_data(as_text=True)
+    machine = web.open(path, method=method)
+    assert machine.status_code == code
+    assert machine.is_json
+    assert machine.get_json()["error"]
+
+
+def test_a_body_too_large_is_a_page_for_a_browser(web: FlaskClient, settings: Settings) -> None:
+    answer = web.post(
+        "/woocommerce/connect",
+        data={"store_url": "x" * (settings.max_webhook_bytes + 1)},
+        headers=BROWSER,
+    )
+    assert answer.status_code == 413
+    assert "<h1>Too large</h1>" in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "path", ["/webhooks/shopify", "/webhooks/email/postmark/x", "/api/v1/nothing-here"]
+)
+def test_machine_routes_answer_json_even_to_a_browser(web: FlaskClient, path: str) -> None:
+    answer = web.post(path, data=b"{}", headers=BROWSER)
+    assert answer.status_code >= 400
+    assert answer.is_json
+
+
+def test_a_failure_shows_a_page_without_its_details(runtime: Runtime) -> None:
+    app = create_app(runtime=runtime)
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("secret detail of the failure")
+
+    answer = app.test_client().get("/boom", headers=BROWSER)
+    assert answer.status_code == 500
+    page = answer.get_data(as_text=True)
+    assert "<h1>Something went wrong</h1>" in page
+    assert "secret detail" not in page
