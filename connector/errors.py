@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from flask import Response, jsonify, render_template, request
+from flask import Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+
+from connector.merchant.ui import _, language
 
 #: paths only machines call: JSON always
 MACHINE_PATHS = ("/api/", "/webhooks/", "/healthz", "/readyz", "/t/o/")
@@ -55,5 +57,11 @@ def answer(exc: HTTPException, machine_paths: Iterable[str] = ()) -> tuple[Respo
     # our own refusals are written for merchants; Werkzeug's defaults (and a
     # failure's details) are not
     own = exc.description if exc.description != type(exc).description and code < 500 else None
-    page = render_template("merchant/error.html", title=title, message=own or default)
+    g.merchant_page = True  # the merchant app's stylesheet
+    page = render_template(
+        "merchant/error.html",
+        ui_language=language(),
+        title=_(title),
+        message=_(own or default),
+    )
     return page, code

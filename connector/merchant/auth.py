@@ -44,7 +44,6 @@ from flask import (
     current_app,
     g,
     redirect,
-    render_template,
     request,
     session,
 )
@@ -100,8 +99,20 @@ def init_app(app: Flask, admins: Mapping[str, EmbeddedAdmin]) -> None:
     """The platforms whose admin embeds our pages; the layout's view of an embedded load."""
     app.extensions[ADMINS] = dict(admins)
     app.register_blueprint(blueprint)
+    app.before_request(_fresh)
     app.context_processor(_layout)
     app.url_defaults(_keep_embedded)
+
+
+#: what this module keeps on ``g`` for the request
+_KEPT = ("merchant_via", "merchant_embedded", "frame_ancestors", "frame_scripts")
+
+
+def _fresh() -> None:
+    """Nothing of an earlier request's sign-in survives into this one's ``g`` (a test
+    client keeping its context open would otherwise lend it to the next)."""
+    for name in _KEPT:
+        g.pop(name, None)
 
 
 def _admins() -> Mapping[str, EmbeddedAdmin]:
@@ -188,7 +199,6 @@ def _token_shop(token: str, *, page: bool) -> int | None:
         request.path,
         "; ".join(reasons) or "no platform takes session tokens",
     )
-    g.merchant_token_refused = True
     return None
 
 
@@ -309,12 +319,7 @@ def login_link(token: str) -> Any:
         shop_id = login_links.spend(db, token, _now())
     if shop_id is None:
         log.warning("refused a login link: unknown, used, expired or its shop uninstalled")
-        page = render_template(
-            "merchant/error.html",
-            title="This link has expired",
-            message="This sign-in link has expired or was used already. Ask for a new one.",
-        )
-        return page, 410, {"Cache-Control": "no-store"}
+        abort(410, "This sign-in link has expired or was used already. Ask for a new one.")
     login(shop_id)
     response = redirect(HOME, code=303)
     response.headers["Cache-Control"] = "no-store"

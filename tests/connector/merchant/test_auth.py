@@ -25,6 +25,8 @@ from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.models import LoginLink, Shop, Subscription, now
 from tests.adapters.test_shopify_session_token import claims, mint
+from tests.connector.merchant.conftest import CSRF_META
+from tests.connector.merchant.test_overview import effective, stored
 from tests.connector.test_merchant import set_clock, sign_in, signed_in_shop
 from tests.connector.test_shopify_install import (
     API_KEY,
@@ -38,11 +40,13 @@ from tests.connector.test_shopify_install import (
 from tests.support import SHOPIFY_SECRET, SHOPIFY_SHOP
 
 OTHER = "grannbutiken.myshopify.com"
-#: a page behind merchant_required
-PAGE = "/settings"
+#: a page behind merchant_required: the merchant app's overview
+PAGE = "/app/"
 HOST = "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvZmphbGxidXRpaw"
 ADMIN = "https://admin.shopify.com"
 APP_BRIDGE = "https://cdn.shopify.com/shopifycloud/app-bridge.js"
+#: what a browser's navigation accepts
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
 
 @pytest.fixture
@@ -101,9 +105,9 @@ def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_a_genuine_session_token_signs_the_request_in_for_its_shop(
     web: FlaskClient, shops: dict[str, int]
 ) -> None:
-    answer = web.get(PAGE, headers=bearer(token()))
+    answer = web.get("/api/v1/flows", headers=bearer(token()))
     assert answer.status_code == 200
-    assert "fjallbutik" in answer.get_data(as_text=True)
+    assert answer.json["flows"]
     assert web.get_cookie("session") is None  # nothing for the browser to keep
 
 
@@ -171,15 +175,67 @@ def test_a_token_of_an_uninstalled_shop_signs_nobody_in(
     assert web.get(PAGE, headers=bearer(token())).status_code == 401
 
 
-def test_another_shops_token_shows_that_shop_never_this_browsers(
+def test_another_shops_token_changes_that_shop_never_this_browsers(
+    web: FlaskClient, runtime: Runtime, shops: dict[str, int]
+) -> None:
+    sign_in(web, shops[SHOP])
+    answer = web.patch(
+        "/api/v1/flows/welcome", json={"enabled": False}, headers=bearer(token(OTHER))
+    )
+    assert answer.status_code == 200
+    assert effective(runtime, shops[OTHER]).flows["welcome"]["enabled"] is False
+    assert effective(runtime, shops[SHOP]).flows["welcome"]["enabled"] is True
+    page = web.get(PAGE, headers=bearer(token(OTHER))).get_data(as_text=True)
+    assert "grannbutiken" in page
+    assert "fjallbutik" not in page
+
+
+def test_a_bearer_request_needs_no_csrf_token_and_a_cookie_one_does(
+    web: FlaskClient, runtime: Runtime, shops: dict[str, int]
+) -> None:
+    sign_in(web, shops[SHOP])
+    before = stored(runtime, shops[SHOP])
+    for headers in ({}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"X-CSRF-Token": "forged"}):
+        refused = web.patch("/api/v1/flows/welcome", json={"enabled": False}, headers=headers)
+        assert refused.status_code == 403, headers
+        assert refused.is_json
+    assert stored(runtime, shops[SHOP]) == before
+    answer = web.patch("/api/v1/flows/welcome", json={"enabled": False}, headers=bearer(token()))
+    assert answer.status_code == 200
+    assert effective(runtime, shops[SHOP]).flows["welcome"]["enabled"] is False
+
+
+def test_a_csrf_token_from_another_session_is_refused(
+    web: FlaskClient, runtime: Runtime, shops: dict[str, int]
+) -> None:
+    other = create_app(runtime=runtime).test_client()
+    sign_in(other, shops[OTHER])
+    found = CSRF_META.search(other.get(PAGE).get_data(as_text=True))
+    assert found is not None
+    sign_in(web, shops[SHOP])
+    before = stored(runtime, shops[SHOP])
+    crossed = web.patch(
+        "/api/v1/flows/welcome", json={"enabled": False}, headers={"X-CSRF-Token": found[1]}
+    )
+    assert crossed.status_code == 403
+    assert stored(runtime, shops[SHOP]) == before
+
+
+def test_signing_out_takes_the_pages_csrf_token_and_our_origin(
     web: FlaskClient, shops: dict[str, int]
 ) -> None:
     sign_in(web, shops[SHOP])
-    answer = web.get(PAGE, headers=bearer(token(OTHER)))
-    assert answer.status_code == 200
-    page = answer.get_data(as_text=True)
-    assert OTHER in page
-    assert SHOP not in page
+    found = CSRF_META.search(web.get(PAGE).get_data(as_text=True))
+    assert found is not None
+    assert web.post("/logout").status_code == 403
+    assert signed_in_shop(web) == shops[SHOP]
+    elsewhere = web.post(
+        "/logout", data={"csrf_token": found[1]}, headers={"Origin": "https://evil.example"}
+    )
+    assert elsewhere.status_code == 403
+    assert signed_in_shop(web) == shops[SHOP]
+    assert web.post("/logout", data={"csrf_token": found[1]}).status_code == 200
+    assert signed_in_shop(web) is None
 
 
 def test_a_refused_token_is_not_rescued_by_the_cookie_it_comes_with(
@@ -235,7 +291,37 @@ def test_an_embedded_page_load_is_signed_in_by_its_token_and_framed_by_its_admin
     assert f"frame-ancestors https://{SHOP} {ADMIN}" in policy
     assert OTHER not in policy
     assert "X-Frame-Options" not in answer.headers
-    assert web.get_cookie("session") is None
+    assert f"script-src {APP_BRIDGE} 'self'" in policy
+    head = answer.get_data(as_text=True).split("</head>")[0]
+    assert f'<meta name="shopify-api-key" content="{API_KEY}">' in head
+    assert head.index("<script") == head.index(f'<script src="{APP_BRIDGE}"')  # the first
+
+
+def test_an_embedded_page_keeps_its_markers_on_links_never_the_token(web: FlaskClient) -> None:
+    page = web.get(
+        PAGE, query_string={"embedded": "1", "shop": SHOP, "host": HOST, "id_token": token()}
+    ).get_data(as_text=True)
+    assert f"/app/?embedded=1&amp;shop={SHOP}&amp;host={HOST}" in page
+    assert "id_token" not in page.split("</head>")[1]
+    assert "Sign out" not in page  # a session token has nothing to sign out of
+
+
+def test_the_admins_open_ends_on_the_overview_with_app_bridge(web: FlaskClient) -> None:
+    opened = web.get(f"/shopify/install?{embedded_query()}")
+    page = web.get(opened.headers["Location"])
+    assert page.status_code == 200
+    assert APP_BRIDGE in page.get_data(as_text=True).split("</head>")[0]
+    assert "fjallbutik" in page.get_data(as_text=True)
+
+
+def test_a_page_outside_the_admin_has_no_app_bridge(
+    web: FlaskClient, shops: dict[str, int]
+) -> None:
+    sign_in(web, shops[SHOP])
+    page = web.get(PAGE)
+    assert page.status_code == 200
+    assert APP_BRIDGE not in page.get_data(as_text=True)
+    assert "shopify-api-key" not in page.get_data(as_text=True)
 
 
 def test_every_other_answer_stays_unframable(web: FlaskClient, shops: dict[str, int]) -> None:
@@ -416,9 +502,9 @@ def test_a_login_link_signs_in_once_and_lands_in_the_app(
     assert signed_in_shop(web) == shops[SHOP]
 
     replayer = web.application.test_client()
-    replayed = replayer.get(link)
+    replayed = replayer.get(link, headers=BROWSER)
     assert replayed.status_code == 410
-    assert "expired or was used" in replayed.get_data(as_text=True)
+    assert "This sign-in link has expired or was used already" in replayed.get_data(as_text=True)
     assert signed_in_shop(replayer) is None
 
 
@@ -529,7 +615,13 @@ def test_shopify_shop_in_the_suite_is_not_signed_in_by_anything_here(
 
 # --- errors: a page for a browser, JSON for machines ---------------------------------------
 
-BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+def test_a_swedish_shops_merchant_reads_errors_in_english_outside_the_app(
+    web: FlaskClient,
+) -> None:
+    """Before anyone is signed in the shop, and so its language, is unknown."""
+    answer = web.get("/login/nothing", headers=BROWSER)
+    assert '<html lang="en"' in answer.get_data(as_text=True)
 
 
 def test_a_browser_without_a_session_reads_a_sign_in_page(web: FlaskClient) -> None:
@@ -548,6 +640,7 @@ def test_a_browser_without_a_session_reads_a_sign_in_page(web: FlaskClient) -> N
         ("GET", "/no-such-page", 404, "Page not found"),
         ("GET", "/logout", 405, "Not possible this way"),
         ("GET", "/settings/privacy/999999.json", 401, "Please sign in"),
+        ("GET", "/login/no-such-link", 410, "No longer here"),
     ],
 )
 def test_every_error_is_a_page_for_a_browser_and_json_otherwise(
