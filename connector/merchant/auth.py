@@ -184,8 +184,8 @@ def _token_shop(token: str, *, page: bool) -> int | None:
                 )
             )
         if shop_id is None:
-            log.warning("refused a session token for %s: not installed", shop_key)
-            return None
+            reasons.append(f"{platform}: {shop_key} is not installed")
+            break
         g.merchant_via = Via.TOKEN
         if page:
             g.merchant_embedded = Embedded(admin, shop_key)
@@ -299,11 +299,13 @@ def _layout() -> dict[str, Any]:
 def _keep_embedded(endpoint: str, values: dict[str, Any]) -> None:
     """Links between pages of an embedded load keep its markers (never the token,
     which lives a minute): the next page load knows it is inside the admin."""
-    if embedded() is None or not endpoint.startswith("merchant."):
+    found = embedded()
+    if found is None or not endpoint.startswith("merchant."):
         return
     for name in EMBED_PARAMS:
         if name in request.args:
             values.setdefault(name, request.args[name])
+    values["shop"] = found.shop_key  # the token's, whatever the URL said
 
 
 # --- login links -------------------------------------------------------------------------

@@ -170,7 +170,10 @@ def _embedded_open(signed: oauth.SignedRequest) -> Any:
 @blueprint.get("/install")
 def install() -> Any:
     signed = _checked()
-    if signed.params.get("embedded") == "1" and auth.ID_TOKEN in signed.params:
+    if signed.params.get("embedded") == "1":
+        if auth.ID_TOKEN not in signed.params:  # the app's page gets one through the bounce
+            kept = {k: signed.params[k] for k in auth.EMBED_PARAMS if k in signed.params}
+            return redirect(f"{auth.HOME}?{urlencode(kept)}")
         # signed in by the token, for its minute: the install query is not spent
         # (App Bridge may load it again), and no cookie is set
         return _embedded_open(signed)

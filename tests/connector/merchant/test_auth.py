@@ -280,6 +280,16 @@ def test_an_embedded_open_goes_to_the_app_with_the_token_and_sets_no_cookie(
     assert web.get_cookie("session") is None
 
 
+def test_an_embedded_open_without_a_token_is_sent_for_one(web: FlaskClient) -> None:
+    opened = web.get(f"/shopify/install?{signed({'embedded': '1', 'host': HOST, 'shop': SHOP})}")
+    assert opened.status_code == 302
+    assert urlsplit(opened.headers["Location"]).path == auth.HOME
+    bounced = web.get(opened.headers["Location"])
+    assert bounced.status_code == 302
+    assert urlsplit(bounced.headers["Location"]).path == "/shopify/session-token-bounce"
+    assert web.get_cookie("session") is None
+
+
 def test_an_embedded_page_load_is_signed_in_by_its_token_and_framed_by_its_admin_only(
     web: FlaskClient,
 ) -> None:
@@ -304,6 +314,16 @@ def test_an_embedded_page_keeps_its_markers_on_links_never_the_token(web: FlaskC
     assert f"/app/?embedded=1&amp;shop={SHOP}&amp;host={HOST}" in page
     assert "id_token" not in page.split("</head>")[1]
     assert "Sign out" not in page  # a session token has nothing to sign out of
+
+
+def test_an_embedded_pages_links_name_the_tokens_shop_not_the_urls(web: FlaskClient) -> None:
+    answer = web.get(
+        PAGE, query_string={"embedded": "1", "shop": OTHER, "host": HOST, "id_token": token()}
+    )
+    page = answer.get_data(as_text=True)
+    assert f"shop={SHOP}" in page
+    assert f"shop={OTHER}" not in page
+    assert OTHER not in answer.headers["Content-Security-Policy"]
 
 
 def test_the_admins_open_ends_on_the_overview_with_app_bridge(web: FlaskClient) -> None:
