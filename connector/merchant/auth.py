@@ -236,9 +236,14 @@ def _inside_admin() -> bool:
     return request.args.get("embedded") == "1" or request.headers.get("Sec-Fetch-Dest") == "iframe"
 
 
-def _bounce() -> Any:
+def _bouncer() -> EmbeddedAdmin | None:
+    """The platform whose admin embeds us here (configured with its app's key), if any."""
+    settings = runtime_of(current_app).settings
+    return next((a for a in _admins().values() if a.api_key(settings)), None)
+
+
+def _bounce(admin: EmbeddedAdmin) -> Any:
     """Through the platform's bounce page, which comes back here with a fresh token."""
-    admin = next(iter(_admins().values()))
     kept = [(k, v) for k, v in request.args.items(multi=True) if k != ID_TOKEN]
     back = f"{runtime_of(current_app).settings.base_url}{request.path}"
     if kept:
@@ -256,15 +261,16 @@ def merchant_required(view: F) -> F:
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if current_shop_id() is None:
+            admin = _bouncer()
             if (
-                request.method == "GET"
+                admin is not None
+                and request.method == "GET"
                 and bearer_token() is None
                 and ID_TOKEN not in request.args
-                and _admins()
                 and _inside_admin()
                 and not request.path.startswith("/api/")
             ):
-                return _bounce()
+                return _bounce(admin)
             abort(401, "Sign in through your shop's admin to manage triggerpost.")
         return view(*args, **kwargs)
 

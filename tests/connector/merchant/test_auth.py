@@ -431,6 +431,16 @@ def test_a_stale_token_on_a_followed_link_is_left_behind_by_the_bounce(
     assert urlsplit(answer.headers["Location"]).path == "/shopify/session-token-bounce"
 
 
+def test_without_an_embedded_app_configured_a_frame_gets_401_not_a_bounce(
+    runtime: Runtime, shops: dict[str, int]
+) -> None:
+    plain = dataclasses.replace(
+        runtime, settings=dataclasses.replace(runtime.settings, shopify_api_key=None)
+    )
+    web = create_app(runtime=plain).test_client()
+    assert web.get(PAGE, headers={"Sec-Fetch-Dest": "iframe"}).status_code == 401
+
+
 @pytest.mark.parametrize(
     "reload",
     [
