@@ -671,6 +671,7 @@ def test_a_browser_without_a_session_reads_a_sign_in_page(web: FlaskClient) -> N
         ("GET", "/logout", 405, "Not possible this way"),
         ("GET", "/settings/privacy/999999.json", 401, "Please sign in"),
         ("GET", "/login/no-such-link", 410, "No longer here"),
+        ("POST", "/logout", 403, "Not allowed"),  # no CSRF token
     ],
 )
 def test_every_error_is_a_page_for_a_browser_and_json_otherwise(
@@ -683,6 +684,12 @@ def test_every_error_is_a_page_for_a_browser_and_json_otherwise(
     assert machine.status_code == code
     assert machine.is_json
     assert machine.get_json()["error"]
+
+
+def test_the_api_answers_a_browser_without_a_session_with_json(web: FlaskClient) -> None:
+    answer = web.get("/api/v1/flows", headers=BROWSER)
+    assert answer.status_code == 401
+    assert answer.is_json
 
 
 def test_a_body_too_large_is_a_page_for_a_browser(web: FlaskClient, settings: Settings) -> None:
