@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
+from decimal import Decimal
 from itertools import groupby
 from typing import Any
 
@@ -175,6 +176,9 @@ def _days(rows: list[dict[str, Any]], shop: Shop) -> list[tuple[str, list[dict[s
                 ),
                 "until_shown": ui.local_time(datetime.fromisoformat(row["until"]), shop)
                 if row["until"]
+                else None,
+                "amount": ui.money(Decimal(row["revenue"]), row.get("currency"))
+                if row.get("revenue")
                 else None,
             }
             for row in items

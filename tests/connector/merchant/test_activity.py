@@ -113,7 +113,8 @@ def test_the_activity_page_tells_the_timeline_in_words_by_day_in_the_shop_s_zone
     assert "held back: it was night where she lives (quiet hours)" in text
     assert "until Mar 3, 2026, 8:00:00" in text
     assert "sent (subscribed via checkout on 2026-03-01)" in text
-    assert "ordered #1001 (499.00 SEK), credited to this flow's email" in text
+    assert "ordered #1001 (SEK499.00), credited to this flow's email" in text  # shop currency
+    assert "planned for Mar 3, 2026, 9:30:00" in text  # the second reminder, a day on
 
 
 def test_the_activity_page_without_an_address_shows_the_search_only(
@@ -136,6 +137,7 @@ def test_the_activity_page_in_swedish(anna_s_merchant: Merchant, runtime: Runtim
     assert 'lang="sv"' in page.text
     assert "Tidslinje för anna@example.se" in text
     assert "tisdag 3 mars 2026" in text
+    assert "beställde #1001 (499,00\xa0kr), tillskrivet flödets e-post" in text
 
 
 def test_no_session_no_timeline(client: FlaskClient, shop: Harness) -> None:
