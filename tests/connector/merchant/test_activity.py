@@ -138,6 +138,7 @@ def test_the_activity_page_in_swedish(anna_s_merchant: Merchant, runtime: Runtim
     assert "Tidslinje för anna@example.se" in text
     assert "tisdag 3 mars 2026" in text
     assert "beställde #1001 (499,00\xa0kr), tillskrivet flödets e-post" in text
+    assert "hölls tillbaka: det var natt där hon bor (tysta timmar)" in text
 
 
 def test_no_session_no_timeline(client: FlaskClient, shop: Harness) -> None:
@@ -257,3 +258,50 @@ def test_a_quiet_healthy_shop_says_nothing_needs_the_merchant(woo_merchant: Merc
     assert (body["healthy"], body["webhooks"], body["deliveries"]["failed"]) == (True, [], 0)
     page = woo_merchant.client.get("/app/health")
     assert "nothing needs you" in unescape(page.text)
+
+
+def test_the_openapi_document_describes_the_activity_privacy_and_health_routes(
+    client: FlaskClient,
+) -> None:
+    paths = client.get("/api/v1/openapi.json").json["paths"]
+    assert set(paths["/api/v1/contacts/{email}/timeline"]) == {"get"}
+    assert set(paths["/api/v1/privacy/exports"]) == {"post"}
+    assert set(paths["/api/v1/privacy/erasures"]) == {"post"}
+    assert set(paths["/api/v1/health"]) == {"get"}
+    erasure = paths["/api/v1/privacy/erasures"]["post"]
+    assert "requestBody" in erasure
+    assert "400" in erasure["responses"]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason"),
+    [
+        ("enrolled", None),
+        ("enrolled", "holdout"),
+        ("planned", None),
+        ("sent", None),
+        ("clicked", None),
+        ("deferred", "quiet_hours"),
+        ("deferred", "cap:gap"),
+        ("deferred", "cap:weekly"),
+        ("deferred", "cap:priority"),
+        ("deferred", "cap:flow_repeat"),
+        ("skipped", "no_consent"),
+        ("skipped", "unsubscribed"),
+        ("skipped", "cap:flow_repeat"),
+        ("skipped", "holdout"),
+        ("skipped", "no_email"),
+        ("skipped", "contact_redacted"),
+        ("exited", "checkout_completed"),
+        ("exited", "order_placed"),
+        ("exited", "ordered"),
+        ("exited", "items_unavailable"),
+        ("cancelled", "customer_redacted"),
+        ("cancelled", "shop_inactive"),
+    ],
+)
+def test_the_common_timeline_words_read_in_swedish(outcome: str, reason: str | None) -> None:
+    from connector.merchant import ui
+    from jobs.reports.decisions import row_words
+
+    assert row_words({"outcome": outcome, "reason": reason}) in ui.catalog("sv")
