@@ -387,9 +387,11 @@ def _field_error(exc: ApiError) -> str:
 
 
 @pages.get("/app/privacy/<int:request_id>.json")
+@pages.get("/settings/privacy/<int:request_id>.json", endpoint="privacy_export")
 @merchant_required
 def privacy_download(request_id: int) -> Any:
-    """A customer's data export, for the merchant to send on (only their own shop's)."""
+    """A customer's data export, for the merchant to send on (only their own shop's);
+    also at its old address, which exports the merchant passed on may link to."""
     shop_id = ui.page_shop().id  # before the session: SQLite has one writer at a time
     with runtime_of(current_app).sessions() as db:
         found = db.get(PrivacyRequest, request_id)

@@ -1,5 +1,6 @@
-"""The merchant's pages: the landing page after install or connect, sign out,
-the old address of privacy exports. Who may see them is decided in :mod:`connector.merchant.auth`.
+"""The merchant's pages: the landing page after install or connect, sign out (each
+area of the app adds its own). Who may see them is decided in
+:mod:`connector.merchant.auth`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from flask import (
     abort,
     current_app,
     jsonify,
-    redirect,
     render_template,
     request,
-    url_for,
 )
 from sqlalchemy import select
 
@@ -65,10 +64,3 @@ def settings_page() -> Any:
             history=history.progress_line(history.state(db, shop.id)),
             privacy_requests=requests,
         )
-
-
-@blueprint.get("/settings/privacy/<int:request_id>.json")
-@merchant_required
-def privacy_export(request_id: int) -> Any:
-    """The export's old address: it lives on the privacy page now (links in old mail)."""
-    return redirect(url_for("merchant.privacy_download", request_id=request_id), 308)
