@@ -97,12 +97,16 @@ SAMPLE_YEARS = 2
 
 
 class PreviewError(ValueError):
-    """A preview or test that cannot be made as asked; ``field`` names what to change."""
+    """A preview or test that cannot be made as asked: ``field`` names what to change,
+    ``code`` what is wrong (the merchant's pages word it from the code and ``values``
+    in their language), ``message`` the same in English."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, code: str, message: str, **values: Any) -> None:
         super().__init__(message)
         self.field = field
+        self.code = code
         self.message = message
+        self.values = values
 
 
 class UnknownError(PreviewError):
@@ -120,8 +124,11 @@ class TestLimitError(PreviewError):
         minutes = max(1, -(-retry_after // 60))
         super().__init__(
             "to",
+            "too_many_tests",
             f"You have sent {TESTS_PER_HOUR} test emails in the last hour, the most "
             f"there may be. Try again in {minutes} minutes.",
+            count=TESTS_PER_HOUR,
+            minutes=minutes,
         )
         self.retry_after = retry_after
 
@@ -135,7 +142,12 @@ class TestDeliveryError(PreviewError):
             if transient
             else "The email service refused the test email."
         )
-        super().__init__("to", f"{words} ({reason})")
+        super().__init__(
+            "to",
+            "delivery_unavailable" if transient else "delivery_refused",
+            f"{words} ({reason})",
+            reason=reason,
+        )
         self.reason = reason
         self.transient = transient
 
@@ -179,7 +191,7 @@ class TestSent:
 def find_flow(name: str) -> Flow:
     flow = registry.get(name)
     if flow is None:
-        raise UnknownError("flow", f"There is no flow called {name!r}.")
+        raise UnknownError("flow", "unknown_flow", f"There is no flow called {name!r}.", name=name)
     return flow
 
 
@@ -188,7 +200,13 @@ def find_step(flow: Flow, name: str) -> Send:
         if send.name == name:
             return send
     steps = ", ".join(send.name for send in flow.sends)
-    raise UnknownError("step", f"The flow {flow.name} has no email {name!r} (it has: {steps}).")
+    raise UnknownError(
+        "step",
+        "unknown_step",
+        f"The flow {flow.name} has no email {name!r} (it has: {steps}).",
+        name=name,
+        steps=steps,
+    )
 
 
 def languages() -> tuple[str, ...]:
@@ -200,9 +218,13 @@ def check_language(language: str | None) -> str | None:
     if language is None or language == "":
         return None
     if language not in languages():
+        known = ", ".join(languages())
         raise InvalidError(
             "locale",
-            f"Emails are not written in {language!r}; choose one of {', '.join(languages())}.",
+            "unknown_language",
+            f"Emails are not written in {language!r}; choose one of {known}.",
+            name=language,
+            languages=known,
         )
     return language
 
@@ -210,18 +232,16 @@ def check_language(language: str | None) -> str | None:
 def check_address(address: str, field: str = "to") -> str:
     """A syntactically valid address, normalised; never one that could add a header."""
     text = address.strip()
-    problem = None
     if not text:
-        problem = "Give an email address."
-    elif len(text) > 254 or any(ch in text for ch in "\r\n\0,;<>"):
-        problem = "This is not an email address."
-    else:
+        raise InvalidError(field, "no_address", "Give an email address.")
+    valid = len(text) <= 254 and not any(ch in text for ch in "\r\n\0,;<>")
+    if valid:
         try:
             Email()(text)
         except ValidationError:
-            problem = "This is not an email address."
-    if problem:
-        raise InvalidError(field, problem)
+            valid = False
+    if not valid:
+        raise InvalidError(field, "not_an_address", "This is not an email address.")
     return normalise_email(text)
 
 
@@ -345,7 +365,12 @@ def _contact(session: Session, shop: Shop, address: str) -> Contact:
         )
     )
     if found is None:
-        raise UnknownError("contact", f"Your shop has no customer with the address {email}.")
+        raise UnknownError(
+            "contact",
+            "unknown_contact",
+            f"Your shop has no customer with the address {email}.",
+            email=email,
+        )
     return found
 
 
@@ -518,6 +543,7 @@ def send_test(
             if not to_address:
                 raise InvalidError(
                     "to",
+                    "no_sender_address",
                     "Your shop has no sender address yet: give the address to send the test to.",
                 )
         to = check_address(to_address)

@@ -213,6 +213,8 @@ def test_the_shops_language_is_the_default_and_an_unknown_one_is_refused(
     with pytest.raises(previews.InvalidError) as refused:
         previews.preview(runtime, shop_id, "welcome", "welcome_1", "de")
     assert refused.value.field == "locale"
+    assert refused.value.code == "unknown_language"
+    assert refused.value.values["name"] == "de"
     assert "en, fa, nb, ru, sv" in refused.value.message
 
 
