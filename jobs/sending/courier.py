@@ -290,11 +290,13 @@ _lock = threading.Lock()
 
 
 def build_sender(runtime: Runtime) -> Sender:
-    """The process's sender for this runtime: one backend (and its connections) reused."""
+    """The process's sender for this runtime: one backend (and its connections) reused,
+    and closed when the runtime closes."""
     with _lock:
         found = runtime.sender
         if not isinstance(found, Sender):
             backend = backend_from_url(runtime.settings.email_url, redis=runtime.redis)
+            runtime.on_close(backend.close)
             found = Sender(
                 runtime,
                 EmailCourier(runtime, backend),
