@@ -17,12 +17,13 @@ from sqlalchemy import func, select
 
 from adapters import events as ev
 from emails import i18n
+from emails.delivery.outbox import NullBackend
 from jobs.flows import registry
 from jobs.intake import apply
 from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
-from jobs.sending import previews
-from jobs.store.models import Decision, Engagement, Enrollment, Message, Shop
+from jobs.sending import courier, previews
+from jobs.store.models import Contact, Decision, Engagement, Enrollment, Message, Shop
 
 SHOP = "preview-test.myshopify.com"
 OTHER = "other-shop.myshopify.com"
@@ -120,24 +121,34 @@ def every_step() -> list[tuple[str, str]]:
 def test_every_email_of_every_flow_renders_in_every_language_with_sample_data(
     runtime: Runtime, flow_name: str
 ) -> None:
-    shop_id = make_shop(runtime)
+    """In a shop with nothing in its store yet (neutral samples, its code on where the
+    flow gives one) and in one with products of its own (images, handles)."""
     flow = registry.built_in()[flow_name]
-    for send in flow.sends:
-        for language in LANGUAGES:
-            found = previews.preview(runtime, shop_id, flow_name, send.name, language)
-            out = found.as_dict()
-            assert out["language"] == language
-            assert out["direction"] == ("rtl" if language == "fa" else "ltr")
-            assert f'dir="{out["direction"]}"' in out["html"]
-            assert out["subject"]
-            assert out["preheader"]
-            for part in ("subject", "preheader", "html", "text"):
-                assert not LEFTOVERS.search(out[part]), (flow_name, send.name, language, part)
-                assert f"{send.template}." not in out[part]  # never a raw catalog key
-            attributes = parsed(out["html"]).attributes
-            assert [(n, v) for n, v in attributes if v in ("None", "")] == []
-            assert found.contact is None
-            assert found.sample_subject is True
+    codes = {"discount": True} if "discount" in {o.name for o in flow.all_options} else {}
+    bare = make_shop(runtime, flows={flow_name: codes})
+    stocked = make_shop(runtime, OTHER, engine={"open_tracking": True})
+    put(runtime, stocked, product("p1", "Ullmössa Fjäll"), product("p2", "Vantar", "199.00"))
+    for shop_id in (bare, stocked):
+        for send in flow.sends:
+            for language in LANGUAGES:
+                found = previews.preview(runtime, shop_id, flow_name, send.name, language)
+                assert_complete(found, send.template, language)
+
+
+def assert_complete(found: previews.Preview, template: str, language: str) -> None:
+    out = found.as_dict()
+    assert out["language"] == language
+    assert out["direction"] == ("rtl" if language == "fa" else "ltr")
+    assert f'dir="{out["direction"]}"' in out["html"]
+    assert out["subject"]
+    assert out["preheader"]
+    for part in ("subject", "preheader", "html", "text"):
+        assert not LEFTOVERS.search(out[part]), (found.flow, found.step, language, part)
+        assert f"{template}." not in out[part]  # never a raw catalog key
+    attributes = parsed(out["html"]).attributes
+    assert [(n, v) for n, v in attributes if v in ("None", "")] == []
+    assert found.contact is None
+    assert found.sample_subject is True
 
 
 def test_a_sample_names_a_plausible_customer_and_neutral_products_in_the_emails_language(
@@ -444,3 +455,55 @@ def test_every_language_has_a_test_prefix_and_the_preview_link_pages() -> None:
         assert subject != "S"
         for key in ("page.preview.title", "page.preview.unsubscribe", "page.preview.preferences"):
             assert i18n.catalogs()[language][key]
+
+
+def test_a_preview_is_the_email_the_courier_sends_but_for_where_its_links_go(
+    runtime: Runtime,
+) -> None:
+    """Not a second renderer: a customer's planned email, composed by the courier, and
+    her preview are the same words, products and layout; only the links differ (the
+    courier's are tracked and can unsubscribe her, the preview's cannot)."""
+    shop_id = make_shop(
+        runtime,
+        branding={"colour": "#aa3355", "postal_address": "Storgatan 1"},
+        copy={"cart_recovery_1": {"nb": {"heading": "Hei igjen, {{ first_name }}"}}},
+    )
+    birgitta = customer("birgitta@example.no", "Birgitta", "nb-NO")
+    put(
+        runtime,
+        shop_id,
+        product("p1", "Ullmössa Fjäll"),
+        ev.CheckoutUpdated(
+            occurred_at=T0,
+            checkout=ev.Checkout(
+                token="tok-1",
+                customer=birgitta,
+                email=birgitta.email,
+                recovery_url=f"https://{SHOP}/checkouts/tok-1/recover",
+                total=sek("249.00"),
+                line_items=(ev.LineItem("Ullmössa Fjäll", 1, sek("249.00"), product_id="p1"),),
+                updated_at=T0,
+            ),
+        ),
+    )
+    with runtime.sessions() as session:
+        message = session.scalars(
+            select(Message).where(Message.shop_id == shop_id, Message.step == "email_1")
+        ).one()
+        shop = session.get_one(Shop, shop_id)
+        contact = session.get_one(Contact, message.contact_id)
+        composed = courier.EmailCourier(runtime, NullBackend()).compose(
+            session, shop, message, contact, T0
+        )
+    found = previews.preview(
+        runtime, shop_id, "cart_recovery", "email_1", contact=birgitta.email, at=T0
+    ).rendered
+    sent = composed.payload
+    assert "Hei igjen, Birgitta" in found.html
+    assert "/t/c/" in sent.html  # the courier's links are tracked, the preview's are not
+    assert "/t/c/" not in found.html
+    href = re.compile(r'(href|src)="[^"]*"')
+    url = re.compile(r"https?://\S+")
+    assert href.sub("link", found.html) == href.sub("link", sent.html)
+    assert url.sub("link", found.text) == url.sub("link", sent.text)
+    assert found.subject == sent.subject
