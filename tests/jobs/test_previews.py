@@ -507,3 +507,25 @@ def test_a_preview_is_the_email_the_courier_sends_but_for_where_its_links_go(
     assert href.sub("link", found.html) == href.sub("link", sent.html)
     assert url.sub("link", found.text) == url.sub("link", sent.text)
     assert found.subject == sent.subject
+
+
+def test_a_test_of_every_flows_first_email_leaves_marked_with_or_without_an_unsubscribe(
+    runtime: Runtime,
+) -> None:
+    """Order emails (transactional) carry no unsubscribe, as a real one; marketing ones
+    carry the page that changes nothing, in the List-Unsubscribe header too."""
+    shop_id = make_shop(runtime)
+    flows = list(registry.built_in().values())
+    assert len(flows) <= previews.TESTS_PER_HOUR
+    for flow in flows:
+        previews.send_test(runtime, shop_id, flow.name, flow.sends[0].name, "ru", "me@example.com")
+    mails = outbox(runtime)
+    assert len(mails) == len(flows)
+    transactional = [flow for flow in flows if flow.kind.value == "transactional"]
+    assert transactional
+    assert sum(mail["List-Unsubscribe"] is None for mail in mails) == len(transactional)
+    for mail in mails:
+        assert mail["X-Triggerpost-Test"] == "1"
+        assert str(mail["Subject"]).startswith("[Тест] ")
+        header = mail["List-Unsubscribe"]
+        assert header is None or "/preview-link/unsubscribe?lang=ru" in str(header)
