@@ -290,6 +290,7 @@ def _page(
 ) -> Any:
     shop = ui.page_shop()
     errors = dict(errors or {})
+    typed = contact or ""  # shown again in its field, even when it found nobody
     shown: previews.Preview | None = None
     steps = []
     try:
@@ -306,6 +307,9 @@ def _page(
     for number, send in enumerate(flow.sends, start=1):
         subject = preview_of(shop.id, flow.name, send.name, locale, contact).rendered.subject
         steps.append({"name": send.name, "number": number, "subject": subject})
+    subjects = [each["subject"] for each in steps]
+    for each in steps:  # two emails alike (one template): their step's name tells them apart
+        each["alike"] = subjects.count(each["subject"]) > 1
     query = {"locale": locale, "contact": contact}
     frame_query = {key: value for key, value in query.items() if value}
     return (
@@ -318,6 +322,7 @@ def _page(
             steps=steps,
             locale=locale,
             contact=contact or "",
+            typed_contact=typed,
             preview=shown,
             languages=[(code, LANGUAGE_NAMES.get(code, code)) for code in previews.languages()],
             widths=WIDTHS,

@@ -356,6 +356,10 @@ def test_the_page_speaks_swedish_to_a_swedish_shop(merchant: Merchant, runtime: 
     unknown = merchant.client.get("/app/flows/welcome/preview?contact=vem@example.se")
     assert unknown.status_code == 404
     assert "Din butik har ingen kund med adressen vem@example.se." in unescape(unknown.text)
+    assert 'value="vem@example.se"' in unknown.text  # kept in its field, to correct it
+    frames = re.findall(r"<iframe[^>]*>", unknown.text)
+    assert frames
+    assert all("contact=" not in frame for frame in frames)  # the sample is shown instead
 
 
 # --- where a preview's links go -------------------------------------------------------------
@@ -381,3 +385,11 @@ def test_the_openapi_document_describes_preview_and_test_send(client: FlaskClien
     paths = client.get("/api/v1/openapi.json").json["paths"]
     assert "get" in paths["/api/v1/flows/{name}/steps/{step}/preview"]
     assert "post" in paths["/api/v1/flows/{name}/steps/{step}/test-send"]
+
+
+def test_two_emails_of_one_template_are_told_apart_by_their_step(merchant: Merchant) -> None:
+    page = unescape(merchant.client.get("/app/flows/review_request/preview").text)
+    assert "after fulfilment" in page
+    assert "after delivery" in page
+    single = unescape(merchant.client.get("/app/flows/cart_recovery/preview").text)
+    assert 'class="step-name"' not in single
