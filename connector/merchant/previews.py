@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, abort, current_app, flash, g, redirect, request, url_for
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from connector.merchant import ui
 from connector.merchant.api import ApiError, api_route, error_answer
@@ -111,13 +111,23 @@ def _api_error(error: PreviewError) -> ApiError:
 # --- the API -----------------------------------------------------------------------------
 
 
+#: longer than any language code or address: refused before anything reads it
+LONGEST_LOCALE, LONGEST_ADDRESS = 35, 320
+
+
+def _at_most(longest: int) -> validate.Length:
+    return validate.Length(max=longest, error="must be at most {max} characters")
+
+
 class PreviewQuery(Schema):
     locale = fields.String(
         load_default=None,
+        validate=_at_most(LONGEST_LOCALE),
         metadata={"description": "en, sv, nb, ru or fa; empty: the customer's, else the shop's"},
     )
     contact = fields.String(
         load_default=None,
+        validate=_at_most(LONGEST_ADDRESS),
         metadata={"description": "a customer of the shop, by email; empty: sample data"},
     )
 
@@ -132,15 +142,17 @@ class PreviewAnswer(Schema):
 
 
 class TestSendBody(Schema):
-    locale = fields.String(load_default=None, allow_none=True)
+    locale = fields.String(load_default=None, allow_none=True, validate=_at_most(LONGEST_LOCALE))
     to = fields.String(
         load_default=None,
         allow_none=True,
+        validate=_at_most(LONGEST_ADDRESS),
         metadata={"description": "where the test goes; empty: the shop's sender address"},
     )
     contact = fields.String(
         load_default=None,
         allow_none=True,
+        validate=_at_most(LONGEST_ADDRESS),
         metadata={"description": "a customer of the shop whose data the email shows"},
     )
 

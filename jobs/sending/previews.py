@@ -219,11 +219,12 @@ def check_language(language: str | None) -> str | None:
         return None
     if language not in languages():
         known = ", ".join(languages())
+        named = language[:20] + ("…" if len(language) > 20 else "")  # never an echo of a page
         raise InvalidError(
             "locale",
             "unknown_language",
-            f"Emails are not written in {language!r}; choose one of {known}.",
-            name=language,
+            f"Emails are not written in {named!r}; choose one of {known}.",
+            name=named,
             languages=known,
         )
     return language

@@ -153,6 +153,10 @@ def test_unknown_flows_steps_and_languages_are_refused_in_words(merchant: Mercha
     language = merchant.api("GET", f"{PREVIEW}?locale=de")
     assert language.status_code == 400
     assert "en, fa, nb, ru, sv" in problems(language)["locale"]
+    huge = merchant.api("GET", f"{PREVIEW}?locale={'x' * 5000}")
+    assert huge.status_code == 400
+    assert problems(huge)["locale"] == "must be at most 35 characters"
+    assert "x" * 100 not in huge.text
     address = merchant.api("GET", f"{PREVIEW}?contact=not-an-address")
     assert address.status_code == 400
     assert problems(address)["contact"] == "This is not an email address."
@@ -220,6 +224,8 @@ def test_a_test_goes_to_the_address_given_and_a_bad_one_is_refused(
     no_sender = merchant.api("POST", TEST_SEND, {})
     assert no_sender.status_code == 400
     assert "no sender address" in problems(no_sender)["to"]
+    oversized = merchant.api("POST", TEST_SEND, {"to": "a" * 5000 + "@example.com"})
+    assert problems(oversized)["to"] == "must be at most 320 characters"
     for body in ({"to": 5}, {"to": "me@example.com", "bcc": "x@example.com"}, {"locale": "xx"}):
         assert merchant.api("POST", TEST_SEND, body).status_code == 400
     not_json = merchant.client.post(
