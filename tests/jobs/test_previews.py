@@ -366,6 +366,23 @@ def test_a_contact_of_another_shop_or_none_at_all_is_not_found(runtime: Runtime)
     assert malformed.value.field == "contact"
 
 
+def test_an_erased_customer_is_not_found(runtime: Runtime) -> None:
+    shop_id = make_shop(runtime)
+    who = customer("ada@example.se", "Ada", "sv")
+    put(runtime, shop_id, ev.CustomerCreated(occurred_at=T0, customer=who))
+    assert (
+        "Ada"
+        in previews.preview(
+            runtime, shop_id, "welcome", "welcome_1", contact=who.email
+        ).rendered.html
+    )
+    with runtime.sessions.begin() as session:
+        found = session.scalars(select(Contact).where(Contact.shop_id == shop_id)).one()
+        found.redacted_at = T0
+    with pytest.raises(previews.UnknownError):
+        previews.preview(runtime, shop_id, "welcome", "welcome_1", contact=who.email)
+
+
 def test_a_preview_writes_nothing(runtime: Runtime) -> None:
     shop_id = make_shop(runtime)
     who = customer("anna@example.se", "Anna", "sv")
