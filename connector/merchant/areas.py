@@ -4,6 +4,6 @@ imports this before it registers them. An import and a line each."""
 
 from __future__ import annotations
 
-from connector.merchant import activity, overview
+from connector.merchant import activity, overview, previews
 
-AREAS = (overview, activity)
+AREAS = (overview, previews, activity)
