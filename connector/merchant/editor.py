@@ -98,6 +98,10 @@ def humanized(code: str) -> str:
     return words[:1].upper() + words[1:]
 
 
+#: choices whose code says too little as words
+CHOICE_WORDS = {"store": "Your store's language"}
+
+
 def choice_text(value: str) -> str:
     """A choice as the merchant reads it: a language by its name, else its words."""
     if value in i18n.languages():
@@ -107,7 +111,7 @@ def choice_text(value: str) -> str:
             name = None
         if name:
             return f"{name[:1].upper()}{name[1:]} ({value})"
-    return _(humanized(value))
+    return _(CHOICE_WORDS.get(value) or humanized(value))
 
 
 #: why an email was held back or not sent (jobs.engine.guards, the flows' exits), in words
@@ -261,7 +265,7 @@ def declared_strings() -> list[str]:
                 found.append(field["unit"])
             if field["type"] == "choice":
                 found += [
-                    humanized(choice)
+                    CHOICE_WORDS.get(choice) or humanized(choice)
                     for choice in field["choices"]
                     if choice not in i18n.languages()
                 ]
