@@ -27,6 +27,7 @@ and one at a time per shop.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -34,6 +35,7 @@ from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from flask import (
+    Response,
     abort,
     current_app,
     flash,
@@ -52,6 +54,7 @@ from werkzeug.datastructures import MultiDict
 from adapters import registry as adapter_registry
 from connector.merchant import overview, ui
 from connector.merchant.api import ApiError, api_route, invalid
+from connector.merchant.api import blueprint as api
 from connector.merchant.auth import current_shop_id, merchant_required
 from connector.merchant.pages import blueprint as pages
 from connector.merchant.ui import _
@@ -251,6 +254,24 @@ def _filled(text: str, values: Mapping[str, str]) -> str:
 
 def translated_fields(problems: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(where, message_text(message)) for where, message in problems]
+
+
+@api.after_request
+def _refusal_in_words(response: Response) -> Response:
+    """Every API refusal's messages in the merchant's language (the API's views say them
+    in English, as the schema and marshmallow do), once the view's transaction is over."""
+    if response.status_code != 400 or not response.is_json:
+        return response
+    body = response.get_json(silent=True)
+    if not isinstance(body, dict) or _language() == ui.SOURCE:
+        return response
+    if isinstance(body.get("message"), str):
+        body["message"] = _(body["message"])
+    for item in body.get("fields") or ():
+        if isinstance(item, dict) and isinstance(item.get("message"), str):
+            item["message"] = message_text(item["message"])
+    response.set_data(json.dumps(body))
+    return response
 
 
 def declared_strings() -> list[str]:

@@ -709,6 +709,12 @@ def test_a_swedish_shop_edits_in_swedish(merchant: Merchant, runtime: Runtime) -
     assert fields_of(refused)["copy.cart_recovery_1.sv.subject"].startswith(
         "texten kan inte användas"
     )
+    # the options and settings the page sends to the API are refused in Swedish too
+    refused = merchant.api("PATCH", "/flows/cart_recovery", {"options": {"email_3": "ja"}})
+    assert fields_of(refused) == {"options.email_3": "måste vara sant eller falskt"}
+    assert refused.get_json()["message"] == "Vissa värden godtogs inte; inget sparades."
+    refused = merchant.api("PATCH", "/settings", {"branding": {"colour": "röd"}})
+    assert fields_of(refused) == {"branding.colour": "inte en färg (#rrggbb)"}
 
 
 def test_messages_are_matched_with_their_values() -> None:
