@@ -236,6 +236,9 @@ def message_text(message: str) -> str:
     language = _language()
     if language == ui.SOURCE:
         return message
+    exact = ui.catalog(language).get(message)
+    if exact is not None:
+        return exact
     for pattern, english in _patterns():
         matched = pattern.match(message)
         if matched is None:

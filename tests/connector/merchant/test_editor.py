@@ -702,6 +702,7 @@ def test_a_swedish_shop_edits_in_swedish(merchant: Merchant, runtime: Runtime) -
     assert error_beside(answer.get_data(as_text=True), "options.delay_1_hours") == (
         "måste vara mellan 0 och 168"
     )
+    assert "Vissa värden godtogs inte; inget sparades." in answer.get_data(as_text=True)
     settings = open_page(merchant, "/app/settings")
     assert "Varumärkesfärg" in settings
     copy = {"copy": {"cart_recovery_1": {"sv": {"subject": "{{ kupong }}"}}}}
