@@ -4,6 +4,6 @@ imports this before it registers them. An import and a line each."""
 
 from __future__ import annotations
 
-from connector.merchant import overview
+from connector.merchant import activity, editor, overview, previews
 
-AREAS = (overview,)
+AREAS = (overview, editor, previews, activity)

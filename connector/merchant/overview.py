@@ -26,6 +26,8 @@ from connector.runtime import runtime_of
 from jobs import shop_settings
 from jobs.flows import registry
 from jobs.flows.model import Flow
+from jobs.intake import history
+from jobs.merchant.notices import open_notices
 from jobs.shop_settings import Problem, SettingsError
 from jobs.store.models import Shop
 
@@ -221,12 +223,15 @@ def overview() -> Any:
     shop = ui.page_shop()
     settings = ui.page_settings()
     flows = [flow_state(flow, settings) for flow in registry.flows().values()]
+    with runtime_of(current_app).sessions() as db:
+        notices = open_notices(db, shop.id)
+        progress = history.progress_line(history.state(db, shop.id))
     return ui.render_page(
         "merchant/overview.html",
         title=_("Overview"),
         flows=flows,
-        problems=settings.problems,
-        shop_name=shop.name,
+        notices=notices,
+        history=progress,
     )
 
 

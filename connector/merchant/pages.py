@@ -1,5 +1,6 @@
-"""The merchant's pages: the landing page after install or connect, sign out,
-privacy exports. Who may see them is decided in :mod:`connector.merchant.auth`.
+"""The merchant's pages: the landing page after install or connect, sign out (each
+area of the app adds its own). Who may see them is decided in
+:mod:`connector.merchant.auth`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ from flask import (
     abort,
     current_app,
     jsonify,
+    redirect,
     render_template,
     request,
+    url_for,
 )
-from sqlalchemy import select
 
+from connector.merchant import ui
 from connector.merchant.auth import current_shop_id, logout, merchant_required
+from connector.merchant.ui import _
 from connector.runtime import runtime_of
-from jobs.intake import history
-from jobs.merchant.notices import open_notices
-from jobs.store.models import PrivacyRequest, PrivacyRequestKind, Shop
 
 blueprint = Blueprint("merchant", __name__)
 
@@ -40,48 +41,23 @@ def sign_out() -> Any:
         ours = {_origin(runtime_of(current_app).settings.base_url), _origin(request.host_url)}
         if origin.rstrip("/").lower() not in ours:
             abort(403, "sign out from triggerpost's own pages")
+    if current_shop_id() is not None:
+        ui.page_shop()  # the goodbye in the shop's language
     logout()
-    return jsonify(status="signed out", message="Open triggerpost from your shop to sign in again.")
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(
+            status="signed out", message="Open triggerpost from your shop to sign in again."
+        )
+    return render_template(
+        "merchant/error.html",
+        ui_language=ui.language(),
+        title=_("Signed out"),
+        message=_("You are signed out. Open triggerpost from your shop's admin to sign in again."),
+    )
 
 
 @blueprint.get("/settings")
 @merchant_required
 def settings_page() -> Any:
-    runtime = runtime_of(current_app)
-    with runtime.sessions() as db:
-        shop = db.get_one(Shop, current_shop_id())
-        requests = db.scalars(
-            select(PrivacyRequest)
-            .where(PrivacyRequest.shop_id == shop.id)
-            .order_by(PrivacyRequest.received_at.desc())
-            .limit(50)
-        ).all()
-        return render_template(
-            "settings.html",
-            shop=shop,
-            notices=open_notices(db, shop.id),
-            history=history.progress_line(history.state(db, shop.id)),
-            privacy_requests=requests,
-        )
-
-
-@blueprint.get("/settings/privacy/<int:request_id>.json")
-@merchant_required
-def privacy_export(request_id: int) -> Any:
-    """A customer's data export, for the merchant to send on (only their own shop's)."""
-    runtime = runtime_of(current_app)
-    with runtime.sessions() as db:
-        found = db.get(PrivacyRequest, request_id)
-        if (
-            found is None
-            or found.shop_id != current_shop_id()
-            or found.kind != PrivacyRequestKind.DATA_REQUEST
-        ):
-            abort(404)
-        if found.export is None:
-            abort(410, "this export was erased when the customer's data was redacted")
-        response = jsonify(found.export)
-        response.headers["Content-Disposition"] = (
-            f'attachment; filename="data-request-{found.reference or found.id}.json"'
-        )
-        return response
+    """The landing page's old address: the app now starts at its Overview."""
+    return redirect(url_for("merchant.overview"), code=302)

@@ -793,5 +793,9 @@ def schedule_due(runtime: Runtime, at: datetime | None = None) -> int:
 
 
 SERVER = PlatformServer(
-    name=PLATFORM, admin_client=api, reconcile_due=schedule_due, history=history
+    name=PLATFORM,
+    admin_client=api,
+    reconcile_due=schedule_due,
+    history=history,
+    settings=frozenset({"consent", "birthday.meta_key"}),
 )
