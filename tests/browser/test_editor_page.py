@@ -1,0 +1,72 @@
+"""The flow editor and the shop settings page in a real browser: a delay changed and
+saved, a delay out of range refused with its message and nothing saved."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.sync_api import BrowserContext, Page, expect
+
+from jobs import shop_settings
+from jobs.flows import registry
+from jobs.store.models import Shop
+from tests.browser.conftest import Live, look, sign_in
+
+FIRST = "First reminder after (hours)"
+SECOND = "Second reminder after (hours)"
+
+
+def saved_options(live: Live, shop_id: int, flow: str) -> dict[str, Any]:
+    with live.runtime.sessions() as session:
+        settings = shop_settings.load(session.get_one(Shop, shop_id))
+    return dict(settings.flow(registry.flows()[flow]))
+
+
+def test_a_merchant_changes_a_delay_and_it_is_saved(
+    live: Live, context: BrowserContext, page: Page
+) -> None:
+    sign_in(live, context, live.woocommerce_id)
+    page.goto("/app/flows/cart_recovery")
+    look(page, "editor")
+    page.get_by_label(FIRST).fill("3")
+    page.get_by_role("button", name="Save", exact=True).click()
+    options = page.get_by_role("region", name="Options")
+    expect(options.get_by_role("status")).to_have_text("Saved")
+    assert saved_options(live, live.woocommerce_id, "cart_recovery")["delay_1_hours"] == 3
+
+    page.reload()
+    expect(page.get_by_label(FIRST)).to_have_value("3")
+
+
+def test_a_delay_out_of_range_is_refused_with_its_message_and_nothing_saved(
+    live: Live, context: BrowserContext, page: Page
+) -> None:
+    sign_in(live, context, live.woocommerce_id)
+    before = saved_options(live, live.woocommerce_id, "cart_recovery")
+    page.goto("/app/flows/cart_recovery")
+    page.get_by_label(SECOND).fill("5")  # good, but goes with the bad one or not at all
+    first = page.get_by_label(FIRST)
+    first.fill("200")
+    page.get_by_role("button", name="Save", exact=True).click()
+    error = page.locator('[data-error-for="options.delay_1_hours"]')
+    expect(error).not_to_be_empty()
+    expect(first).to_have_attribute("aria-invalid", "true")
+    expect(page.locator('[data-error-for="options.delay_2_hours"]')).to_be_empty()
+    assert saved_options(live, live.woocommerce_id, "cart_recovery") == before
+    look(page, "editor-refused")
+
+    first.fill("-1")  # below the least
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(error).not_to_be_empty()
+    assert saved_options(live, live.woocommerce_id, "cart_recovery") == before
+
+    page.reload()  # the stored values, as they were
+    expect(page.get_by_label(FIRST)).to_have_value(str(before["delay_1_hours"]))
+    expect(page.get_by_label(SECOND)).to_have_value(str(before["delay_2_hours"]))
+
+
+def test_the_shop_settings_page(live: Live, context: BrowserContext, page: Page) -> None:
+    sign_in(live, context, live.woocommerce_id)
+    page.goto("/app/settings")
+    expect(page.get_by_role("heading", level=1)).to_be_visible()
+    look(page, "settings")
