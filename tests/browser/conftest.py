@@ -120,15 +120,17 @@ def live(runtime: Runtime, smtp: tuple[Inbox, int]) -> Iterator[Live]:
     served.close()
 
 
-@pytest.fixture(scope="session")
+# once for this folder's tests, and gone before the rest of the suite runs (Chromium's
+# memory, and Playwright's event loop on the main thread)
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    """Debian's Chromium, one for the whole session (``make test`` installs it)."""
+    """Debian's Chromium, one for all the browser tests (``make test`` installs it)."""
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium)")
     chromium = playwright.chromium.launch(
