@@ -62,6 +62,7 @@ from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import ShopError, add_shop, new_webhook_secret
 from jobs.platforms.server import (
+    CONSENT_SOURCE,
     HistoryPage,
     PlatformServer,
     advance_cursor,
@@ -793,5 +794,9 @@ def schedule_due(runtime: Runtime, at: datetime | None = None) -> int:
 
 
 SERVER = PlatformServer(
-    name=PLATFORM, admin_client=api, reconcile_due=schedule_due, history=history
+    name=PLATFORM,
+    admin_client=api,
+    reconcile_due=schedule_due,
+    history=history,
+    onboarding=(CONSENT_SOURCE,),
 )
