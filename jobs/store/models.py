@@ -728,7 +728,11 @@ class Suppression(Base):
     """An address a shop must not email (in ``scope``); never deleted by the engine."""
 
     __tablename__ = "suppressions"
-    __table_args__ = (UniqueConstraint("shop_id", "email", "scope"),)
+    __table_args__ = (
+        UniqueConstraint("shop_id", "email", "scope"),
+        # the unsubscribes and bounces an email brought (jobs.reports.analytics)
+        Index("ix_suppressions_message_id", "message_id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
