@@ -78,6 +78,8 @@ _DAY = 86400
 #: SQLite keeps amounts as text: it sums them as whole millionths (exact for any
 #: amount below a billion with up to six decimals), PostgreSQL sums its NUMERIC
 _SQLITE_SCALE = 1_000_000
+_CENTS = Decimal("0.01")
+_ZERO = Decimal("0.00")
 
 
 class RangeError(ValueError):
@@ -92,7 +94,7 @@ class Figures:
     unsubscribed: int = 0
     orders: int = 0
     #: in the shop's currency
-    revenue: Decimal = Decimal(0)
+    revenue: Decimal = Decimal("0.00")
     #: revenue of orders credited in another currency (no shop amount was known)
     other_revenue: Mapping[str, Decimal] = field(default_factory=dict)
 
@@ -243,11 +245,14 @@ def _revenue_sum(amount: Any, dialect: str) -> Any:
 
 
 def _revenue_value(total: Any, dialect: str) -> Decimal:
+    """The sum as the same Decimal on both databases: at least cents' places, more when
+    the amounts had them (SQLite's scaled sum comes back as a whole number)."""
     if total is None:
-        return Decimal(0)
-    if dialect == "postgresql":
-        return Decimal(total)
-    return Decimal(int(total)) / _SQLITE_SCALE
+        return _ZERO
+    found = Decimal(total) if dialect == "postgresql" else Decimal(int(total)) / _SQLITE_SCALE
+    found = found.normalize()
+    exponent = found.as_tuple().exponent
+    return found.quantize(_CENTS) if isinstance(exponent, int) and exponent > -2 else found
 
 
 def report(
@@ -368,7 +373,7 @@ def report(
 
 def _figures(values: Mapping[str, Any], currency: str | None) -> Figures:
     revenue: dict[str, Decimal] = dict(values.get("revenue", {}))
-    ours = revenue.pop(currency, Decimal(0)) if currency else Decimal(0)
+    ours = revenue.pop(currency, _ZERO) if currency else _ZERO
     return Figures(
         sent=values.get("sent", 0),
         bounced=values.get("bounced", 0),

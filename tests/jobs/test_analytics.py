@@ -432,3 +432,11 @@ def test_flow_summaries_give_every_flow_its_30_days_and_a_holdouts_lift(
     assert (welcome.lift.holdout, welcome.lift.holdout_converted) == (40, 4)
     assert welcome.lift.verdict == Verdict.MORE_ORDERS
     assert "birthday" in summaries  # every flow has its line, figures or not
+
+
+def test_revenue_reads_the_same_on_both_databases(spring: analytics.Report) -> None:
+    """At least cents' places (SQLite sums whole millionths, PostgreSQL its NUMERIC)."""
+    late = spring.cells[("cart_recovery", date(2026, 3, 30))]
+    assert str(late.revenue) == "199.50"
+    assert str(spring.cells[("cart_recovery", date(2026, 3, 29))].revenue) == "0.30"
+    assert str(spring.by_flow()["cart_recovery"].revenue) == "300.05"
