@@ -30,15 +30,16 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, Request, Response, g, jsonify, request
+from flask import Flask, Request, Response, abort, g, jsonify, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
 from connector import email_events, email_links, health, webhooks
-from connector.merchant import pages
+from connector.merchant import api, areas, pages, ui
 from connector.platforms.registry import CONNECTORS
-from connector.runtime import EXTENSION, PAGE_POLICY, csp_nonce
+from connector.runtime import EXTENSION, MERCHANT_POLICY, PAGE_POLICY, csp_nonce
 from jobs.merchant.sessions import LIFETIME
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -108,12 +109,18 @@ def security_headers(settings: Settings) -> Any:
     def secure(response: Response) -> Response:
         referrer = "no-referrer" if request.blueprint == EMAIL_LINKS else "same-origin"
         nonce = g.get("csp_nonce")
+        if request.blueprint == pages.blueprint.name and response.mimetype == "text/html":
+            policy = MERCHANT_POLICY.format(nonce=csp_nonce())
+        elif nonce is not None:
+            policy = PAGE_POLICY.format(nonce=nonce)
+        else:
+            policy = None
         wanted = (
             plain[referrer]
-            if nonce is None
+            if policy is None
             else [
                 *always,
-                ("Content-Security-Policy", PAGE_POLICY.format(nonce=nonce)),
+                ("Content-Security-Policy", policy),
                 ("Referrer-Policy", referrer),
             ]
         )
@@ -142,22 +149,55 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         SESSION_COOKIE_HTTPONLY=True,
         # the browser drops the cookie when the session it names has ended anyway
         PERMANENT_SESSION_LIFETIME=LIFETIME,
+        # CSRF tokens for the merchant area only (checked in merchant_csrf below): the
+        # webhooks, email links and platforms' callbacks are not cookie-session forms
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_HEADERS=["X-CSRF-Token"],
+        WTF_CSRF_TIME_LIMIT=int(LIFETIME.total_seconds()),
+        WTF_CSRF_SSL_STRICT=False,  # the Origin check of our own pages is the session's
     )
     app.session_interface = CookieSessions(
         path for connector in CONNECTORS.values() for path in connector.sessionless
     )
     app.jinja_env.globals["csp_nonce"] = csp_nonce
+    ui.init_app(app)
+    csrf = CSRFProtect(app)
     app.after_request(security_headers(settings))
     app.extensions[EXTENSION] = runtime
     logging.getLogger("triggerpost").setLevel(settings.log_level)
 
     webhooks.init_app(app, runtime)
     app.register_blueprint(health.blueprint)
+    assert areas.AREAS  # every area's routes are on the blueprints before they register
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(api.blueprint)
     app.register_blueprint(email_links.blueprint)
     app.register_blueprint(email_events.blueprint)
     for connector in CONNECTORS.values():
         app.register_blueprint(connector.blueprint)
+
+    merchant_area = (pages.blueprint.name, api.blueprint.name)
+
+    @app.before_request
+    def merchant_csrf() -> None:
+        """A state-changing request of a cookie session must carry the page's CSRF token.
+
+        A request with an ``Authorization`` header is judged by its session token
+        alone (a cookie is never read for it), so no other site can make one.
+        """
+        if (
+            request.blueprint in merchant_area
+            and request.method not in ("GET", "HEAD", "OPTIONS")
+            and "Authorization" not in request.headers
+        ):
+            try:
+                csrf.protect()
+            except CSRFError:
+                abort(
+                    403,
+                    "This form has expired or did not come from triggerpost's own page: "
+                    "reload the page and try again.",
+                )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

@@ -22,6 +22,16 @@ PAGE_POLICY = (
 )
 
 
+#: a page of the merchant app: our own stylesheet and script, images from anywhere
+#: https (a shop's logo, product photos), the API on our origin, and the email
+#: previews framed from our origin
+MERCHANT_POLICY = (
+    "default-src 'none'; style-src 'self' 'nonce-{nonce}'; script-src 'self'; "
+    "img-src 'self' https: data:; connect-src 'self'; frame-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
 def runtime_of(app: Flask) -> Runtime:
     runtime: Runtime = app.extensions[EXTENSION]
     return runtime

@@ -175,10 +175,10 @@ class ShopSettings:
         return {
             "branding": asdict(self.branding),
             "sender": asdict(self.sender),
-            "engine": _plain(asdict(self.engine)),
+            "engine": plain(asdict(self.engine)),
             "consent": asdict(self.consent),
-            "copy": _plain(self.copy),
-            "flows": _plain(self.flows),
+            "copy": plain(self.copy),
+            "flows": plain(self.flows),
             "birthday": asdict(self.birthday),
         }
 
@@ -762,11 +762,11 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, time):
         return _hhmm(value)
     if isinstance(value, StrEnum):
@@ -940,7 +940,7 @@ def _default(field: fields.Field) -> Any:
     default = field.load_default
     if callable(default):
         default = default()
-    return _plain(default)
+    return plain(default)
 
 
 def _field(path: str, name: str, field: fields.Field) -> dict[str, Any]:

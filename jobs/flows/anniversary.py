@@ -52,6 +52,7 @@ def _values(event: ev.Event) -> dict[str, TriggerValue]:
 FLOW = Flow(
     name=NAME,
     title="Anniversary of the first order",
+    summary="Celebrates a year (or two, or more) since a customer's first order, on the day.",
     category="loyalty",
     kind=MessageKind.MARKETING,
     # dated, but no loss a day late: after the thanks for a fresh order, before a reward

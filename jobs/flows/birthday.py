@@ -50,6 +50,7 @@ def _subject(event: ev.Event) -> str | None:
 FLOW = Flow(
     name=NAME,
     title="Birthday greeting",
+    summary="Wishes a customer a happy birthday on the morning of their day, once a year.",
     category="birthday",
     kind=MessageKind.MARKETING,
     # for one day only: before a review request, which loses nothing by a day

@@ -83,6 +83,10 @@ def _live_question(platform: Platform, ctx: FlowContext) -> LiveQuestion | None:
 FLOW = Flow(
     name="cart_recovery",
     title="Cart recovery",
+    summary=(
+        "Reminds a customer of a checkout they left, up "
+        "to three times, with an optional code in the last."
+    ),
     category="cart",
     kind=MessageKind.MARKETING,
     priority=40,

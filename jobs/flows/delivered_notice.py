@@ -29,6 +29,7 @@ def _subject(event: ev.Event) -> str | None:
 FLOW = Flow(
     name="delivered_notice",
     title="Delivery notice",
+    summary="Tells a customer their parcel was delivered, with the order's items.",
     category="orders",
     kind=MessageKind.TRANSACTIONAL,
     priority=0,  # transactional mail is not held back by marketing caps

@@ -56,6 +56,7 @@ def _milestone(ctx: FlowContext) -> bool:
 FLOW = Flow(
     name=NAME,
     title="Loyalty reward",
+    summary="Thanks a regular on their 3rd, 5th and 10th order with a personal code.",
     category="loyalty",
     kind=MessageKind.MARKETING,
     # below review requests, above win-back and announcements

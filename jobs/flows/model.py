@@ -592,6 +592,8 @@ class Flow:
     #: options a shop may tune, besides the common ones (:data:`COMMON_OPTIONS`);
     #: an option named like a common one replaces it (another default)
     options: tuple[Option, ...] = ()
+    #: one line on what it does, for the merchant's list of flows (every built-in has one)
+    summary: str = ""
     #: a ``Days`` option: with ``Reentry.AFTER_DAYS``, how long after the contact
     #: last entered this flow she may enter it again
     reentry_days: str | None = None

@@ -213,6 +213,7 @@ def _announced_with_another(ctx: FlowContext) -> bool:
 FLOW = Flow(
     name="new_product",
     title="New product",
+    summary="Tells the customers who buy that kind of thing about a new product.",
     category="announcements",
     kind=MessageKind.MARKETING,
     priority=10,

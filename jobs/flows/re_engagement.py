@@ -64,6 +64,7 @@ def _in_welcome_series(ctx: FlowContext) -> bool:
 FLOW = Flow(
     name=NAME,
     title="Re-engagement",
+    summary="Reaches out to a subscriber who has not bought anything a month after signing up.",
     category="winback",
     kind=MessageKind.MARKETING,
     # below the win-back of a real customer, above an announcement to many

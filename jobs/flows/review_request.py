@@ -72,6 +72,7 @@ def _first_review(view: SubjectView) -> str | None:
 FLOW = Flow(
     name="review_request",
     title="Review request",
+    summary="Asks for a review of each product a week after it was delivered.",
     category="reviews",
     kind=MessageKind.MARKETING,
     priority=30,

@@ -58,6 +58,7 @@ def _rewarded(ctx: FlowContext) -> bool:
 FLOW = Flow(
     name=NAME,
     title="Thank you",
+    summary="Thanks a customer the day after their order, with products that go with it.",
     category="thanks",
     kind=MessageKind.MARKETING,
     # after a review request, before loyalty rewards and announcements

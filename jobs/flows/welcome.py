@@ -92,6 +92,7 @@ def _already_customer(ctx: FlowContext) -> bool:
 FLOW = Flow(
     name=NAME,
     title="Welcome series",
+    summary="Welcomes a new subscriber, then follows up with ideas or the shop's favourites.",
     category="welcome",
     kind=MessageKind.MARKETING,
     priority=33,

@@ -74,6 +74,9 @@ def _ordered(ctx: FlowContext) -> bool:
 FLOW = Flow(
     name=NAME,
     title="Win-back",
+    summary=(
+        "Invites a regular who has gone quiet for 90 days back, with picks from what they bought."
+    ),
     category="winback",
     kind=MessageKind.MARKETING,
     # what can wait days without losing its point

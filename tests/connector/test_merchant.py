@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from http.cookies import SimpleCookie
@@ -42,6 +43,14 @@ def signed_in_shop(client: FlaskClient) -> int | None:
     with client.application.test_request_context():
         flask.session.update(held)
         return auth.current_shop_id()
+
+
+def csrf_of(client: FlaskClient) -> dict[str, str]:
+    """The CSRF token the signed-in pages carry, as the sign-out form posts it."""
+    page = client.get("/app/")
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+    assert found is not None, page.status_code
+    return {"csrf_token": found.group(1)}
 
 
 def cookie_of(client: FlaskClient) -> str:
@@ -176,7 +185,9 @@ def test_logout_ends_the_session_so_a_copy_of_the_cookie_signs_nobody_in(
     copied = cookie_of(client)
     assert client.get("/settings").status_code == 200
 
-    answer = client.post("/logout", headers={"Origin": ORIGIN})
+    token = csrf_of(client)
+    assert client.post("/logout", headers={"Origin": ORIGIN}).status_code == 403  # no token
+    answer = client.post("/logout", headers={"Origin": ORIGIN}, data=token)
     assert answer.status_code == 200
     assert client.get("/settings").status_code == 401
     [row] = _sessions(runtime)
@@ -191,11 +202,13 @@ def test_a_cross_site_logout_is_refused_and_the_session_stays(
     client: FlaskClient, runtime: Runtime
 ) -> None:
     sign_in(client, _shop_id(runtime))
+    token = csrf_of(client)
     for origin in ("https://evil.example", "null", "http://127.0.0.1:8000.evil.example"):
-        assert client.post("/logout", headers={"Origin": origin}).status_code == 403
+        assert client.post("/logout", headers={"Origin": origin}, data=token).status_code == 403
+    assert client.post("/logout").status_code == 403  # a form of another site has no token
     assert client.get("/settings").status_code == 200
     # a form on the settings page itself (no Origin from older browsers) signs out
-    assert client.post("/logout").status_code == 200
+    assert client.post("/logout", data=token).status_code == 200
     assert client.get("/settings").status_code == 401
 
 
