@@ -4,6 +4,6 @@ imports this before it registers them. An import and a line each."""
 
 from __future__ import annotations
 
-from connector.merchant import overview
+from connector.merchant import analytics, overview
 
-AREAS = (overview,)
+AREAS = (overview, analytics)
