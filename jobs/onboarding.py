@@ -163,9 +163,11 @@ def checklist(session: Session, shop: Shop) -> list[Item]:
         Item(
             "connection",
             not problems,
-            "Fix what the notices about your shop's connection say ({count})",
+            "Fix what the notices about your shop's connection say ({count})"
+            if problems
+            else "Your shop's connection has no problems",
             HEALTH_PAGE,
-            {"count": len(problems)},
+            {"count": len(problems)} if problems else {},
         )
     )
     return items

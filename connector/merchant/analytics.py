@@ -296,7 +296,7 @@ def patch_checklist(shop_id: int, code: str, body: dict[str, Any]) -> dict[str, 
 # --- the chart ---------------------------------------------------------------------------
 
 #: the chart's drawing box (SVG user units; it scales to the page's width)
-WIDTH, HEIGHT, LEFT, BOTTOM = 720, 160, 56, 20
+WIDTH, HEIGHT, LEFT, BOTTOM = 560, 160, 92, 20
 
 
 @dataclass(frozen=True)
