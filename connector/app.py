@@ -7,7 +7,11 @@ Security headers on every response (a view may set its own first):
                                run as a script or shown as a page
 ``X-Frame-Options``            ``DENY``, with CSP ``frame-ancestors 'none'``: no
                                page of ours inside another site's frame (a
-                               hidden unsubscribe button, a framed settings page)
+                               hidden unsubscribe button, a framed settings page);
+                               except a merchant page a platform's admin embeds,
+                               signed in by that shop's token: no
+                               ``X-Frame-Options``, and ``frame-ancestors`` that
+                               shop's admin and the platform's only
 ``Content-Security-Policy``    a page rendered from ``connector/templates`` (the
                                email link pages and the settings page): its own
                                ``<style nonce>`` and forms posting back to us,
@@ -30,16 +34,16 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, Request, Response, abort, g, jsonify, request
+from flask import Flask, Request, Response, abort, g, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
-from connector import email_events, email_links, health, webhooks
-from connector.merchant import api, areas, pages, ui
+from connector import email_events, email_links, errors, health, webhooks
+from connector.merchant import api, areas, auth, pages, ui
 from connector.platforms.registry import CONNECTORS
-from connector.runtime import EXTENSION, MERCHANT_POLICY, PAGE_POLICY, csp_nonce
+from connector.runtime import EXTENSION, MERCHANT_POLICY, PAGE_POLICY, csp_nonce, framed_policy
 from jobs.merchant.sessions import LIFETIME
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -106,24 +110,31 @@ def security_headers(settings: Settings) -> Any:
         for referrer in ("no-referrer", "same-origin")
     }
 
+    framable = [header for header in always if header[0] != "X-Frame-Options"]
+
     def secure(response: Response) -> Response:
         referrer = "no-referrer" if request.blueprint == EMAIL_LINKS else "same-origin"
         nonce = g.get("csp_nonce")
-        if request.blueprint == pages.blueprint.name and response.mimetype == "text/html":
-            policy = MERCHANT_POLICY.format(nonce=csp_nonce())
+        merchant_page = request.blueprint == pages.blueprint.name or g.get("merchant_page")
+        if merchant_page and response.mimetype == "text/html":
+            policy: str | None = MERCHANT_POLICY.format(nonce=csp_nonce())
         elif nonce is not None:
             policy = PAGE_POLICY.format(nonce=nonce)
         else:
             policy = None
-        wanted = (
-            plain[referrer]
-            if policy is None
-            else [
-                *always,
+        if g.get("frame_ancestors") or g.get("frame_scripts"):
+            # a page a platform's admin embeds (connector.merchant.auth): framed by
+            # that shop's admin only, with the platform's script
+            policy, framed = framed_policy(policy or NOTHING_POLICY)
+            wanted = [
+                *(framable if framed else always),
                 ("Content-Security-Policy", policy),
                 ("Referrer-Policy", referrer),
             ]
-        )
+        elif policy is None:
+            wanted = plain[referrer]
+        else:
+            wanted = [*always, ("Content-Security-Policy", policy), ("Referrer-Policy", referrer)]
         headers = response.headers
         present = {name.lower() for name, _ in headers}  # a view's own choice stands
         headers.extend([(name, value) for name, value in wanted if name.lower() not in present])
@@ -171,24 +182,29 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     assert areas.AREAS  # every area's routes are on the blueprints before they register
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
+    auth.init_app(
+        app, {name: c.embedded for name, c in CONNECTORS.items() if c.embedded is not None}
+    )
     app.register_blueprint(email_links.blueprint)
     app.register_blueprint(email_events.blueprint)
     for connector in CONNECTORS.values():
         app.register_blueprint(connector.blueprint)
 
+    machine_paths = tuple(path for c in CONNECTORS.values() for path in c.sessionless)
     merchant_area = (pages.blueprint.name, api.blueprint.name)
 
     @app.before_request
     def merchant_csrf() -> None:
         """A state-changing request of a cookie session must carry the page's CSRF token.
 
-        A request with an ``Authorization`` header is judged by its session token
-        alone (a cookie is never read for it), so no other site can make one.
+        A request with a Bearer token is judged by that token alone (a cookie is
+        never read for it, connector.merchant.auth), and no other site can make a
+        browser send one: it needs none.
         """
         if (
             request.blueprint in merchant_area
             and request.method not in ("GET", "HEAD", "OPTIONS")
-            and "Authorization" not in request.headers
+            and auth.bearer_token() is None
         ):
             try:
                 csrf.protect()
@@ -201,6 +217,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
-        return jsonify(error=exc.name, message=exc.description), exc.code or 500
+        return errors.answer(exc, machine_paths)
 
     return app

@@ -155,6 +155,42 @@ def shop_list(settings: Settings) -> None:
         engine.dispose()
 
 
+@shop.command("login-link")
+@click.argument("shop_ref", metavar="SHOP")
+@click.option(
+    "--minutes",
+    type=click.IntRange(1, 24 * 60),
+    default=15,
+    show_default=True,
+    help="How long the link stays good (it works once).",
+)
+@click.pass_obj
+def shop_login_link(settings: Settings, shop_ref: str, minutes: int) -> None:
+    """Print a link that signs its opener in to SHOP's merchant app, once.
+
+    For a WooCommerce store (or development): a Shopify merchant opens
+    triggerpost from the Shopify admin instead.
+    """
+    from datetime import timedelta
+
+    from connector.merchant.auth import link_url
+    from jobs.merchant import login_links
+    from jobs.store.models import now
+
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine).begin() as session:
+            shop = known_shop(session, shop_ref)
+            try:
+                token = login_links.issue(session, shop.id, now(), timedelta(minutes=minutes))
+            except login_links.LoginLinkError as exc:
+                raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.dispose()
+    click.echo(link_url(settings.base_url, token))
+
+
 @shop.command("settings")
 @click.argument("shop_ref", metavar="SHOP")
 @click.option(

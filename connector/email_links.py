@@ -1,6 +1,8 @@
 """The links inside emails: click redirects, the open pixel, unsubscribe, preferences.
 
 No cookies and no login: the signed token is the credential (see jobs.sending.links).
+``/preview-link/...`` is where a preview's (and a test email's) unsubscribe and
+preferences links go: a page saying what they would do, changing nothing.
 ``GET /u/...`` only asks (mail scanners follow every link; none of them may
 unsubscribe anyone); ``POST /u/...`` unsubscribes at once, including the
 RFC 8058 one-click POST mail clients send (``List-Unsubscribe=One-Click``, no
@@ -116,6 +118,19 @@ def _visit(shop_id: int, purpose: str, token: str) -> Iterator[Visit | None]:
             message.locale or (contact.locale if contact else None), shop.locale
         )
         yield Visit(session, message, shop, email, language) if email else None
+
+
+@blueprint.route("/preview-link/<purpose>", methods=["GET", "POST"])
+def preview_link(purpose: str) -> Any:
+    """Where a preview's or a test email's unsubscribe and preferences links go
+    (jobs.sending.links.preview_url): what the link does for a customer, in the
+    email's language. It names no message and no shop: it changes nothing, for any
+    method (a mail client's one-click POST to a test's List-Unsubscribe included)."""
+    if purpose not in links.PREVIEW_PURPOSES:
+        return _invalid()
+    language = i18n.resolve_locale(request.args.get("lang"), request.accept_languages.best)
+    title = i18n.text(language, "page.preview.title", {})
+    return _page(language, title, [i18n.text(language, f"page.preview.{purpose}", {})])
 
 
 @blueprint.get("/t/c/<int:shop_id>/<token>")

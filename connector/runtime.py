@@ -43,3 +43,24 @@ def csp_nonce() -> str:
     if nonce is None:
         nonce = g.csp_nonce = secrets.token_urlsafe(16)
     return nonce
+
+
+def allow_framing(ancestors: tuple[str, ...], scripts: tuple[str, ...]) -> None:
+    """This response may be framed by these origins only (a platform's admin embeds
+    it), and may load these scripts; every other response stays unframable."""
+    g.frame_ancestors = ancestors
+    g.frame_scripts = scripts
+
+
+def framed_policy(policy: str) -> tuple[str, bool]:
+    """``policy`` with this response's framing and scripts; and whether it may be framed."""
+    ancestors: tuple[str, ...] = g.get("frame_ancestors") or ()
+    scripts: tuple[str, ...] = g.get("frame_scripts") or ()
+    if scripts:
+        if "script-src " in policy:
+            policy = policy.replace("script-src ", f"script-src {' '.join(scripts)} ", 1)
+        else:
+            policy = f"{policy}; script-src {' '.join(scripts)}"
+    if ancestors:
+        policy = policy.replace("frame-ancestors 'none'", f"frame-ancestors {' '.join(ancestors)}")
+    return policy, bool(ancestors)

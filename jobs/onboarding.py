@@ -47,7 +47,7 @@ from jobs.store.models import Contact, HistoryImport, HistoryStatus, Notice, Sho
 #: the pages where each step is done, by endpoint name (the merchant app's)
 SETTINGS_PAGE = "merchant.settings"
 OVERVIEW_PAGE = "merchant.overview"
-HEALTH_PAGE = "merchant.health"
+HEALTH_PAGE = "merchant.health_page"
 
 #: steps the merchant ticks off themselves (kept as cleared notices of this prefix)
 TICKED = (OWN_CART_EMAIL_OFF,)

@@ -1,4 +1,4 @@
-"""Shopify's authorization code grant for a standalone app.
+"""Shopify's authorization code grant, and the token exchange of an embedded app.
 
 The query HMAC is computed over the raw ``key=value`` pairs exactly as they
 arrived (``hmac`` and the legacy ``signature`` removed, sorted by key, joined
@@ -163,6 +163,33 @@ def exchange_code(
         http,
         shop,
         {"client_id": client_id, "client_secret": client_secret, "code": code, "expiring": "1"},
+    )
+
+
+#: token exchange (RFC 8693) as Shopify takes it for embedded apps
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 (names, not secrets)
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105
+OFFLINE_TOKEN_TYPE = "urn:shopify:params:oauth:token-type:offline-access-token"  # noqa: S105
+
+
+def exchange_id_token(
+    http: ApiSession, shop: str, client_id: str, client_secret: str, id_token: str
+) -> TokenGrant:
+    """An embedded app's install: App Bridge's session token (already verified, for
+    this shop) traded for an expiring offline token, no grant screen in between
+    (Shopify installs the app with the scopes of shopify.app.toml)."""
+    return _token_call(
+        http,
+        shop,
+        {
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "grant_type": TOKEN_EXCHANGE,
+            "subject_token": id_token,
+            "subject_token_type": ID_TOKEN_TYPE,
+            "requested_token_type": OFFLINE_TOKEN_TYPE,
+            "expiring": "1",
+        },
     )
 
 

@@ -4,6 +4,6 @@ imports this before it registers them. An import and a line each."""
 
 from __future__ import annotations
 
-from connector.merchant import analytics, overview
+from connector.merchant import activity, analytics, overview, previews
 
-AREAS = (overview, analytics)
+AREAS = (overview, previews, activity, analytics)

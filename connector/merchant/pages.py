@@ -1,5 +1,6 @@
-"""The merchant's pages: the landing page after install or connect, sign out,
-privacy exports. Who may see them is decided in :mod:`connector.merchant.auth`.
+"""The merchant's pages: the landing page after install or connect, sign out (each
+area of the app adds its own). Who may see them is decided in
+:mod:`connector.merchant.auth`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from connector.merchant.auth import current_shop_id, logout, merchant_required
 from connector.runtime import runtime_of
 from jobs.intake import history
 from jobs.merchant.notices import open_notices
-from jobs.store.models import PrivacyRequest, PrivacyRequestKind, Shop
+from jobs.store.models import PrivacyRequest, Shop
 
 blueprint = Blueprint("merchant", __name__)
 
@@ -63,25 +64,3 @@ def settings_page() -> Any:
             history=history.progress_line(history.state(db, shop.id)),
             privacy_requests=requests,
         )
-
-
-@blueprint.get("/settings/privacy/<int:request_id>.json")
-@merchant_required
-def privacy_export(request_id: int) -> Any:
-    """A customer's data export, for the merchant to send on (only their own shop's)."""
-    runtime = runtime_of(current_app)
-    with runtime.sessions() as db:
-        found = db.get(PrivacyRequest, request_id)
-        if (
-            found is None
-            or found.shop_id != current_shop_id()
-            or found.kind != PrivacyRequestKind.DATA_REQUEST
-        ):
-            abort(404)
-        if found.export is None:
-            abort(410, "this export was erased when the customer's data was redacted")
-        response = jsonify(found.export)
-        response.headers["Content-Disposition"] = (
-            f'attachment; filename="data-request-{found.reference or found.id}.json"'
-        )
-        return response

@@ -8,6 +8,7 @@ command.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import click
@@ -20,6 +21,36 @@ from jobs.store.secrets import SecretBox
 
 
 @dataclass(frozen=True)
+class EmbeddedAdmin:
+    """A platform whose admin shows our pages in its own frame and vouches for the
+    merchant with a short-lived session token on every request, instead of a
+    cookie (browsers block third-party cookies in frames).
+
+    The token names the shop by its key; connector.merchant.auth signs the
+    request in for that shop when it is installed, lets only that shop's admin
+    (and the platform's) frame the page, and puts ``head_template`` first in its head.
+    """
+
+    #: the shop key a genuine, current token speaks for; a ValueError saying why if none
+    token_shop: Callable[[Settings, str], str]
+    #: a shop's own admin origin (it may frame that shop's pages)
+    shop_origin: Callable[[str], str]
+    #: the platform admin's origins (it frames every shop's pages)
+    admin_origins: tuple[str, ...]
+    #: scripts an embedded page loads from the platform (its CSP allows exactly these)
+    scripts: tuple[str, ...]
+    #: included first in an embedded page's head, with ``embedded_api_key``
+    head_template: str
+    #: the app's public key the platform's script is given
+    api_key: Callable[[Settings], str]
+    #: (the URL to come back to, shop, host) -> the bounce page that gets a fresh token
+    bounce: Callable[[str, str | None, str | None], str]
+
+    def frame_ancestors(self, shop_key: str) -> tuple[str, ...]:
+        return (self.shop_origin(shop_key), *self.admin_origins)
+
+
+@dataclass(frozen=True)
 class ConnectorPlatform:
     name: str
     #: the install or connect pages (and any callback the platform makes)
@@ -28,6 +59,8 @@ class ConnectorPlatform:
     sessionless: tuple[str, ...] = ()
     #: ``triggerpost shop add <name> ...``: register a shop by hand
     add_command: click.Command | None = None
+    #: the platform's admin embeds our pages (None: it links to them)
+    embedded: EmbeddedAdmin | None = None
 
 
 def add_shop_by_hand(

@@ -12,6 +12,17 @@ reaches Shopify.
 Opening the app again from the Shopify admin (already installed, token
 held, scopes granted, webhooks subscribed) skips the grant screen and signs
 the merchant in, once per signed link.
+
+The app is embedded (``embedded = true`` in shopify.app.toml): the admin
+loads the App URL in an iframe with ``embedded=1`` and App Bridge's session
+token (``id_token``) in the signed query. Such a load is signed in by the
+token alone (no cookie: browsers block them in the admin's frame): a shop
+not installed yet is installed by token exchange, then the merchant app
+opens at ``/app/`` with the token, and every API call carries a fresh one
+(``Authorization: Bearer``, added by App Bridge). A page load inside the
+frame without a token (a link followed) goes through the bounce page, where
+App Bridge gets a fresh token and loads the page again with it
+(:data:`EMBEDDED`, connector.merchant.auth).
 """
 
 from __future__ import annotations
@@ -19,16 +30,27 @@ from __future__ import annotations
 import hmac
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 import click
-from flask import Blueprint, abort, current_app, redirect, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import select
 
 from adapters.platform import AdminApiError
-from adapters.shopify import oauth
+from adapters.shopify import oauth, session_token
+from adapters.shopify.webhooks import SHOP_DOMAIN
 from connector.merchant import auth
-from connector.platforms.common import ConnectorPlatform, add_shop_by_hand
-from connector.runtime import runtime_of
+from connector.platforms.common import ConnectorPlatform, EmbeddedAdmin, add_shop_by_hand
+from connector.runtime import allow_framing, csp_nonce, runtime_of
 from jobs.platforms import shopify
 from jobs.settings import Settings
 from jobs.store.models import Shop, ShopStatus, Subscription, now
@@ -36,6 +58,12 @@ from jobs.store.models import Shop, ShopStatus, Subscription, now
 log = logging.getLogger(__name__)
 blueprint = Blueprint("shopify", __name__, url_prefix="/shopify")
 NONCE_KEY = "shopify_oauth"
+#: App Bridge, loaded as Shopify requires: from its CDN, the first script in the head
+APP_BRIDGE = "https://cdn.shopify.com/shopifycloud/app-bridge.js"
+#: the Shopify admin's own origin (shops' admins live there, and at their myshopify origin)
+ADMIN = "https://admin.shopify.com"
+#: the query parameter App Bridge's bounce page reads: the page to load again, with a token
+RELOAD = "shopify-reload"
 
 
 def _query() -> str:
@@ -76,9 +104,79 @@ def _head_spends_nothing() -> Any:
     return None
 
 
+def _secrets(settings: Settings) -> list[str | None]:
+    return [settings.shopify_api_secret, settings.shopify_api_secret_previous]
+
+
+def _token_shop(settings: Settings, token: str) -> str:
+    verified = session_token.verify(token, settings.shopify_api_key or "", _secrets(settings))
+    return verified.shop
+
+
+def _bounce(back: str, shop: str | None, host: str | None) -> str:
+    query = {"shop": shop or "", "host": host or "", RELOAD: back}
+    return f"{url_for('shopify.bounce')}?{urlencode(query)}"
+
+
+@blueprint.get("/session-token-bounce")
+def bounce() -> Any:
+    """App Bridge, and nothing else: it reads ``shopify-reload`` and loads that page of
+    ours again with a fresh ``id_token``. Without App Bridge (no network to Shopify's
+    CDN) the merchant reads what to do."""
+    settings = runtime_of(current_app).settings
+    shop = request.args.get("shop", "").strip().lower()
+    back = request.args.get(RELOAD, "")
+    if not back.startswith(f"{settings.base_url}/") or "\\" in back:
+        abort(400, "this page only reloads triggerpost's own pages")
+    if SHOP_DOMAIN.match(shop):
+        allow_framing((f"https://{shop}", ADMIN), (APP_BRIDGE,))
+    else:
+        allow_framing((ADMIN,), (APP_BRIDGE,))
+    csp_nonce()  # a page of ours: the page policy, with App Bridge allowed
+    page = render_template(
+        "embedded/shopify_bounce.html", embedded_api_key=settings.shopify_api_key or ""
+    )
+    return page, 200, {"Cache-Control": "no-store"}
+
+
+def _embedded_open(signed: oauth.SignedRequest) -> Any:
+    """The admin opened the app in its frame: sign in by the session token, installing
+    the app first if this shop has not been installed through us (token exchange)."""
+    settings = runtime_of(current_app).settings
+    token = signed.params.get(auth.ID_TOKEN, "")
+    try:
+        shop = _token_shop(settings, token)
+    except session_token.SessionTokenError as exc:
+        log.warning("refused an embedded load of %s: %s", signed.shop, exc)
+        allow_framing((ADMIN,), ())
+        abort(401, "Open triggerpost again from your Shopify admin.")
+    if shop != signed.shop:
+        log.warning("refused an embedded load of %s: its token is for %s", signed.shop, shop)
+        allow_framing((ADMIN,), ())
+        abort(401, "Open triggerpost again from your Shopify admin.")
+    if _already_installed(shop) is None:
+        runtime = runtime_of(current_app)
+        try:
+            shopify.complete_embedded_install(runtime, shop, token)
+        except shopify.InstallError as exc:
+            abort(503, str(exc))
+        except AdminApiError as exc:
+            log.warning("Shopify token exchange for %s failed: %s", shop, exc)
+            abort(502, "Shopify did not complete the install; please try again")
+    kept = {k: signed.params[k] for k in (*auth.EMBED_PARAMS, auth.ID_TOKEN) if k in signed.params}
+    return redirect(f"{auth.HOME}?{urlencode(kept)}")
+
+
 @blueprint.get("/install")
 def install() -> Any:
     signed = _checked()
+    if signed.params.get("embedded") == "1":
+        if auth.ID_TOKEN not in signed.params:  # the app's page gets one through the bounce
+            kept = {k: signed.params[k] for k in auth.EMBED_PARAMS if k in signed.params}
+            return redirect(f"{auth.HOME}?{urlencode(kept)}")
+        # signed in by the token, for its minute: the install query is not spent
+        # (App Bridge may load it again), and no cookie is set
+        return _embedded_open(signed)
     runtime = runtime_of(current_app)
     settings = runtime.settings
     with runtime.sessions.begin() as db:
@@ -181,4 +279,16 @@ def add_command(
     )
 
 
-CONNECTOR = ConnectorPlatform(name="shopify", blueprint=blueprint, add_command=add_command)
+EMBEDDED = EmbeddedAdmin(
+    token_shop=_token_shop,
+    shop_origin=lambda shop: f"https://{shop}",
+    admin_origins=(ADMIN,),
+    scripts=(APP_BRIDGE,),
+    head_template="embedded/shopify_app_bridge.html",
+    api_key=lambda settings: settings.shopify_api_key or "",
+    bounce=_bounce,
+)
+
+CONNECTOR = ConnectorPlatform(
+    name="shopify", blueprint=blueprint, add_command=add_command, embedded=EMBEDDED
+)

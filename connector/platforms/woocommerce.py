@@ -13,8 +13,9 @@
    200 (any other answer makes WooCommerce delete the key). The keys are not
    trusted yet: a job tries them against the store (``jobs.platforms.woocommerce``).
 3. The store sends the browser to ``/woocommerce/return?success=1&user_id=...``:
-   only the browser that started that connect is signed in, and only once the
-   keys have worked; until then it sees a page that refreshes itself.
+   only the browser that started that connect is signed in (sent through a
+   fresh login link, the way a WooCommerce merchant always signs in), and only
+   once the keys have worked; until then it sees a page that refreshes itself.
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ from flask import (
 )
 
 from adapters.platform import AdminApiError, WebhookError
-from connector.merchant import auth
 from connector.platforms.common import ConnectorPlatform, add_shop_by_hand
 from connector.runtime import PAGE_POLICY, csp_nonce, runtime_of
+from jobs.merchant import login_links
 from jobs.platforms import woocommerce
 from jobs.settings import Settings
-from jobs.store.models import ConnectState
+from jobs.store.models import ConnectState, now
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("woocommerce", __name__, url_prefix="/woocommerce")
@@ -158,8 +159,11 @@ def connected() -> Any:
     headers = {"Cache-Control": "no-store"}
     if progress.state == ConnectState.CONNECTED and progress.shop_id is not None:
         session.pop(NONCE_KEY, None)
-        auth.login(progress.shop_id)
-        return redirect(url_for("merchant.settings_page"))
+        # the one way a WooCommerce merchant signs in: through a fresh login link,
+        # spent at once by this browser (the one that started the connect)
+        with runtime.sessions.begin() as db:
+            token = login_links.issue(db, progress.shop_id, now())
+        return redirect(url_for("access.login_link", token=token), code=303)
     if progress.state == ConnectState.REFUSED:
         session.pop(NONCE_KEY, None)
         page = render_template("connect.html", stage="refused", reason=progress.reason,

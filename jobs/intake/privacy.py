@@ -248,27 +248,78 @@ Outcome = tuple[Contact | None, dict[str, Any]]  # the contact, and what the eve
 def data_request(session: Session, shop: Shop, event: ev.CustomerDataRequested) -> Outcome:
     """Store the export for the merchant (the event log keeps only the request id)."""
     contacts = _find(session, shop.id, event.customer_id, _address(event.email))
+    _record_export(session, shop, contacts, event)
+    return (contacts[0] if contacts else None), {"request": event.request_id}
+
+
+def _record_export(
+    session: Session,
+    shop: Shop,
+    contacts: list[Contact],
+    event: ev.CustomerDataRequested,
+    **detail: Any,
+) -> PrivacyRequest:
     export = {
         "request": event.request_id,
         "found": bool(contacts),
         "contacts": [export_contact(session, c) for c in contacts],
     }
-    session.add(
-        PrivacyRequest(
-            shop_id=shop.id,
-            kind=PrivacyRequestKind.DATA_REQUEST,
-            reference=event.request_id,
-            contact_id=contacts[0].id if contacts else None,
-            received_at=event.occurred_at,
-            completed_at=event.occurred_at,
-            export=export,
-            detail={
-                "contacts": len(contacts),
-                "orders_requested": list(event.orders_requested),
-            },
-        )
+    row = PrivacyRequest(
+        shop_id=shop.id,
+        kind=PrivacyRequestKind.DATA_REQUEST,
+        reference=event.request_id,
+        contact_id=contacts[0].id if contacts else None,
+        received_at=event.occurred_at,
+        completed_at=event.occurred_at,
+        export=export,
+        detail={
+            "contacts": len(contacts),
+            "orders_requested": list(event.orders_requested),
+            **detail,
+        },
     )
-    return (contacts[0] if contacts else None), {"request": event.request_id}
+    session.add(row)
+    return row
+
+
+# --- asked by the merchant ---------------------------------------------------------
+#
+# A platform without privacy webhooks (WooCommerce), or a customer who wrote to the
+# shop: the merchant asks from their privacy page. The same export and the same
+# erasure as Shopify's data_request and customers/redact, recorded the same way, for
+# an address the shop holds only (an unknown one is refused: nothing to export, and
+# an erasure that matched nobody would record a request it did not carry out).
+
+
+def merchant_export(
+    session: Session, shop: Shop, email: str, at: datetime
+) -> PrivacyRequest | None:
+    """A customer's export the merchant asked for, kept like a data request; None
+    when the shop holds nobody with the address."""
+    address = _address(email)
+    contacts = _find(session, shop.id, None, address)
+    if not contacts:
+        return None
+    event = ev.CustomerDataRequested(occurred_at=at, customer_id=None, email=address)
+    row = _record_export(session, shop, contacts, event, asked_by="merchant")
+    session.flush()
+    return row
+
+
+def merchant_erase(
+    session: Session, shop: Shop, email: str, at: datetime
+) -> tuple[dict[str, int], PrivacyRequest] | None:
+    """Erase a customer the merchant names, as Shopify's customers/redact does: the
+    counts of what was erased and the request that records it, or None when the shop
+    holds nobody with the address. The caller scrubs the files once committed
+    (:func:`scrub_erased`)."""
+    address = _address(email)
+    if not _find(session, shop.id, None, address):
+        return None
+    event = ev.CustomerRedactRequested(occurred_at=at, customer_id=None, email=address)
+    _, counts, row = _redact(session, shop, event, asked_by="merchant")
+    session.flush()
+    return counts, row
 
 
 # --- customer erasure --------------------------------------------------------------
@@ -455,6 +506,14 @@ def erase_contact(
 
 
 def customer_redact(session: Session, shop: Shop, event: ev.CustomerRedactRequested) -> Outcome:
+    contacts, counts, _ = _redact(session, shop, event)
+    return (contacts[0] if contacts else None), {"erased": counts}
+
+
+def _redact(
+    session: Session, shop: Shop, event: ev.CustomerRedactRequested, **detail: Any
+) -> tuple[list[Contact], dict[str, int], PrivacyRequest]:
+    """Erase everyone the request may mean; their contacts, the counts, and its record."""
     email = _address(event.email)
     contacts = _find(session, shop.id, event.customer_id, email)
     counts: dict[str, int] = {}
@@ -469,18 +528,17 @@ def customer_redact(session: Session, shop: Shop, event: ev.CustomerRedactReques
             at=event.occurred_at,
         ).items():
             counts[kind] = counts.get(kind, 0) + n
-    session.add(
-        PrivacyRequest(
-            shop_id=shop.id,
-            kind=PrivacyRequestKind.CUSTOMER_REDACT,
-            contact_id=contacts[0].id if contacts else None,
-            received_at=event.occurred_at,
-            completed_at=event.occurred_at,
-            detail={"contacts": len(contacts), **counts},
-        )
+    row = PrivacyRequest(
+        shop_id=shop.id,
+        kind=PrivacyRequestKind.CUSTOMER_REDACT,
+        contact_id=contacts[0].id if contacts else None,
+        received_at=event.occurred_at,
+        completed_at=event.occurred_at,
+        detail={"contacts": len(contacts), **counts, **detail},
     )
+    session.add(row)
     log.info("shop %s: erased a customer: %s", shop.id, counts)
-    return (contacts[0] if contacts else None), {"erased": counts}
+    return contacts, counts, row
 
 
 # --- shop erasure ------------------------------------------------------------------

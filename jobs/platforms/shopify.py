@@ -362,7 +362,24 @@ def consume_state(session: Session, state: str, shop_domain: str, at: datetime) 
 
 
 def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
-    """The callback's work after its checks: exchange, store, subscribe. Returns the shop id.
+    """The callback's work after its checks: exchange the code, then :func:`install_grant`."""
+    client_id, client_secret = _credentials(runtime)
+    grant = oauth.exchange_code(runtime.api_session(), shop_domain, client_id, client_secret, code)
+    return install_grant(runtime, shop_domain, grant)
+
+
+def complete_embedded_install(runtime: Runtime, shop_domain: str, id_token: str) -> int:
+    """An embedded app opened in a shop that has not installed it through us yet:
+    the verified session token exchanged for an offline token, then :func:`install_grant`."""
+    client_id, client_secret = _credentials(runtime)
+    grant = oauth.exchange_id_token(
+        runtime.api_session(), shop_domain, client_id, client_secret, id_token
+    )
+    return install_grant(runtime, shop_domain, grant)
+
+
+def install_grant(runtime: Runtime, shop_domain: str, grant: oauth.TokenGrant) -> int:
+    """Store a new grant, subscribe, import the history. Returns the shop id.
 
     Webhook registration is attempted at once; if Shopify cannot be reached it
     is handed to a retrying job and the merchant sees a notice until it works,
@@ -370,8 +387,6 @@ def complete_install(runtime: Runtime, shop_domain: str, code: str) -> int:
     merchant session of the shop ends: whoever held it before this grant signs
     in again.
     """
-    client_id, client_secret = _credentials(runtime)
-    grant = oauth.exchange_code(runtime.api_session(), shop_domain, client_id, client_secret, code)
     missing = oauth.missing_scopes(grant.scopes, runtime.settings.shopify_scopes)
     with runtime.sessions.begin() as session:
         shop = add_shop(session, runtime.secrets, "shopify", shop_domain)

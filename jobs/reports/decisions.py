@@ -22,7 +22,17 @@ from sqlalchemy.orm import Session
 from adapters.events import normalise_email
 from adapters.platform import WebhookError
 from adapters.registry import PLATFORMS
-from jobs.store.models import Contact, Decision, Message, NonEnrolment, Shop
+from jobs.store.models import (
+    Attribution,
+    Contact,
+    Decision,
+    Engagement,
+    EngagementKind,
+    Message,
+    NonEnrolment,
+    Order,
+    Shop,
+)
 
 
 def find_shop(session: Session, ref: str) -> Shop | None:
@@ -103,6 +113,60 @@ _REASON_WORDS = {
     "in_welcome_series": "her welcome series was still under way",
 }
 
+#: the other exits of the built-in flows, in words (only a whole row's words use these:
+#: ``says`` keeps to the reasons above, as ``why`` has always printed them)
+_EXIT_WORDS = {
+    "checkout_completed": "she completed the checkout",
+    "order_placed": "she placed an order",
+    "items_unavailable": "nothing in her cart could be bought any more",
+    "product_unavailable": "the product was no longer for sale",
+    "announced_with_another": "another email already told her of it",
+    "already_customer": "she was a customer already",
+    "welcomed": "she had been welcomed already",
+    "rewarded": "she had been rewarded for that order already",
+    "order_cancelled": "the order was cancelled",
+    "order_refunded": "the order was refunded",
+}
+
+#: a send-time guard's reason (jobs.engine.guards), and the pipeline's, in words
+_GUARD_WORDS = {
+    "shop_inactive": "the shop had uninstalled triggerpost",
+    "holdout": "she was in the flow's holdout group (no email, to measure what the flow earns)",
+    "contact_redacted": "her data had been erased at the shop's request",
+    "customer_redacted": "her data was erased at the shop's request",
+    "no_email": "no address that could receive email was known",
+    "no_consent": "she had not subscribed to marketing email",
+    "unsubscribed": "she had unsubscribed",
+    "quiet_hours": "it was night where she lives (quiet hours)",
+    "cap:flow_repeat": "this flow had emailed her lately",
+    "cap:gap": "another marketing email had just gone to her",
+    "cap:weekly": "she had had as many marketing emails this week as the shop allows",
+    "cap:priority": "a more important email was due to her first",
+    "worker_lost": "the sending stopped midway and was tried again",
+    "shop_uninstalled": "the shop had uninstalled triggerpost",
+    "shop_redacted": "the shop's data was erased",
+}
+
+#: what happened, for each outcome of the decision log (reason words follow a colon)
+_OUTCOME_WORDS = {
+    "enrolled": "started the flow",
+    "planned": "planned",
+    "sent": "sent",
+    "skipped": "not sent",
+    "deferred": "held back",
+    "failed": "could not be delivered",
+    "exited": "stopped",
+    "expired": "never sent, it waited past its time",
+    "cancelled": "cancelled",
+    "resumed": "went on",
+    "branched": "took a branch",
+    "timed_out": "waited for something that did not come, and went on",
+    "fan_out": "sent to an audience",
+    "fanned_out": "sent to an audience",
+    "clicked": "clicked a link in the email",
+    "ordered": "placed an order credited to the email",
+}
+
 
 def _day(text: str | None) -> str | None:
     return datetime.fromisoformat(text).date().isoformat() if text else None
@@ -143,6 +207,43 @@ def reason_words(reason: str) -> str:
     return _REASON_WORDS.get(reason, reason)
 
 
+def guard_words(reason: str) -> str:
+    """A guard's or the pipeline's reason (``cap:weekly``, ``suppressed:marketing``,
+    ``retry:timeout``) in words; an unknown one as named."""
+    if reason in _GUARD_WORDS:
+        return _GUARD_WORDS[reason]
+    kind, _, rest = reason.partition(":")
+    if kind == "suppressed":
+        return f"the address is on the shop's do-not-email list ({rest or 'all'})"
+    if kind == "retry":
+        return f"a delivery attempt failed and was tried again ({rest})"
+    if reason.endswith(":gave_up"):
+        return f"every attempt failed ({reason.removesuffix(':gave_up')})"
+    return _EXIT_WORDS.get(reason) or _REASON_WORDS.get(reason, reason)
+
+
+def row_words(row: Mapping[str, Any]) -> str:
+    """A timeline row in words, whatever its outcome (``says`` when it has one); the
+    time a deferral waits until is left to the reader, who shows it in their zone."""
+    if row.get("says"):
+        return str(row["says"])
+    outcome, reason = row["outcome"], row.get("reason")
+    words = _OUTCOME_WORDS.get(outcome, outcome)
+    if not reason:
+        return words
+    if outcome == "enrolled" and reason == "holdout":
+        return f"{words}: {guard_words(reason)}"
+    if outcome == "planned" and reason == "reanchored":
+        return "planned again for a new time"
+    if outcome == "resumed" and reason.startswith("event:"):
+        return f"{words}: {reason.removeprefix('event:')} came"
+    if outcome == "branched":
+        return f"{words} ({reason})"
+    if outcome == "exited":
+        return f"{words}: {_EXIT_WORDS.get(reason) or reason_words(reason)}"
+    return f"{words}: {guard_words(reason)}"
+
+
 def not_started_words(reason: str, detail: str | None) -> str:
     words = _NOT_STARTED_WORDS.get(reason, reason)
     if reason == "too_soon":  # the detail is the flow's days: the sentence ends with them
@@ -152,8 +253,10 @@ def not_started_words(reason: str, detail: str | None) -> str:
 
 def explain(session: Session, shop_id: int, contact_id: int) -> list[dict[str, Any]]:
     """One contact's timeline for ``why``: the decision log, each sent row with its
-    legal basis, and the flows that did not start for her, oldest first; each row
-    says what happened in words (``says``)."""
+    legal basis, the flows that did not start for her, the links she clicked in
+    our emails and the orders credited to them, oldest first; a row says what
+    happened in words where the code alone would not (``says``), and every row
+    in words as a whole (``words``: the merchant's activity page)."""
     rows = timeline(session, shop_id, contact_id)
     sent = [row["message"] for row in rows if row["outcome"] == "sent" and row["message"]]
     bases: dict[int, dict[str, Any] | None] = dict(
@@ -192,7 +295,74 @@ def explain(session: Session, shop_id: int, contact_id: int) -> list[dict[str, A
                 f" (on {found.event}{times})",
             }
         )
+    rows.extend(_clicks(session, shop_id, contact_id, email))
+    rows.extend(_orders(session, shop_id, contact_id, email))
     rows.sort(key=lambda row: datetime.fromisoformat(row["at"]))
+    for row in rows:
+        row["words"] = row_words(row)
+    return rows
+
+
+def _row(
+    at: datetime, email: str | None, flow: str, step: str | None, outcome: str
+) -> dict[str, Any]:
+    return {
+        "at": at.isoformat(),
+        "contact": email,
+        "flow": flow,
+        "step": step,
+        "outcome": outcome,
+        "reason": None,
+        "until": None,
+        "legal_basis": None,
+    }
+
+
+def _clicks(
+    session: Session, shop_id: int, contact_id: int, email: str | None
+) -> list[dict[str, Any]]:
+    """Her clicks in our emails (opens are left out: privacy proxies fetch every pixel)."""
+    found = session.execute(
+        select(Engagement.at, Engagement.url, Message.id, Message.flow, Message.step)
+        .join(Message, Message.id == Engagement.message_id)
+        .where(
+            Engagement.shop_id == shop_id,
+            Engagement.contact_id == contact_id,
+            Engagement.kind == EngagementKind.CLICK,
+        )
+    ).all()
+    rows = []
+    for at, url, message_id, flow, step in found:
+        row = _row(at, email, flow, step, "clicked")
+        row.update(message=message_id, url=url, says=None)
+        rows.append(row)
+    return rows
+
+
+def _orders(
+    session: Session, shop_id: int, contact_id: int, email: str | None
+) -> list[dict[str, Any]]:
+    """Her orders credited to one of our emails (jobs.reports.attribution), in the
+    shop's currency as credited."""
+    found = session.execute(
+        select(Attribution, Order.order_id, Order.name, Order.placed_at, Message.step)
+        .join(Order, Order.id == Attribution.order_row_id)
+        .join(Message, Message.id == Attribution.message_id)
+        .where(Attribution.shop_id == shop_id, Order.contact_id == contact_id)
+    ).all()
+    rows = []
+    for credit, order_id, name, placed_at, step in found:
+        row = _row(placed_at, email, credit.flow, step, "ordered")
+        label = name or order_id
+        row.update(
+            message=credit.message_id,
+            order=label,
+            revenue=str(credit.revenue),
+            currency=credit.currency,
+            says=f"ordered {label} ({credit.revenue} {credit.currency}),"
+            " credited to this flow's email",
+        )
+        rows.append(row)
     return rows
 
 

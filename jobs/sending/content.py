@@ -57,7 +57,15 @@ MAX_PRODUCTS = 6
 def resolve(session: Session, shop: Shop, flow: Flow | None, enrollment: Enrollment) -> SubjectView:
     """The view of the enrollment's subject, with the trigger's values and the flow's link."""
     kind = flow.subject_kind if flow is not None else SubjectKind.CHECKOUT
-    view = RESOLVERS[kind](session, shop, enrollment)
+    return finish(session, shop, flow, enrollment, RESOLVERS[kind](session, shop, enrollment))
+
+
+def finish(
+    session: Session, shop: Shop, flow: Flow | None, enrollment: Enrollment, view: SubjectView
+) -> SubjectView:
+    """A subject's view as the email shows it: the trigger's values over the subject's,
+    the flow's options, the products it also shows, its links and recommendations.
+    (A preview finishes a sample subject's view here too, so it shows what a send would.)"""
     kept = enrollment.context.get("values")
     if kept:
         view = dataclasses.replace(view, values={**view.values, **kept})

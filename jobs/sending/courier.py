@@ -13,15 +13,23 @@ idempotency keys then cannot make a second copy).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from adapters.http import RetryPolicy
 from adapters.platform import AdminClient, DiscountRequest, LiveOrderState
-from emails.content import Brand, DiscountBlock, EmailContent, MessageKind, ProductBlock
+from emails.content import (
+    Brand,
+    DiscountBlock,
+    EmailContent,
+    MessageKind,
+    ProductBlock,
+    Rendered,
+)
 from emails.delivery import (
     Backend,
     PermanentDeliveryError,
@@ -31,13 +39,14 @@ from emails.delivery import (
 from emails.outgoing import OutgoingEmail, make_message_id
 from emails.render import render
 from jobs.flows import registry
-from jobs.flows.model import ProductLine
+from jobs.flows.model import ProductLine, SubjectView
 from jobs.platforms import admin
 from jobs.runtime import Runtime
 from jobs.sending import content, links
 from jobs.sending.catalogue import PlatformCatalogue
 from jobs.sending.pipeline import Composed, PermanentSendError, Sender, TransientSendError
-from jobs.shop_settings import STORE_LANGUAGE
+from jobs.settings import Settings
+from jobs.shop_settings import STORE_LANGUAGE, ShopSettings
 from jobs.shop_settings import load as load_settings
 from jobs.store.models import Contact, Enrollment, Message, Shop
 
@@ -63,22 +72,7 @@ class EmailCourier:
             raise PermanentSendError("no_email")
         enrollment = session.get_one(Enrollment, message.enrollment_id)
         shop_settings = load_settings(shop)
-        branding, sender = shop_settings.branding, shop_settings.sender
-        brand = Brand(
-            shop_name=shop.name,
-            storefront_url=shop.base_url,
-            sender_name=sender.name or shop.name,
-            logo_url=branding.logo_url,
-            colour=branding.colour,
-            postal_address=branding.postal_address,
-            default_locale=(
-                branding.language if branding.language != STORE_LANGUAGE else shop.locale
-            )
-            or "en",
-            reply_to=sender.reply_to,
-        )
-        details = _subject_details(session, shop, message, enrollment)
-        products, recommended, action_url, values, locale = details
+        view = content.resolve(session, shop, registry.get(message.flow), enrollment)
         marketing = message.kind == MessageKind.MARKETING
 
         def link(url: str) -> str:
@@ -94,45 +88,38 @@ class EmailCourier:
                 expires_at=datetime.fromisoformat(expires) if expires else at,
                 percent=Decimal(message.data.get("discount_percent", "10")),
             )
-        unsubscribe = links.unsubscribe_url(settings, shop.id, message.id) if marketing else None
-        content = EmailContent(
-            template=message.template,
-            kind=MessageKind(message.kind),
-            brand=brand,
-            # an email about a checkout or an order in its language, else in hers
-            locale=locale or contact.locale,
-            first_name=contact.first_name,
-            products=products,
-            recommended=recommended,
-            action_url=action_url or shop.base_url,
-            discount=discount,
-            values=values,
-            copy_overrides=shop_settings.copy.get(message.template) or {},
-            unsubscribe_url=unsubscribe,
-            preferences_url=links.preferences_url(settings, shop.id, message.id)
-            if marketing
-            else None,
+        where = EmailLinks(
             link=link,
-            open_pixel_url=links.open_pixel_url(settings, shop.id, message.id)
+            unsubscribe=links.unsubscribe_url(settings, shop.id, message.id) if marketing else None,
+            preferences=links.preferences_url(settings, shop.id, message.id) if marketing else None,
+            open_pixel=links.open_pixel_url(settings, shop.id, message.id)
             if shop_settings.engine.open_tracking
             else None,
         )
-        rendered = render(content)
-        domain = settings.email_from.partition("@")[2] or "triggerpost.localhost"
-        message_id = message.message_id_header or make_message_id(domain)
-        outgoing = OutgoingEmail(
-            message_id=message_id,
-            from_name=brand.sender_name,
-            from_address=sender.address or settings.email_from,
+        email = email_content(
+            shop,
+            shop_settings,
+            template=message.template,
+            kind=MessageKind(message.kind),
+            view=view,
+            # an email about a checkout or an order in its language, else in hers
+            locale=view.locale or contact.locale,
+            first_name=contact.first_name,
+            discount=discount,
+            links=where,
+        )
+        rendered = render(email)
+        message_id = message.message_id_header or make_message_id(sending_domain(settings))
+        outgoing = outgoing_email(
+            settings,
+            shop_settings,
+            email.brand,
+            rendered,
             to=contact.email,
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
             kind=message.kind,
-            date=at,
-            reply_to=brand.reply_to,
-            unsubscribe_url=unsubscribe,
-            idempotency_key=message_id,
+            at=at,
+            message_id=message_id,
+            unsubscribe_url=where.unsubscribe,
             metadata={"shop": str(shop.id), "message": str(message.id)},
         )
         return Composed(
@@ -153,20 +140,99 @@ class EmailCourier:
         return result.provider_message_id
 
 
-def _subject_details(
-    session: Session, shop: Shop, message: Message, enrollment: Enrollment
-) -> tuple[
-    tuple[ProductBlock, ...], tuple[ProductBlock, ...], str | None, dict[str, Any], str | None
-]:
-    """Products, recommended products, the main link, template values and a locale,
-    by the flow's subject kind."""
-    view = content.resolve(session, shop, registry.get(message.flow), enrollment)
-    return (
-        _blocks(view.products),
-        _blocks(view.recommended),
-        view.link,
-        dict(view.values),
-        view.locale,
+def brand_of(shop: Shop, shop_settings: ShopSettings) -> Brand:
+    """How the shop's emails look and who they are from, from its settings."""
+    branding, sender = shop_settings.branding, shop_settings.sender
+    return Brand(
+        shop_name=shop.name,
+        storefront_url=shop.base_url,
+        sender_name=sender.name or shop.name,
+        logo_url=branding.logo_url,
+        colour=branding.colour,
+        postal_address=branding.postal_address,
+        default_locale=(branding.language if branding.language != STORE_LANGUAGE else shop.locale)
+        or "en",
+        reply_to=sender.reply_to,
+    )
+
+
+@dataclass(frozen=True)
+class EmailLinks:
+    """Where an email's links go: every URL through ``link`` (click tracking), and
+    the unsubscribe, preferences and open pixel URLs (None: the email has none)."""
+
+    link: Callable[[str], str]
+    unsubscribe: str | None = None
+    preferences: str | None = None
+    open_pixel: str | None = None
+
+
+def email_content(
+    shop: Shop,
+    shop_settings: ShopSettings,
+    *,
+    template: str,
+    kind: MessageKind,
+    view: SubjectView,
+    locale: str | None,
+    first_name: str | None,
+    discount: DiscountBlock | None,
+    links: EmailLinks,
+) -> EmailContent:
+    """What an email of ``template`` says about ``view``, in the shop's branding and copy
+    (the one assembly for a customer's email and a merchant's preview alike)."""
+    return EmailContent(
+        template=template,
+        kind=kind,
+        brand=brand_of(shop, shop_settings),
+        locale=locale,
+        first_name=first_name,
+        products=_blocks(view.products),
+        recommended=_blocks(view.recommended),
+        action_url=view.link or shop.base_url,
+        discount=discount,
+        values=dict(view.values),
+        copy_overrides=shop_settings.copy.get(template) or {},
+        unsubscribe_url=links.unsubscribe,
+        preferences_url=links.preferences,
+        link=links.link,
+        open_pixel_url=links.open_pixel,
+    )
+
+
+def sending_domain(settings: Settings) -> str:
+    """The domain of our Message-IDs: the service's sending address's."""
+    return settings.email_from.partition("@")[2] or "triggerpost.localhost"
+
+
+def outgoing_email(
+    settings: Settings,
+    shop_settings: ShopSettings,
+    brand: Brand,
+    rendered: Rendered,
+    *,
+    to: str,
+    kind: str,
+    at: datetime,
+    message_id: str,
+    unsubscribe_url: str | None,
+    metadata: Mapping[str, str],
+) -> OutgoingEmail:
+    """The rendered email as it leaves: from the shop's sender (else the service's address)."""
+    return OutgoingEmail(
+        message_id=message_id,
+        from_name=brand.sender_name,
+        from_address=shop_settings.sender.address or settings.email_from,
+        to=to,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        kind=kind,
+        date=at,
+        reply_to=brand.reply_to,
+        unsubscribe_url=unsubscribe_url,
+        idempotency_key=message_id,
+        metadata=metadata,
     )
 
 
@@ -224,11 +290,13 @@ _lock = threading.Lock()
 
 
 def build_sender(runtime: Runtime) -> Sender:
-    """The process's sender for this runtime: one backend (and its connections) reused."""
+    """The process's sender for this runtime: one backend (and its connections) reused,
+    and closed when the runtime closes."""
     with _lock:
         found = runtime.sender
         if not isinstance(found, Sender):
             backend = backend_from_url(runtime.settings.email_url, redis=runtime.redis)
+            runtime.on_close(backend.close)
             found = Sender(
                 runtime,
                 EmailCourier(runtime, backend),

@@ -108,3 +108,16 @@ def read_click(settings: Settings, shop_id: int, token: str) -> Target:
 def read(settings: Settings, shop_id: int, purpose: str, token: str) -> Target:
     payload = verify(settings, shop_id, purpose, token)
     return Target(shop_id, int(payload[0]))  # type: ignore[call-overload]
+
+
+#: what a preview's unsubscribe and preferences links may stand for
+PREVIEW_PURPOSES = (UNSUBSCRIBE, PREFERENCES)
+
+
+def preview_url(settings: Settings, purpose: str, language: str) -> str:
+    """Where a preview's (and a test email's) unsubscribe or preferences link goes: a
+    page saying what the link does for a customer. It carries no message and no
+    shop, so it can change nothing for anyone."""
+    if purpose not in PREVIEW_PURPOSES:
+        raise ValueError(f"no preview link for {purpose!r}")
+    return f"{settings.base_url}/preview-link/{purpose}?{urlencode({'lang': language})}"

@@ -1001,6 +1001,28 @@ class MerchantSession(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class LoginLink(Base):
+    """A single-use link that signs a merchant in to one shop (jobs.merchant.login_links).
+
+    Only the SHA-256 of the link's token is stored, so a copy of the table signs
+    nobody in.
+    """
+
+    __tablename__ = "login_links"
+    __table_args__ = (
+        UniqueConstraint("token_hash"),
+        Index("ix_login_links_shop_id", "shop_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    #: spent: the link signed someone in, and never will again
+    used_at: Mapped[datetime | None]
+
+
 class SpentInstallLink(Base):
     """A signed install link that was used: a platform's signed install query
     stays valid for minutes, so its digest is kept until then and a second use

@@ -152,16 +152,18 @@ def test_data_request_exports_what_we_hold_to_the_merchant(
     assert person["suppressions"][0]["reason"] == "unsubscribed"
 
     sign_in(client, shop_id + 1)  # another shop's merchant
-    assert client.get(f"/settings/privacy/{request.id}.json").status_code == 404
+    assert client.get(f"/app/privacy/{request.id}.json").status_code == 404
     sign_in(client, shop_id)
     assert "download export" in client.get("/settings").get_data(as_text=True)
-    download = client.get(f"/settings/privacy/{request.id}.json")
+    download = client.get(f"/app/privacy/{request.id}.json")
     assert download.status_code == 200
     assert download.json == export
+    # the export's old address (in mail the merchant sent on) still answers
+    assert client.get(f"/settings/privacy/{request.id}.json").json == export
 
     # uninstalled: the merchant's session ends with the shop's access
     send(client, runtime, "app_uninstalled__shop", prefix="u")
-    assert client.get(f"/settings/privacy/{request.id}.json").status_code == 401
+    assert client.get(f"/app/privacy/{request.id}.json").status_code == 401
     assert client.get("/settings").status_code == 401
 
 
@@ -194,7 +196,7 @@ def test_customer_redact_leaves_no_trace_of_her_anywhere(
         ).one()
         assert export.export is None
     sign_in(client, contact.shop_id)
-    assert client.get(f"/settings/privacy/{export.id}.json").status_code == 410
+    assert client.get(f"/app/privacy/{export.id}.json").status_code == 410
 
 
 def test_shop_redact_deletes_the_uninstalled_shop_and_nothing_else(

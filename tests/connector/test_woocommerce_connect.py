@@ -147,7 +147,11 @@ def start(web: FlaskClient, address: str = STORE + "/", **environ: str) -> str:
 
 
 def back(web: FlaskClient, nonce: str) -> Any:
-    return web.get("/woocommerce/return", query_string={"success": "1", "user_id": nonce})
+    """The store sends the browser back; once connected, it follows its login link."""
+    answer = web.get("/woocommerce/return", query_string={"success": "1", "user_id": nonce})
+    if answer.status_code == 303 and answer.headers["Location"].startswith("/login/"):
+        return web.get(answer.headers["Location"])
+    return answer
 
 
 def the_shop(runtime: Runtime) -> Shop:
@@ -216,7 +220,7 @@ def test_connect_end_to_end(client: FlaskClient, runtime: Runtime, store: FakeSt
         assert session.scalars(select(Notice).where(Notice.cleared_at.is_(None))).all() == []
 
     landing = back(client, nonce)
-    assert landing.headers["Location"] == "/settings"
+    assert landing.headers["Location"] == "/app/"
     assert signed_in_shop(client) == shop.id
     assert back(client, nonce).status_code == 403  # once
 

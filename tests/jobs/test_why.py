@@ -263,3 +263,76 @@ def test_why_on_the_command_line_answers_for_a_flow_that_never_started(
         "cart_recovery" in line and "not started: the flow was off" in line
         for line in result.output.splitlines()
     )
+
+
+# --- clicks, credited orders and every row in words -----------------------------------
+
+
+def test_her_click_and_the_order_it_earned_are_in_her_timeline_in_words(
+    shop: Harness,
+) -> None:
+    from decimal import Decimal
+
+    from jobs.store.models import Engagement, EngagementKind
+
+    anna = subscribed_at_checkout()
+    shop.at(T0, checkout("tok-1", T0, anna))
+    shop.run(T0 + hours(2))
+    message = sent_message(shop, "cart_recovery", "email_1")
+    clicked = message.sent_at + timedelta(minutes=30)
+    with shop.runtime.sessions.begin() as session:
+        session.add(
+            Engagement(
+                shop_id=shop.shop_id,
+                message_id=message.id,
+                contact_id=message.contact_id,
+                kind=EngagementKind.CLICK,
+                url="https://example.se/cart",
+                at=clicked,
+            )
+        )
+    bought = clicked + hours(1)
+    shop.at(bought, order("1001", bought, anna, "tok-1"))
+    rows = why(shop)
+    click = next(row for row in rows if row["outcome"] == "clicked")
+    assert (click["flow"], click["step"], click["at"]) == (
+        "cart_recovery",
+        "email_1",
+        clicked.isoformat(),
+    )
+    assert click["words"] == "clicked a link in the email"
+    ordered = next(row for row in rows if row["outcome"] == "ordered")
+    assert (ordered["order"], Decimal(ordered["revenue"]), ordered["currency"]) == (
+        "#1001",
+        Decimal("499.00"),
+        "SEK",
+    )
+    assert ordered["words"] == "ordered #1001 (499.00 SEK), credited to this flow's email"
+    assert [row["outcome"] for row in rows].index("clicked") < [
+        row["outcome"] for row in rows
+    ].index("ordered")
+    exited = next(row for row in rows if row["outcome"] == "exited")
+    assert exited["words"] == "stopped: she completed the checkout"
+    assert all(row["words"] for row in rows)
+    assert "clicked" in format_timeline(rows)
+
+
+def test_a_guard_s_reason_reads_as_words() -> None:
+    from jobs.reports.decisions import row_words
+
+    def words(outcome: str, reason: str | None) -> str:
+        return row_words({"outcome": outcome, "reason": reason})
+
+    assert words("skipped", "no_consent") == "not sent: she had not subscribed to marketing email"
+    assert words("deferred", "quiet_hours") == (
+        "held back: it was night where she lives (quiet hours)"
+    )
+    assert words("skipped", "suppressed:marketing") == (
+        "not sent: the address is on the shop's do-not-email list (marketing)"
+    )
+    assert (
+        words("failed", "timeout:gave_up")
+        == "could not be delivered: every attempt failed (timeout)"
+    )
+    assert words("enrolled", None) == "started the flow"
+    assert words("skipped", "something_new") == "not sent: something_new"
