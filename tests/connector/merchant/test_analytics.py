@@ -3,18 +3,24 @@ page's chart, and the Overview's 30 days and onboarding checklist."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import pytest
+from aiosmtpd.controller import Controller
 from flask.testing import FlaskClient
 
 from jobs import shop_settings
 from jobs.reports import analytics
 from jobs.runtime import Runtime
+from jobs.settings import Settings
 from jobs.store.models import Shop
 from tests.connector.merchant.conftest import Merchant
+from tests.connector.merchant.test_previews import TEST_SEND, set_settings
+from tests.emails.test_delivery import Inbox, free_port
 from tests.jobs.test_analytics import Ledger, utc
 
 SPRING = "from=2026-03-28&to=2026-03-30"
@@ -79,6 +85,42 @@ def test_the_api_gives_each_figure_per_day_and_per_flow(
     assert lift["words"] == "About 868 % more orders than without the emails"
     assert flows["welcome"]["lift"] is None
     assert flows["birthday"]["sent"] == 0  # every flow has its row
+
+
+class TestASendMeATest:
+    """A test the merchant sends themselves arrives, and counts nowhere."""
+
+    @pytest.fixture
+    def smtp(self) -> Iterator[Inbox]:
+        inbox = Inbox()
+        port = free_port()
+        controller = Controller(inbox, hostname="127.0.0.1", port=port)
+        controller.start()
+        inbox.port = port  # type: ignore[attr-defined]
+        yield inbox
+        controller.stop()
+
+    @pytest.fixture
+    def settings(self, settings: Settings, smtp: Inbox) -> Settings:
+        port = smtp.port  # type: ignore[attr-defined]
+        return dataclasses.replace(settings, email_url=f"smtp://127.0.0.1:{port}?timeout=5")
+
+    def test_is_never_counted(self, merchant: Merchant, runtime: Runtime, smtp: Inbox) -> None:
+        set_settings(
+            runtime,
+            merchant.shop_id,
+            {"sender": {"name": "Nordljus", "address": "hej@nordljus.se"}},
+        )
+        sent = merchant.api("POST", TEST_SEND, {"locale": "sv"})
+        assert sent.status_code == 200, sent.json
+        assert len(smtp.messages) == 1
+        with runtime.sessions.begin() as session:  # and one email of the ledger, which counts
+            Ledger(session, session.get_one(Shop, merchant.shop_id)).message(
+                "cart_recovery", datetime.now(UTC) - timedelta(minutes=1)
+            )
+        body = merchant.api("GET", "/analytics").json
+        assert body["totals"]["sent"] == 1
+        assert body["totals"]["delivered"] == 1
 
 
 def test_one_flow_only(merchant: Merchant, runtime: Runtime) -> None:
