@@ -272,7 +272,7 @@ class TickBody(Schema):
     answer=AnalyticsAnswer,
 )
 def get_analytics(shop_id: int, query: dict[str, Any]) -> dict[str, Any]:
-    answer = read(shop_id, query["first"], query["last"], query["flow"])
+    answer = read(shop_id, query["first"], query["last"], query["flow"] or None)
     answer["first"], answer["last"] = answer.pop("from"), answer.pop("to")
     return answer
 

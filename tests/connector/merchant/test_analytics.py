@@ -128,6 +128,8 @@ def test_one_flow_only(merchant: Merchant, runtime: Runtime) -> None:
     body = merchant.api("GET", f"/analytics?{SPRING}&flow=welcome").json
     assert [row["flow"] for row in body["flows"]] == ["welcome"]
     assert [day["sent"] for day in body["days"]] == [0, 1, 0]
+    every = merchant.api("GET", f"/analytics?{SPRING}&flow=").json  # empty: every flow
+    assert every["totals"]["sent"] == 3
 
 
 def test_without_dates_the_last_30_local_days(merchant: Merchant) -> None:
