@@ -71,7 +71,8 @@ def _step_templates() -> tuple[str, ...]:
 #: every step template, by name (a flow step names one): each ``<name>.mjml`` in
 #: ``templates/``, so a new flow's template needs no change here
 TEMPLATES = _step_templates()
-OVERRIDABLE = ("subject", "heading", "body")
+#: what a merchant may write their own text for, per email and language
+OVERRIDABLE = ("subject", "preheader", "heading", "body")
 #: Gmail clips a message whose HTML is larger than about 102 KB
 GMAIL_CLIP_BYTES = 102 * 1024
 
@@ -242,7 +243,7 @@ def _copy(content: EmailContent, language: str, field: str, values: Mapping[str,
 
 def validate_override(field: str, text: str) -> None:
     """Refuse copy that would break or leak: unknown fields, bad Jinja, unknown variables."""
-    if field not in (*OVERRIDABLE, "preheader", "button"):
+    if field not in (*OVERRIDABLE, "button"):
         raise OverrideError(f"{field!r} cannot be changed (only {', '.join(OVERRIDABLE)})")
     if len(text) > 5000:
         raise OverrideError("the text is longer than 5000 characters")
@@ -264,7 +265,7 @@ def render(content: EmailContent) -> Rendered:
     direction = i18n.direction(language)
     values = copy_values(content, language)
     subject = _copy(content, language, "subject", values)
-    preheader = i18n.text(language, f"{content.template}.preheader", values)
+    preheader = _copy(content, language, "preheader", values)
     heading = _copy(content, language, "heading", values)
     body = [p.strip() for p in _copy(content, language, "body", values).split("\n\n") if p.strip()]
     greeting = i18n.text(language, "greeting_named" if content.first_name else "greeting", values)

@@ -144,6 +144,9 @@ class DryRun:
     busiest_contact_id: int | None
     #: what was copied from the store because no event carries it
     copied: dict[str, int] = field(default_factory=dict)
+    #: ``deferred`` and ``not_sent`` of each flow on its own (the flow editor shows one)
+    deferred_by_flow: dict[str, dict[str, int]] = field(default_factory=dict)
+    not_sent_by_flow: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
     def sent_by_flow(self) -> dict[str, int]:
         return _by_flow(self.sent)
@@ -465,32 +468,36 @@ class _Replay:
             )
             return [StepCount(flow, step, count) for flow, step, count in rows]
 
-        deferred = {
-            str(reason): int(count)
-            for reason, count in session.execute(
-                select(Decision.reason, func.count(func.distinct(Decision.message_id)))
-                .where(
-                    Decision.shop_id == self.scratch_id,
-                    Decision.outcome == "deferred",
-                    Decision.reason.is_not(None),
-                )
-                .group_by(Decision.reason)
-                .order_by(Decision.reason)
+        deferred: Counter[str] = Counter()
+        deferred_by_flow: dict[str, dict[str, int]] = {}
+        for flow, reason, count in session.execute(
+            select(Decision.flow, Decision.reason, func.count(func.distinct(Decision.message_id)))
+            .where(
+                Decision.shop_id == self.scratch_id,
+                Decision.outcome == "deferred",
+                Decision.reason.is_not(None),
             )
-        }
+            .group_by(Decision.flow, Decision.reason)
+            .order_by(Decision.flow, Decision.reason)
+        ):
+            deferred[str(reason)] += int(count)
+            deferred_by_flow.setdefault(flow, {})[str(reason)] = int(count)
         not_sent: dict[str, dict[str, int]] = {}
-        for state, reason, count in session.execute(
-            select(Message.state, Message.reason, func.count())
+        not_sent_by_flow: dict[str, dict[str, dict[str, int]]] = {}
+        for flow, state, reason, count in session.execute(
+            select(Message.flow, Message.state, Message.reason, func.count())
             .where(
                 mine,
                 Message.state.not_in(
                     [MessageState.SENT, MessageState.PLANNED, MessageState.SENDING]
                 ),
             )
-            .group_by(Message.state, Message.reason)
-            .order_by(Message.state, Message.reason)
+            .group_by(Message.flow, Message.state, Message.reason)
+            .order_by(Message.flow, Message.state, Message.reason)
         ):
-            not_sent.setdefault(state, {})[reason or state] = count
+            by_state = not_sent.setdefault(state, {})
+            by_state[reason or state] = by_state.get(reason or state, 0) + count
+            not_sent_by_flow.setdefault(flow, {}).setdefault(state, {})[reason or state] = count
         per_contact = session.execute(
             select(Message.contact_id, func.count().label("n"))
             .where(mine, Message.state == MessageState.SENT, Message.contact_id.is_not(None))
@@ -508,14 +515,16 @@ class _Replay:
             left_out={str(reason): n for reason, n in sorted(self.left_out.items())},
             sent=steps(MessageState.SENT),
             after=steps(MessageState.PLANNED),
-            deferred=deferred,
-            not_sent=not_sent,
+            deferred=dict(sorted(deferred.items())),
+            not_sent={state: dict(sorted(reasons.items())) for state, reasons in not_sent.items()},
             contacts_reached=len(per_contact),
             most_to_one_contact=int(busiest.n) if busiest else 0,
             busiest_contact_id=(
                 self._real_contact_id(session, busiest.contact_id) if busiest else None
             ),
             copied=dict(sorted(self.copied.items())),
+            deferred_by_flow=deferred_by_flow,
+            not_sent_by_flow=not_sent_by_flow,
         )
 
 

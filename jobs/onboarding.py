@@ -45,7 +45,7 @@ from jobs.platforms.server import CONSENT_SOURCE, OWN_CART_EMAIL_OFF
 from jobs.store.models import Contact, HistoryImport, HistoryStatus, Notice, Shop
 
 #: the pages where each step is done, by endpoint name (the merchant app's)
-SETTINGS_PAGE = "merchant.settings"
+SETTINGS_PAGE = "merchant.settings_editor"
 OVERVIEW_PAGE = "merchant.overview"
 HEALTH_PAGE = "merchant.health_page"
 

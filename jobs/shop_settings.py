@@ -157,7 +157,7 @@ class ShopSettings:
     sender: SenderSettings
     engine: EngineSettings
     consent: ConsentRule
-    #: template -> language -> "subject" | "heading" | "body" -> the merchant's text
+    #: template -> language -> "subject" | "preheader" | "heading" | "body" -> the merchant's text
     copy: Copy
     #: flow name -> option name -> value, for every registered flow
     flows: Mapping[str, Mapping[str, Any]]
@@ -255,7 +255,7 @@ class WholeNumbers(fields.Field[tuple[int, ...]]):
 
 
 class CopyOverrides(fields.Field[dict[str, Any]]):
-    """template -> language -> "subject" | "heading" | "body" -> text (checked like a render)."""
+    """template -> language -> a field of OVERRIDABLE -> text (checked like a render)."""
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
@@ -599,7 +599,8 @@ def _copy_field() -> fields.Field:
         error_messages={"null": NOT_A_GROUP},
         metadata=_about(
             "Your own text",
-            "Replace an email's subject, heading or body in one language. You may use "
+            "Replace an email's subject, preview line, heading or body in one language. "
+            "You may use "
             + ", ".join("{{ " + name + " }}" for name in i18n.COPY_VARIABLES)
             + ". Paragraphs are separated by an empty line. Empty: the built-in text.",
             "copy",
@@ -621,6 +622,7 @@ def _option_field(option: Option) -> fields.Field:
         return _switch(kind.default, option.label, option.help)
     if isinstance(kind, Text):
         field = _text(kind.default, option.label, option.help, longest=kind.max_length)
+        field.metadata = {**field.metadata, "placeholders": list(kind.placeholders)}
         field.validators.append(_only_placeholders(kind.placeholders))
         return field
     if isinstance(kind, Numbers):
@@ -630,7 +632,9 @@ def _option_field(option: Option) -> fields.Field:
             kind.most,
             load_default=kind.default,
             error_messages={"null": "must be whole numbers, e.g. 3, 5, 10"},
-            metadata=_about(option.label, option.help, "integers", min=kind.min, max=kind.max),
+            metadata=_about(
+                option.label, option.help, "integers", min=kind.min, max=kind.max, most=kind.most
+            ),
         )
     if isinstance(kind, Choice):
         choices = tuple(member.value for member in kind.choices)

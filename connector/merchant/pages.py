@@ -13,16 +13,16 @@ from flask import (
     abort,
     current_app,
     jsonify,
+    redirect,
     render_template,
     request,
+    url_for,
 )
-from sqlalchemy import select
 
+from connector.merchant import ui
 from connector.merchant.auth import current_shop_id, logout, merchant_required
+from connector.merchant.ui import _
 from connector.runtime import runtime_of
-from jobs.intake import history
-from jobs.merchant.notices import open_notices
-from jobs.store.models import PrivacyRequest, Shop
 
 blueprint = Blueprint("merchant", __name__)
 
@@ -41,26 +41,23 @@ def sign_out() -> Any:
         ours = {_origin(runtime_of(current_app).settings.base_url), _origin(request.host_url)}
         if origin.rstrip("/").lower() not in ours:
             abort(403, "sign out from triggerpost's own pages")
+    if current_shop_id() is not None:
+        ui.page_shop()  # the goodbye in the shop's language
     logout()
-    return jsonify(status="signed out", message="Open triggerpost from your shop to sign in again.")
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(
+            status="signed out", message="Open triggerpost from your shop to sign in again."
+        )
+    return render_template(
+        "merchant/error.html",
+        ui_language=ui.language(),
+        title=_("Signed out"),
+        message=_("You are signed out. Open triggerpost from your shop's admin to sign in again."),
+    )
 
 
 @blueprint.get("/settings")
 @merchant_required
 def settings_page() -> Any:
-    runtime = runtime_of(current_app)
-    with runtime.sessions() as db:
-        shop = db.get_one(Shop, current_shop_id())
-        requests = db.scalars(
-            select(PrivacyRequest)
-            .where(PrivacyRequest.shop_id == shop.id)
-            .order_by(PrivacyRequest.received_at.desc())
-            .limit(50)
-        ).all()
-        return render_template(
-            "settings.html",
-            shop=shop,
-            notices=open_notices(db, shop.id),
-            history=history.progress_line(history.state(db, shop.id)),
-            privacy_requests=requests,
-        )
+    """The landing page's old address: the app now starts at its Overview."""
+    return redirect(url_for("merchant.overview"), code=302)

@@ -14,26 +14,31 @@ that act for nobody, nothing written or counted.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, abort, current_app, flash, g, redirect, request, url_for
+from itsdangerous import BadData, URLSafeTimedSerializer
 from marshmallow import Schema, fields, validate
 
 from connector.merchant import ui
 from connector.merchant.api import ApiError, api_route, error_answer
-from connector.merchant.auth import merchant_required
+from connector.merchant.auth import embedded, merchant_required
 from connector.merchant.pages import blueprint as pages
 from connector.merchant.ui import _
-from connector.runtime import runtime_of
+from connector.runtime import allow_framing, runtime_of
 from jobs.flows import registry
 from jobs.flows.model import Flow
 from jobs.sending import previews
 from jobs.sending.previews import PreviewError, TestLimitError, TestSent, UnknownError
+from jobs.store.models import Shop, ShopStatus
 
 #: what the email's own document may do: its inline styles, images over https (a
 #: logo, product photos), nothing else; framed by our own pages only; sandboxed
 #: (no script, no forms; a link opens outside the frame, as in a mail client)
+log = logging.getLogger(__name__)
+
 EMAIL_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
     "font-src https: data:; form-action 'none'; base-uri 'none'; frame-ancestors 'self'; "
@@ -235,23 +240,73 @@ def api_test_send(shop_id: int, name: str, step: str, body: dict[str, Any]) -> A
 # --- the email itself, for a frame -----------------------------------------------------------
 
 
+#: a frame's pass: the page signs one for its frames when it was itself signed in by a
+#: platform's session token (inside the admin there is no cookie, and a frame cannot
+#: carry the token), good for that shop and flow only, for a while
+FRAME_SALT = "triggerpost.preview-frame"
+FRAME_MAX_AGE = 15 * 60
+
+
+def _passes() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=FRAME_SALT)
+
+
+def frame_pass(shop_id: int, flow: str) -> str:
+    """A pass for this page's frames: the shop, the flow and who may frame them."""
+    ancestors = list(g.get("frame_ancestors") or ())
+    return _passes().dumps({"shop": shop_id, "flow": flow, "ancestors": ancestors})
+
+
+def _frame_shop(name: str) -> tuple[int, tuple[str, ...]]:
+    """The shop and framing origins of a frame's pass, or 401/404."""
+    try:
+        held = _passes().loads(request.args.get("frame", ""), max_age=FRAME_MAX_AGE)
+    except BadData:
+        log.warning("refused a preview frame's pass on %s", request.path)
+        abort(401, _("This preview has expired: reload the page."))
+    if not isinstance(held, dict) or held.get("flow") != name:
+        abort(404)
+    with runtime_of(current_app).sessions() as db:
+        shop = db.get(Shop, held.get("shop"))
+        if shop is None or shop.status != ShopStatus.ACTIVE:
+            abort(401, _("This preview has expired: reload the page."))
+    return shop.id, tuple(str(origin) for origin in held.get("ancestors") or ())
+
+
 @pages.get("/app/flows/<name>/steps/<step>/preview.html")
-@merchant_required
 def email_document(name: str, step: str) -> Any:
-    """The email's HTML as a document of its own: the page frames it at two widths."""
-    shop = ui.page_shop()
+    """The email's HTML as a document of its own: the page frames it at two widths.
+
+    Signed in like any page (a cookie session), or by the frame's pass the page
+    gave it (inside a platform's admin, where the page had a session token)."""
+    if "frame" in request.args:
+        shop_id, ancestors = _frame_shop(name)
+    else:
+        return _email_document_signed_in(name, step)
+    return _email_document(shop_id, name, step, ancestors)
+
+
+@merchant_required
+def _email_document_signed_in(name: str, step: str) -> Any:
+    return _email_document(ui.page_shop().id, name, step, tuple(g.get("frame_ancestors") or ()))
+
+
+def _email_document(shop_id: int, name: str, step: str, ancestors: tuple[str, ...]) -> Any:
     try:
         found = preview_of(
-            shop.id, name, step, request.args.get("locale"), request.args.get("contact")
+            shop_id, name, step, request.args.get("locale"), request.args.get("contact")
         )
     except PreviewError as exc:
         abort(_status(exc), _words(exc))
     response = Response(found.rendered.html, mimetype="text/html")
-    ancestors = " ".join(("'self'", *(g.get("frame_ancestors") or ())))
+    framers = " ".join(("'self'", *ancestors))
     response.headers["Content-Security-Policy"] = EMAIL_POLICY.replace(
-        "frame-ancestors 'self'", f"frame-ancestors {ancestors}"
+        "frame-ancestors 'self'", f"frame-ancestors {framers}"
     )
-    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    if ancestors:  # inside an admin, its frame-ancestors alone decide (XFO cannot name it)
+        allow_framing(ancestors, ())
+    else:
+        response.headers["X-Frame-Options"] = "SAMEORIGIN"
     response.headers["Cache-Control"] = "no-store, private"
     return response
 
@@ -324,6 +379,8 @@ def _page(
         each["alike"] = subjects.count(each["subject"]) > 1
     query = {"locale": locale, "contact": contact}
     frame_query = {key: value for key, value in query.items() if value}
+    if embedded() is not None:
+        frame_query["frame"] = frame_pass(shop.id, flow.name)
     return (
         ui.render_page(
             "merchant/previews_flow.html",

@@ -187,7 +187,7 @@ def install() -> Any:
     shop_id = _already_installed(signed.shop)
     if shop_id is not None:
         auth.login(shop_id)
-        return redirect(url_for("merchant.settings_page"))
+        return redirect(url_for("merchant.overview"))
     if not settings.shopify_api_key:
         abort(503, "the Shopify app is not configured (TRIGGERPOST_SHOPIFY_API_KEY)")
     with runtime.sessions.begin() as db:
@@ -233,7 +233,7 @@ def callback() -> Any:
         log.warning("Shopify install of %s failed: %s", signed.shop, exc)
         abort(502, "Shopify did not complete the install; please try again")
     auth.login(shop_id)
-    return redirect(url_for("merchant.settings_page"))
+    return redirect(url_for("merchant.overview"))
 
 
 # --- registering a shop by hand ------------------------------------------------------

@@ -67,6 +67,10 @@ class PlatformServer:
     #: the shop's past customers and orders, page by page (None: the platform
     #: offers no history import)
     history: HistorySource | None = None
+    #: shop settings only this platform reads, as paths of a group or a field
+    #: (``"consent"``, ``"birthday.meta_key"``): the merchant's settings page shows a
+    #: setting some platform claims only to that platform's shops
+    settings: frozenset[str] = frozenset()
     #: the setup steps this platform's shops need beyond every shop's
     #: (:data:`CONSENT_SOURCE`, :data:`OWN_CART_EMAIL_OFF`)
     onboarding: tuple[str, ...] = ()

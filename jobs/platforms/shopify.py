@@ -279,6 +279,7 @@ SERVER = PlatformServer(
     app_webhook_secrets=app_webhook_secrets,
     reconcile_due=schedule_due,
     history=history,
+    settings=frozenset({"birthday.metafield"}),
     onboarding=(OWN_CART_EMAIL_OFF,),
 )
 

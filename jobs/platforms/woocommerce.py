@@ -798,5 +798,6 @@ SERVER = PlatformServer(
     admin_client=api,
     reconcile_due=schedule_due,
     history=history,
+    settings=frozenset({"consent", "birthday.meta_key"}),
     onboarding=(CONSENT_SOURCE,),
 )

@@ -74,13 +74,13 @@ def _sessions(runtime: Runtime) -> list[MerchantSession]:
 
 
 def test_settings_page_needs_a_merchant_session(client: FlaskClient) -> None:
-    response = client.get("/settings")
+    response = client.get("/app/")
     assert response.status_code == 401
 
 
 def test_settings_page_shows_the_sessions_shop(client: FlaskClient, runtime: Runtime) -> None:
     sign_in(client, _shop_id(runtime))
-    response = client.get("/settings")
+    response = client.get("/app/")
     assert response.status_code == 200
     assert SHOPIFY_SHOP in response.get_data(as_text=True)
     assert "history" not in response.get_data(as_text=True).lower()  # none imported
@@ -97,7 +97,7 @@ def test_settings_page_says_how_far_the_history_import_is(
             )
         )
     sign_in(client, shop_id)
-    page = client.get("/settings").get_data(as_text=True)
+    page = client.get("/app/").get_data(as_text=True)
     assert "Importing your history: 41,200 of 100,000 customers and orders (41 %)" in page
 
 
@@ -106,7 +106,7 @@ def test_a_signed_cookie_that_only_names_a_shop_signs_nobody_in(
 ) -> None:
     with client.session_transaction() as cookie:
         cookie["shop_id"] = _shop_id(runtime)
-    assert client.get("/settings").status_code == 401
+    assert client.get("/app/").status_code == 401
 
 
 def test_the_cookie_holds_a_random_id_the_store_only_its_hash(
@@ -155,7 +155,7 @@ def test_uninstalled_shop_ends_the_session(client: FlaskClient, runtime: Runtime
     sign_in(client, shop_id)
     with runtime.sessions.begin() as session:
         session.get_one(Shop, shop_id).status = ShopStatus.UNINSTALLED
-    assert client.get("/settings").status_code == 401
+    assert client.get("/app/").status_code == 401
     with client.session_transaction() as cookie:
         assert auth.SESSION_KEY not in cookie
     [row] = _sessions(runtime)
@@ -174,8 +174,8 @@ def test_an_uninstall_ends_every_session_of_the_shop_in_the_store(
     assert all(row.revoked_at is not None for row in _sessions(runtime))
     with runtime.sessions.begin() as session:
         session.get_one(Shop, shop_id).status = ShopStatus.ACTIVE  # as if installed again
-    assert client.get("/settings").status_code == 401
-    assert other.get("/settings").status_code == 401
+    assert client.get("/app/").status_code == 401
+    assert other.get("/app/").status_code == 401
 
 
 def test_logout_ends_the_session_so_a_copy_of_the_cookie_signs_nobody_in(
@@ -183,18 +183,18 @@ def test_logout_ends_the_session_so_a_copy_of_the_cookie_signs_nobody_in(
 ) -> None:
     sign_in(client, _shop_id(runtime))
     copied = cookie_of(client)
-    assert client.get("/settings").status_code == 200
+    assert client.get("/app/").status_code == 200
 
     token = csrf_of(client)
     assert client.post("/logout", headers={"Origin": ORIGIN}).status_code == 403  # no token
     answer = client.post("/logout", headers={"Origin": ORIGIN}, data=token)
     assert answer.status_code == 200
-    assert client.get("/settings").status_code == 401
+    assert client.get("/app/").status_code == 401
     [row] = _sessions(runtime)
     assert row.revoked_at is not None
 
     client.set_cookie(COOKIE, copied)
-    assert client.get("/settings").status_code == 401
+    assert client.get("/app/").status_code == 401
     assert client.get("/settings/privacy/1.json").status_code == 401
 
 
@@ -206,10 +206,10 @@ def test_a_cross_site_logout_is_refused_and_the_session_stays(
     for origin in ("https://evil.example", "null", "http://127.0.0.1:8000.evil.example"):
         assert client.post("/logout", headers={"Origin": origin}, data=token).status_code == 403
     assert client.post("/logout").status_code == 403  # a form of another site has no token
-    assert client.get("/settings").status_code == 200
+    assert client.get("/app/").status_code == 200
     # a form on the settings page itself (no Origin from older browsers) signs out
     assert client.post("/logout", data=token).status_code == 200
-    assert client.get("/settings").status_code == 401
+    assert client.get("/app/").status_code == 401
 
 
 def test_a_session_ends_after_its_idle_bound(client: FlaskClient, runtime: Runtime) -> None:
@@ -217,11 +217,11 @@ def test_a_session_ends_after_its_idle_bound(client: FlaskClient, runtime: Runti
     set_clock(client.application, start)
     sign_in(client, _shop_id(runtime))
     set_clock(client.application, start + sessions.IDLE_TIMEOUT - timedelta(seconds=1))
-    assert client.get("/settings").status_code == 200  # used: the idle bound starts again
+    assert client.get("/app/").status_code == 200  # used: the idle bound starts again
     set_clock(client.application, start + 2 * sessions.IDLE_TIMEOUT - timedelta(seconds=2))
-    assert client.get("/settings").status_code == 200
+    assert client.get("/app/").status_code == 200
     set_clock(client.application, start + 3 * sessions.IDLE_TIMEOUT)
-    assert client.get("/settings").status_code == 401
+    assert client.get("/app/").status_code == 401
 
 
 def test_a_session_in_constant_use_still_ends_at_its_lifetime(
@@ -234,9 +234,9 @@ def test_a_session_in_constant_use_still_ends_at_its_lifetime(
     while at + sessions.TOUCH_EVERY * 30 < start + sessions.LIFETIME:
         at += sessions.TOUCH_EVERY * 30
         set_clock(client.application, at)
-        assert client.get("/settings").status_code == 200, at - start
+        assert client.get("/app/").status_code == 200, at - start
     set_clock(client.application, start + sessions.LIFETIME)
-    assert client.get("/settings").status_code == 401
+    assert client.get("/app/").status_code == 401
 
 
 def test_signing_in_again_ends_the_browsers_earlier_session_and_purges_dead_ones(
@@ -249,7 +249,7 @@ def test_signing_in_again_ends_the_browsers_earlier_session_and_purges_dead_ones
     first = cookie_of(client)
     with client.application.test_request_context(headers={"Cookie": f"{COOKIE}={first}"}):
         auth.login(shop_id)  # the same browser signs in again
-    assert client.get("/settings").status_code == 401  # it still holds the first cookie
+    assert client.get("/app/").status_code == 401  # it still holds the first cookie
     assert len(_sessions(runtime)) == 1  # the ended one is gone already
 
     idle = client.application.test_client()
@@ -267,13 +267,13 @@ def test_open_notices_show_until_cleared(client: FlaskClient, runtime: Runtime) 
         raise_notice(session, shop_id, "webhook_disabled", "Your order webhook was disabled.")
         raise_notice(session, shop_id, "webhook_disabled", "Your order webhook was disabled.")
     sign_in(client, shop_id)
-    page = client.get("/settings").get_data(as_text=True)
+    page = client.get("/app/").get_data(as_text=True)
     assert "Your order webhook was disabled." in page
     assert page.count('data-code="webhook_disabled"') == 1
     with runtime.sessions.begin() as session:
         assert clear_notice(session, shop_id, "webhook_disabled")
         assert not clear_notice(session, shop_id, "webhook_disabled")
-    assert "webhook was disabled" not in client.get("/settings").get_data(as_text=True)
+    assert "webhook was disabled" not in client.get("/app/").get_data(as_text=True)
     with runtime.sessions.begin() as session:
         notice = raise_notice(session, shop_id, "webhook_disabled", "Disabled again.")
         assert (notice.count, notice.cleared_at) == (1, None)

@@ -146,7 +146,7 @@ def test_full_install_stores_encrypted_tokens_subscribes_and_signs_in(
     state = start_install(web)
     answer = web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
     assert answer.status_code == 302
-    assert answer.headers["Location"] == "/settings"
+    assert answer.headers["Location"] == "/app/"
 
     [exchange] = shopify.calls_to(TOKEN_URL)
     assert parse_qs(str(exchange.request.body))["expiring"] == ["1"]
@@ -187,7 +187,7 @@ def test_full_install_stores_encrypted_tokens_subscribes_and_signs_in(
         shop_id = shop.id
 
     assert signed_in_shop(web) == shop_id
-    assert "Fjällbutiken" in web.get("/settings").get_data(as_text=True)
+    assert "Fjällbutiken" in web.get("/app/").get_data(as_text=True)
 
 
 @pytest.mark.parametrize(
@@ -268,7 +268,7 @@ def test_a_signed_install_link_works_once(
     assert web.application.test_client().head(link).status_code == 200  # a link checker
     first = web.application.test_client().get(link)
     assert first.status_code == 302
-    assert (first.headers["Location"] == "/settings") is installed
+    assert (first.headers["Location"] == "/app/") is installed
 
     holder = web.application.test_client()  # whoever copied the link from a log or history
     answer = holder.get(link)
@@ -336,10 +336,10 @@ def test_a_new_grant_ends_every_earlier_session_of_the_shop(
     granting.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'two', 'state': state})}")
 
     assert signed_in_shop(granting) == shop_id
-    assert granting.get("/settings").status_code == 200
+    assert granting.get("/app/").status_code == 200
     assert signed_in_shop(earlier) is None
     assert signed_in_shop(web) is None
-    assert earlier.get("/settings").status_code == 401
+    assert earlier.get("/app/").status_code == 401
 
 
 def test_install_refuses_a_bad_signature_or_shop_before_redirecting(
@@ -361,7 +361,7 @@ def test_reinstall_after_uninstall_and_reopening_an_installed_app(
     with web.session_transaction() as cookie:
         cookie.clear()
     answer = web.get(f"/shopify/install?{signed({'shop': SHOP})}")
-    assert answer.headers["Location"] == "/settings"
+    assert answer.headers["Location"] == "/app/"
     assert len(shopify.calls_to(TOKEN_URL)) == 1
 
     with runtime.sessions.begin() as session:
@@ -384,8 +384,8 @@ def test_failed_registration_is_retried_by_a_job_and_shown_meanwhile(
         mock.replace(responses.POST, GRAPHQL, status=503, body="unavailable")
         state = start_install(web)
         answer = web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'x', 'state': state})}")
-        assert answer.headers["Location"] == "/settings"
-        page = web.get("/settings").get_data(as_text=True)
+        assert answer.headers["Location"] == "/app/"
+        page = web.get("/app/").get_data(as_text=True)
         assert "could not yet subscribe" in page
         queued = {queued.func_name: queued for queued in runtime.queue("default").get_jobs()}
         # the retry of the registration, beside the import of the shop's history
@@ -436,7 +436,7 @@ def test_a_refused_refresh_tells_the_merchant_to_reconnect(
     with runtime.sessions() as session:
         shop_id = session.scalars(select(Shop.id).where(Shop.key == SHOP)).one()
     assert StoredTokens(runtime, shop_id).after_rejection("shpat_first") is None
-    assert "reconnect" in web.get("/settings").get_data(as_text=True)
+    assert "reconnect" in web.get("/app/").get_data(as_text=True)
 
 
 def test_registering_again_asks_for_the_shops_birthday_namespace(

@@ -301,6 +301,22 @@ def test_merchant_copy_overrides_per_language() -> None:
     assert "<title>Åsa &lt;script&gt;, din korg" in render(content).html
 
 
+def test_a_merchant_s_own_preheader_replaces_the_built_in_one() -> None:
+    content = full("cart_recovery_1", "sv")
+    built_in = render(content).preheader
+    content = EmailContent(
+        **{
+            **content.__dict__,
+            "copy_overrides": {"sv": {"preheader": "Bara för dig, {{ first_name }}"}},
+        }
+    )
+    rendered = render(content)
+    assert rendered.preheader == "Bara för dig, Åsa <script>"
+    assert rendered.preheader != built_in
+    assert "Bara för dig, Åsa &lt;script&gt;" in rendered.html
+    validate_override("preheader", "Bara för dig, {{ first_name }}")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -262,6 +262,7 @@ def test_orders_before_the_window_bring_a_loyalty_milestone_into_it(shop: Logged
     assert sent(result).get(("loyalty", "reward")) == 1
     # the thank-you for that order is the reward: the thank-you flow sends none beside it
     assert result.not_sent["exited"] == {"rewarded": 1}
+    assert result.not_sent_by_flow == {"thank_you": {"exited": {"rewarded": 1}}}
     assert result.contacts_reached == 2  # the other gets her thank-you
 
 
@@ -276,6 +277,9 @@ def test_quiet_hours_and_caps_are_counted_as_deferrals(shop: LoggedShop) -> None
     # met the gap and the weekly cap, and some never found a slot
     assert result.deferred == {"cap:gap": 3, "quiet_hours": 3}
     assert result.not_sent == {"expired": {"cap:gap": 1, "cap:weekly": 2}}
+    # the flow editor shows one flow's: here every one is the cart recovery's
+    assert result.deferred_by_flow == {"cart_recovery": result.deferred}
+    assert result.not_sent_by_flow == {"cart_recovery": result.not_sent}
     assert result.contacts_reached == 2
     assert result.most_to_one_contact == 3
 

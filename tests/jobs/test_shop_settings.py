@@ -106,7 +106,8 @@ def test_a_group_of_the_wrong_type_and_bad_copy_are_reported() -> None:
         p.startswith("copy.cart_recovery_1.en.subject: this text cannot be used") for p in found
     )
     assert (
-        "copy.cart_recovery_1.en.footer: unknown setting (one of: subject, heading, body)" in found
+        "copy.cart_recovery_1.en.footer: "
+        "unknown setting (one of: subject, preheader, heading, body)" in found
     )
     assert messages(shop_settings.validate([1])) == [
         "settings: must be a group of settings (a JSON object)"

@@ -277,6 +277,8 @@ def test_the_checklist_api_and_its_tick(merchant: Merchant) -> None:
     assert items["own_cart_email_off"]["tickable"] is True
     assert items["own_cart_email_off"]["done"] is False
     assert items["sender"]["done"] is False
+    assert items["sender"]["fix_url"] == "/app/settings"  # where it is done
+    assert items["connection"]["fix_url"] == "/app/health"
     ticked = merchant.api("PATCH", "/checklist/own_cart_email_off", {"done": True})
     assert ticked.status_code == 200, ticked.json
     items = {item["code"]: item for item in ticked.json["items"]}

@@ -4,12 +4,15 @@ admin; one shop per request, nothing across shops, every refusal logged."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import logging
+import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -723,3 +726,80 @@ def test_a_failure_shows_a_page_without_its_details(runtime: Runtime) -> None:
     page = answer.get_data(as_text=True)
     assert "<h1>Something went wrong</h1>" in page
     assert "secret detail" not in page
+
+
+# --- email previews inside the admin: the page's frames get a pass ---------------------------
+
+FRAME = re.compile(r'<iframe src="([^"]+)"')
+
+
+def embedded_page(web: FlaskClient, path: str, shop: str = SHOP) -> str:
+    answer = web.get(
+        path,
+        query_string={"embedded": "1", "shop": shop, "host": HOST, "id_token": token(shop)},
+    )
+    assert answer.status_code == 200, answer.status_code
+    return answer.get_data(as_text=True)
+
+
+def frames(page: str) -> list[str]:
+    return [html.unescape(src) for src in FRAME.findall(page)]
+
+
+def test_an_embedded_preview_frames_the_email_with_a_pass_no_cookie_needed(
+    web: FlaskClient,
+) -> None:
+    page = embedded_page(web, "/app/flows/cart_recovery/preview")
+    found = frames(page)
+    assert found, "the preview page frames its email"
+    assert all("frame=" in src and "id_token" not in src for src in found)
+    web.delete_cookie("session")
+    email = web.get(found[0], headers={"Sec-Fetch-Dest": "iframe"})
+    assert email.status_code == 200
+    assert email.mimetype == "text/html"
+    policy = email.headers["Content-Security-Policy"]
+    assert f"frame-ancestors 'self' https://{SHOP} {ADMIN}" in policy
+    assert "script-src" not in policy
+    assert "X-Frame-Options" not in email.headers
+
+
+def test_a_frames_pass_is_for_its_flow_and_shop_only_and_cannot_be_forged(
+    web: FlaskClient,
+) -> None:
+    src = frames(embedded_page(web, "/app/flows/cart_recovery/preview"))[0]
+    web.delete_cookie("session")
+    other_flow = src.replace("/flows/cart_recovery/", "/flows/welcome/")
+    assert web.get(other_flow).status_code == 404
+    forged = re.sub(r"frame=[^&]+", "frame=eyJzaG9wIjoxfQ.forged.sig", src)
+    assert web.get(forged).status_code == 401
+    path, _, query = src.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query) if k != "frame"]
+    bounced = web.get(f"{path}?{urlencode(kept)}")  # inside the admin: sent for a token
+    assert bounced.status_code == 302
+    assert "session-token-bounce" in bounced.headers["Location"]
+    assert web.get(path).status_code == 401  # anywhere else: refused
+
+
+def test_a_frames_pass_expires(web: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = frames(embedded_page(web, "/app/flows/cart_recovery/preview"))[0]
+    web.delete_cookie("session")
+    later = time.time() + 16 * 60
+
+    class Clock:
+        @staticmethod
+        def time() -> float:
+            return later
+
+    monkeypatch.setattr("itsdangerous.timed.time", Clock)
+    assert web.get(src).status_code == 401
+
+
+def test_a_cookie_session_frames_without_a_pass(web: FlaskClient, shops: dict[str, Any]) -> None:
+    sign_in(web, shops[OTHER])
+    page = web.get("/app/flows/cart_recovery/preview").get_data(as_text=True)
+    found = frames(page)
+    assert found
+    assert all("frame=" not in src for src in found)
+    email = web.get(found[0])
+    assert email.status_code == 200
+    assert email.headers["X-Frame-Options"] == "SAMEORIGIN"

@@ -249,3 +249,18 @@ def test_the_openapi_document_describes_every_route(client: FlaskClient) -> None
     assert "requestBody" in patch
     assert "400" in patch["responses"]
     assert "FlowPatch" in document["components"]["schemas"]
+
+
+def test_the_old_landing_page_leads_to_the_overview_and_signing_out_says_so_in_words(
+    merchant: Merchant, client: FlaskClient
+) -> None:
+    moved = merchant.client.get("/settings")
+    assert moved.status_code == 302
+    assert moved.headers["Location"] == "/app/"
+    out = merchant.client.post(
+        "/logout", data={"csrf_token": merchant.csrf}, headers={"Accept": "text/html"}
+    )
+    assert out.status_code == 200
+    assert out.mimetype == "text/html"
+    assert "You are signed out" in out.text
+    assert merchant.client.get("/settings").status_code == 401
