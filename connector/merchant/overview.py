@@ -17,7 +17,7 @@ from typing import Any
 from flask import abort, current_app, flash, redirect, request, url_for
 from marshmallow import Schema, fields
 
-from connector.merchant import ui
+from connector.merchant import analytics, ui
 from connector.merchant.api import ApiError, api_route, invalid
 from connector.merchant.auth import merchant_required
 from connector.merchant.pages import blueprint as pages
@@ -232,6 +232,7 @@ def overview() -> Any:
         flows=flows,
         notices=notices,
         history=progress,
+        **analytics.overview_context(shop),
     )
 
 

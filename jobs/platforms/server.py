@@ -42,6 +42,14 @@ class HistoryPage:
 HistorySource = Callable[[Runtime, Shop, datetime, str | None], Iterator[HistoryPage]]
 
 
+#: steps of a merchant's setup only some platforms' shops need (jobs.onboarding checks
+#: them): the store has no consent field of its own, so the checkbox its checkout
+#: writes must be known (jobs.shop_settings' consent section) ...
+CONSENT_SOURCE = "consent_source"
+#: ... the platform mails abandoned checkouts itself, which the merchant turns off
+OWN_CART_EMAIL_OFF = "own_cart_email_off"
+
+
 def _no_app_secrets(settings: Settings) -> tuple[str, ...]:
     return ()
 
@@ -63,6 +71,9 @@ class PlatformServer:
     #: (``"consent"``, ``"birthday.meta_key"``): the merchant's settings page shows a
     #: setting some platform claims only to that platform's shops
     settings: frozenset[str] = frozenset()
+    #: the setup steps this platform's shops need beyond every shop's
+    #: (:data:`CONSENT_SOURCE`, :data:`OWN_CART_EMAIL_OFF`)
+    onboarding: tuple[str, ...] = ()
 
 
 def passes_due(

@@ -34,7 +34,7 @@ from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import add_shop
 from jobs.platforms import shopify_history
-from jobs.platforms.server import HistoryPage, PlatformServer, passes_due
+from jobs.platforms.server import OWN_CART_EMAIL_OFF, HistoryPage, PlatformServer, passes_due
 from jobs.queues import DEFAULT, enqueue_as
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -280,6 +280,7 @@ SERVER = PlatformServer(
     reconcile_due=schedule_due,
     history=history,
     settings=frozenset({"birthday.metafield"}),
+    onboarding=(OWN_CART_EMAIL_OFF,),
 )
 
 

@@ -62,6 +62,7 @@ from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import ShopError, add_shop, new_webhook_secret
 from jobs.platforms.server import (
+    CONSENT_SOURCE,
     HistoryPage,
     PlatformServer,
     advance_cursor,
@@ -798,4 +799,5 @@ SERVER = PlatformServer(
     reconcile_due=schedule_due,
     history=history,
     settings=frozenset({"consent", "birthday.meta_key"}),
+    onboarding=(CONSENT_SOURCE,),
 )

@@ -602,6 +602,8 @@ class Message(Timestamps, Base):
         Index("ix_messages_state_due_at", "state", "due_at"),
         Index("ix_messages_shop_id_state_due_at", "shop_id", "state", "due_at"),
         Index("ix_messages_contact_id_state_sent_at", "contact_id", "state", "sent_at"),
+        # a shop's emails sent over a range of days (jobs.reports.analytics)
+        Index("ix_messages_shop_id_state_sent_at", "shop_id", "state", "sent_at"),
         Index("ix_messages_enrollment_id", "enrollment_id"),
         Index("ix_messages_shop_id_created_at", "shop_id", "created_at"),
         Index("ix_messages_provider_message_id", "provider_message_id"),
@@ -726,7 +728,11 @@ class Suppression(Base):
     """An address a shop must not email (in ``scope``); never deleted by the engine."""
 
     __tablename__ = "suppressions"
-    __table_args__ = (UniqueConstraint("shop_id", "email", "scope"),)
+    __table_args__ = (
+        UniqueConstraint("shop_id", "email", "scope"),
+        # the unsubscribes and bounces an email brought (jobs.reports.analytics)
+        Index("ix_suppressions_message_id", "message_id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
