@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from jobs.store.models import Shop
 from tests.browser.conftest import Live, look, open_context, open_page, saved_switch, sign_in
 
 
@@ -58,3 +59,20 @@ def browser_without_js(browser: Browser, live: Live) -> Iterator[Page]:
     sign_in(live, plain, live.woocommerce_id)
     yield open_page(plain)
     plain.close()
+
+
+def test_a_swedish_shop_gets_the_app_in_swedish(
+    live: Live, context: BrowserContext, page: Page
+) -> None:
+    with live.runtime.sessions.begin() as session:
+        session.get_one(Shop, live.woocommerce_id).locale = "sv-SE"  # the store's language
+    sign_in(live, context, live.woocommerce_id)
+    page.goto("/app/")
+    expect(page.locator("html")).to_have_attribute("lang", "sv")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Översikt")
+    switch = page.get_by_role("switch", name="Påminnelse om varukorgen")
+    switch.click()
+    expect(page.locator('[data-flow="cart_recovery"]').get_by_role("status")).to_have_text("Sparat")
+    expect(switch).to_have_text("Av")
+    assert saved_switch(live, live.woocommerce_id, "cart_recovery") is False
+    look(page, "overview-sv")  # the longer Swedish words still fit a phone
