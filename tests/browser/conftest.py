@@ -336,3 +336,12 @@ def login_link(live: Live, shop: str) -> str:
     link = printed.output.strip()
     assert link.startswith(f"{live.url}/login/")
     return link
+
+
+@pytest.fixture
+def no_script(browser: Browser, live: Live) -> Iterator[Page]:
+    """A WooCommerce merchant's browser with scripts off (forms post to the pages)."""
+    plain = open_context(browser, live, java_script_enabled=False)
+    sign_in(live, plain, live.woocommerce_id)
+    yield open_page(plain)
+    plain.close()

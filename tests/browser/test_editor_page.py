@@ -70,3 +70,26 @@ def test_the_shop_settings_page(live: Live, context: BrowserContext, page: Page)
     page.goto("/app/settings")
     expect(page.get_by_role("heading", level=1)).to_be_visible()
     look(page, "settings")
+
+
+def test_without_scripts_a_bad_delay_comes_back_with_its_message_and_nothing_saved(
+    live: Live, no_script: Page
+) -> None:
+    page = no_script
+    before = saved_options(live, live.woocommerce_id, "cart_recovery")
+    page.goto("/app/flows/cart_recovery")
+    page.get_by_label(FIRST).fill("200")
+    with page.expect_navigation() as posted:
+        page.get_by_role("button", name="Save", exact=True).click()
+    assert posted.value is not None
+    assert posted.value.status == 400
+    expect(page.locator('[data-error-for="options.delay_1_hours"]')).not_to_be_empty()
+    expect(page.get_by_label(FIRST)).to_have_value("200")  # shown back as entered
+    expect(page.get_by_role("alert")).to_be_visible()
+    assert saved_options(live, live.woocommerce_id, "cart_recovery") == before
+    look(page, "editor-refused-no-script", scripts=False)
+
+    page.get_by_label(FIRST).fill("4")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_label(FIRST)).to_have_value("4")
+    assert saved_options(live, live.woocommerce_id, "cart_recovery")["delay_1_hours"] == 4

@@ -3,13 +3,10 @@ laptop and phone width, with no serious accessibility problem (see conftest.look
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from jobs.store.models import Shop
-from tests.browser.conftest import Live, look, open_context, open_page, saved_switch, sign_in
+from tests.browser.conftest import Live, look, saved_switch, sign_in
 
 
 def test_a_merchant_switches_a_flow_off_and_on_again(
@@ -41,8 +38,8 @@ def test_a_merchant_switches_a_flow_off_and_on_again(
     assert flows["cart_recovery"] is True
 
 
-def test_the_switch_works_without_javascript(live: Live, browser_without_js: Page) -> None:
-    page = browser_without_js
+def test_the_switch_works_without_javascript(live: Live, no_script: Page) -> None:
+    page = no_script
     page.goto("/app/")
     switch = page.get_by_role("switch", name="Welcome series")
     switch.click()  # a plain form post, then back to the overview with a message
@@ -50,15 +47,6 @@ def test_the_switch_works_without_javascript(live: Live, browser_without_js: Pag
     expect(switch).to_have_attribute("aria-checked", "false")
     assert saved_switch(live, live.woocommerce_id, "welcome") is False
     look(page, "overview-no-script", scripts=False)
-
-
-@pytest.fixture
-def browser_without_js(browser: Browser, live: Live) -> Iterator[Page]:
-    """A WooCommerce merchant's browser with scripts off (forms post to the pages)."""
-    plain = open_context(browser, live, java_script_enabled=False)
-    sign_in(live, plain, live.woocommerce_id)
-    yield open_page(plain)
-    plain.close()
 
 
 def test_a_swedish_shop_gets_the_app_in_swedish(
