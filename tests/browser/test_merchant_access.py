@@ -132,3 +132,20 @@ def test_the_app_works_in_the_admin_when_app_bridge_cannot_load(
     expect(page.locator('[data-flow="win_back"]').get_by_role("status")).to_have_text("Saved")
     expect(switch).to_have_attribute("aria-checked", "false")
     assert saved_switch(live, live.shopify_id, "win_back") is False
+
+
+def test_an_email_previews_in_the_admin_without_app_bridge_or_a_cookie(
+    live: Live, page: Page
+) -> None:
+    """The preview page loaded in the admin by its session token alone, in a browser that
+    never signed in: its email frames show (they carry a pass of their own, as the
+    admin's frame sends no cookie)."""
+    token = session_token(SHOPIFY_SECRET, SHOPIFY_SHOP)
+    answer = page.goto(embedded(token).replace("/app/?", "/app/flows/cart_recovery/preview?"))
+    assert answer is not None
+    assert answer.status == 200
+    page.locator("iframe").first.scroll_into_view_if_needed()  # the frames load lazily
+    email = page.frame_locator("iframe").first
+    expect(email.locator("html")).to_have_attribute("lang", "en")
+    expect(email.get_by_role("link").first).to_be_visible()
+    look(page, "preview-embedded-offline")
