@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from adapters.events import Money, normalise_email
 from emails import i18n
 from emails.content import Brand, DiscountBlock, MessageKind, Rendered
-from emails.delivery import PermanentDeliveryError, TransientDeliveryError
+from emails.delivery import PermanentDeliveryError, TransientDeliveryError, backend_from_url
 from emails.outgoing import make_message_id
 from emails.render import render
 from jobs.flows import registry
@@ -566,7 +566,9 @@ def send_test(
         # no message: a bounce or complaint about a test maps to none, suppresses no one
         metadata={"shop": str(shop_id), "test": "1"},
     )
-    sender = courier.build_sender(runtime)
+    # a backend of its own, closed after: the process's pools its connections per thread,
+    # and a web request's thread would leave its connection open when it ends
+    backend = backend_from_url(runtime.settings.email_url, redis=runtime.redis)
     composed = Composed(
         email_to=to,
         subject=subject,
@@ -575,11 +577,13 @@ def send_test(
         payload=outgoing,
     )
     try:
-        provider_id = sender.courier.deliver(composed)
+        provider_id = courier.EmailCourier(runtime, backend).deliver(composed)
     except TransientSendError as exc:
         raise TestDeliveryError(exc.reason, transient=True) from exc
     except (PermanentSendError, PermanentDeliveryError, TransientDeliveryError) as exc:
         raise TestDeliveryError(str(exc), transient=False) from exc
+    finally:
+        backend.close()
     return TestSent(
         to=to,
         subject=subject,
