@@ -154,7 +154,7 @@ def test_data_request_exports_what_we_hold_to_the_merchant(
     sign_in(client, shop_id + 1)  # another shop's merchant
     assert client.get(f"/app/privacy/{request.id}.json").status_code == 404
     sign_in(client, shop_id)
-    assert "download export" in client.get("/settings").get_data(as_text=True)
+    assert "Download the export" in client.get("/app/privacy").get_data(as_text=True)
     download = client.get(f"/app/privacy/{request.id}.json")
     assert download.status_code == 200
     assert download.json == export
