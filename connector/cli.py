@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy import select
@@ -14,7 +15,16 @@ from sqlalchemy.orm import Session
 
 from connector.platforms.registry import CONNECTORS
 from jobs.settings import Settings, SettingsError
-from jobs.store.db import make_engine, make_sessions, migrate
+from jobs.store.db import (
+    SchemaNotCurrent,
+    SchemaUnknown,
+    check_schema,
+    make_engine,
+    make_sessions,
+    migrate,
+    printable_url,
+    schema_revisions,
+)
 from jobs.store.models import Shop
 
 if TYPE_CHECKING:
@@ -22,12 +32,24 @@ if TYPE_CHECKING:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    package_name="triggerpost", prog_name="triggerpost", message="%(prog)s %(version)s"
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also log the libraries' own steps (Alembic's migrations); "
+    "so does TRIGGERPOST_LOG_LEVEL=DEBUG.",
+)
 @click.pass_context
-def main(ctx: click.Context) -> None:
+def main(ctx: click.Context, verbose: bool) -> None:
     """triggerpost: triggered personal emails for Shopify and WooCommerce shops.
 
     Configured by TRIGGERPOST_* environment variables (see README.md); with none
-    set it runs on embedded defaults under ./var.
+    set it runs on embedded defaults under ./var. Every command but `migrate`
+    and `run` refuses a database whose schema is behind: `triggerpost migrate`
+    upgrades it.
     """
     try:
         settings = Settings.from_env()
@@ -37,7 +59,18 @@ def main(ctx: click.Context) -> None:
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose and logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # a line per migration context and step, on every command that opens one
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     ctx.obj = settings
+
+
+def require_schema(settings: Settings) -> None:
+    """Refuse to go on unless the database's schema is current (only `migrate` changes it)."""
+    try:
+        check_schema(settings.database_url)
+    except SchemaNotCurrent as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def known_shop(session: Session, shop_ref: str) -> Shop:
@@ -76,6 +109,7 @@ def web(settings: Settings, host: str, port: int, workers: int | None, access_lo
     """Serve the web app (webhooks, install flows, settings page) under gunicorn."""
     from connector.web import DEFAULT_WORKERS, serve
 
+    require_schema(settings)
     serve(
         settings,
         host=host,
@@ -103,6 +137,7 @@ def worker(
     """Run an RQ worker with its scheduler; start as many as you like, anywhere."""
     from jobs.workers.worker import work
 
+    require_schema(settings)
     work(settings, worker_class=worker_class, burst=burst, with_sweeper=sweeper, name=name)
 
 
@@ -112,15 +147,33 @@ def sweeper_command(settings: Settings) -> None:
     """Run only the sweeper (re-enqueues stored work that Redis lost)."""
     from jobs.workers.sweeper import run_forever
 
+    require_schema(settings)
     run_forever(settings)
 
 
 @main.command("migrate")
 @click.pass_obj
 def migrate_command(settings: Settings) -> None:
-    """Create or upgrade the database schema."""
+    """Create or upgrade the database schema (the only command that changes it).
+
+    Run it before starting a new version (a release step); `triggerpost run`
+    runs it itself. `triggerpost -v migrate` logs each of Alembic's steps.
+    """
+    where = printable_url(settings.database_url)
+    try:
+        check_schema(settings.database_url)
+    except SchemaUnknown as exc:
+        raise click.ClickException(str(exc)) from exc
+    except SchemaNotCurrent:
+        pass  # what this command is for
+    before, _heads = schema_revisions(settings.database_url)
     migrate(settings.database_url)
-    click.echo(f"database at {_safe_url(settings.database_url)} is up to date")
+    after, _heads = schema_revisions(settings.database_url)
+    if before == after:
+        click.echo(f"database at {where} is up to date (revision {', '.join(after)})")
+        return
+    was = f"revision {', '.join(before)}" if before else "an empty database"
+    click.echo(f"database at {where} upgraded from {was} to revision {', '.join(after)}")
 
 
 @main.group()
@@ -138,21 +191,55 @@ for _connector in CONNECTORS.values():
         shop_add.add_command(_connector.add_command)
 
 
+#: the columns of `shop list`, in order (and the keys of each shop in its --json)
+SHOP_COLUMNS = ("id", "platform", "shop", "status", "timezone", "installed", "name")
+
+
 @shop.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array: one object per shop.")
 @click.pass_obj
-def shop_list(settings: Settings) -> None:
-    """List registered shops."""
-    migrate(settings.database_url)
+def shop_list(settings: Settings, as_json: bool) -> None:
+    """List registered shops: id, platform, address, status, time zone, when it was
+    installed (in its own time zone) and name."""
+    import json
+
+    from jobs.reports.analytics import shop_zone
+
+    require_schema(settings)
     engine = make_engine(settings.database_url)
     try:
         with make_sessions(engine)() as session:
             shops = session.scalars(select(Shop).order_by(Shop.id)).all()
-            if not shops:
-                click.echo("no shops yet: add one with `triggerpost shop add`")
-            for s in shops:
-                click.echo(f"{s.id}\t{s.platform}\t{s.key}\t{s.status}\t{s.name}")
     finally:
         engine.dispose()
+    rows = []
+    for s in shops:
+        zone = shop_zone(s)
+        installed = s.installed_at.astimezone(zone)
+        rows.append(
+            {
+                "id": s.id,
+                "platform": s.platform,
+                "shop": s.key,
+                "status": s.status,
+                "timezone": zone.key,
+                "installed": installed.isoformat(timespec="seconds")
+                if as_json
+                else f"{installed:%Y-%m-%d %H:%M %Z}",
+                "name": s.name,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no shops yet: add one with `triggerpost shop add`")
+        return
+    cells = [list(SHOP_COLUMNS), *([str(row[c]) for c in SHOP_COLUMNS] for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(SHOP_COLUMNS) - 1)]
+    for line in cells:
+        padded = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        click.echo("  ".join([*padded, line[-1]]))
 
 
 @shop.command("login-link")
@@ -177,7 +264,7 @@ def shop_login_link(settings: Settings, shop_ref: str, minutes: int) -> None:
     from jobs.merchant import login_links
     from jobs.store.models import now
 
-    migrate(settings.database_url)
+    require_schema(settings)
     engine = make_engine(settings.database_url)
     try:
         with make_sessions(engine).begin() as session:
@@ -245,7 +332,7 @@ def shop_settings(
         except (ValueError, UnicodeDecodeError) as exc:
             raise click.ClickException(f"{path} is not JSON: {exc}") from exc
 
-    migrate(settings.database_url)
+    require_schema(settings)
     engine = make_engine(settings.database_url)
     try:
         sessions = make_sessions(engine)
@@ -293,14 +380,17 @@ def shop_settings(
 def why(settings: Settings, shop_ref: str, email: str, as_json: bool) -> None:
     """Why did EMAIL get (or not get) each email from SHOP? Prints their timeline:
     every decision, the legal basis each email went on, and the flows that did
-    not start for them, with the latest reason.
+    not start for them, with the latest reason. Times are in the shop's time
+    zone (--json: UTC).
 
     SHOP is the shop's id, myshopify domain or store URL.
     """
     import json
 
+    from jobs.reports.analytics import shop_zone
     from jobs.reports.decisions import explain, find_contact, format_timeline
 
+    require_schema(settings)
     engine = make_engine(settings.database_url)
     try:
         with make_sessions(engine)() as session:
@@ -308,16 +398,19 @@ def why(settings: Settings, shop_ref: str, email: str, as_json: bool) -> None:
             contact = find_contact(session, shop.id, email)
             if contact is None:
                 raise click.ClickException(f"{shop.key} has no contact with the address {email}")
-            rows = explain(session, shop.id, contact.id)
+            # the JSON stays in UTC (for programs); the lines are for the merchant
+            zone = None if as_json else shop_zone(shop)
+            rows = explain(session, shop.id, contact.id, zone)
     finally:
         engine.dispose()
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))
         return
+    assert zone is not None
     consent = contact.consent_state or "unknown"
     click.echo(f"{email} at {shop.key}: consent {consent}, {contact.orders_count} orders")
-    click.echo(format_timeline(rows) if rows else "no flow has considered this contact yet")
+    click.echo(format_timeline(rows, zone) if rows else "no flow has considered this contact yet")
 
 
 @main.group()
@@ -360,7 +453,7 @@ def contacts_import(
 
     if not path.is_file():
         raise click.ClickException(f"{path}: no such file")
-    migrate(settings.database_url)
+    require_schema(settings)
     engine = make_engine(settings.database_url)
     try:
         sessions = make_sessions(engine)
@@ -434,7 +527,7 @@ def history_import(settings: Settings, shop_ref: str, days: int, as_json: bool) 
     from jobs.platforms.registry import history_source
     from jobs.runtime import Runtime
 
-    migrate(settings.database_url)
+    require_schema(settings)
     runtime = Runtime.create(settings)
     started = time.monotonic()
 
@@ -484,7 +577,7 @@ def history_status(settings: Settings, shop_ref: str, as_json: bool) -> None:
 
     from jobs.intake import history as histories
 
-    migrate(settings.database_url)
+    require_schema(settings)
     engine = make_engine(settings.database_url)
     try:
         with make_sessions(engine)() as session:
@@ -570,7 +663,6 @@ def simulate(
         raise click.UsageError("give either SCENARIO.json or --shop SHOP, not both or neither")
     if shop_ref is None and (days is not None or settings_path is not None or until is not None):
         raise click.UsageError("--days, --settings and --until go with --shop")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # the scratch store's migration
     if shop_ref is not None:
         _dry_run(ctx.obj, shop_ref, days or 30, settings_path, until, as_json)
         return
@@ -609,6 +701,7 @@ def _dry_run(
     import json
 
     from jobs.dry_run import DryRunError, dry_run
+    from jobs.reports.analytics import shop_zone
     from jobs.shop_settings import SettingsError
     from jobs.store.db import make_read_sessions
 
@@ -619,12 +712,13 @@ def _dry_run(
         except (ValueError, UnicodeDecodeError) as exc:
             click.echo(f"Error: {settings_path} is not JSON: {exc}", err=True)
             sys.exit(2)
+    require_schema(settings)
     engine = make_engine(settings.database_url)
     try:
         sessions = make_read_sessions(engine)
         with sessions() as session:
             shop = known_shop(session, shop_ref)
-            shop_id, key = shop.id, shop.key
+            shop_id, key, zone = shop.id, shop.key, shop_zone(shop)
         try:
             result = dry_run(
                 sessions,
@@ -649,16 +743,17 @@ def _dry_run(
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
         return
-    click.echo(_format_dry_run(result))
+    click.echo(_format_dry_run(result, zone))
 
 
-def _format_dry_run(result: DryRun) -> str:
-    """The dry run as a merchant reads it: counts, flow names and reasons, no address."""
+def _format_dry_run(result: DryRun, zone: ZoneInfo) -> str:
+    """The dry run as a merchant reads it: counts, flow names and reasons, no address,
+    the window in the shop's zone."""
     from jobs.dry_run import LEFT_OUT_WORDS
 
     lines = [
-        f"dry run of {result.shop}: {result.start:%Y-%m-%d %H:%M} to "
-        f"{result.until:%Y-%m-%d %H:%M} UTC, "
+        f"dry run of {result.shop}: {result.start.astimezone(zone):%Y-%m-%d %H:%M} to "
+        f"{result.until.astimezone(zone):%Y-%m-%d %H:%M %Z}, "
         + ("proposed settings (nothing saved)" if result.proposed else "stored settings"),
         (
             f"replayed {result.events_in_window} events of the window, after "
@@ -719,13 +814,6 @@ def email_webhook_url(settings: Settings, provider: str) -> None:
     from connector.email_events import webhook_url
 
     click.echo(webhook_url(settings, provider))
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for printing."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from flask import Blueprint
 
 from jobs.merchant.shops import ShopError, add_shop
 from jobs.settings import Settings
-from jobs.store.db import make_engine, make_sessions, migrate
+from jobs.store.db import SchemaNotCurrent, check_schema, make_engine, make_sessions
 from jobs.store.secrets import SecretBox
 
 
@@ -66,8 +66,12 @@ class ConnectorPlatform:
 def add_shop_by_hand(
     settings: Settings, platform: str, address: str, **details: str | None
 ) -> None:
-    """What every ``shop add`` command does once its options are checked."""
-    migrate(settings.database_url)
+    """What every ``shop add`` command does once its options are checked (on a
+    current schema only: ``triggerpost migrate`` upgrades it)."""
+    try:
+        check_schema(settings.database_url)
+    except SchemaNotCurrent as exc:
+        raise click.ClickException(str(exc)) from exc
     engine = make_engine(settings.database_url)
     try:
         with make_sessions(engine).begin() as session:

@@ -13,7 +13,7 @@ reason (``non_enrolments``), each in words as well as codes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -168,8 +168,14 @@ _OUTCOME_WORDS = {
 }
 
 
-def _day(text: str | None) -> str | None:
-    return datetime.fromisoformat(text).date().isoformat() if text else None
+def _day(text: str | None, zone: tzinfo | None = None) -> str | None:
+    """The day of an ISO 8601 time, in ``zone`` when given and the time has an offset."""
+    if not text:
+        return None
+    at = datetime.fromisoformat(text)
+    if zone is not None and at.tzinfo is not None:
+        at = at.astimezone(zone)
+    return at.date().isoformat()
 
 
 def source_words(source: str | None) -> str | None:
@@ -183,17 +189,18 @@ def source_words(source: str | None) -> str | None:
     return what
 
 
-def basis_words(record: Mapping[str, Any] | None) -> str | None:
-    """A send's legal basis as a merchant reads it: ``subscribed via checkout on 2026-03-02``."""
+def basis_words(record: Mapping[str, Any] | None, zone: tzinfo | None = None) -> str | None:
+    """A send's legal basis as a merchant reads it: ``subscribed via checkout on 2026-03-02``
+    (the days in ``zone`` when given, else as recorded)."""
     if not record:
         return None
     basis = record.get("basis")
     if basis == "subscribed":
         via = source_words(record.get("source"))
-        day = _day(record.get("at"))
+        day = _day(record.get("at"), zone)
         return "subscribed" + (f" via {via}" if via else "") + (f" on {day}" if day else "")
     if basis == "soft_opt_in":
-        since = _day(record.get("customer_since"))
+        since = _day(record.get("customer_since"), zone)
         orders = record.get("orders")
         facts = [f"a customer since {since}" if since else "a past customer"]
         if orders:
@@ -251,12 +258,15 @@ def not_started_words(reason: str, detail: str | None) -> str:
     return f"{words} ({reason_words(detail)})" if detail else words
 
 
-def explain(session: Session, shop_id: int, contact_id: int) -> list[dict[str, Any]]:
+def explain(
+    session: Session, shop_id: int, contact_id: int, zone: tzinfo | None = None
+) -> list[dict[str, Any]]:
     """One contact's timeline for ``why``: the decision log, each sent row with its
     legal basis, the flows that did not start for her, the links she clicked in
     our emails and the orders credited to them, oldest first; a row says what
     happened in words where the code alone would not (``says``), and every row
-    in words as a whole (``words``: the merchant's activity page)."""
+    in words as a whole (``words``: the merchant's activity page). A time inside
+    the words is in ``zone`` when given (the shop's, for a merchant), else UTC."""
     rows = timeline(session, shop_id, contact_id)
     sent = [row["message"] for row in rows if row["outcome"] == "sent" and row["message"]]
     bases: dict[int, dict[str, Any] | None] = dict(
@@ -264,7 +274,7 @@ def explain(session: Session, shop_id: int, contact_id: int) -> list[dict[str, A
     )
     for row in rows:
         row["legal_basis"] = bases.get(row["message"]) if row["outcome"] == "sent" else None
-        basis = basis_words(row["legal_basis"])
+        basis = basis_words(row["legal_basis"], zone)
         row["says"] = f"sent ({basis})" if basis else None
         if row["outcome"] == "exited" and row["reason"] in _REASON_WORDS:
             row["says"] = f"exited: {reason_words(row['reason'])}"
@@ -275,7 +285,8 @@ def explain(session: Session, shop_id: int, contact_id: int) -> list[dict[str, A
         )
     )
     for found in not_started:
-        times = f", {found.count} times since {found.first_at.isoformat()}" * (found.count > 1)
+        since = local_time(found.first_at.isoformat(), zone)
+        times = f", {found.count} times since {since}" * (found.count > 1)
         rows.append(
             {
                 "at": found.at.isoformat(),
@@ -366,12 +377,22 @@ def _orders(
     return rows
 
 
-def format_timeline(rows: Sequence[dict[str, Any]]) -> str:
+def format_timeline(rows: Sequence[dict[str, Any]], zone: tzinfo | None = None) -> str:
+    """The timeline as lines; its times in ``zone`` when given (a shop's timeline as
+    its merchant reads it), else as stored (UTC, ISO 8601)."""
     lines = []
     for row in rows:
         what = row.get("says") or (row["outcome"] + (f":{row['reason']}" if row["reason"] else ""))
         if row["until"]:
-            what += f" until {row['until']}"
+            what += f" until {local_time(row['until'], zone)}"
         step = f"{row['flow']}/{row['step']}" if row["step"] else row["flow"]
-        lines.append(f"{row['at']}  {row['contact'] or '-':<32} {step:<28} {what}")
+        at = local_time(row["at"], zone)
+        lines.append(f"{at}  {row['contact'] or '-':<32} {step:<28} {what}")
     return "\n".join(lines)
+
+
+def local_time(text: str, zone: tzinfo | None) -> str:
+    """An ISO 8601 time as a reader in ``zone`` reads it (``text`` itself without one)."""
+    if zone is None:
+        return text
+    return f"{datetime.fromisoformat(text).astimezone(zone):%Y-%m-%d %H:%M:%S %Z}"

@@ -34,7 +34,10 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, Select, create_engine, event, inspect, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached, sessionmaker
 
@@ -380,3 +383,59 @@ def alembic_config(url: str) -> Config:
 def migrate(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` up to ``revision`` (idempotent)."""
     command.upgrade(alembic_config(url), revision)
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database's schema is not the one this version of the code is written for."""
+
+
+class SchemaUnknown(SchemaNotCurrent):
+    """The database is at a revision this version has no migration for (a newer
+    version migrated it): neither running on it nor migrating it is safe."""
+
+
+def schema_revisions(url: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The revisions the database at ``url`` is at (none before its first migration)
+    and the ones this version's migrations end in; read only, nothing is changed."""
+    heads = tuple(sorted(ScriptDirectory.from_config(alembic_config(url)).get_heads()))
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_heads()
+    finally:
+        engine.dispose()
+    return tuple(sorted(current)), heads
+
+
+def check_schema(url: str) -> None:
+    """Refuse (:class:`SchemaNotCurrent`, with what to do) unless the database at
+    ``url`` is at this version's latest revision.
+
+    Only ``migrate`` changes a schema: a command that upgraded on its own would
+    upgrade a production database under the feet of processes still running
+    the previous version, and one that ran on an older schema would fail half-way
+    on a missing column.
+    """
+    current, heads = schema_revisions(url)
+    if current == heads:
+        return
+    where = printable_url(url)
+    script = ScriptDirectory.from_config(alembic_config(url))
+    known = {revision.revision for revision in script.walk_revisions()}
+    unknown = [revision for revision in current if revision not in known]
+    if unknown:
+        raise SchemaUnknown(
+            f"the database at {where} is at revision {', '.join(unknown)}, which this "
+            "version of triggerpost does not know (a newer version migrated it): "
+            "run that version, or upgrade this one"
+        )
+    at = f"at revision {', '.join(current)}" if current else "empty (no schema yet)"
+    raise SchemaNotCurrent(
+        f"the database at {where} is {at}; this version needs revision "
+        f"{', '.join(heads)}: run `triggerpost migrate` first"
+    )
+
+
+def printable_url(url: str) -> str:
+    """``url`` without its password, for printing."""
+    return make_url(url).render_as_string(hide_password=True)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import tomllib
+from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import click
@@ -144,3 +148,83 @@ def test_production_refuses_to_start_on_dev_defaults(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "TRIGGERPOST_SECRET_KEY" in result.output
+
+
+def test_version_prints_the_package_s_version(tmp_path: Path) -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text("utf-8"))
+    result = CliRunner().invoke(main, ["--version"], env={"TRIGGERPOST_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert result.output == f"triggerpost {pyproject['project']['version']}\n"
+    assert result.output == f"triggerpost {version('triggerpost')}\n"
+
+
+def add_two_shops(env: dict[str, str], database_url: str) -> None:
+    """A Shopify shop in Stockholm installed at 12:00 UTC on 1 July (14:00 there), and
+    a WooCommerce store with no zone (UTC)."""
+    runner = CliRunner()
+    for args in (
+        ["shopify", "nordic-socks.myshopify.com", "--webhook-secret", "app-secret-1"],
+        ["woocommerce", "https://butik.example.se", "--webhook-secret", "s3cr3tvalue"],
+    ):
+        assert runner.invoke(main, ["shop", "add", *args], env=env).exit_code == 0
+    engine = make_engine(database_url)
+    with make_sessions(engine).begin() as session:
+        shopify = session.scalars(select(Shop).where(Shop.platform == "shopify")).one()
+        shopify.timezone = "Europe/Stockholm"
+        shopify.name = "Nordic Socks AB"
+        shopify.installed_at = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+        woo = session.scalars(select(Shop).where(Shop.platform == "woocommerce")).one()
+        woo.installed_at = datetime(2026, 11, 30, 23, 30, 15, tzinfo=UTC)
+    engine.dispose()
+
+
+def test_shop_list_has_a_header_and_shows_when_each_shop_came_on_its_own_clock(
+    env: dict[str, str], database_url: str
+) -> None:
+    add_two_shops(env, database_url)
+    listing = CliRunner().invoke(main, ["shop", "list"], env=env)
+    assert listing.exit_code == 0, listing.output
+    header, *rows = [line.split("  ") for line in listing.output.splitlines()]
+    cells = [[c.strip() for c in line if c.strip()] for line in (header, *rows)]
+    assert cells[0] == ["id", "platform", "shop", "status", "timezone", "installed", "name"]
+    assert cells[1][1:] == [
+        "shopify", "nordic-socks.myshopify.com", "active",
+        "Europe/Stockholm", "2026-07-01 14:00 CEST", "Nordic Socks AB",
+    ]  # fmt: skip
+    assert cells[2][1:] == [
+        "woocommerce", "butik.example.se", "active", "UTC", "2026-11-30 23:30 UTC",
+        "butik.example.se",
+    ]  # fmt: skip
+    # the columns line up under their headings
+    lines = listing.output.splitlines()
+    assert {line.index("2026") for line in lines[1:]} == {lines[0].index("installed")}
+
+
+def test_shop_list_as_json_gives_one_object_per_shop_with_the_table_s_fields(
+    env: dict[str, str], database_url: str
+) -> None:
+    empty = CliRunner().invoke(main, ["shop", "list", "--json"], env=env)
+    assert empty.exit_code == 0, empty.output
+    assert json.loads(empty.output) == []
+    add_two_shops(env, database_url)
+    listing = CliRunner().invoke(main, ["shop", "list", "--json"], env=env)
+    assert listing.exit_code == 0, listing.output
+    shopify, woo = json.loads(listing.output)
+    ids = [shop.id for shop in shops(database_url)]
+    assert shopify == {
+        "id": ids[0],
+        "platform": "shopify",
+        "shop": "nordic-socks.myshopify.com",
+        "status": "active",
+        "timezone": "Europe/Stockholm",
+        "installed": "2026-07-01T14:00:00+02:00",
+        "name": "Nordic Socks AB",
+    }
+    assert woo["installed"] == "2026-11-30T23:30:15+00:00"
+    assert (woo["id"], woo["platform"], woo["shop"]) == (ids[1], "woocommerce", "butik.example.se")
+
+
+def test_an_empty_shop_list_says_how_to_add_one(env: dict[str, str]) -> None:
+    listing = CliRunner().invoke(main, ["shop", "list"], env=env)
+    assert listing.exit_code == 0, listing.output
+    assert listing.output == "no shops yet: add one with `triggerpost shop add`\n"

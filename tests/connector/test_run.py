@@ -48,6 +48,11 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]
         "TRIGGERPOST_SWEEP_INTERVAL": "1",
     }
     cli = [sys.executable, "-m", "connector.cli"]
+    # a shop is added before the first start: the schema first, as the README says
+    migrated = subprocess.run(
+        [*cli, "migrate"], env=env, capture_output=True, text=True, check=False
+    )
+    assert migrated.returncode == 0, migrated.stderr
     added = subprocess.run(
         [*cli, "shop", "add", "shopify", SHOP, "--webhook-secret", SECRET],
         env=env, capture_output=True, text=True, check=False,

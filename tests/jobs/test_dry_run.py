@@ -401,6 +401,27 @@ def test_simulate_shop_prints_counts_and_never_an_address(
     assert payload["settings"] == "stored"
 
 
+def test_simulate_shop_shows_the_window_in_the_shop_s_time_zone(
+    shop: LoggedShop, runtime: Runtime
+) -> None:
+    """--until is given in UTC; the merchant reads the window on the shop's clock."""
+    shop.checkout(1, days_before(10))
+    shop.drain()
+    args = ["simulate", "--shop", SHOPIFY_SHOP, "--days", "30", *UNTIL_ARG]
+    in_utc = CliRunner().invoke(main, args, env=_env(runtime))
+    assert in_utc.exit_code == 0, in_utc.output
+    assert in_utc.output.splitlines()[0].startswith(
+        f"dry run of {SHOPIFY_SHOP}: 2026-09-01 12:00 to 2026-10-01 12:00 UTC, "
+    )
+    with runtime.sessions.begin() as session:
+        session.get_one(Shop, shop.id).timezone = "Europe/Stockholm"
+    local = CliRunner().invoke(main, args, env=_env(runtime))
+    assert local.exit_code == 0, local.output
+    assert local.output.splitlines()[0].startswith(
+        f"dry run of {SHOPIFY_SHOP}: 2026-09-01 14:00 to 2026-10-01 14:00 CEST, "
+    )
+
+
 def test_simulate_shop_with_settings(shop: LoggedShop, runtime: Runtime, tmp_path: Path) -> None:
     shop.checkout(1, days_before(10))
     shop.drain()

@@ -3,6 +3,7 @@ never started for her (kept as one row per contact and flow, however often it ha
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -263,6 +264,42 @@ def test_why_on_the_command_line_answers_for_a_flow_that_never_started(
         "cart_recovery" in line and "not started: the flow was off" in line
         for line in result.output.splitlines()
     )
+
+
+def test_why_on_the_command_line_shows_times_on_the_shop_s_clock(
+    shop: Harness, runtime: Runtime
+) -> None:
+    """The merchant reads her timeline in the shop's zone (Stockholm here); --json
+    keeps UTC for programs."""
+    from click.testing import CliRunner
+
+    from connector.cli import main
+
+    shop.settings(flows={"cart_recovery": {"enabled": False}})
+    anna = subscribed_at_checkout()
+    shop.at(T0, checkout("tok-1", T0, anna))
+    shop.at(T0 + hours(2), checkout("tok-1", T0 + hours(2), anna))
+    settings = runtime.settings
+    env = {
+        "TRIGGERPOST_DATA_DIR": str(settings.data_dir),
+        "TRIGGERPOST_DATABASE_URL": settings.database_url,
+        "TRIGGERPOST_SECRET_KEY": settings.secret_key,
+    }
+    result = CliRunner().invoke(main, ["why", SHOP, "anna@example.se"], env=env)
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.output.splitlines() if "not started" in line]
+    # T0 is 09:00 UTC, 10:00 in Stockholm (CET); the latest time it did not start was 2 h later
+    assert line.startswith("2026-03-02 12:00:00 CET  anna@example.se")
+    assert "2 times since 2026-03-02 10:00:00 CET)" in line
+    assert "+00:00" not in result.output
+
+    as_json = CliRunner().invoke(main, ["why", SHOP, "anna@example.se", "--json"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    (row,) = [
+        r for r in map(json.loads, as_json.output.splitlines()) if r["flow"] == "cart_recovery"
+    ]
+    assert row["at"] == "2026-03-02T11:00:00+00:00"
+    assert row["first_at"] == "2026-03-02T09:00:00+00:00"
 
 
 # --- clicks, credited orders and every row in words -----------------------------------
