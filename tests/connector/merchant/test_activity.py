@@ -253,11 +253,25 @@ def test_the_health_api_and_page_show_the_shop_s_own_connection_in_words(
     assert [w["topic"] for w in theirs["webhooks"]] == ["order.updated"]
 
 
-def test_a_quiet_healthy_shop_says_nothing_needs_the_merchant(woo_merchant: Merchant) -> None:
+def test_a_quiet_shop_is_not_called_working_before_anything_arrived(
+    woo_merchant: Merchant,
+) -> None:
     body = woo_merchant.api("GET", "/health").json
     assert (body["healthy"], body["webhooks"], body["deliveries"]["failed"]) == (True, [], 0)
-    page = woo_merchant.client.get("/app/health")
-    assert "nothing needs you" in unescape(page.text)
+    page = unescape(woo_merchant.client.get("/app/health").text)
+    assert "nothing needs you" not in page
+    assert "nothing has arrived from your shop in the last 24 hours" in page
+
+
+def test_a_healthy_shop_with_webhooks_says_nothing_needs_the_merchant(
+    woo_merchant: Merchant, runtime: Runtime
+) -> None:
+    with runtime.sessions.begin() as session:
+        session.add(
+            _delivery(woo_merchant.shop_id, "4", "order.updated", DeliveryStatus.PROCESSED, None)
+        )
+    page = unescape(woo_merchant.client.get("/app/health").text)
+    assert "nothing needs you" in page
 
 
 def test_the_openapi_document_describes_the_activity_privacy_and_health_routes(
