@@ -121,16 +121,14 @@ def shop_zone(shop: Shop) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def local_time(value: datetime | None, shop: Shop, *, with_zone: bool = False) -> str:
+def local_time(value: datetime | None, shop: Shop) -> str:
     """A moment as the merchant reads it: in the shop's zone, in the UI's language."""
     if value is None:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     zone = shop_zone(shop)
-    return format_datetime(
-        value.astimezone(zone), "medium" if not with_zone else "long", locale=language()
-    )
+    return format_datetime(value.astimezone(zone), "medium", locale=language())
 
 
 def local_date(value: datetime, shop: Shop) -> str:
