@@ -16,8 +16,12 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 # axe-core for the browser tests' accessibility checks (a test tool: the app never serves it)
 AXE := var/npm/node_modules/axe-core/axe.min.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# the WooCommerce plugin's tests: PHP, PHPUnit and WordPress core (Debian's packages)
+PHPUNIT := /usr/bin/phpunit
+WP_CORE := /usr/share/wordpress/wp-includes/plugin.php
+PLUGIN_APT := php-cli php-sqlite3 phpunit wordpress
 
-.PHONY: help run test lint format typecheck pytest bench bench-render bench-pipeline fuzz clean
+.PHONY: help run test lint format typecheck pytest plugin-test plugin-zip bench bench-render bench-pipeline fuzz clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,7 +41,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.run-installed ## Set up and start everything on embedded defaults (PORT=8000)
 	$(BIN)/triggerpost run --port $(PORT)
 
-test: lint typecheck pytest ## Set up, then lint, type-check and run every test
+test: lint typecheck pytest plugin-test ## Set up, then lint, type-check and run every test
 
 lint: $(VENV)/.dev-installed ## ruff, the layout's import contracts, declared dependencies
 	$(BIN)/ruff check .
@@ -63,6 +67,22 @@ $(AXE):
 
 pytest: $(VENV)/.dev-installed $(CHROMIUM) $(AXE) ## The test suite (PostgreSQL too when TEST_DATABASE_URL is set)
 	$(BIN)/pytest
+
+$(PHPUNIT) $(WP_CORE):
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(PLUGIN_APT) \
+		|| ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(PLUGIN_APT))
+
+plugin-test: $(PHPUNIT) $(WP_CORE) ## The WooCommerce plugin: php -l on every file, then PHPUnit on WordPress core
+	@for f in $$(find woocommerce-plugin -name '*.php'); do \
+		out=$$(php -l "$$f" 2>&1) || { echo "$$out"; exit 1; }; \
+	done; echo "php -l: $$(find woocommerce-plugin -name '*.php' | wc -l) files, no syntax errors"
+	@if command -v node >/dev/null; then node --check woocommerce-plugin/triggerpost/assets/triggerpost.js; fi
+	cd woocommerce-plugin/tests && $(PHPUNIT) -c phpunit.xml.dist
+
+plugin-zip: ## The WooCommerce plugin to upload in wp-admin: var/dist/triggerpost-woocommerce.zip
+	@mkdir -p var/dist && rm -f var/dist/triggerpost-woocommerce.zip
+	$(PYTHON) -m zipfile -c var/dist/triggerpost-woocommerce.zip woocommerce-plugin/triggerpost
+	@$(PYTHON) -m zipfile -l var/dist/triggerpost-woocommerce.zip
 
 bench: $(VENV)/.dev-installed ## Intake benchmark against gunicorn on loopback
 	$(BIN)/python bench/intake.py
