@@ -72,12 +72,14 @@ $(PHPUNIT) $(WP_CORE):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(PLUGIN_APT) \
 		|| ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(PLUGIN_APT))
 
-plugin-test: $(PHPUNIT) $(WP_CORE) ## The WooCommerce plugin: php -l on every file, then PHPUnit on WordPress core
+plugin-test: $(PHPUNIT) $(WP_CORE) $(VENV)/.dev-installed $(CHROMIUM) ## The WooCommerce plugin: php -l, PHPUnit on WordPress core, its script in Chromium
 	@for f in $$(find woocommerce-plugin -name '*.php'); do \
 		out=$$(php -l "$$f" 2>&1) || { echo "$$out"; exit 1; }; \
 	done; echo "php -l: $$(find woocommerce-plugin -name '*.php' | wc -l) files, no syntax errors"
 	@if command -v node >/dev/null; then node --check woocommerce-plugin/triggerpost/assets/triggerpost.js; fi
 	cd woocommerce-plugin/tests && $(PHPUNIT) -c phpunit.xml.dist
+	@mkdir -p var/test-artifacts/plugin
+	$(BIN)/python woocommerce-plugin/tests/browser_check.py var/test-artifacts/plugin
 
 plugin-zip: ## The WooCommerce plugin to upload in wp-admin: var/dist/triggerpost-woocommerce.zip
 	@mkdir -p var/dist && rm -f var/dist/triggerpost-woocommerce.zip

@@ -86,4 +86,6 @@ add_filter( 'wp_die_ajax_handler', static fn() => apply_filters( 'wp_die_handler
 add_filter( 'wp_die_json_handler', static fn() => apply_filters( 'wp_die_handler', null ) );
 
 require dirname( __DIR__ ) . '/triggerpost/triggerpost.php';
-require __DIR__ . '/class-triggerpost-testcase.php';
+if ( class_exists( PHPUnit\Framework\TestCase::class ) ) {
+	require __DIR__ . '/class-triggerpost-testcase.php';
+}

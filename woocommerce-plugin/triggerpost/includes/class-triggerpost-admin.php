@@ -188,6 +188,7 @@ class Triggerpost_Admin {
 			<h2><?php esc_html_e( 'Connection', 'triggerpost' ); ?></h2>
 			<?php $this->render_connection( $connection ); ?>
 
+			<h2><?php esc_html_e( 'Settings', 'triggerpost' ); ?></h2>
 			<form method="post" action="<?php echo esc_url( admin_url( 'admin-post.php' ) ); ?>">
 				<input type="hidden" name="action" value="triggerpost_save">
 				<?php wp_nonce_field( 'triggerpost_save' ); ?>
