@@ -347,6 +347,9 @@ class Triggerpost_Carts {
 			// The token first: every cart change below is this cart's.
 			WC()->session->set( self::SESSION_TOKEN, $token );
 			WC()->session->set( self::SESSION_HASH, null );
+			// WooCommerce may load the session's cart lazily, on first read: read
+			// it now, so it cannot come back into the cart after it is emptied.
+			WC()->cart->get_cart();
 			WC()->cart->empty_cart();
 			foreach ( $items as $item ) {
 				$product_id   = (int) ( $item['product_id'] ?? 0 );
