@@ -66,4 +66,23 @@ class PluginTest extends Triggerpost_TestCase {
 		$this->assertTrue( has_action( 'activate_' . $file ) );
 		$this->assertTrue( has_action( 'deactivate_' . $file ) );
 	}
+
+	/**
+	 * @runInSeparateProcess
+	 * @preserveGlobalState disabled
+	 */
+	public function test_uninstalling_removes_settings_snapshots_and_the_prune_but_not_order_records(): void {
+		( new Triggerpost_Settings() )->update( array( 'connection' => Triggerpost_Connection::parse_code( self::CODE ) ) );
+		( new Triggerpost_Cart_Store() )->save( str_repeat( 'a', 32 ), array(), time() );
+		Triggerpost_Carts::schedule_prune();
+
+		define( 'WP_UNINSTALL_PLUGIN', plugin_basename( TRIGGERPOST_FILE ) );
+		require dirname( TRIGGERPOST_FILE ) . '/uninstall.php';
+
+		$this->assertFalse( get_option( Triggerpost_Settings::OPTION ) );
+		$this->assertFalse( wp_next_scheduled( Triggerpost_Carts::CRON_HOOK ) );
+		$tables = $GLOBALS['wpdb']->pdo->query( "SELECT name FROM sqlite_master WHERE type = 'table'" )->fetchAll( PDO::FETCH_COLUMN );
+		$this->assertNotContains( 'wp_triggerpost_carts', $tables );
+		$this->assertContains( 'wp_options', $tables );
+	}
 }

@@ -123,9 +123,14 @@ def main() -> int:
         context = browser.new_context(viewport={"width": 1100, "height": 800})
         context.add_init_script(RECORDER)
 
+        state_requests: list[dict[str, str]] = []
+
         def shop(route: Route) -> None:
             path = route.request.url.split("https://shop.example", 1)[1].split("?")[0]
-            if path.endswith("/triggerpost.js"):
+            if "wc-ajax=triggerpost_state" in route.request.url:
+                state_requests.append(route.request.headers)
+                route.fulfill(path=OUT / "state.json", content_type="application/json")
+            elif path.endswith("/triggerpost.js"):
                 route.fulfill(body=SCRIPT.read_text(), content_type="text/javascript")
             else:
                 name = path.strip("/") or "index"
@@ -147,6 +152,19 @@ def main() -> int:
         check(add["data"]["cart"]["items"][0]["product_id"] == "20", "the add carries the cart")
         check(view["data"]["product"]["title"] == 'Stoneware mug "Fika" & co\'s', "title as is")
         visitor = bodies[0]["visitor"]
+
+        # An add that loads no page: the script asks the shop and sends what waited.
+        page.evaluate("document.body.dispatchEvent(new Event('wc-blocks_added_to_cart'))")
+        page.wait_for_function("window.__beacons.length === 2")
+        later = sent(page)[1]["events"]
+        check(types([sent(page)[1]]) == ["product_added_to_cart"], "the add fetched")
+        check(later[0]["data"]["quantity"] == 2, "its quantity")
+        check(later[0]["data"]["product"]["id"] == "10", "its product")
+        check(len(later[0]["data"]["cart"]["items"]) == 2, "with the cart as it is now")
+        check(
+            len(state_requests) == 1 and state_requests[0].get("x-triggerpost") == "1",
+            f"the state request: {state_requests}",
+        )
 
         # The same visitor on the next page (first-party cookie), the cart page.
         page.goto("https://shop.example/cart")

@@ -30,7 +30,16 @@ class Test_Wpdb extends wpdb {
 		$this->pdo->setAttribute( PDO::ATTR_ERRMODE, PDO::ERRMODE_EXCEPTION );
 		// The table Triggerpost_Cart_Store::install() creates with dbDelta, in SQLite's words.
 		$this->pdo->exec( "CREATE TABLE wp_options (option_id INTEGER PRIMARY KEY AUTOINCREMENT, option_name TEXT NOT NULL UNIQUE, option_value TEXT NOT NULL, autoload TEXT NOT NULL DEFAULT 'yes')" );
-		$this->pdo->exec( 'CREATE TABLE wp_triggerpost_carts (token CHAR(32) NOT NULL PRIMARY KEY, contents TEXT NOT NULL, updated_at DATETIME NOT NULL)' );
+		$this->create_carts_table();
+	}
+
+	/**
+	 * The table Triggerpost_Cart_Store::install() creates with dbDelta, in SQLite's words.
+	 *
+	 * @return void
+	 */
+	private function create_carts_table() {
+		$this->pdo->exec( 'CREATE TABLE IF NOT EXISTS wp_triggerpost_carts (token CHAR(32) NOT NULL PRIMARY KEY, contents TEXT NOT NULL, updated_at DATETIME NOT NULL)' );
 	}
 
 	/**
@@ -80,6 +89,7 @@ class Test_Wpdb extends wpdb {
 	 * @return void
 	 */
 	public function reset() {
+		$this->create_carts_table();
 		$this->pdo->exec( 'DELETE FROM wp_triggerpost_carts' );
 		$this->pdo->exec( 'DELETE FROM wp_options' );
 	}

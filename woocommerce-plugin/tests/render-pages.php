@@ -108,6 +108,16 @@ Test_Site::$page       = 'product';
 Test_Site::$queried_id = 10;
 file_put_contents( $out . '/product.html', rp_shop_page( '<main><h1>Stoneware mug</h1><form class="cart"><button type="submit">Add to cart</button></form></main>' ) );
 
+// An add on that page that loads no page (blocks, AJAX buttons): what the
+// script is told when it asks (?wc-ajax=triggerpost_state).
+WC()->cart->add_to_cart( 10, 2 );
+$_SERVER['HTTP_X_TRIGGERPOST'] = '1';
+add_filter( 'wp_doing_ajax', '__return_true' );
+add_filter( 'wp_die_ajax_handler', static fn() => static function () {} );
+file_put_contents( $out . '/state.json', rp_capture( fn() => do_action( 'wc_ajax_triggerpost_state' ) ) );
+unset( $_SERVER['HTTP_X_TRIGGERPOST'] );
+remove_all_filters( 'wp_doing_ajax' );
+
 // The cart page.
 Test_Site::$page = 'cart';
 file_put_contents( $out . '/cart.html', rp_shop_page( '<main><h1>Cart</h1></main>' ) );
