@@ -19,7 +19,9 @@ drops those before they get here.
 
 from __future__ import annotations
 
+import base64
 import logging
+import secrets
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -158,9 +160,22 @@ class ShopStatus(StrEnum):
     UNINSTALLED = "uninstalled"
 
 
+def new_storefront_key() -> str:
+    """A shop's public storefront key: ``pk_`` and 26 lowercase base32 characters (128 bits).
+
+    Public (it is in every storefront page), so only unguessable enough that a
+    stranger cannot name a shop by chance: the origin check and the rate limits
+    carry the rest (see connector.storefront).
+    """
+    return "pk_" + base64.b32encode(secrets.token_bytes(16)).decode("ascii").rstrip("=").lower()
+
+
 class Shop(Timestamps, Base):
     __tablename__ = "shops"
-    __table_args__ = (UniqueConstraint("platform", "key"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "key"),
+        Index("ix_shops_storefront_key", "storefront_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     platform: Mapped[str] = mapped_column(String(32))
@@ -193,6 +208,12 @@ class Shop(Timestamps, Base):
     settings_valid: Mapped[dict[str, Any] | None]
     installed_at: Mapped[datetime] = mapped_column(default=now)
     uninstalled_at: Mapped[datetime | None]
+    #: the key storefront events name the shop by (``POST /events/<platform>/<key>``)
+    storefront_key: Mapped[str] = mapped_column(String(29), default=new_storefront_key)
+    #: origins besides the shop's own domains that may send storefront events (https only)
+    storefront_origins: Mapped[list[str] | None] = mapped_column(JSON)
+    #: the secret the shop's storefront plugin signs its requests with (a Fernet token)
+    plugin_secret_enc: Mapped[str | None] = mapped_column(Text)
 
 
 # --- intake ------------------------------------------------------------------
