@@ -33,11 +33,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
 from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from connector.merchant.auth import link_url
 from connector.platforms.registry import CONNECTORS
 from connector.runtime import runtime_of
 from connector.webhooks import read_body
@@ -165,7 +166,7 @@ def status(runtime: Runtime, shop: Shop) -> dict[str, Any]:
 def login_link(runtime: Runtime, shop: Shop) -> dict[str, Any]:
     with runtime.sessions.begin() as session:
         token = login_links.issue(session, shop.id, now())
-    return {"url": runtime.settings.base_url + url_for("access.login_link", token=token)}
+    return {"url": link_url(runtime.settings.base_url, token)}
 
 
 blueprint.add_url_rule("/<platform>/status", view_func=_signed(status), methods=["POST"])
