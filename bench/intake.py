@@ -16,6 +16,7 @@ shop of 1 k orders a day sees about 100 k product views.
     .venv/bin/python bench/intake.py [--mode webhooks|storefront] [--events 1]
         [--requests 20000] [--concurrency 16]
         [--databases sqlite,postgresql] [--postgres-url URL] [--redis-url URL]
+        [--postgres-database triggerpost_bench]
 
 PostgreSQL is measured when --postgres-url or TEST_DATABASE_URL is given (the
 database ``triggerpost_bench`` on that server is dropped and created afresh).
@@ -251,15 +252,17 @@ def shared_redis(url: str) -> str:
     return parts._replace(path=f"/{REDIS_DB}").geturl()
 
 
-def fresh_postgres(base: str) -> str:
-    """A fresh ``triggerpost_bench`` database on the server ``base`` names."""
+def fresh_postgres(base: str, name: str = "triggerpost_bench") -> str:
+    """A fresh database ``name`` on the server ``base`` names."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"a benchmark database is named with letters, digits and _, not {name!r}")
     url = make_url(base).set(drivername="postgresql")
     admin = url.set(database="postgres").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as connection:
         # FORCE: a previous run killed hard may have left connections behind
-        connection.execute("DROP DATABASE IF EXISTS triggerpost_bench WITH (FORCE)")
-        connection.execute("CREATE DATABASE triggerpost_bench")
-    return url.set(database="triggerpost_bench").render_as_string(hide_password=False)
+        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {name}")
+    return url.set(database=name).render_as_string(hide_password=False)
 
 
 def wait_healthy(server: subprocess.Popen[bytes], port: int) -> None:
@@ -381,6 +384,11 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--postgres-url", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
+    parser.add_argument(
+        "--postgres-database",
+        default="triggerpost_bench",
+        help="the database created afresh (and dropped first) on the PostgreSQL server",
+    )
     args = parser.parse_args()
     databases = args.databases.split(",")
     if unknown := set(databases) - {"sqlite", "postgresql"}:
@@ -403,7 +411,8 @@ def main() -> None:
             if database == "sqlite":
                 measure(database, f"sqlite:///{workdir / 'bench.db'}", redis, workdir, args)
             elif database == "postgresql" and args.postgres_url:
-                measure(database, fresh_postgres(args.postgres_url), redis, workdir, args)
+                url = fresh_postgres(args.postgres_url, args.postgres_database)
+                measure(database, url, redis, workdir, args)
             else:
                 print("\npostgresql: skipped (no --postgres-url or TEST_DATABASE_URL)")
     except KeyboardInterrupt:
