@@ -508,3 +508,73 @@ def test_a_cors_preflight_is_answered_for_the_shops_origin_only(
 def test_storefront_answers_carry_no_session_cookie(client: FlaskClient, shopify: Shop) -> None:
     response = send(client, shopify)
     assert "Set-Cookie" not in response.headers
+
+
+def test_hundreds_of_mangled_batches_get_a_4xx_or_a_202_never_a_5xx(
+    client: FlaskClient, runtime: Runtime, woo: Shop
+) -> None:
+    """A valid batch with one value anywhere in it replaced by something of another shape."""
+    import random
+
+    rng = random.Random(19)
+    strange: list[Any] = [
+        None,
+        True,
+        -1,
+        0,
+        1.5,
+        10**30,
+        "",
+        "x" * 3000,
+        [],
+        {},
+        [[[]]],
+        {"a": {"b": None}},
+        "\u0000",
+        "2026-13-45T99:99:99Z",
+        "😀" * 50,
+    ]
+    base = {
+        "visitor": VISITOR,
+        "events": [
+            viewed(),
+            {
+                "id": "ev-00000002",
+                "type": "checkout_started",
+                "at": "2026-12-07T10:00:03Z",
+                "data": {
+                    "cart": CART,
+                    "email": "kund@example.se",
+                    "customer": {"email": "kund@example.se", "first_name": "Kim"},
+                },
+            },
+        ],
+    }
+
+    def paths(node: Any, here: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        found = [here]
+        if isinstance(node, dict):
+            for key, value in node.items():
+                found += paths(value, (*here, key))
+        elif isinstance(node, list):
+            for n, value in enumerate(node):
+                found += paths(value, (*here, n))
+        return found
+
+    every = paths(base)[1:]
+    limit(client, runtime, per_ip=10_000, per_shop=10_000)  # the limits are another test's
+    answers = set()
+    for n in range(300):
+        mangled = json.loads(json.dumps(base))
+        where = rng.choice(every)
+        node = mangled
+        for step in where[:-1]:
+            node = node[step]
+        node[where[-1]] = rng.choice(strange)
+        for event in mangled["events"] if isinstance(mangled.get("events"), list) else []:
+            if isinstance(event, dict) and isinstance(event.get("id"), str):
+                event["id"] = f"{event['id'][:40]}-{n:05d}"  # each try a new event
+        response = send(client, woo, json.dumps(mangled).encode(), origin=STORE_ORIGIN)
+        answers.add(response.status_code)
+        assert response.status_code in (202, 400), (where, response.status_code)
+    assert answers == {202, 400}  # some changes are harmless (a title), most are not
