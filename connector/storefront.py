@@ -348,7 +348,9 @@ def _answer(status: int, body: dict[str, Any] | None = None, **headers: str) -> 
 
 
 def _refused(status: int, error: str, why: str, platform: str, key: str) -> Response:
-    log.warning("storefront events for %s/%s refused (%d): %s", platform, key[:32], status, why)
+    log.warning(
+        "storefront events for %r/%r refused (%d): %s", platform[:32], key[:32], status, why
+    )
     return _answer(status, {"error": error})
 
 
@@ -397,7 +399,7 @@ def preflight(platform: str, key: str) -> Response:
         return _refused(404, "unknown key", "unknown key", platform, key)
     if request_origin() not in shop.origins:
         return _refused(
-            403, "origin not allowed", f"preflight from {request_origin()}", platform, key
+            403, "origin not allowed", f"preflight from {request_origin()!r}", platform, key
         )
     return _answer(
         204,
@@ -415,7 +417,7 @@ def receive(platform: str, key: str) -> Response:
         return _refused(404, "unknown key", "unknown platform, key or shop", platform, key)
     origin = request_origin()
     if origin not in shop.origins:
-        return _refused(403, "origin not allowed", f"origin {origin}", platform, key)
+        return _refused(403, "origin not allowed", f"origin {origin!r}", platform, key)
     agent = request.headers.get("User-Agent", "")
     if not agent.strip() or BOT_AGENT.search(agent):
         log.info("storefront events for shop %s dropped: user agent %r", shop.id, agent[:120])

@@ -578,3 +578,27 @@ def test_hundreds_of_mangled_batches_get_a_4xx_or_a_202_never_a_5xx(
         answers.add(response.status_code)
         assert response.status_code in (202, 400), (where, response.status_code)
     assert answers == {202, 400}  # some changes are harmless (a title), most are not
+
+
+def test_a_shopify_shop_takes_events_from_its_primary_domain_and_its_myshopify_domain(
+    client: FlaskClient, runtime: Runtime, shopify: Shop
+) -> None:
+    with runtime.sessions.begin() as session:
+        session.get_one(Shop, shopify.id).base_url = "https://www.nordljus.se"  # its primary domain
+    client.application.extensions["triggerpost.storefront_keys"].forget()
+    assert (
+        send(
+            client, shopify, batch(viewed("ev-00000001")), origin="https://www.nordljus.se"
+        ).status_code
+        == 202
+    )
+    assert (
+        send(client, shopify, batch(viewed("ev-00000002")), origin=SHOPIFY_ORIGIN).status_code
+        == 202
+    )
+    assert (
+        send(
+            client, shopify, batch(viewed("ev-00000003")), origin="https://nordljus.se"
+        ).status_code
+        == 403
+    )
