@@ -38,9 +38,17 @@ def upgrade() -> None:
     with op.batch_alter_table('shops', schema=None) as batch_op:
         batch_op.alter_column('storefront_key', existing_type=sa.String(length=29), nullable=False)
         batch_op.create_index('ix_shops_storefront_key', ['storefront_key'], unique=True)
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.create_index(
+            'ix_deliveries_storefront_shop_id_received_at', ['shop_id', 'received_at'], unique=False,
+            postgresql_where=sa.text("topic LIKE 'storefront/%'"),
+            sqlite_where=sa.text("topic LIKE 'storefront/%'"),
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_storefront_shop_id_received_at')
     with op.batch_alter_table('shops', schema=None) as batch_op:
         batch_op.drop_index('ix_shops_storefront_key')
         batch_op.drop_column('plugin_secret_enc')
