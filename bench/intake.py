@@ -5,8 +5,18 @@ sends N signed Shopify ``orders/create`` deliveries at concurrency C: first to a
 bare endpoint that only reads the body, then to ``/webhooks/shopify``. Prints
 requests/s, p50, p99 and errors for both, and their ratio, per database.
 
-    .venv/bin/python bench/intake.py [--requests 20000] [--concurrency 16]
+``--mode storefront`` sends storefront events instead, as shoppers' browsers do
+(``text/plain`` from ``navigator.sendBeacon``, an ``Origin`` and a browser's user
+agent; ``--events`` product views per request, each from its own visitor): to a
+bare route that answers 202, then to ``/events/shopify/<key>`` (origin check,
+bot filter, the rate limits counted in Redis, the schema, one delivery per event
+committed before the 202). Storefront traffic is far heavier than webhooks: a
+shop of 1 k orders a day sees about 100 k product views.
+
+    .venv/bin/python bench/intake.py [--mode webhooks|storefront] [--events 1]
+        [--requests 20000] [--concurrency 16]
         [--databases sqlite,postgresql] [--postgres-url URL] [--redis-url URL]
+        [--postgres-database triggerpost_bench]
 
 PostgreSQL is measured when --postgres-url or TEST_DATABASE_URL is given (the
 database ``triggerpost_bench`` on that server is dropped and created afresh).
@@ -32,6 +42,7 @@ import uuid
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -86,6 +97,41 @@ def build_requests(path: str, first: int, count: int) -> list[bytes]:
     return built
 
 
+CDN = "https://cdn.shopify.com/s/files/1"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
+
+def build_events(path: str, first: int, count: int, per_request: int) -> list[bytes]:
+    """Raw sendBeacon-like requests: ``per_request`` distinct product views each."""
+    built = []
+    for n in range(first, first + count):
+        events = [
+            {
+                "id": f"ev-{n:012d}-{i:03d}",
+                "type": "product_viewed",
+                "at": "2026-12-07T10:00:00.000Z",
+                "data": {
+                    "product": {
+                        "id": str(632910392 + (n + i) % 500),
+                        "variant_id": str(808950810 + (n + i) % 500),
+                        "title": "Ullmössa i merinoull",
+                        "url": f"https://{SHOP}/products/ullmossa-{(n + i) % 500}",
+                        "price": "249.00",
+                        "currency": "SEK",
+                        "image_url": f"{CDN}/ullmossa-{(n + i) % 500}.jpg",
+                    }
+                },
+            }
+            for i in range(per_request)
+        ]
+        body = json.dumps({"visitor": f"v_{n:020d}", "events": events}).encode()
+        head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+        head += [f"Content-Length: {len(body)}", "Content-Type: text/plain;charset=UTF-8"]
+        head += [f"Origin: https://{SHOP}", f"User-Agent: {BROWSER}"]
+        built.append(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    return built
+
+
 # --- the load generator: processes of asyncio coroutines over raw sockets ------
 
 
@@ -132,8 +178,10 @@ class Figures:
     errors: int
 
 
-def load(port: int, todo: list[bytes], concurrency: int, processes: int = 2) -> Figures:
-    """Send every request in ``todo`` at ``concurrency``; anything but a 200 is an error."""
+def load(
+    port: int, todo: list[bytes], concurrency: int, processes: int = 2, expect: int = 200
+) -> Figures:
+    """Send every request in ``todo`` at ``concurrency``; anything but ``expect`` is an error."""
     fork = multiprocessing.get_context("fork")  # the children inherit ``todo`` unpickled
     processes = min(processes, concurrency)
     pipes, children = [], []
@@ -160,7 +208,7 @@ def load(port: int, todo: list[bytes], concurrency: int, processes: int = 2) -> 
     def ms(percentile: float) -> float:
         return latencies[min(len(latencies) - 1, int(percentile * len(latencies)))] * 1000
 
-    ok = sum(1 for _, status in results if status == 200)
+    ok = sum(1 for _, status in results if status == expect)
     # requests never answered before the phase limit are errors too
     return Figures(len(results) / seconds, ms(0.50), ms(0.99), ok, len(todo) - ok)
 
@@ -204,15 +252,17 @@ def shared_redis(url: str) -> str:
     return parts._replace(path=f"/{REDIS_DB}").geturl()
 
 
-def fresh_postgres(base: str) -> str:
-    """A fresh ``triggerpost_bench`` database on the server ``base`` names."""
+def fresh_postgres(base: str, name: str = "triggerpost_bench") -> str:
+    """A fresh database ``name`` on the server ``base`` names."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"a benchmark database is named with letters, digits and _, not {name!r}")
     url = make_url(base).set(drivername="postgresql")
     admin = url.set(database="postgres").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as connection:
         # FORCE: a previous run killed hard may have left connections behind
-        connection.execute("DROP DATABASE IF EXISTS triggerpost_bench WITH (FORCE)")
-        connection.execute("CREATE DATABASE triggerpost_bench")
-    return url.set(database="triggerpost_bench").render_as_string(hide_password=False)
+        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {name}")
+    return url.set(database=name).render_as_string(hide_password=False)
 
 
 def wait_healthy(server: subprocess.Popen[bytes], port: int) -> None:
@@ -241,7 +291,7 @@ def measure(database: str, url: str, redis: str, workdir: Path, args: argparse.N
     settings = Settings.from_env(env)
     engine = make_engine(url)
     with make_sessions(engine).begin() as session:
-        add_shop(session, SecretBox(settings.secret_key), "shopify", SHOP)
+        key = add_shop(session, SecretBox(settings.secret_key), "shopify", SHOP).storefront_key
     client = Redis.from_url(redis)
     client.flushdb()
 
@@ -251,6 +301,15 @@ def measure(database: str, url: str, redis: str, workdir: Path, args: argparse.N
         env=env,
         start_new_session=True,  # so stop() reaches the gunicorn workers too
     )
+    if args.mode == "storefront":
+        try:
+            wait_healthy(server, port)
+            measure_storefront(database, port, key, engine, client, args)
+        finally:
+            stop(server, group=True)
+            engine.dispose()
+            client.flushdb()
+        return
     try:
         wait_healthy(server, port)
         load(port, build_requests("/bench/bare", WARMUP_IDS, WARMUP), c)
@@ -279,13 +338,57 @@ def measure(database: str, url: str, redis: str, workdir: Path, args: argparse.N
     print(f"  RQ jobs enqueued in {INTAKE!r}: {jobs} (no worker runs; drain jobs, not per request)")
 
 
+def measure_storefront(
+    database: str, port: int, key: str, engine: Any, client: Redis, args: argparse.Namespace
+) -> None:
+    n, c, per = args.requests, args.concurrency, args.events
+    events = f"/events/shopify/{key}"
+    bare_path = f"/bench/bare-events/shopify/{key}"
+    load(port, build_events(bare_path, WARMUP_IDS, WARMUP, per), c, expect=202)
+    bare = load(port, build_events(bare_path, 0, n, per), c, expect=202)
+    warm = load(port, build_events(events, WARMUP_IDS, WARMUP, per), c, expect=202)
+    intake = load(port, build_events(events, 0, n, per), c, expect=202)
+    with make_sessions(engine)() as session:
+        stored = session.scalar(select(func.count()).select_from(Delivery)) or 0
+    jobs = Queue(INTAKE, connection=client).count
+
+    print(
+        f"\n{database}: {n} storefront requests of {per} event(s) at concurrency {c} "
+        f"(after {WARMUP} warm-up)"
+    )
+    print(f"  {'':12} {'req/s':>8} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, f in (("bare", bare), ("storefront", intake)):
+        print(
+            f"  {name:12} {f.rate:8.0f} {f.rate * per:9.0f} {f.p50_ms:8.2f} {f.p99_ms:8.2f} "
+            f"{f.errors:7d}"
+        )
+    ratio = intake.rate / bare.rate * 100 if bare.rate else 0.0
+    print(f"  storefront / bare: {ratio:.0f} %")
+    answered = (intake.ok + warm.ok) * per
+    verdict = "match" if stored == answered else "MISMATCH"
+    print(f"  stored deliveries: {stored}; events in 202s incl. warm-up: {answered} ({verdict})")
+    per_day = intake.rate * per * 86_400
+    print(
+        f"  at this rate one server takes {per_day / 1e6:.0f} M events a day "
+        f"(a shop of 1 k orders a day: about 0.1 M product views)"
+    )
+    print(f"  RQ jobs enqueued in {INTAKE!r}: {jobs} (no worker runs; drain jobs, not per request)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=("webhooks", "storefront"), default="webhooks")
+    parser.add_argument("--events", type=int, default=1, help="storefront events per request")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--postgres-url", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"))
+    parser.add_argument(
+        "--postgres-database",
+        default="triggerpost_bench",
+        help="the database created afresh (and dropped first) on the PostgreSQL server",
+    )
     args = parser.parse_args()
     databases = args.databases.split(",")
     if unknown := set(databases) - {"sqlite", "postgresql"}:
@@ -308,7 +411,8 @@ def main() -> None:
             if database == "sqlite":
                 measure(database, f"sqlite:///{workdir / 'bench.db'}", redis, workdir, args)
             elif database == "postgresql" and args.postgres_url:
-                measure(database, fresh_postgres(args.postgres_url), redis, workdir, args)
+                url = fresh_postgres(args.postgres_url, args.postgres_database)
+                measure(database, url, redis, workdir, args)
             else:
                 print("\npostgresql: skipped (no --postgres-url or TEST_DATABASE_URL)")
     except KeyboardInterrupt:

@@ -1,7 +1,11 @@
 """The web server exactly as ``triggerpost web`` runs it, plus a bare baseline route.
 
 ``POST /bench/bare`` reads the body and answers 200: what gunicorn and Flask
-cost on their own, measured on the same server as the real intake. Settings
+cost on their own, measured on the same server as the real intake;
+``POST /bench/bare-events/<platform>/<key>`` the same for storefront events
+(202, nothing done). The storefront intake's rate limits are still counted in
+Redis for every request, but set so high that one loopback address never
+reaches them. Settings
 come from the TRIGGERPOST_* environment, as for ``triggerpost web``.
 ``--stock-worker`` runs gunicorn's own gthread worker instead of ours (which
 buffers each request before a thread takes it), for comparison.
@@ -18,6 +22,7 @@ from flask import Flask, request
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from connector.app import create_app
+from connector.storefront import LIMITER, RateLimiter, RateLimits
 from connector.web import DEFAULT_WORKERS, WebServer, options
 from jobs.settings import Settings
 
@@ -30,6 +35,14 @@ def bench_app(settings: Settings) -> Flask:
         request.get_data()
         return {"status": "ok"}, 200
 
+    @app.post("/bench/bare-events/<platform>/<key>")
+    def bare_events(platform: str, key: str) -> tuple[dict[str, int], int]:
+        request.get_data()
+        return {"accepted": 1}, 202
+
+    limiter = app.extensions[LIMITER]
+    unlimited = RateLimits(per_ip=10**9, per_shop=10**9)
+    app.extensions[LIMITER] = RateLimiter(limiter.runtime, unlimited)
     return app
 
 

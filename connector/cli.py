@@ -278,6 +278,56 @@ def shop_login_link(settings: Settings, shop_ref: str, minutes: int) -> None:
     click.echo(link_url(settings.base_url, token))
 
 
+@shop.command("storefront")
+@click.argument("shop_ref", metavar="SHOP")
+@click.option(
+    "--new-secret", is_flag=True, help="Replace the plugin's secret (the old code stops)."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@click.pass_obj
+def shop_storefront(settings: Settings, shop_ref: str, new_secret: bool, as_json: bool) -> None:
+    """Print where SHOP's storefront events go: its public key, the endpoint, the
+    origins allowed to send them and, for a store that runs our plugin, the
+    connection code to paste into it (it holds a secret: keep it out of logs)."""
+    import json
+
+    from jobs.merchant import storefront
+    from jobs.store.secrets import SecretBox
+
+    require_schema(settings)
+    box = SecretBox(settings.secret_key)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine).begin() as session:
+            found = known_shop(session, shop_ref)
+            connector = CONNECTORS.get(found.platform)
+            plugin = connector is not None and connector.plugin
+            if new_secret and not plugin:
+                raise click.ClickException(f"a {found.platform} shop runs no triggerpost plugin")
+            if new_secret:
+                storefront.rotate_plugin_secret(found, box)
+            origins = sorted(storefront.allowed_origins(found))
+            facts: dict[str, object] = {
+                "shop": found.key,
+                "key": found.storefront_key,
+                "endpoint": storefront.endpoint(settings.base_url, found),
+                "origins": origins,
+                "connection_code": (
+                    storefront.connection_code(settings.base_url, found, box) if plugin else None
+                ),
+            }
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(facts, indent=2))
+        return
+    click.echo(f"key       {facts['key']}")
+    click.echo(f"endpoint  {facts['endpoint']}")
+    click.echo(f"origins   {', '.join(origins)}")
+    if facts["connection_code"]:
+        click.echo(f"connection code (paste into the plugin):\n{facts['connection_code']}")
+
+
 @shop.command("settings")
 @click.argument("shop_ref", metavar="SHOP")
 @click.option(

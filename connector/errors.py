@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from connector.merchant.ui import _, language
 
 #: paths only machines call: JSON always
-MACHINE_PATHS = ("/api/", "/webhooks/", "/healthz", "/readyz", "/t/o/")
+MACHINE_PATHS = ("/api/", "/webhooks/", "/events/", "/plugin/", "/healthz", "/readyz", "/t/o/")
 
 #: status -> (title, what the merchant reads when the error says nothing of its own)
 PAGES = {

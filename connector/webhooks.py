@@ -135,7 +135,7 @@ def receive(platform_name: str) -> tuple[Response, int]:
     try:
         # only a known shop's body is read: an over-size chunked one is 413 here where an
         # unknown shop's was 401 unread (telling them apart costs a prober 5 MB a try)
-        body = _body(limit)
+        body = read_body(limit)
     except RequestEntityTooLarge:
         log.warning("%s %s: chunked body over %d bytes", headers.shop_key, headers.topic, limit)
         return _answer(413, "refused", f"webhook bodies are limited to {limit} bytes")
@@ -181,7 +181,7 @@ def receive(platform_name: str) -> tuple[Response, int]:
     return _answer(200, "stored")
 
 
-def _body(limit: int) -> bytes:
+def read_body(limit: int) -> bytes:
     """The raw body as sent; RequestEntityTooLarge past ``limit`` bytes, chunked or not.
 
     Werkzeug's own limit on a body without a length (chunked) stops reading at
@@ -199,7 +199,7 @@ def _body(limit: int) -> bytes:
 def _small_body() -> bytes:
     """The body if it is at most :data:`PING_BYTES` long, else nothing (and nothing read)."""
     try:
-        return _body(PING_BYTES)
+        return read_body(PING_BYTES)
     except RequestEntityTooLarge:
         return b""
 

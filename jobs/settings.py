@@ -66,6 +66,10 @@ class Settings:
     #: let outbound calls reach loopback and private networks (a store on the
     #: developer's machine); off, a store address resolving there is refused
     allow_private_hosts: bool = False
+    #: reverse proxies in front of the web server that append to X-Forwarded-For
+    #: (0: clients connect directly, their address is the socket's); the storefront
+    #: intake's per-visitor rate limit counts by the address this many hops back
+    proxy_hops: int = 0
 
     @property
     def production(self) -> bool:
@@ -145,6 +149,7 @@ class Settings:
             sweep_interval=float(_int(get("SWEEP_INTERVAL"), "SWEEP_INTERVAL", 60)),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
             allow_private_hosts=_flag(get("ALLOW_PRIVATE_HOSTS"), "ALLOW_PRIVATE_HOSTS"),
+            proxy_hops=_int(get("PROXY_HOPS"), "PROXY_HOPS", 0, minimum=0),
         )
 
 
@@ -240,15 +245,19 @@ def _flag(value: str | None, name: str) -> bool:
     raise SettingsError(f"{PREFIX}{name} must be true or false, not {value!r}")
 
 
-def _int(value: str | None, name: str, default: int) -> int:
+def _int(value: str | None, name: str, default: int, *, minimum: int = 1) -> int:
     if value is None:
         return default
     try:
         number = int(value)
     except ValueError as exc:
         raise SettingsError(f"{PREFIX}{name} must be a whole number, not {value!r}") from exc
-    if number <= 0:
-        raise SettingsError(f"{PREFIX}{name} must be positive")
+    if number < minimum:
+        raise SettingsError(
+            f"{PREFIX}{name} must be positive"
+            if minimum == 1
+            else f"{PREFIX}{name} must be at least {minimum}"
+        )
     return number
 
 

@@ -4,6 +4,6 @@ imports this before it registers them. An import and a line each."""
 
 from __future__ import annotations
 
-from connector.merchant import activity, analytics, editor, overview, previews
+from connector.merchant import activity, analytics, editor, overview, previews, storefront_events
 
-AREAS = (overview, editor, previews, activity, analytics)
+AREAS = (overview, editor, previews, activity, analytics, storefront_events)

@@ -52,7 +52,7 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
 from adapters import registry as adapter_registry
-from connector.merchant import overview, ui
+from connector.merchant import overview, storefront_events, ui
 from connector.merchant.api import ApiError, api_route, invalid
 from connector.merchant.api import blueprint as api
 from connector.merchant.auth import current_shop_id, merchant_required
@@ -969,6 +969,7 @@ def _settings_page(
             groups=groups,
             message=message,
             unplaced=_unplaced(errors or {}, shown),
+            storefront=storefront_events.view(shop.id),
             store={
                 "timezone": shop.timezone,
                 "currency": shop.currency,

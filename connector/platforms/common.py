@@ -61,6 +61,9 @@ class ConnectorPlatform:
     add_command: click.Command | None = None
     #: the platform's admin embeds our pages (None: it links to them)
     embedded: EmbeddedAdmin | None = None
+    #: its shops run our plugin, which signs requests to ``/plugin/<name>/...`` with the
+    #: secret of the shop's connection code (connector.plugin; shown in Settings)
+    plugin: bool = False
 
 
 def add_shop_by_hand(

@@ -217,4 +217,5 @@ CONNECTOR = ConnectorPlatform(
     blueprint=blueprint,
     sessionless=("/woocommerce/callback",),
     add_command=add_command,
+    plugin=True,  # the triggerpost plugin for WooCommerce (storefront events, consent)
 )

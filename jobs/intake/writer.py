@@ -30,6 +30,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,27 @@ class DeliveryWriter:
         if not pending.handed.wait(HAND_OFF_WAIT if self._redis_answers else 0):
             self._redis_answers = False
         return pending.delivery_id
+
+    def store_many(self, rows: list[dict[str, Any]]) -> list[int | None]:
+        """Commit all ``rows`` (in one commit when they fit a batch); each one's id, or
+        None for one stored before. Raises IntakeWriteError unless every row is stored."""
+        self._ensure_thread()
+        waiting = [_Pending(row) for row in rows]
+        for pending in waiting:
+            self._queue.put(pending)
+        deadline = time.monotonic() + WAIT
+        for pending in waiting:
+            if not pending.done.wait(max(0.0, deadline - time.monotonic())):
+                raise IntakeWriteError(f"deliveries not stored within {WAIT:.0f} s")
+            if pending.error is not None:
+                raise IntakeWriteError(f"delivery not stored: {pending.error}") from pending.error
+        wait = HAND_OFF_WAIT if self._redis_answers else 0
+        deadline = time.monotonic() + wait
+        for pending in waiting:
+            if not pending.handed.wait(max(0.0, deadline - time.monotonic())):
+                self._redis_answers = False
+                break
+        return [pending.delivery_id for pending in waiting]
 
     def _ensure_thread(self) -> None:
         # started on first use, in the process that uses it (gunicorn forks workers)

@@ -14,7 +14,7 @@ from adapters.platform import WebhookError, WebhookSigner
 from adapters.registry import UnknownPlatformError
 from adapters.registry import platform as platform_named
 from jobs.merchant import sessions
-from jobs.store.models import Shop, ShopStatus, now
+from jobs.store.models import Shop, ShopStatus, new_storefront_key, now
 from jobs.store.secrets import SecretBox
 
 
@@ -72,7 +72,13 @@ def add_shop(
 
     shop = session.scalar(select(Shop).where(Shop.platform == platform, Shop.key == key))
     if shop is None:
-        shop = Shop(platform=platform, key=key, name=name or key, base_url=base_url)
+        shop = Shop(
+            platform=platform,
+            key=key,
+            name=name or key,
+            base_url=base_url,
+            storefront_key=new_storefront_key(),  # its storefront events' address
+        )
         session.add(shop)
     elif name:
         shop.name = name

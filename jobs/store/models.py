@@ -19,7 +19,9 @@ drops those before they get here.
 
 from __future__ import annotations
 
+import base64
 import logging
+import secrets
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -46,6 +48,7 @@ from sqlalchemy import (
     and_,
     func,
     or_,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeEngine
@@ -158,9 +161,22 @@ class ShopStatus(StrEnum):
     UNINSTALLED = "uninstalled"
 
 
+def new_storefront_key() -> str:
+    """A shop's public storefront key: ``pk_`` and 26 lowercase base32 characters (128 bits).
+
+    Public (it is in every storefront page), so only unguessable enough that a
+    stranger cannot name a shop by chance: the origin check and the rate limits
+    carry the rest (see connector.storefront).
+    """
+    return "pk_" + base64.b32encode(secrets.token_bytes(16)).decode("ascii").rstrip("=").lower()
+
+
 class Shop(Timestamps, Base):
     __tablename__ = "shops"
-    __table_args__ = (UniqueConstraint("platform", "key"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "key"),
+        Index("ix_shops_storefront_key", "storefront_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     platform: Mapped[str] = mapped_column(String(32))
@@ -193,9 +209,19 @@ class Shop(Timestamps, Base):
     settings_valid: Mapped[dict[str, Any] | None]
     installed_at: Mapped[datetime] = mapped_column(default=now)
     uninstalled_at: Mapped[datetime | None]
+    #: the key storefront events name the shop by (``POST /events/<platform>/<key>``)
+    storefront_key: Mapped[str] = mapped_column(String(29), default=new_storefront_key)
+    #: origins besides the shop's own domains that may send storefront events (https only)
+    storefront_origins: Mapped[list[str] | None] = mapped_column(JSON)
+    #: the secret the shop's storefront plugin signs its requests with (a Fernet token)
+    plugin_secret_enc: Mapped[str | None] = mapped_column(Text)
 
 
 # --- intake ------------------------------------------------------------------
+
+
+#: the deliveries that are storefront events (``storefront/<type>``), as SQL
+STOREFRONT_DELIVERIES = "topic LIKE 'storefront/%'"
 
 
 class DeliveryStatus(StrEnum):
@@ -212,6 +238,15 @@ class Delivery(Base):
         UniqueConstraint("shop_id", "delivery_key"),
         Index("ix_deliveries_shop_id_status_id", "shop_id", "status", "id"),
         Index("ix_deliveries_status_received_at", "status", "received_at"),
+        # a shop's storefront events by time (a plugin's status: how many today), kept
+        # apart from the webhooks, which never pay for it
+        Index(
+            "ix_deliveries_storefront_shop_id_received_at",
+            "shop_id",
+            "received_at",
+            postgresql_where=text(STOREFRONT_DELIVERIES),
+            sqlite_where=text(STOREFRONT_DELIVERIES),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

@@ -93,6 +93,7 @@ COMMANDS = [
     ["shop", "settings", SHOP],
     ["shop", "settings", SHOP, "--set", "engine.quiet_start=08:00"],
     ["shop", "login-link", SHOP],
+    ["shop", "storefront", SHOP],
     ["why", SHOP, "anna@example.se"],
     ["history", "status", SHOP],
     ["history", "import", SHOP],

@@ -161,6 +161,28 @@ def test_the_same_delivery_twice_in_a_batch_is_stored_once(runtime: Runtime, sho
     assert writer.store(row(shop_id, "same")) is None  # and a replay later too
 
 
+def test_a_request_of_many_rows_is_answered_after_one_commit_of_them_all(
+    runtime: Runtime, shop_id: int
+) -> None:
+    writer = DeliveryWriter(runtime)
+    writer.store(row(shop_id, "earlier"))
+    counted = commits(runtime)
+    rows = [row(shop_id, f"e-{n}") for n in range(20)] + [row(shop_id, "earlier")]
+    stored = writer.store_many(rows)
+    assert all(isinstance(id_, int) for id_ in stored[:20])
+    assert stored[20] is None  # stored before: not a second time
+    assert counted[0] == 1
+    assert writer.store_many([row(shop_id, "e-3")]) == [None]
+
+
+def test_a_request_of_many_rows_fails_when_one_of_them_is_not_stored(
+    runtime: Runtime, shop_id: int
+) -> None:
+    writer = DeliveryWriter(runtime)
+    with pytest.raises(IntakeWriteError):
+        writer.store_many([row(shop_id, "fine"), row(shop_id + 999, "no-such-shop")])
+
+
 def test_one_bad_row_fails_only_its_own_request(runtime: Runtime, shop_id: int) -> None:
     writer = DeliveryWriter(runtime)
     with first_batch_waiting(runtime, writer, shop_id):

@@ -74,6 +74,8 @@ def test_production_with_everything_set() -> None:
         ("TRIGGERPOST_BASE_URL", "http://tp.example", "https"),
         ("TRIGGERPOST_ENV", "staging", "must be one of"),
         ("TRIGGERPOST_MAX_WEBHOOK_BYTES", "lots", "whole number"),
+        ("TRIGGERPOST_PROXY_HOPS", "-1", "at least 0"),
+        ("TRIGGERPOST_SWEEP_INTERVAL", "0", "must be positive"),
     ],
 )
 def test_bad_values_are_explained(name: str, value: str, message: str) -> None:
@@ -159,3 +161,11 @@ def test_development_keeps_its_single_machine_defaults(tmp_path: Path) -> None:
     )
     assert settings.database_url.startswith("sqlite:///")
     assert settings.email_url == "null://"
+
+
+def test_proxy_hops_default_to_none_and_may_be_set(tmp_path: Path) -> None:
+    assert Settings.from_env({"TRIGGERPOST_DATA_DIR": str(tmp_path)}).proxy_hops == 0
+    behind = Settings.from_env(
+        {"TRIGGERPOST_DATA_DIR": str(tmp_path), "TRIGGERPOST_PROXY_HOPS": "2"}
+    )
+    assert behind.proxy_hops == 2
