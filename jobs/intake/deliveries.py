@@ -39,6 +39,7 @@ from rq.job import Job
 from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
+from adapters import storefront
 from adapters.platform import ShopContext, WebhookHeaders, translate
 from adapters.registry import PLATFORMS
 from jobs import queues, shop_settings
@@ -340,7 +341,11 @@ def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
     platform = PLATFORMS[delivery.platform]
     payload = parse_body(delivery.body)
     context = shop_context(session, shop, delivery.received_at)
-    events = translate(platform, delivery.topic, payload, context)
+    if storefront.is_storefront_topic(delivery.topic):
+        # what the shop's storefront told (our script in a browser), not its platform
+        events = storefront.translate(platform, delivery.topic, payload, context)
+    else:
+        events = translate(platform, delivery.topic, payload, context)
     erased = False
     for event in events:
         if apply.apply(session, shop, event, delivery_id=delivery.id).shop_erased:

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from adapters import events as ev
 from emails.delivery.outbox import FileOutbox
 from jobs.engine import enrolment, suppressions
+from jobs.intake import visitors
 from jobs.runtime import Runtime
 from jobs.store import db
 from jobs.store.models import (
@@ -341,6 +342,10 @@ def erase_contact(
         counts[kind] = counts.get(kind, 0) + int(result.rowcount or 0)
 
     contact_ids = [contact.id] if contact else []
+    # the visitor ids their browsers keep: where they browsed is no longer theirs
+    forgotten = visitors.forget(session, shop_id, contact_ids)
+    if forgotten:
+        counts["visitors"] = forgotten
     if contact is not None:
         if contact.email:
             emails.add(contact.email)
