@@ -209,6 +209,8 @@ def _cart(told: _Told, customer: Customer | None) -> CartUpdated:
     if not CART_TOKEN.fullmatch(token):
         raise f.error("token", "is not a cart id (8-64 letters, digits, - or _)")
     currency = f.require(f.text("currency"), "currency")
+    if len(currency) != 3 or not currency.isascii() or not currency.isalpha():
+        raise f.error("currency", f"{currency[:20]!r} is not an ISO 4217 code")
     raw_items = f.data.get("items")
     if isinstance(raw_items, list) and len(raw_items) > MAX_ITEMS:
         raise f.error("items", f"lists more than {MAX_ITEMS} items")
@@ -264,7 +266,7 @@ def _cart_events(
                 occurred_at=told.occurred_at,
                 visitor_id=told.visitor,
                 customer=customer,
-                source=source,
+                source=source.value,
             )
             return [identified, checkout]
     return [cart]
@@ -305,15 +307,16 @@ def cart_viewed(platform: Platform, told: _Told) -> list[Event]:
 def checkout_started(platform: Platform, told: _Told) -> list[Event]:
     """The cart at the checkout; the email typed there names its owner (WooCommerce's
     plugin sends it again whenever the email or the cart changes)."""
-    customer = _customer(told.data.child("customer"))
+    told_customer = told.data.child("customer")
+    customer = _customer(told_customer)
     email = _email(told.data, "email")
     if email is not None:
-        base = customer or Customer(customer_id=None, email=None)
+        names = told_customer or Fields({}, f"{told.data.path}.customer")
         customer = Customer(
             customer_id=None,
             email=email,
-            first_name=base.first_name,
-            last_name=base.last_name,
+            first_name=names.text("first_name"),
+            last_name=names.text("last_name"),
         )
     return _cart_events(platform, told, customer, IdentifySource.CHECKOUT)
 
