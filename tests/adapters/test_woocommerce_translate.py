@@ -489,6 +489,6 @@ def test_an_order_without_the_plugins_cart_token_is_the_checkout_named_by_its_id
     [event] = translate("order_created__pending_guest")
     assert isinstance(event, CheckoutStarted)
     assert event.checkout.token == "4812"
-    [placed, paid] = translate("order_created__processing_paid")[:2]
+    [_placed, paid] = translate("order_created__processing_paid")[:2]
     assert isinstance(paid, OrderPaid)
     assert paid.order.checkout_token == paid.order.order_id
