@@ -59,7 +59,7 @@ from sqlalchemy.orm import Session
 
 from adapters import events as ev
 from adapters import registry
-from adapters.platform import DiscountRequest
+from adapters.platform import DiscountRequest, WebhookSigner
 from jobs import shop_settings
 from jobs.engine import enrolment, ledger
 from jobs.intake import apply, scans
@@ -78,6 +78,8 @@ from jobs.store.models import (
     Shop,
 )
 
+#: the secret a scenario's shop is registered with where each shop signs its webhooks
+SCRATCH_WEBHOOK_SECRET = "simulated-shop-secret"  # noqa: S105 (nothing is signed with it)
 #: the scratch store's page cache per connection, in KiB
 SCRATCH_CACHE_KIB = 65536
 
@@ -458,6 +460,11 @@ def _simulate(scenario: Scenario, runtime: Runtime, compose: Any) -> Result:
             raw.get("domain", platform.sample_address),
             name=raw.get("name"),
             currency=raw.get("currency", "USD"),
+            # nothing is signed in a simulation, but a shop signing its own webhooks
+            # cannot be registered without a secret
+            webhook_secret=SCRATCH_WEBHOOK_SECRET
+            if platform.webhook_signer == WebhookSigner.SHOP
+            else None,
         )
         shop.timezone = raw.get("timezone")
         shop.locale = raw.get("locale")
