@@ -246,14 +246,17 @@ class Simulator:
         event: ev.Event,
         at: datetime,
         then: Callable[[Session, datetime], object] | None = None,
+        *,
+        replayed: bool = False,
     ) -> None:
         """Run what is due until ``at``, then apply the event at ``at``; ``then`` (a dry
-        run's bookkeeping) is called in the event's transaction after it, with the time."""
+        run's bookkeeping) is called in the event's transaction after it, with the time.
+        ``replayed``: the event is from a shop's event log (see ``apply.apply``)."""
         self.run_until(at)
         self.clock = max(self.clock, at)
         with self.runtime.sessions.begin() as session:
             shop = session.get_one(Shop, self.shop_id)
-            apply.apply(session, shop, event, delivery_id=None, at=self.clock)
+            apply.apply(session, shop, event, delivery_id=None, at=self.clock, replayed=replayed)
             enrolment.take_due_work(session)  # the simulator reads due work from the ledger
             if then is not None:
                 then(session, at)

@@ -99,6 +99,7 @@ def apply(
     delivery_id: int | None,
     at: datetime | None = None,
     historical: bool = False,
+    replayed: bool = False,
 ) -> Applied:
     """Apply the event to the store, log it, and let the flow engine act on it.
 
@@ -110,9 +111,11 @@ def apply(
     A storefront visitor's event first goes through :func:`visitor_bookkeeping`:
     it may become its contact's, and it may bring more events (the visitor's
     earlier ones, now theirs; the checkout a cart is), applied right after it.
+    ``replayed``: the event comes from the event log (a dry run), which holds what
+    the bookkeeping made of it already, logged as it was: none of it is made again.
     """
     later: list[ev.Event] = []
-    if isinstance(event, VISITOR_EVENTS) and not historical:
+    if isinstance(event, VISITOR_EVENTS) and not historical and not replayed:
         event, later = visitor_bookkeeping(session, shop, event)
     handler = HANDLERS.get(type(event))
     applied = handler(session, shop, event) if handler else Applied()

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -466,3 +467,32 @@ def test_without_the_plugins_cart_token_the_pending_order_is_still_recovered(
     enrollments, _ = cart_recovery(runtime)
     assert [e.subject for e in enrollments] == ["4812"]
     assert sent(runtime) == 1
+
+
+def test_an_event_replayed_from_the_log_makes_nothing_the_log_holds_already(
+    client: FlaskClient, runtime: Runtime, start: datetime
+) -> None:
+    """A dry run replays the event log, where a stitched view and the checkout a cart
+    was are logged as their own events: replaying the cart must not make them again."""
+    cart = ev.CartUpdated(
+        start,
+        CART,
+        (),
+        total=ev.Money(Decimal("10.00"), "SEK"),
+        customer=ev.Customer(customer_id=None, email=ELIAS),
+        visitor_id=VISITOR,
+    )
+    anonymous = ev.ProductViewed(start, "1186", visitor_id=OTHER_VISITOR)
+    with runtime.sessions.begin() as session:
+        shop = session.scalars(select(Shop).where(Shop.key == WOO_KEY)).one()
+        apply.apply(session, shop, anonymous, delivery_id=None, replayed=True)
+        apply.apply(session, shop, cart, delivery_id=None, replayed=True)
+    with runtime.sessions() as session:
+        assert count(session, Checkout) == 0
+        assert count(session, VisitorEvent) == 0
+        assert count(session, Visitor) == 0
+    with runtime.sessions.begin() as session:  # the same cart as it first came
+        shop = session.scalars(select(Shop).where(Shop.key == WOO_KEY)).one()
+        apply.apply(session, shop, cart, delivery_id=None)
+    with runtime.sessions() as session:
+        assert count(session, Checkout) == 1
