@@ -58,6 +58,7 @@ from jobs.store.models import (
     ShopStatus,
     StoredEvent,
     Suppression,
+    Visitor,
 )
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
     not_started = session.scalars(
         select(NonEnrolment).where(NonEnrolment.contact_id == contact.id)
     ).all()
+    linked = session.scalars(select(Visitor).where(Visitor.contact_id == contact.id)).all()
     blocked = (
         session.scalars(
             select(Suppression).where(
@@ -239,6 +241,10 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
         "suppressions": [
             {"scope": s.scope, "reason": s.reason, "source": s.source, "at": _when(s.created_at)}
             for s in blocked
+        ],
+        # the ids the browsers she said who she is in keep (their later visits are hers)
+        "storefront_visitors": [
+            {"visitor_id": v.visitor_id, "linked_at": _when(v.linked_at)} for v in linked
         ],
     }
 

@@ -290,10 +290,16 @@ def test_an_anonymous_visitors_events_are_kept_bounded_and_pruned_after_30_days(
         assert count(session, VisitorEvent) == visitors.KEEP_PER_VISITOR
 
 
-def test_an_erased_customer_leaves_no_link_to_the_browsers_she_used(
+def test_her_export_names_the_browsers_she_used_and_her_erasure_unlinks_them(
     client: FlaskClient, runtime: Runtime, start: datetime
 ) -> None:
     drain(runtime, WOO_KEY, told("identify__newsletter_form", start, "ev_identify_1"))
+    with runtime.sessions() as session:
+        elias = session.scalars(select(Contact).where(Contact.email == ELIAS)).one()
+        exported = privacy.export_contact(session, elias)
+        assert exported["storefront_visitors"] == [
+            {"visitor_id": VISITOR, "linked_at": start.isoformat()}
+        ]
     with runtime.sessions.begin() as session:
         shop = session.scalars(select(Shop).where(Shop.key == WOO_KEY)).one()
         request = ev.CustomerRedactRequested(start + timedelta(hours=1), None, ELIAS)
