@@ -81,6 +81,7 @@ CUSTOMER_TABLES = tuple(
         PrivacyRequest,
         StoredEvent,
         Suppression,
+        Visitor,
     )
 )
 
