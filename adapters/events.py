@@ -70,6 +70,7 @@ __all__ = [
     "ShipmentDelivered",
     "ShopRedactRequested",
     "SubscriberWentQuiet",
+    "VisitorIdentified",
     "event_types",
     "from_dict",
     "normalise_email",
@@ -288,12 +289,17 @@ class CheckoutUpdated(Event):
 
 @dataclass(frozen=True)
 class CartUpdated(Event):
-    """A cart changed. Shopify carts carry no email: linked only through their token."""
+    """A cart changed. Shopify carts carry no email: linked only through their token.
+
+    ``visitor_id``: the storefront visitor whose browser told of it (a first-party
+    id), None for a platform's own word of a cart.
+    """
 
     cart_token: str
     line_items: tuple[LineItem, ...]
     total: Money | None = None
     customer: Customer | None = None
+    visitor_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -355,9 +361,28 @@ class ProductDeleted(Event):
 
 @dataclass(frozen=True)
 class ProductViewed(Event):
+    """A product page was seen on the storefront: by ``customer`` when we know who
+    (told with the view, or the visitor linked to a contact), else by ``visitor_id``
+    alone (an anonymous visitor, whose views are kept until they say who they are)."""
+
     product_id: str
     customer: Customer | None = None
     url: str | None = None
+    visitor_id: str | None = None
+
+
+@dataclass(frozen=True)
+class VisitorIdentified(Event):
+    """A storefront visitor said who they are: logged in (``source`` "customer"),
+    typed an email at the checkout ("checkout") or in a form ("form").
+
+    Told by a browser, so it names a person but never grants consent: anyone can
+    send one for any address. Their earlier anonymous views become theirs.
+    """
+
+    visitor_id: str
+    customer: Customer
+    source: str
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,13 @@ class Platform(Protocol):
         """The shop's own web address, as we link to and call it; ValueError with a reason."""
         ...
 
+    def storefront_cart_link(self, shop: ShopContext, cart_token: str) -> str | None:
+        """The link that brings back the storefront cart ``cart_token`` (as its storefront
+        events name it), when such a cart is a checkout to recover once we know whose it
+        is; None where checkouts come from the platform's own webhooks instead (a
+        storefront cart then stays a ``CartUpdated``)."""
+        ...
+
 
 class AdminApiError(RuntimeError):
     """An outbound call to a shop's API failed; ``transient`` says whether a retry may help.

@@ -245,7 +245,9 @@ def dry_run(
                 replay.past(event)
             else:
                 replay.flush_past()
-                simulator.apply(event, item.occurred_at, then=replay.copy_new_contacts_in)
+                simulator.apply(
+                    event, item.occurred_at, then=replay.copy_new_contacts_in, replayed=True
+                )
                 replay.events_in_window += 1
         replay.flush_past()
         simulator.run_until(until)

@@ -59,7 +59,7 @@ from sqlalchemy.orm import Session
 
 from adapters import events as ev
 from adapters import registry
-from adapters.platform import DiscountRequest
+from adapters.platform import DiscountRequest, WebhookSigner
 from jobs import shop_settings
 from jobs.engine import enrolment, ledger
 from jobs.intake import apply, scans
@@ -78,6 +78,8 @@ from jobs.store.models import (
     Shop,
 )
 
+#: the secret a scenario's shop is registered with where each shop signs its webhooks
+SCRATCH_WEBHOOK_SECRET = "simulated-shop-secret"  # noqa: S105 (nothing is signed with it)
 #: the scratch store's page cache per connection, in KiB
 SCRATCH_CACHE_KIB = 65536
 
@@ -244,14 +246,17 @@ class Simulator:
         event: ev.Event,
         at: datetime,
         then: Callable[[Session, datetime], object] | None = None,
+        *,
+        replayed: bool = False,
     ) -> None:
         """Run what is due until ``at``, then apply the event at ``at``; ``then`` (a dry
-        run's bookkeeping) is called in the event's transaction after it, with the time."""
+        run's bookkeeping) is called in the event's transaction after it, with the time.
+        ``replayed``: the event is from a shop's event log (see ``apply.apply``)."""
         self.run_until(at)
         self.clock = max(self.clock, at)
         with self.runtime.sessions.begin() as session:
             shop = session.get_one(Shop, self.shop_id)
-            apply.apply(session, shop, event, delivery_id=None, at=self.clock)
+            apply.apply(session, shop, event, delivery_id=None, at=self.clock, replayed=replayed)
             enrolment.take_due_work(session)  # the simulator reads due work from the ledger
             if then is not None:
                 then(session, at)
@@ -458,6 +463,11 @@ def _simulate(scenario: Scenario, runtime: Runtime, compose: Any) -> Result:
             raw.get("domain", platform.sample_address),
             name=raw.get("name"),
             currency=raw.get("currency", "USD"),
+            # nothing is signed in a simulation, but a shop signing its own webhooks
+            # cannot be registered without a secret
+            webhook_secret=SCRATCH_WEBHOOK_SECRET
+            if platform.webhook_signer == WebhookSigner.SHOP
+            else None,
         )
         shop.timezone = raw.get("timezone")
         shop.locale = raw.get("locale")

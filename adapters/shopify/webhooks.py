@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from adapters.platform import (
+    ShopContext,
     Translator,
     WebhookError,
     WebhookHeaders,
@@ -95,6 +96,10 @@ class Shopify:
     def storefront_url(self, address: str, *, allow_http: bool) -> str:
         # the myshopify domain serves the storefront until the shop details name another
         return f"https://{normalise_shop_domain(address)}"
+
+    def storefront_cart_link(self, shop: ShopContext, cart_token: str) -> str | None:
+        # its checkouts come by webhook, with their own recovery link
+        return None
 
 
 PLATFORM = Shopify()

@@ -207,6 +207,9 @@ class WooCommerceApi:
     # --- live state --------------------------------------------------------------
 
     def order_state(self, order_id: str) -> LiveOrderState | None:
+        if not order_id.isdigit():
+            # a cart before "Place order" (the checkout ``cart-<token>``): no order to ask of
+            return None
         response = self.call("GET", f"orders/{order_id}", allow=frozenset({404}))
         if response.status_code == 404:
             return None

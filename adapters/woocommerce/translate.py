@@ -12,6 +12,14 @@ become checkout events keyed on the order id. Paid orders carry the same id as
 
 A payload is built when it is sent, not when the change happened, so it shows
 the order's current state: events follow the ``status``, not the topic.
+
+Carts before "Place order" are seen only by the storefront (our plugin's events,
+``adapters.storefront``): a cart whose owner we know is the checkout
+``cart-<cart token>``, recovered by :func:`cart_link`. The plugin writes that
+cart's token on the order it becomes (meta ``_triggerpost_cart_token``), so the
+unpaid order is the same checkout and its payment closes it: one checkout, one
+reminder series. An order without the meta (a store without the plugin's cart
+tracking) stays the checkout named by its order id.
 """
 
 from __future__ import annotations
@@ -48,8 +56,9 @@ from adapters.events import (
 )
 from adapters.payload import Fields, storefront_url
 from adapters.platform import ShopContext, Translator, WebhookError, birth_date
+from adapters.storefront import CART_TOKEN, cart_checkout_token
 
-__all__ = ["IGNORED_TOPICS", "TOPIC_HANDLERS", "read_product"]
+__all__ = ["CART_TOKEN_META_KEY", "IGNORED_TOPICS", "TOPIC_HANDLERS", "cart_link", "read_product"]
 
 CHECKOUT_STATUSES = frozenset({"pending", "failed", "checkout-draft"})
 # order-pay links only work for these; a draft must be recovered from the cart
@@ -74,6 +83,31 @@ def _term_names(f: Fields, key: str) -> tuple[str, ...]:
     return tuple(
         html.unescape(name) for item in f.children(key) if (name := item.text("name")) is not None
     )
+
+
+# --- carts ---------------------------------------------------------------------
+
+#: the order meta the plugin writes when "Place order" turns its cart into an order
+CART_TOKEN_META_KEY = "_triggerpost_cart_token"  # noqa: S105 (a meta key, no secret)
+#: the query parameter the plugin restores a cart from
+CART_PARAMETER = "triggerpost_cart"
+
+
+def cart_link(shop: ShopContext, cart_token: str) -> str:
+    """The shop's home with the cart's token: the plugin restores that cart and goes
+    on to the checkout page."""
+    return storefront_url(shop, f"/?{CART_PARAMETER}={cart_token}")
+
+
+def _cart_token(f: Fields) -> str | None:
+    """The plugin's cart token on an order; one that is not a token is none."""
+    for meta in f.children("meta_data"):
+        if meta.text("key") == CART_TOKEN_META_KEY:
+            value = meta.data.get("value")
+            if isinstance(value, str) and CART_TOKEN.fullmatch(value):
+                return value
+            return None
+    return None
 
 
 # --- orders --------------------------------------------------------------------
@@ -196,15 +230,19 @@ def _checkout(f: Fields, status: str, shop: ShopContext) -> Checkout:
     customer = _order_customer(f, shop)
     email = customer.email if customer else None
     payment_url = f.text("payment_url") if status in PAYABLE_STATUSES else None
+    order_id = f.require(f.text("id"), "id")
+    cart_token = _cart_token(f)
+    fallback = cart_link(shop, cart_token) if cart_token else storefront_url(shop, "/cart/")
     return Checkout(
-        token=f.require(f.text("id"), "id"),
+        token=cart_checkout_token(cart_token) if cart_token else order_id,
         customer=customer,
         email=email,
-        recovery_url=payment_url or storefront_url(shop, "/cart/"),
+        recovery_url=payment_url or fallback,
         total=f.require(f.money("total", currency), "total"),
         line_items=tuple(_line_item(item, currency) for item in f.children("line_items")),
         updated_at=_modified_at(f),
         created_at=_placed_at(f),
+        cart_token=cart_token,
         not_mailable_reason=None if email else "no_email",
     )
 
@@ -214,6 +252,7 @@ def _order(f: Fields, status: str, shop: ShopContext) -> Order:
     currency = f.require(f.text("currency"), "currency")
     customer = _order_customer(f, shop)
     total = f.require(f.money("total", currency), "total")
+    cart_token = _cart_token(f)
     return Order(
         order_id=order_id,
         name="#" + (f.text("number") or order_id),
@@ -225,7 +264,9 @@ def _order(f: Fields, status: str, shop: ShopContext) -> Order:
         updated_at=_modified_at(f),
         # a currency plugin may sell in another currency at a rate we never see
         shop_total=total if shop.currency in (None, total.currency) else None,
-        checkout_token=order_id,
+        # the checkout it completes: its cart's when the plugin named it, else itself
+        checkout_token=cart_checkout_token(cart_token) if cart_token else order_id,
+        cart_token=cart_token,
         cancelled_at=_modified_at(f) if status == "cancelled" else None,
         discount_codes=tuple(
             code for line in f.children("coupon_lines") if (code := line.text("code")) is not None

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from adapters.platform import (
+    ShopContext,
     Translator,
     WebhookError,
     WebhookHeaders,
     WebhookSigner,
     verify_base64_hmac,
 )
-from adapters.woocommerce.translate import IGNORED_TOPICS, TOPIC_HANDLERS
+from adapters.woocommerce.translate import IGNORED_TOPICS, TOPIC_HANDLERS, cart_link
 
 PING = re.compile(rb"^webhook_id=\d+$")
 
@@ -108,6 +109,10 @@ class WooCommerce:
         if text.startswith("http://") and not allow_http:
             raise ValueError("the store URL must be https:// (http is allowed only in development)")
         return text.rstrip("/")
+
+    def storefront_cart_link(self, shop: ShopContext, cart_token: str) -> str | None:
+        # no cart webhook: the plugin keeps the cart under its token and restores it here
+        return cart_link(shop, cart_token)
 
 
 PLATFORM = WooCommerce()

@@ -35,11 +35,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from adapters import events as ev
-from adapters.platform import WebhookError
+from adapters import storefront
+from adapters.platform import ShopContext, WebhookError
 from adapters.registry import PLATFORMS
 from jobs.audience import recommendations
 from jobs.engine import enrolment
-from jobs.intake import privacy
+from jobs.intake import privacy, visitors
 from jobs.merchant.shops import mark_uninstalled
 from jobs.reports import attribution
 from jobs.store import queries, rows
@@ -98,6 +99,7 @@ def apply(
     delivery_id: int | None,
     at: datetime | None = None,
     historical: bool = False,
+    replayed: bool = False,
 ) -> Applied:
     """Apply the event to the store, log it, and let the flow engine act on it.
 
@@ -105,7 +107,16 @@ def apply(
     ``historical``: the event is the shop's past (a history import): it updates
     contacts, orders and products and is logged, but no flow acts on it and no
     email is credited with it.
+
+    A storefront visitor's event first goes through :func:`visitor_bookkeeping`:
+    it may become its contact's, and it may bring more events (the visitor's
+    earlier ones, now theirs; the checkout a cart is), applied right after it.
+    ``replayed``: the event comes from the event log (a dry run), which holds what
+    the bookkeeping made of it already, logged as it was: none of it is made again.
     """
+    later: list[ev.Event] = []
+    if isinstance(event, VISITOR_EVENTS) and not historical and not replayed:
+        event, later = visitor_bookkeeping(session, shop, event)
     handler = HANDLERS.get(type(event))
     applied = handler(session, shop, event) if handler else Applied()
     if applied.shop_erased:
@@ -129,6 +140,8 @@ def apply(
         event_id=event_id,
         at=at or now(),
     )
+    for follow in later:
+        apply(session, shop, follow, delivery_id=delivery_id, at=at)
     return applied
 
 
@@ -519,6 +532,7 @@ def _merge_into(session: Session, keep: Contact, gone: Contact) -> None:
     )
     for model in owned:
         session.execute(update(model).where(model.contact_id == gone.id).values(contact_id=keep.id))
+    visitors.move(session, gone.id, keep.id)
     if keep.consent_at is None or (gone.consent_at and gone.consent_at > keep.consent_at):
         keep.consent_state = gone.consent_state
         keep.consent_source = gone.consent_source
@@ -853,6 +867,121 @@ def on_fact(session: Session, shop: Shop, event: Any) -> Applied:
     return Applied(find_contact(session, shop.id, ref.customer_id, stored_email(ref.email)))
 
 
+# --- storefront visitors (see jobs.intake.visitors) --------------------------------
+
+#: the events a storefront visitor's browser tells of
+VISITOR_EVENTS = (ev.ProductViewed, ev.CartUpdated, ev.VisitorIdentified)
+
+
+def visitor_bookkeeping(
+    session: Session, shop: Shop, event: ev.ProductViewed | ev.CartUpdated | ev.VisitorIdentified
+) -> tuple[ev.Event, list[ev.Event]]:
+    """A visitor's event as the store knows it, and the events it brings.
+
+    - anonymous, of a visitor linked to a contact: that contact's (``customer`` set);
+    - anonymous, of a visitor nobody claimed: kept for the day they say who they are;
+    - naming a person (an identify, or a customer with an email): the visitor is
+      linked to that contact (created if new, never with consent) and, when the link
+      is new, the visitor's kept events come back as the contact's, oldest first;
+    - a cart of a known person, where the platform's storefront carts are its
+      checkouts: followed by that checkout (``adapters.storefront.cart_checkout``).
+
+    Kept separate from the handlers, so that a flow's own handling of these events
+    (``HANDLERS``) sees them already resolved.
+    """
+    visitor_id = event.visitor_id
+    if not visitor_id:
+        return event, _as_checkout(shop, event)
+    later: list[ev.Event] = []
+    if event.customer is None:
+        assert not isinstance(event, ev.VisitorIdentified)
+        row = visitors.link_of(session, shop.id, visitor_id)
+        contact = session.get(Contact, row.contact_id) if row and row.contact_id else None
+        if contact is None:
+            visitors.keep(session, shop.id, visitor_id, event)
+            return event, []
+        event = dataclasses.replace(event, customer=_named(contact))
+    else:
+        contact = storefront_contact(session, shop, event.customer)
+        if contact is not None and visitors.link(
+            session, shop.id, visitor_id, contact.id, event.occurred_at
+        ):
+            taken = visitors.take(session, shop.id, visitor_id, event.occurred_at)
+            later = [_as_theirs(e, contact) for e in _latest_carts(taken)]
+    return event, later + _as_checkout(shop, event)
+
+
+def _as_theirs(event: ev.Event, contact: Contact) -> ev.Event:
+    """A kept anonymous event, applied again as the contact's."""
+    assert isinstance(event, ev.ProductViewed | ev.CartUpdated)
+    return dataclasses.replace(event, customer=_named(contact))
+
+
+def _named(contact: Contact) -> ev.Customer:
+    """The contact as an event names them (ids they are found by, nothing to update)."""
+    return ev.Customer(customer_id=contact.customer_id, email=contact.email)
+
+
+def _latest_carts(taken: list[ev.Event]) -> list[ev.Event]:
+    """Kept events to apply again: every view, and of each cart only its newest state
+    (the earlier ones are history, and each would move the checkout's reminders)."""
+    newest: dict[str, ev.Event] = {}
+    for event in taken:
+        if isinstance(event, ev.CartUpdated):
+            newest[event.cart_token] = event
+    return [e for e in taken if not isinstance(e, ev.CartUpdated) or newest.get(e.cart_token) is e]
+
+
+def _as_checkout(shop: Shop, event: ev.Event) -> list[ev.Event]:
+    """The checkout a known person's storefront cart is, where the platform says so."""
+    if not isinstance(event, ev.CartUpdated) or event.customer is None:
+        return []
+    platform = PLATFORMS.get(shop.platform)
+    if platform is None:
+        return []
+    context = ShopContext(domain=shop.key, currency=shop.currency, base_url=shop.base_url)
+    checkout = storefront.cart_checkout(platform, context, event, event.customer)
+    return [checkout] if checkout is not None else []
+
+
+def storefront_contact(session: Session, shop: Shop, customer: ev.Customer) -> Contact | None:
+    """The contact a browser named: by email (created, without consent, if nobody has
+    it; names fill only blanks), else by a customer id we hold. A browser never
+    changes who a contact is (its id or address) nor their consent."""
+    email = stored_email(customer.email)
+    if email:
+        contact = find_contact(session, shop.id, None, email)
+        if contact is None:
+            contact = _create_contact(session, shop.id, None, email)
+        told = ev.Customer(
+            customer_id=None,
+            email=email,
+            first_name=customer.first_name,
+            last_name=customer.last_name,
+        )
+        _update_fields(contact, told, authoritative=False)
+        session.flush()
+        return contact
+    if customer.customer_id:
+        return find_contact(session, shop.id, identity(customer.customer_id, "customer_id"), None)
+    return None
+
+
+def on_product_viewed(session: Session, shop: Shop, event: ev.ProductViewed) -> Applied:
+    """A view is the contact's when we know who looked (kept in the event log)."""
+    contact = storefront_contact(session, shop, event.customer) if event.customer else None
+    return Applied(contact, identity(event.product_id, "product_id"))
+
+
+def on_cart(session: Session, shop: Shop, event: ev.CartUpdated) -> Applied:
+    contact = storefront_contact(session, shop, event.customer) if event.customer else None
+    return Applied(contact, identity(event.cart_token, "cart_token"))
+
+
+def on_visitor_identified(session: Session, shop: Shop, event: ev.VisitorIdentified) -> Applied:
+    return Applied(storefront_contact(session, shop, event.customer), None)
+
+
 def on_uninstalled(session: Session, shop: Shop, event: ev.AppUninstalled) -> Applied:
     mark_uninstalled(shop, event.occurred_at)
     # the platform deletes an uninstalled app's subscriptions; a reinstall makes new ones
@@ -898,7 +1027,10 @@ HANDLERS: dict[type[ev.Event], Handler] = {
     ev.CustomerRedactRequested: on_customer_redact,
     ev.ShopRedactRequested: on_shop_redact,
     **dict.fromkeys(ev.FACTS, on_fact),
-    # CartUpdated and ProductViewed are kept in the event log only: no person yet
+    # a storefront visitor's: resolved first by visitor_bookkeeping (see apply)
+    ev.ProductViewed: on_product_viewed,
+    ev.CartUpdated: on_cart,
+    ev.VisitorIdentified: on_visitor_identified,
 }
 
 #: handlers a history page applies with its log rows and contact figures still

@@ -39,12 +39,12 @@ from rq.job import Job
 from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
+from adapters import storefront
 from adapters.platform import ShopContext, WebhookHeaders, translate
 from adapters.registry import PLATFORMS
 from jobs import queues, shop_settings
 from jobs.engine import ledger, schedule
 from jobs.intake import apply, privacy
-from jobs.merchant.storefront import TOPIC_PREFIX as STOREFRONT_TOPIC_PREFIX
 from jobs.queues import INTAKE
 from jobs.runtime import Runtime
 from jobs.store import queries
@@ -338,12 +338,14 @@ def shop_context(session: Session, shop: Shop, received_at: datetime) -> ShopCon
 
 def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
     """Apply the delivery's events; True if one of them erased the shop."""
-    if delivery.topic.startswith(STOREFRONT_TOPIC_PREFIX):
-        return storefront_events_not_translated_yet(delivery)  # until adapters/storefront.py
     platform = PLATFORMS[delivery.platform]
     payload = parse_body(delivery.body)
     context = shop_context(session, shop, delivery.received_at)
-    events = translate(platform, delivery.topic, payload, context)
+    if storefront.is_storefront_topic(delivery.topic):
+        # what the shop's storefront told (our script in a browser), not its platform
+        events = storefront.translate(platform, delivery.topic, payload, context)
+    else:
+        events = translate(platform, delivery.topic, payload, context)
     erased = False
     for event in events:
         if apply.apply(session, shop, event, delivery_id=delivery.id).shop_erased:
@@ -357,16 +359,6 @@ def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
         ", ".join(type(e).__name__ for e in events) or "no events",
     )
     return erased
-
-
-def storefront_events_not_translated_yet(delivery: Delivery) -> bool:
-    """A storefront event (``storefront/<type>``), processed with no events for now.
-
-    The generic storefront translator (adapters/storefront.py) takes these over:
-    the one line in :func:`apply_delivery` that calls this is where it goes.
-    """
-    log.info("processed delivery %s (%s): no events yet", delivery.id, delivery.topic)
-    return False
 
 
 def record_failure(runtime: Runtime, delivery_id: int, exc: BaseException) -> None:

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from adapters import events as ev
 from emails.delivery.outbox import FileOutbox
 from jobs.engine import enrolment, suppressions
+from jobs.intake import visitors
 from jobs.runtime import Runtime
 from jobs.store import db
 from jobs.store.models import (
@@ -57,6 +58,7 @@ from jobs.store.models import (
     ShopStatus,
     StoredEvent,
     Suppression,
+    Visitor,
 )
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ CUSTOMER_TABLES = tuple(
         PrivacyRequest,
         StoredEvent,
         Suppression,
+        Visitor,
     )
 )
 
@@ -161,6 +164,7 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
     not_started = session.scalars(
         select(NonEnrolment).where(NonEnrolment.contact_id == contact.id)
     ).all()
+    linked = session.scalars(select(Visitor).where(Visitor.contact_id == contact.id)).all()
     blocked = (
         session.scalars(
             select(Suppression).where(
@@ -238,6 +242,10 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
         "suppressions": [
             {"scope": s.scope, "reason": s.reason, "source": s.source, "at": _when(s.created_at)}
             for s in blocked
+        ],
+        # the ids the browsers she said who she is in keep (their later visits are hers)
+        "storefront_visitors": [
+            {"visitor_id": v.visitor_id, "linked_at": _when(v.linked_at)} for v in linked
         ],
     }
 
@@ -341,6 +349,10 @@ def erase_contact(
         counts[kind] = counts.get(kind, 0) + int(result.rowcount or 0)
 
     contact_ids = [contact.id] if contact else []
+    # the visitor ids their browsers keep: where they browsed is no longer theirs
+    forgotten = visitors.forget(session, shop_id, contact_ids)
+    if forgotten:
+        counts["visitors"] = forgotten
     if contact is not None:
         if contact.email:
             emails.add(contact.email)

@@ -351,6 +351,51 @@ def birthday_md(value: date | None) -> int | None:
     return None if value is None else value.month * 100 + value.day
 
 
+# --- storefront visitors (jobs.intake.visitors) ------------------------------------
+
+
+class Visitor(Base):
+    """A storefront visitor (the first-party id its browser keeps) linked to the contact
+    it last said it is: its later events are that contact's. A newer link replaces an
+    older one; what was applied before stays with whom it was applied to."""
+
+    __tablename__ = "visitors"
+    __table_args__ = (UniqueConstraint("shop_id", "visitor_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    visitor_id: Mapped[str] = mapped_column(String(64))
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    #: when the visitor said who they are (the event's time): an older word links nothing
+    linked_at: Mapped[datetime]
+
+
+class VisitorEvent(Base):
+    """An anonymous visitor's event, serialised, kept until the visitor says who they
+    are (then applied again as theirs and deleted) or for 30 days at most, the last
+    few hundred per visitor (``jobs.intake.visitors``)."""
+
+    __tablename__ = "visitor_events"
+    __table_args__ = (
+        Index(
+            "ix_visitor_events_shop_id_visitor_id_occurred_at",
+            "shop_id",
+            "visitor_id",
+            "occurred_at",
+        ),
+        Index("ix_visitor_events_occurred_at", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    visitor_id: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
+    #: ``adapters.events.to_dict`` of the event
+    event: Mapped[dict[str, Any]]
+
+
 class CheckoutStatus(StrEnum):
     OPEN = "open"
     COMPLETED = "completed"

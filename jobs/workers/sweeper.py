@@ -20,7 +20,9 @@ deployment (a Redis lock elects it) looks for:
   scanned once a day;
 - history imports nothing carries on (a run killed with its job, or one whose
   retries were spent hours ago): enqueued again, to resume at their cursor
-  (see :func:`jobs.intake.history.resume_stalled`).
+  (see :func:`jobs.intake.history.resume_stalled`);
+- anonymous storefront visitors' events past their 30 days (visitors who never
+  said who they are): deleted (see :mod:`jobs.intake.visitors`).
 
 Each ``triggerpost worker`` runs a sweeper process beside it (:func:`run_beside`),
 so any number of worker machines give the deployment a sweeper as long as
@@ -40,7 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs.engine import schedule
-from jobs.intake import deliveries, history, scans
+from jobs.intake import deliveries, history, scans, visitors
 from jobs.platforms.registry import SERVERS
 from jobs.runtime import Runtime
 from jobs.sending import courier, pipeline
@@ -113,6 +115,15 @@ def sweep_history(runtime: Runtime, at: datetime | None = None) -> int:
     return resumed
 
 
+def sweep_visitors(runtime: Runtime, at: datetime | None = None) -> int:
+    """Delete anonymous visitors' events past their keeping
+    (:func:`jobs.intake.visitors.prune_all`); returns how many."""
+    pruned = visitors.prune_all(runtime.sessions, at or now())
+    if pruned:
+        log.info("sweeper: %d anonymous visitor events past their keeping deleted", pruned)
+    return pruned
+
+
 def run_forever(settings: Settings, stop: threading.Event | None = None) -> None:
     """Sweep every ``settings.sweep_interval`` seconds until stopped (SIGTERM/SIGINT)."""
     stop = stop or threading.Event()
@@ -138,6 +149,7 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
                             server.reconcile_due(runtime)
                     sweep_scans(runtime)
                     sweep_history(runtime)
+                    sweep_visitors(runtime)
             except (RedisError, SQLAlchemyError) as exc:
                 log.warning("sweeper: %s; trying again in %.0f s", exc, interval)
             stop.wait(interval)

@@ -73,6 +73,7 @@ ONE_OF_EACH: list[ev.Event] = [
     ev.CheckoutStarted(WHEN, CHECKOUT),
     ev.CheckoutUpdated(WHEN, CHECKOUT),
     ev.CartUpdated(WHEN, "cart-1", (LINE,), sek("299.00")),
+    ev.CartUpdated(WHEN, "cart-2", (LINE,), sek("299.00"), visitor_id="v_0123456789abcdef"),
     ev.OrderPlaced(WHEN, ORDER),
     ev.OrderPaid(WHEN, ORDER),
     ev.OrderCancelled(WHEN, ORDER, reason="customer"),
@@ -83,6 +84,8 @@ ONE_OF_EACH: list[ev.Event] = [
     ev.ProductUpdated(WHEN, PRODUCT),
     ev.ProductDeleted(WHEN, "632910392"),
     ev.ProductViewed(WHEN, "632910392", CUSTOMER, "https://shop.example/products/socks"),
+    ev.ProductViewed(WHEN, "632910392", None, None, visitor_id="v_0123456789abcdef"),
+    ev.VisitorIdentified(WHEN, "v_0123456789abcdef", CUSTOMER, "checkout"),
     ev.AppUninstalled(WHEN),
     ev.CustomerDataRequested(WHEN, "7081234", "åsa@example.se", None, ("450789469",), "9999"),
     ev.CustomerRedactRequested(WHEN, "7081234", "åsa@example.se", None, ("450789469",)),
@@ -92,6 +95,27 @@ ONE_OF_EACH: list[ev.Event] = [
     ev.CustomerLapsed(WHEN, ev.ContactRef("7081234", None), WHEN, 3, 180),
     ev.SubscriberWentQuiet(WHEN, ev.ContactRef("7081234", None), 120, WHEN),
 ]
+
+
+def test_events_stored_before_visitors_existed_still_read_as_anonymous_of_nobody() -> None:
+    """A ProductViewed or CartUpdated written before they had a visitor id reads back
+    with none: the version did not change, old forms stay readable."""
+    old_view = {
+        "type": "ProductViewed",
+        "version": 1,
+        "data": {"occurred_at": WHEN.isoformat(), "product_id": "1", "customer": None, "url": None},
+    }
+    old_cart = {
+        "type": "CartUpdated",
+        "version": 1,
+        "data": {"occurred_at": WHEN.isoformat(), "cart_token": "c", "line_items": []},
+    }
+    view = ev.from_dict(old_view)
+    cart = ev.from_dict(old_cart)
+    assert isinstance(view, ev.ProductViewed)
+    assert view.visitor_id is None
+    assert isinstance(cart, ev.CartUpdated)
+    assert cart.visitor_id is None
 
 
 def test_every_event_type_has_a_sample() -> None:

@@ -168,6 +168,14 @@ def test_a_customer_without_orders_since_is_none() -> None:
 
 
 @responses.activate
+def test_a_cart_not_yet_an_order_is_asked_nothing() -> None:
+    """The re-check of a storefront cart's checkout (``cart-<token>``): the store has no
+    order of that name, and is not asked."""
+    assert client()[0].order_state("cart-Z3kq8PmW2xN7cR5tJ9bV4hL6sD1fG0aY") is None
+    assert len(responses.calls) == 0
+
+
+@responses.activate
 def test_a_deleted_order_is_none_and_a_server_error_is_transient() -> None:
     responses.get(
         f"{API}/orders/1", status=404, json={"code": "woocommerce_rest_shop_order_invalid_id"}

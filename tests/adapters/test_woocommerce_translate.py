@@ -437,3 +437,58 @@ def test_product_updated__out_of_stock_variable() -> None:
     [bare] = translate("product_updated__out_of_stock_variable", shop=no_currency)
     assert isinstance(bare, ProductUpdated)
     assert bare.product.price is None
+
+
+# --- an order the plugin made from a cart it tracked ---------------------------------
+
+CART_TOKEN = "Z3kq8PmW2xN7cR5tJ9bV4hL6sD1fG0aY"
+
+
+def test_order_created__pending_cart_token() -> None:
+    """The unpaid order is the checkout its cart already was (``cart-<token>``): one
+    checkout for the cart before "Place order" and the order after it."""
+    [event] = translate("order_created__pending_cart_token")
+    assert isinstance(event, CheckoutStarted)
+    assert event.checkout.token == f"cart-{CART_TOKEN}"
+    assert event.checkout.cart_token == CART_TOKEN
+    assert event.checkout.email == "elias.nyberg@example.com"
+    # payable: the order-pay link still recovers it best
+    assert event.checkout.recovery_url is not None
+    assert "/order-pay/4812/" in event.checkout.recovery_url
+
+
+def test_order_updated__processing_cart_token() -> None:
+    """Paying the order completes that same checkout."""
+    placed, paid = translate("order_updated__processing_cart_token")
+    assert isinstance(placed, OrderPlaced)
+    assert isinstance(paid, OrderPaid)
+    assert paid.order.order_id == "4812"
+    assert paid.order.checkout_token == f"cart-{CART_TOKEN}"
+    assert paid.order.cart_token == CART_TOKEN
+
+
+def test_a_draft_order_of_a_tracked_cart_is_recovered_by_the_plugins_cart_link() -> None:
+    body = payload("order_created__pending_cart_token")
+    body["status"] = "checkout-draft"
+    [event] = translate("order_created__pending_cart_token", body=body)
+    assert isinstance(event, CheckoutStarted)
+    assert event.checkout.recovery_url == f"https://ullboden.se/?triggerpost_cart={CART_TOKEN}"
+
+
+@pytest.mark.parametrize("value", ["", "short", "not a token!", 12345678, None, "x" * 65])
+def test_an_order_whose_cart_token_is_no_token_stays_its_own_checkout(value: Any) -> None:
+    body = payload("order_created__pending_cart_token")
+    body["meta_data"][-1]["value"] = value
+    [event] = translate("order_created__pending_cart_token", body=body)
+    assert isinstance(event, CheckoutStarted)
+    assert event.checkout.token == "4812"
+    assert event.checkout.cart_token is None
+
+
+def test_an_order_without_the_plugins_cart_token_is_the_checkout_named_by_its_id() -> None:
+    [event] = translate("order_created__pending_guest")
+    assert isinstance(event, CheckoutStarted)
+    assert event.checkout.token == "4812"
+    [_placed, paid] = translate("order_created__processing_paid")[:2]
+    assert isinstance(paid, OrderPaid)
+    assert paid.order.checkout_token == paid.order.order_id

@@ -46,6 +46,7 @@ ERASED_TABLES = {
     "orders",
     "privacy_requests",
     "suppressions",
+    "visitors",
 }
 
 

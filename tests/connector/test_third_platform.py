@@ -96,6 +96,9 @@ class Acme:
     def storefront_url(self, address: str, *, allow_http: bool) -> str:
         return f"https://{self.shop_key(address)}"
 
+    def storefront_cart_link(self, shop: ShopContext, cart_token: str) -> str | None:
+        return None
+
 
 def _no_client(runtime: Runtime, shop: Shop, http: Any) -> AdminClient | None:
     return None

@@ -72,6 +72,7 @@ def test_a_woocommerce_merchant_exports_a_customer_s_data(
         "flows_not_started",
         "engagements",
         "suppressions",
+        "storefront_visitors",
     }
     [recorded] = requests(runtime, woo_merchant.shop_id)
     assert (recorded.kind, recorded.export, recorded.detail["asked_by"]) == (
