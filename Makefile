@@ -17,7 +17,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 AXE := var/npm/node_modules/axe-core/axe.min.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help run test lint format typecheck pytest bench bench-render bench-pipeline fuzz clean
+.PHONY: help run demo test lint format typecheck pytest bench bench-render bench-pipeline fuzz clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,16 +26,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# the installs show their progress: a first `make run` spends most of its time here
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --editable .
+	@echo "installing triggerpost and its dependencies into $(VENV) (a minute the first time)"
+	$(BIN)/pip install --progress-bar on --editable .
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --editable . --group dev
+	@echo "installing triggerpost and its development tools into $(VENV)"
+	$(BIN)/pip install --progress-bar on --editable . --group dev
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed ## Set up and start everything on embedded defaults (PORT=8000)
 	$(BIN)/triggerpost run --port $(PORT)
+
+demo: $(VENV)/.run-installed ## Beside `make run`: a demo shop, its webhooks, emails in the outbox
+	$(BIN)/triggerpost demo
 
 test: lint typecheck pytest ## Set up, then lint, type-check and run every test
 
