@@ -17,7 +17,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 AXE := var/npm/node_modules/axe-core/axe.min.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help run demo test lint format typecheck pytest bench bench-render bench-pipeline fuzz clean
+.PHONY: help run demo test lint format typecheck pytest bench bench-render bench-pipeline bench-production fuzz clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ bench-render: $(VENV)/.dev-installed ## Email rendering against MRML per email a
 
 bench-pipeline: $(VENV)/.dev-installed ## Webhooks to sent emails through real workers, 10 k and 1 M contacts
 	$(BIN)/python bench/pipeline.py
+
+bench-production: $(VENV)/.dev-installed ## The production shape at 100 webhooks/s for 2 min (PostgreSQL: TEST_DATABASE_URL)
+	$(BIN)/python bench/production.py
 
 fuzz: $(VENV)/.run-installed ## Webhook fuzzer, FUZZ_COUNT cases (PostgreSQL too when TEST_DATABASE_URL is set)
 	@status=0; \
