@@ -283,6 +283,8 @@ def main() -> None:
             ).all()
         metrics = read_metrics(bases[0])
 
+        ended = datetime.now(UTC)
+        backlog = [(ended - r.due_at).total_seconds() for r in rows if r.state != MessageState.SENT]
         received = dict(zip(shape.mailbox.message_ids, shape.mailbox.received_at, strict=True))
         sent = [r for r in rows if r.state == MessageState.SENT]
         db_lags = [(r.sent_at - r.due_at).total_seconds() for r in sent if r.sent_at]
@@ -297,7 +299,14 @@ def main() -> None:
         print(
             f"events sent: {len(answers)} at {achieved:.1f}/s achieved "
             f"({len(refused)} not answered 200); emails due: {len(rows)}, sent: {len(sent)}, "
-            f"at the SMTP server: {len(received)}; queues empty {drained:.0f} s after the load"
+            f"at the SMTP server: {len(received)}; "
+            + (
+                f"every due email sent {drained:.0f} s after the load"
+                if not backlog
+                else f"{len(backlog)} still due when the wait ended, {drained:.0f} s after the "
+                f"load (their lag so far: {min(backlog):.0f} s to {max(backlog):.0f} s; "
+                "the figures below count only the emails sent)"
+            )
         )
         print(f"the due emails now: {states}")
         print(
