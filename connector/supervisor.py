@@ -1,13 +1,17 @@
 """``triggerpost run``: the whole service on one machine, as one process group.
 
-Starts the embedded Redis (when no Redis URL is configured), migrates the
-database, then runs the web server and a worker (with its scheduler and
-sweeper) as child processes. A child that dies is restarted, and so is the
-embedded Redis (each at most ``MAX_RESTARTS`` times a minute; the web server
-and the workers reconnect on their own, and the append-only file gives the
-new Redis the jobs the old one held). Ctrl-C or SIGTERM stops the web server
-first, then the worker, then Redis. Every process started here dies with
-the supervisor, however it dies (see :mod:`jobs.workers.lifeline`).
+Checks that its port is free (a busy one is named, and nothing starts), starts
+the embedded Redis (when no Redis URL is configured), migrates the database,
+then runs the web server and a worker (with its scheduler and sweeper) as
+child processes, and says it is running once the web server answers. Without
+TRIGGERPOST_BASE_URL, the links every process makes use the port served on,
+and the address is noted in the data directory for the commands run beside it
+(a login link, ``triggerpost demo``). A child that dies is restarted, and so
+is the embedded Redis (each at most ``MAX_RESTARTS`` times a minute; the web
+server and the workers reconnect on their own, and the append-only file gives
+the new Redis the jobs the old one held). Ctrl-C or SIGTERM stops the web
+server first, then the worker, then Redis. Every process started here dies
+with the supervisor, however it dies (see :mod:`jobs.workers.lifeline`).
 """
 
 from __future__ import annotations
