@@ -21,7 +21,7 @@ PHPUNIT := /usr/bin/phpunit
 WP_CORE := /usr/share/wordpress/wp-includes/plugin.php
 PLUGIN_APT := php-cli php-sqlite3 phpunit wordpress
 
-.PHONY: help run test lint format typecheck pytest plugin-test plugin-zip bench bench-render bench-pipeline fuzz clean
+.PHONY: help run demo test lint format typecheck pytest plugin-test plugin-zip bench bench-render bench-pipeline bench-production fuzz clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,16 +30,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# the installs show their progress: a first `make run` spends most of its time here
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --editable .
+	@echo "installing triggerpost and its dependencies into $(VENV) (a minute the first time)"
+	$(BIN)/pip install --progress-bar on --editable .
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --editable . --group dev
+	@echo "installing triggerpost and its development tools into $(VENV)"
+	$(BIN)/pip install --progress-bar on --editable . --group dev
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed ## Set up and start everything on embedded defaults (PORT=8000)
 	$(BIN)/triggerpost run --port $(PORT)
+
+demo: $(VENV)/.run-installed ## Beside `make run`: a demo shop, its webhooks, emails in the outbox
+	$(BIN)/triggerpost demo
 
 test: lint typecheck pytest plugin-test ## Set up, then lint, type-check and run every test
 
@@ -97,6 +103,9 @@ bench-render: $(VENV)/.dev-installed ## Email rendering against MRML per email a
 
 bench-pipeline: $(VENV)/.dev-installed ## Webhooks to sent emails through real workers, 10 k and 1 M contacts
 	$(BIN)/python bench/pipeline.py
+
+bench-production: $(VENV)/.dev-installed ## The production shape at 100 webhooks/s for 2 min (PostgreSQL: TEST_DATABASE_URL)
+	$(BIN)/python bench/production.py
 
 fuzz: $(VENV)/.run-installed ## Webhook fuzzer, FUZZ_COUNT cases (PostgreSQL too when TEST_DATABASE_URL is set)
 	@status=0; \

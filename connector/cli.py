@@ -89,12 +89,15 @@ def known_shop(session: Session, shop_ref: str) -> Shop:
 @click.option("--workers", default=1, show_default=True, type=int, help="RQ worker processes.")
 @click.pass_obj
 def run(settings: Settings, host: str, port: int, workers: int) -> None:
-    """Run everything on one machine: Redis (embedded), web, worker, sweeper."""
+    """Run everything on one machine: Redis (embedded), web, worker, sweeper.
+
+    Links the service makes use this port unless TRIGGERPOST_BASE_URL is set.
+    """
     from connector.supervisor import SupervisorError
     from connector.supervisor import run as supervise
 
     try:
-        sys.exit(supervise(settings, host=host, port=port, workers=workers))
+        sys.exit(supervise(settings.serving_on(host, port), host=host, port=port, workers=workers))
     except SupervisorError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -106,12 +109,19 @@ def run(settings: Settings, host: str, port: int, workers: int) -> None:
 @click.option("--access-log/--no-access-log", default=False, help="Log every request.")
 @click.pass_obj
 def web(settings: Settings, host: str, port: int, workers: int | None, access_log: bool) -> None:
-    """Serve the web app (webhooks, install flows, settings page) under gunicorn."""
-    from connector.web import DEFAULT_WORKERS, serve
+    """Serve the web app (webhooks, install flows, settings page) under gunicorn.
+
+    Links the service makes use this port unless TRIGGERPOST_BASE_URL is set.
+    """
+    from connector.web import DEFAULT_WORKERS, PortInUseError, check_port, serve
 
     require_schema(settings)
+    try:
+        check_port(host, port)
+    except PortInUseError as exc:
+        raise click.ClickException(str(exc)) from exc
     serve(
-        settings,
+        settings.serving_on(host, port),
         host=host,
         port=port,
         workers=workers or DEFAULT_WORKERS,
@@ -854,6 +864,56 @@ def _format_dry_run(result: DryRun, zone: ZoneInfo) -> str:
 
 def _rows(count: int) -> str:
     return f"{count} row" if count == 1 else f"{count} rows"
+
+
+@main.command()
+@click.option(
+    "--url",
+    default=None,
+    help="The running service's address [TRIGGERPOST_BASE_URL, else the address "
+    "`triggerpost run` serves this data directory on].",
+)
+@click.option(
+    "--wait",
+    type=click.IntRange(0, 600),
+    default=120,
+    show_default=True,
+    help="Seconds to wait for the emails to be sent.",
+)
+@click.pass_obj
+def demo(settings: Settings, url: str | None, wait: int) -> None:
+    """Show the product work: a demo shop on the running service, its webhooks, its emails.
+
+    Registers a demo shop in the service's database (with settings under which
+    every flow's first email is due at once), plays real-shaped, signed webhooks
+    (a new subscriber, an abandoned cart, a paid and delivered order) through the
+    service's own webhook intake, waits until the workers have sent the emails,
+    and prints where to look at them and how to ask `triggerpost why`.
+    Run it beside `make run` (`make demo` does).
+    """
+    from datetime import timedelta
+
+    from connector.demo import DemoError, next_steps, play
+    from connector.merchant.auth import link_url
+    from jobs.merchant import login_links
+    from jobs.store.models import now
+
+    require_schema(settings)
+    base = (url or settings.base_url).rstrip("/")
+    try:
+        played = play(settings, base, wait=wait, say=click.echo)
+    except DemoError as exc:
+        raise click.ClickException(str(exc)) from exc
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine).begin() as session:
+            token = login_links.issue(session, played.shop_id, now(), timedelta(minutes=15))
+    finally:
+        engine.dispose()
+    for line in next_steps(played, settings, link_url(base, token)):
+        click.echo(line)
+    if not played.sent:
+        sys.exit(1)
 
 
 @main.command("email-webhook-url")

@@ -1,13 +1,17 @@
 """``triggerpost run``: the whole service on one machine, as one process group.
 
-Starts the embedded Redis (when no Redis URL is configured), migrates the
-database, then runs the web server and a worker (with its scheduler and
-sweeper) as child processes. A child that dies is restarted, and so is the
-embedded Redis (each at most ``MAX_RESTARTS`` times a minute; the web server
-and the workers reconnect on their own, and the append-only file gives the
-new Redis the jobs the old one held). Ctrl-C or SIGTERM stops the web server
-first, then the worker, then Redis. Every process started here dies with
-the supervisor, however it dies (see :mod:`jobs.workers.lifeline`).
+Checks that its port is free (a busy one is named, and nothing starts), starts
+the embedded Redis (when no Redis URL is configured), migrates the database,
+then runs the web server and a worker (with its scheduler and sweeper) as
+child processes, and says it is running once the web server answers. Without
+TRIGGERPOST_BASE_URL, the links every process makes use the port served on,
+and the address is noted in the data directory for the commands run beside it
+(a login link, ``triggerpost demo``). A child that dies is restarted, and so
+is the embedded Redis (each at most ``MAX_RESTARTS`` times a minute; the web
+server and the workers reconnect on their own, and the append-only file gives
+the new Redis the jobs the old one held). Ctrl-C or SIGTERM stops the web
+server first, then the worker, then Redis. Every process started here dies
+with the supervisor, however it dies (see :mod:`jobs.workers.lifeline`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from types import FrameType
 
+import requests
+
 from adapters.registry import PLATFORMS
 from connector.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from jobs.settings import Settings
+from connector.web import PortInUseError, check_port
+from jobs.settings import Settings, note_served_base_url
 from jobs.store.db import migrate
 from jobs.workers.lifeline import tie_to_parent
 
@@ -79,8 +86,13 @@ class Child:
 
 
 def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
+    try:
+        check_port(host, port)
+    except PortInUseError as exc:
+        raise SupervisorError(str(exc)) from exc
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.outbox_dir.mkdir(parents=True, exist_ok=True)
+    note_served_base_url(settings)
     migrate(settings.database_url)
 
     stopping = False
@@ -101,7 +113,12 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
             redis.start(die_with_parent=True)
         except EmbeddedRedisError as exc:
             raise SupervisorError(f"embedded Redis: {exc} (is `triggerpost run` running?)") from exc
-    env = dict(os.environ, TRIGGERPOST_DATA_DIR=str(settings.data_dir))
+    # the workers make links too (unsubscribe, clicks): the web server's base URL
+    env = dict(
+        os.environ,
+        TRIGGERPOST_DATA_DIR=str(settings.data_dir),
+        TRIGGERPOST_BASE_URL=settings.base_url,
+    )
     cli = [sys.executable, "-m", "connector.cli"]
     children = [
         Child("web", [*cli, "web", "--host", host, "--port", str(port)]),
@@ -112,6 +129,9 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
     try:
         for child in children:
             child.start(env)
+        if not _web_answers(children[0], base_url=f"http://{_dial(host)}:{port}"):
+            print("triggerpost: the web server did not start (see its messages above)")
+            return 1
         _announce(settings, host, port)
         while not stopping:
             time.sleep(0.2)
@@ -149,16 +169,45 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
     return exit_code
 
 
+#: how long the web server has to answer its health check before the banner
+WEB_START_TIMEOUT = 60.0
+
+
+def _dial(host: str) -> str:
+    """The address a client on this machine reaches ``host`` by."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 (what it listens on, not a bind)
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _web_answers(web: Child, *, base_url: str) -> bool:
+    """Waits until the web server answers /healthz; False if it exited first."""
+    deadline = time.monotonic() + WEB_START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert web.process is not None
+        if web.process.poll() is not None:
+            return False
+        try:
+            if requests.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 def _announce(settings: Settings, host: str, port: int) -> None:
-    base = f"http://{host}:{port}"
+    base = f"http://{_dial(host)}:{port}"
     lines = [
         "triggerpost is running (Ctrl-C stops everything)",
-        f"  health:              {base}/healthz   readiness: {base}/readyz",
-        *(f"  {p.label + ' webhooks:':<20} {base}/webhooks/{p.name}" for p in PLATFORMS.values()),
-        f"  data:                {settings.data_dir}",
-        f"  database:            {settings.database_url}",
-        f"  redis:               {settings.redis_url}",
-        f"  outbox (emails):     {settings.outbox_dir}",
-        "  add a shop:          .venv/bin/triggerpost shop add --help",
+        f"  health:               {base}/healthz   readiness: {base}/readyz",
+        *(f"  {p.label + ' webhooks:':<22}{base}/webhooks/{p.name}" for p in PLATFORMS.values()),
+        f"  data:                 {settings.data_dir}",
+        f"  database:             {settings.database_url}",
+        f"  redis:                {settings.redis_url}",
+        f"  outbox (emails):      {settings.outbox_dir}",
+        f"  links in emails:      {settings.base_url}/...",
+        "  see it work:          make demo   (a demo shop, webhooks, emails in the outbox)",
+        "  add a shop:           .venv/bin/triggerpost shop add --help",
     ]
     print("\n".join(lines), flush=True)

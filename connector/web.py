@@ -411,5 +411,29 @@ def options(
     }
 
 
+class PortInUseError(RuntimeError):
+    """Something already listens where the web server was asked to."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`PortInUseError` unless ``host:port`` can be listened on now.
+
+    Checked before anything says the service is running: gunicorn would retry
+    the bind for half a minute and then exit, after the banner.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as gunicorn binds: a port in TIME_WAIT is free, one listened on is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortInUseError(
+                f"port {port} on {host} is not free ({exc.strerror}): another triggerpost "
+                f"or another program listens there; pick another port "
+                f"(`make run PORT={port + 1}` or `--port {port + 1}`)"
+            ) from exc
+
+
 def serve(settings: Settings, **kwargs: Any) -> None:
     WebServer(settings, options(settings, **kwargs)).run()

@@ -16,7 +16,7 @@ import re
 import secrets
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -44,6 +44,9 @@ class Settings:
     secret_key: str
     email_url: str
     mode: Mode = Mode.DEVELOPMENT
+    #: True when TRIGGERPOST_BASE_URL was set; else the base URL follows the port
+    #: the service serves on (see :meth:`serving_on`)
+    base_url_explicit: bool = False
     #: the address emails are sent from (the shop's name is the display name);
     #: its domain must be one the delivery provider is allowed to send for
     email_from: str = "shop@triggerpost.localhost"
@@ -74,6 +77,21 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.mode is Mode.PRODUCTION
+
+    def serving_on(self, host: str, port: int) -> Settings:
+        """These settings for a service listening on ``host:port``.
+
+        Every link the service makes (unsubscribe, clicks, a store's connect
+        callback) starts with the base URL: without an explicit one it is this
+        port's, so `make run PORT=8123` makes links that reach it.
+        """
+        if self.base_url_explicit:
+            return self
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 (listening everywhere: loopback reaches it)
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return replace(self, base_url=f"http://{host}:{port}")
 
     @property
     def redis_socket(self) -> Path:
@@ -135,7 +153,8 @@ class Settings:
             database_url=database_url or f"sqlite:///{data_dir / 'triggerpost.db'}",
             redis_url=redis_url or f"unix://{data_dir / 'redis.sock'}",
             embedded_redis=redis_url is None,
-            base_url=(base_url or "http://127.0.0.1:8000").rstrip("/"),
+            base_url=(base_url or _served_base_url(data_dir) or DEV_BASE_URL).rstrip("/"),
+            base_url_explicit=base_url is not None,
             secret_key=secret_key,
             email_url=email_url or f"file://{data_dir / 'outbox'}",
             mode=mode,
@@ -152,6 +171,12 @@ class Settings:
             proxy_hops=_int(get("PROXY_HOPS"), "PROXY_HOPS", 0, minimum=0),
         )
 
+
+#: the development base URL when nothing says otherwise (`triggerpost run`'s default port)
+DEV_BASE_URL = "http://127.0.0.1:8000"
+#: where `triggerpost run` notes the address it serves on, under the data directory:
+#: the CLI beside it (a login link, `triggerpost demo`) makes links that reach it
+SERVED_AT = "base_url"
 
 #: the delivery backends that deliver nothing (see emails.delivery)
 DEV_EMAIL_BACKENDS = {"file": "the dev outbox", "null": "discards every email"}
@@ -259,6 +284,25 @@ def _int(value: str | None, name: str, default: int, *, minimum: int = 1) -> int
             else f"{PREFIX}{name} must be at least {minimum}"
         )
     return number
+
+
+def _served_base_url(data_dir: Path) -> str | None:
+    """The address `triggerpost run` last served this data directory on, if any."""
+    try:
+        text = (data_dir / SERVED_AT).read_text().strip()
+    except OSError:
+        return None
+    return text if text.startswith(("http://", "https://")) else None
+
+
+def note_served_base_url(settings: Settings) -> None:
+    """`triggerpost run` notes its address for the commands run beside it (unless
+    TRIGGERPOST_BASE_URL names one: then every command reads that)."""
+    path = settings.data_dir / SERVED_AT
+    if settings.base_url_explicit:
+        path.unlink(missing_ok=True)
+        return
+    path.write_text(settings.base_url + "\n")
 
 
 def _dev_secret(data_dir: Path) -> str:

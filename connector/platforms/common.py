@@ -51,6 +51,31 @@ class EmbeddedAdmin:
 
 
 @dataclass(frozen=True)
+class DemoDelivery:
+    """One webhook `triggerpost demo` plays: a fixture of ``tests/fixtures/<platform>/``
+    under its topic, with text replaced first (another customer, marketing consent
+    given) so that the deliveries together start several flows."""
+
+    fixture: str
+    topic: str
+    replace: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Demo:
+    """What `triggerpost demo` needs of a platform: a shop to register, the
+    deliveries to play, and the headers the platform sends them with."""
+
+    #: the demo shop's address (its key is what `triggerpost why` takes)
+    address: str
+    deliveries: tuple[DemoDelivery, ...]
+    #: (topic, body, secret, shop key, delivery id) -> the signed request's headers
+    headers: Callable[[str, bytes, str, str, str], dict[str, str]]
+    #: shown to the reader: who the demo's emails go to
+    customers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ConnectorPlatform:
     name: str
     #: the install or connect pages (and any callback the platform makes)
@@ -64,6 +89,8 @@ class ConnectorPlatform:
     #: its shops run our plugin, which signs requests to ``/plugin/<name>/...`` with the
     #: secret of the shop's connection code (connector.plugin; shown in Settings)
     plugin: bool = False
+    #: `triggerpost demo`'s shop and webhooks (None: the demo uses another platform)
+    demo: Demo | None = None
 
 
 def add_shop_by_hand(

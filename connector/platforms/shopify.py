@@ -27,6 +27,7 @@ App Bridge gets a fresh token and loads the page again with it
 
 from __future__ import annotations
 
+import base64
 import hmac
 import logging
 from typing import Any
@@ -49,7 +50,13 @@ from adapters.platform import AdminApiError
 from adapters.shopify import oauth, session_token
 from adapters.shopify.webhooks import SHOP_DOMAIN
 from connector.merchant import auth
-from connector.platforms.common import ConnectorPlatform, EmbeddedAdmin, add_shop_by_hand
+from connector.platforms.common import (
+    ConnectorPlatform,
+    Demo,
+    DemoDelivery,
+    EmbeddedAdmin,
+    add_shop_by_hand,
+)
 from connector.runtime import allow_framing, csp_nonce, runtime_of
 from jobs.platforms import shopify
 from jobs.settings import Settings
@@ -289,6 +296,71 @@ EMBEDDED = EmbeddedAdmin(
     bounce=_bounce,
 )
 
+# --- `triggerpost demo` -------------------------------------------------------------
+
+
+def _demo_headers(
+    topic: str, body: bytes, secret: str, shop_key: str, delivery_id: str
+) -> dict[str, str]:
+    """The headers Shopify sends a webhook with, signed as it signs them."""
+    digest = hmac.new(secret.encode(), body, "sha256").digest()
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
+        "X-Shopify-Shop-Domain": shop_key,
+        "X-Shopify-API-Version": "2026-07",
+        "X-Shopify-Webhook-Id": delivery_id,
+        "X-Shopify-Event-Id": f"event-{delivery_id}",
+    }
+
+
+#: Astrid's order, placed by Erik instead: Astrid's cart stays abandoned
+_ERIK = (
+    ("astrid.lindqvist@example.se", "erik.nilsson@example.se"),
+    ("Astrid", "Erik"),
+    ("Lindqvist", "Nilsson"),
+    ("8012345678901", "8012345678902"),  # his customer id
+    ("4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7a", "4f1c2a9e8b7d6c5e4f3a2b1c0d9e8f7b"),  # his checkout
+    ("Z2NwLXVzLWNlbnRyYWwxOjAxSzU3WlEzTThUNFg5Q0RSUEhWMkZHUThX", "demo-cart-erik"),
+)
+
+_SUBSCRIBES = (('"state":"unsubscribed"', '"state":"subscribed"'),)
+
+DEMO = Demo(
+    address="triggerpost-demo.myshopify.com",
+    deliveries=(
+        # a new subscriber: the welcome series
+        DemoDelivery("customers_create__api_2024_10_consent", "customers/create"),
+        # a customer who subscribes, then leaves a cart behind: cart recovery
+        DemoDelivery(
+            "customers_email_marketing_consent_update__unsubscribed",
+            "customers_email_marketing_consent/update",
+            replace=_SUBSCRIBES,
+        ),
+        DemoDelivery(
+            "checkouts_create__customer",
+            "checkouts/create",
+            replace=(('"buyer_accepts_marketing":false', '"buyer_accepts_marketing":true'),),
+        ),
+        # another who subscribes, then pays an order that is delivered: the thank-you,
+        # the delivered notice, the review request
+        DemoDelivery(
+            "customers_email_marketing_consent_update__unsubscribed",
+            "customers_email_marketing_consent/update",
+            replace=(*_SUBSCRIBES, *_ERIK),
+        ),
+        DemoDelivery("orders_paid__customer", "orders/paid", replace=_ERIK),
+        DemoDelivery("fulfillments_update__delivered", "fulfillments/update", replace=_ERIK),
+    ),
+    headers=_demo_headers,
+    customers=(
+        "maryam.rezaei@example.se",
+        "Astrid.Lindqvist@example.se",
+        "erik.nilsson@example.se",
+    ),
+)
+
 CONNECTOR = ConnectorPlatform(
-    name="shopify", blueprint=blueprint, add_command=add_command, embedded=EMBEDDED
+    name="shopify", blueprint=blueprint, add_command=add_command, embedded=EMBEDDED, demo=DEMO
 )

@@ -169,3 +169,41 @@ def test_proxy_hops_default_to_none_and_may_be_set(tmp_path: Path) -> None:
         {"TRIGGERPOST_DATA_DIR": str(tmp_path), "TRIGGERPOST_PROXY_HOPS": "2"}
     )
     assert behind.proxy_hops == 2
+
+
+def test_links_follow_the_port_the_service_serves_on(tmp_path: Path) -> None:
+    settings = Settings.from_env({"TRIGGERPOST_DATA_DIR": str(tmp_path)})
+    assert settings.serving_on("127.0.0.1", 27431).base_url == "http://127.0.0.1:27431"
+    # listening everywhere: the links reach it on loopback
+    everywhere = "0.0.0.0"  # noqa: S104 (what it listens on)
+    assert settings.serving_on(everywhere, 8123).base_url == "http://127.0.0.1:8123"
+    assert settings.serving_on("::1", 8123).base_url == "http://[::1]:8123"
+
+
+def test_an_explicit_base_url_is_kept_whatever_the_port(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"TRIGGERPOST_DATA_DIR": str(tmp_path), "TRIGGERPOST_BASE_URL": "https://tp.example"}
+    )
+    assert settings.serving_on("127.0.0.1", 27431).base_url == "https://tp.example"
+
+
+def test_commands_beside_a_running_service_make_links_to_its_port(tmp_path: Path) -> None:
+    """`triggerpost run --port 27431` notes its address; a login link made by the CLI
+    beside it reaches it. Set explicitly, the base URL wins and nothing is noted."""
+    from jobs.settings import note_served_base_url
+
+    served = Settings.from_env({"TRIGGERPOST_DATA_DIR": str(tmp_path)}).serving_on(
+        "127.0.0.1", 27431
+    )
+    note_served_base_url(served)
+    beside = Settings.from_env({"TRIGGERPOST_DATA_DIR": str(tmp_path)})
+    assert beside.base_url == "http://127.0.0.1:27431"
+    assert not beside.base_url_explicit
+    explicit = Settings.from_env(
+        {"TRIGGERPOST_DATA_DIR": str(tmp_path), "TRIGGERPOST_BASE_URL": "http://127.0.0.1:9"}
+    )
+    assert explicit.base_url == "http://127.0.0.1:9"
+    note_served_base_url(explicit)
+    assert Settings.from_env({"TRIGGERPOST_DATA_DIR": str(tmp_path)}).base_url == (
+        "http://127.0.0.1:8000"
+    )
