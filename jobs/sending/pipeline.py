@@ -238,15 +238,22 @@ def run(
         if step is None:  # a discount code to issue first: outside the transaction
             step = _prepare_with_discount(sender, claim, at)
         if isinstance(step, _Stop):
-            metrics.count_send(claim.message.flow, step.outcome)
+            _settled(claim, step.outcome)
             return step.settle()
         # handed over now: its due time (``at`` is the clock the send runs on, the
         # simulator's too) to this moment
         lag = (at - claim.message.due_at).total_seconds() + time.monotonic() - started
         metrics.observe_send_lag(lag)
         outcome = _deliver(sender, claim, step, at)
-        metrics.count_send(claim.message.flow, outcome)
+        _settled(claim, outcome)
         return outcome
+
+
+def _settled(claim: _Claim, outcome: str) -> None:
+    """What a send came to, counted (jobs.metrics) and logged once."""
+    message = claim.message
+    metrics.count_send(message.flow, outcome)
+    log.info("message %s (%s %s): %s", message.id, message.flow, message.step, outcome)
 
 
 @dataclass
