@@ -5,7 +5,7 @@ gunicorn's, the libraries') a JSON object::
 
     {"time": "2026-12-07T01:02:03.456789+00:00", "level": "INFO",
      "logger": "jobs.intake.deliveries", "message": "processed delivery 7 ...",
-     "shop": 3, "delivery": 7, "job": "8c0f..."}
+     "shop_id": 3, "delivery_id": 7, "job_id": "8c0f..."}
 
 The ids are those the code at work knows when the line is written, kept in
 context variables: the webhook view sets the shop and the delivery, a drain
@@ -27,7 +27,7 @@ from typing import Any
 
 from jobs.settings import LogFormat, Settings
 
-#: the ids a line carries when they are known, by their key in the JSON line
+#: the ids a line carries when they are known (``shop_id`` ... in the JSON line)
 IDS: dict[str, ContextVar[Any]] = {
     name: ContextVar(f"triggerpost_{name}", default=None)
     for name in ("shop", "delivery", "message", "job")
@@ -61,7 +61,12 @@ def note(**known: object) -> None:
 
 
 def current_ids() -> dict[str, Any]:
-    return {name: value for name, variable in IDS.items() if (value := variable.get()) is not None}
+    """The ids known here, by their key in a JSON line (``shop_id``, ``message_id`` ...)."""
+    return {
+        f"{name}_id": value
+        for name, variable in IDS.items()
+        if (value := variable.get()) is not None
+    }
 
 
 class JsonFormatter(logging.Formatter):
