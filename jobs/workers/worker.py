@@ -106,7 +106,13 @@ class SteadySimpleWorker(SteadySchedulerWorker, SimpleWorker):
 
 
 class SteadyForkWorker(SteadySchedulerWorker, Worker):
-    pass
+    def monitor_work_horse(self, *args: Any, **kwargs: Any) -> None:
+        """RQ's, then the ended job process leaves the metrics' live sum (jobs.metrics)."""
+        horse = self.horse_pid
+        try:
+            super().monitor_work_horse(*args, **kwargs)
+        finally:
+            metrics.mark_dead(horse)
 
 
 #: ``simple`` runs jobs in the worker process (connections are reused from job

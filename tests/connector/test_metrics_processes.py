@@ -109,6 +109,8 @@ def test_counts_from_two_web_processes_and_a_worker_add_up_in_one_scrape(
             )
             if len([n for n in stored_per_process(directory).values() if n]) >= 2:
                 break
+        broken = b'{"id": 1,'
+        assert post_checkout(base, broken, "broken-1") == 400
     per_process = stored_per_process(directory)
     assert len([n for n in per_process.values() if n]) == 2, per_process
     found = scrape(base)
@@ -117,7 +119,7 @@ def test_counts_from_two_web_processes_and_a_worker_add_up_in_one_scrape(
     refused = value(found, STORED[0], platform="shopify", outcome="refused_signature")
     assert refused == forged
     answered = value(found, "triggerpost_webhook_answer_seconds_count", platform="shopify")
-    assert answered == stored + forged
+    assert answered == stored + forged + 1  # and the broken one
     assert value(found, "triggerpost_processes", kind="web") == 2
     assert value(found, "triggerpost_deliveries_waiting") == stored
     assert value(found, "triggerpost_queue_depth", queue="intake") == 1  # one drain for the shop
@@ -160,6 +162,10 @@ def test_counts_from_two_web_processes_and_a_worker_add_up_in_one_scrape(
     web_lines = json_lines(errors) + json_lines(access)  # gunicorn's own lines and its access log
     assert any(line["logger"] == "gunicorn.access" for line in web_lines)
     assert any(line["logger"] == "gunicorn.error" for line in web_lines)
+    # a signed but broken body: the warning names the shop it came from
+    (malformed,) = [line for line in web_lines if "broken-1" in line["message"]]
+    assert malformed["level"] == "WARNING"
+    assert malformed["shop_id"] == 1
     # every process that ended was marked dead: no live gauge of theirs is left
     assert list(directory.glob("gauge_livesum_*.db")) == []
 
