@@ -14,6 +14,10 @@ exception), so behind any server it costs no signature check and no copy of
 the body. Our own server goes further: a request reaches this code only once
 it has fully arrived, so no client, however slow, holds a request thread
 (see :mod:`connector.web`).
+
+Every answer is counted by its outcome, with the time it took
+(:class:`jobs.metrics.WebhookOutcome`); the request's log lines carry the shop
+once its signature checked out, and the delivery once stored (jobs.logs).
 """
 
 from __future__ import annotations
@@ -104,7 +108,6 @@ def init_app(app: Flask, runtime: Runtime) -> None:
     app.register_blueprint(blueprint)
 
 
-TOO_LARGE = WebhookOutcome.TOO_LARGE
 #: the most a ping may be (the known one is ``webhook_id=<number>``)
 PING_BYTES = 64
 #: one answer for an unknown shop and a bad signature, so a prober cannot tell which shops exist
@@ -144,7 +147,10 @@ def _receive(platform: Platform) -> Answer:
             request.content_length,
         )
         return _answer(
-            413, "refused", f"webhook bodies are limited to {limit} bytes", counted=TOO_LARGE
+            413,
+            "refused",
+            f"webhook bodies are limited to {limit} bytes",
+            counted=WebhookOutcome.TOO_LARGE,
         )
 
     identities: ShopIdentities = current_app.extensions[IDENTITIES]
@@ -158,7 +164,10 @@ def _receive(platform: Platform) -> Answer:
     except RequestEntityTooLarge:
         log.warning("%s %s: chunked body over %d bytes", headers.shop_key, headers.topic, limit)
         return _answer(
-            413, "refused", f"webhook bodies are limited to {limit} bytes", counted=TOO_LARGE
+            413,
+            "refused",
+            f"webhook bodies are limited to {limit} bytes",
+            counted=WebhookOutcome.TOO_LARGE,
         )
     shop = identities.verified(platform, headers.shop_key, body, headers.signature)
     if shop is None:
