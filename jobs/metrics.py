@@ -120,6 +120,8 @@ class ProcessKind(StrEnum):
 @dataclass(frozen=True)
 class _Metrics:
     registry: CollectorRegistry
+    #: where the counts are kept (None: in this process's memory)
+    directory: Path | None
     webhook_requests: Counter
     webhook_answer: Histogram
     storefront_events: Counter
@@ -167,6 +169,7 @@ def _build() -> _Metrics:
     registry = CollectorRegistry(auto_describe=True)
     return _Metrics(
         registry=registry,
+        directory=directory(),
         webhook_requests=Counter(
             "triggerpost_webhook_requests",
             "Webhooks answered, by platform and outcome",
@@ -362,7 +365,7 @@ def exposition(runtime: Runtime) -> bytes:
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    path = directory()
+    path = _metrics().directory
     if path is not None:
         counted = CollectorRegistry()
         MultiProcessCollector(counted, path=str(path))
