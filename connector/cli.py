@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.platforms.registry import CONNECTORS
+from jobs import logs
 from jobs.settings import Settings, SettingsError
 from jobs.store.db import (
     SchemaNotCurrent,
@@ -55,10 +56,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
         settings = Settings.from_env()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings)  # TRIGGERPOST_LOG_FORMAT: plain lines, or JSON
     if not verbose and logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # a line per migration context and step, on every command that opens one
         logging.getLogger("alembic").setLevel(logging.WARNING)

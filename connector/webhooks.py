@@ -14,6 +14,10 @@ exception), so behind any server it costs no signature check and no copy of
 the body. Our own server goes further: a request reaches this code only once
 it has fully arrived, so no client, however slow, holds a request thread
 (see :mod:`connector.web`).
+
+Every answer is counted by its outcome, with the time it took
+(:class:`jobs.metrics.WebhookOutcome`); the request's log lines carry the shop
+once its signature checked out, and the delivery once stored (jobs.logs).
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from werkzeug.wsgi import get_input_stream
 
 from adapters.platform import Platform, WebhookError
 from adapters.registry import PLATFORMS
+from jobs import logs, metrics
 from jobs.intake import deliveries
 from jobs.intake.writer import DeliveryWriter
 from jobs.merchant import shops
+from jobs.metrics import WebhookOutcome
 from jobs.platforms.registry import SERVERS
 from jobs.runtime import Runtime
 
@@ -79,11 +85,17 @@ class ShopIdentities:
         return None
 
 
-def _answer(status: int, outcome: str, message: str | None = None) -> tuple[Response, int]:
+#: an answer, and how it is counted (jobs.metrics)
+Answer = tuple[Response, int, WebhookOutcome]
+
+
+def _answer(
+    status: int, outcome: str, message: str | None = None, *, counted: WebhookOutcome
+) -> Answer:
     body: dict[str, Any] = {"status": outcome}
     if message:
         body["message"] = message
-    return jsonify(body), status
+    return jsonify(body), status, counted
 
 
 IDENTITIES = "triggerpost.shop_identities"
@@ -107,15 +119,23 @@ def receive(platform_name: str) -> tuple[Response, int]:
     platform = PLATFORMS.get(platform_name)
     if platform is None:
         raise NotFound(f"no platform called {platform_name!r}")
+    started = time.perf_counter()
+    with logs.ids():  # the shop and delivery, once known, for this request's lines only
+        response, status, outcome = _receive(platform)
+    metrics.count_webhook(platform.name, outcome, time.perf_counter() - started)
+    return response, status
+
+
+def _receive(platform: Platform) -> Answer:
     raw_headers = dict(request.headers.items())
     try:
         headers = platform.read_headers(raw_headers)
     except WebhookError as exc:
         # unsigned: only the platform's liveness ping (a few bytes) is worth reading
         if platform.is_ping(_small_body(), raw_headers):
-            return _answer(200, "pong")
+            return _answer(200, "pong", counted=WebhookOutcome.PING)
         log.warning("%s webhook refused: %s", platform.name, exc.message)
-        return _answer(exc.status, "refused", exc.message)
+        return _answer(exc.status, "refused", exc.message, counted=WebhookOutcome.REFUSED_HEADERS)
 
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and request.content_length > limit:
@@ -126,27 +146,43 @@ def receive(platform_name: str) -> tuple[Response, int]:
             headers.topic,
             request.content_length,
         )
-        return _answer(413, "refused", f"webhook bodies are limited to {limit} bytes")
+        return _answer(
+            413,
+            "refused",
+            f"webhook bodies are limited to {limit} bytes",
+            counted=WebhookOutcome.TOO_LARGE,
+        )
 
     identities: ShopIdentities = current_app.extensions[IDENTITIES]
     if identities.get(platform.name, headers.shop_key, fresh=False) is None:
         log.warning("%s webhook for %s refused: unknown shop", platform.name, headers.shop_key)
-        return _answer(401, "refused", REFUSED)
+        return _answer(401, "refused", REFUSED, counted=WebhookOutcome.UNKNOWN_SHOP)
     try:
         # only a known shop's body is read: an over-size chunked one is 413 here where an
         # unknown shop's was 401 unread (telling them apart costs a prober 5 MB a try)
         body = read_body(limit)
     except RequestEntityTooLarge:
         log.warning("%s %s: chunked body over %d bytes", headers.shop_key, headers.topic, limit)
-        return _answer(413, "refused", f"webhook bodies are limited to {limit} bytes")
+        return _answer(
+            413,
+            "refused",
+            f"webhook bodies are limited to {limit} bytes",
+            counted=WebhookOutcome.TOO_LARGE,
+        )
     shop = identities.verified(platform, headers.shop_key, body, headers.signature)
     if shop is None:
         log.warning("%s webhook for %s refused: invalid signature", platform.name, headers.shop_key)
-        return _answer(401, "refused", REFUSED)
+        return _answer(401, "refused", REFUSED, counted=WebhookOutcome.REFUSED_SIGNATURE)
+    logs.note(shop=shop.id)
 
     if request.mimetype != "application/json":
         log.warning("%s %s: content type %r", headers.shop_key, headers.topic, request.mimetype)
-        return _answer(415, "refused", "webhook bodies must be application/json")
+        return _answer(
+            415,
+            "refused",
+            "webhook bodies must be application/json",
+            counted=WebhookOutcome.NOT_JSON,
+        )
     try:
         deliveries.parse_body(body)
     except deliveries.PayloadError as exc:
@@ -158,13 +194,13 @@ def receive(platform_name: str) -> tuple[Response, int]:
             exc,
             body[:120],
         )
-        return _answer(400, "malformed", f"body is {exc}")
+        return _answer(400, "malformed", f"body is {exc}", counted=WebhookOutcome.MALFORMED)
 
     if headers.topic not in platform.topic_handlers:
         if headers.topic not in platform.ignored_topics:
             log.warning("%s: unsupported topic %r answered 200", headers.shop_key, headers.topic)
-            return _answer(200, "unsupported")
-        return _answer(200, "ignored")
+            return _answer(200, "unsupported", counted=WebhookOutcome.UNSUPPORTED)
+        return _answer(200, "ignored", counted=WebhookOutcome.IGNORED)
 
     writer: DeliveryWriter = current_app.extensions[WRITER]
     delivery_id = writer.store(
@@ -177,8 +213,10 @@ def receive(platform_name: str) -> tuple[Response, int]:
         )
     )
     if delivery_id is None:
-        return _answer(200, "duplicate")
-    return _answer(200, "stored")
+        return _answer(200, "duplicate", counted=WebhookOutcome.DUPLICATE)
+    logs.note(delivery=delivery_id)
+    log.debug("%s %s stored as delivery %s", headers.shop_key, headers.topic, delivery_id)
+    return _answer(200, "stored", counted=WebhookOutcome.STORED)
 
 
 def read_body(limit: int) -> bytes:

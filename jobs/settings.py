@@ -33,6 +33,13 @@ class Mode(StrEnum):
     PRODUCTION = "production"
 
 
+class LogFormat(StrEnum):
+    #: a line a person reads (the default)
+    PLAIN = "plain"
+    #: one JSON object a line, with the shop, delivery, message and job ids (jobs.logs)
+    JSON = "json"
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -66,6 +73,13 @@ class Settings:
     #: how often the sweeper re-enqueues stored work that Redis lost
     sweep_interval: float = 60.0
     log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.PLAIN
+    #: where the processes of one machine keep their metrics (prometheus_client's
+    #: multiprocess files); ``triggerpost run`` makes a fresh one inside it per run
+    metrics_dir: Path | None = None
+    #: ``/metrics`` answers a request with ``Authorization: Bearer <token>``; without
+    #: a token only unproxied requests from loopback (see connector.metrics)
+    metrics_token: str | None = None
     #: let outbound calls reach loopback and private networks (a store on the
     #: developer's machine); off, a store address resolving there is refused
     allow_private_hosts: bool = False
@@ -167,6 +181,9 @@ class Settings:
             max_webhook_bytes=_int(get("MAX_WEBHOOK_BYTES"), "MAX_WEBHOOK_BYTES", 5 * 1024 * 1024),
             sweep_interval=float(_int(get("SWEEP_INTERVAL"), "SWEEP_INTERVAL", 60)),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
+            log_format=_log_format(get("LOG_FORMAT")),
+            metrics_dir=Path(get("METRICS_DIR") or data_dir / "metrics").resolve(),
+            metrics_token=get("METRICS_TOKEN"),
             allow_private_hosts=_flag(get("ALLOW_PRIVATE_HOSTS"), "ALLOW_PRIVATE_HOSTS"),
             proxy_hops=_int(get("PROXY_HOPS"), "PROXY_HOPS", 0, minimum=0),
         )
@@ -258,6 +275,15 @@ def _api_version(value: str | None) -> str:
     if not re.fullmatch(r"\d{4}-(01|04|07|10)|unstable", value):
         raise SettingsError(f"{PREFIX}SHOPIFY_API_VERSION must look like 2026-07, not {value!r}")
     return value
+
+
+def _log_format(value: str | None) -> LogFormat:
+    try:
+        return LogFormat((value or LogFormat.PLAIN).lower())
+    except ValueError as exc:
+        raise SettingsError(
+            f"{PREFIX}LOG_FORMAT must be one of {', '.join(LogFormat)}, not {value!r}"
+        ) from exc
 
 
 def _flag(value: str | None, name: str) -> bool:

@@ -36,7 +36,7 @@ from emails.delivery.base import (
 )
 from emails.delivery.outbox import FileOutbox, NullBackend
 from emails.delivery.postmark import PostmarkBackend
-from emails.delivery.ratelimit import RateLimited, parse_rate
+from emails.delivery.ratelimit import RateLimited, RateLimitError, parse_rate
 from emails.delivery.sendgrid import SendGridBackend
 from emails.delivery.smtp import SmtpBackend
 
@@ -45,6 +45,7 @@ __all__ = [
     "BackendConfigError",
     "DeliveryError",
     "PermanentDeliveryError",
+    "RateLimitError",
     "SendResult",
     "TransientDeliveryError",
     "backend_from_url",

@@ -31,6 +31,13 @@ return tostring(wait)
 """
 
 
+class RateLimitError(TransientDeliveryError):
+    """Over the sending rate: not the provider's refusal, our own bucket's wait."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__("rate_limited", retry_after=wait)
+
+
 def parse_rate(text: str) -> float:
     """``14/s`` or ``600/m`` -> sends per second."""
     try:
@@ -74,7 +81,7 @@ class RateLimited:
     def send(self, email: OutgoingEmail) -> SendResult:
         wait = self.acquire()
         if wait > 0:
-            raise TransientDeliveryError("rate_limited", retry_after=wait)
+            raise RateLimitError(wait)
         return self.backend.send(email)
 
     def close(self) -> None:

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from adapters import storefront
 from adapters.platform import ShopContext, WebhookHeaders, translate
 from adapters.registry import PLATFORMS
-from jobs import queues, shop_settings
+from jobs import logs, queues, shop_settings
 from jobs.engine import ledger, schedule
 from jobs.intake import apply, privacy
 from jobs.queues import INTAKE
@@ -135,7 +135,8 @@ def drain_shop(runtime: Runtime, shop_id: int) -> int:
     """The ``drain_shop`` job's work: the shop's stored, unprocessed deliveries, oldest
     first; a delivery stored from here on asks for a new job."""
     queues.clear(runtime.redis, drain_flag(shop_id))
-    return drain(runtime, shop_id)
+    with logs.ids(shop=shop_id):
+        return drain(runtime, shop_id)
 
 
 def drain(
@@ -188,11 +189,12 @@ def schedule_retry(runtime: Runtime, delivery_id: int) -> Job:
 
 def process_delivery(runtime: Runtime, delivery_id: int) -> bool:
     """The ``process_delivery`` job's work: one delivery; raises on failure so RQ retries it."""
-    try:
-        return process_one(runtime, delivery_id, retrying=True)
-    except Exception as exc:
-        record_failure(runtime, delivery_id, exc)
-        raise
+    with logs.ids(delivery=delivery_id):
+        try:
+            return process_one(runtime, delivery_id, retrying=True)
+        except Exception as exc:
+            record_failure(runtime, delivery_id, exc)
+            raise
 
 
 def process_one(runtime: Runtime, delivery_id: int, *, retrying: bool = False) -> bool:
@@ -338,26 +340,27 @@ def shop_context(session: Session, shop: Shop, received_at: datetime) -> ShopCon
 
 def apply_delivery(session: Session, shop: Shop, delivery: Delivery) -> bool:
     """Apply the delivery's events; True if one of them erased the shop."""
-    platform = PLATFORMS[delivery.platform]
-    payload = parse_body(delivery.body)
-    context = shop_context(session, shop, delivery.received_at)
-    if storefront.is_storefront_topic(delivery.topic):
-        # what the shop's storefront told (our script in a browser), not its platform
-        events = storefront.translate(platform, delivery.topic, payload, context)
-    else:
-        events = translate(platform, delivery.topic, payload, context)
-    erased = False
-    for event in events:
-        if apply.apply(session, shop, event, delivery_id=delivery.id).shop_erased:
-            erased = True
-            break
-    log.info(
-        "processed delivery %s (%s %s): %s",
-        delivery.id,
-        delivery.platform,
-        delivery.topic,
-        ", ".join(type(e).__name__ for e in events) or "no events",
-    )
+    with logs.ids(shop=shop.id, delivery=delivery.id):
+        platform = PLATFORMS[delivery.platform]
+        payload = parse_body(delivery.body)
+        context = shop_context(session, shop, delivery.received_at)
+        if storefront.is_storefront_topic(delivery.topic):
+            # what the shop's storefront told (our script in a browser), not its platform
+            events = storefront.translate(platform, delivery.topic, payload, context)
+        else:
+            events = translate(platform, delivery.topic, payload, context)
+        erased = False
+        for event in events:
+            if apply.apply(session, shop, event, delivery_id=delivery.id).shop_erased:
+                erased = True
+                break
+        log.info(
+            "processed delivery %s (%s %s): %s",
+            delivery.id,
+            delivery.platform,
+            delivery.topic,
+            ", ".join(type(e).__name__ for e in events) or "no events",
+        )
     return erased
 
 

@@ -33,11 +33,13 @@ from emails.content import (
 from emails.delivery import (
     Backend,
     PermanentDeliveryError,
+    RateLimitError,
     TransientDeliveryError,
     backend_from_url,
 )
 from emails.outgoing import OutgoingEmail, make_message_id
 from emails.render import render
+from jobs import metrics
 from jobs.flows import registry
 from jobs.flows.model import ProductLine, SubjectView
 from jobs.platforms import admin
@@ -133,9 +135,14 @@ class EmailCourier:
     def deliver(self, composed: Composed) -> str | None:
         try:
             result = self.backend.send(composed.payload)
+        except RateLimitError as exc:
+            metrics.count_rate_limit_wait(self.provider, exc.retry_after or 0.0)
+            raise TransientSendError(exc.reason, exc.retry_after) from exc
         except TransientDeliveryError as exc:
+            metrics.count_provider_error(self.provider, exc.reason)
             raise TransientSendError(exc.reason, exc.retry_after) from exc
         except PermanentDeliveryError as exc:
+            metrics.count_provider_error(self.provider, exc.reason)
             raise PermanentSendError(exc.reason) from exc
         return result.provider_message_id
 

@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 
 from adapters.platform import AdminApiError, DiscountRequest, LiveOrderState, LiveQuestion
 from adapters.registry import PLATFORMS
-from jobs import queues
+from jobs import logs, metrics, queues
 from jobs.engine import enrolment, ledger, schedule
 from jobs.engine.guards import Outcome, Verdict, judge
 from jobs.engine.ledger import LEASE
@@ -219,24 +219,41 @@ def run(
     what it needs or stops the send (a :class:`_Stop`, settled once its
     transaction has committed).
     """
-    live = _live_check(sender, message_id, at, asked)
-    if live is None and sender.catalogue is not None and not catalogued:
-        sender.catalogue.complete([message_id], at)  # an HTTP call too: before the transaction
-    # what the transaction plans or ends is queued once it commits; it writes no
-    # products (the catalogue wrote its own before), so the guards and the email ask
-    # about each product once
-    with sender.unit_of_work() as session, products_read_once(session):
-        claim = _claim(session, message_id, at, refs)
-        if isinstance(claim, str):
-            return claim  # not planned, not yet due (a deferral moved it), or taken
-        step: Composed | _Stop | None = _judge(session, claim, live, at)
-        if step is None and not _needs_discount(claim.message):
-            step = _prepare_and_hand_over(sender, session, claim, at)
-    if step is None:  # a discount code to issue first: outside the transaction
-        step = _prepare_with_discount(sender, claim, at)
-    if isinstance(step, _Stop):
-        return step.settle()
-    return _deliver(sender, claim, step, at)
+    started = time.monotonic()
+    with logs.ids(message=message_id):
+        live = _live_check(sender, message_id, at, asked)
+        if live is None and sender.catalogue is not None and not catalogued:
+            sender.catalogue.complete([message_id], at)  # an HTTP call: before the transaction
+        # what the transaction plans or ends is queued once it commits; it writes no
+        # products (the catalogue wrote its own before), so the guards and the email ask
+        # about each product once
+        with sender.unit_of_work() as session, products_read_once(session):
+            claim = _claim(session, message_id, at, refs)
+            if isinstance(claim, str):
+                return claim  # not planned, not yet due (a deferral moved it), or taken
+            logs.note(shop=claim.shop.id)
+            step: Composed | _Stop | None = _judge(session, claim, live, at)
+            if step is None and not _needs_discount(claim.message):
+                step = _prepare_and_hand_over(sender, session, claim, at)
+        if step is None:  # a discount code to issue first: outside the transaction
+            step = _prepare_with_discount(sender, claim, at)
+        if isinstance(step, _Stop):
+            _settled(claim, step.outcome)
+            return step.settle()
+        # handed over now: its due time (``at`` is the clock the send runs on, the
+        # simulator's too) to this moment
+        lag = (at - claim.message.due_at).total_seconds() + time.monotonic() - started
+        metrics.observe_send_lag(lag)
+        outcome = _deliver(sender, claim, step, at)
+        _settled(claim, outcome)
+        return outcome
+
+
+def _settled(claim: _Claim, outcome: str) -> None:
+    """What a send came to, counted (jobs.metrics) and logged once."""
+    message = claim.message
+    metrics.count_send(message.flow, outcome)
+    log.info("message %s (%s %s): %s", message.id, message.flow, message.step, outcome)
 
 
 @dataclass
@@ -778,4 +795,5 @@ def send_due(sender: Sender, shop_id: int) -> int:
     """The ``send_due`` job's work: a drain of the shop's due messages (see
     :mod:`jobs.engine.schedule`), which asks for a new job from here on."""
     queues.clear(sender.runtime.redis, schedule.send_flag(shop_id))
-    return drain(sender, shop_id)
+    with logs.ids(shop=shop_id):
+        return drain(sender, shop_id)

@@ -41,6 +41,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from jobs import logs
 from jobs.engine import schedule
 from jobs.intake import deliveries, history, scans, visitors
 from jobs.platforms.registry import SERVERS
@@ -160,4 +161,5 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
 def run_beside(worker: int, settings: Settings) -> None:
     """A worker's sweeper process: :func:`run_forever` until it or the worker stops."""
     lifeline.die_with(worker)
+    logs.configure(settings)  # spawned: nothing of the worker's logging came along
     run_forever(settings)

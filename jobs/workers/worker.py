@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import time
+from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -29,6 +30,7 @@ from rq.worker import BaseWorker
 from sqlalchemy.orm import configure_mappers
 
 from emails.render import TEMPLATES, compiled
+from jobs import logs, metrics
 from jobs import runtime as runtimes
 from jobs.queues import ALL_QUEUES
 from jobs.runtime import Runtime
@@ -63,7 +65,12 @@ class SteadyScheduler(RQScheduler):
 
 
 class SteadySchedulerWorker(BaseWorker):
-    """A worker whose scheduler is a :class:`SteadyScheduler`."""
+    """A worker whose scheduler is a :class:`SteadyScheduler`, and whose jobs' log
+    lines carry the job's id."""
+
+    def perform_job(self, job: Any, *args: Any, **kwargs: Any) -> bool:
+        with logs.ids(job=job.id):
+            return bool(super().perform_job(job, *args, **kwargs))
 
     def _start_scheduler(
         self,
@@ -99,7 +106,13 @@ class SteadySimpleWorker(SteadySchedulerWorker, SimpleWorker):
 
 
 class SteadyForkWorker(SteadySchedulerWorker, Worker):
-    pass
+    def monitor_work_horse(self, *args: Any, **kwargs: Any) -> None:
+        """RQ's, then the ended job process leaves the metrics' live sum (jobs.metrics)."""
+        horse = self.horse_pid
+        try:
+            super().monitor_work_horse(*args, **kwargs)
+        finally:
+            metrics.mark_dead(horse)
 
 
 #: ``simple`` runs jobs in the worker process (connections are reused from job
@@ -149,8 +162,11 @@ def work(
     name: str | None = None,
 ) -> bool:
     """Run one worker until it is stopped (or, in burst mode, until the queues are empty)."""
+    if settings.metrics_dir is not None:
+        metrics.use_directory(settings.metrics_dir)
     runtime = Runtime.create(settings)
     runtimes.install(runtime)
+    metrics.process_started(metrics.ProcessKind.WORKER)
     preload()
     # what start-up made lives as long as the process: the collector skips it
     # from now on (and a forked child's pages stay shared with the parent)
@@ -168,3 +184,4 @@ def work(
             sweeper_process.join(10)
         runtimes.install(None)
         runtime.close()
+        metrics.mark_dead(os.getpid())

@@ -175,9 +175,19 @@ def test_run_serves_processes_and_stops_cleanly(
     assert contact is not None
     assert contact.first_name == "Bob"
 
+    # metrics with nothing set: the run's own directory, shared by its web and worker
+    scraped = requests.get(f"{base}/metrics", timeout=5)
+    assert scraped.status_code == 200
+    assert 'triggerpost_webhook_requests_total{outcome="stored",platform="shopify"} 1.0' in (
+        scraped.text
+    )
+    assert 'triggerpost_processes{kind="worker"} 1.0' in scraped.text
+    assert [p.name for p in (data / "metrics").iterdir()] == [f"run-{process.pid}"]
+
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
+    assert list((data / "metrics").iterdir()) == []  # this run's counts went with it
     assert "/webhooks/shopify" in output  # the URLs to use were printed
     assert "stopping" in output
     assert not (data / "redis.sock").exists()
