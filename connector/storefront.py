@@ -50,6 +50,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from adapters.registry import PLATFORMS
 from connector.runtime import runtime_of
 from connector.webhooks import WRITER, read_body
+from jobs import metrics
 from jobs.intake import deliveries
 from jobs.intake import storefront as rows
 from jobs.intake.writer import DeliveryWriter, IntakeWriteError
@@ -390,7 +391,24 @@ def _shop(platform: str, key: str) -> storefront.StorefrontShop | None:
 def events(platform: str, key: str) -> Response:
     if request.method == "OPTIONS":
         return preflight(platform, key)
-    return receive(platform, key)
+    response = receive(platform, key)
+    if response.status_code == 202:
+        metrics.count_storefront("stored", response.get_json()["accepted"])
+    else:
+        metrics.count_storefront(OUTCOMES.get(response.status_code, "refused"))
+    return response
+
+
+#: what /metrics calls each answer but 202 (stored)
+OUTCOMES = {
+    204: "bot",
+    400: "malformed",
+    403: "refused_origin",
+    404: "refused_key",
+    413: "too_large",
+    429: "rate_limited",
+    503: "not_stored",
+}
 
 
 def preflight(platform: str, key: str) -> Response:

@@ -262,9 +262,10 @@ def count_webhook(platform: str, outcome: WebhookOutcome, seconds: float) -> Non
     answer.observe(seconds)
 
 
-def count_storefront(outcome: str) -> None:
-    """A storefront event answered (``stored``, ``refused_key``, ``malformed`` ...)."""
-    _metrics().storefront_events.labels(reason_code(outcome)).inc()
+def count_storefront(outcome: str, events: int = 1) -> None:
+    """Storefront events answered (``stored``, ``refused_key``, ``malformed`` ...): a
+    stored batch counts its events, a refused request counts one."""
+    _metrics().storefront_events.labels(reason_code(outcome)).inc(events)
 
 
 def count_send(flow: str, recorded: str) -> None:

@@ -602,3 +602,22 @@ def test_a_shopify_shop_takes_events_from_its_primary_domain_and_its_myshopify_d
         ).status_code
         == 403
     )
+
+
+def test_an_engineer_reads_storefront_events_stored_and_refused_on_metrics(
+    client: FlaskClient, shopify: Shop
+) -> None:
+    from tests.connector.test_metrics import scrape, value
+
+    def counted(outcome: str) -> float:
+        return value(scrape(client), "triggerpost_storefront_events_total", outcome=outcome)
+
+    before = {o: counted(o) for o in ("stored", "refused_origin", "bot", "malformed")}
+    two = batch(viewed("ev-00000011"), viewed("ev-00000012"))
+    assert send(client, shopify, two).status_code == 202
+    assert send(client, shopify, origin="https://elsewhere.example").status_code == 403
+    assert send(client, shopify, agent="Googlebot/2.1").status_code == 204
+    assert send(client, shopify, b'{"visitor": 1}').status_code == 400
+    assert counted("stored") - before["stored"] == 2  # each event of the batch
+    for outcome in ("refused_origin", "bot", "malformed"):
+        assert counted(outcome) - before[outcome] == 1, outcome
