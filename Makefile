@@ -16,8 +16,13 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 # axe-core for the browser tests' accessibility checks (a test tool: the app never serves it)
 AXE := var/npm/node_modules/axe-core/axe.min.js
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# the Shopify Web Pixel extension (its npm packages only for its tests: Shopify's CLI bundles it)
+PIXEL := extensions/triggerpost-pixel
+# npm from Debian when the machine has none
+ENSURE_NPM := command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm \
+		|| ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm)
 
-.PHONY: help run test lint format typecheck pytest bench bench-render bench-pipeline fuzz clean
+.PHONY: help run test lint format typecheck pytest pixel bench bench-render bench-pipeline fuzz clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,7 +42,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.run-installed ## Set up and start everything on embedded defaults (PORT=8000)
 	$(BIN)/triggerpost run --port $(PORT)
 
-test: lint typecheck pytest ## Set up, then lint, type-check and run every test
+test: lint typecheck pytest pixel ## Set up, then lint, type-check and run every test
 
 lint: $(VENV)/.dev-installed ## ruff, the layout's import contracts, declared dependencies
 	$(BIN)/ruff check .
@@ -57,12 +62,20 @@ $(CHROMIUM):
 		|| ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium)
 
 $(AXE):
-	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm \
-		|| ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm)
+	$(ENSURE_NPM)
 	npm install --silent --no-save --no-audit --no-fund --prefix var/npm axe-core@4
 
 pytest: $(VENV)/.dev-installed $(CHROMIUM) $(AXE) ## The test suite (PostgreSQL too when TEST_DATABASE_URL is set)
 	$(BIN)/pytest
+
+# the versions package-lock.json pins, installed when it changes
+$(PIXEL)/node_modules/.installed: $(PIXEL)/package-lock.json
+	$(ENSURE_NPM)
+	npm ci --silent --no-audit --no-fund --prefix $(PIXEL)
+	touch $@
+
+pixel: $(PIXEL)/node_modules/.installed ## The Shopify pixel: Node tests, type check against its package's types
+	cd $(PIXEL) && npm test --silent && npm run --silent typecheck
 
 bench: $(VENV)/.dev-installed ## Intake benchmark against gunicorn on loopback
 	$(BIN)/python bench/intake.py
