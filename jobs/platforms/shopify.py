@@ -10,6 +10,7 @@ the first one stored.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import secrets
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from adapters.http import ApiSession, RetryPolicy
 from adapters.platform import AdminApiError
 from adapters.shopify import oauth
-from adapters.shopify.client import ShopifyAdmin
+from adapters.shopify.client import ShopifyAdmin, WebPixel
 from adapters.shopify.translate import TOPIC_HANDLERS
 from jobs.intake import deliveries
 from jobs.intake import history as history_import
@@ -34,7 +35,14 @@ from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import add_shop
 from jobs.platforms import shopify_history
-from jobs.platforms.server import OWN_CART_EMAIL_OFF, HistoryPage, PlatformServer, passes_due
+from jobs.platforms.server import (
+    OWN_CART_EMAIL_OFF,
+    HistoryPage,
+    PlatformServer,
+    advance_cursor,
+    passes_due,
+    sync_cursor,
+)
 from jobs.queues import DEFAULT, enqueue_as
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -82,6 +90,12 @@ CATCH_UP_SHOP = "jobs.tasks.catch_up_shop"
 NOTICE_SCOPES = "shopify_scopes"
 NOTICE_TOKEN = "shopify_token"  # noqa: S105 (a notice code, not a secret)
 NOTICE_WEBHOOKS = "shopify_webhooks"
+NOTICE_PIXEL = "shopify_pixel"
+
+#: the sync cursor whose ``ran_at`` says when the shop's web pixel was last made sure of
+PIXEL_RESOURCE = "web_pixel"
+#: how often a catch-up pass makes sure of the pixel again (a merchant may delete it)
+PIXEL_RECHECK = timedelta(days=1)
 
 
 class InstallError(RuntimeError):
@@ -424,6 +438,11 @@ def install_grant(runtime: Runtime, shop_domain: str, grant: oauth.TokenGrant) -
             retry=Retry(max=len(REGISTER_RETRIES), interval=list(REGISTER_RETRIES)),
             failure_ttl=30 * 86400,
         )
+    try:
+        connect_pixel(runtime, shop_id, runtime.api_session(retry=INSTALL_RETRY))
+    except AdminApiError as exc:
+        # the merchant was told (a notice); the catch-up pass tries again
+        log.warning("shop %s: the web pixel is not on yet: %s", shop_id, exc)
     if SERVER.history is not None:
         # the shop's past customers and orders (once: a reinstall resumes or skips it)
         history_import.enqueue(runtime, shop_id)
@@ -479,3 +498,71 @@ def register_webhooks(runtime: Runtime, shop_id: int) -> int:
         if shop is None or shop.status != ShopStatus.ACTIVE:
             return 0  # uninstalled meanwhile: nothing to subscribe
     return len(register_webhooks_now(runtime, shop_id))
+
+
+# --- the web pixel (extensions/triggerpost-pixel) ---------------------------------------
+#
+# The pixel's code is deployed once for the app (`shopify app deploy`); each shop
+# runs it only once the app creates the shop's web pixel with its settings: where
+# events go and the shop's public storefront key.
+
+
+def new_storefront_key() -> str:
+    """``pk_`` and 26 lowercase base32 characters (130 random bits)."""
+    return "pk_" + base64.b32encode(secrets.token_bytes(17)).decode().lower()[:26]
+
+
+def storefront_key(session: Session, shop: Shop) -> str:
+    """The shop's public storefront key, made the first time it is needed."""
+    if shop.storefront_key is None:
+        shop.storefront_key = new_storefront_key()
+        session.flush()
+    return shop.storefront_key
+
+
+def pixel_settings(runtime: Runtime, key: str) -> dict[str, str]:
+    """The web pixel's settings, as shopify.extension.toml declares them: the address
+    events go to (the pixel adds the key) and the shop's public key."""
+    return {"endpoint": f"{runtime.settings.base_url}/events/shopify", "key": key}
+
+
+def connect_pixel(runtime: Runtime, shop_id: int, http: ApiSession | None = None) -> WebPixel:
+    """Turn the shop's web pixel on (or correct its settings); idempotent.
+
+    Shopify's refusal (its user errors, a scope not granted) becomes a notice the
+    merchant reads, is tried again a day later (or at the next grant) and is
+    raised; a transient failure is only raised (the next catch-up pass tries again)."""
+    with runtime.sessions.begin() as session:
+        shop = session.get_one(Shop, shop_id)
+        client = admin_client(runtime, shop, http)
+        key = storefront_key(session, shop)
+    if client is None:
+        raise AdminApiError(f"shop {shop_id} is not installed", transient=False)
+    started = now()
+    try:
+        pixel = client.ensure_web_pixel(pixel_settings(runtime, key))
+    except AdminApiError as exc:
+        if not exc.transient:
+            with runtime.sessions.begin() as session:
+                # tried: the next pass tries again a day later (or a new grant at once)
+                advance_cursor(session, shop_id, PIXEL_RESOURCE, started, started)
+                notices.raise_notice(
+                    session,
+                    shop_id,
+                    NOTICE_PIXEL,
+                    f"triggerpost could not turn on its pixel in your online store ({exc}). "
+                    "Until it can, product views and checkouts are not seen before an order: "
+                    "no browse reminders. Open triggerpost from your Shopify admin to "
+                    "approve its access if Shopify asks.",
+                )
+        raise
+    with runtime.sessions.begin() as session:
+        advance_cursor(session, shop_id, PIXEL_RESOURCE, started, started)
+        notices.clear_notice(session, shop_id, NOTICE_PIXEL)
+    return pixel
+
+
+def pixel_due(session: Session, shop_id: int, at: datetime) -> bool:
+    """Whether a catch-up pass should make sure of the pixel: never done, or a day ago."""
+    row = sync_cursor(session, shop_id, PIXEL_RESOURCE)
+    return row is None or row.ran_at <= at - PIXEL_RECHECK

@@ -193,6 +193,9 @@ class Shop(Timestamps, Base):
     settings_valid: Mapped[dict[str, Any] | None]
     installed_at: Mapped[datetime] = mapped_column(default=now)
     uninstalled_at: Mapped[datetime | None]
+    #: the public key storefront events name the shop by (``pk_`` + 26 base32
+    #: characters): not a secret, it is in every visitor's browser
+    storefront_key: Mapped[str | None] = mapped_column(String(32), unique=True)
 
 
 # --- intake ------------------------------------------------------------------
