@@ -383,9 +383,7 @@ class ShopifyAdmin:
         if not errors and made.get("webPixel"):
             return _web_pixel(made["webPixel"])
         if not errors or any(e.get("code") != "TAKEN" for e in errors):
-            raise WebPixelError(
-                f"turning the web pixel on: {_pixel_errors(errors)}", transient=False
-            )
+            raise WebPixelError(f"Shopify answered {_pixel_errors(errors)}", transient=False)
         found = self.graphql(WEB_PIXEL).get("webPixel")
         if not found:
             raise WebPixelError("Shopify says the web pixel exists but shows none", transient=True)
@@ -399,7 +397,7 @@ class ShopifyAdmin:
         errors = updated.get("userErrors") or []
         if errors or not updated.get("webPixel"):
             raise WebPixelError(
-                f"updating the web pixel's settings: {_pixel_errors(errors)}", transient=False
+                f"Shopify answered {_pixel_errors(errors)} to new settings", transient=False
             )
         return _web_pixel(updated["webPixel"])
 
@@ -422,11 +420,11 @@ def _web_pixel(node: Mapping[str, Any]) -> WebPixel:
 
 def _pixel_errors(errors: Iterable[Mapping[str, Any]]) -> str:
     """User errors in words, each with its code (INVALID_SETTINGS, NO_EXTENSION, ...)."""
-    found = [
-        f"{e.get('message', '?')} ({e['code']})" if e.get("code") else str(e.get("message", e))
-        for e in errors
-    ]
-    return "; ".join(found) or "Shopify answered without the pixel"
+    found = []
+    for error in errors:
+        message = str(error.get("message") or "?").rstrip(". ")
+        found.append(f'"{message}" ({error["code"]})' if error.get("code") else f'"{message}"')
+    return "; ".join(found) or "without the pixel"
 
 
 def _order_state(order: Mapping[str, Any]) -> LiveOrderState:

@@ -35,14 +35,7 @@ from jobs.merchant import notices
 from jobs.merchant.sessions import end_sessions
 from jobs.merchant.shops import add_shop
 from jobs.platforms import shopify_history
-from jobs.platforms.server import (
-    OWN_CART_EMAIL_OFF,
-    HistoryPage,
-    PlatformServer,
-    advance_cursor,
-    passes_due,
-    sync_cursor,
-)
+from jobs.platforms.server import OWN_CART_EMAIL_OFF, HistoryPage, PlatformServer, passes_due
 from jobs.queues import DEFAULT, enqueue_as
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -92,8 +85,6 @@ NOTICE_TOKEN = "shopify_token"  # noqa: S105 (a notice code, not a secret)
 NOTICE_WEBHOOKS = "shopify_webhooks"
 NOTICE_PIXEL = "shopify_pixel"
 
-#: the sync cursor whose ``ran_at`` says when the shop's web pixel was last made sure of
-PIXEL_RESOURCE = "web_pixel"
 #: how often a catch-up pass makes sure of the pixel again (a merchant may delete it)
 PIXEL_RECHECK = timedelta(days=1)
 
@@ -526,11 +517,26 @@ def pixel_settings(runtime: Runtime, key: str) -> dict[str, str]:
     return {"endpoint": f"{runtime.settings.base_url}/events/shopify", "key": key}
 
 
+def pixel_check_key(shop_id: int) -> str:
+    """The Redis key that says the shop's pixel was made sure of within PIXEL_RECHECK.
+    Only a schedule: Shopify holds the truth, and a lost key costs one more check."""
+    return f"triggerpost:shopify-pixel:{shop_id}"
+
+
+def _checked(runtime: Runtime, shop_id: int, done: bool) -> None:
+    """``done``: not again before PIXEL_RECHECK; otherwise at the next catch-up pass."""
+    with contextlib.suppress(RedisError):
+        if done:
+            runtime.redis.set(pixel_check_key(shop_id), "1", ex=PIXEL_RECHECK)
+        else:
+            runtime.redis.delete(pixel_check_key(shop_id))
+
+
 def connect_pixel(runtime: Runtime, shop_id: int, http: ApiSession | None = None) -> WebPixel:
     """Turn the shop's web pixel on (or correct its settings); idempotent.
 
     Shopify's refusal (its user errors, a scope not granted) becomes a notice the
-    merchant reads, is tried again a day later (or at the next grant) and is
+    merchant reads, is asked again a day later (or at the next grant) and is
     raised; a transient failure is only raised (the next catch-up pass tries again)."""
     with runtime.sessions.begin() as session:
         shop = session.get_one(Shop, shop_id)
@@ -538,31 +544,33 @@ def connect_pixel(runtime: Runtime, shop_id: int, http: ApiSession | None = None
         key = storefront_key(session, shop)
     if client is None:
         raise AdminApiError(f"shop {shop_id} is not installed", transient=False)
-    started = now()
     try:
         pixel = client.ensure_web_pixel(pixel_settings(runtime, key))
     except AdminApiError as exc:
+        _checked(runtime, shop_id, done=not exc.transient)
         if not exc.transient:
             with runtime.sessions.begin() as session:
-                # tried: the next pass tries again a day later (or a new grant at once)
-                advance_cursor(session, shop_id, PIXEL_RESOURCE, started, started)
                 notices.raise_notice(
                     session,
                     shop_id,
                     NOTICE_PIXEL,
-                    f"triggerpost could not turn on its pixel in your online store ({exc}). "
+                    f"triggerpost could not turn on its pixel in your online store: {exc}. "
                     "Until it can, product views and checkouts are not seen before an order: "
                     "no browse reminders. Open triggerpost from your Shopify admin to "
                     "approve its access if Shopify asks.",
                 )
         raise
+    _checked(runtime, shop_id, done=True)
     with runtime.sessions.begin() as session:
-        advance_cursor(session, shop_id, PIXEL_RESOURCE, started, started)
         notices.clear_notice(session, shop_id, NOTICE_PIXEL)
     return pixel
 
 
-def pixel_due(session: Session, shop_id: int, at: datetime) -> bool:
-    """Whether a catch-up pass should make sure of the pixel: never done, or a day ago."""
-    row = sync_cursor(session, shop_id, PIXEL_RESOURCE)
-    return row is None or row.ran_at <= at - PIXEL_RECHECK
+def pixel_due(runtime: Runtime, shop_id: int) -> bool:
+    """Whether a catch-up pass should make sure of the pixel now (never, or not within a
+    day); True claims the check (of passes running at once, one asks)."""
+    try:
+        claimed = runtime.redis.set(pixel_check_key(shop_id), "1", nx=True, ex=PIXEL_RECHECK)
+    except RedisError:
+        return True  # Redis away: checking is harmless
+    return bool(claimed)

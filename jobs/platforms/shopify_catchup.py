@@ -308,9 +308,7 @@ def catch_up(runtime: Runtime, shop_id: int) -> dict[str, int]:
         if not exc.transient:
             raise
         log.warning("shop %s: subscriptions not checked this pass: %s", shop_id, exc)
-    with runtime.sessions() as session:
-        due = pixel_due(session, shop_id, now())
-    if due:
+    if pixel_due(runtime, shop_id):
         try:
             connect_pixel(runtime, shop_id)
             counts["pixel"] = 1

@@ -407,13 +407,8 @@ def test_a_pass_turns_on_a_pixel_the_install_could_not_and_then_checks_it_daily(
 
     # the merchant deleted it in the admin: the next day's pass puts it back, same key
     store.pixels.pixel = None
-    with runtime.sessions.begin() as session:
-        cursor = session.scalars(
-            select(SyncCursor).where(
-                SyncCursor.shop_id == shop.id, SyncCursor.resource == shopify.PIXEL_RESOURCE
-            )
-        ).one()
-        cursor.ran_at -= shopify.PIXEL_RECHECK
+    assert 0 < runtime.redis.ttl(shopify.pixel_check_key(shop.id)) <= 86400
+    runtime.redis.delete(shopify.pixel_check_key(shop.id))  # a day went by
     assert shopify_catchup.catch_up(runtime, shop.id)["pixel"] == 1
     assert store.pixels.pixel["settings"]["key"] == key
 
@@ -431,6 +426,21 @@ def test_a_pixel_shopify_refuses_is_told_once_and_asked_again_a_day_later(
         assert notice.cleared_at is None
     shopify_catchup.catch_up(runtime, shop.id)
     assert store.pixels.calls == ["create"]  # not again before a day
+
+
+def test_a_pixel_check_cut_short_by_shopify_being_away_is_tried_at_the_next_pass(
+    client: FlaskClient, runtime: Runtime, shop: Shop, store: FakeShopify
+) -> None:
+    real = store.pixels.answer
+    store.pixels.answer = lambda query, variables: {  # type: ignore[method-assign]
+        "errors": [{"message": "Internal error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]
+    }
+    assert shopify_catchup.catch_up(runtime, shop.id)["pixel"] == 0
+    with runtime.sessions() as session:
+        assert session.scalar(select(Notice).where(Notice.code == shopify.NOTICE_PIXEL)) is None
+    store.pixels.answer = real  # type: ignore[method-assign]
+    assert shopify_catchup.catch_up(runtime, shop.id)["pixel"] == 1
+    assert store.pixels.pixel is not None
 
 
 def test_the_sweeper_schedule_asks_for_each_installed_shop_once_per_interval(
