@@ -160,7 +160,10 @@ class ShopStatus(StrEnum):
 
 class Shop(Timestamps, Base):
     __tablename__ = "shops"
-    __table_args__ = (UniqueConstraint("platform", "key"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "key"),
+        Index("ix_shops_storefront_key", "storefront_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     platform: Mapped[str] = mapped_column(String(32))
@@ -195,7 +198,7 @@ class Shop(Timestamps, Base):
     uninstalled_at: Mapped[datetime | None]
     #: the public key storefront events name the shop by (``pk_`` + 26 base32
     #: characters): not a secret, it is in every visitor's browser
-    storefront_key: Mapped[str | None] = mapped_column(String(32), unique=True)
+    storefront_key: Mapped[str | None] = mapped_column(String(32))
 
 
 # --- intake ------------------------------------------------------------------
