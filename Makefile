@@ -21,7 +21,13 @@ PHPUNIT := /usr/bin/phpunit
 WP_CORE := /usr/share/wordpress/wp-includes/plugin.php
 PLUGIN_APT := php-cli php-sqlite3 phpunit wordpress
 
-.PHONY: help run demo test lint format typecheck pytest plugin-test plugin-zip bench bench-render bench-pipeline bench-production fuzz clean
+# the Shopify Web Pixel extension (its npm packages only for its tests: Shopify's CLI bundles it)
+PIXEL := extensions/triggerpost-pixel
+# npm from Debian when the machine has none
+ENSURE_NPM := command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm \
+		|| ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm)
+
+.PHONY: help run demo test lint format typecheck pytest pixel plugin-test plugin-zip bench bench-render bench-pipeline bench-production fuzz clean
 
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,7 +53,7 @@ run: $(VENV)/.run-installed ## Set up and start everything on embedded defaults 
 demo: $(VENV)/.run-installed ## Beside `make run`: a demo shop, its webhooks, emails in the outbox
 	$(BIN)/triggerpost demo
 
-test: lint typecheck pytest plugin-test ## Set up, then lint, type-check and run every test
+test: lint typecheck pytest pixel plugin-test ## Set up, then lint, type-check and run every test
 
 lint: $(VENV)/.dev-installed ## ruff, the layout's import contracts, declared dependencies
 	$(BIN)/ruff check .
@@ -67,8 +73,7 @@ $(CHROMIUM):
 		|| ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium)
 
 $(AXE):
-	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm \
-		|| ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q npm)
+	$(ENSURE_NPM)
 	npm install --silent --no-save --no-audit --no-fund --prefix var/npm axe-core@4
 
 pytest: $(VENV)/.dev-installed $(CHROMIUM) $(AXE) ## The test suite (PostgreSQL too when TEST_DATABASE_URL is set)
@@ -91,6 +96,15 @@ plugin-zip: ## The WooCommerce plugin to upload in wp-admin: var/dist/triggerpos
 	@mkdir -p var/dist && rm -f var/dist/triggerpost-woocommerce.zip
 	$(PYTHON) -m zipfile -c var/dist/triggerpost-woocommerce.zip woocommerce-plugin/triggerpost
 	@$(PYTHON) -m zipfile -l var/dist/triggerpost-woocommerce.zip
+
+# the versions package-lock.json pins, installed when it changes
+$(PIXEL)/node_modules/.installed: $(PIXEL)/package-lock.json
+	$(ENSURE_NPM)
+	npm ci --silent --no-audit --no-fund --prefix $(PIXEL)
+	touch $@
+
+pixel: $(PIXEL)/node_modules/.installed ## The Shopify pixel: Node tests, type check against its package's types
+	cd $(PIXEL) && npm test --silent && npm run --silent typecheck
 
 bench: $(VENV)/.dev-installed ## Intake benchmark against gunicorn on loopback
 	$(BIN)/python bench/intake.py

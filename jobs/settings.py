@@ -61,9 +61,11 @@ class Settings:
     shopify_api_secret: str | None = None
     #: the secret being rotated out: Shopify may sign with it for up to an hour
     shopify_api_secret_previous: str | None = None
-    #: asked for at install; checkouts and orders need read_orders, codes write_discounts
+    #: asked for at install; checkouts and orders need read_orders, codes write_discounts,
+    #: the storefront pixel write_pixels and read_customer_events
     shopify_scopes: str = (
-        "read_orders,read_customers,read_products,read_fulfillments,write_discounts"
+        "read_orders,read_customers,read_products,read_fulfillments,write_discounts,"
+        "write_pixels,read_customer_events"
     )
     #: the Admin API version for calls and webhook subscriptions (quarterly, YYYY-MM)
     shopify_api_version: str = "2026-07"

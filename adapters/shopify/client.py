@@ -15,6 +15,7 @@ it has none the call fails as permanent.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,18 @@ class RemoteSubscription(NamedTuple):
 
 class GraphQLError(AdminApiError):
     """The API answered with GraphQL errors or user errors."""
+
+
+class WebPixelError(GraphQLError):
+    """Shopify refused to create or update the app's web pixel (its user errors, in words)."""
+
+
+@dataclass(frozen=True)
+class WebPixel:
+    """The app's web pixel in a shop: its GID and the settings it runs with."""
+
+    remote_id: str
+    settings: dict[str, Any]
 
 
 def _messages(errors: Iterable[Mapping[str, Any]]) -> str:
@@ -352,8 +365,66 @@ class ShopifyAdmin:
             made[topic] = sid
         return made
 
+    # --- the web pixel ---------------------------------------------------------
+
+    def ensure_web_pixel(self, settings: Mapping[str, str]) -> WebPixel:
+        """The app's web pixel on in the shop with exactly these settings (the fields
+        extensions/triggerpost-pixel/shopify.extension.toml declares).
+
+        An app has at most one web pixel per shop: creating a second answers the
+        user error ``TAKEN``, and then the existing one is read and updated when
+        its settings differ. Any other user error (settings the deployed extension
+        does not declare, no extension deployed) is a :class:`WebPixelError`.
+        """
+        wanted = dict(settings)
+        data = self.graphql(WEB_PIXEL_CREATE, {"webPixel": {"settings": wanted}})
+        made = data.get("webPixelCreate") or {}
+        errors = made.get("userErrors") or []
+        if not errors and made.get("webPixel"):
+            return _web_pixel(made["webPixel"])
+        if not errors or any(e.get("code") != "TAKEN" for e in errors):
+            raise WebPixelError(f"Shopify answered {_pixel_errors(errors)}", transient=False)
+        found = self.graphql(WEB_PIXEL).get("webPixel")
+        if not found:
+            raise WebPixelError("Shopify says the web pixel exists but shows none", transient=True)
+        current = _web_pixel(found)
+        if current.settings == wanted:
+            return current
+        data = self.graphql(
+            WEB_PIXEL_UPDATE, {"id": current.remote_id, "webPixel": {"settings": wanted}}
+        )
+        updated = data.get("webPixelUpdate") or {}
+        errors = updated.get("userErrors") or []
+        if errors or not updated.get("webPixel"):
+            raise WebPixelError(
+                f"Shopify answered {_pixel_errors(errors)} to new settings", transient=False
+            )
+        return _web_pixel(updated["webPixel"])
+
 
 PAID_STATUSES = frozenset({"PAID", "PARTIALLY_REFUNDED", "REFUNDED"})
+
+
+def _web_pixel(node: Mapping[str, Any]) -> WebPixel:
+    """A ``WebPixel`` node; its ``settings`` (JSON) may come as an object or as JSON text."""
+    raw = node.get("settings")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raw = None
+    if not node.get("id") or not isinstance(raw, dict):
+        raise GraphQLError("Shopify's web pixel answer has no id or settings", transient=False)
+    return WebPixel(remote_id=str(node["id"]), settings=raw)
+
+
+def _pixel_errors(errors: Iterable[Mapping[str, Any]]) -> str:
+    """User errors in words, each with its code (INVALID_SETTINGS, NO_EXTENSION, ...)."""
+    found = []
+    for error in errors:
+        message = str(error.get("message") or "?").rstrip(". ")
+        found.append(f'"{message}" ({error["code"]})' if error.get("code") else f'"{message}"')
+    return "; ".join(found) or "without the pixel"
 
 
 def _order_state(order: Mapping[str, Any]) -> LiveOrderState:
@@ -498,5 +569,29 @@ query Subscriptions($after: String) {
   webhookSubscriptions(first: 100, after: $after) {
     nodes { id topic metafieldNamespaces endpoint { ... on WebhookHttpEndpoint { callbackUrl } } }
     pageInfo { hasNextPage endCursor }
+  }
+}"""
+
+#: the app's web pixel (shopify.dev/docs/api/admin-graphql/latest/mutations/webPixelCreate,
+#: webPixelUpdate, queries/webPixel: without an id, the app's own); write_pixels and
+#: read_customer_events scopes
+WEB_PIXEL_CREATE = """
+mutation WebPixelCreate($webPixel: WebPixelInput!) {
+  webPixelCreate(webPixel: $webPixel) {
+    webPixel { id settings }
+    userErrors { field code message }
+  }
+}"""
+
+WEB_PIXEL = """
+query WebPixel {
+  webPixel { id settings }
+}"""
+
+WEB_PIXEL_UPDATE = """
+mutation WebPixelUpdate($id: ID!, $webPixel: WebPixelInput!) {
+  webPixelUpdate(id: $id, webPixel: $webPixel) {
+    webPixel { id settings }
+    userErrors { field code message }
   }
 }"""

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from adapters.http import ApiSession, RetryPolicy
 from adapters.platform import AdminApiError
 from adapters.shopify import oauth
-from adapters.shopify.client import ShopifyAdmin
+from adapters.shopify.client import ShopifyAdmin, WebPixel
 from adapters.shopify.translate import TOPIC_HANDLERS
 from jobs.intake import deliveries
 from jobs.intake import history as history_import
@@ -82,6 +82,10 @@ CATCH_UP_SHOP = "jobs.tasks.catch_up_shop"
 NOTICE_SCOPES = "shopify_scopes"
 NOTICE_TOKEN = "shopify_token"  # noqa: S105 (a notice code, not a secret)
 NOTICE_WEBHOOKS = "shopify_webhooks"
+NOTICE_PIXEL = "shopify_pixel"
+
+#: how often a catch-up pass makes sure of the pixel again (a merchant may delete it)
+PIXEL_RECHECK = timedelta(days=1)
 
 
 class InstallError(RuntimeError):
@@ -424,6 +428,11 @@ def install_grant(runtime: Runtime, shop_domain: str, grant: oauth.TokenGrant) -
             retry=Retry(max=len(REGISTER_RETRIES), interval=list(REGISTER_RETRIES)),
             failure_ttl=30 * 86400,
         )
+    try:
+        connect_pixel(runtime, shop_id, runtime.api_session(retry=INSTALL_RETRY))
+    except AdminApiError as exc:
+        # the merchant was told (a notice); the catch-up pass tries again
+        log.warning("shop %s: the web pixel is not on yet: %s", shop_id, exc)
     if SERVER.history is not None:
         # the shop's past customers and orders (once: a reinstall resumes or skips it)
         history_import.enqueue(runtime, shop_id)
@@ -479,3 +488,75 @@ def register_webhooks(runtime: Runtime, shop_id: int) -> int:
         if shop is None or shop.status != ShopStatus.ACTIVE:
             return 0  # uninstalled meanwhile: nothing to subscribe
     return len(register_webhooks_now(runtime, shop_id))
+
+
+# --- the web pixel (extensions/triggerpost-pixel) ---------------------------------------
+#
+# The pixel's code is deployed once for the app (`shopify app deploy`); each shop
+# runs it only once the app creates the shop's web pixel with its settings: where
+# events go and the shop's public storefront key.
+
+
+def pixel_settings(runtime: Runtime, key: str) -> dict[str, str]:
+    """The web pixel's settings, as shopify.extension.toml declares them: the address
+    events go to (the pixel adds the key) and the shop's public key."""
+    return {"endpoint": f"{runtime.settings.base_url}/events/shopify", "key": key}
+
+
+def pixel_check_key(shop_id: int) -> str:
+    """The Redis key that says the shop's pixel was made sure of within PIXEL_RECHECK.
+    Only a schedule: Shopify holds the truth, and a lost key costs one more check."""
+    return f"triggerpost:shopify-pixel:{shop_id}"
+
+
+def _checked(runtime: Runtime, shop_id: int, done: bool) -> None:
+    """``done``: not again before PIXEL_RECHECK; otherwise at the next catch-up pass."""
+    with contextlib.suppress(RedisError):
+        if done:
+            runtime.redis.set(pixel_check_key(shop_id), "1", ex=PIXEL_RECHECK)
+        else:
+            runtime.redis.delete(pixel_check_key(shop_id))
+
+
+def connect_pixel(runtime: Runtime, shop_id: int, http: ApiSession | None = None) -> WebPixel:
+    """Turn the shop's web pixel on (or correct its settings); idempotent.
+
+    Shopify's refusal (its user errors, a scope not granted) becomes a notice the
+    merchant reads, is asked again a day later (or at the next grant) and is
+    raised; a transient failure is only raised (the next catch-up pass tries again)."""
+    with runtime.sessions.begin() as session:
+        shop = session.get_one(Shop, shop_id)
+        client = admin_client(runtime, shop, http)
+        key = shop.storefront_key
+    if client is None:
+        raise AdminApiError(f"shop {shop_id} is not installed", transient=False)
+    try:
+        pixel = client.ensure_web_pixel(pixel_settings(runtime, key))
+    except AdminApiError as exc:
+        _checked(runtime, shop_id, done=not exc.transient)
+        if not exc.transient:
+            with runtime.sessions.begin() as session:
+                notices.raise_notice(
+                    session,
+                    shop_id,
+                    NOTICE_PIXEL,
+                    f"triggerpost could not turn on its pixel in your online store: {exc}. "
+                    "Until it can, product views and checkouts are not seen before an order: "
+                    "no browse reminders. Open triggerpost from your Shopify admin to "
+                    "approve its access if Shopify asks.",
+                )
+        raise
+    _checked(runtime, shop_id, done=True)
+    with runtime.sessions.begin() as session:
+        notices.clear_notice(session, shop_id, NOTICE_PIXEL)
+    return pixel
+
+
+def pixel_due(runtime: Runtime, shop_id: int) -> bool:
+    """Whether a catch-up pass should make sure of the pixel now (never, or not within a
+    day); True claims the check (of passes running at once, one asks)."""
+    try:
+        claimed = runtime.redis.set(pixel_check_key(shop_id), "1", nx=True, ex=PIXEL_RECHECK)
+    except RedisError:
+        return True  # Redis away: checking is harmless
+    return bool(claimed)

@@ -19,7 +19,9 @@ So every :data:`~jobs.platforms.shopify.CATCH_UP_INTERVAL` (the sweeper asks
    mean a change that a late webhook brings too is acted on once;
 3. checks that every subscription we need exists at our address (asking for
    the birthday's metafield namespace), re-creates what is missing or points
-   elsewhere, and tells the merchant what was repaired.
+   elsewhere, and tells the merchant what was repaired;
+4. once a day (or until it first works), makes sure the shop's web pixel is on
+   with the right settings (:func:`~jobs.platforms.shopify.connect_pixel`).
 
 A throttled or unreachable API ends the pass early: what was committed stays,
 the cursor is never moved past what was read, and the next pass goes on.
@@ -49,6 +51,8 @@ from jobs.platforms.shopify import (
     CUSTOMER_TOPICS,
     WEBHOOK_TOPICS,
     admin_client,
+    connect_pixel,
+    pixel_due,
     register_webhooks_now,
     webhook_address,
 )
@@ -256,6 +260,7 @@ def catch_up(runtime: Runtime, shop_id: int) -> dict[str, int]:
         "pages_capped": 0,
         "interrupted": 0,
         "repaired": 0,
+        "pixel": 0,
     }
     fields = {"customers": graphql.customer_fields(rule), "orders": graphql.order_fields()}
     try:
@@ -303,6 +308,13 @@ def catch_up(runtime: Runtime, shop_id: int) -> dict[str, int]:
         if not exc.transient:
             raise
         log.warning("shop %s: subscriptions not checked this pass: %s", shop_id, exc)
+    if pixel_due(runtime, shop_id):
+        try:
+            connect_pixel(runtime, shop_id)
+            counts["pixel"] = 1
+        except AdminApiError as exc:
+            # the merchant was told when it is Shopify's refusal; the orders were caught up
+            log.warning("shop %s: web pixel not made sure of this pass: %s", shop_id, exc)
     return counts
 
 

@@ -15,7 +15,8 @@ from adapters.events import Money, Product
 from adapters.http import ApiSession, RetryPolicy
 from adapters.platform import AdminApiError, DiscountRequest, verify_base64_hmac
 from adapters.shopify import oauth
-from adapters.shopify.client import ShopifyAdmin
+from adapters.shopify.client import ShopifyAdmin, WebPixelError
+from tests.adapters.shopify_web_pixel import MESSAGES, WebPixels
 
 SHOP = "nordljus-test.myshopify.com"
 ENDPOINT = f"https://{SHOP}/admin/api/2026-07/graphql.json"
@@ -631,3 +632,93 @@ def test_customer_subscriptions_ask_for_the_birthday_namespace() -> None:
         "customers/create": "gid://shopify/WebhookSubscription/1"
     }
     assert len(responses.calls) == 1  # it already asks: nothing to change
+
+
+# --- the web pixel -------------------------------------------------------------
+
+PIXEL_SETTINGS = {
+    "endpoint": "https://triggerpost.example.com/events/shopify",
+    "key": "pk_abcdefghijklmnopqrstuvwxyz",
+}
+
+
+def pixel_shop() -> WebPixels:
+    pixels = WebPixels()
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        body = json.loads(request.body)
+        assert pixels.handles(body["query"])
+        return 200, {}, json.dumps(pixels.answer(body["query"], body["variables"]))
+
+    responses.add_callback(responses.POST, ENDPOINT, callback=answer)
+    return pixels
+
+
+@responses.activate
+def test_the_web_pixel_is_turned_on_with_the_settings_the_extension_declares() -> None:
+    pixels = pixel_shop()
+    admin, _ = client()
+    pixel = admin.ensure_web_pixel(PIXEL_SETTINGS)
+    assert pixel.remote_id == "gid://shopify/WebPixel/5505077"
+    assert pixel.settings == PIXEL_SETTINGS  # Shopify answers them as JSON text
+    assert pixels.calls == ["create"]
+    assert sent(0)["variables"] == {"webPixel": {"settings": PIXEL_SETTINGS}}
+
+
+@responses.activate
+def test_a_pixel_already_on_with_the_same_settings_is_left_alone() -> None:
+    pixels = pixel_shop()
+    admin, _ = client()
+    admin.ensure_web_pixel(PIXEL_SETTINGS)
+    again = admin.ensure_web_pixel(PIXEL_SETTINGS)
+    assert again.settings == PIXEL_SETTINGS
+    assert pixels.calls == ["create", "create", "read"]
+
+
+@responses.activate
+def test_a_pixel_on_with_other_settings_is_updated_to_ours() -> None:
+    pixels = pixel_shop()
+    pixels.pixel = {
+        "id": "gid://shopify/WebPixel/77",
+        "settings": {"endpoint": "https://old.example.com/events/shopify", "key": "pk_old"},
+    }
+    admin, _ = client()
+    pixel = admin.ensure_web_pixel(PIXEL_SETTINGS)
+    assert pixels.calls == ["create", "read", "update"]
+    assert pixel.remote_id == "gid://shopify/WebPixel/77"
+    assert pixels.pixel["settings"] == PIXEL_SETTINGS
+    assert sent(2)["variables"] == {
+        "id": "gid://shopify/WebPixel/77",
+        "webPixel": {"settings": PIXEL_SETTINGS},
+    }
+
+
+@pytest.mark.parametrize("code", ["NO_EXTENSION", "INVALID_SETTINGS"])
+@responses.activate
+def test_shopify_refusing_the_pixel_is_a_permanent_error_in_words(code: str) -> None:
+    pixels = pixel_shop()
+    pixels.refuse = code
+    admin, _ = client()
+    with pytest.raises(WebPixelError) as refused:
+        admin.ensure_web_pixel(PIXEL_SETTINGS)
+    assert not refused.value.transient
+    assert code in str(refused.value)
+    assert MESSAGES[code].rstrip(".") in str(refused.value)
+
+
+@responses.activate
+def test_settings_the_deployed_extension_does_not_declare_are_refused() -> None:
+    pixel_shop()
+    admin, _ = client()
+    with pytest.raises(WebPixelError, match="INVALID_SETTINGS"):
+        admin.ensure_web_pixel({"endpoint": PIXEL_SETTINGS["endpoint"]})
+
+
+@responses.activate
+def test_a_shop_that_did_not_grant_the_pixel_scopes_is_a_permanent_error() -> None:
+    pixels = pixel_shop()
+    pixels.denied = True
+    admin, _ = client()
+    with pytest.raises(AdminApiError, match="write_pixels") as denied:
+        admin.ensure_web_pixel(PIXEL_SETTINGS)
+    assert not denied.value.transient

@@ -3,15 +3,21 @@ and export opened by URL from another shop's session: refused, as if they did no
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
+import responses
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from adapters.platform import AdminApiError
 from jobs.intake import privacy
+from jobs.platforms import shopify
 from jobs.store.models import Shop, now
+from tests.adapters.shopify_web_pixel import WebPixels
 from tests.browser.conftest import Live, look, open_context, open_page, sign_in
 from tests.browser.shop_data import earned_order
+from tests.support import SHOPIFY_SHOP
 
 ANNA = "anna@example.se"  # the customer whose cart reminder earned an order
 
@@ -78,3 +84,35 @@ def test_the_privacy_and_health_pages(live: Live, context: BrowserContext, page:
     page.goto("/app/health")
     expect(page.get_by_role("heading", level=1)).to_be_visible()
     look(page, "health")
+
+
+def test_a_storefront_pixel_shopify_refused_is_explained_on_the_health_page(
+    live: Live, context: BrowserContext, page: Page
+) -> None:
+    with responses.RequestsMock() as mock:
+        pixels = WebPixels()
+        pixels.refuse = "NO_EXTENSION"
+        endpoint = (
+            f"https://{SHOPIFY_SHOP}/admin/api/"
+            f"{live.runtime.settings.shopify_api_version}/graphql.json"
+        )
+        mock.add_callback(
+            responses.POST,
+            endpoint,
+            callback=lambda request: (
+                200,
+                {},
+                json.dumps(pixels.answer(**json.loads(request.body))),
+            ),
+        )
+        with live.runtime.sessions.begin() as session:
+            session.get_one(Shop, live.shopify_id).access_token_enc = live.runtime.secrets.seal(
+                "shpat_health"
+            )
+        with pytest.raises(AdminApiError):
+            shopify.connect_pixel(live.runtime, live.shopify_id)
+    sign_in(live, context, live.shopify_id)
+    page.goto("/app/health")
+    expect(page.get_by_text("could not turn on its pixel in your online store")).to_be_visible()
+    expect(page.get_by_text("No extension found")).to_be_visible()
+    look(page, "health-pixel-refused")

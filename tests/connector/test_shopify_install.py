@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 import time
 import tomllib
@@ -30,6 +31,7 @@ from jobs.platforms.shopify import StoredTokens
 from jobs.runtime import Runtime
 from jobs.settings import Settings
 from jobs.store.models import ConnectNonce, Notice, Shop, ShopStatus, Subscription, now
+from tests.adapters.shopify_web_pixel import WebPixels
 from tests.connector.test_merchant import COOKIE, cookie_of, signed_in_shop
 from tests.support import SHOPIFY_SECRET
 
@@ -37,7 +39,10 @@ SHOP = "fjallbutik.myshopify.com"
 API_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 GRAPHQL = f"https://{SHOP}/admin/api/2026-07/graphql.json"
 TOKEN_URL = f"https://{SHOP}/admin/oauth/access_token"
-GRANTED = "read_customers,read_fulfillments,read_orders,read_products,write_discounts"
+GRANTED = (
+    "read_customer_events,read_customers,read_fulfillments,read_orders,read_products,"
+    "write_discounts,write_pixels"
+)
 
 
 @pytest.fixture
@@ -73,6 +78,7 @@ class FakeShopify:
         self.mock = mock
         self.tokens = iter(["shpat_first", "shpat_second", "shpat_third"])
         self.subscribed: list[dict[str, Any]] = []
+        self.pixels = WebPixels()
         mock.add_callback(responses.POST, TOKEN_URL, callback=self.token)
         mock.add_callback(responses.POST, GRAPHQL, callback=self.graphql)
 
@@ -92,6 +98,8 @@ class FakeShopify:
     def graphql(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
         query = json.loads(request.body or b"{}")
         text, variables = query["query"], query["variables"]
+        if self.pixels.handles(text):
+            return 200, {}, json.dumps(self.pixels.answer(text, variables))
         if "webhookSubscriptions(" in text:
             data: dict[str, Any] = {
                 "webhookSubscriptions": {
@@ -188,6 +196,82 @@ def test_full_install_stores_encrypted_tokens_subscribes_and_signs_in(
 
     assert signed_in_shop(web) == shop_id
     assert "Fjällbutiken" in web.get("/app/").get_data(as_text=True)
+
+
+def install(web: FlaskClient) -> None:
+    state = start_install(web)
+    answer = web.get(f"/shopify/callback?{signed({'shop': SHOP, 'code': 'c0de', 'state': state})}")
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/app/"
+
+
+def pixel_notice(runtime: Runtime) -> str | None:
+    with runtime.sessions() as session:
+        notice = session.scalar(
+            select(Notice).where(
+                Notice.code == shopify_app.NOTICE_PIXEL, Notice.cleared_at.is_(None)
+            )
+        )
+        return notice.message if notice else None
+
+
+def test_an_install_turns_the_storefront_pixel_on_with_the_shops_own_key(
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify
+) -> None:
+    install(web)
+    with runtime.sessions() as session:
+        shop = session.scalars(select(Shop).where(Shop.key == SHOP)).one()
+        key = shop.storefront_key
+    assert key is not None
+    assert re.fullmatch(r"pk_[a-z2-7]{26}", key)
+    assert shopify.pixels.pixel is not None
+    assert shopify.pixels.pixel["settings"] == {
+        "endpoint": "http://127.0.0.1:8000/events/shopify",
+        "key": key,
+    }
+    assert pixel_notice(runtime) is None
+
+
+def test_a_reinstall_keeps_the_shops_key_and_its_pixel_comes_back_the_same(
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify
+) -> None:
+    install(web)
+    first = dict(shopify.pixels.pixel or {})
+    with runtime.sessions.begin() as session:
+        shop = session.scalars(select(Shop).where(Shop.key == SHOP)).one()
+        mark_uninstalled(shop, now())
+    shopify.pixels.pixel = None  # an uninstall takes the app's pixel away
+    install(web.application.test_client())
+    assert shopify.pixels.pixel == first
+    assert shopify.pixels.calls == ["create", "create"]
+
+
+@pytest.mark.parametrize(
+    ("refusal", "words"),
+    [("NO_EXTENSION", "No extension found"), ("ACCESS_DENIED", "write_pixels")],
+)
+def test_an_install_whose_pixel_shopify_refuses_still_completes_and_the_merchant_is_told(
+    web: FlaskClient, runtime: Runtime, shopify: FakeShopify, refusal: str, words: str
+) -> None:
+    if refusal == "ACCESS_DENIED":
+        shopify.pixels.denied = True
+    else:
+        shopify.pixels.refuse = refusal
+    install(web)
+    assert signed_in_shop(web) is not None
+    message = pixel_notice(runtime)
+    assert message is not None
+    assert words in message
+    assert "browse reminders" in message
+
+    # once Shopify accepts it (the extension deployed, the scope approved), the notice goes
+    shopify.pixels.refuse = None
+    shopify.pixels.denied = False
+    with runtime.sessions() as session:
+        shop_id = session.scalars(select(Shop.id).where(Shop.key == SHOP)).one()
+    shopify_app.connect_pixel(runtime, shop_id)
+    assert pixel_notice(runtime) is None
+    assert shopify.pixels.pixel is not None
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from jobs.store.models import (
     SyncCursor,
     now,
 )
+from tests.adapters.shopify_web_pixel import WebPixels
 from tests.support import (
     FIXTURES,
     SHOPIFY_SECRET,
@@ -79,6 +80,7 @@ class FakeShopify:
         self.searches: list[str] = []
         self.throttle: list[dict[str, Any]] = []  # answers given before the real ones
         self.page_size = 100
+        self.pixels = WebPixels()
         endpoint = (
             f"https://{SHOPIFY_SHOP}/admin/api/{runtime.settings.shopify_api_version}/graphql.json"
         )
@@ -89,6 +91,8 @@ class FakeShopify:
         query, variables = body["query"], body.get("variables") or {}
         if self.throttle and "query CatchUp" in query:
             return 200, {}, json.dumps(self.throttle.pop(0))
+        if self.pixels.handles(query):
+            return 200, {}, json.dumps(self.pixels.answer(query, variables))
         return (
             200,
             {},
@@ -384,6 +388,59 @@ def test_a_deleted_or_moved_subscription_is_recreated_and_the_merchant_told(
     # repaired: the next pass has nothing to do
     assert shopify_catchup.catch_up(runtime, shop.id)["repaired"] == 0
     assert len(store.created) == 2
+
+
+def test_a_pass_turns_on_a_pixel_the_install_could_not_and_then_checks_it_daily(
+    client: FlaskClient, runtime: Runtime, shop: Shop, store: FakeShopify
+) -> None:
+    assert shopify_catchup.catch_up(runtime, shop.id)["pixel"] == 1
+    assert store.pixels.pixel is not None
+    with runtime.sessions() as session:
+        key = session.get_one(Shop, shop.id).storefront_key
+    assert store.pixels.pixel["settings"] == {
+        "endpoint": "http://127.0.0.1:8000/events/shopify",
+        "key": key,
+    }
+    # on: the passes of the same day leave it alone
+    assert shopify_catchup.catch_up(runtime, shop.id)["pixel"] == 0
+    assert store.pixels.calls == ["create"]
+
+    # the merchant deleted it in the admin: the next day's pass puts it back, same key
+    store.pixels.pixel = None
+    assert 0 < runtime.redis.ttl(shopify.pixel_check_key(shop.id)) <= 86400
+    runtime.redis.delete(shopify.pixel_check_key(shop.id))  # a day went by
+    assert shopify_catchup.catch_up(runtime, shop.id)["pixel"] == 1
+    assert store.pixels.pixel["settings"]["key"] == key
+
+
+def test_a_pixel_shopify_refuses_is_told_once_and_asked_again_a_day_later(
+    client: FlaskClient, runtime: Runtime, shop: Shop, store: FakeShopify
+) -> None:
+    store.pixels.refuse = "NO_EXTENSION"
+    counts = shopify_catchup.catch_up(runtime, shop.id)
+    assert counts["pixel"] == 0
+    assert counts["repaired"] == 0  # the rest of the pass went on
+    with runtime.sessions() as session:
+        notice = session.scalars(select(Notice).where(Notice.code == shopify.NOTICE_PIXEL)).one()
+        assert "No extension found" in notice.message
+        assert notice.cleared_at is None
+    shopify_catchup.catch_up(runtime, shop.id)
+    assert store.pixels.calls == ["create"]  # not again before a day
+
+
+def test_a_pixel_check_cut_short_by_shopify_being_away_is_tried_at_the_next_pass(
+    client: FlaskClient, runtime: Runtime, shop: Shop, store: FakeShopify
+) -> None:
+    real = store.pixels.answer
+    store.pixels.answer = lambda query, variables: {  # type: ignore[method-assign]
+        "errors": [{"message": "Internal error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]
+    }
+    assert shopify_catchup.catch_up(runtime, shop.id)["pixel"] == 0
+    with runtime.sessions() as session:
+        assert session.scalar(select(Notice).where(Notice.code == shopify.NOTICE_PIXEL)) is None
+    store.pixels.answer = real  # type: ignore[method-assign]
+    assert shopify_catchup.catch_up(runtime, shop.id)["pixel"] == 1
+    assert store.pixels.pixel is not None
 
 
 def test_the_sweeper_schedule_asks_for_each_installed_shop_once_per_interval(
