@@ -53,6 +53,7 @@ from jobs.store.models import (
     OrderStatus,
     PrivacyRequest,
     Product,
+    ProductView,
     Shop,
     ShopStatus,
     StoredEvent,
@@ -523,9 +524,31 @@ def _merge_into(session: Session, keep: Contact, gone: Contact) -> None:
         keep.consent_state = gone.consent_state
         keep.consent_source = gone.consent_source
         keep.consent_at = gone.consent_at
+    _merge_views(session, keep, gone)
     session.delete(gone)
     session.flush()
     refresh_order_stats(session, keep)
+
+
+def _merge_views(session: Session, keep: Contact, gone: Contact) -> None:
+    """The merged contact's product views become ``keep``'s, counted together."""
+    theirs = session.scalars(select(ProductView).where(ProductView.contact_id == gone.id)).all()
+    if not theirs:
+        return
+    ours = {
+        row.product_id: row
+        for row in session.scalars(select(ProductView).where(ProductView.contact_id == keep.id))
+    }
+    for row in theirs:
+        mine = ours.get(row.product_id)
+        if mine is None:
+            row.contact_id = keep.id
+            continue
+        mine.views += row.views
+        mine.first_viewed_at = min(mine.first_viewed_at, row.first_viewed_at)
+        mine.last_viewed_at = max(mine.last_viewed_at, row.last_viewed_at)
+        session.delete(row)
+    session.flush()
 
 
 def _update_fields(contact: Contact, customer: ev.Customer, *, authoritative: bool) -> None:
@@ -847,6 +870,61 @@ def _restorable(shop: Shop) -> bool:
     return platform is not None and platform.restores_deleted_products
 
 
+def on_product_viewed(session: Session, shop: Shop, event: ev.ProductViewed) -> Applied:
+    """A known customer looked at a product: she is found (or made, never with consent:
+    a storefront's word grants none) and the view counted (``product_views``). An
+    anonymous view names nobody yet and is only logged."""
+    product_id = identity(event.product_id, "product.id")
+    if event.customer is None:
+        return Applied(None, product_id)
+    customer = dataclasses.replace(event.customer, consent=None)
+    contact = upsert_contact(session, shop, customer, None, authoritative=False)
+    if contact is not None:
+        count_view(session, shop, contact, product_id, event.occurred_at)
+    return Applied(contact, product_id)
+
+
+def count_view(
+    session: Session, shop: Shop, contact: Contact, product_id: str, at: datetime
+) -> ProductView:
+    """One more view of the product by the contact (a view told late moves first and
+    last only outward; one told again at the very moment of her first or last view is
+    that view, not another). One drain applies a shop's events at a time: no racing insert."""
+    row = session.scalar(
+        select(ProductView).where(
+            ProductView.contact_id == contact.id, ProductView.product_id == product_id
+        )
+    )
+    if row is None:
+        row = ProductView(
+            shop_id=shop.id,
+            contact_id=contact.id,
+            product_id=product_id,
+            views=1,
+            first_viewed_at=at,
+            last_viewed_at=at,
+        )
+        session.add(row)
+    elif at not in (row.first_viewed_at, row.last_viewed_at):
+        row.views += 1
+        row.first_viewed_at = min(row.first_viewed_at, at)
+        row.last_viewed_at = max(row.last_viewed_at, at)
+    session.flush()
+    return row
+
+
+def on_cart(session: Session, shop: Shop, event: ev.CartUpdated) -> Applied:
+    """A cart of a customer we know is hers in the log (a cart makes nobody new: it
+    ends her browse abandonment, through the engine); else only logged."""
+    who = event.customer
+    contact = (
+        find_contact(session, shop.id, who.customer_id, stored_email(who.email))
+        if who is not None
+        else None
+    )
+    return Applied(contact, code(event.cart_token, Checkout.cart_token, "cart token"))
+
+
 def on_fact(session: Session, shop: Shop, event: Any) -> Applied:
     """A fact triggerpost made (a birthday came): about a contact we hold, never a new one."""
     ref: ev.ContactRef = event.contact
@@ -898,7 +976,8 @@ HANDLERS: dict[type[ev.Event], Handler] = {
     ev.CustomerRedactRequested: on_customer_redact,
     ev.ShopRedactRequested: on_shop_redact,
     **dict.fromkeys(ev.FACTS, on_fact),
-    # CartUpdated and ProductViewed are kept in the event log only: no person yet
+    ev.ProductViewed: on_product_viewed,
+    ev.CartUpdated: on_cart,
 }
 
 #: handlers a history page applies with its log rows and contact figures still

@@ -53,6 +53,7 @@ from jobs.store.models import (
     Order,
     PrivacyRequest,
     PrivacyRequestKind,
+    ProductView,
     Shop,
     ShopStatus,
     StoredEvent,
@@ -77,6 +78,7 @@ CUSTOMER_TABLES = tuple(
         Message,
         Order,
         PrivacyRequest,
+        ProductView,
         StoredEvent,
         Suppression,
     )
@@ -161,6 +163,11 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
     not_started = session.scalars(
         select(NonEnrolment).where(NonEnrolment.contact_id == contact.id)
     ).all()
+    views = session.scalars(
+        select(ProductView)
+        .where(ProductView.contact_id == contact.id)
+        .order_by(ProductView.last_viewed_at.desc(), ProductView.product_id)
+    ).all()
     blocked = (
         session.scalars(
             select(Suppression).where(
@@ -233,6 +240,15 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
                 "times": n.count,
             }
             for n in not_started
+        ],
+        "product_views": [
+            {
+                "product_id": v.product_id,
+                "views": v.views,
+                "first_viewed_at": _when(v.first_viewed_at),
+                "last_viewed_at": _when(v.last_viewed_at),
+            }
+            for v in views
         ],
         "engagements": [{"kind": e.kind, "at": _when(e.at), "url": e.url} for e in engagements],
         "suppressions": [
@@ -448,6 +464,15 @@ def erase_contact(
                 or_(Engagement.contact_id.in_(contact_ids), Engagement.message_id.in_(message_ids)),
             )
             .values(url=None)
+        ),
+    )
+    # what she looked at is hers alone: nothing of it is kept
+    note(
+        "product_views",
+        session.execute(
+            delete(ProductView).where(
+                ProductView.shop_id == shop_id, ProductView.contact_id.in_(contact_ids)
+            )
         ),
     )
     note(
