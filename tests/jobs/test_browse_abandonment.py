@@ -9,6 +9,7 @@ customer, with no word on consent: a browser's word grants none).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,7 +19,8 @@ from jobs.flows import registry
 from jobs.flows.model import PRIORITIES
 from jobs.intake import privacy
 from jobs.runtime import Runtime
-from jobs.store.models import Contact, Enrollment, MessageState, ProductView
+from jobs.simulator import Scenario, simulate
+from jobs.store.models import Contact, Enrollment, MessageState, NonEnrolment, ProductView
 from tests.jobs.engine_support import SHOP, T0, checkout, customer, sek
 from tests.jobs.test_dated_flows import emails_of, not_started
 from tests.jobs.test_recommendations import Rendering, product
@@ -309,3 +311,28 @@ def test_her_views_are_in_her_export_and_gone_with_her_erasure(
     at = hours(1)
     shop.at(at, ev.CustomerRedactRequested(at, customer_id="anna", email="anna@example.se"))
     assert views(shop) == {}
+
+
+def test_the_example_scenario_tells_the_story_it_says(runtime: Runtime) -> None:
+    """examples/browse_abandonment.json: Anna looked and left, Erik looked and put it in a
+    cart, Anna browsed again two days on."""
+    scenario = Scenario.load(Path(__file__).parents[2] / "examples" / "browse_abandonment.json")
+    result = simulate(scenario, runtime=runtime)
+    sent = [
+        (row["contact"], row["flow"], row["at"])
+        for row in result.timeline
+        if row["outcome"] == "sent"
+    ]
+    assert sent == [
+        ("erik@example.se", "cart_recovery", "2026-03-02T11:20:00+00:00"),
+        ("anna@example.se", FLOW, "2026-03-02T13:00:00+00:00"),  # 4 h after her first look
+        ("erik@example.se", "cart_recovery", "2026-03-03T10:20:00+00:00"),
+        ("erik@example.se", "cart_recovery", "2026-03-05T10:20:00+00:00"),
+    ]
+    with runtime.sessions() as session:
+        reasons = session.execute(
+            select(NonEnrolment.reason, Contact.email)
+            .join(Contact, Contact.id == NonEnrolment.contact_id)
+            .where(NonEnrolment.flow == FLOW)
+        ).all()
+    assert [tuple(r) for r in reasons] == [("too_soon", "anna@example.se")]
