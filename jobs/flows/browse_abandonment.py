@@ -69,9 +69,12 @@ def _subject(event: ev.Event) -> str | None:
     return f"browse:{event.occurred_at.date().isoformat()}"
 
 
-def _since(enrollment: Enrollment | None, now: datetime) -> datetime:
-    """Where her browsing began: the first view (the anchor), or now before she enrolls."""
-    return enrollment.anchor_at if enrollment is not None else now
+def _since(ctx: FlowContext) -> datetime:
+    """Where her browsing began: the first view (the anchor); before she enrolls, the
+    view at hand (told late, after a cart of hers, it is over before it starts)."""
+    if ctx.enrollment is not None:
+        return ctx.enrollment.anchor_at
+    return ctx.event.occurred_at if isinstance(ctx.event, ev.ProductViewed) else ctx.now
 
 
 def viewed(
@@ -135,23 +138,21 @@ def _interested(ctx: FlowContext) -> bool:
 
 
 def _ordered(ctx: FlowContext) -> bool:
-    return ctx.ordered_since(_since(ctx.enrollment, ctx.now))
+    return ctx.ordered_since(_since(ctx))
 
 
 def _checkout_started(ctx: FlowContext) -> bool:
-    """A checkout of hers (by contact or address) changed since the first view."""
+    """A checkout of hers changed since the first view (a checkout with her address is
+    hers: the intake finds her by it)."""
     contact = ctx.contact
     if contact is None:
         return False
-    mine = Checkout.contact_id == contact.id
-    if contact.email:
-        mine = mine | (Checkout.email == contact.email)
     found = ctx.session.scalar(
         select(Checkout.id)
         .where(
             Checkout.shop_id == ctx.shop.id,
-            mine,
-            Checkout.platform_updated_at >= _since(ctx.enrollment, ctx.now),
+            Checkout.contact_id == contact.id,
+            Checkout.platform_updated_at >= _since(ctx),
         )
         .limit(1)
     )
@@ -168,7 +169,7 @@ def _added_to_cart(ctx: FlowContext) -> bool:
             StoredEvent.shop_id == ctx.shop.id,
             StoredEvent.contact_id == ctx.contact.id,
             StoredEvent.type == ev.CartUpdated.__name__,
-            StoredEvent.occurred_at >= _since(ctx.enrollment, ctx.now),
+            StoredEvent.occurred_at >= _since(ctx),
         )
         .limit(1)
     )

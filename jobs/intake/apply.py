@@ -871,14 +871,24 @@ def _restorable(shop: Shop) -> bool:
 
 
 def on_product_viewed(session: Session, shop: Shop, event: ev.ProductViewed) -> Applied:
-    """A known customer looked at a product: she is found (or made, never with consent:
-    a storefront's word grants none) and the view counted (``product_views``). An
-    anonymous view names nobody yet and is only logged."""
+    """A known customer looked at a product: she is found (or made, never with consent)
+    and the view counted (``product_views``). An anonymous view names nobody yet and
+    is only logged.
+
+    A browser's word is anybody's: it never grants consent, and never changes a contact
+    we hold (a view naming a customer id with another address does not give her that
+    address, nor merge her with its holder); it only names whose view it was."""
     product_id = identity(event.product_id, "product.id")
     if event.customer is None:
         return Applied(None, product_id)
     customer = dataclasses.replace(event.customer, consent=None)
-    contact = upsert_contact(session, shop, customer, None, authoritative=False)
+    customer_id = customer.customer_id
+    if customer_id is not None:
+        customer_id = identity(customer_id, "customer.customer_id")
+    email = stored_email(customer.email)
+    contact = find_contact(session, shop.id, customer_id, email)
+    if contact is None:
+        contact = upsert_contact(session, shop, customer, None, authoritative=False)
     if contact is not None:
         count_view(session, shop, contact, product_id, event.occurred_at)
     return Applied(contact, product_id)

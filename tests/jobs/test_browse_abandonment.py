@@ -336,3 +336,30 @@ def test_the_example_scenario_tells_the_story_it_says(runtime: Runtime) -> None:
             .where(NonEnrolment.flow == FLOW)
         ).all()
     assert [tuple(r) for r in reasons] == [("too_soon", "anna@example.se")]
+
+
+def test_a_view_told_after_her_checkout_starts_nothing(shop: Rendering) -> None:
+    known(shop)
+    shop.at(hours(1), checkout("tok1", hours(1), anna()))
+    # the view came before the checkout, but reached us after it (identified late)
+    viewer = ev.Customer(customer_id="anna", email="anna@example.se")
+    shop.at(hours(1.5), ev.ProductViewed(T0, "hat", customer=viewer))
+    shop.run(hours(30))
+    assert emails_of(shop, FLOW) == []
+    assert not_started(shop, "anna@example.se", FLOW) == [
+        "not started: it was already over (checkout_started) (on ProductViewed)"
+    ]
+
+
+def test_a_view_naming_her_customer_id_with_another_address_changes_nothing_of_hers(
+    shop: Rendering,
+) -> None:
+    known(shop)
+    shop.at(T0, ev.CustomerCreated(T0, customer("eve@example.se", customer_id="eve")))
+    forged = ev.Customer(customer_id="anna", email="eve@example.se", first_name="Eve")
+    shop.at(hours(1), ev.ProductViewed(hours(1), "hat", customer=forged))
+    with shop.runtime.sessions() as session:
+        people = {(c.customer_id, c.email, c.first_name) for c in session.scalars(select(Contact))}
+    assert ("anna", "anna@example.se", "Anna") in people
+    assert ("eve", "eve@example.se", "Anna") in people  # the helper names everyone Anna
+    assert views(shop) == {"hat": 1}  # counted as the customer id's, the one it names first
