@@ -880,7 +880,7 @@ def on_product_viewed(session: Session, shop: Shop, event: ev.ProductViewed) -> 
     address, nor merge her with its holder); it only names whose view it was."""
     product_id = identity(event.product_id, "product.id")
     if event.customer is None:
-        return Applied(None, product_id)
+        return Applied()
     customer = dataclasses.replace(event.customer, consent=None)
     customer_id = customer.customer_id
     if customer_id is not None:
@@ -891,7 +891,9 @@ def on_product_viewed(session: Session, shop: Shop, event: ev.ProductViewed) -> 
         contact = upsert_contact(session, shop, customer, None, authoritative=False)
     if contact is not None:
         count_view(session, shop, contact, product_id, event.occurred_at)
-    return Applied(contact, product_id)
+    # no subject: the engine would look at every enrollment about the product (a new
+    # product's announcement to each of its buyers) at every view
+    return Applied(contact)
 
 
 def count_view(
@@ -932,7 +934,7 @@ def on_cart(session: Session, shop: Shop, event: ev.CartUpdated) -> Applied:
         if who is not None
         else None
     )
-    return Applied(contact, code(event.cart_token, Checkout.cart_token, "cart token"))
+    return Applied(contact)
 
 
 def on_fact(session: Session, shop: Shop, event: Any) -> Applied:
