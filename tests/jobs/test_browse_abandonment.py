@@ -363,3 +363,22 @@ def test_a_view_naming_her_customer_id_with_another_address_changes_nothing_of_h
     assert ("anna", "anna@example.se", "Anna") in people
     assert ("eve", "eve@example.se", "Anna") in people  # the helper names everyone Anna
     assert views(shop) == {"hat": 1}  # counted as the customer id's, the one it names first
+
+
+def test_a_past_buyer_who_never_subscribed_gets_it_only_if_the_shop_chose_soft_opt_in(
+    shop: Rendering,
+) -> None:
+    known(shop, subscribed=False)
+    buy(shop, "o1", anna(subscribed=False), T0 - timedelta(days=5), "mug")
+    look(shop, T0, "hat")
+    shop.run(hours(30))
+    assert emails_of(shop, FLOW) == []  # by default: subscribers only
+    shop.settings(
+        flows={"welcome": {"enabled": False}, FLOW: {"consent": "subscribed_or_customer"}}
+    )
+    look(shop, T0 + timedelta(days=8), "lamp")
+    shop.run(T0 + timedelta(days=9))
+    (email,) = emails_of(shop, FLOW)
+    assert main_product(email.text) == "lamp"
+    (sent,) = [m for m in shop.messages() if m.flow == FLOW and m.state == MessageState.SENT]
+    assert sent.legal_basis is not None and sent.legal_basis["basis"] == "soft_opt_in"
