@@ -381,4 +381,5 @@ def test_a_past_buyer_who_never_subscribed_gets_it_only_if_the_shop_chose_soft_o
     (email,) = emails_of(shop, FLOW)
     assert main_product(email.text) == "lamp"
     (sent,) = [m for m in shop.messages() if m.flow == FLOW and m.state == MessageState.SENT]
-    assert sent.legal_basis is not None and sent.legal_basis["basis"] == "soft_opt_in"
+    assert sent.legal_basis is not None
+    assert sent.legal_basis["basis"] == "soft_opt_in"
