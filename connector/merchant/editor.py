@@ -146,6 +146,11 @@ REASON_WORDS: dict[str, str] = {
     "product_unavailable": "the product was no longer available",
     "rewarded": "a loyalty reward was sent instead",
     "welcomed": "the welcome series covered it",
+    "interested": "no recent interest in a product not yet bought",
+    "checkout_started": "the customer started a checkout",
+    "added_to_cart": "the customer added to a cart",
+    "cart_reminder": "a cart reminder was sent instead",
+    "product_bought": "the customer bought the product",
 }
 
 #: what became of an email not sent (a message's state), in words

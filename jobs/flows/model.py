@@ -528,6 +528,8 @@ class Recommend:
 
     limit: int = 3
     basis: RecommendBasis = RecommendBasis.SUBJECT
+    #: a ``Count`` option the shop tunes the number with (0: none); ``limit`` its most
+    option: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= 12:
@@ -597,6 +599,10 @@ class Flow:
     #: a ``Days`` option: with ``Reentry.AFTER_DAYS``, how long after the contact
     #: last entered this flow she may enter it again
     reentry_days: str | None = None
+    #: with ``SubjectKind.PRODUCT``: the product the email is about, chosen at send
+    #: time from the enrollment and the flow's options, instead of the trigger's
+    #: subject (the product she looked at most lately); None: no product to show
+    subject_product: Callable[[Session, Enrollment, Mapping[str, Any]], str | None] | None = None
 
     @property
     def all_options(self) -> tuple[Option, ...]:
@@ -659,6 +665,13 @@ class Flow:
         if self.reentry_days is not None and not isinstance(kinds.get(self.reentry_days), Days):
             raise ValueError(
                 f"flow {self.name}: reentry_days {self.reentry_days!r} is not a Days option"
+            )
+        if self.subject_product is not None and self.subject_kind != SubjectKind.PRODUCT:
+            raise ValueError(f"flow {self.name}: subject_product needs the product subject kind")
+        counted = self.recommend.option if self.recommend is not None else None
+        if counted is not None and not isinstance(kinds.get(counted), Count):
+            raise ValueError(
+                f"flow {self.name}: recommend option {counted!r} is not a Count option"
             )
         labels = self.labels()
         for step in self.steps:

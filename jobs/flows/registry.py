@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from jobs.flows import (
     anniversary,
     birthday,
+    browse_abandonment,
     cart_recovery,
     delivered_notice,
     loyalty,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 BUILT_IN: Mapping[str, Flow] = MappingProxyType(
     {
         "cart_recovery": cart_recovery.FLOW,
+        "browse_abandonment": browse_abandonment.FLOW,
         "welcome": welcome.FLOW,
         "review_request": review_request.FLOW,
         "thank_you": thank_you.FLOW,

@@ -54,6 +54,7 @@ from jobs.store.models import (
     OrderStatus,
     PrivacyRequest,
     Product,
+    ProductView,
     Shop,
     ShopStatus,
     StoredEvent,
@@ -537,9 +538,31 @@ def _merge_into(session: Session, keep: Contact, gone: Contact) -> None:
         keep.consent_state = gone.consent_state
         keep.consent_source = gone.consent_source
         keep.consent_at = gone.consent_at
+    _merge_views(session, keep, gone)
     session.delete(gone)
     session.flush()
     refresh_order_stats(session, keep)
+
+
+def _merge_views(session: Session, keep: Contact, gone: Contact) -> None:
+    """The merged contact's product views become ``keep``'s, counted together."""
+    theirs = session.scalars(select(ProductView).where(ProductView.contact_id == gone.id)).all()
+    if not theirs:
+        return
+    ours = {
+        row.product_id: row
+        for row in session.scalars(select(ProductView).where(ProductView.contact_id == keep.id))
+    }
+    for row in theirs:
+        mine = ours.get(row.product_id)
+        if mine is None:
+            row.contact_id = keep.id
+            continue
+        mine.views += row.views
+        mine.first_viewed_at = min(mine.first_viewed_at, row.first_viewed_at)
+        mine.last_viewed_at = max(mine.last_viewed_at, row.last_viewed_at)
+        session.delete(row)
+    session.flush()
 
 
 def _update_fields(contact: Contact, customer: ev.Customer, *, authoritative: bool) -> None:
@@ -861,6 +884,62 @@ def _restorable(shop: Shop) -> bool:
     return platform is not None and platform.restores_deleted_products
 
 
+def on_product_viewed(session: Session, shop: Shop, event: ev.ProductViewed) -> Applied:
+    """A known customer looked at a product: she is found (or made, never with consent)
+    and the view counted (``product_views``). An anonymous view names nobody yet and
+    is only logged.
+
+    A browser's word is anybody's: it never grants consent, and never changes a contact
+    we hold (a view naming a customer id with another address does not give her that
+    address, nor merge her with its holder); it only names whose view it was."""
+    product_id = identity(event.product_id, "product.id")
+    if event.customer is None:
+        return Applied()
+    contact = storefront_contact(session, shop, event.customer)
+    if contact is not None:
+        count_view(session, shop, contact, product_id, event.occurred_at)
+    # no subject: the engine would look at every enrollment about the product (a new
+    # product's announcement to each of its buyers) at every view
+    return Applied(contact)
+
+
+def count_view(
+    session: Session, shop: Shop, contact: Contact, product_id: str, at: datetime
+) -> ProductView:
+    """One more view of the product by the contact (a view told late moves first and
+    last only outward; one told again at the very moment of her first or last view is
+    that view, not another). One drain applies a shop's events at a time: no racing insert."""
+    row = session.scalar(
+        select(ProductView).where(
+            ProductView.contact_id == contact.id, ProductView.product_id == product_id
+        )
+    )
+    if row is None:
+        row = ProductView(
+            shop_id=shop.id,
+            contact_id=contact.id,
+            product_id=product_id,
+            views=1,
+            first_viewed_at=at,
+            last_viewed_at=at,
+        )
+        session.add(row)
+    elif at not in (row.first_viewed_at, row.last_viewed_at):
+        row.views += 1
+        row.first_viewed_at = min(row.first_viewed_at, at)
+        row.last_viewed_at = max(row.last_viewed_at, at)
+    session.flush()
+    return row
+
+
+def on_cart(session: Session, shop: Shop, event: ev.CartUpdated) -> Applied:
+    """A cart of a person the browser named is theirs (found or made as
+    ``storefront_contact`` says): it ends their browse abandonment, through the
+    engine; an anonymous one is only logged."""
+    contact = storefront_contact(session, shop, event.customer) if event.customer else None
+    return Applied(contact, identity(event.cart_token, "cart_token"))
+
+
 def on_fact(session: Session, shop: Shop, event: Any) -> Applied:
     """A fact triggerpost made (a birthday came): about a contact we hold, never a new one."""
     ref: ev.ContactRef = event.contact
@@ -965,17 +1044,6 @@ def storefront_contact(session: Session, shop: Shop, customer: ev.Customer) -> C
     if customer.customer_id:
         return find_contact(session, shop.id, identity(customer.customer_id, "customer_id"), None)
     return None
-
-
-def on_product_viewed(session: Session, shop: Shop, event: ev.ProductViewed) -> Applied:
-    """A view is the contact's when we know who looked (kept in the event log)."""
-    contact = storefront_contact(session, shop, event.customer) if event.customer else None
-    return Applied(contact, identity(event.product_id, "product_id"))
-
-
-def on_cart(session: Session, shop: Shop, event: ev.CartUpdated) -> Applied:
-    contact = storefront_contact(session, shop, event.customer) if event.customer else None
-    return Applied(contact, identity(event.cart_token, "cart_token"))
 
 
 def on_visitor_identified(session: Session, shop: Shop, event: ev.VisitorIdentified) -> Applied:

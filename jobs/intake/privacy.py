@@ -54,6 +54,7 @@ from jobs.store.models import (
     Order,
     PrivacyRequest,
     PrivacyRequestKind,
+    ProductView,
     Shop,
     ShopStatus,
     StoredEvent,
@@ -79,6 +80,7 @@ CUSTOMER_TABLES = tuple(
         Message,
         Order,
         PrivacyRequest,
+        ProductView,
         StoredEvent,
         Suppression,
         Visitor,
@@ -165,6 +167,11 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
         select(NonEnrolment).where(NonEnrolment.contact_id == contact.id)
     ).all()
     linked = session.scalars(select(Visitor).where(Visitor.contact_id == contact.id)).all()
+    views = session.scalars(
+        select(ProductView)
+        .where(ProductView.contact_id == contact.id)
+        .order_by(ProductView.last_viewed_at.desc(), ProductView.product_id)
+    ).all()
     blocked = (
         session.scalars(
             select(Suppression).where(
@@ -237,6 +244,15 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
                 "times": n.count,
             }
             for n in not_started
+        ],
+        "product_views": [
+            {
+                "product_id": v.product_id,
+                "views": v.views,
+                "first_viewed_at": _when(v.first_viewed_at),
+                "last_viewed_at": _when(v.last_viewed_at),
+            }
+            for v in views
         ],
         "engagements": [{"kind": e.kind, "at": _when(e.at), "url": e.url} for e in engagements],
         "suppressions": [
@@ -460,6 +476,15 @@ def erase_contact(
                 or_(Engagement.contact_id.in_(contact_ids), Engagement.message_id.in_(message_ids)),
             )
             .values(url=None)
+        ),
+    )
+    # what she looked at is hers alone: nothing of it is kept
+    note(
+        "product_views",
+        session.execute(
+            delete(ProductView).where(
+                ProductView.shop_id == shop_id, ProductView.contact_id.in_(contact_ids)
+            )
         ),
     )
     note(

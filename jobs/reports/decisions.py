@@ -111,6 +111,9 @@ _REASON_WORDS = {
     "still_subscribed": "she was not subscribed",
     "ordered": "she had ordered",
     "in_welcome_series": "her welcome series was still under way",
+    "interested": (
+        "she had not looked at a product lately as often as it asks, or had bought it already"
+    ),
 }
 
 #: the other exits of the built-in flows, in words (only a whole row's words use these:
@@ -126,6 +129,10 @@ _EXIT_WORDS = {
     "rewarded": "she had been rewarded for that order already",
     "order_cancelled": "the order was cancelled",
     "order_refunded": "the order was refunded",
+    "checkout_started": "she started a checkout",
+    "added_to_cart": "she put something in her cart",
+    "cart_reminder": "she was getting a cart reminder instead",
+    "product_bought": "she had bought what she looked at",
 }
 
 #: a send-time guard's reason (jobs.engine.guards), and the pipeline's, in words

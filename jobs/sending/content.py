@@ -12,6 +12,9 @@ contact    none                                        the shop's home page
 product    that product                                the product's page
 =========  ==========================================  ==========================
 
+A flow about a product may choose it at send time (``subject_product``: the one
+she looked at most lately), instead of the trigger's subject.
+
 Then the values the trigger kept on the enrollment are laid over the
 subject's, a flow's ``also_show`` adds the other products it names (only those
 still for sale, after the subject's own, up to ``MAX_PRODUCTS``), a flow's own
@@ -57,7 +60,18 @@ MAX_PRODUCTS = 6
 def resolve(session: Session, shop: Shop, flow: Flow | None, enrollment: Enrollment) -> SubjectView:
     """The view of the enrollment's subject, with the trigger's values and the flow's link."""
     kind = flow.subject_kind if flow is not None else SubjectKind.CHECKOUT
-    return finish(session, shop, flow, enrollment, RESOLVERS[kind](session, shop, enrollment))
+    if flow is not None and flow.subject_product is not None:
+        chosen = _chosen_product(session, shop, flow, enrollment)
+        view = product_view_of(session, shop, enrollment, chosen)
+    else:
+        view = RESOLVERS[kind](session, shop, enrollment)
+    return finish(session, shop, flow, enrollment, view)
+
+
+def _chosen_product(session: Session, shop: Shop, flow: Flow, enrollment: Enrollment) -> str | None:
+    """The product a flow with ``subject_product`` shows, chosen now."""
+    assert flow.subject_product is not None
+    return flow.subject_product(session, enrollment, shop_settings.load(shop).flow(flow))
 
 
 def finish(
@@ -125,8 +139,13 @@ def recommended(
         if basis == RecommendBasis.PURCHASES
         else []
     )
+    limit = flow.recommend.limit
+    if flow.recommend.option is not None:
+        limit = min(limit, int(view.options.get(flow.recommend.option, limit)))
+    if limit <= 0:
+        return ()
     products = recommendations.related(
-        session, shop.id, seeds, exclude=shown, bought=bought, limit=flow.recommend.limit
+        session, shop.id, seeds, exclude=shown, bought=bought, limit=limit
     )
     return tuple(product_line(product, shop) for product in products)
 
@@ -138,6 +157,9 @@ def subject_product_ids(
     before any is left out: a checkout's or an order's line items, a product subject.
     (What ``also_show`` and ``recommended`` add comes from products the store holds.)"""
     kind = flow.subject_kind if flow is not None else SubjectKind.CHECKOUT
+    if flow is not None and flow.subject_product is not None:
+        chosen = _chosen_product(session, shop, flow, enrollment)
+        return [chosen] if chosen is not None else []
     if kind == SubjectKind.PRODUCT:
         return [enrollment.subject]
     found: Checkout | Order | None = None
@@ -196,8 +218,19 @@ def contact_view(session: Session, shop: Shop, enrollment: Enrollment) -> Subjec
 
 
 def product_view(session: Session, shop: Shop, enrollment: Enrollment) -> SubjectView:
-    product = session.scalar(
-        select(Product).where(Product.shop_id == shop.id, Product.product_id == enrollment.subject)
+    return product_view_of(session, shop, enrollment, enrollment.subject)
+
+
+def product_view_of(
+    session: Session, shop: Shop, enrollment: Enrollment, product_id: str | None
+) -> SubjectView:
+    """The view of one product of the catalogue (None, or one we do not hold: none)."""
+    product = (
+        session.scalar(
+            select(Product).where(Product.shop_id == shop.id, Product.product_id == product_id)
+        )
+        if product_id is not None
+        else None
     )
     if product is None:
         return _missing(SubjectKind.PRODUCT, shop, enrollment)

@@ -593,6 +593,27 @@ class CountedOrder(Base):
     product_ids: Mapped[list[str]] = mapped_column(JSON)
 
 
+class ProductView(Base):
+    """How often a known contact looked at a product in the storefront, and when first
+    and last: the browse abandonment's email shows the product she looked at most among
+    those she looked at lately (``ix_product_views_contact_id_last_viewed_at``). Only
+    views by a known contact are kept (an anonymous visitor's are not anyone's yet)."""
+
+    __tablename__ = "product_views"
+    __table_args__ = (
+        UniqueConstraint("contact_id", "product_id"),
+        Index("ix_product_views_contact_id_last_viewed_at", "contact_id", "last_viewed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    product_id: Mapped[str] = mapped_column(String(64))
+    views: Mapped[int] = mapped_column(Integer, default=0)
+    first_viewed_at: Mapped[datetime]
+    last_viewed_at: Mapped[datetime]
+
+
 # --- the flow engine: enrollments, the message ledger, decisions ---------------
 
 

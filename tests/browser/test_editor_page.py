@@ -94,3 +94,26 @@ def test_without_scripts_a_bad_delay_comes_back_with_its_message_and_nothing_sav
         page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_label(FIRST)).to_have_value("4")
     assert saved_options(live, live.woocommerce_id, "cart_recovery")["delay_1_hours"] == 4
+
+
+def test_the_browse_abandonment_editor_draws_its_options_in_english_and_swedish(
+    live: Live, context: BrowserContext, page: Page
+) -> None:
+    sign_in(live, context, live.woocommerce_id)
+    page.goto("/app/flows/browse_abandonment")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Browse abandonment")
+    expect(page.get_by_label("Send after (hours)")).to_have_value("4")
+    expect(page.get_by_label("Other products to suggest")).to_have_value("3")
+    expect(page.get_by_label("At most once every (days)")).to_have_value("7")
+    look(page, "editor-browse-abandonment")
+
+    with live.runtime.sessions.begin() as session:
+        session.get_one(Shop, live.woocommerce_id).locale = "sv-SE"  # the store's language
+    page.goto("/app/flows/browse_abandonment")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Påminnelse om visade produkter")
+    page.get_by_label("Skicka efter (timmar)").fill("6")
+    page.get_by_role("button", name="Spara", exact=True).click()
+    options = page.get_by_role("region", name="Alternativ")
+    expect(options.get_by_role("status")).to_have_text("Sparat")
+    assert saved_options(live, live.woocommerce_id, "browse_abandonment")["delay_hours"] == 6
+    look(page, "editor-browse-abandonment-sv")

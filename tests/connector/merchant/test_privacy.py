@@ -70,6 +70,7 @@ def test_a_woocommerce_merchant_exports_a_customer_s_data(
         "checkouts",
         "emails",
         "flows_not_started",
+        "product_views",
         "engagements",
         "suppressions",
         "storefront_visitors",
