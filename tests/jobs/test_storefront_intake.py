@@ -124,7 +124,7 @@ def views_of(runtime: Runtime, email: str | None) -> list[str | None]:
             )
             .order_by(StoredEvent.occurred_at, StoredEvent.id)
         ).all()
-        return [row.subject for row in rows]
+        return [row.data["product_id"] for row in rows]
 
 
 def contact(runtime: Runtime, email: str) -> Contact:
