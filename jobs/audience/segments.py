@@ -62,9 +62,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -72,6 +73,7 @@ from sqlalchemy import (
     Numeric,
     Select,
     and_,
+    bindparam,
     cast,
     exists,
     false,
@@ -84,6 +86,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from adapters.events import ConsentState
+from jobs.store.db import plain
 from jobs.store.models import (
     Contact,
     Order,
@@ -540,33 +543,123 @@ def _counted_orders() -> list[ColumnElement[bool]]:
     ]
 
 
-def _bought(rule: Rule, shop_id: int, at: datetime, mode: Mode) -> ColumnElement[bool]:
-    values = list(rule.value)
-    if rule.field == Field.BOUGHT_PRODUCT:
-        products: Any = OrderProduct.product_id.in_(values)
-    else:
-        products = OrderProduct.product_id.in_(
-            select(ProductGroup.product_id).where(
-                ProductGroup.shop_id == shop_id,
-                ProductGroup.kind == _GROUP_OF[rule.field],
-                ProductGroup.name.in_(values),
+class _Build:
+    """Builds a condition's WHERE clause: with the shop and the moment as values (a
+    statement for once), or as parameters (a statement built once per condition and
+    reused: the check at enrolment, on the hot path of every event)."""
+
+    def __init__(self, mode: Mode, shop_id: int | None, at: datetime | None) -> None:
+        self.mode = mode
+        self.shop_id = shop_id
+        self.at = at
+        #: each parameter's distance back from the moment (``ago_<n>``)
+        self.offsets: list[timedelta] = []
+
+    def shop(self) -> Any:
+        return self.shop_id if self.shop_id is not None else bindparam("shop_id")
+
+    def ago(self, delta: timedelta) -> Any:
+        if self.at is not None:
+            return self.at - delta
+        self.offsets.append(delta)
+        return bindparam(f"ago_{len(self.offsets) - 1}")
+
+    def where(self, condition: Condition) -> ColumnElement[bool]:
+        if isinstance(condition, All):
+            return and_(true(), *(self.where(c) for c in condition.items))
+        if isinstance(condition, AnyOf):
+            return or_(false(), *(self.where(c) for c in condition.items))
+        if isinstance(condition, Not):
+            # a NULL inside (no orders, no country) must not make "not" unknown too
+            return not_(func.coalesce(self.where(condition.item), False))
+        return self.rule(condition)
+
+    def bought(self, rule: Rule) -> ColumnElement[bool]:
+        values = list(rule.value)
+        if rule.field == Field.BOUGHT_PRODUCT:
+            products: Any = OrderProduct.product_id.in_(values)
+        else:
+            products = OrderProduct.product_id.in_(
+                select(ProductGroup.product_id).where(
+                    ProductGroup.shop_id == self.shop(),
+                    ProductGroup.kind == _GROUP_OF[rule.field],
+                    ProductGroup.name.in_(values),
+                )
             )
-        )
-    since = (
-        [] if rule.within_days is None else [Order.placed_at >= at - timedelta(rule.within_days)]
-    )
-    joined = Order.id == OrderProduct.order_row_id
-    if mode == Mode.ONE:
-        found: ColumnElement[bool] = exists().where(
-            Order.contact_id == Contact.id, joined, products, *_counted_orders(), *since
-        )
-    else:
-        found = Contact.id.in_(
-            select(Order.contact_id).where(
-                Order.shop_id == shop_id, joined, products, *_counted_orders(), *since
+        since = []
+        if rule.within_days is not None:
+            since.append(Order.placed_at >= self.ago(timedelta(days=rule.within_days)))
+        joined = Order.id == OrderProduct.order_row_id
+        if self.mode == Mode.ONE:
+            found: ColumnElement[bool] = exists().where(
+                Order.contact_id == Contact.id, joined, products, *_counted_orders(), *since
             )
-        )
-    return found if rule.op == Op.ANY_OF else not_(found)
+        else:
+            found = Contact.id.in_(
+                select(Order.contact_id).where(
+                    Order.shop_id == self.shop(), joined, products, *_counted_orders(), *since
+                )
+            )
+        return found if rule.op == Op.ANY_OF else not_(found)
+
+    def rule(self, rule: Rule) -> ColumnElement[bool]:
+        field, op, value = rule.field, rule.op, rule.value
+        if field in _BOUGHT:
+            return self.bought(rule)
+        if field == Field.COUNTRY:
+            country = Contact.country_code.in_(value)
+            return country if op == Op.IN else or_(Contact.country_code.is_(None), not_(country))
+        if field == Field.LANGUAGE:
+            locale = func.lower(Contact.locale)
+            found = or_(
+                locale.in_(value),  # "sv", or "sv-SE" and "sv_SE"
+                *(locale.like(f"{code}-%") for code in value),
+                *(locale.like(f"{code}!_%", escape="!") for code in value),
+            )
+            return found if op == Op.IN else or_(Contact.locale.is_(None), not_(found))
+        if field == Field.CONSENT:
+            # never told is "not subscribed" to a merchant
+            state = func.coalesce(Contact.consent_state, ConsentState.NOT_SUBSCRIBED.value)
+            return state.in_(value) if op == Op.IN else state.not_in(value)
+        if field == Field.TAGS:
+            if op == Op.ANY_OF:
+                return _tagged(value)
+            if op == Op.ALL_OF:
+                return and_(*(_tagged([v]) for v in value))
+            return or_(Contact.tags.is_(None), not_(_tagged(value)))
+        if field == Field.CREATED:
+            since = func.coalesce(Contact.platform_created_at, Contact.created_at)
+            if op == Op.BEFORE:
+                return since < datetime.combine(value, time(), UTC)
+            if op == Op.AFTER:
+                return since >= datetime.combine(value, time(), UTC) + timedelta(days=1)
+            if op == Op.WITHIN_DAYS:
+                return since >= self.ago(timedelta(days=value))
+            return since < self.ago(timedelta(days=value))
+        if field == Field.ORDERS_COUNT:
+            return _compare(Contact.orders_count, op, value)
+        if field == Field.TOTAL_SPENT:
+            return _compare(_amount(Contact.total_spent), op, value)
+        if field == Field.AVERAGE_ORDER_VALUE:
+            average = _amount(Contact.total_spent) / Contact.orders_count
+            return and_(Contact.orders_count > 0, _compare(average, op, value))
+        # days since the last order: n whole days (of 24 hours) have passed since it
+        last = Contact.last_order_at
+        day, n = timedelta(days=1), value
+        if op == Op.EQ:
+            return and_(last <= self.ago(n * day), last > self.ago((n + 1) * day))
+        if op == Op.NE:
+            return and_(
+                last.is_not(None),
+                or_(last > self.ago(n * day), last <= self.ago((n + 1) * day)),
+            )
+        if op == Op.GT:
+            return last <= self.ago((n + 1) * day)
+        if op == Op.GTE:
+            return last <= self.ago(n * day)
+        if op == Op.LT:
+            return last > self.ago(n * day)
+        return last > self.ago((n + 1) * day)
 
 
 def _tagged(values: Sequence[str]) -> ColumnElement[bool]:
@@ -574,74 +667,9 @@ def _tagged(values: Sequence[str]) -> ColumnElement[bool]:
     return or_(*(Contact.tags.contains(f"\n{value}\n", autoescape=True) for value in values))
 
 
-def _rule(rule: Rule, shop_id: int, at: datetime, mode: Mode) -> ColumnElement[bool]:
-    field, op, value = rule.field, rule.op, rule.value
-    if field in _BOUGHT:
-        return _bought(rule, shop_id, at, mode)
-    if field == Field.COUNTRY:
-        country = Contact.country_code.in_(value)
-        return country if op == Op.IN else or_(Contact.country_code.is_(None), not_(country))
-    if field == Field.LANGUAGE:
-        locale = func.lower(Contact.locale)
-        found = or_(
-            locale.in_(value),  # "sv", or "sv-SE" and "sv_SE"
-            *(locale.like(f"{code}-%") for code in value),
-            *(locale.like(f"{code}!_%", escape="!") for code in value),
-        )
-        return found if op == Op.IN else or_(Contact.locale.is_(None), not_(found))
-    if field == Field.CONSENT:
-        # never told is "not subscribed" to a merchant
-        state = func.coalesce(Contact.consent_state, ConsentState.NOT_SUBSCRIBED.value)
-        return state.in_(value) if op == Op.IN else state.not_in(value)
-    if field == Field.TAGS:
-        if op == Op.ANY_OF:
-            return _tagged(value)
-        if op == Op.ALL_OF:
-            return and_(*(_tagged([v]) for v in value))
-        return or_(Contact.tags.is_(None), not_(_tagged(value)))
-    if field == Field.CREATED:
-        since = func.coalesce(Contact.platform_created_at, Contact.created_at)
-        if op == Op.BEFORE:
-            return since < datetime.combine(value, datetime.min.time(), at.tzinfo)
-        if op == Op.AFTER:
-            day_after = datetime.combine(value, datetime.min.time(), at.tzinfo) + timedelta(1)
-            return since >= day_after
-        if op == Op.WITHIN_DAYS:
-            return since >= at - timedelta(days=value)
-        return since < at - timedelta(days=value)
-    if field == Field.ORDERS_COUNT:
-        return _compare(Contact.orders_count, op, value)
-    if field == Field.TOTAL_SPENT:
-        return _compare(_amount(Contact.total_spent), op, value)
-    if field == Field.AVERAGE_ORDER_VALUE:
-        average = _amount(Contact.total_spent) / Contact.orders_count
-        return and_(Contact.orders_count > 0, _compare(average, op, value))
-    # days since the last order: a whole day is 24 hours from it, counted from ``at``
-    last = Contact.last_order_at
-    n = value
-    if op == Op.EQ:
-        return and_(last <= at - timedelta(n), last > at - timedelta(n + 1))
-    if op == Op.NE:
-        return and_(last.is_not(None), or_(last > at - timedelta(n), last <= at - timedelta(n + 1)))
-    if op == Op.GT:
-        return last <= at - timedelta(n + 1)
-    if op == Op.GTE:
-        return last <= at - timedelta(n)
-    if op == Op.LT:
-        return last > at - timedelta(n)
-    return last > at - timedelta(n + 1)
-
-
 def where(condition: Condition, shop_id: int, at: datetime, mode: Mode) -> ColumnElement[bool]:
     """The condition as a WHERE clause over ``contacts`` (``at``: now, for day counts)."""
-    if isinstance(condition, All):
-        return and_(true(), *(where(c, shop_id, at, mode) for c in condition.items))
-    if isinstance(condition, AnyOf):
-        return or_(false(), *(where(c, shop_id, at, mode) for c in condition.items))
-    if isinstance(condition, Not):
-        # a NULL inside (no orders, no country) must not make "not" unknown too
-        return not_(func.coalesce(where(condition.item, shop_id, at, mode), False))
-    return _rule(condition, shop_id, at, mode)
+    return _Build(mode, shop_id, at).where(condition)
 
 
 def _members(shop_id: int, condition: Condition, at: datetime) -> ColumnElement[bool]:
@@ -711,14 +739,29 @@ def sample(
     return [Member(*row) for row in session.execute(query)]
 
 
+@lru_cache(maxsize=1024)
+def _check_of(condition: Condition) -> tuple[Select[Any], tuple[timedelta, ...]]:
+    """:func:`contains`'s statement for a condition, built once: the contact, the shop and
+    the moment's distances back (``ago_<n>``) are its parameters."""
+    build = _Build(Mode.ONE, None, None)
+    clause = build.where(condition)
+    statement = select(Contact.id).where(
+        Contact.id == bindparam("contact_id"),
+        Contact.shop_id == bindparam("shop_id"),
+        Contact.redacted_at.is_(None),
+        clause,
+    )
+    return statement, tuple(build.offsets)
+
+
 def contains(
     session: Session, shop_id: int, contact_id: int, condition: Condition, at: datetime
 ) -> bool:
-    """Is the contact in the segment now? One query by her primary key (enrolment, sends)."""
-    query = select(Contact.id).where(
-        Contact.id == contact_id,
-        Contact.shop_id == shop_id,
-        Contact.redacted_at.is_(None),
-        where(condition, shop_id, at, Mode.ONE),
-    )
-    return session.execute(query).first() is not None
+    """Is the contact in the segment now? One query by her primary key (enrolment, sends);
+    its statement is built once per condition. What the session holds unwritten is
+    written first (her new tags, an order just applied)."""
+    statement, offsets = _check_of(condition)
+    params: dict[str, Any] = {"contact_id": contact_id, "shop_id": shop_id}
+    for n, offset in enumerate(offsets):
+        params[f"ago_{n}"] = at - offset
+    return plain(session).execute(statement, params).first() is not None
