@@ -1022,17 +1022,31 @@ def notice_message(problems: tuple[Problem, ...] | list[Problem]) -> str:
 # --- writing -------------------------------------------------------------------------------
 
 
-def merged(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """``patch`` over ``base``, group by group; a None value removes the key (its default)."""
+def merged(
+    base: Mapping[str, Any], patch: Mapping[str, Any], path: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``patch`` over ``base``, group by group; a None value removes the key (its default).
+    A segment's conditions (a saved one, a flow's audience) are replaced as a whole."""
     result = dict(base)
     for key, value in patch.items():
+        where = (*path, key)
         if value is None:
             result.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = merged(result[key], value)
+        elif (
+            isinstance(value, Mapping)
+            and isinstance(result.get(key), Mapping)
+            and not _a_condition(where)
+        ):
+            result[key] = merged(result[key], value, where)
         else:
             result[key] = copy.deepcopy(value)
     return result
+
+
+def _a_condition(path: tuple[str, ...]) -> bool:
+    return (len(path) == 2 and path[0] == "segments") or (
+        len(path) == 3 and path[0] == "flows" and path[2] == "audience"
+    )
 
 
 def update(session: Session, shop: Shop, patch: Mapping[str, Any]) -> ShopSettings:

@@ -4,6 +4,6 @@ imports this before it registers them. An import and a line each."""
 
 from __future__ import annotations
 
-from connector.merchant import activity, analytics, editor, overview, previews
+from connector.merchant import activity, analytics, editor, overview, previews, segments
 
-AREAS = (overview, editor, previews, activity, analytics)
+AREAS = (overview, editor, previews, activity, analytics, segments)
