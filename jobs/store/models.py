@@ -323,9 +323,14 @@ def tag_key(tag: str) -> str:
     return " ".join(tag.split()).casefold()[:255]
 
 
+#: the most tags kept of one customer (Shopify allows 250; more is no shop's real data)
+MAX_CONTACT_TAGS = 250
+
+
 def stored_tags(tags: tuple[str, ...] | list[str]) -> str | None:
-    """The ``Contact.tags`` text of a customer's tags (None for none)."""
-    keys = dict.fromkeys(key for key in map(tag_key, tags) if key)
+    """The ``Contact.tags`` text of a customer's tags (None for none): at most
+    :data:`MAX_CONTACT_TAGS` of them, so a hostile payload cannot bloat her row."""
+    keys = dict.fromkeys(key for key in map(tag_key, tags[:MAX_CONTACT_TAGS]) if key)
     return "\n" + "\n".join(keys) + "\n" if keys else None
 
 
