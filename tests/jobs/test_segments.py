@@ -569,3 +569,21 @@ def test_amounts_compare_exactly_on_both_databases(runtime: Runtime, shop: Harne
         assert segments.count(session, shop.shop_id, condition, T0) == 1
         spent = session.scalar(select(Contact.total_spent).where(Contact.email == ANNA.email))
     assert spent == Decimal("1100.00")
+
+
+def test_her_tags_are_in_her_export_and_gone_with_her_erasure(
+    runtime: Runtime, shop: Harness
+) -> None:
+    from jobs.intake.privacy import export_contact
+
+    with runtime.sessions() as session:
+        anna = session.scalars(select(Contact).where(Contact.email == ANNA.email)).one()
+        assert export_contact(session, anna)["contact"]["tags"] == ["vip", "coffee lover"]
+    erased = ev.CustomerRedactRequested(
+        occurred_at=T0, customer_id=ANNA.customer_id, email=ANNA.email
+    )
+    shop.at(T0, erased)
+    with runtime.sessions() as session:
+        tags = session.scalars(select(Contact.tags).where(Contact.customer_id.is_(None))).all()
+    assert tags == [None]
+    assert members(runtime, shop, {"field": "tags", "op": "any_of", "value": ["vip"]}) == set()
