@@ -7,6 +7,7 @@ cancellation), so the tests also show that the intake keeps what segments read.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -587,3 +588,45 @@ def test_her_tags_are_in_her_export_and_gone_with_her_erasure(
         tags = session.scalars(select(Contact.tags).where(Contact.customer_id.is_(None))).all()
     assert tags == [None]
     assert members(runtime, shop, {"field": "tags", "op": "any_of", "value": ["vip"]}) == set()
+
+
+def test_orders_held_before_segments_existed_are_found_by_what_they_held(tmp_path: Any) -> None:
+    from sqlalchemy import create_engine, text
+
+    from jobs.store.db import migrate
+
+    url = f"sqlite:///{tmp_path / 'before.db'}"
+    migrate(url, "0013")
+    engine = create_engine(url)
+    stamp = "2026-01-01 00:00:00"
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO shops (id, platform, key, name, status, base_url, settings, "
+                "installed_at, created_at, updated_at) VALUES (1, 'shopify', 'old.myshopify.com', "
+                "'Old', 'active', 'https://old.example', '{}', :t, :t, :t)"
+            ),
+            {"t": stamp},
+        )
+        for n, lines in enumerate(
+            (
+                [{"product_id": "p1"}, {"product_id": "p2"}, {"product_id": "p1"}],
+                [{"product_id": None}, {"title": "custom"}],
+                [{"product_id": "x" * 80}, {"product_id": 42}],
+            )
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO orders (shop_id, order_id, name, status, currency, total, test, "
+                    "data, placed_at, platform_updated_at, created_at, updated_at) VALUES "
+                    "(1, :o, :o, 'paid', 'SEK', '10', 0, :d, :t, :t, :t, :t)"
+                ),
+                {"o": str(n), "d": json.dumps({"line_items": lines}), "t": stamp},
+            )
+    migrate(url)
+    with engine.connect() as connection:
+        held = connection.execute(
+            text("SELECT order_row_id, product_id FROM order_products ORDER BY 1, 2")
+        ).all()
+    engine.dispose()
+    assert [tuple(row) for row in held] == [(1, "p1"), (1, "p2"), (3, "42")]
