@@ -509,6 +509,13 @@ def test_a_customer_who_leaves_the_segment_before_her_email_gets_nothing(
     shop.run(T0 + hours(24 * 5))
     assert shop.sent() == []
     assert "skipped:not_in_segment" in shop.outcomes("email_1")
+    with runtime.sessions() as session:
+        from jobs.reports.decisions import explain
+
+        anna = session.scalar(select(Contact.id).where(Contact.email == ANNA.email))
+        assert anna is not None
+        words = [row.get("words") or "" for row in explain(session, shop.shop_id, anna)]
+    assert any("she was no longer in the segment the flow is for" in w for w in words)
     # the replayed update changes nothing, and nothing is planned again
     shop.at(T0 + hours(0.5), ev.CustomerUpdated(occurred_at=T0 + hours(0.5), customer=wholesale))
     shop.run(T0 + hours(24 * 6))
