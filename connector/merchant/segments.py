@@ -1,5 +1,7 @@
-"""Segments in the merchant API: the shop's saved segments and the built-in ones, each
+"""Segments in the merchant app: the shop's saved segments and the built-in ones, each
 with its live count and the flows it is for; save, delete, and count a draft.
+
+``/app/segments`` lists them (read only: a flow's "Only for" names one).
 
 ``GET /api/v1/segments``, ``PUT`` and ``DELETE /api/v1/segments/<name>``,
 ``POST /api/v1/segments/count``. A segment is written through the shop's
@@ -11,6 +13,7 @@ flow is for cannot be deleted until the flow is for another.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +21,10 @@ from typing import Any
 from flask import current_app
 from marshmallow import Schema, fields
 
+from connector.merchant import ui
 from connector.merchant.api import ApiError, api_route, invalid
+from connector.merchant.auth import merchant_required
+from connector.merchant.pages import blueprint as pages
 from connector.merchant.ui import _
 from connector.runtime import runtime_of
 from jobs import shop_settings
@@ -189,3 +195,22 @@ def count_draft(shop_id: int, body: dict[str, Any]) -> dict[str, Any]:
         if found is None:
             raise invalid([("condition", _("Write the segment's conditions, or its name."))])
         return {"count": segments.count(db, shop.id, found[1], datetime.now(UTC))}
+
+
+# --- the page -----------------------------------------------------------------------------
+
+
+@pages.get("/app/segments")
+@merchant_required
+def segments_page() -> Any:
+    shop = ui.page_shop()
+    with runtime_of(current_app).sessions() as db:
+        listed = _listed(db, db.get_one(Shop, shop.id), datetime.now(UTC))
+    flows = {flow.name: _(flow.title) for flow in registry.flows().values()}
+    for item in listed:
+        item["text"] = json.dumps(item["condition"], ensure_ascii=False, indent=1)
+        item["flows"] = [flows.get(name, name) for name in item["used_by"]]
+    return ui.render_page("merchant/segments.html", title=_("Segments"), segments=listed)
+
+
+ui.nav_item("merchant.segments_page", "Segments", 40)
