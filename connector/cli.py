@@ -472,6 +472,110 @@ def why(settings: Settings, shop_ref: str, email: str, as_json: bool) -> None:
 
 
 @main.group()
+def segment() -> None:
+    """Who a segment is: how many of a shop's contacts, and which (FILE.json holds the
+    segment's conditions, or a saved or built-in segment's name as a JSON string)."""
+
+
+def _segment_of(shop: Shop, path: Path) -> Any:
+    """FILE.json's segment, resolved with the shop's saved segments; a clear error if bad."""
+    import json
+
+    from jobs import shop_settings
+    from jobs.audience import segments
+
+    if not path.is_file():
+        raise click.ClickException(f"{path}: no such file")
+    try:
+        raw = json.loads(path.read_bytes())
+    except ValueError as exc:
+        raise click.ClickException(f"{path.name}: not JSON ({exc})") from exc
+    try:
+        found = segments.resolve(raw, shop_settings.load(shop).segments)
+    except segments.SegmentError as exc:
+        raise click.ClickException(f"{path.name}: {exc}") from exc
+    if found is None:
+        raise click.ClickException(f"{path.name}: empty: a segment's conditions or name")
+    return found[1]
+
+
+@segment.command("count")
+@click.argument("shop_ref", metavar="SHOP")
+@click.argument("path", metavar="FILE.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="The count as one JSON object.")
+@click.pass_obj
+def segment_count(settings: Settings, shop_ref: str, path: Path, as_json: bool) -> None:
+    """How many of SHOP's contacts are in the segment of FILE.json (one query).
+
+    SHOP is the shop's id, myshopify domain or store URL.
+    """
+    import json
+
+    from jobs.audience import segments
+
+    require_schema(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine)() as session:
+            shop = known_shop(session, shop_ref)
+            condition = _segment_of(shop, path)
+            found = segments.count(session, shop.id, condition, datetime.now(UTC))
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps({"shop": shop.key, "count": found}))
+        return
+    click.echo(f"{shop.key}: {found:,} {'contact' if found == 1 else 'contacts'} in the segment")
+
+
+@segment.command("sample")
+@click.argument("shop_ref", metavar="SHOP")
+@click.argument("path", metavar="FILE.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="At most this many contacts (the newest first).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per contact, per line.")
+@click.pass_obj
+def segment_sample(
+    settings: Settings, shop_ref: str, path: Path, limit: int, as_json: bool
+) -> None:
+    """Some of SHOP's contacts in the segment of FILE.json, the newest first.
+
+    SHOP is the shop's id, myshopify domain or store URL.
+    """
+    import json
+
+    from jobs.audience import segments
+
+    require_schema(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine)() as session:
+            shop = known_shop(session, shop_ref)
+            condition = _segment_of(shop, path)
+            members = segments.sample(session, shop.id, condition, datetime.now(UTC), limit)
+    finally:
+        engine.dispose()
+    for member in members:
+        if as_json:
+            click.echo(json.dumps(member.as_dict()))
+            continue
+        name = " ".join(filter(None, (member.first_name, member.last_name)))
+        click.echo(
+            f"{member.email or '(no address)'}"
+            + (f" ({name})" if name else "")
+            + f": {member.orders_count} orders, {member.total_spent} spent"
+            + (f", {member.country}" if member.country else "")
+        )
+    if not members and not as_json:
+        click.echo(f"{shop.key}: nobody is in the segment")
+
+
+@main.group()
 def contacts() -> None:
     """A shop's contacts: import birthdays and consent from a file."""
 

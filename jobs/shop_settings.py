@@ -12,6 +12,8 @@ birthday      where customers' birthdays are: a customer metafield, or a meta ke
 copy          a merchant's own subject, heading and body per email and language
 flows         each flow's options, declared by the flow (``Flow.options``) plus
               the common ones (:data:`jobs.flows.model.COMMON_OPTIONS`)
+segments      the merchant's saved segments: name -> condition
+              (:mod:`jobs.audience.segments`), which a flow's ``audience`` names
 ============  ================================================================
 
 The schema is marshmallow's; every field carries its label and help for a
@@ -28,12 +30,16 @@ default when there is none; unknown keys are left out. Such problems are
 logged once per process and listed on ``ShopSettings.problems``;
 :func:`check` (run by the intake drain, by writes and by the CLI) raises them
 as a merchant notice (:data:`NOTICE`), clears it once the settings are valid
-again, and refreshes the snapshot from settings that validate.
+again, and refreshes the snapshot from settings that validate. A flow's
+``audience`` is the exception to the defaults: one that went bad with no
+valid value before it makes the flow for nobody (:data:`UNUSABLE_AUDIENCE`),
+since its default, everyone, would mail those the merchant meant to leave out.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -43,7 +49,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, pre_load
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validates_schema
 from marshmallow import validate as rules
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
@@ -56,6 +62,7 @@ from adapters.platform import (
 )
 from emails import i18n
 from emails.render import OVERRIDABLE, TEMPLATES, OverrideError, validate_override
+from jobs.audience import segments
 from jobs.flows import registry
 from jobs.flows.model import (
     Choice,
@@ -66,6 +73,7 @@ from jobs.flows.model import (
     Numbers,
     Option,
     Percent,
+    Segment,
     Switch,
     Text,
 )
@@ -77,7 +85,7 @@ log = logging.getLogger(__name__)
 #: the merchant notice that lists what is wrong with the stored settings
 NOTICE = "settings_invalid"
 
-SECTIONS = ("branding", "sender", "engine", "consent", "birthday", "copy", "flows")
+SECTIONS = ("branding", "sender", "engine", "consent", "birthday", "copy", "flows", "segments")
 
 UNKNOWN_SETTING = "unknown setting"
 UNKNOWN_FLOW = "unknown flow"
@@ -163,6 +171,8 @@ class ShopSettings:
     flows: Mapping[str, Mapping[str, Any]]
     #: where customers' birthdays are in the platforms' payloads
     birthday: BirthdayRule
+    #: the merchant's saved segments: name -> condition (as JSON, validated)
+    segments: Mapping[str, Any]
     #: what was wrong with the stored settings; those fields fell back (module docstring)
     problems: tuple[Problem, ...] = ()
 
@@ -180,6 +190,7 @@ class ShopSettings:
             "copy": plain(self.copy),
             "flows": plain(self.flows),
             "birthday": asdict(self.birthday),
+            "segments": plain(self.segments),
         }
 
 
@@ -291,6 +302,69 @@ class CopyOverrides(fields.Field[dict[str, Any]]):
         if errors:
             raise ValidationError(errors)
         return loaded
+
+
+class SegmentCondition(fields.Field[Any]):
+    """A flow's audience: a segment's name (saved, or built in), or its conditions as a
+    JSON object (or that object's text, as a form sends it); empty, everyone. Stored
+    as the condition reads back (:func:`jobs.audience.segments.to_json`)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and value.strip().startswith("{"):
+            value = _json_text(value)
+        if isinstance(value, str):
+            name = value.strip()
+            if not name:
+                return None
+            problem = segments.check_name(name)
+            if problem is not None:
+                raise ValidationError(problem)
+            return name  # that it names a segment is checked with the saved ones
+        return _condition(value)
+
+
+class SavedSegments(fields.Field[dict[str, Any]]):
+    """name -> condition: the merchant's own segments, each named and checked."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise ValidationError(NOT_A_GROUP)
+        if len(value) > MAX_SAVED_SEGMENTS:
+            raise ValidationError(f"at most {MAX_SAVED_SEGMENTS} segments")
+        problems: dict[str, Any] = {}
+        saved: dict[str, Any] = {}
+        for name, raw in value.items():
+            problem = segments.check_name(name)
+            if problem is not None:
+                problems[str(name)] = problem
+                continue
+            try:
+                saved[name] = _condition(_json_text(raw) if isinstance(raw, str) else raw)
+            except ValidationError as exc:
+                problems[name] = exc.messages
+        if problems:
+            raise ValidationError(problems)
+        return saved
+
+
+#: the most segments a shop may save
+MAX_SAVED_SEGMENTS = 50
+
+
+def _json_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValidationError("must be a segment's name or its conditions (JSON)") from exc
+
+
+def _condition(raw: Any) -> dict[str, Any]:
+    try:
+        return segments.to_json(segments.parse(raw))
+    except segments.SegmentError as exc:
+        raise ValidationError(exc.problems) from exc
 
 
 def _copy_problem(name: str, text: Any) -> str | None:
@@ -590,6 +664,10 @@ _SECTION_WORDS = {
     "birthday": ("Birthdays", "Where your store keeps customers' birthdays."),
     "copy": ("Email text", "Your own words for an email, per language."),
     "flows": ("Flows", "Each automatic email series and its options."),
+    "segments": (
+        "Segments",
+        'Your own groups of customers, by name, for a flow\'s "Only for".',
+    ),
 }
 
 
@@ -639,6 +717,12 @@ def _option_field(option: Option) -> fields.Field:
     if isinstance(kind, Choice):
         choices = tuple(member.value for member in kind.choices)
         return _choice(kind.default, choices, option.label, option.help, kind.choices)
+    if isinstance(kind, Segment):
+        return SegmentCondition(
+            load_default=kind.default,
+            allow_none=True,
+            metadata=_about(option.label, option.help, "segment", choices=list(segments.BUILT_IN)),
+        )
     raise TypeError(f"option {option.name}: unknown kind {kind!r}")
 
 
@@ -690,9 +774,33 @@ def _build(flows: tuple[Flow, ...]) -> Schema:
         "birthday": BirthdaySchema,
         "flows": flows_schema,
     }
-    top = {name: _nested(schema, *_SECTION_WORDS[name]) for name, schema in sections.items()}
+    top: dict[str, Any] = {
+        name: _nested(schema, *_SECTION_WORDS[name]) for name, schema in sections.items()
+    }
     top["copy"] = _copy_field()
+    top["segments"] = SavedSegments(
+        load_default=dict,
+        error_messages={"null": NOT_A_GROUP},
+        metadata=_about(*_SECTION_WORDS["segments"], "segments"),
+    )
+    top["_segments_named"] = validates_schema(_segments_named)
     return type("ShopSettingsSchema", (_Section,), top)()
+
+
+def _segments_named(self: Schema, data: Mapping[str, Any], **kwargs: Any) -> None:
+    """A flow's audience that names a segment names one that exists (saved or built in)."""
+    known = set(data.get("segments") or {}) | set(segments.BUILT_IN)
+    problems: dict[str, Any] = {}
+    for flow, options in (data.get("flows") or {}).items():
+        audience = options.get("audience") if isinstance(options, Mapping) else None
+        if isinstance(audience, str) and audience not in known:
+            problems[flow] = {
+                "audience": f"no segment is named {audience!r} (yours, or one of: "
+                + ", ".join(segments.BUILT_IN)
+                + ")"
+            }
+    if problems:
+        raise ValidationError({"flows": problems})
 
 
 _schemas: dict[tuple[int, ...], Schema] = {}
@@ -778,7 +886,19 @@ def plain(value: Any) -> Any:
     return value
 
 
+#: a flow's audience that went bad in the store with no valid one before it: no segment
+#: can have this name (:func:`jobs.audience.segments.check_name`), so the flow is for
+#: nobody until the merchant fixes it, never for everybody
+UNUSABLE_AUDIENCE = "(unusable)"
+
+
 def _typed(data: Mapping[str, Any], problems: list[Problem]) -> ShopSettings:
+    for problem in problems:
+        path = problem.path
+        if len(path) >= 3 and path[0] == "flows" and path[2] == "audience":
+            options = data["flows"].get(path[1])
+            if isinstance(options, dict) and options.get("audience") is None:
+                options["audience"] = UNUSABLE_AUDIENCE
     return ShopSettings(
         branding=Branding(**data["branding"]),
         sender=SenderSettings(**data["sender"]),
@@ -787,6 +907,7 @@ def _typed(data: Mapping[str, Any], problems: list[Problem]) -> ShopSettings:
         copy=_frozen(data["copy"]),
         flows=_frozen(data["flows"]),
         birthday=BirthdayRule(**data["birthday"]),
+        segments=_frozen(data["segments"]),
         problems=tuple(problems),
     )
 
@@ -901,17 +1022,31 @@ def notice_message(problems: tuple[Problem, ...] | list[Problem]) -> str:
 # --- writing -------------------------------------------------------------------------------
 
 
-def merged(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """``patch`` over ``base``, group by group; a None value removes the key (its default)."""
+def merged(
+    base: Mapping[str, Any], patch: Mapping[str, Any], path: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``patch`` over ``base``, group by group; a None value removes the key (its default).
+    A segment's conditions (a saved one, a flow's audience) are replaced as a whole."""
     result = dict(base)
     for key, value in patch.items():
+        where = (*path, key)
         if value is None:
             result.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = merged(result[key], value)
+        elif (
+            isinstance(value, Mapping)
+            and isinstance(result.get(key), Mapping)
+            and not _a_condition(where)
+        ):
+            result[key] = merged(result[key], value, where)
         else:
             result[key] = copy.deepcopy(value)
     return result
+
+
+def _a_condition(path: tuple[str, ...]) -> bool:
+    return (len(path) == 2 and path[0] == "segments") or (
+        len(path) == 3 and path[0] == "flows" and path[2] == "audience"
+    )
 
 
 def update(session: Session, shop: Shop, patch: Mapping[str, Any]) -> ShopSettings:
@@ -993,7 +1128,7 @@ def describe() -> list[dict[str, Any]]:
     groups: list[dict[str, Any]] = []
     for name in SECTIONS:
         field = schema.fields[name]
-        if name == "copy":
+        if name in ("copy", "segments"):
             group = _group(name, field)
             group["fields"].append(_field(name, name, field))
             groups.append(group)

@@ -4,6 +4,14 @@ imports this before it registers them. An import and a line each."""
 
 from __future__ import annotations
 
-from connector.merchant import activity, analytics, editor, overview, previews, storefront_events
+from connector.merchant import (
+    activity,
+    analytics,
+    editor,
+    overview,
+    previews,
+    segments,
+    storefront_events,
+)
 
-AREAS = (overview, editor, previews, activity, analytics, storefront_events)
+AREAS = (overview, editor, previews, activity, analytics, segments, storefront_events)

@@ -310,6 +310,8 @@ def _form_value(field: Mapping[str, Any], value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, Mapping):  # a segment's conditions (a flow's audience), as JSON
+        return json.dumps(shop_settings.plain(value), ensure_ascii=False)
     if isinstance(value, list | tuple):
         return ", ".join(str(item) for item in value)
     return str(value)

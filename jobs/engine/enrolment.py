@@ -47,12 +47,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from adapters import events as ev
+from jobs.audience import segments
 from jobs.engine import ledger, localtime
 from jobs.engine.ledger import DueKind as DueKind
 from jobs.engine.ledger import DueWork as DueWork
 from jobs.engine.ledger import due_work as due_work
 from jobs.engine.ledger import take_due_work as take_due_work
-from jobs.engine.policy import flow_options
+from jobs.engine.policy import flow_audience, flow_options
 from jobs.flows import registry
 from jobs.flows.context import FlowContext
 from jobs.flows.model import (
@@ -332,6 +333,8 @@ class NotStarted(StrEnum):
     #: the re-entry rule: she entered it (about another subject) more lately than the
     #: flow's ``reentry_days`` allow (the days named in the detail)
     TOO_SOON = "too_soon"
+    #: she is not in the segment the flow is for (its ``audience``, named in the detail)
+    NOT_IN_SEGMENT = "not_in_segment"
 
 
 def condition_name(condition: Callable[..., object]) -> str | None:
@@ -409,6 +412,10 @@ def _trigger(
         reason = NotStarted.CONDITION_NOT_MET if contact.email else NotStarted.NO_CONTACT_ADDRESS
         _not_started(session, shop, flow, event, contact, reason, at, condition_name(trigger.when))
         return
+    outside = outside_audience(session, shop, flow, contact, at)
+    if outside is not None:
+        _not_started(session, shop, flow, event, contact, NotStarted.NOT_IN_SEGMENT, at, outside)
+        return
     over = exit_reason(flow, ctx)
     if over is not None:  # e.g. the order arrived before the checkout update
         _not_started(session, shop, flow, event, contact, NotStarted.ALREADY_OVER, at, over)
@@ -461,6 +468,21 @@ def _trigger(
         detail={"subject": subject, "anchor": anchor.isoformat()},
     )
     _plan_walked(session, shop, flow, enrollment, walked, options, at)
+
+
+def outside_audience(
+    session: Session, shop: Shop, flow: Flow, contact: Contact, at: datetime
+) -> str | None:
+    """The name of the segment the flow is for when the contact is not in it now; None
+    when she is, or the flow is for everyone. One query by her id (at enrolment and
+    again by the guards at every send)."""
+    audience = flow_audience(shop, flow)
+    if audience is None:
+        return None
+    name, condition = audience
+    if segments.contains(session, shop.id, contact.id, condition, at):
+        return None
+    return name[:128]
 
 
 # --- audiences: one event, many contacts -----------------------------------------------
@@ -520,20 +542,21 @@ def _start_fan_out(
     _fan_out_batch(session, shop, flow, fan_out, at, event)
 
 
-def _audience_batch(session: Session, shop: Shop, flow: Flow, event: ev.Event) -> Select[Any]:
-    """The flow's selection as a subquery: the next batch of contact ids after ``:after``."""
+def _audience_batch(
+    session: Session, shop: Shop, flow: Flow, event: ev.Event, at: datetime
+) -> Select[Any]:
+    """The flow's selection as a subquery: the next batch of contact ids after ``:after``
+    (only those in the segment the flow is for, when it names one)."""
     audience = flow.trigger.audience
     assert audience is not None
     query = AudienceQuery(shop.id, event, session.get_bind().dialect.name)
     chosen = audience.select(query).subquery()
     contact_id = chosen.c[0]
-    return (
-        select(contact_id)
-        .distinct()
-        .where(contact_id > bindparam("after"))
-        .order_by(contact_id)
-        .limit(audience.batch)
-    )
+    batch = select(contact_id).distinct().where(contact_id > bindparam("after"))
+    segment = flow_audience(shop, flow)
+    if segment is not None:
+        batch = batch.where(contact_id.in_(segments.members(shop.id, segment[1], at)))
+    return batch.order_by(contact_id).limit(audience.batch)
 
 
 def _fan_out_batch(
@@ -556,7 +579,7 @@ def _fan_out_batch(
     if event is None:
         event = ev.from_dict(state["event"])
     ids = list(
-        session.scalars(_audience_batch(session, shop, flow, event), {"after": state["after"]})
+        session.scalars(_audience_batch(session, shop, flow, event, at), {"after": state["after"]})
     )
     if ids:  # most new products find nobody who bought their kind
         chosen = select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id)

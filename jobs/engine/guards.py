@@ -10,6 +10,8 @@ the message was planned); the first that says no decides:
 ``skipped:holdout``          the enrollment is in the flow's holdout group
 ``skipped:contact_redacted`` the contact was erased at the shop's request
 ``skipped:no_email``         no address, or one that cannot be valid
+``skipped:not_in_segment``   the flow is for a segment (its ``audience``) she has
+                             left since she entered it (jobs.audience.segments)
 ``skipped:suppressed:<s>``   unsubscribed, bounced or complained (scope ``s``)
 ``skipped:no_consent``       marketing mail to a contact who never subscribed
 ``skipped:unsubscribed``     marketing mail to a contact who unsubscribed
@@ -54,7 +56,7 @@ from sqlalchemy.orm import Session
 
 from adapters.events import ConsentState
 from jobs.engine import localtime, suppressions
-from jobs.engine.enrolment import exit_reason
+from jobs.engine.enrolment import exit_reason, outside_audience
 from jobs.engine.policy import Policy, flow_options
 from jobs.flows.context import FlowContext
 from jobs.flows.model import ConsentPolicy, Flow, MessageKind
@@ -191,6 +193,8 @@ def judge(
         return Verdict(Outcome.SKIPPED, "contact_redacted")
     if not contact.email or not plausible_address(contact.email):
         return Verdict(Outcome.SKIPPED, "no_email")
+    if outside_audience(session, shop, flow, contact, at) is not None:
+        return Verdict(Outcome.SKIPPED, "not_in_segment")
     marketing = message.kind == MessageKind.MARKETING
     blocked = suppressions.blocking_scope(
         suppressions.scopes_for(session, shop.id, contact.email), message.kind, flow.category

@@ -9,14 +9,18 @@ flow (``Flow.options``); both are read here through
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import time, timedelta
 from functools import lru_cache
 from typing import Any
 
 from jobs import shop_settings
+from jobs.audience import segments
 from jobs.flows.model import Flow
 from jobs.store.models import Shop
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,3 +78,36 @@ def _policy(engine: shop_settings.EngineSettings) -> Policy:
 def flow_options(shop: Shop, flow: Flow) -> dict[str, Any]:
     """The flow's options for this shop: its declared defaults, the shop's values on top."""
     return dict(shop_settings.load(shop).flow(flow))
+
+
+#: nobody: what an audience that names a segment no longer there lets through
+NOBODY = segments.Not(segments.All(()))
+
+_audiences: dict[
+    tuple[int, str], tuple[shop_settings.ShopSettings, tuple[str, segments.Condition] | None]
+] = {}
+
+
+def flow_audience(shop: Shop, flow: Flow) -> tuple[str, segments.Condition] | None:
+    """Who the flow is for in this shop: its ``audience`` option with a saved segment's
+    name resolved, and the name a merchant reads (``conditions`` for one written out);
+    None: everyone. Parsed once per stored settings.
+
+    A name that names nothing (the settings refuse that, but a built-in may have been
+    renamed since) lets nobody through, never everybody.
+    """
+    settings = shop_settings.load(shop)
+    key = (id(settings), flow.name)
+    cached = _audiences.get(key)
+    if cached is not None and cached[0] is settings:
+        return cached[1]
+    value = settings.flow(flow).get("audience")
+    try:
+        found = segments.resolve(value, settings.segments)
+    except segments.SegmentError:
+        log.warning("shop %s: flow %s names no segment %r: nobody", shop.id, flow.name, value)
+        found = (str(value), NOBODY)
+    if len(_audiences) > 4096:
+        _audiences.clear()
+    _audiences[key] = (settings, found)
+    return found

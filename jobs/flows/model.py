@@ -314,7 +314,15 @@ class Choice:
     choices: type[StrEnum]
 
 
-OptionKind = Hours | Days | Percent | Count | Switch | Text | Numbers | Choice
+@dataclass(frozen=True)
+class Segment:
+    """Who the flow is for: a saved segment's name, or a condition written out
+    (jobs.audience.segments); None, everyone. Checked at enrolment and again at send."""
+
+    default: str | None = None
+
+
+OptionKind = Hours | Days | Percent | Count | Switch | Text | Numbers | Choice | Segment
 
 
 @dataclass(frozen=True)
@@ -357,6 +365,14 @@ COMMON_OPTIONS: tuple[Option, ...] = (
         label="Hold-out group (%)",
         help="This share of customers gets nothing from this flow, so you can see how "
         "much the emails really earn compared with not sending them.",
+    ),
+    Option(
+        "audience",
+        Segment(),
+        label="Only for",
+        help="A segment of your customers, by name, or its conditions: only they start "
+        "this flow, and anyone who has left the segment when an email is due gets "
+        "nothing. Empty: everyone.",
     ),
     Option(
         "expires_hours",

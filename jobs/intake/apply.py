@@ -38,7 +38,7 @@ from adapters import events as ev
 from adapters import storefront
 from adapters.platform import ShopContext, WebhookError
 from adapters.registry import PLATFORMS
-from jobs.audience import recommendations
+from jobs.audience import purchases, recommendations
 from jobs.engine import enrolment
 from jobs.intake import privacy, visitors
 from jobs.merchant.shops import mark_uninstalled
@@ -60,6 +60,7 @@ from jobs.store.models import (
     StoredEvent,
     Subscription,
     now,
+    stored_tags,
 )
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ class _Pending:
     figures are due, the paid orders whose products are to be counted (with the
     products as they were when paid); and the contacts it found by customer id."""
 
-    __slots__ = ("contacts", "counts", "known", "logged", "shop_id")
+    __slots__ = ("contacts", "counts", "known", "logged", "orders", "shop_id")
 
     def __init__(self, shop_id: int) -> None:
         self.shop_id = shop_id
@@ -196,6 +197,8 @@ class _Pending:
         self.contacts: dict[int, Contact] = {}
         self.counts: dict[int, tuple[Order, list[str]]] = {}
         self.known: dict[str, Contact] = {}
+        #: the orders written, whose products segments find (jobs.audience.purchases)
+        self.orders: list[Order] = []
 
 
 def apply_history(session: Session, shop: Shop, events: Sequence[ev.Event]) -> list[Applied]:
@@ -259,6 +262,10 @@ def write_pending(session: Session) -> None:
         plain(session).execute(queries.INSERT_STORED_EVENTS, pending.logged)
         pending.logged = []
     _write_counts(session, pending)
+    if pending.orders:
+        session.flush()  # the orders' row ids
+        written, pending.orders = pending.orders, []
+        purchases.keep(session, [o for o in written if inspect(o).persistent])
     if pending.contacts:
         session.flush()
         # not those merged into another meanwhile (gone from the store)
@@ -352,6 +359,7 @@ def _on_order_history(
     row, fresh = _order_row(session, shop, order_id, data)
     if fresh:  # the later events carry the same order: they write the same again
         _write_order(row, first, contact, checkout_token)
+        pending.orders.append(row)
     # the statuses the order reached, in turn: its products are counted or taken
     # back for each, as each event's own application would
     reached: list[OrderStatus] = []
@@ -585,10 +593,18 @@ def _update_fields(contact: Contact, customer: ev.Customer, *, authoritative: bo
     for name, value in fields.items():
         if value is not None and (newer or getattr(contact, name) is None):
             setattr(contact, name, value)
+    _update_tags(contact, customer, newer=newer)
     if newer and customer.updated_at is not None:
         contact.source_updated_at = customer.updated_at
     if customer.consent is not None:
         set_consent(contact, customer.consent, customer.updated_at)
+
+
+def _update_tags(contact: Contact, customer: ev.Customer, *, newer: bool) -> None:
+    """Her tags as the platform's newest customer record has them (an empty list then
+    clears them); an order's or a checkout's copy of her only fills in none."""
+    if newer or contact.tags is None:
+        contact.tags = stored_tags(customer.tags)
 
 
 def learn_language(contact: Contact | None, locale: str | None) -> None:
@@ -737,6 +753,7 @@ def on_order(session: Session, shop: Shop, event: ev.OrderPlaced) -> Applied:
         row.cancelled_at = data.cancelled_at
     session.flush()
     recommendations.on_order(session, row)
+    purchases.keep(session, [row])
 
     if checkout_token:
         checkout = rows.checkout(session, shop.id, checkout_token)

@@ -192,6 +192,7 @@ def export_contact(session: Session, contact: Contact) -> dict[str, Any]:
             "country_code": contact.country_code,
             "timezone": contact.timezone,
             "birthday": contact.birthday.isoformat() if contact.birthday else None,
+            "tags": contact.tags.strip("\n").split("\n") if contact.tags else [],
             "email_marketing": {
                 "state": contact.consent_state,
                 "source": contact.consent_source,
@@ -532,6 +533,7 @@ def erase_contact(
             "timezone",
             "birthday",
             "consent_source",
+            "tags",
         ):
             setattr(contact, attribute, None)
         contact.consent_state = ev.ConsentState.REDACTED

@@ -100,6 +100,7 @@ _NOT_STARTED_WORDS = {
     "already_over": "it was already over",
     "already_enrolled": "she had started it before (it starts once for the same subject)",
     "too_soon": "she had started it lately, about another time (it starts again only after",
+    "not_in_segment": "she was not in the segment the flow is for",
 }
 
 #: a flow's own condition or exit, named in a non-start's detail or an exit's reason, in
@@ -142,6 +143,7 @@ _GUARD_WORDS = {
     "contact_redacted": "her data had been erased at the shop's request",
     "customer_redacted": "her data was erased at the shop's request",
     "no_email": "no address that could receive email was known",
+    "not_in_segment": "she was no longer in the segment the flow is for",
     "no_consent": "she had not subscribed to marketing email",
     "unsubscribed": "she had unsubscribed",
     "quiet_hours": "it was night where she lives (quiet hours)",

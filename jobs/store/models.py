@@ -308,6 +308,8 @@ class Contact(Timestamps, Base):
         Index(
             "ix_contacts_shop_id_consent_state_consent_at", "shop_id", "consent_state", "consent_at"
         ),
+        # segments by number of orders (jobs.audience.segments)
+        Index("ix_contacts_shop_id_orders_count", "shop_id", "orders_count"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -337,6 +339,10 @@ class Contact(Timestamps, Base):
     #: the newest platform ``updated_at`` applied: older payloads do not overwrite
     source_updated_at: Mapped[datetime | None]
     redacted_at: Mapped[datetime | None]
+    #: the platform's customer tags, each :func:`tag_key`, as ``"\nvip\nwholesale\n"``
+    #: (None: none told): kept in the contact's own row, so a segment's check of her
+    #: tags is part of the one lookup by her id (jobs.audience.segments)
+    tags: Mapped[str | None] = mapped_column(Text)
 
     @validates("birthday")
     def _keep_birthday_md(self, _key: str, value: date | None) -> date | None:
@@ -344,6 +350,23 @@ class Contact(Timestamps, Base):
         erasure) writes its month and day as well, so the two never disagree."""
         self.birthday_md = birthday_md(value)
         return value
+
+
+def tag_key(tag: str) -> str:
+    """A tag as segments compare it: trimmed, case folded, one line, at most 255 characters
+    (platforms treat ``VIP`` and ``vip`` as the same tag)."""
+    return " ".join(tag.split()).casefold()[:255]
+
+
+#: the most tags kept of one customer (Shopify allows 250; more is no shop's real data)
+MAX_CONTACT_TAGS = 250
+
+
+def stored_tags(tags: tuple[str, ...] | list[str]) -> str | None:
+    """The ``Contact.tags`` text of a customer's tags (None for none): at most
+    :data:`MAX_CONTACT_TAGS` of them, so a hostile payload cannot bloat her row."""
+    keys = dict.fromkeys(key for key in map(tag_key, tags[:MAX_CONTACT_TAGS]) if key)
+    return "\n" + "\n".join(keys) + "\n" if keys else None
 
 
 def birthday_md(value: date | None) -> int | None:
@@ -465,6 +488,24 @@ class Order(Timestamps, Base):
     cancelled_at: Mapped[datetime | None]
     refunded_at: Mapped[datetime | None]
     platform_updated_at: Mapped[datetime]
+
+
+class OrderProduct(Base):
+    """A product an order holds (one row per order and product), so "bought from the
+    Coffee collection" is an indexed lookup, not a read of every order's line items.
+    Kept with the order's row by the intake (jobs.audience.purchases); whether the
+    order counts (not cancelled, refunded or a test) is the order's own status."""
+
+    __tablename__ = "order_products"
+    __table_args__ = (
+        UniqueConstraint("order_row_id", "product_id"),
+        Index("ix_order_products_shop_id_product_id", "shop_id", "product_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    order_row_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    product_id: Mapped[str] = mapped_column(String(64))
 
 
 #: the platforms' statuses of a product on sale ("active" on one, "publish" on another):

@@ -117,3 +117,27 @@ def test_the_browse_abandonment_editor_draws_its_options_in_english_and_swedish(
     expect(options.get_by_role("status")).to_have_text("Sparat")
     assert saved_options(live, live.woocommerce_id, "browse_abandonment")["delay_hours"] == 6
     look(page, "editor-browse-abandonment-sv")
+
+
+def test_a_merchant_makes_a_flow_only_for_a_segment_and_a_bad_one_is_refused_in_place(
+    live: Live, context: BrowserContext, page: Page
+) -> None:
+    sign_in(live, context, live.woocommerce_id)
+    page.goto("/app/flows/cart_recovery")
+    only_for = page.get_by_label("Only for")
+    only_for.fill('{"field": "country", "op": "in", "value": ["Sverige"]}')
+    page.get_by_role("button", name="Save", exact=True).click()
+    error = page.locator('[data-error-for="options.audience"]')
+    expect(error).to_have_text("value[0]: must be a two-letter country code, e.g. SE")
+    expect(only_for).to_have_attribute("aria-invalid", "true")
+    assert saved_options(live, live.woocommerce_id, "cart_recovery")["audience"] is None
+    look(page, "editor-segment-refused")
+
+    only_for.fill("repeat-buyers")
+    page.get_by_role("button", name="Save", exact=True).click()
+    options = page.get_by_role("region", name="Options")
+    expect(options.get_by_role("status")).to_have_text("Saved")
+    assert saved_options(live, live.woocommerce_id, "cart_recovery")["audience"] == "repeat-buyers"
+    page.reload()
+    expect(page.get_by_label("Only for")).to_have_value("repeat-buyers")
+    look(page, "editor-segment")

@@ -24,6 +24,7 @@ from jobs.store.models import (
     Contact,
     CountedOrder,
     Order,
+    OrderProduct,
     Product,
     ProductPair,
     ProductSale,
@@ -33,7 +34,17 @@ from jobs.store.models import (
 from tests.jobs.test_history import NOW, customer, order
 
 #: the rows compared, with what names a row besides its own ids
-TABLES = (Contact, Order, Checkout, Product, ProductSale, ProductPair, CountedOrder, StoredEvent)
+TABLES = (
+    Contact,
+    Order,
+    OrderProduct,
+    Checkout,
+    Product,
+    ProductSale,
+    ProductPair,
+    CountedOrder,
+    StoredEvent,
+)
 #: what differs between two shops however alike their stories are
 OWN = {"id", "shop_id", "created_at", "updated_at"}
 
@@ -155,6 +166,7 @@ def test_a_page_applied_at_once_leaves_the_rows_of_its_events_applied_one_by_one
     assert len(alone["contacts"]) == 5  # four customers and the guest
     assert "'completed'" in alone["checkouts"][0]
     assert len(alone["events"]) > len(orders)
+    assert len(alone["order_products"]) >= len(orders) - 1  # each order's products, once
 
 
 def test_a_page_at_once_logs_every_event_in_its_order_and_counts_nothing_twice(

@@ -153,6 +153,7 @@ def test_the_defaults_are_the_ones_the_engine_always_had() -> None:
         "consent": ConsentPolicy.SUBSCRIBED,
         "holdout_percent": 0,
         "expires_hours": 24,
+        "audience": None,
     }
     shop = Shop(settings={})
     assert Policy.of(shop) == Policy(
@@ -366,7 +367,10 @@ def test_every_field_has_a_label_help_type_and_default() -> None:
         assert group["help"], group["path"]
         assert group["fields"], group["path"]
         for field in group["fields"]:
-            assert field["path"] == f"{group['path']}.{field['name']}" or field["path"] == "copy"
+            assert field["path"] == f"{group['path']}.{field['name']}" or field["path"] in (
+                "copy",
+                "segments",
+            )
             assert len(field["label"]) > 3, field["path"]
             assert len(field["help"]) > 20, field["path"]
             assert field["type"], field["path"]
@@ -386,7 +390,7 @@ def test_the_description_covers_every_typed_field() -> None:
         for section in ("branding", "sender", "engine", "consent", "birthday")
         for name in loaded[section]
     } | {f"flows.{flow}.{name}" for flow, options in loaded["flows"].items() for name in options}
-    assert typed | {"copy"} == described
+    assert typed | {"copy", "segments"} == described
 
 
 def test_a_flow_option_without_words_for_the_merchant_is_caught() -> None:

@@ -88,10 +88,19 @@
     var status = form.querySelector('[role="status"]');
     var unplaced = [];
     (answer.data.fields || []).forEach(function (item) {
-      var slot = form.querySelector('[data-error-for="' + CSS.escape(item.field) + '"]');
-      var input = form.querySelector('[name="' + CSS.escape(item.field) + '"]');
+      // a problem inside a field's value (a segment's "options.audience.all[0].value")
+      // lands in that field's slot, with where inside it
+      var name = item.field;
+      var slot = form.querySelector('[data-error-for="' + CSS.escape(name) + '"]');
+      while (!slot && name.lastIndexOf(".") > 0) {
+        name = name.slice(0, name.lastIndexOf("."));
+        slot = form.querySelector('[data-error-for="' + CSS.escape(name) + '"]');
+      }
+      var words = name === item.field ? item.message : item.field.slice(name.length + 1) + ": " + item.message;
+      var input = form.querySelector('[name="' + CSS.escape(name) + '"]');
       if (input) input.setAttribute("aria-invalid", "true");
-      if (slot) slot.textContent = item.message; else unplaced.push(item.field + ": " + item.message);
+      if (!slot) unplaced.push(item.field + ": " + item.message);
+      else slot.textContent = slot.textContent ? slot.textContent + " " + words : words;
     });
     if (status) {
       status.textContent = [answer.data.message || ("Error " + answer.status)].concat(unplaced).join(" ");

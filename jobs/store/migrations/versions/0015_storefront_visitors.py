@@ -1,7 +1,7 @@
 """storefront visitors: who a visitor is, and an anonymous visitor's events until then
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-07
 """
 

@@ -1,7 +1,7 @@
 """product views: how often a known contact looked at a product, first and last
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 Create Date: 2026-12-07
 """
 
