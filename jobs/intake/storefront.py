@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
 from jobs.merchant.storefront import TOPIC_PREFIX
-from jobs.store.models import DeliveryStatus
+from jobs.store.models import Delivery, DeliveryStatus
 
 HEADERS = {"X-Triggerpost-Source": "storefront"}
 
@@ -73,3 +76,45 @@ def delivery_row(
         "status": DeliveryStatus.RECEIVED,
         "attempts": 0,
     }
+
+
+#: how long a processed storefront event's delivery is kept: its events are in the event
+#: log (and an anonymous visitor's in jobs.intake.visitors); the row only catches a
+#: replay of the same event, and browsers retry within minutes, not days
+KEEP_DAYS = 7
+#: rows deleted per transaction (a big shop stores about 100 k a day)
+PRUNE_BATCH = 5_000
+
+
+def prune(session: Session, before: datetime, limit: int = PRUNE_BATCH) -> int:
+    """Delete up to ``limit`` processed storefront deliveries received before ``before``
+    (by the status and time index); how many. Webhooks' deliveries are never touched,
+    nor storefront ones still waiting or failed."""
+    oldest = (
+        select(Delivery.id)
+        .where(
+            Delivery.status == DeliveryStatus.PROCESSED,
+            Delivery.received_at < before,
+            Delivery.topic.startswith(TOPIC_PREFIX, autoescape=True),
+        )
+        .limit(limit)
+    )
+    result = session.execute(
+        delete(Delivery)
+        .where(Delivery.id.in_(oldest.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def prune_all(sessions: Any, at: datetime) -> int:
+    """Every processed storefront delivery older than :data:`KEEP_DAYS` days before
+    ``at``, a batch per transaction; how many."""
+    before = at - timedelta(days=KEEP_DAYS)
+    total = 0
+    while True:
+        with sessions.begin() as session:
+            done = prune(session, before)
+        total += done
+        if done < PRUNE_BATCH:
+            return total

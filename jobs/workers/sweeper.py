@@ -43,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from jobs import logs
 from jobs.engine import schedule
-from jobs.intake import deliveries, history, scans, visitors
+from jobs.intake import deliveries, history, scans, storefront, visitors
 from jobs.platforms.registry import SERVERS
 from jobs.runtime import Runtime
 from jobs.sending import courier, pipeline
@@ -125,6 +125,15 @@ def sweep_visitors(runtime: Runtime, at: datetime | None = None) -> int:
     return pruned
 
 
+def sweep_storefront(runtime: Runtime, at: datetime | None = None) -> int:
+    """Delete processed storefront deliveries past their keeping
+    (:func:`jobs.intake.storefront.prune_all`); returns how many."""
+    pruned = storefront.prune_all(runtime.sessions, at or now())
+    if pruned:
+        log.info("sweeper: %d processed storefront deliveries past their keeping deleted", pruned)
+    return pruned
+
+
 def run_forever(settings: Settings, stop: threading.Event | None = None) -> None:
     """Sweep every ``settings.sweep_interval`` seconds until stopped (SIGTERM/SIGINT)."""
     stop = stop or threading.Event()
@@ -151,6 +160,7 @@ def run_forever(settings: Settings, stop: threading.Event | None = None) -> None
                     sweep_scans(runtime)
                     sweep_history(runtime)
                     sweep_visitors(runtime)
+                    sweep_storefront(runtime)
             except (RedisError, SQLAlchemyError) as exc:
                 log.warning("sweeper: %s; trying again in %.0f s", exc, interval)
             stop.wait(interval)

@@ -621,3 +621,37 @@ def test_an_engineer_reads_storefront_events_stored_and_refused_on_metrics(
     assert counted("stored") - before["stored"] == 2  # each event of the batch
     for outcome in ("refused_origin", "bot", "malformed"):
         assert counted(outcome) - before[outcome] == 1, outcome
+
+
+def test_processed_storefront_deliveries_are_deleted_after_a_week_and_nothing_else(
+    client: FlaskClient, runtime: Runtime, shopify: Shop
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from jobs.intake import storefront as rows
+    from jobs.workers import sweeper
+    from tests.support import SHOPIFY_SECRET, dumps, post, shopify_headers
+
+    events = [viewed(f"ev-0000010{n}") for n in range(3)]
+    assert send(client, shopify, batch(*events)).status_code == 202
+    webhook = dumps({"id": 1, "email": "anna@example.se"})
+    headers = shopify_headers("customers/create", webhook, SHOPIFY_SECRET, SHOPIFY_SHOP, "w-1")
+    assert post(client, "shopify", webhook, headers).status_code == 200
+    [_, _, third, hook] = stored(runtime)
+    eight_days_ago = datetime.now(UTC) - timedelta(days=8)
+    with runtime.sessions.begin() as session:
+        session.execute(  # everything old; all processed but the third view, still waiting
+            update(Delivery)
+            .where(Delivery.id != third.id)
+            .values(received_at=eight_days_ago, status=DeliveryStatus.PROCESSED)
+        )
+        session.execute(
+            update(Delivery).where(Delivery.id == third.id).values(received_at=eight_days_ago)
+        )
+
+    assert sweeper.sweep_storefront(runtime, datetime.now(UTC) - timedelta(days=2)) == 0
+    assert sweeper.sweep_storefront(runtime) == 2
+    assert [d.id for d in stored(runtime)] == [third.id, hook.id]
+    assert rows.prune_all(runtime.sessions, datetime.now(UTC)) == 0  # nothing more
