@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -228,7 +229,11 @@ def cart_checkout(
     platform: Platform, shop: ShopContext, cart: CartUpdated, customer: Customer
 ) -> CheckoutUpdated | None:
     """The checkout ``cart`` is once we know its owner's email, where the platform's
-    storefront carts are checkouts (it has a link that restores them); else None."""
+    storefront carts are checkouts (it has a link that restores them); else None.
+
+    Its lines keep only what they are (product, variant, quantity, price): a title,
+    image or link a browser wrote would be shown to a customer in the shop's name by
+    anyone who types her address, so emails take those from the shop's catalogue."""
     if customer.email is None or cart.total is None:
         return None
     link = platform.storefront_cart_link(shop, cart.cart_token)
@@ -246,7 +251,9 @@ def cart_checkout(
         email=customer.email,
         recovery_url=link,
         total=cart.total,
-        line_items=cart.line_items,
+        line_items=tuple(
+            replace(item, title="", image_url=None, product_url=None) for item in cart.line_items
+        ),
         updated_at=cart.occurred_at,
         cart_token=cart.cart_token,
     )

@@ -3,8 +3,11 @@ through the real endpoint, the stored deliveries and a real worker's drain."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
@@ -18,6 +21,7 @@ from jobs.store.models import (
     Enrollment,
     Message,
     MessageState,
+    Product,
     ProductView,
     Shop,
 )
@@ -181,3 +185,59 @@ def test_a_woocommerce_cart_with_an_email_typed_at_checkout_is_a_recoverable_che
         assert first is not None
         # she never said yes to marketing mail: a cart typed in a browser does not
         assert (first.state, first.reason) == (MessageState.SKIPPED, "no_consent")
+
+
+def test_a_cart_typed_for_someone_else_shows_the_shops_own_product_words_not_the_browsers(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    """Anyone can type a subscriber's address at a checkout: the reminder she gets then
+    names the shop's products as the shop does, never text a browser made up."""
+    shop = shop_of(runtime, "woocommerce")
+    known(runtime, shop, "karin@example.se", ConsentState.SUBSCRIBED)
+    with runtime.sessions.begin() as session:
+        session.add(
+            Product(
+                shop_id=shop.id,
+                product_id="1186",
+                title="Raggsockor",
+                url=f"{STORE}produkt/raggsockor/",
+                price=Decimal("149.00"),
+                currency="SEK",
+                status="publish",
+                available=True,
+                data={},
+                platform_updated_at=datetime.now(UTC) - timedelta(days=3),
+            )
+        )
+    forged = {
+        "product_id": "1186",
+        "title": "Your account is locked: call +46 900 123 45 now",
+        "quantity": 1,
+        "price": "149.00",
+        "image_url": "https://images.attacker.example/locked.png",
+        "url": f"{STORE}produkt/raggsockor/",
+    }
+    cart = {"token": "Zt8wYp2LmN4vBx7cHd1sGf6jAe9uKq3Z", "items": [forged], "total": "149.00",
+            "currency": "SEK"}  # fmt: skip
+    started = {
+        "id": "ev-co-0201",
+        "type": "checkout_started",
+        "at": now_iso(),
+        "data": {"cart": cart, "email": "karin@example.se"},
+    }
+    body = json.dumps({"visitor": "v_forger_0123456789a", "events": [started]}).encode()
+    assert send(client, shop, body, origin=STORE.rstrip("/")).status_code == 202
+    run_worker(runtime)
+    send_what_is_due(runtime, shop)
+
+    outbox = sorted((runtime.settings.data_dir / "outbox").glob("*.eml"))
+    assert outbox, "the reminder was sent"
+    for path in outbox:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        parts = [p for p in message.walk() if p.get_content_type() in ("text/plain", "text/html")]
+        assert len(parts) == 2
+        for part in parts:
+            text = part.get_content()
+            assert "Raggsockor" in text
+            assert "locked" not in text
+            assert "attacker.example" not in text
