@@ -16,6 +16,7 @@ import copy
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from flask import current_app
@@ -197,6 +198,57 @@ def count_draft(shop_id: int, body: dict[str, Any]) -> dict[str, Any]:
         return {"count": segments.count(db, shop.id, found[1], datetime.now(UTC))}
 
 
+# --- a condition in words ----------------------------------------------------------------
+
+#: how each operator reads, with the field's label and the value in words
+_PHRASES: dict[segments.Op, str] = {
+    segments.Op.IN: "{label} is one of {value}",
+    segments.Op.NOT_IN: "{label} is none of {value}",
+    segments.Op.ANY_OF: "{label}: any of {value}",
+    segments.Op.ALL_OF: "{label}: all of {value}",
+    segments.Op.NONE_OF: "{label}: none of {value}",
+    segments.Op.BEFORE: "{label} before {value}",
+    segments.Op.AFTER: "{label} after {value}",
+    segments.Op.WITHIN_DAYS: "{label} within the last {value} days",
+    segments.Op.MORE_THAN_DAYS_AGO: "{label} more than {value} days ago",
+    segments.Op.EQ: "{label} is {value}",
+    segments.Op.NE: "{label} is not {value}",
+    segments.Op.GT: "{label} is more than {value}",
+    segments.Op.GTE: "{label} is at least {value}",
+    segments.Op.LT: "{label} is less than {value}",
+    segments.Op.LTE: "{label} is at most {value}",
+}
+_MONEY_FIELDS = (segments.Field.TOTAL_SPENT, segments.Field.AVERAGE_ORDER_VALUE)
+
+
+def described(condition: segments.Condition, currency: str | None) -> dict[str, Any]:
+    """The condition as a merchant reads it: a line, and the lines of its parts
+    (``{"text": ..., "parts": [...]}``), in the merchant's language."""
+    if isinstance(condition, segments.All):
+        return {
+            "text": _("All of these:"),
+            "parts": [described(c, currency) for c in condition.items],
+        }
+    if isinstance(condition, segments.AnyOf):
+        return {
+            "text": _("Any of these:"),
+            "parts": [described(c, currency) for c in condition.items],
+        }
+    if isinstance(condition, segments.Not):
+        return {"text": _("Not this:"), "parts": [described(condition.item, currency)]}
+    value = condition.value
+    if isinstance(value, tuple | list):
+        words = ", ".join(str(v) for v in value)
+    elif condition.field in _MONEY_FIELDS:
+        words = ui.money(Decimal(value), currency)
+    else:
+        words = ui.number(value) if isinstance(value, int) else str(value)
+    text = _(_PHRASES[condition.op], label=_(segments.LABELS[condition.field]), value=words)
+    if condition.within_days is not None:
+        text = _("{text}, in the last {days} days", text=text, days=condition.within_days)
+    return {"text": text, "parts": []}
+
+
 # --- the page -----------------------------------------------------------------------------
 
 
@@ -208,6 +260,7 @@ def segments_page() -> Any:
         listed = _listed(db, db.get_one(Shop, shop.id), datetime.now(UTC))
     flows = {flow.name: _(flow.title) for flow in registry.flows().values()}
     for item in listed:
+        item["words"] = described(segments.parse(item["condition"]), shop.currency)
         item["text"] = json.dumps(item["condition"], ensure_ascii=False, indent=1)
         item["flows"] = [flows.get(name, name) for name in item["used_by"]]
     return ui.render_page("merchant/segments.html", title=_("Segments"), segments=listed)

@@ -33,6 +33,15 @@ def test_a_merchant_sees_each_segment_with_its_count_and_the_flows_for_it(
     expect(swedes).to_contain_text("Used by: Cart recovery.")
     repeat = page.get_by_role("region", name="Repeat buyers (two orders or more)")
     expect(repeat.locator(".count")).to_have_text("Customers in it now: 0")
-    swedes.get_by_text("Conditions").click()
+    expect(swedes.locator(".condition-words")).to_have_text("Country is one of SE")
+    lapsing = page.get_by_role("region", name="Lapsing customers (last order 90 to 365 days ago)")
+    expect(lapsing.locator(".condition-words > li > ul > li")).to_have_text(
+        [
+            "Number of orders is at least 1",
+            "Days since last order is at least 90",
+            "Days since last order is less than 365",
+        ]
+    )
+    swedes.get_by_text("As data").click()
     expect(swedes.locator("pre.condition")).to_contain_text('"country"')
     look(page, "segments")

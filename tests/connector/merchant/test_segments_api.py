@@ -101,3 +101,37 @@ def test_segments_need_a_signed_in_merchant_and_the_csrf_token(
     )
     stranger = create_app(runtime=runtime).test_client()
     assert stranger.get("/api/v1/segments").status_code == 401
+
+
+def test_a_segment_reads_as_sentences_in_the_merchants_language(
+    merchant: Merchant, runtime: Runtime
+) -> None:
+    condition = {
+        "all": [
+            {"field": "total_spent", "op": "gte", "value": "1000"},
+            {"not": {"field": "tags", "op": "any_of", "value": ["wholesale", "staff"]}},
+            {"field": "bought_collection", "op": "any_of", "value": ["coffee"], "within_days": 90},
+        ]
+    }
+    assert (
+        merchant.api("PUT", "/segments/coffee-people", {"condition": condition}).status_code == 200
+    )
+    page = merchant.client.get("/app/segments").text
+    for line in (
+        "<li>All of these:<ul>",
+        "<li>Total spent is at least ",
+        "<li>Not this:<ul><li>Customer tags: any of wholesale, staff</li></ul></li>",
+        "<li>Bought from the collection: any of coffee, in the last 90 days</li>",
+    ):
+        assert line in page, line
+
+    with runtime.sessions.begin() as session:
+        session.get_one(Shop, merchant.shop_id).locale = "sv-SE"
+    page = merchant.client.get("/app/segments").text
+    for line in (
+        "<li>Allt detta:<ul>",
+        "<li>Handlat för totalt är minst ",
+        "<li>Inte detta:<ul><li>Kundtaggar: något av wholesale, staff</li></ul></li>",
+        "<li>Köpte ur kollektionen: något av coffee, under de senaste 90 dagarna</li>",
+    ):
+        assert line in page, line
