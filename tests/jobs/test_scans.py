@@ -550,7 +550,9 @@ def test_every_lookup_reads_its_index(runtime: Runtime, shop: Shop_) -> None:
         "ix_contacts_shop_id_last_order_at": plan(
             runtime.engine, scans.LAPSED, {**page, "since": at, "until": at, "min_orders": 1}
         ),
-        "ix_contacts_shop_id_consent_state_consent_at": plan(
+        # quiet subscribers never ordered: where few contacts never did (as here), the
+        # planner may rather read them by their number of orders (segments' index)
+        "ix_contacts_shop_id_consent_state_consent_at|ix_contacts_shop_id_orders_count": plan(
             runtime.engine, scans.QUIET, {**page, "since": at, "until": at}
         ),
         "ix_contacts_shop_id_first_order_at": plan(
@@ -559,8 +561,8 @@ def test_every_lookup_reads_its_index(runtime: Runtime, shop: Shop_) -> None:
             {**page, "since_0": at, "until_0": at, "since_1": at, "until_1": at},
         ),
     }
-    for index, found in plans.items():
-        assert index in found, found
+    for indexes, found in plans.items():
+        assert any(index in found for index in indexes.split("|")), found
         assert "SCAN contacts\n" not in f"{found}\n", found
         assert "Seq Scan" not in found, found
 

@@ -25,19 +25,24 @@ def _public_key() -> str:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('shops', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('storefront_key', sa.String(length=29), nullable=True))
-        batch_op.add_column(sa.Column('storefront_origins', sa.JSON(), nullable=True))
-        batch_op.add_column(sa.Column('plugin_secret_enc', sa.Text(), nullable=True))
+    # Only ALTER TABLE ... ADD COLUMN and CREATE INDEX: on SQLite, a change that rebuilds
+    # `shops` (a NOT NULL set afterwards, say) drops the old table, and with foreign keys
+    # on that deletes every row that refers to a shop (ON DELETE CASCADE). The key is
+    # therefore added NOT NULL with an empty default, then filled in.
+    op.add_column('shops', sa.Column('storefront_key', sa.String(length=29), nullable=False, server_default=''))
+    op.add_column('shops', sa.Column('storefront_origins', sa.JSON(), nullable=True))
+    op.add_column('shops', sa.Column('plugin_secret_enc', sa.Text(), nullable=True))
     shops = sa.table('shops', sa.column('id', sa.BigInteger()), sa.column('storefront_key', sa.String()))
     connection = op.get_bind()
     for (shop_id,) in connection.execute(sa.select(shops.c.id)).all():
         connection.execute(
             shops.update().where(shops.c.id == shop_id).values(storefront_key=_public_key())
         )
-    with op.batch_alter_table('shops', schema=None) as batch_op:
-        batch_op.alter_column('storefront_key', existing_type=sa.String(length=29), nullable=False)
-        batch_op.create_index('ix_shops_storefront_key', ['storefront_key'], unique=True)
+    op.create_index('ix_shops_storefront_key', 'shops', ['storefront_key'], unique=True)
+    if connection.dialect.name != 'sqlite':
+        # every shop is given its key by the code (the model's default); SQLite keeps
+        # the empty default, since dropping it would rebuild the table
+        op.alter_column('shops', 'storefront_key', server_default=None)
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index(
             'ix_deliveries_storefront_shop_id_received_at', ['shop_id', 'received_at'], unique=False,
@@ -49,8 +54,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index('ix_deliveries_storefront_shop_id_received_at')
-    with op.batch_alter_table('shops', schema=None) as batch_op:
-        batch_op.drop_index('ix_shops_storefront_key')
-        batch_op.drop_column('plugin_secret_enc')
-        batch_op.drop_column('storefront_origins')
-        batch_op.drop_column('storefront_key')
+    op.drop_index('ix_shops_storefront_key', table_name='shops')
+    # ALTER TABLE ... DROP COLUMN in place (SQLite 3.35 and newer too): no rebuild of
+    # `shops`, which would delete the rows referring to it (see upgrade)
+    for column in ('plugin_secret_enc', 'storefront_origins', 'storefront_key'):
+        op.execute(f'ALTER TABLE shops DROP COLUMN {column}')

@@ -74,9 +74,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('contacts', schema=None) as batch_op:
-        batch_op.drop_index('ix_contacts_shop_id_orders_count')
-        batch_op.drop_column('tags')
+    op.drop_index('ix_contacts_shop_id_orders_count', table_name='contacts')
+    # in place: rebuilding `contacts` on SQLite would delete every row referring to one
+    op.execute('ALTER TABLE contacts DROP COLUMN tags')
     with op.batch_alter_table('order_products', schema=None) as batch_op:
         batch_op.drop_index('ix_order_products_shop_id_product_id')
     op.drop_table('order_products')
