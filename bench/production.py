@@ -331,7 +331,7 @@ def main() -> None:
             lag = histogram_quantiles(metrics, "triggerpost_send_lag_seconds", (0.5, 0.99))
             answer = histogram_quantiles(metrics, "triggerpost_webhook_answer_seconds", (0.99,))
             print(
-                "/metrics (one web process's view for the answer time; buckets interpolated): "
+                "/metrics (every process's counts; buckets interpolated): "
                 + (f"send lag p50 {lag[0]:.2f} s, p99 {lag[1]:.2f} s" if lag else "no send lag")
                 + "; "
                 + (f"webhook answer p99 {answer[0] * 1000:.1f} ms" if answer else "no answers")

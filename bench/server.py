@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from connector.app import create_app
 from connector.storefront import LIMITER, RateLimiter, RateLimits
 from connector.web import DEFAULT_WORKERS, WebServer, options
+from jobs import metrics
 from jobs.settings import Settings
 
 
@@ -53,6 +54,8 @@ if __name__ == "__main__":
     parser.add_argument("--stock-worker", action="store_true")
     args = parser.parse_args()
     settings = Settings.from_env()
+    if settings.metrics_dir is not None:  # as connector.web.serve: /metrics sees every process
+        metrics.use_directory(settings.metrics_dir)
     web = options(settings, port=args.port, workers=args.workers)
     if args.stock_worker:
         web["worker_class"] = "gthread"
