@@ -25,10 +25,8 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
-
 from jobs.merchant.storefront import TOPIC_PREFIX
+from jobs.store.db import delete_in_batches
 from jobs.store.models import Delivery, DeliveryStatus
 
 HEADERS = {"X-Triggerpost-Source": "storefront"}
@@ -86,35 +84,15 @@ KEEP_DAYS = 7
 PRUNE_BATCH = 5_000
 
 
-def prune(session: Session, before: datetime, limit: int = PRUNE_BATCH) -> int:
-    """Delete up to ``limit`` processed storefront deliveries received before ``before``
-    (by the status and time index); how many. Webhooks' deliveries are never touched,
-    nor storefront ones still waiting or failed."""
-    oldest = (
-        select(Delivery.id)
-        .where(
-            Delivery.status == DeliveryStatus.PROCESSED,
-            Delivery.received_at < before,
-            Delivery.topic.startswith(TOPIC_PREFIX, autoescape=True),
-        )
-        .limit(limit)
-    )
-    result = session.execute(
-        delete(Delivery)
-        .where(Delivery.id.in_(oldest.scalar_subquery()))
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
 def prune_all(sessions: Any, at: datetime) -> int:
-    """Every processed storefront delivery older than :data:`KEEP_DAYS` days before
-    ``at``, a batch per transaction; how many."""
-    before = at - timedelta(days=KEEP_DAYS)
-    total = 0
-    while True:
-        with sessions.begin() as session:
-            done = prune(session, before)
-        total += done
-        if done < PRUNE_BATCH:
-            return total
+    """Every processed storefront delivery received more than :data:`KEEP_DAYS` days
+    before ``at``, a batch per transaction (by the status and time index); how many.
+    Webhooks' deliveries are never touched, nor storefront ones still waiting or failed."""
+    return delete_in_batches(
+        sessions,
+        Delivery,
+        Delivery.status == DeliveryStatus.PROCESSED,
+        Delivery.received_at < at - timedelta(days=KEEP_DAYS),
+        Delivery.topic.startswith(TOPIC_PREFIX, autoescape=True),
+        batch=PRUNE_BATCH,
+    )

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters import events as ev
+from jobs.store.db import delete_in_batches
 from jobs.store.models import Visitor, VisitorEvent
 
 log = logging.getLogger(__name__)
@@ -126,34 +127,16 @@ def take(session: Session, shop_id: int, visitor_id: str, at: datetime) -> list[
     return found
 
 
-def prune(session: Session, before: datetime, limit: int = PRUNE_BATCH) -> int:
-    """Delete up to ``limit`` kept events older than ``before`` (of visitors who never
-    came back); how many."""
-    oldest = (
-        select(VisitorEvent.id)
-        .where(VisitorEvent.occurred_at < before)
-        .order_by(VisitorEvent.occurred_at)
-        .limit(limit)
-    )
-    result = session.execute(
-        delete(VisitorEvent)
-        .where(VisitorEvent.id.in_(oldest.scalar_subquery()))
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
 def prune_all(session_factory: Any, at: datetime) -> int:
-    """Every kept event older than :data:`KEEP_DAYS` days before ``at``, a batch per
-    transaction; how many."""
-    before = at - timedelta(days=KEEP_DAYS)
-    total = 0
-    while True:
-        with session_factory.begin() as session:
-            done = prune(session, before)
-        total += done
-        if done < PRUNE_BATCH:
-            return total
+    """Every kept event older than :data:`KEEP_DAYS` days before ``at`` (of visitors who
+    never came back), the oldest first, a batch per transaction; how many."""
+    return delete_in_batches(
+        session_factory,
+        VisitorEvent,
+        VisitorEvent.occurred_at < at - timedelta(days=KEEP_DAYS),
+        order_by=VisitorEvent.occurred_at,
+        batch=PRUNE_BATCH,
+    )
 
 
 def forget(session: Session, shop_id: int, contact_ids: list[int]) -> int:

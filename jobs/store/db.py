@@ -36,7 +36,17 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Select, create_engine, event, inspect, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    create_engine,
+    delete,
+    event,
+    inspect,
+    select,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached, sessionmaker
@@ -272,6 +282,33 @@ def _listened(
     for name, listener in listeners:
         event.listen(sessions, name, listener)
     return sessions
+
+
+def delete_in_batches(
+    sessions: Any,
+    model: Any,
+    *where: ColumnElement[bool],
+    order_by: Any = None,
+    batch: int = 5_000,
+) -> int:
+    """Delete every row of ``model`` that ``where`` holds for, ``batch`` rows a
+    transaction (the first by ``order_by`` first), so a large backlog never holds one
+    long transaction; how many. ``sessions`` is a session factory."""
+    ids = select(model.id).where(*where).limit(batch)
+    if order_by is not None:
+        ids = ids.order_by(order_by)
+    total = 0
+    while True:
+        with sessions.begin() as session:
+            result = session.execute(
+                delete(model)
+                .where(model.id.in_(ids.scalar_subquery()))
+                .execution_options(synchronize_session=False)
+            )
+        done = int(result.rowcount or 0)
+        total += done
+        if done < batch:
+            return total
 
 
 def make_sessions(
