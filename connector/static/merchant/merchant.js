@@ -5,7 +5,8 @@
  * API instead: with the Shopify session token when the page runs inside the
  * Shopify admin (App Bridge's window.shopify), else with the page's CSRF token.
  * Field errors land in [data-error-for="<field path>"], the outcome in the
- * form's [role=status].
+ * form's [role=status]. triggerpost.post sends a form to its page's own route
+ * the same way (a page's script that asks for its parts again, as JSON).
  */
 (function () {
   "use strict";
@@ -33,6 +34,22 @@
         credentials: "same-origin",
         body: body === undefined ? undefined : JSON.stringify(body)
       });
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        return { ok: response.ok, status: response.status, data: data };
+      });
+    });
+  }
+
+  // a form's fields posted to a page's own route, as the browser would post them,
+  // asking for the page's parts as JSON (partial: the page's script wants them)
+  function post(url, form, extra) {
+    var data = new URLSearchParams(new FormData(form));
+    Object.keys(extra || {}).forEach(function (key) { data.set(key, extra[key]); });
+    return headers().then(function (h) {
+      h["Content-Type"] = "application/x-www-form-urlencoded";
+      h["X-Triggerpost-Partial"] = "1";
+      return fetch(url, { method: "POST", headers: h, credentials: "same-origin", body: data });
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
         return { ok: response.ok, status: response.status, data: data };
@@ -145,5 +162,5 @@
     send(form);
   });
 
-  window.triggerpost = { api: api, send: send, collect: collect };
+  window.triggerpost = { api: api, send: send, collect: collect, post: post };
 })();

@@ -1,0 +1,107 @@
+/* triggerpost segment builder: the builder's buttons and a live count, without leaving the page.
+ *
+ * Without this file every button posts the form and the page comes back with the
+ * change (a condition added or removed, the customers counted, the segment saved).
+ * With it, the same posts go through triggerpost.post (the Shopify session token
+ * inside the admin) and only the conditions are drawn again; the count follows
+ * the conditions as they are typed, and a condition's hint, suggestions and
+ * "last … days" box follow the condition chosen.
+ */
+(function () {
+  "use strict";
+
+  var form = document.querySelector("form[data-builder]");
+  if (!form || !window.fetch || !window.triggerpost) return;
+  // (not form.action: the buttons named "action" hide it)
+  var url = form.getAttribute("action");
+  var builder = document.getElementById("segment-builder");
+  var counted = form.querySelector("[data-counted]");
+  var banner = document.querySelector("[data-builder-message]");
+  var nameError = form.querySelector('[data-error-for="name"]');
+  var nameInput = form.querySelector('input[name="name"]');
+  var asked = 0;
+  var timer = null;
+
+  function message(text) {
+    banner.textContent = text || "";
+    banner.hidden = !text;
+  }
+
+  function follow(select) {
+    var row = select.closest(".rule");
+    var option = select.options[select.selectedIndex];
+    var value = row.querySelector('input[name$=".value"]');
+    var hint = row.querySelector("[data-hint-slot]");
+    var within = row.querySelector("[data-within]");
+    var list = option ? option.getAttribute("data-list") : "";
+    if (list) value.setAttribute("list", list); else value.removeAttribute("list");
+    if (option && option.getAttribute("data-hint")) hint.textContent = option.getAttribute("data-hint");
+    var bought = option && option.hasAttribute("data-bought");
+    var kept = within.querySelector("input").value.trim() !== "";
+    within.hidden = !bought && !kept;
+  }
+
+  function draw(data) {
+    if (typeof data.html === "string") {
+      builder.innerHTML = data.html;
+      var focus = builder.querySelector("[data-focus]");
+      if (focus) focus.focus();
+    }
+    message(data.message);
+    if (nameError) nameError.textContent = data.name_error || "";
+    if (nameInput) {
+      if (data.name_error) nameInput.setAttribute("aria-invalid", "true");
+      else nameInput.removeAttribute("aria-invalid");
+    }
+  }
+
+  function count() {
+    var mine = ++asked;
+    window.triggerpost.post(url, form, { action: "count" }).then(function (answer) {
+      if (mine !== asked) return; // a newer count is on its way
+      counted.textContent = answer.ok ? answer.data.counted : "";
+    }, function () { if (mine === asked) counted.textContent = ""; });
+  }
+
+  form.addEventListener("change", function (event) {
+    if (event.target.matches("select[data-what]")) follow(event.target);
+  });
+
+  form.addEventListener("input", function (event) {
+    if (event.target === nameInput) return;
+    clearTimeout(timer);
+    timer = setTimeout(count, 500);
+  });
+  form.addEventListener("change", function (event) {
+    if (event.target === nameInput || event.target.tagName !== "SELECT") return;
+    clearTimeout(timer);
+    timer = setTimeout(count, 150);
+  });
+
+  form.addEventListener("submit", function (event) {
+    var button = event.submitter;
+    var action = button && button.name === "action" ? button.value : "save";
+    event.preventDefault();
+    clearTimeout(timer);
+    asked++; // a live count on its way is older than this
+    form.setAttribute("aria-busy", "true");
+    window.triggerpost.post(url, form, { action: action }).then(function (answer) {
+      form.removeAttribute("aria-busy");
+      if (answer.ok && answer.data.location) {
+        window.location.assign(answer.data.location);
+        return;
+      }
+      if (action === "count" && answer.ok) {
+        message("");
+        counted.textContent = answer.data.counted;
+        return;
+      }
+      draw(answer.data);
+      if (!answer.ok) counted.textContent = "";
+      if (!answer.ok && !answer.data.html) message(answer.data.message || ("Error " + answer.status));
+    }, function () {
+      form.removeAttribute("aria-busy");
+      message(document.body.getAttribute("data-offline"));
+    });
+  });
+})();
