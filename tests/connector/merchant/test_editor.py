@@ -973,6 +973,24 @@ def test_the_dry_run_refuses_bad_values_and_too_long_windows(
     assert "already running" in busy.get_json()["message"]
 
 
+def test_the_dry_run_takes_the_only_for_list_s_values(
+    merchant: Merchant, runtime: Runtime, history: LoggedShop
+) -> None:
+    # the dry-run button sends the same form: a saved segment, or the written conditions
+    save_segment(merchant, "swedes", SWEDES)
+    url = "/flows/cart_recovery/dry-run"
+    for value in ("swedes", json.dumps(WRITTEN), ""):
+        answer = merchant.api("POST", url, {"options": {"audience": value}, "days": 30})
+        assert answer.status_code == 200, (value, answer.get_json())
+    refused = merchant.api("POST", url, {"options": {"audience": "no-such"}})
+    assert fields_of(refused) == {AUDIENCE: no_segment("no-such")}
+    answer = post(merchant, "/app/flows/cart_recovery/dry-run", {AUDIENCE: "no-such"})
+    assert answer.status_code == 400
+    page = answer.get_data(as_text=True)
+    assert error_beside(page, AUDIENCE) == no_segment("no-such")
+    assert chosen(page) == ("no-such", "no-such (not a segment)")
+
+
 def test_the_dry_run_without_javascript(merchant: Merchant, history: LoggedShop) -> None:
     answer = post(
         merchant,
