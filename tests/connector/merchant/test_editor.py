@@ -883,6 +883,22 @@ def test_a_segment_gone_from_the_store_shows_as_deleted_and_a_save_refuses_it(
     assert post(merchant, "/app/flows/cart_recovery", {AUDIENCE: "vip"}).status_code == 302
     assert loaded(runtime).flows["cart_recovery"]["audience"] == "vip"
 
+    # conditions the store holds that no longer read: the flow is for nobody, and says so
+    with runtime.sessions.begin() as session:
+        shop = session.get_one(Shop, merchant.shop_id)
+        raw = dict(shop.settings or {})
+        raw["flows"] = {"cart_recovery": {"audience": {"field": "shoe_size", "op": "eq"}}}
+        shop.settings = raw
+        shop.settings_valid = None
+    assert loaded(runtime).flows["cart_recovery"]["audience"] == shop_settings.UNUSABLE_AUDIENCE
+    page = open_page(merchant, "/app/flows/cart_recovery")
+    assert chosen(page) == (
+        shop_settings.UNUSABLE_AUDIENCE,
+        "Nobody: what was stored here could not be read",
+    )
+    assert post(merchant, "/app/flows/cart_recovery", {AUDIENCE: ""}).status_code == 302
+    assert loaded(runtime).flows["cart_recovery"]["audience"] is None
+
 
 def test_only_for_in_swedish(merchant: Merchant, runtime: Runtime) -> None:
     assert merchant.api("PATCH", "/settings", {"branding": {"language": "sv"}}).status_code == 200
