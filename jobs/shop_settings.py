@@ -356,7 +356,7 @@ MAX_SAVED_SEGMENTS = 50
 def _json_text(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # nested past the parser's stack: no segment
         raise ValidationError("must be a segment's name or its conditions (JSON)") from exc
 
 

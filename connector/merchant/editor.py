@@ -4,7 +4,8 @@ Both forms are drawn from the settings schema's own description
 (:func:`jobs.shop_settings.describe`): a flow's page shows the options its
 declaration lists, each by its kind (a number with its unit and range, a
 switch, a choice, a text with the placeholders it allows, a list of whole
-numbers), so a flow added later gets its editor with no code here. A field's
+numbers, a segment chosen from the shop's own and the built-in ones, never
+typed), so a flow added later gets its editor with no code here. A field's
 form name is its path in the API's terms (``options.delay_1_hours``,
 ``engine.quiet_start``, ``copy.cart_recovery_1.sv.subject``), so the page's
 plain form post and the JSON API name a bad field the same way.
@@ -57,12 +58,14 @@ from connector.merchant.api import ApiError, api_route, invalid
 from connector.merchant.api import blueprint as api
 from connector.merchant.auth import current_shop_id, merchant_required
 from connector.merchant.pages import blueprint as pages
+from connector.merchant.segment_words import described
 from connector.merchant.ui import _
 from connector.runtime import runtime_of
 from emails import i18n
 from emails.render import OVERRIDABLE
 from jobs import dry_run as dry_runs
 from jobs import shop_settings
+from jobs.audience import segments
 from jobs.flows import registry
 from jobs.flows.model import Flow, MessageKind
 from jobs.platforms import registry as platforms
@@ -199,6 +202,9 @@ MESSAGES = (
     "the text is longer than 5000 characters",
     "this text cannot be used: {reason}. You may use {names}.",
     "{field!r} cannot be changed (only {names})",
+    "no segment is named {name} (yours, or one of: {names})",
+    "must be a segment's name or its conditions (JSON)",
+    "a name is at most {max} small letters, digits, - and _ (starting with a letter or digit)",
     "Unknown field.",
     "Not a valid string.",
     "Not a valid boolean.",
@@ -340,6 +346,72 @@ def _view(
     }
 
 
+def _as_stored(shop: Shop | None, flow: Flow, option: str) -> Any:
+    """A flow's option as the store holds it (the settings read may have set it aside)."""
+    tree: Any = shop.settings if shop is not None else None
+    for key in ("flows", flow.name, option):
+        if not isinstance(tree, Mapping):
+            return None
+        tree = tree.get(key)
+    return tree
+
+
+def _segment_choice(
+    view: dict[str, Any],
+    stored: Any,
+    settings: shop_settings.ShopSettings,
+    currency: str | None,
+    kept: Any = None,
+) -> dict[str, Any]:
+    """A flow's "Only for" as a list: everyone, the shop's saved segments by name, the
+    built-ins by their titles (a saved one of a built-in's name replaces it), and the
+    conditions written for this flow when it has them (their JSON text the option's
+    value, so a save leaves them as they are; shown in words beneath).
+
+    A value no segment has any more or that a forged form sent is listed too,
+    selected and marked, so the merchant sees it and the save refuses it with the
+    schema's message. A segment deleted since leaves the settings read with no usable
+    audience (the flow is for nobody, :data:`jobs.shop_settings.UNUSABLE_AUDIENCE`):
+    ``kept``, the name the store still holds, is shown then."""
+    shown = view["value"]
+    kept_name = kept.strip() if isinstance(kept, str) else ""
+    if shown == shop_settings.UNUSABLE_AUDIENCE and kept_name:
+        shown = kept_name
+    saved = sorted(settings.segments)
+    built_in = [name for name in segments.BUILT_IN if name not in settings.segments]
+    written = None
+    if shown.lstrip().startswith("{"):
+        written = shown  # as entered, after a refused post
+    elif isinstance(stored, Mapping):
+        written = _form_value(view, stored)
+    known = {"", *saved, *built_in}
+    unknown = None
+    if written is None and shown not in known:
+        if shown == shop_settings.UNUSABLE_AUDIENCE:
+            text = _("Nobody: what was stored here could not be read")
+        elif shown in (stored, kept_name):
+            text = _("{name} (deleted)", name=shown)
+        else:
+            text = _("{name} (not a segment)", name=shown)
+        unknown = (shown, text)
+    words = None
+    if written is not None:
+        try:
+            words = described(segments.parse(json.loads(written)), currency)
+        except (ValueError, RecursionError, segments.SegmentError):
+            words = None  # a forged text: the save names what is wrong with it
+    return {
+        **view,
+        "value": shown,
+        "everyone": _("Everyone"),
+        "saved": [(name, name) for name in saved],
+        "built_in": [(name, _(segments.BUILT_IN_TITLES[name])) for name in built_in],
+        "written": (written, _("The conditions written for this flow")) if written else None,
+        "words": words,
+        "unknown": unknown,
+    }
+
+
 def _group(path: str) -> dict[str, Any]:
     for group in shop_settings.describe():
         if group["path"] == path:
@@ -368,11 +440,15 @@ def flow_form(
     settings: shop_settings.ShopSettings,
     errors: Mapping[str, str] | None = None,
     entered: MultiDict[str, str] | None = None,
+    shop: Shop | None = None,
 ) -> dict[str, Any]:
     """The editor's fields: the switch, each step's switch, the other options.
 
     The consent policy is left out of a transactional flow: order emails go
-    whatever the policy, so a choice there would mean nothing.
+    whatever the policy, so a choice there would mean nothing. A segment (the
+    flow's "Only for") is chosen from the shop's segments (:func:`_segment_choice`;
+    ``shop`` gives the currency of amounts in written conditions, and what the store
+    holds when the settings read set it aside).
     """
     errors = errors or {}
     values = dict(settings.flow(flow))
@@ -389,6 +465,14 @@ def flow_form(
         if name == "consent" and flow.kind == MessageKind.TRANSACTIONAL:
             continue
         view = _view(field, f"options.{name}", values.get(name), errors, entered)
+        if field["type"] == "segment":
+            view = _segment_choice(
+                view,
+                values.get(name),
+                settings,
+                shop.currency if shop is not None else None,
+                _as_stored(shop, flow, name),
+            )
         if name in steps:
             view["step"] = steps[name]
             step_fields.append(view)
@@ -833,6 +917,23 @@ def _unplaced(errors: Mapping[str, str], shown: set[str]) -> list[str]:
     return [f"{where}: {message}" for where, message in errors.items() if where not in shown]
 
 
+def _beside_fields(errors: Mapping[str, str], names: Iterable[str]) -> dict[str, str]:
+    """A problem inside a field's value (``options.audience.all[0].value``) shown beside
+    that field, with where inside it (as merchant.js places it)."""
+    known = set(names)
+    placed: dict[str, str] = {}
+    for where, message in errors.items():
+        name = where
+        while name not in known and "." in name:
+            name = name.rsplit(".", 1)[0]
+        if name not in known or name == where:
+            placed.setdefault(where, message)
+            continue
+        words = f"{where[len(name) + 1 :]}: {message}"
+        placed[name] = f"{placed[name]} {words}" if name in placed else words
+    return placed
+
+
 def _errors(exc: ApiError) -> dict[str, str]:
     found: dict[str, str] = {}
     for where, message in exc.fields:
@@ -852,7 +953,10 @@ def _editor(
     status: int = 200,
 ) -> Any:
     settings = ui.page_settings()
-    form = flow_form(flow, settings, errors, entered)
+    if errors:
+        fields = _group(f"flows.{flow.name}")["fields"]
+        errors = _beside_fields(errors, [f"options.{f['name']}" for f in fields] + ["enabled"])
+    form = flow_form(flow, settings, errors, entered, ui.page_shop())
     emails = copy_form(flow, settings, copy_errors, copy_entered)
     shown = {f["name"] for f in [form["switch"] or {}, *form["steps"], *form["options"]] if f}
     shown |= {

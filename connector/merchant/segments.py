@@ -17,7 +17,6 @@ import copy
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
@@ -26,7 +25,7 @@ from sqlalchemy import func, or_, select
 
 from adapters.events import ConsentState
 from connector.merchant import segment_builder as builder
-from connector.merchant import ui
+from connector.merchant import segment_words, ui
 from connector.merchant.api import ApiError, api_route, invalid
 from connector.merchant.auth import merchant_required
 from connector.merchant.editor import message_text
@@ -253,63 +252,6 @@ def count_draft(shop_id: int, body: dict[str, Any]) -> dict[str, Any]:
         return {"count": segments.count(db, shop.id, found[1], datetime.now(UTC))}
 
 
-# --- a condition in words ----------------------------------------------------------------
-
-#: how each operator reads, with the field's label and the value in words
-_PHRASES: dict[segments.Op, str] = {
-    segments.Op.IN: "{label} is one of {value}",
-    segments.Op.NOT_IN: "{label} is none of {value}",
-    segments.Op.ANY_OF: "{label}: any of {value}",
-    segments.Op.ALL_OF: "{label}: all of {value}",
-    segments.Op.NONE_OF: "{label}: none of {value}",
-    segments.Op.BEFORE: "{label} before {value}",
-    segments.Op.AFTER: "{label} after {value}",
-    segments.Op.WITHIN_DAYS: "{label} within the last {value} days",
-    segments.Op.MORE_THAN_DAYS_AGO: "{label} more than {value} days ago",
-    segments.Op.EQ: "{label} is {value}",
-    segments.Op.NE: "{label} is not {value}",
-    segments.Op.GT: "{label} is more than {value}",
-    segments.Op.GTE: "{label} is at least {value}",
-    segments.Op.LT: "{label} is less than {value}",
-    segments.Op.LTE: "{label} is at most {value}",
-}
-_MONEY_FIELDS = (segments.Field.TOTAL_SPENT, segments.Field.AVERAGE_ORDER_VALUE)
-
-
-def described(
-    condition: segments.Condition,
-    currency: str | None,
-    names: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """The condition as a merchant reads it: a line, and the lines of its parts
-    (``{"text": ..., "parts": [...]}``), in the merchant's language; ``names``: the
-    products' names, by id (:func:`product_names`)."""
-    names = names or {}
-    if isinstance(condition, segments.All):
-        return {
-            "text": _("All of these:"),
-            "parts": [described(c, currency, names) for c in condition.items],
-        }
-    if isinstance(condition, segments.AnyOf):
-        return {
-            "text": _("Any of these:"),
-            "parts": [described(c, currency, names) for c in condition.items],
-        }
-    if isinstance(condition, segments.Not):
-        return {"text": _("Not this:"), "parts": [described(condition.item, currency, names)]}
-    value = condition.value
-    if isinstance(value, tuple | list):
-        words = ", ".join(str(names.get(v, v)) for v in value)
-    elif condition.field in _MONEY_FIELDS:
-        words = ui.money(Decimal(value), currency)
-    else:
-        words = ui.number(value) if isinstance(value, int) else str(value)
-    text = _(_PHRASES[condition.op], label=_(segments.LABELS[condition.field]), value=words)
-    if condition.within_days is not None:
-        text = _("{text}, in the last {days} days", text=text, days=condition.within_days)
-    return {"text": text, "parts": []}
-
-
 # --- the builder: a segment made and changed on the page ------------------------------
 
 #: a group's ways to match, as the select reads after "match"
@@ -361,22 +303,25 @@ def _hint(field: segments.Field, op: segments.Op, currency: str | None) -> str:
 def _choices(currency: str | None) -> list[dict[str, Any]]:
     """The builder's conditions: each field's label with its operators, each with the hint
     and the suggestions for its value."""
-    return [
-        {
-            "label": _(segments.LABELS[field]),
-            "ops": [
-                {
-                    "value": f"{field.value}:{op.value}",
-                    "text": _(_PHRASES[op], label=_(segments.LABELS[field]), value="…"),
-                    "hint": _hint(field, op, currency),
-                    "list": _LISTS.get(field, ""),
-                    "bought": field in builder.BOUGHT,
-                }
-                for op in ops
-            ],
-        }
-        for field, ops in builder.choices()
-    ]
+    found = []
+    for field, ops in builder.choices():
+        label = _(segments.LABELS[field])
+        found.append(
+            {
+                "label": label,
+                "ops": [
+                    {
+                        "value": f"{field.value}:{op.value}",
+                        "text": _(segment_words.PHRASES[op], label=label, value="…"),
+                        "hint": _hint(field, op, currency),
+                        "list": _LISTS.get(field, ""),
+                        "bought": field in builder.BOUGHT,
+                    }
+                    for op in ops
+                ],
+            }
+        )
+    return found
 
 
 def _suggestions(db: Any, shop_id: int) -> dict[str, list[tuple[str, str]]]:
@@ -641,7 +586,7 @@ def segments_page() -> Any:
         for item in listed:
             condition = segments.parse(item["condition"])
             names = product_names(db, shop.id, condition)
-            item["words"] = described(condition, shop.currency, names)
+            item["words"] = segment_words.described(condition, shop.currency, names)
     for item in listed:
         item["replaces_built_in"] = not item["built_in"] and item["name"] in segments.BUILT_IN
         item["text"] = json.dumps(item["condition"], ensure_ascii=False, indent=1)

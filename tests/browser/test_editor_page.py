@@ -1,5 +1,6 @@
 """The flow editor and the shop settings page in a real browser: a delay changed and
-saved, a delay out of range refused with its message and nothing saved."""
+saved, a delay out of range refused with its message and nothing saved; a flow's
+"Only for" chosen from the shop's segments, with scripts and without."""
 
 from __future__ import annotations
 
@@ -119,25 +120,111 @@ def test_the_browse_abandonment_editor_draws_its_options_in_english_and_swedish(
     look(page, "editor-browse-abandonment-sv")
 
 
-def test_a_merchant_makes_a_flow_only_for_a_segment_and_a_bad_one_is_refused_in_place(
+SWEDES = {"field": "country", "op": "in", "value": ["SE"]}
+WRITTEN = {"all": [SWEDES, {"field": "orders_count", "op": "gte", "value": 2}]}
+
+
+def with_settings(live: Live, changes: dict[str, Any]) -> None:
+    with live.runtime.sessions.begin() as session:
+        shop_settings.update(session, session.get_one(Shop, live.woocommerce_id), changes)
+
+
+def test_a_merchant_chooses_a_saved_segment_from_the_list_and_it_is_saved(
     live: Live, context: BrowserContext, page: Page
 ) -> None:
+    with_settings(live, {"segments": {"swedes": SWEDES}})
     sign_in(live, context, live.woocommerce_id)
     page.goto("/app/flows/cart_recovery")
     only_for = page.get_by_label("Only for")
-    only_for.fill('{"field": "country", "op": "in", "value": ["Sverige"]}')
-    page.get_by_role("button", name="Save", exact=True).click()
-    error = page.locator('[data-error-for="options.audience"]')
-    expect(error).to_have_text("value[0]: must be a two-letter country code, e.g. SE")
-    expect(only_for).to_have_attribute("aria-invalid", "true")
-    assert saved_options(live, live.woocommerce_id, "cart_recovery")["audience"] is None
-    look(page, "editor-segment-refused")
-
-    only_for.fill("repeat-buyers")
+    expect(only_for).to_have_value("")  # everyone
+    expect(only_for.locator("option:checked")).to_have_text("Everyone")
+    expect(only_for.locator('optgroup[label="Your segments"] option')).to_have_text(["swedes"])
+    expect(only_for.locator('optgroup[label="Built in"] option')).to_contain_text(
+        ["Repeat buyers (two orders or more)"]
+    )
+    only_for.select_option("swedes")
     page.get_by_role("button", name="Save", exact=True).click()
     options = page.get_by_role("region", name="Options")
     expect(options.get_by_role("status")).to_have_text("Saved")
-    assert saved_options(live, live.woocommerce_id, "cart_recovery")["audience"] == "repeat-buyers"
+    assert saved_options(live, live.woocommerce_id, "cart_recovery")["audience"] == "swedes"
+
     page.reload()
-    expect(page.get_by_label("Only for")).to_have_value("repeat-buyers")
+    expect(page.get_by_label("Only for")).to_have_value("swedes")
     look(page, "editor-segment")
+    page.get_by_role("link", name="Make or change segments").click()
+    expect(page).to_have_url(f"{live.url}/app/segments")
+
+
+def test_a_name_forged_into_the_list_is_refused_beside_it_and_nothing_saved(
+    live: Live, context: BrowserContext, page: Page
+) -> None:
+    sign_in(live, context, live.woocommerce_id)
+    before = saved_options(live, live.woocommerce_id, "cart_recovery")
+    page.goto("/app/flows/cart_recovery")
+    only_for = page.get_by_label("Only for")
+    # what a forged form sends: a name that is no segment of this shop
+    only_for.evaluate("(select) => select.add(new Option('no-such', 'no-such', true, true))")
+    page.get_by_label(FIRST).fill("5")  # good, but goes with the bad one or not at all
+    page.get_by_role("button", name="Save", exact=True).click()
+    error = page.locator('[data-error-for="options.audience"]')
+    expect(error).to_contain_text("no segment is named 'no-such'")
+    expect(only_for).to_have_attribute("aria-invalid", "true")
+    assert saved_options(live, live.woocommerce_id, "cart_recovery") == before
+    look(page, "editor-segment-refused")
+
+
+def test_the_conditions_written_for_a_flow_are_shown_in_words_and_kept_by_a_save(
+    live: Live, context: BrowserContext, page: Page
+) -> None:
+    with_settings(live, {"flows": {"cart_recovery": {"audience": WRITTEN}}})
+    sign_in(live, context, live.woocommerce_id)
+    page.goto("/app/flows/cart_recovery")
+    only_for = page.get_by_label("Only for")
+    expect(only_for.locator("option:checked")).to_have_text("The conditions written for this flow")
+    expect(page.locator(".written-conditions li li")).to_have_text(
+        ["Country is one of SE", "Number of orders is at least 2"]
+    )
+    look(page, "editor-segment-written")
+    page.get_by_label(FIRST).fill("2")
+    page.get_by_role("button", name="Save", exact=True).click()
+    options = page.get_by_role("region", name="Options")
+    expect(options.get_by_role("status")).to_have_text("Saved")
+    saved = saved_options(live, live.woocommerce_id, "cart_recovery")
+    assert saved["delay_1_hours"] == 2
+    assert shop_settings.plain(saved["audience"]) == WRITTEN
+
+
+def test_without_scripts_a_segment_chosen_is_saved_and_a_forged_one_refused(
+    live: Live, no_script: Page
+) -> None:
+    page = no_script
+    with_settings(live, {"segments": {"swedes": SWEDES}})
+    page.goto("/app/flows/cart_recovery")
+    page.get_by_label("Only for").select_option("repeat-buyers")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_label("Only for")).to_have_value("repeat-buyers")
+    expect(page.get_by_label("Only for").locator("option:checked")).to_have_text(
+        "Repeat buyers (two orders or more)"
+    )
+    assert saved_options(live, live.woocommerce_id, "cart_recovery")["audience"] == (
+        "repeat-buyers"
+    )
+    look(page, "editor-segment-no-script", scripts=False)
+
+    # another shop's segment, or one deleted since: refused, shown back as sent
+    before = saved_options(live, live.woocommerce_id, "cart_recovery")
+    with_settings(live, {"segments": {"swedes": None}})  # deleted in another tab
+    page.get_by_label("Only for").select_option("swedes")  # still listed: the page is older
+    with page.expect_navigation() as posted:
+        page.get_by_role("button", name="Save", exact=True).click()
+    assert posted.value is not None
+    assert posted.value.status == 400
+    expect(page.locator('[data-error-for="options.audience"]')).to_contain_text(
+        "no segment is named 'swedes'"
+    )
+    expect(page.get_by_label("Only for").locator("option:checked")).to_have_text(
+        "swedes (not a segment)"
+    )
+    assert saved_options(live, live.woocommerce_id, "cart_recovery") == before
+    look(page, "editor-segment-refused-no-script", scripts=False)

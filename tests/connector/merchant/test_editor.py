@@ -4,8 +4,10 @@ checked, the merchant's own text per language, the dry run, in English and Swedi
 from __future__ import annotations
 
 import html
+import json
 import re
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from werkzeug.test import TestResponse
 from connector.merchant import editor
 from emails import i18n
 from jobs import shop_settings
+from jobs.audience.segments import BUILT_IN, BUILT_IN_TITLES, MAX_NAME
 from jobs.flows import registry
 from jobs.flows.model import MessageKind
 from jobs.runtime import Runtime
@@ -580,6 +583,348 @@ def test_a_session_changes_only_its_own_shop(woo_merchant: Merchant, runtime: Ru
     assert "shop" in fields_of(answer)
 
 
+# --- "Only for": a segment chosen from a list ----------------------------------------------
+
+SWEDES = {"field": "country", "op": "in", "value": ["SE"]}
+WRITTEN = {
+    "all": [
+        {"field": "country", "op": "in", "value": ["SE", "NO"]},
+        {"not": {"field": "total_spent", "op": "gte", "value": "1000"}},
+    ]
+}
+AUDIENCE = "options.audience"
+
+
+class _Select(HTMLParser):
+    """The options of one ``<select>``: (its group's label or None, value, text, selected)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.inside = False
+        self.group: str | None = None
+        self.options: list[tuple[str | None, str, str, bool]] = []
+        self.select: dict[str, str | None] | None = None
+        self._option: tuple[str, bool] | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "select" and found.get("name") == self.name:
+            self.inside = True
+            self.select = found
+        elif self.inside and tag == "optgroup":
+            self.group = found.get("label")
+        elif self.inside and tag == "option":
+            self._option = (found.get("value") or "", "selected" in found)
+            self._text = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._option is not None:
+            self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "option" and self._option is not None:
+            value, selected = self._option
+            self.options.append((self.group, value, self._text.strip(), selected))
+            self._option = None
+        elif tag == "optgroup":
+            self.group = None
+        elif tag == "select":
+            self.inside = False
+
+
+def only_for(page: str) -> _Select:
+    found = _Select(AUDIENCE)
+    found.feed(page)
+    assert found.select is not None, "no select for the flow's audience"
+    return found
+
+
+def chosen(page: str) -> tuple[str, str]:
+    """The selected option's value and text (exactly one is selected)."""
+    selected = [(value, text) for _group, value, text, on in only_for(page).options if on]
+    assert len(selected) == 1, selected
+    return selected[0]
+
+
+def save_segment(merchant: Merchant, name: str, condition: Any) -> None:
+    answer = merchant.api("PUT", f"/segments/{name}", {"condition": condition})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+
+
+def no_segment(name: str) -> str:
+    return f"no segment is named {name!r} (yours, or one of: " + ", ".join(BUILT_IN) + ")"
+
+
+def test_only_for_lists_everyone_the_shop_s_segments_and_the_built_ins(
+    merchant: Merchant,
+) -> None:
+    save_segment(merchant, "swedes", SWEDES)
+    save_segment(merchant, "vip", {"field": "total_spent", "op": "gte", "value": "500"})
+    save_segment(merchant, "a-team", {"field": "tags", "op": "any_of", "value": ["staff"]})
+    page = open_page(merchant, "/app/flows/cart_recovery")
+    select = only_for(page)
+    assert select.select is not None
+    assert select.select["data-type"] == "choice"  # merchant.js sends its value as text
+    assert select.select["id"] == "f-options-audience"
+    assert re.search(r'<label for="f-options-audience">Only for</label>', page)
+    built_ins = [
+        ("Built in", name, BUILT_IN_TITLES[name], False) for name in BUILT_IN if name != "vip"
+    ]
+    assert select.options == [
+        (None, "", "Everyone", True),
+        # the shop's own by name; its "vip" replaces the built-in one, shown once
+        ("Your segments", "a-team", "a-team", False),
+        ("Your segments", "swedes", "swedes", False),
+        ("Your segments", "vip", "vip", False),
+        *built_ins,
+    ]
+    # beside it, where segments are made, and the option's help as it is
+    assert re.search(r'</select>\s*<a href="/app/segments">Make or change segments</a>', page)
+    assert str(escape(_help_of("audience"))) in page
+    assert 'name="options.audience" value=' not in page  # no text box to type into
+
+
+def _help_of(option: str) -> str:
+    return next(o.help for o in registry.flows()["cart_recovery"].all_options if o.name == option)
+
+
+def test_a_segment_chosen_without_javascript_is_saved_and_shown_chosen(
+    merchant: Merchant, runtime: Runtime
+) -> None:
+    save_segment(merchant, "swedes", SWEDES)
+    answer = post(merchant, "/app/flows/cart_recovery", {AUDIENCE: "swedes"})
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    assert loaded(runtime).flows["cart_recovery"]["audience"] == "swedes"
+    assert chosen(open_page(merchant, "/app/flows/cart_recovery")) == ("swedes", "swedes")
+
+    assert (
+        post(merchant, "/app/flows/cart_recovery", {AUDIENCE: "repeat-buyers"}).status_code == 302
+    )
+    assert loaded(runtime).flows["cart_recovery"]["audience"] == "repeat-buyers"
+    assert chosen(open_page(merchant, "/app/flows/cart_recovery")) == (
+        "repeat-buyers",
+        BUILT_IN_TITLES["repeat-buyers"],
+    )
+    # "Everyone" sends an empty value: the flow is for everyone again
+    assert post(merchant, "/app/flows/cart_recovery", {AUDIENCE: ""}).status_code == 302
+    assert loaded(runtime).flows["cart_recovery"]["audience"] is None
+    assert chosen(open_page(merchant, "/app/flows/cart_recovery")) == ("", "Everyone")
+
+
+def test_what_merchant_js_sends_for_the_list_is_saved(merchant: Merchant, runtime: Runtime) -> None:
+    # collect() sends a select of data-type "choice" as its value, a string
+    save_segment(merchant, "swedes", SWEDES)
+    answer = merchant.api("PATCH", "/flows/cart_recovery", {"options": {"audience": "swedes"}})
+    assert answer.status_code == 200, answer.get_json()
+    assert loaded(runtime).flows["cart_recovery"]["audience"] == "swedes"
+    answer = merchant.api("PATCH", "/flows/cart_recovery", {"options": {"audience": ""}})
+    assert answer.status_code == 200, answer.get_json()
+    assert loaded(runtime).flows["cart_recovery"]["audience"] is None
+
+
+def test_conditions_written_for_the_flow_are_offered_in_words_and_kept_by_a_save(
+    merchant: Merchant, runtime: Runtime
+) -> None:
+    save_segment(merchant, "swedes", SWEDES)
+    body = {"options": {"audience": WRITTEN}}
+    assert merchant.api("PATCH", "/flows/cart_recovery", body).status_code == 200
+    page = open_page(merchant, "/app/flows/cart_recovery")
+    value, text = chosen(page)
+    assert text == "The conditions written for this flow"
+    assert json.loads(value) == WRITTEN
+    # beneath, the conditions in words, with the amount in the shop's currency
+    words = re.search(
+        r'<div class="written-conditions" id="f-options-audience-written">(.*?)</div>', page, re.S
+    )
+    assert words is not None
+    lines = [html.unescape(line).strip() for line in re.findall(r"<li>([^<]*)", words.group(1))]
+    assert lines[0] == "All of these:"
+    assert lines[1] == "Country is one of SE, NO"
+    assert lines[2] == "Not this:"
+    assert lines[3].startswith("Total spent is at least ")
+    assert "1,000" in lines[3]
+    select = only_for(page).select
+    assert select is not None
+    assert "f-options-audience-written" in (select.get("aria-describedby") or "").split()
+
+    # the form saved as it is (another option changed) keeps the conditions unchanged
+    answer = post(
+        merchant, "/app/flows/cart_recovery", {AUDIENCE: value, "options.delay_1_hours": "5"}
+    )
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    options = loaded(runtime).flows["cart_recovery"]
+    assert shop_settings.plain(options["audience"]) == WRITTEN
+    assert options["delay_1_hours"] == 5
+    # and so does what merchant.js sends: the option's value, the JSON text
+    body = {"options": {"audience": value, "delay_1_hours": 6}}
+    assert merchant.api("PATCH", "/flows/cart_recovery", body).status_code == 200
+    assert shop_settings.plain(loaded(runtime).flows["cart_recovery"]["audience"]) == WRITTEN
+
+    # a post refused for another field shows the written conditions still chosen
+    answer = post(
+        merchant, "/app/flows/cart_recovery", {AUDIENCE: value, "options.delay_1_hours": "soon"}
+    )
+    assert answer.status_code == 400
+    assert chosen(answer.get_data(as_text=True)) == (value, "The conditions written for this flow")
+
+    # a segment chosen instead replaces them; the written option is gone then
+    assert post(merchant, "/app/flows/cart_recovery", {AUDIENCE: "swedes"}).status_code == 302
+    after = open_page(merchant, "/app/flows/cart_recovery")
+    assert chosen(after) == ("swedes", "swedes")
+    assert "The conditions written for this flow" not in after
+
+
+def test_a_choice_comes_back_chosen_after_a_refused_post(
+    merchant: Merchant, runtime: Runtime
+) -> None:
+    save_segment(merchant, "swedes", SWEDES)
+    before = stored(runtime)
+    answer = post(
+        merchant, "/app/flows/cart_recovery", {AUDIENCE: "swedes", "options.delay_1_hours": "999"}
+    )
+    assert answer.status_code == 400
+    page = answer.get_data(as_text=True)
+    assert chosen(page) == ("swedes", "swedes")
+    assert error_beside(page, AUDIENCE) == ""
+    assert stored(runtime) == before
+
+
+NOT_JSON = "must be a segment's name or its conditions (JSON)"
+#: what a forged form may send as the audience, where the API names the problem, and what
+FORGED = [
+    ("no-such", AUDIENCE, no_segment("no-such")),
+    (
+        "Not A Name!",
+        AUDIENCE,
+        (
+            f"a name is at most {MAX_NAME} small letters, digits, - and _ "
+            "(starting with a letter or digit)"
+        ),
+    ),
+    ("{oops", AUDIENCE, NOT_JSON),
+    ('{"a": ' * 3000 + "1" + "}" * 3000, AUDIENCE, NOT_JSON),  # past the parser's stack
+    (
+        '{"field": "country", "op": "in", "value": ["Sverige"]}',
+        f"{AUDIENCE}.value[0]",
+        "must be a two-letter country code, e.g. SE",
+    ),
+]
+
+
+@pytest.mark.parametrize(("value", "where", "message"), FORGED)
+def test_a_forged_value_is_refused_beside_the_list_and_nothing_saved(
+    merchant: Merchant, runtime: Runtime, value: str, where: str, message: str
+) -> None:
+    before = stored(runtime)
+    answer = post(
+        merchant, "/app/flows/cart_recovery", {AUDIENCE: value, "options.delay_1_hours": "5"}
+    )
+    assert answer.status_code == 400, answer.status_code
+    page = answer.get_data(as_text=True)
+    inside = where[len(AUDIENCE) + 1 :]  # a problem inside the conditions: said where
+    assert error_beside(page, AUDIENCE) == (f"{inside}: {message}" if inside else message)
+    assert chosen(page)[0] == value  # shown as sent, selected, so the merchant sees it
+    assert stored(runtime) == before
+    # the API (merchant.js's way) refuses it the same
+    body = {"options": {"audience": value, "delay_1_hours": 5}}
+    assert fields_of(merchant.api("PATCH", "/flows/cart_recovery", body)) == {where: message}
+    assert stored(runtime) == before
+
+
+def test_a_name_forged_into_the_list_is_marked_as_no_segment(merchant: Merchant) -> None:
+    answer = post(merchant, "/app/flows/cart_recovery", {AUDIENCE: "no-such"})
+    assert chosen(answer.get_data(as_text=True)) == ("no-such", "no-such (not a segment)")
+
+
+def test_another_shop_s_segment_is_neither_offered_nor_accepted(
+    merchant: Merchant, woo_merchant: Merchant, runtime: Runtime
+) -> None:
+    save_segment(woo_merchant, "wholesale", {"field": "tags", "op": "any_of", "value": ["b2b"]})
+    assert (
+        post(woo_merchant, "/app/flows/cart_recovery", {AUDIENCE: "wholesale"}).status_code == 302
+    )
+    assert "wholesale" in [
+        v for _g, v, _t, _s in only_for(open_page(woo_merchant, "/app/flows/cart_recovery")).options
+    ]
+
+    page = open_page(merchant, "/app/flows/cart_recovery")
+    assert "wholesale" not in [value for _group, value, _text, _on in only_for(page).options]
+    assert "wholesale" not in page
+    before = stored(runtime, "shopify")
+    answer = post(merchant, "/app/flows/cart_recovery", {AUDIENCE: "wholesale"})
+    assert answer.status_code == 400
+    assert error_beside(answer.get_data(as_text=True), AUDIENCE) == no_segment("wholesale")
+    refused = merchant.api("PATCH", "/flows/cart_recovery", {"options": {"audience": "wholesale"}})
+    assert fields_of(refused) == {AUDIENCE: no_segment("wholesale")}
+    assert stored(runtime, "shopify") == before
+    assert loaded(runtime, "woocommerce").flows["cart_recovery"]["audience"] == "wholesale"
+
+
+def test_a_segment_gone_from_the_store_shows_as_deleted_and_a_save_refuses_it(
+    merchant: Merchant, runtime: Runtime
+) -> None:
+    # what the store holds when a segment went away under a flow that was for it
+    with runtime.sessions.begin() as session:
+        shop = session.get_one(Shop, merchant.shop_id)
+        raw = dict(shop.settings or {})
+        raw["flows"] = {**(raw.get("flows") or {}), "cart_recovery": {"audience": "gone"}}
+        shop.settings = raw
+    assert loaded(runtime).flows["cart_recovery"]["audience"] == shop_settings.UNUSABLE_AUDIENCE
+    page = open_page(merchant, "/app/flows/cart_recovery")
+    assert chosen(page) == ("gone", "gone (deleted)")
+    answer = post(merchant, "/app/flows/cart_recovery", {AUDIENCE: "gone"})
+    assert answer.status_code == 400
+    page = answer.get_data(as_text=True)
+    assert error_beside(page, AUDIENCE) == no_segment("gone")
+    assert chosen(page) == ("gone", "gone (deleted)")
+    # choosing another one mends it
+    assert post(merchant, "/app/flows/cart_recovery", {AUDIENCE: "vip"}).status_code == 302
+    assert loaded(runtime).flows["cart_recovery"]["audience"] == "vip"
+
+    # conditions the store holds that no longer read: the flow is for nobody, and says so
+    with runtime.sessions.begin() as session:
+        shop = session.get_one(Shop, merchant.shop_id)
+        raw = dict(shop.settings or {})
+        raw["flows"] = {"cart_recovery": {"audience": {"field": "shoe_size", "op": "eq"}}}
+        shop.settings = raw
+        shop.settings_valid = None
+    assert loaded(runtime).flows["cart_recovery"]["audience"] == shop_settings.UNUSABLE_AUDIENCE
+    page = open_page(merchant, "/app/flows/cart_recovery")
+    assert chosen(page) == (
+        shop_settings.UNUSABLE_AUDIENCE,
+        "Nobody: what was stored here could not be read",
+    )
+    assert post(merchant, "/app/flows/cart_recovery", {AUDIENCE: ""}).status_code == 302
+    assert loaded(runtime).flows["cart_recovery"]["audience"] is None
+
+
+def test_only_for_in_swedish(merchant: Merchant, runtime: Runtime) -> None:
+    assert merchant.api("PATCH", "/settings", {"branding": {"language": "sv"}}).status_code == 200
+    save_segment(merchant, "swedes", SWEDES)
+    page = open_page(merchant, "/app/flows/cart_recovery")
+    groups = {group for group, _value, _text, _on in only_for(page).options}
+    assert groups == {None, "Dina segment", "Inbyggda"}
+    assert chosen(page) == ("", "Alla")
+    assert ("Inbyggda", "repeat-buyers", "Återkommande köpare (två order eller fler)", False) in (
+        only_for(page).options
+    )
+    assert "Skapa eller ändra segment" in page
+    answer = post(merchant, "/app/flows/cart_recovery", {AUDIENCE: "no-such"})
+    beside = error_beside(answer.get_data(as_text=True), AUDIENCE)
+    assert beside.startswith("inget segment heter 'no-such' (dina egna, eller något av: ")
+    refused = merchant.api("PATCH", "/flows/cart_recovery", {"options": {"audience": "{oops"}})
+    assert fields_of(refused) == {
+        AUDIENCE: "måste vara ett segments namn eller dess villkor (JSON)"
+    }
+    body = {"options": {"audience": WRITTEN}}
+    assert merchant.api("PATCH", "/flows/cart_recovery", body).status_code == 200
+    page = open_page(merchant, "/app/flows/cart_recovery")
+    assert chosen(page)[1] == "Villkoren som skrivits för det här flödet"
+    assert "Land är något av SE, NO" in page
+
+
 # --- the dry run -----------------------------------------------------------------------
 
 
@@ -642,6 +987,24 @@ def test_the_dry_run_refuses_bad_values_and_too_long_windows(
     busy = merchant.api("POST", url, {})
     assert busy.status_code == 409
     assert "already running" in busy.get_json()["message"]
+
+
+def test_the_dry_run_takes_the_only_for_list_s_values(
+    merchant: Merchant, runtime: Runtime, history: LoggedShop
+) -> None:
+    # the dry-run button sends the same form: a saved segment, or the written conditions
+    save_segment(merchant, "swedes", SWEDES)
+    url = "/flows/cart_recovery/dry-run"
+    for value in ("swedes", json.dumps(WRITTEN), ""):
+        answer = merchant.api("POST", url, {"options": {"audience": value}, "days": 30})
+        assert answer.status_code == 200, (value, answer.get_json())
+    refused = merchant.api("POST", url, {"options": {"audience": "no-such"}})
+    assert fields_of(refused) == {AUDIENCE: no_segment("no-such")}
+    answer = post(merchant, "/app/flows/cart_recovery/dry-run", {AUDIENCE: "no-such"})
+    assert answer.status_code == 400
+    page = answer.get_data(as_text=True)
+    assert error_beside(page, AUDIENCE) == no_segment("no-such")
+    assert chosen(page) == ("no-such", "no-such (not a segment)")
 
 
 def test_the_dry_run_without_javascript(merchant: Merchant, history: LoggedShop) -> None:
