@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Request, Response, abort, g, request
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
@@ -155,12 +156,24 @@ def security_headers(settings: Settings) -> Any:
     return secure
 
 
+class BoundedJSON(DefaultJSONProvider):
+    """Flask's JSON, where a body nested past the parser's stack is no JSON (a 400 from
+    every ``request.get_json``) rather than a RecursionError (a 500)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("nested too deep") from None
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the web app. Settings default to the environment, read once here."""
     if runtime is None:
         runtime = Runtime.create(settings or Settings.from_env())
     settings = runtime.settings
     app = Flask(__name__)
+    app.json = BoundedJSON(app)
     # before any blueprint: a rule binds its converters when it is added
     app.url_map.converters["int"] = StoreIdConverter
     app.config.update(

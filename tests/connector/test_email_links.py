@@ -237,6 +237,8 @@ def test_postmark_hard_bounce_suppresses_the_address(
     url = _path(webhook_url(runtime.settings, "postmark"))
     assert client.post(url.rsplit("/", 1)[0] + "/wrong", json=POSTMARK_BOUNCE).status_code == 401
     assert client.post(url, data="not json", content_type="application/json").status_code == 400
+    deep = "[" * 100_000 + "]" * 100_000  # past the JSON parser's stack: no JSON, not a 500
+    assert client.post(url, data=deep, content_type="application/json").status_code == 400
     response = client.post(url, json=POSTMARK_BOUNCE)
     assert response.get_json() == {"status": "suppressed"}
     with runtime.sessions() as session:
