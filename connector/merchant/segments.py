@@ -587,6 +587,7 @@ def segments_page() -> Any:
             condition = segments.parse(item["condition"])
             names = product_names(db, shop.id, condition)
             item["words"] = segment_words.described(condition, shop.currency, names)
+    listed.sort(key=lambda item: item["name"] in segments.BUILT_IN)  # the shop's own first
     for item in listed:
         item["replaces_built_in"] = not item["built_in"] and item["name"] in segments.BUILT_IN
         item["text"] = json.dumps(item["condition"], ensure_ascii=False, indent=1)

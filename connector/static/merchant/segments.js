@@ -5,10 +5,27 @@
  * With it, the same posts go through triggerpost.post (the Shopify session token
  * inside the admin) and only the conditions are drawn again; the count follows
  * the conditions as they are typed, and a condition's hint, suggestions and
- * "last … days" box follow the condition chosen.
+ * "last … days" box follow the condition chosen. On the segments page, a delete
+ * goes through the API (merchant.js) and its card goes.
  */
 (function () {
   "use strict";
+
+  // a segment deleted on the segments page through the API (merchant.js sends it):
+  // its card goes, or the page comes again when a built-in takes its place
+  document.addEventListener("triggerpost:saved", function (event) {
+    var done = event.target;
+    var how = done.getAttribute && done.getAttribute("data-segment-delete");
+    if (!how) return;
+    if (how === "reload") { window.location.reload(); return; }
+    var card = done.closest("section.segment");
+    var note = document.createElement("p");
+    note.className = "flash done";
+    note.setAttribute("role", "status");
+    card.replaceWith(note);
+    // filled after it is in the page, so that it is announced
+    setTimeout(function () { note.textContent = done.getAttribute("data-saved"); }, 50);
+  });
 
   var form = document.querySelector("form[data-builder]");
   if (!form || !window.fetch || !window.triggerpost) return;

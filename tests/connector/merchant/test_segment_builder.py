@@ -500,3 +500,20 @@ def test_the_builder_speaks_swedish(merchant: Merchant, runtime: Runtime) -> Non
     refused = _post(merchant, {"name": "x", "c.0.what": "", "c.0.value": "SE", "action": "save"})
     assert _errors(refused.text)["c.0.what"] == "Välj ett villkor."
     assert json.dumps(_errors(refused.text))
+
+
+def test_a_condition_nested_past_any_parser_is_refused_by_the_api_not_a_server_error(
+    merchant: Merchant, runtime: Runtime
+) -> None:
+    deep = '{"not": ' * 5000 + '{"field": "country", "op": "in", "value": ["SE"]}' + "}" * 5000
+    before = _stored(runtime, merchant.shop_id)
+    for method, path in (("PUT", "/segments/deep"), ("POST", "/segments/count")):
+        answer = merchant.client.open(
+            f"/api/v1{path}",
+            method=method,
+            data='{"condition": ' + deep + "}",
+            content_type="application/json",
+            headers={"X-CSRF-Token": merchant.csrf},
+        )
+        assert answer.status_code == 400, (path, answer.status_code)
+    assert _stored(runtime, merchant.shop_id) == before
