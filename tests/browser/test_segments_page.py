@@ -4,12 +4,16 @@ that is for it, its conditions; at every width, accessible."""
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, Route, expect
 
 from jobs import shop_settings
 from jobs.store.models import Contact, Shop
 from tests.browser.conftest import Live, look, sign_in
+from tests.browser.shop_data import session_token
+from tests.browser.test_merchant_access import HOST
+from tests.support import SHOPIFY_SECRET, SHOPIFY_SHOP
 
 
 def test_a_merchant_sees_each_segment_with_its_count_and_the_flows_for_it(
@@ -171,3 +175,46 @@ def test_the_builder_works_without_javascript(live: Live, no_script: Page) -> No
         "Customers in it now: 2"
     )
     assert _saved(live) == {"swedes": {"field": "country", "op": "in", "value": ["SE"]}}
+
+
+def test_the_builder_saves_inside_the_shopify_admin_by_the_session_token_alone(
+    live: Live, context: BrowserContext, page: Page
+) -> None:
+    """In the admin's frame a page has no cookie: the builder's buttons, its count and its
+    save go with App Bridge's session token (here a stand-in for Shopify's script, which
+    this machine cannot load), as the admin's own pages do."""
+
+    def app_bridge(route: Route) -> None:
+        token = session_token(SHOPIFY_SECRET, SHOPIFY_SHOP)
+        script = (
+            f'window.shopify = {{ idToken: function () {{ return Promise.resolve("{token}"); }} }};'
+        )
+        route.fulfill(status=200, content_type="text/javascript", body=script)
+
+    context.route("https://cdn.shopify.com/shopifycloud/app-bridge.js", app_bridge)
+    query = urlencode(
+        {
+            "embedded": "1",
+            "shop": SHOPIFY_SHOP,
+            "host": HOST,
+            "id_token": session_token(SHOPIFY_SECRET, SHOPIFY_SHOP),
+        }
+    )
+    answer = page.goto(f"/app/segments/edit?{query}")
+    assert answer is not None
+    assert answer.status == 200
+    context.clear_cookies()  # a frame in the admin keeps none: only the token speaks
+    page.get_by_label("Segment name").fill("swedes")
+    page.get_by_role("button", name="Add a condition").click()
+    expect(page.locator("li.rule")).to_have_count(2)
+    row = page.get_by_role("group", name="Condition 2")
+    row.get_by_label("Condition", exact=True).select_option(label="Country is one of …")
+    row.get_by_label("Value").fill("SE")
+    expect(page.locator("[data-counted]")).to_have_text("Customers matching now: 0")
+    page.get_by_role("button", name="Save segment").click()
+    expect(page).to_have_url(re.compile(r"/app/segments#segment-swedes$"))
+    with live.runtime.sessions() as session:
+        stored = session.get_one(Shop, live.shopify_id).settings or {}
+    assert shop_settings.plain(stored["segments"]) == {
+        "swedes": {"field": "country", "op": "in", "value": ["SE"]}
+    }
