@@ -14,7 +14,8 @@ it prints, per size: the count (time, statements), and the enrolment-time
 check (``segments.contains``, one contact by id) as time per check over
 ``--checks`` contacts and statements per check; each against a baseline
 measured in the same run: a plain COUNT of the shop's contacts, and a plain
-lookup of one contact by id. Then the ratio of the largest size to the smallest.
+lookup of one contact by id. Then what the segments page asks at each load (the
+five built-ins' counts), and the ratio of the largest size to the smallest.
 
     .venv/bin/python bench/segments.py [--contacts 100000,1000000] [--checks 2000]
         [--database-url URL]
@@ -237,6 +238,17 @@ def measure(
                   f"check {per_check * 1e6:7.1f} µs ({ran_check / len(picked):.0f} "
                   f"statement, {per_check / per_lookup:.1f}x lookup; "
                   f"{inside}/{len(picked)} in)")  # fmt: skip
+        # what the segments page asks at each load: every built-in's count (a shop's
+        # saved segments add one each)
+        built_in = [segments.parse(raw) for raw in segments.BUILT_IN.values()]
+
+        def listing() -> list[int]:
+            return [segments.count(session, shop_id, c, NOW) for c in built_in]
+
+        took, ran, _counts = best(runtime, listing)
+        here["segments_page"] = (took, here["baseline"][1])
+        print(f"    the segments page's {len(built_in)} built-in counts: {took * 1000:8.1f} ms "
+              f"({ran} statements, {took / here['baseline'][0]:.1f}x baseline)")  # fmt: skip
     return here
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,8 @@ from jobs.audience import segments
 from jobs.flows import registry
 from jobs.shop_settings import Problem, SettingsError
 from jobs.store.models import Product, ProductGroup, ProductGroupKind, Shop
+
+log = logging.getLogger(__name__)
 
 
 def _used_by(settings: shop_settings.ShopSettings, name: str) -> list[str]:
@@ -430,6 +433,8 @@ def _builder_page(
     status: int = 200,
 ) -> Any:
     """The builder's page; to a request of the page's own script, its parts as JSON."""
+    if status >= 400:
+        log.info("segment builder for shop %s refused: %s %s", shop.id, message, errors)
     built_in = previous in segments.BUILT_IN and previous not in ui.page_settings().segments
     errors = dict(errors or {})
     counted_words = (

@@ -72,12 +72,26 @@
     }
   }
 
+  // one count at a time from a page (a big shop's count takes seconds): typing while
+  // one runs asks once more when it is back, with the conditions as they are then
+  var counting = false;
+  var again = false;
+
   function count() {
+    if (counting) { again = true; return; }
+    counting = true;
     var mine = ++asked;
+    function done() {
+      counting = false;
+      if (again) { again = false; count(); }
+    }
     window.triggerpost.post(url, form, { action: "count" }).then(function (answer) {
-      if (mine !== asked) return; // a newer count is on its way
-      counted.textContent = answer.ok ? answer.data.counted : "";
-    }, function () { if (mine === asked) counted.textContent = ""; });
+      if (mine === asked) counted.textContent = answer.ok ? answer.data.counted : "";
+      done();
+    }, function () {
+      if (mine === asked) counted.textContent = "";
+      done();
+    });
   }
 
   form.addEventListener("change", function (event) {
