@@ -69,10 +69,6 @@ class Row:
     within: str = ""
 
     @property
-    def field(self) -> segments.Field | None:
-        return _what(self.what)[0]
-
-    @property
     def blank(self) -> bool:
         return not self.what and not self.value.strip() and not self.within.strip()
 
@@ -118,9 +114,17 @@ def values_text(values: Sequence[str]) -> str:
 
 
 def split_values(text: str) -> list[str]:
-    """The values of a line as :func:`values_text` writes it (blank ones dropped)."""
-    rows = list(csv.reader([text.replace("\n", " ")], skipinitialspace=True))
+    """The values of a line as :func:`values_text` writes it (blank ones dropped; a line
+    break is a space, as a box of one line would have it)."""
+    line = _BREAKS.sub(" ", text)
+    try:
+        rows = list(csv.reader([line], skipinitialspace=True))
+    except csv.Error:  # nothing a comma line can hold (a stray character): read it plainly
+        rows = [line.split(",")]
     return [value.strip() for value in (rows[0] if rows else []) if value.strip()]
+
+
+_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x1c-\x1e\x85]+")
 
 
 def from_condition(
