@@ -54,6 +54,7 @@ from connector import (
 from connector.merchant import api, areas, auth, pages, ui
 from connector.platforms.registry import CONNECTORS
 from connector.runtime import EXTENSION, MERCHANT_POLICY, PAGE_POLICY, csp_nonce, framed_policy
+from jobs.intake import deliveries
 from jobs.merchant.sessions import LIFETIME
 from jobs.runtime import Runtime
 from jobs.settings import Settings
@@ -157,14 +158,17 @@ def security_headers(settings: Settings) -> Any:
 
 
 class BoundedJSON(DefaultJSONProvider):
-    """Flask's JSON, where a body nested past the parser's stack is no JSON (a 400 from
-    every ``request.get_json``) rather than a RecursionError (a 500)."""
+    """Flask's JSON read as a webhook's body is (:func:`jobs.intake.deliveries.parse_body`):
+    a document nested deeper than its bound (or past the parser's stack) is no JSON, a
+    400 from every ``request.get_json``, never a RecursionError further on (a 500)."""
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        try:
+        if kwargs:
             return super().loads(s, **kwargs)
-        except RecursionError:
-            raise ValueError("nested too deep") from None
+        try:
+            return deliveries.parse_body(s.encode() if isinstance(s, str) else s)
+        except deliveries.PayloadError as exc:
+            raise ValueError(str(exc)) from None
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:

@@ -505,16 +505,21 @@ def test_the_builder_speaks_swedish(merchant: Merchant, runtime: Runtime) -> Non
     assert json.dumps(_errors(refused.text))
 
 
+@pytest.mark.parametrize("depth", [200, 700, 5000])
 def test_a_condition_nested_past_any_parser_is_refused_by_the_api_not_a_server_error(
-    merchant: Merchant, runtime: Runtime
+    merchant: Merchant, runtime: Runtime, depth: int
 ) -> None:
-    deep = '{"not": ' * 5000 + '{"field": "country", "op": "in", "value": ["SE"]}' + "}" * 5000
+    deep = '{"not": ' * depth + '{"field": "country", "op": "in", "value": ["SE"]}' + "}" * depth
     before = _stored(runtime, merchant.shop_id)
-    for method, path in (("PUT", "/segments/deep"), ("POST", "/segments/count")):
+    for method, path, body in (
+        ("PUT", "/segments/deep", '{"condition": ' + deep + "}"),
+        ("POST", "/segments/count", '{"condition": ' + deep + "}"),
+        ("PATCH", "/flows/cart_recovery", '{"options": {"audience": ' + deep + "}}"),
+    ):
         answer = merchant.client.open(
             f"/api/v1{path}",
             method=method,
-            data='{"condition": ' + deep + "}",
+            data=body,
             content_type="application/json",
             headers={"X-CSRF-Token": merchant.csrf},
         )
