@@ -488,7 +488,7 @@ def _segment_of(shop: Shop, path: Path) -> Any:
         raise click.ClickException(f"{path}: no such file")
     try:
         raw = json.loads(path.read_bytes())
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # nested past the parser's stack, too
         raise click.ClickException(f"{path.name}: not JSON ({exc})") from exc
     try:
         found = segments.resolve(raw, shop_settings.load(shop).segments)

@@ -72,6 +72,11 @@ def test_a_bad_segment_file_is_refused_with_where_and_what(
     refused = CliRunner().invoke(main, ["segment", "sample", SHOP, str(broken)], env=_env(runtime))
     assert refused.exit_code != 0
     assert "broken.json: not JSON" in refused.output
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    refused = CliRunner().invoke(main, ["segment", "count", SHOP, str(deep)], env=_env(runtime))
+    assert refused.exit_code == 1  # said, not a traceback
+    assert "deep.json: not JSON" in refused.output
     unknown = CliRunner().invoke(
         main, ["segment", "count", SHOP, str(tmp_path / "none.json")], env=_env(runtime)
     )
