@@ -165,9 +165,18 @@ def _node(condition: segments.Condition, names: Mapping[str, str]) -> Row | Grou
 
 def from_form(form: Mapping[str, Any]) -> Group:
     """The builder's tree from a post (a MultiDict, or a dict of texts)."""
-    keys = [key for key in form if isinstance(key, str) and key.startswith("c.")]
-    budget = [MAX_PARTS * 2]
-    return _group_of(form, keys, "c", 1, budget)
+    # each group's parts, by their numbers, from one pass over the keys (a forged post
+    # of many keys costs its length, not its length times its groups)
+    parts: dict[str, set[int]] = {}
+    for key in form:
+        if not isinstance(key, str) or not key.startswith("c."):
+            continue
+        names = key.split(".", MAX_LEVELS + 4)
+        for depth in range(1, len(names) - 1):
+            if not _INDEX.fullmatch(names[depth]):
+                break
+            parts.setdefault(".".join(names[:depth]), set()).add(int(names[depth]))
+    return _group_of(form, parts, "c", 1, [MAX_PARTS * 2])
 
 
 def _text(form: Mapping[str, Any], key: str, longest: int = 200) -> str:
@@ -176,26 +185,17 @@ def _text(form: Mapping[str, Any], key: str, longest: int = 200) -> str:
 
 
 def _group_of(
-    form: Mapping[str, Any], keys: list[str], path: str, level: int, budget: list[int]
+    form: Mapping[str, Any], parts: dict[str, set[int]], path: str, level: int, budget: list[int]
 ) -> Group:
     match = _text(form, f"{path}.match")
     group = Group(match if match in MATCHES else "all")
-    prefix = path + "."
-    indices = sorted(
-        {
-            int(part)
-            for key in keys
-            if key.startswith(prefix)
-            and _INDEX.fullmatch(part := key[len(prefix) :].split(".", 1)[0])
-        }
-    )
-    for index in indices:
+    for index in sorted(parts.get(path, ())):
         if budget[0] <= 0:
             break
         at = f"{path}.{index}"
         if f"{at}.match" in form and level < MAX_LEVELS + 2:
             budget[0] -= 1
-            group.items.append(_group_of(form, keys, at, level + 1, budget))
+            group.items.append(_group_of(form, parts, at, level + 1, budget))
         elif f"{at}.what" in form or f"{at}.value" in form:
             budget[0] -= 1
             group.items.append(
@@ -248,10 +248,10 @@ def apply(group: Group, action: str) -> str | None:
         target.items.append(Row())
         return f"{path}.{len(target.items) - 1}"
     if verb == "remove" and target is not None and path != "c":
-        parent_path = path.rsplit(".", 1)[0]
+        parent_path, index = path.rsplit(".", 1)
         parent = find(group, parent_path)
         assert isinstance(parent, Group)
-        parent.items.remove(target)
+        del parent.items[int(index)]
         return parent_path
     return None
 
