@@ -50,11 +50,17 @@ def _used_by(settings: shop_settings.ShopSettings, name: str) -> list[str]:
     ]
 
 
-def _listed(session: Any, shop: Shop, at: datetime) -> list[dict[str, Any]]:
+def _listed(
+    session: Any, shop: Shop, at: datetime, only: str | None = None
+) -> list[dict[str, Any]]:
+    """The shop's segments (or ``only`` the one of that name), each counted: one
+    SELECT COUNT each."""
     settings = shop_settings.load(shop)
     found = []
     named = {**segments.BUILT_IN, **shop_settings.plain(settings.segments)}
     for name, raw in named.items():
+        if only is not None and name != only:
+            continue
         condition = segments.parse(raw)
         found.append(
             {
@@ -217,8 +223,7 @@ def put_segment(shop_id: int, name: str, body: dict[str, Any]) -> dict[str, Any]
         if previous is not None and previous not in shop_settings.load(shop).segments:
             raise invalid([("renamed_from", _("There is no saved segment of that name."))])
         save_segment(db, shop, name, body["condition"], previous=previous)
-        listed = _listed(db, shop, datetime.now(UTC))
-    return next(item for item in listed if item["name"] == name)
+        return _listed(db, shop, datetime.now(UTC), only=name)[0]
 
 
 @api_route(
