@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
+import pytest
 from playwright.sync_api import BrowserContext, Page, Route, expect
 
+from connector.merchant import segments as segments_page
 from jobs import shop_settings
 from jobs.store.models import Contact, Shop
 from tests.browser.conftest import Live, look, sign_in
@@ -218,3 +220,22 @@ def test_the_builder_saves_inside_the_shopify_admin_by_the_session_token_alone(
     assert shop_settings.plain(stored["segments"]) == {
         "swedes": {"field": "country", "op": "in", "value": ["SE"]}
     }
+
+
+def test_counts_the_page_left_for_later_are_filled_in_by_its_script(
+    live: Live, context: BrowserContext, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _people(live)
+    with live.runtime.sessions.begin() as session:
+        shop = session.get_one(Shop, live.woocommerce_id)
+        swedes = {"field": "country", "op": "in", "value": ["SE"]}
+        shop_settings.update(session, shop, {"segments": {"swedes": swedes}})
+    monkeypatch.setattr(segments_page, "PAGE_COUNT_SECONDS", 0.0)  # a shop whose counts are slow
+    sign_in(live, context, live.woocommerce_id)
+    page.goto("/app/segments")
+    swedes_card = page.get_by_role("region", name="swedes")
+    expect(swedes_card.locator(".count")).to_have_text("Customers in it now: 2")
+    first = page.get_by_role("region", name="First-time buyers (one order)")
+    expect(first.locator(".count")).to_have_text("Customers in it now: 0")
+    expect(page.locator("[data-count-url]")).to_have_count(0)  # every count filled in
+    look(page, "segments-counted-later")

@@ -27,6 +27,26 @@
     setTimeout(function () { note.textContent = done.getAttribute("data-saved"); }, 50);
   });
 
+  // the counts the segments page left for later (it counts for a second at most):
+  // one at a time, in the page's order
+  var pending = Array.prototype.slice.call(document.querySelectorAll("[data-count-url]"));
+  if (pending.length && window.fetch && window.triggerpost) {
+    var language = document.documentElement.lang || undefined;
+    pending.forEach(function (slot) { slot.textContent = slot.getAttribute("data-counting"); });
+    var next = function () {
+      var slot = pending.shift();
+      if (!slot) return;
+      window.triggerpost.api("GET", slot.getAttribute("data-count-url")).then(function (answer) {
+        slot.textContent = answer.ok
+          ? slot.getAttribute("data-words").replace("{count}", Number(answer.data.count).toLocaleString(language))
+          : slot.getAttribute("data-failed");
+        slot.removeAttribute("data-count-url");
+        next();
+      }, function () { slot.textContent = slot.getAttribute("data-failed"); next(); });
+    };
+    next();
+  }
+
   var form = document.querySelector("form[data-builder]");
   if (!form || !window.fetch || !window.triggerpost) return;
   // (not form.action: the buttons named "action" hide it)

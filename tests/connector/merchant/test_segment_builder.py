@@ -15,6 +15,7 @@ from werkzeug.datastructures import MultiDict
 
 from connector.app import create_app
 from connector.merchant import segment_builder as builder
+from connector.merchant import segments as segments_page
 from jobs import shop_settings
 from jobs.audience import segments
 from jobs.runtime import Runtime
@@ -561,3 +562,23 @@ def test_random_builder_posts_are_answered_200_or_400_never_a_server_error(
     for name, raw in _stored(runtime, merchant.shop_id).get("segments", {}).items():
         assert segments.check_name(name) is None
         assert segments.to_json(segments.parse(raw)) == raw
+
+
+def test_a_busy_page_leaves_the_counts_past_its_second_to_the_script(
+    merchant: Merchant, woo_merchant: Merchant, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _contacts(runtime, merchant.shop_id, ("SE", ""), ("SE", ""), ("NO", ""))
+    merchant.api("PUT", "/segments/swedes", {"condition": {"field": "country", "op": "in",
+                                                           "value": ["SE"]}})  # fmt: skip
+    monkeypatch.setattr(segments_page, "PAGE_COUNT_SECONDS", 0.0)  # a shop whose counts are slow
+    page = merchant.client.get("/app/segments").text
+    assert ">Customers in it now" not in page
+    assert page.count("Not counted yet.") == len(segments.BUILT_IN) + 1
+    assert 'data-count-url="/api/v1/segments/swedes/count"' in page
+    everything = merchant.client.get("/app/segments?count=all").text  # without a script
+    assert "Customers in it now: 2" in everything
+    assert "Not counted yet." not in everything
+    assert merchant.api("GET", "/segments/swedes/count").get_json() == {"count": 2}
+    assert merchant.api("GET", "/segments/vip/count").get_json() == {"count": 0}
+    assert merchant.api("GET", "/segments/nope/count").status_code == 404
+    assert woo_merchant.api("GET", "/segments/swedes/count").status_code == 404
