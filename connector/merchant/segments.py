@@ -391,8 +391,8 @@ def _product_lookup(db: Any, shop_id: int) -> builder.ProductLookup:
     name: a merchant means all of them); the values that name none."""
 
     def lookup(values: list[str]) -> tuple[list[str], list[str]]:
-        if len(values) > segments.MAX_VALUES:
-            return values, []  # the condition's own check refuses so many
+        if len(values) > segments.MAX_VALUES or any("\x00" in value for value in values):
+            return values, []  # the condition's own check refuses so many, or a NUL
         lowered = [value.lower() for value in values]
         rows = db.execute(
             select(Product.product_id, Product.title).where(

@@ -259,6 +259,7 @@ def to_json(condition: Condition) -> dict[str, Any]:
 _COUNTRY = re.compile(r"[A-Za-z]{2}")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class _Parser:
@@ -409,6 +410,9 @@ def _texts(parser: _Parser, field: Field, raw: Any, where: str) -> tuple[str, ..
             parser.fail(at, "must be text")
             continue
         text = item.strip()
+        if _CONTROL.search(text):  # a NUL no PostgreSQL text holds, a tab no name has
+            parser.fail(at, "must not contain control characters")
+            continue
         if len(text) > MAX_TEXT:
             parser.fail(at, f"too long (at most {MAX_TEXT} characters)")
             continue

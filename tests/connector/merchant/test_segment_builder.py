@@ -472,6 +472,9 @@ def test_one_shops_segments_are_never_anothers(
         {"action": "count", "c.0.what": "created:before", "c.0.value": "2026-02-30"},
         {"action": "save", "c.0.what": "\x00", "c.0.value": "\x00\u202e"},
         {"action": "save", "c.0.what": "country:in", "c.0.value": "SE\rNO\u2028DK"},
+        {"action": "count", "c.0.what": "tags:any_of", "c.0.value": "vip\x00"},
+        {"action": "save", "c.0.what": "bought_product:any_of", "c.0.value": "\x00"},
+        {"action": "save", "c.0.what": "bought_collection:none_of", "c.0.value": "Tea\x00"},
         {"action": "count", "c.0.what": "tags:any_of", "c.0.value": '"a\r"b, "c'},
     ],
 )
@@ -481,6 +484,23 @@ def test_a_malformed_builder_post_is_answered_4xx_or_shown_again_never_5xx(
     before = _stored(runtime, merchant.shop_id)
     answer = _post(merchant, form)
     assert answer.status_code in (200, 400), answer.status_code
+    assert _stored(runtime, merchant.shop_id) == before
+
+
+def test_a_nul_no_database_text_holds_is_refused_beside_its_field(
+    merchant: Merchant, runtime: Runtime
+) -> None:
+    before = _stored(runtime, merchant.shop_id)
+    form = {"name": "n", "c.0.what": "tags:any_of", "c.0.value": "vip\x00", "action": "count"}
+    refused = _post(merchant, form)
+    assert refused.status_code == 400
+    assert _errors(refused.text) == {"c.0.value": "must not contain control characters"}
+    condition = {"field": "bought_tag", "op": "any_of", "value": ["ok", "a\u0000b"]}
+    api = merchant.api("PUT", "/segments/n", {"condition": condition})
+    assert api.status_code == 400
+    assert {f["field"]: f["message"] for f in api.get_json()["fields"]} == {
+        "condition.value[1]": "must not contain control characters"
+    }
     assert _stored(runtime, merchant.shop_id) == before
 
 
