@@ -24,6 +24,14 @@ from connector.embedded_redis import EmbeddedRedis
 Run = Callable[[str, str, str, argparse.Namespace, Path], None]
 
 
+def empty_postgres(url: str) -> None:
+    """Empty the PostgreSQL database ``url`` names: it is the bench's own, and is
+    migrated afresh by the bench."""
+    with psycopg.connect(url, autocommit=True) as emptied:
+        emptied.execute("DROP SCHEMA public CASCADE")
+        emptied.execute("CREATE SCHEMA public")
+
+
 def each_database(args: argparse.Namespace, run: Run) -> None:
     with tempfile.TemporaryDirectory(prefix="triggerpost-bench-") as tmp:
         workdir = Path(tmp)
@@ -43,10 +51,7 @@ def each_database(args: argparse.Namespace, run: Run) -> None:
                     if not args.postgres_url:
                         print("\npostgresql: skipped (no --postgres-url or TEST_DATABASE_URL)")
                         continue
-                    # the database named is the bench's own: emptied, then migrated afresh
-                    with psycopg.connect(args.postgres_url, autocommit=True) as emptied:
-                        emptied.execute("DROP SCHEMA public CASCADE")
-                        emptied.execute("CREATE SCHEMA public")
+                    empty_postgres(args.postgres_url)
                     run("postgresql", args.postgres_url, redis_url, args, workdir)
         finally:
             if embedded is not None:

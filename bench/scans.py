@@ -33,12 +33,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import event, func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adapters import events as ev
+from bench.databases import empty_postgres
 from jobs.flows import registry
 from jobs.flows.model import (
     Count,
@@ -295,10 +295,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="triggerpost-bench-") as tmp:
         workdir = Path(tmp)
         if args.database_url:
-            # the database named is the bench's own: emptied, then migrated afresh
-            with psycopg.connect(args.database_url, autocommit=True) as emptied:
-                emptied.execute("DROP SCHEMA public CASCADE")
-                emptied.execute("CREATE SCHEMA public")
+            empty_postgres(args.database_url)  # the bench's own database
             run(args.database_url, sizes, args, workdir)
         else:
             run(f"sqlite:///{workdir / 'bench.db'}", sizes, args, workdir)

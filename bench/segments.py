@@ -40,11 +40,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import bindparam, event, func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.databases import empty_postgres
 from jobs.audience import segments
 from jobs.merchant.shops import add_shop
 from jobs.runtime import Runtime
@@ -307,10 +307,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="triggerpost-bench-") as tmp:
         workdir = Path(tmp)
         if args.database_url:
-            # the database named is the bench's own: emptied, then migrated afresh
-            with psycopg.connect(args.database_url, autocommit=True) as emptied:
-                emptied.execute("DROP SCHEMA public CASCADE")
-                emptied.execute("CREATE SCHEMA public")
+            empty_postgres(args.database_url)  # the bench's own database
             run(args.database_url, sizes, args.checks, workdir)
         else:
             run(f"sqlite:///{workdir / 'bench.db'}", sizes, args.checks, workdir)
