@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -477,6 +478,21 @@ def segment() -> None:
     segment's conditions, or a saved or built-in segment's name as a JSON string)."""
 
 
+def _segment_asked(
+    settings: Settings, shop_ref: str, path: Path, ask: Callable[..., Any]
+) -> tuple[Shop, Any]:
+    """SHOP and what ``ask(session, shop_id, condition, now)`` answers of FILE.json's segment."""
+    require_schema(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine)() as session:
+            shop = known_shop(session, shop_ref)
+            condition = _segment_of(shop, path)
+            return shop, ask(session, shop.id, condition, datetime.now(UTC))
+    finally:
+        engine.dispose()
+
+
 def _segment_of(shop: Shop, path: Path) -> Any:
     """FILE.json's segment, resolved with the shop's saved segments; a clear error if bad."""
     import json
@@ -513,15 +529,7 @@ def segment_count(settings: Settings, shop_ref: str, path: Path, as_json: bool) 
 
     from jobs.audience import segments
 
-    require_schema(settings)
-    engine = make_engine(settings.database_url)
-    try:
-        with make_sessions(engine)() as session:
-            shop = known_shop(session, shop_ref)
-            condition = _segment_of(shop, path)
-            found = segments.count(session, shop.id, condition, datetime.now(UTC))
-    finally:
-        engine.dispose()
+    shop, found = _segment_asked(settings, shop_ref, path, segments.count)
     if as_json:
         click.echo(json.dumps({"shop": shop.key, "count": found}))
         return
@@ -547,19 +555,13 @@ def segment_sample(
 
     SHOP is the shop's id, myshopify domain or store URL.
     """
+    import functools
     import json
 
     from jobs.audience import segments
 
-    require_schema(settings)
-    engine = make_engine(settings.database_url)
-    try:
-        with make_sessions(engine)() as session:
-            shop = known_shop(session, shop_ref)
-            condition = _segment_of(shop, path)
-            members = segments.sample(session, shop.id, condition, datetime.now(UTC), limit)
-    finally:
-        engine.dispose()
+    ask = functools.partial(segments.sample, limit=limit)
+    shop, members = _segment_asked(settings, shop_ref, path, ask)
     for member in members:
         if as_json:
             click.echo(json.dumps(member.as_dict()))
